@@ -1,0 +1,179 @@
+"""Ed25519 signing keys, the signature document, and the trust decision.
+
+The archive embeds the signer's public key for information only: trust comes
+from keys pinned on this machine (the local key and ``backup.signing.
+trustedKeys``), never from the archive itself (spec/FORMAT.md §6).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from ..errors import KeyFileError, TamperedArchive, UntrustedSigner
+
+PRIVATE_NAME = "signing.key"
+PUBLIC_NAME = "signing.pub"
+PUBLIC_PREFIX = "ed25519:"
+
+
+def key_id(public: bytes) -> str:
+    """Short, stable name of a public key: 16 hex digits of its SHA-256."""
+    return hashlib.sha256(public).hexdigest()[:16]
+
+
+def format_public(public: bytes) -> str:
+    return PUBLIC_PREFIX + base64.b64encode(public).decode("ascii")
+
+
+def parse_public(text: str, source: object = None) -> bytes:
+    """Decode ``ed25519:<base64>`` into 32 raw bytes."""
+    text = text.strip()
+    if not text.startswith(PUBLIC_PREFIX):
+        raise KeyFileError(f"public key must start with '{PUBLIC_PREFIX}'", path=source)
+    try:
+        raw = base64.b64decode(text[len(PUBLIC_PREFIX):], validate=True)
+    except ValueError:
+        raise KeyFileError("public key is not valid base64", path=source) from None
+    if len(raw) != 32:
+        raise KeyFileError("public key is not 32 bytes", path=source)
+    return raw
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    private: Ed25519PrivateKey
+    public: bytes
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self.public)
+
+    def sign_document(self, message: bytes) -> dict:
+        """The signature document stored as ``.poppoarc/manifest.sig``."""
+        return {
+            "alg": "ed25519",
+            "key_id": self.key_id,
+            "public_key": base64.b64encode(self.public).decode("ascii"),
+            "signature": base64.b64encode(self.private.sign(message)).decode("ascii"),
+        }
+
+
+def _public_bytes(private: Ed25519PrivateKey) -> bytes:
+    return private.public_key().public_bytes(serialization.Encoding.Raw,
+                                             serialization.PublicFormat.Raw)
+
+
+def generate(key_dir: Path, *, force: bool = False) -> SigningKey:
+    """Create a new key pair in ``key_dir`` (0700) with the private key 0600."""
+    private_path = key_dir / PRIVATE_NAME
+    if private_path.exists() and not force:
+        raise KeyFileError("a signing key already exists (use --force to replace it)",
+                           path=private_path)
+    try:
+        key_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(key_dir, 0o700)
+        private = Ed25519PrivateKey.generate()
+        pem = private.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        _write_private(private_path, pem)
+        public = _public_bytes(private)
+        (key_dir / PUBLIC_NAME).write_text(format_public(public) + "\n", encoding="ascii")
+    except OSError as exc:
+        raise KeyFileError(f"cannot write key: {exc.strerror}", path=key_dir) from None
+    return SigningKey(private, public)
+
+
+def _write_private(path: Path, pem: bytes) -> None:
+    temp = path.with_name(path.name + ".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, pem)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+
+
+def load(key_dir: Path) -> SigningKey:
+    """Load the private key; refuse one that others can read."""
+    private_path = key_dir / PRIVATE_NAME
+    try:
+        mode = private_path.stat().st_mode
+        pem = private_path.read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError("no signing key (run 'poppoarc keygen')", path=private_path) from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key: {exc.strerror}", path=private_path) from None
+    if mode & 0o077:
+        raise KeyFileError(f"private key is readable by others (mode {mode & 0o777:04o}); "
+                           "run: chmod 600 " + str(private_path), path=private_path)
+    try:
+        private = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        raise KeyFileError("not an unencrypted PEM private key", path=private_path) from None
+    if not isinstance(private, Ed25519PrivateKey):
+        raise KeyFileError("not an Ed25519 key", path=private_path)
+    return SigningKey(private, _public_bytes(private))
+
+
+def load_or_generate(key_dir: Path) -> tuple[SigningKey, bool]:
+    """The local key, created on first use; the flag says it was just created."""
+    if (key_dir / PRIVATE_NAME).exists():
+        return load(key_dir), False
+    return generate(key_dir), True
+
+
+def trusted_keys(key_dir: Path, extra: list[str]) -> dict[str, bytes]:
+    """Pinned public keys by key id: the local key plus configured ones."""
+    pinned: dict[str, bytes] = {}
+    public_path = key_dir / PUBLIC_NAME
+    if public_path.exists():
+        raw = parse_public(public_path.read_text(encoding="ascii"), public_path)
+        pinned[key_id(raw)] = raw
+    elif (key_dir / PRIVATE_NAME).exists():
+        local = load(key_dir)
+        pinned[local.key_id] = local.public
+    for text in extra:
+        raw = parse_public(text, "backup.signing.trustedKeys")
+        pinned[key_id(raw)] = raw
+    return pinned
+
+
+def verify_document(document: dict, message: bytes, pinned: dict[str, bytes],
+                    path: object) -> str:
+    """Check a signature document; return the signer's key id.
+
+    Distinguishes a broken signature (TamperedArchive) from a good signature
+    by a key that is not pinned here (UntrustedSigner).
+    """
+    if set(document) != {"alg", "key_id", "public_key", "signature"} or document["alg"] != "ed25519":
+        raise TamperedArchive("signature document is malformed", path=path)
+    try:
+        public = base64.b64decode(document["public_key"], validate=True)
+        signature = base64.b64decode(document["signature"], validate=True)
+    except (ValueError, TypeError):
+        raise TamperedArchive("signature document is not valid base64", path=path) from None
+    if len(public) != 32 or len(signature) != 64 or key_id(public) != document["key_id"]:
+        raise TamperedArchive("signature document is malformed", path=path)
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
+    except InvalidSignature:
+        raise TamperedArchive("manifest signature does not verify: the archive head was "
+                              "modified or damaged", path=path) from None
+    if pinned.get(document["key_id"]) != public:
+        raise UntrustedSigner(f"signed by key {document['key_id']}, which is not trusted here "
+                              f"(add {format_public(public)} to backup.signing.trustedKeys "
+                              "if you trust it)", path=path)
+    return document["key_id"]

@@ -1,0 +1,180 @@
+"""The one exception tree of poppoarc, and collected warnings.
+
+Every error a user can cause or meet derives from PoppoarcError and carries a
+stable ``exit_code``; the CLI prints ``str(error)`` on one line and exits with
+that code.  Ranges (after borg):
+
+    0        success
+    1        success with warnings
+    2        usage error (bad command line)
+    3-9      configuration and environment
+    10-19    archive content (foreign, corrupt, truncated, tampered, ...)
+    20-29    source installation and store
+    30-39    restore
+    40-49    cryptography and keys
+    130      interrupted (SIGINT)
+
+Warnings are not raised: library code appends them to a ``Warnings`` list and
+carries on; the caller decides how to show them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+EXIT_OK = 0
+EXIT_WARNING = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class PoppoarcError(Exception):
+    """Base class: an error poppoarc reports as one line and an exit code."""
+
+    exit_code = 9
+
+    def __init__(self, message: str, *, path: object = None):
+        self.path = str(path) if path is not None else None
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class UsageError(PoppoarcError):
+    """The command line asks for something that cannot be done as written."""
+
+    exit_code = 2
+
+
+# -- configuration and environment (3-9) ------------------------------------
+
+class ConfigError(PoppoarcError):
+    """The configuration file is unreadable, not JSON, or has a bad value."""
+
+    exit_code = 3
+
+
+class ArchiveNotFound(PoppoarcError):
+    """No archive matches the given id, prefix or path."""
+
+    exit_code = 4
+
+
+class AmbiguousArchive(PoppoarcError):
+    """An id prefix matches more than one archive."""
+
+    exit_code = 5
+
+
+class LockHeld(PoppoarcError):
+    """Another poppoarc process holds the installation's lock."""
+
+    exit_code = 6
+
+
+# -- archive content (10-19) -------------------------------------------------
+
+class ArchiveError(PoppoarcError):
+    """Something is wrong with an archive file."""
+
+    exit_code = 10
+
+
+class ForeignArchive(ArchiveError):
+    """The file is not a poppoarc archive (not zstd, or no poppoarc head)."""
+
+    exit_code = 11
+
+
+class UnsupportedFormat(ArchiveError):
+    """A poppoarc archive of a format version this poppoarc cannot read."""
+
+    exit_code = 12
+
+
+class CorruptArchive(ArchiveError):
+    """Bytes of the archive do not match what its signed manifest says."""
+
+    exit_code = 13
+
+
+class TruncatedArchive(CorruptArchive):
+    """The archive ends before the length its manifest declares."""
+
+    exit_code = 14
+
+
+class TamperedArchive(ArchiveError):
+    """The manifest signature does not verify: the head was modified."""
+
+    exit_code = 15
+
+
+class UntrustedSigner(ArchiveError):
+    """The signature is valid but made by a key that is not pinned."""
+
+    exit_code = 16
+
+
+# -- source installation and store (20-29) ----------------------------------
+
+class SourceError(PoppoarcError):
+    """The installation root or one of its files cannot be read."""
+
+    exit_code = 20
+
+
+class DatabaseSnapshotError(SourceError):
+    """A SQLite database could not be captured consistently."""
+
+    exit_code = 21
+
+
+class StoreError(PoppoarcError):
+    """The backup store cannot be read or written."""
+
+    exit_code = 22
+
+
+class InsufficientSpace(StoreError):
+    """Not enough free space for the work asked for."""
+
+    exit_code = 23
+
+
+# -- keys (40-49) -----------------------------------------------------------
+
+class KeyFileError(PoppoarcError):
+    """A key file is missing, unreadable, or malformed."""
+
+    exit_code = 40
+
+
+def all_error_classes() -> list[type[PoppoarcError]]:
+    """Every error class, depth first, for the documented exit-code table."""
+    found: list[type[PoppoarcError]] = []
+
+    def walk(cls: type[PoppoarcError]) -> None:
+        found.append(cls)
+        for sub in sorted(cls.__subclasses__(), key=lambda c: c.exit_code):
+            walk(sub)
+
+    walk(PoppoarcError)
+    return found
+
+
+@dataclass
+class Warnings:
+    """Warnings collected during one operation, in the order they happened."""
+
+    items: list[str] = field(default_factory=list)
+
+    def add(self, message: str) -> None:
+        self.items.append(message)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)

@@ -1,0 +1,1 @@
+"""The archive format: zstd framing, tar members, manifest, index (spec/FORMAT.md)."""

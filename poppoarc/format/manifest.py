@@ -1,0 +1,220 @@
+"""The manifest (head document) and the entry index, and their validation.
+
+The head manifest is small and bounded; the per-entry records live in the
+index member at the end of the archive, bound to the manifest by its SHA-256
+(spec/FORMAT.md §5).  Both are canonical JSON, so one byte encoding exists.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from ..errors import CorruptArchive, TamperedArchive
+from .head import canonical_json, strict_loads
+
+FORMAT = "poppoarc/1"
+INDEX_FORMAT = "poppoarc-index/1"
+ARCHIVE_TYPES = ("manual", "scheduled", "pre-restore")
+ENTRY_TYPES = ("file", "dir", "symlink", "hardlink")
+MAX_WARNINGS_IN_HEAD = 50
+MAX_WARNING_CHARS = 240
+
+ID_PATTERN = re.compile(r"backup-(\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z)-([a-z0-9]{6})\Z")
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+REQUIRED_KEYS = {
+    "format", "id", "timestamp", "version", "tool", "type", "name", "incremental",
+    "parent", "host", "root", "targets", "databases", "certificates", "warnings",
+    "warnings_total", "encryption", "compression", "layout", "checksum", "duration",
+    "size", "files",
+}
+LAYOUT_KEYS = {"head_size", "body_offset", "index_offset", "index_length", "index_size",
+               "index_sha256", "entries"}
+
+
+def new_archive_id(now: datetime) -> str:
+    """``backup-2025-06-19T12-00-00-000Z-abc123`` (UTC, milliseconds, 6 random chars)."""
+    stamp = now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H-%M-%S-") + f"{now.microsecond // 1000:03d}Z"
+    suffix = "".join(secrets.choice(_ID_ALPHABET) for _ in range(6))
+    return f"backup-{stamp}-{suffix}"
+
+
+def iso_timestamp(now: datetime) -> str:
+    """``2025-06-19T12:00:00.000Z`` as in the seed's metadata.json."""
+    now = now.astimezone(timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def timestamp_seconds(timestamp: str) -> int:
+    parsed = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return int(parsed.timestamp())
+
+
+def cap_warnings(warnings: list[str]) -> list[str]:
+    return [w if len(w) <= MAX_WARNING_CHARS else w[:MAX_WARNING_CHARS - 1] + "…"
+            for w in warnings[:MAX_WARNINGS_IN_HEAD]]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+def validate_manifest(manifest: dict, path: object) -> None:
+    """Reader rules for the head document (spec/FORMAT.md §5.3).
+
+    Called only after the signature verified, so a failure here means a
+    writer bug or a signed-but-malicious archive: either way, reject.
+    """
+    missing = REQUIRED_KEYS - manifest.keys()
+    extra = manifest.keys() - REQUIRED_KEYS
+    if missing or extra:
+        raise TamperedArchive(f"manifest keys wrong (missing {sorted(missing)}, unknown {sorted(extra)})",
+                              path=path)
+    match = ID_PATTERN.match(str(manifest["id"]))
+    if not match:
+        raise TamperedArchive(f"manifest id {manifest['id']!r} is malformed", path=path)
+    timestamp = str(manifest["timestamp"])
+    if "backup-" + timestamp.replace(":", "-").replace(".", "-") != "backup-" + match.group(1):
+        raise TamperedArchive("manifest timestamp does not match the archive id", path=path)
+    if manifest["type"] not in ARCHIVE_TYPES:
+        raise TamperedArchive(f"unknown archive type {manifest['type']!r}", path=path)
+    layout = manifest["layout"]
+    if not isinstance(layout, dict) or set(layout) != LAYOUT_KEYS:
+        raise TamperedArchive("manifest layout is malformed", path=path)
+    for key in LAYOUT_KEYS - {"index_sha256"}:
+        if not _is_int(layout[key]):
+            raise TamperedArchive(f"layout.{key} is not a non-negative integer", path=path)
+    if not _is_int(manifest["size"]) or not str(manifest["checksum"]).startswith("sha256:"):
+        raise TamperedArchive("manifest size or checksum is malformed", path=path)
+    end = layout["index_offset"] + layout["index_length"]
+    if not layout["body_offset"] <= layout["index_offset"] < end == manifest["size"]:
+        raise TamperedArchive("manifest layout offsets are inconsistent", path=path)
+    if manifest["encryption"] is not None:
+        raise TamperedArchive("encrypted archives are not supported by this version", path=path)
+
+
+# -- the index -------------------------------------------------------------
+
+@dataclass(slots=True)
+class IndexEntry:
+    """One archived path, as recorded in the index (compact in memory)."""
+
+    path: str
+    target: str | None
+    type: str
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    size: int = 0
+    sha256: str | None = None
+    link: str | None = None
+    sqlite: bool = False
+    changed: bool = False
+    generated: bool = False
+
+    def to_json(self) -> dict:
+        record = {"path": self.path, "target": self.target, "type": self.type,
+                  "mode": self.mode, "uid": self.uid, "gid": self.gid,
+                  "mtime_ns": self.mtime_ns, "size": self.size}
+        if self.sha256 is not None:
+            record["sha256"] = self.sha256
+        if self.link is not None:
+            record["link"] = self.link
+        for flag in ("sqlite", "changed", "generated"):
+            if getattr(self, flag):
+                record[flag] = True
+        return record
+
+
+_ENTRY_REQUIRED = {"path", "target", "type", "mode", "uid", "gid", "mtime_ns", "size"}
+_ENTRY_OPTIONAL = {"sha256", "link", "sqlite", "changed", "generated"}
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def encode_index(archive_id: str, entries: list[IndexEntry]) -> bytes:
+    lines = [canonical_json({"format": INDEX_FORMAT, "archive_id": archive_id,
+                             "entries": len(entries)})]
+    lines.extend(canonical_json(e.to_json()) for e in entries)
+    return b"\n".join(lines) + b"\n"
+
+
+def decode_index(data: bytes, archive_id: str, path: object) -> list[IndexEntry]:
+    """Parse the index; its bytes were already matched against the signed hash."""
+    lines = data.split(b"\n")
+    if not lines or lines[-1] != b"":
+        raise CorruptArchive("index does not end with a newline", path=path)
+    try:
+        header = strict_loads(lines[0])
+        if header != {"format": INDEX_FORMAT, "archive_id": archive_id,
+                      "entries": len(lines) - 2}:
+            raise ValueError("index header does not match the archive")
+        entries = []
+        files: dict[str, IndexEntry] = {}
+        seen: set[str] = set()
+        for line in lines[1:-1]:
+            record = strict_loads(line)
+            keys = set(record) if isinstance(record, dict) else set()
+            if not _ENTRY_REQUIRED <= keys <= _ENTRY_REQUIRED | _ENTRY_OPTIONAL:
+                raise ValueError(f"entry keys wrong: {sorted(keys)}")
+            entry = IndexEntry(**record)
+            _check_entry(entry)
+            if entry.path in seen:
+                raise ValueError(f"{entry.path!r}: listed twice")
+            seen.add(entry.path)
+            if entry.type == "hardlink":
+                first = files.get(entry.link)
+                if first is None or (first.size, first.sha256) != (entry.size, entry.sha256):
+                    raise ValueError(f"{entry.path!r}: hard link to {entry.link!r}, "
+                                     "which is not an earlier file of the same content")
+            elif entry.type == "file":
+                files[entry.path] = entry
+            entries.append(entry)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise CorruptArchive(f"index is malformed: {exc}", path=path) from None
+    return entries
+
+
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
+MAX_DEPTH = 256
+
+
+def path_problem(path: object) -> str | None:
+    """Why ``path`` is not an acceptable relative archive path, or None."""
+    if not isinstance(path, str) or not path:
+        return "empty path"
+    if "\0" in path:
+        return "NUL in path"
+    if path.startswith("/"):
+        return "absolute path"
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "empty, '.' or '..' component"
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        return "path longer than 4096 bytes"
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in parts):
+        return "name longer than 255 bytes"
+    if len(parts) > MAX_DEPTH:
+        return "path deeper than 256 levels"
+    return None
+
+
+def _check_entry(entry: IndexEntry) -> None:
+    problem = path_problem(entry.path)
+    if problem:
+        raise ValueError(f"{entry.path!r}: {problem}")
+    if entry.type not in ENTRY_TYPES:
+        raise ValueError(f"{entry.path}: unknown entry type {entry.type!r}")
+    for key in ("mode", "uid", "gid", "mtime_ns", "size"):
+        if not _is_int(getattr(entry, key)):
+            raise ValueError(f"{entry.path}: {key} is not a non-negative integer")
+    if entry.mode > 0o7777:
+        raise ValueError(f"{entry.path}: mode out of range")
+    if entry.type in ("file", "hardlink") and not (entry.sha256 and _SHA256_HEX.match(entry.sha256)):
+        raise ValueError(f"{entry.path}: missing or malformed sha256")
+    if entry.type in ("symlink", "hardlink") and not entry.link:
+        raise ValueError(f"{entry.path}: link without a target")

@@ -1,0 +1,260 @@
+"""Reading archives: the head, the index, and a verified walk of the body.
+
+Nothing is trusted before the signature verifies against a pinned key; after
+that, every other byte is checked against values the signed manifest binds:
+the index by its SHA-256, each member's header by exact re-encoding, each
+member's content by its SHA-256, and the compressed bytes by the body
+checksum (spec/FORMAT.md §7).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+from pyzstd import DParameter, ZstdDecompressor, ZstdError
+
+from ..crypto import signing
+from ..errors import CorruptArchive, ForeignArchive, TamperedArchive, TruncatedArchive
+from . import tarheader
+from .head import (
+    FRAME_HEADER_SIZE,
+    INDEX_NAME,
+    RawHead,
+    ZSTD_MAGIC,
+    decode_head,
+    encode_head,
+    head_frame_size,
+    read_head_size,
+    signed_message,
+)
+from .manifest import IndexEntry, decode_index, timestamp_seconds, validate_manifest
+
+WINDOW_LOG_MAX = 27
+READ_SIZE = 1 << 20
+MAX_INDEX_SIZE = 1 << 30
+
+
+def read_head(handle, path: object) -> RawHead:
+    """Read and structurally decode the head; reads at most ~1 MiB."""
+    handle.seek(0)
+    prefix = handle.read(FRAME_HEADER_SIZE)
+    head_size = read_head_size(prefix, path)
+    frame = prefix + handle.read(head_frame_size(head_size) - FRAME_HEADER_SIZE)
+    return decode_head(frame, path)
+
+
+@dataclass(frozen=True)
+class TrustedHead:
+    raw: RawHead
+    signer: str
+
+    @property
+    def manifest(self) -> dict:
+        return self.raw.manifest
+
+
+def authenticate(raw: RawHead, pinned: dict[str, bytes], path: object) -> TrustedHead:
+    """Signature by a pinned key, manifest rules, and byte-exact head framing."""
+    signer = signing.verify_document(raw.signature, signed_message(raw.manifest_member),
+                                     pinned, path)
+    validate_manifest(raw.manifest, path)
+    expected = encode_head(raw.manifest_member, raw.signature_json, raw.head_size,
+                           timestamp_seconds(raw.manifest["timestamp"]))
+    if expected != raw.frame or raw.manifest["layout"]["body_offset"] != len(expected):
+        raise TamperedArchive("head framing differs from what the manifest implies", path=path)
+    return TrustedHead(raw, signer)
+
+
+def check_length(handle, manifest: dict, path: object) -> None:
+    actual = os.fstat(handle.fileno()).st_size
+    if actual < manifest["size"]:
+        raise TruncatedArchive(f"archive is {actual} bytes, its manifest says {manifest['size']}",
+                               path=path)
+    if actual > manifest["size"]:
+        raise CorruptArchive(f"{actual - manifest['size']} unexpected bytes after the end of the archive",
+                             path=path)
+
+
+class FrameStream:
+    """Decompressed bytes of consecutive zstd frames, with strict framing.
+
+    Every frame must start with the zstd magic (skippable frames are
+    rejected), the window is capped at 2**27, and output is produced in
+    bounded pieces.  ``hasher`` sees every compressed byte consumed.
+    """
+
+    def __init__(self, handle, start: int, end: int, path: object, hasher=None):
+        self.handle, self.position, self.end, self.path = handle, start, end, path
+        self.hasher = hasher
+        self._input = b""
+        self._decompressor: ZstdDecompressor | None = None
+        self._output = bytearray()
+
+    def _more_input(self) -> bool:
+        if self.position >= self.end:
+            return False
+        self.handle.seek(self.position)
+        chunk = self.handle.read(min(READ_SIZE, self.end - self.position))
+        if not chunk:
+            raise TruncatedArchive("archive ends early", path=self.path)
+        self.position += len(chunk)
+        if self.hasher is not None:
+            self.hasher.update(chunk)
+        self._input += chunk
+        return True
+
+    def _fill(self, wanted: int) -> None:
+        while len(self._output) < wanted:
+            if self._decompressor is None:
+                while len(self._input) < 4 and self._more_input():
+                    pass
+                if not self._input:
+                    return
+                if self._input[:4] != ZSTD_MAGIC:
+                    raise CorruptArchive("body contains something other than a zstd frame",
+                                         path=self.path)
+                self._decompressor = ZstdDecompressor(option={DParameter.windowLogMax: WINDOW_LOG_MAX})
+            if self._decompressor.needs_input and not self._input and not self._more_input():
+                raise TruncatedArchive("archive ends inside a zstd frame", path=self.path)
+            try:
+                out = self._decompressor.decompress(self._input, max_length=READ_SIZE)
+            except ZstdError as exc:
+                raise CorruptArchive(f"compressed data is damaged ({exc})", path=self.path) from None
+            # Input not consumed because of max_length stays inside the decompressor.
+            self._input = b""
+            self._output += out
+            if self._decompressor.eof:
+                self._input = self._decompressor.unused_data
+                self._decompressor = None
+
+    def read(self, size: int) -> bytes:
+        """Exactly ``size`` bytes, or fewer only at the end of the data."""
+        self._fill(size)
+        data = bytes(self._output[:size])
+        del self._output[:size]
+        return data
+
+    def at_end(self) -> bool:
+        self._fill(1)
+        return not self._output and self._decompressor is None and not self._input
+
+
+def _expect(stream: FrameStream, expected: bytes, what: str, path: object) -> None:
+    actual = stream.read(len(expected))
+    if actual != expected:
+        if len(actual) < len(expected):
+            raise TruncatedArchive(f"archive ends before {what}", path=path)
+        raise CorruptArchive(f"{what}: tar header differs from the signed index", path=path)
+
+
+def expected_header(entry: IndexEntry) -> bytes:
+    """The exact header bytes a writer produces for an index entry."""
+    seconds = entry.mtime_ns // 10**9
+    if entry.type == "dir":
+        return tarheader.member_header(entry.path + "/", tarheader.DIRECTORY, mode=entry.mode,
+                                       uid=entry.uid, gid=entry.gid, mtime=seconds)
+    if entry.type in ("symlink", "hardlink"):
+        kind = tarheader.SYMLINK if entry.type == "symlink" else tarheader.HARDLINK
+        return tarheader.member_header(entry.path, kind, mode=entry.mode, uid=entry.uid,
+                                       gid=entry.gid, mtime=seconds, linkname=entry.link)
+    return tarheader.member_header(entry.path, tarheader.REGULAR, mode=entry.mode, uid=entry.uid,
+                                   gid=entry.gid, size=entry.size, mtime=seconds)
+
+
+def read_index(handle, head: TrustedHead, path: object) -> list[IndexEntry]:
+    """The entry index, checked against the signed hash and size."""
+    layout = head.manifest["layout"]
+    if layout["index_size"] > MAX_INDEX_SIZE:
+        raise CorruptArchive("index is unreasonably large", path=path)
+    stream = FrameStream(handle, layout["index_offset"], head.manifest["size"], path)
+    header = tarheader.member_header(INDEX_NAME, tarheader.REGULAR, mode=0o644,
+                                     size=layout["index_size"],
+                                     mtime=timestamp_seconds(head.manifest["timestamp"]))
+    _expect(stream, header, "index member", path)
+    data = stream.read(layout["index_size"])
+    if hashlib.sha256(data).hexdigest() != layout["index_sha256"]:
+        raise CorruptArchive("index does not match its signed SHA-256", path=path)
+    trailer = stream.read(tarheader.padding(len(data)) + len(tarheader.END_OF_ARCHIVE))
+    if trailer != bytes(tarheader.padding(len(data)) + len(tarheader.END_OF_ARCHIVE)) or not stream.at_end():
+        raise CorruptArchive("archive does not end with the index and end-of-archive blocks",
+                             path=path)
+    entries = decode_index(data, head.manifest["id"], path)
+    if len(entries) != layout["entries"]:
+        raise CorruptArchive("index entry count differs from the manifest", path=path)
+    return entries
+
+
+class MemberSink:
+    """Receives verified member content; restore writes it, verify discards it."""
+
+    def begin(self, entry: IndexEntry) -> None: ...
+    def data(self, entry: IndexEntry, chunk: bytes) -> None: ...
+    def end(self, entry: IndexEntry) -> None: ...
+
+
+def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object,
+              sink: MemberSink, progress=None) -> None:
+    """Walk every member in index order, checking header, size and SHA-256.
+
+    ``sink.end`` is called for a member only after its content verified.
+    The body checksum over all compressed bytes is checked at the end.
+    """
+    manifest = head.manifest
+    layout = manifest["layout"]
+    body_hash = hashlib.sha256()
+    stream = FrameStream(handle, layout["body_offset"], layout["index_offset"], path, body_hash)
+    done = 0
+    for entry in entries:
+        _expect(stream, expected_header(entry), f"member {entry.path}", path)
+        sink.begin(entry)
+        if entry.type == "file":
+            digest = hashlib.sha256()
+            remaining = entry.size
+            while remaining:
+                chunk = stream.read(min(remaining, READ_SIZE))
+                if not chunk:
+                    raise TruncatedArchive(f"archive ends inside member {entry.path}", path=path)
+                digest.update(chunk)
+                sink.data(entry, chunk)
+                remaining -= len(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done, entry.path)
+            pad = stream.read(tarheader.padding(entry.size))
+            if pad != bytes(tarheader.padding(entry.size)):
+                raise CorruptArchive(f"member {entry.path}: padding is not zero", path=path)
+            if digest.hexdigest() != entry.sha256:
+                raise CorruptArchive(f"member {entry.path}: content does not match its SHA-256",
+                                     path=path)
+        sink.end(entry)
+    if not stream.at_end():
+        raise CorruptArchive("body holds data after the last indexed member", path=path)
+    # hash the compressed bytes of the index frame too: the checksum covers all of the body
+    handle.seek(layout["index_offset"])
+    remaining = manifest["size"] - layout["index_offset"]
+    while remaining:
+        chunk = handle.read(min(READ_SIZE, remaining))
+        if not chunk:
+            raise TruncatedArchive("archive ends early", path=path)
+        body_hash.update(chunk)
+        remaining -= len(chunk)
+    if "sha256:" + body_hash.hexdigest() != manifest["checksum"]:
+        raise CorruptArchive("archive body checksum does not match the manifest", path=path)
+
+
+def open_trusted(handle, pinned: dict[str, bytes], path: object) -> TrustedHead:
+    """Head, signature and length checks in the order a reader must do them."""
+    raw = read_head(handle, path)
+    head = authenticate(raw, pinned, path)
+    check_length(handle, head.manifest, path)
+    return head
+
+
+def probe(handle, path: object) -> RawHead:
+    """The head without trust, for listing; raises for non-poppoarc files."""
+    try:
+        return read_head(handle, path)
+    except (OSError, ValueError) as exc:
+        raise ForeignArchive(f"cannot read head: {exc}", path=path) from None

@@ -1,0 +1,197 @@
+"""Writing the archive body: tar members through a zstd compressor.
+
+Sources are read exactly once: each chunk is hashed (SHA-256 of content)
+and handed to the compressor, and every compressed byte is hashed on its way
+to the file (the body checksum).  The head frame is reserved up front and
+written last by ``finish`` (spec/FORMAT.md §3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+from pyzstd import CParameter, ZstdCompressor
+
+from ..errors import PoppoarcError
+from . import head as headfmt
+from . import tarheader
+from .head import INDEX_NAME, head_frame_size
+from .manifest import FORMAT, IndexEntry, cap_warnings, encode_index, iso_timestamp
+
+FEED_CHUNK = 1 << 20          # compress in 1 MiB pieces: big enough to release the GIL
+READ_CHUNK = 4 << 20
+DEFAULT_LEVEL = 3
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """What writing one regular file found."""
+
+    sha256: str
+    size: int            # bytes stored (the size recorded at open)
+    changed: bool        # the file grew or shrank while it was read
+
+
+class BodyWriter:
+    """Streams tar members, compressed, after a reserved head region."""
+
+    def __init__(self, out, head_size: int, *, level: int = DEFAULT_LEVEL, threads: int = 0):
+        self.out = out
+        self.offset = head_frame_size(head_size)
+        self.body_hash = hashlib.sha256()
+        options = {CParameter.compressionLevel: level, CParameter.checksumFlag: 1}
+        if threads > 1:
+            options[CParameter.nbWorkers] = threads
+        self._compressor = ZstdCompressor(options)
+        self._pending = bytearray()
+        self._frame_start = self.offset
+        self._frame_has_data = False
+        self._buffer = bytearray(READ_CHUNK)
+        out.seek(self.offset)
+
+    # -- low level -------------------------------------------------------
+    def _emit(self, compressed: bytes) -> None:
+        if compressed:
+            self.out.write(compressed)
+            self.body_hash.update(compressed)
+            self.offset += len(compressed)
+
+    def _feed(self, data) -> None:
+        self._frame_has_data = True
+        if len(data) >= FEED_CHUNK:
+            if self._pending:
+                self._emit(self._compressor.compress(self._pending))
+                self._pending.clear()
+            self._emit(self._compressor.compress(data))
+            return
+        self._pending += data
+        if len(self._pending) >= FEED_CHUNK:
+            self._emit(self._compressor.compress(self._pending))
+            self._pending.clear()
+
+    def end_frame(self) -> tuple[int, int]:
+        """Close the current zstd frame; return its (offset, length) in the file."""
+        if self._pending:
+            self._emit(self._compressor.compress(self._pending))
+            self._pending.clear()
+        if self._frame_has_data:
+            self._emit(self._compressor.flush(ZstdCompressor.FLUSH_FRAME))
+        start, self._frame_start = self._frame_start, self.offset
+        self._frame_has_data = False
+        return start, self.offset - start
+
+    # -- members -----------------------------------------------------------
+    def add_directory(self, path: str, mode: int, mtime_ns: int, uid: int, gid: int) -> None:
+        self._feed(tarheader.member_header(path + "/", tarheader.DIRECTORY, mode=mode,
+                                           uid=uid, gid=gid, mtime=mtime_ns // 10**9))
+
+    def add_link(self, path: str, kind: bytes, target: str, mode: int, mtime_ns: int,
+                 uid: int, gid: int) -> None:
+        self._feed(tarheader.member_header(path, kind, mode=mode, uid=uid, gid=gid,
+                                           mtime=mtime_ns // 10**9, linkname=target))
+
+    def add_bytes(self, path: str, data: bytes, mode: int, mtime_ns: int) -> str:
+        """A member whose content poppoarc generated; returns its SHA-256."""
+        self._feed(tarheader.member_header(path, tarheader.REGULAR, mode=mode,
+                                           size=len(data), mtime=mtime_ns // 10**9))
+        self._feed(data)
+        self._feed(bytes(tarheader.padding(len(data))))
+        return hashlib.sha256(data).hexdigest()
+
+    def add_file(self, path: str, fd: int, size: int, mode: int, mtime_ns: int,
+                 uid: int, gid: int) -> StoredFile:
+        """Store exactly ``size`` bytes read from ``fd`` (the size seen at open).
+
+        A file that shrinks is padded with zeros and one that grows is cut,
+        so the member always matches its header; both are reported as changed.
+        """
+        self._feed(tarheader.member_header(path, tarheader.REGULAR, mode=mode, uid=uid,
+                                           gid=gid, size=size, mtime=mtime_ns // 10**9))
+        digest = hashlib.sha256()
+        changed = False
+        if size < READ_CHUNK:
+            data = os.read(fd, size + 1)
+            while len(data) < size:
+                more = os.read(fd, size + 1 - len(data))
+                if not more:
+                    break
+                data += more
+            if len(data) != size:
+                changed = True
+                data = data[:size] + bytes(max(0, size - len(data)))
+            digest.update(data)
+            self._feed(data)
+        else:
+            view = memoryview(self._buffer)
+            remaining = size
+            while remaining:
+                got = os.readv(fd, [view[:min(remaining, READ_CHUNK)]])
+                if got == 0:
+                    changed = True
+                    zeros = bytes(remaining)
+                    digest.update(zeros)
+                    self._feed(zeros)
+                    break
+                chunk = view[:got]
+                digest.update(chunk)
+                self._feed(chunk)
+                remaining -= got
+            if not changed and os.read(fd, 1):
+                changed = True
+        self._feed(bytes(tarheader.padding(size)))
+        return StoredFile(digest.hexdigest(), size, changed)
+
+    def add_index(self, index: bytes, mtime_ns: int) -> tuple[int, int]:
+        """Write the index member and the end-of-archive blocks as the last frame."""
+        self.end_frame()
+        self.add_bytes(INDEX_NAME, index, 0o644, mtime_ns)
+        self._feed(tarheader.END_OF_ARCHIVE)
+        return self.end_frame()
+
+
+def finish_archive(handle, writer: BodyWriter, *, archive_id: str, now, entries: list[IndexEntry],
+                   fields: dict, warnings: list[str], key, head_size: int,
+                   level: int = DEFAULT_LEVEL) -> dict:
+    """Write the index, then sign the manifest into the reserved head.
+
+    ``fields`` carries the manifest keys that describe the source (type,
+    name, targets, databases, ...); the layout, sizes and checksums are
+    filled in here from what was written.  Returns the manifest.
+    """
+    seconds = int(now.timestamp())
+    index = encode_index(archive_id, entries)
+    index_offset, index_length = writer.add_index(index, seconds * 10**9)
+    manifest = {
+        **fields,
+        "format": FORMAT, "id": archive_id, "timestamp": iso_timestamp(now),
+        "compression": {"alg": "zstd", "level": level, "window_log_max": 27, "checksum": True},
+        "layout": {"head_size": head_size, "body_offset": head_frame_size(head_size),
+                   "index_offset": index_offset, "index_length": index_length,
+                   "index_size": len(index), "index_sha256": hashlib.sha256(index).hexdigest(),
+                   "entries": len(entries)},
+        "checksum": "sha256:" + writer.body_hash.hexdigest(),
+        "size": writer.offset,
+        "warnings": [], "warnings_total": len(warnings),
+    }
+    handle.seek(0)
+    handle.write(signed_head(manifest, warnings, head_size, key, seconds))
+    return manifest
+
+
+def signed_head(manifest: dict, warnings: list[str], head_size: int, key, mtime: int) -> bytes:
+    """Sign and frame the manifest, halving the head's warning list until it fits."""
+    kept = cap_warnings(warnings)
+    while True:
+        manifest["warnings"] = kept
+        try:
+            member = headfmt.pad_manifest(headfmt.canonical_json(manifest), head_size)
+            break
+        except OverflowError:
+            if not kept:
+                raise PoppoarcError("archive manifest does not fit the head; "
+                                    "too many databases or certificates") from None
+            kept = kept[:len(kept) // 2]
+    signature = headfmt.canonical_json(key.sign_document(headfmt.signed_message(member)))
+    return headfmt.encode_head(member, signature, head_size, mtime)

@@ -1,0 +1,167 @@
+"""Read-only commands: list, inspect, verify.
+
+``list`` reads only each archive's head (bounded, spec/FORMAT.md §3.3) and
+never fails because one archive is damaged: it marks that row instead.
+``verify`` checks every byte; ``inspect`` shows the signed manifest.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Settings
+from .crypto import signing
+from .errors import ArchiveError, CorruptArchive, PoppoarcError
+from .format import reader
+from .format.manifest import IndexEntry
+from .snapshot.sqlite import integrity_errors
+from .store.local import SUFFIX, LocalStore
+
+
+def pinned_keys(settings: Settings) -> dict[str, bytes]:
+    return signing.trusted_keys(settings.key_dir, settings.trusted_keys)
+
+
+@dataclass
+class ListRow:
+    id: str
+    path: Path
+    size: int
+    timestamp: str | None = None
+    type: str | None = None
+    name: str | None = None
+    incremental: bool = False
+    signer: str | None = None
+    status: str = "ok"            # ok | untrusted | damaged
+    problem: str | None = None
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "path": str(self.path), "size": self.size,
+                "timestamp": self.timestamp, "type": self.type, "name": self.name,
+                "incremental": self.incremental, "signer": self.signer,
+                "status": self.status, "problem": self.problem}
+
+
+def list_archives(settings: Settings) -> list[ListRow]:
+    """Every archive in the store, newest first, from heads alone."""
+    pinned = pinned_keys(settings)
+    rows = []
+    for path in LocalStore(settings.store).archives():
+        rows.append(_list_row(path, pinned))
+    rows.sort(key=lambda r: (r.timestamp or "", r.id), reverse=True)
+    return rows
+
+
+def _list_row(path: Path, pinned: dict[str, bytes]) -> ListRow:
+    archive_id = path.name[:-len(SUFFIX)]
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            raw = reader.read_head(handle, path)
+            manifest = raw.manifest
+            row = ListRow(archive_id, path, size, manifest.get("timestamp"), manifest.get("type"),
+                          manifest.get("name"), bool(manifest.get("incremental")))
+            try:
+                head = reader.authenticate(raw, pinned, path)
+                row.signer = head.signer
+                reader.check_length(handle, manifest, path)
+            except ArchiveError as exc:
+                row.status = "untrusted" if exc.__class__.__name__ == "UntrustedSigner" else "damaged"
+                row.problem = str(exc)
+            if manifest.get("id") != archive_id and row.status == "ok":
+                row.status, row.problem = "damaged", f"file name does not match archive id {manifest.get('id')}"
+            return row
+    except (PoppoarcError, OSError) as exc:
+        return ListRow(archive_id, path, path.stat().st_size if path.exists() else 0,
+                       status="damaged", problem=str(exc))
+
+
+def locate(settings: Settings, reference: str) -> Path:
+    return LocalStore(settings.store).resolve(reference)
+
+
+@dataclass
+class InspectResult:
+    path: Path
+    manifest: dict
+    signer: str
+    entries: list[IndexEntry] = field(default_factory=list)
+
+    def to_json(self, with_entries: bool = False) -> dict:
+        data = {"path": str(self.path), "signer": self.signer, "manifest": self.manifest}
+        if with_entries:
+            data["entries"] = [e.to_json() for e in self.entries]
+        return data
+
+
+def inspect(settings: Settings, reference: str, with_entries: bool = False) -> InspectResult:
+    path = locate(settings, reference)
+    with open(path, "rb") as handle:
+        head = reader.open_trusted(handle, pinned_keys(settings), path)
+        entries = reader.read_index(handle, head, path) if with_entries else []
+    return InspectResult(path, head.manifest, head.signer, entries)
+
+
+class _VerifySink(reader.MemberSink):
+    """Discards content, except SQLite members, which are checked on a temp copy."""
+
+    def __init__(self, workdir: str, path: Path):
+        self.workdir, self.path = workdir, path
+        self._fd: int | None = None
+        self.databases_checked = 0
+
+    def begin(self, entry: IndexEntry) -> None:
+        if entry.sqlite:
+            self._temp = os.path.join(self.workdir, "check.db")
+            self._fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+
+    def data(self, entry: IndexEntry, chunk: bytes) -> None:
+        if self._fd is not None:
+            os.write(self._fd, chunk)
+
+    def end(self, entry: IndexEntry) -> None:
+        if self._fd is None:
+            return
+        os.close(self._fd)
+        self._fd = None
+        errors = integrity_errors(self._temp)
+        os.unlink(self._temp)
+        if errors:
+            raise CorruptArchive(f"member {entry.path}: database fails integrity_check: "
+                                 f"{'; '.join(errors[:2])}", path=self.path)
+        self.databases_checked += 1
+
+
+@dataclass
+class VerifyResult:
+    path: Path
+    id: str
+    signer: str
+    entries: int
+    files: int
+    bytes: int
+    databases: int
+
+    def to_json(self) -> dict:
+        return {"path": str(self.path), "id": self.id, "ok": True, "signer": self.signer,
+                "entries": self.entries, "files": self.files, "bytes": self.bytes,
+                "databases_checked": self.databases}
+
+
+def verify(settings: Settings, reference: str, progress=None) -> VerifyResult:
+    """Check signature, framing, index, every member's SHA-256, every database."""
+    path = locate(settings, reference)
+    with open(path, "rb") as handle:
+        head = reader.open_trusted(handle, pinned_keys(settings), path)
+        entries = reader.read_index(handle, head, path)
+        total = sum(e.size for e in entries if e.type == "file")
+        with tempfile.TemporaryDirectory(prefix="poppoarc-verify-") as workdir:
+            sink = _VerifySink(workdir, path)
+            reader.read_body(handle, head, entries, path, sink,
+                             progress=(lambda done, name: progress(done, total, name)) if progress else None)
+    files = sum(1 for e in entries if e.type in ("file", "hardlink"))
+    return VerifyResult(path, head.manifest["id"], head.signer, len(entries), files, total,
+                        sink.databases_checked)

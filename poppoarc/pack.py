@@ -1,0 +1,266 @@
+"""``pack``: capture an installation into one signed archive.
+
+Order of work: lock the installation, walk it, then stream every selected
+target into a temporary archive (databases through the backup API), write
+the index, sign the manifest into the reserved head, fsync and rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import __version__
+from .config import Settings
+from .crypto import signing
+from .errors import SourceError, Warnings
+from .format import head as headfmt
+from .format import tarheader
+from .format.manifest import MAX_WARNING_CHARS, MAX_WARNINGS_IN_HEAD, IndexEntry, new_archive_id
+from .format.writer import DEFAULT_LEVEL, BodyWriter, finish_archive
+from .lock import InstallationLock
+from .snapshot import sqlite as sqlite_snapshot
+from .snapshot.catalogue import TARGETS, build_catalogue
+from .snapshot.certs import describe_reference
+from .snapshot.environment import dotenv_names, environment_document
+from .snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry, scan
+from .store.local import LocalStore
+
+ENVIRONMENT_MEMBER = ".poppoarc/environment.json"
+MAX_REFERENCES = 500
+
+
+@dataclass
+class PackResult:
+    id: str
+    path: Path
+    size: int
+    files: int
+    targets: dict
+    warnings: list[str]
+    duration_ms: int
+    signer: str
+    key_created: bool
+    databases: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "path": str(self.path), "size": self.size, "files": self.files,
+                "targets": self.targets, "warnings": self.warnings,
+                "duration_ms": self.duration_ms, "signer": self.signer,
+                "key_created": self.key_created,
+                "databases": [{"path": d["path"], "tables": d["tables"]} for d in self.databases]}
+
+
+def installation_version(root: Path) -> str | None:
+    """The app version from ``.poppo/config.json`` or ``package.json``, if any."""
+    for candidate in (root / ".poppo" / "config.json", root / "package.json"):
+        try:
+            value = json.loads(candidate.read_text(encoding="utf-8")).get("version")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def compression_threads() -> int:
+    configured = os.environ.get("POPPOARC_THREADS")
+    if configured:
+        return int(configured)
+    return min(os.cpu_count() or 1, 2)
+
+
+def pack(settings: Settings, *, targets: tuple[str, ...] | None = None, name: str | None = None,
+         archive_type: str = "manual", progress=None, environ=None) -> PackResult:
+    started = time.monotonic()
+    now = datetime.now(timezone.utc)
+    warnings = Warnings()
+    catalogue = build_catalogue(settings.backup.get("targets", {}), targets)
+    key, key_created = signing.load_or_generate(settings.key_dir)
+    store = LocalStore(settings.store)
+    store.ensure()
+    store.remove_stale_temps()
+    with InstallationLock(settings.root, "pack"):
+        result = scan(settings.root, catalogue, warnings, skip=(store.path, settings.key_dir))
+        archive_id = new_archive_id(now)
+        temp, handle = store.create_temp(archive_id)
+        try:
+            job = _PackJob(settings, catalogue.selected, result.entries, warnings, progress)
+            for rel in result.secrets:
+                warnings.add(f"{rel}: secret file not archived: secrets are stored only "
+                             "encrypted, and encryption is not available in this version")
+            references = [describe_reference(str(settings.root / rel), rel)
+                          for rel in result.references[:MAX_REFERENCES]]
+            if len(result.references) > MAX_REFERENCES:
+                warnings.add(f"only the first {MAX_REFERENCES} certificate references recorded")
+            dotenv = _dotenv_names(settings.root, result.secrets)
+            env_doc = environment_document(os.environ if environ is None else environ,
+                                           settings.env_prefixes, settings.mask_patterns, dotenv)
+            head_size = _head_size(settings.root, result.entries, references)
+            writer = BodyWriter(handle, head_size, level=DEFAULT_LEVEL,
+                                threads=compression_threads())
+            job.write_body(writer, env_doc, now)
+            fields = {
+                "version": installation_version(settings.root),
+                "tool": {"name": "poppoarc", "version": __version__},
+                "type": archive_type, "name": name, "incremental": False, "parent": None,
+                "host": socket.gethostname(), "root": str(settings.root),
+                "targets": job.targets, "databases": job.databases,
+                "certificates": references, "encryption": None, "files": job.files,
+                "duration": int((time.monotonic() - started) * 1000),
+            }
+            manifest = finish_archive(handle, writer, archive_id=archive_id, now=now,
+                                      entries=job.index, fields=fields, warnings=list(warnings),
+                                      key=key, head_size=head_size)
+            final = store.commit(temp, handle, archive_id)
+        except BaseException:
+            store.discard(temp, handle)
+            raise
+    return PackResult(archive_id, final, manifest["size"], job.files, job.targets,
+                      list(warnings), manifest["duration"], key.key_id, key_created,
+                      job.databases)
+
+
+def _head_size(root: Path, entries: list[SourceEntry], references: list[dict]) -> int:
+    """Reserve room for the manifest before the body is written.
+
+    The variable parts are the databases' table lists (estimated from each
+    live schema now), certificate references and the capped warnings.
+    """
+    estimate = 8192 + MAX_WARNINGS_IN_HEAD * (MAX_WARNING_CHARS + 8)
+    for entry in entries:
+        if entry.kind == DATABASE:
+            names = sqlite_snapshot.table_names(root / entry.path)
+            estimate += 512 + sum(len(n.encode()) + 32 for n in names) + 1024
+    estimate += sum(len(headfmt.canonical_json(r)) + 8 for r in references)
+    rounded = -(-estimate // 4096) * 4096
+    return min(max(rounded, headfmt.MIN_HEAD_SIZE), headfmt.MAX_HEAD_SIZE)
+
+
+def _dotenv_names(root: Path, secrets: list[str]) -> dict[str, list[str]]:
+    names = {}
+    for rel in secrets:
+        if rel.startswith(".env"):
+            try:
+                names[rel] = dotenv_names((root / rel).read_text(encoding="utf-8", errors="replace"))
+            except OSError:
+                continue
+    return names
+
+
+class _PackJob:
+    """The body-writing loop, with the bookkeeping the manifest needs."""
+
+    def __init__(self, settings: Settings, selected, entries, warnings: Warnings, progress):
+        self.root = settings.root
+        self.snapshot_dir = settings.store
+        self.selected = selected
+        self.entries = entries
+        self.warnings = warnings
+        self.progress = progress
+        self.index: list[IndexEntry] = []
+        self.targets: dict[str, dict] = {}
+        self.databases: list[dict] = []
+        self.files = 0
+        self.bytes_done = 0
+        self.bytes_total = sum(e.size for e in entries)
+        self._links: dict[tuple[int, int], IndexEntry] = {}
+
+    def write_body(self, writer: BodyWriter, env_doc: dict, now: datetime) -> None:
+        groups: dict[str | None, list[SourceEntry]] = {}
+        for entry in self.entries:
+            groups.setdefault(entry.target, []).append(entry)
+        for entry in groups.get(None, []):
+            self._write(writer, entry)
+        if groups.get(None):
+            writer.end_frame()
+        with tempfile.TemporaryDirectory(dir=self.snapshot_dir, prefix=".poppoarc-snap-") as snaps:
+            for target in TARGETS:
+                if target not in self.selected:
+                    continue
+                before_files, before_index = self.files, len(self.index)
+                size = 0
+                for entry in groups.get(target, []):
+                    size += self._write(writer, entry, Path(snaps))
+                if target == "config":
+                    data = json.dumps(env_doc, indent=2, sort_keys=True).encode() + b"\n"
+                    mtime_ns = int(now.timestamp()) * 10**9
+                    digest = writer.add_bytes(ENVIRONMENT_MEMBER, data, 0o600, mtime_ns)
+                    self.index.append(IndexEntry(ENVIRONMENT_MEMBER, "config", "file", 0o600, 0, 0,
+                                                 mtime_ns, len(data), digest, generated=True))
+                offset, length = writer.end_frame()
+                self.targets[target] = {"files": self.files - before_files, "size": size,
+                                        "entries": len(self.index) - before_index,
+                                        "stored": [offset, length]}
+
+    def _write(self, writer: BodyWriter, entry: SourceEntry, snaps: Path | None = None) -> int:
+        """Archive one entry; returns the content bytes stored."""
+        if entry.kind == DIR:
+            writer.add_directory(entry.path, entry.mode, entry.mtime_ns, entry.uid, entry.gid)
+            self.index.append(IndexEntry(entry.path, entry.target, "dir", entry.mode, entry.uid,
+                                         entry.gid, entry.mtime_ns))
+            return 0
+        if entry.kind == SYMLINK:
+            writer.add_link(entry.path, tarheader.SYMLINK, entry.link, entry.mode,
+                            entry.mtime_ns, entry.uid, entry.gid)
+            self.index.append(IndexEntry(entry.path, entry.target, "symlink", entry.mode,
+                                         entry.uid, entry.gid, entry.mtime_ns, link=entry.link))
+            return 0
+        if entry.kind == FILE and entry.nlink > 1:
+            first = self._links.get((entry.dev, entry.ino))
+            if first is not None and first.target == entry.target:
+                writer.add_link(entry.path, tarheader.HARDLINK, first.path, first.mode,
+                                first.mtime_ns, first.uid, first.gid)
+                self.index.append(IndexEntry(entry.path, entry.target, "hardlink", first.mode,
+                                             first.uid, first.gid, first.mtime_ns, first.size,
+                                             first.sha256, link=first.path))
+                self.files += 1
+                return 0
+        source = self.root / entry.path
+        facts = None
+        if entry.kind == DATABASE:
+            snapshot = snaps / f"{len(self.index)}.db"
+            facts = sqlite_snapshot.capture(source, snapshot)
+            source = snapshot
+        try:
+            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            self.warnings.add(f"{entry.path}: cannot open ({exc.strerror}); not archived")
+            return 0
+        try:
+            st = os.fstat(fd)
+            if entry.kind == DATABASE:
+                st_meta = (entry.mode, entry.mtime_ns, entry.uid, entry.gid)
+            else:
+                st_meta = (st.st_mode & 0o7777, st.st_mtime_ns, st.st_uid, st.st_gid)
+            stored = writer.add_file(entry.path, fd, st.st_size, *st_meta)
+            if entry.kind == FILE:
+                after = os.fstat(fd)
+                if (after.st_mtime_ns, after.st_size) != (st.st_mtime_ns, st.st_size):
+                    stored = stored.__class__(stored.sha256, stored.size, True)
+        except OSError as exc:
+            raise SourceError(f"read failed: {exc.strerror}", path=source) from None
+        finally:
+            os.close(fd)
+        record = IndexEntry(entry.path, entry.target, "file", st_meta[0], st_meta[2], st_meta[3],
+                            st_meta[1], stored.size, stored.sha256, sqlite=entry.kind == DATABASE,
+                            changed=stored.changed)
+        self.index.append(record)
+        if entry.nlink > 1:
+            self._links[(entry.dev, entry.ino)] = record
+        if stored.changed:
+            self.warnings.add(f"{entry.path}: changed while being read; archived as read")
+        if facts is not None:
+            self.databases.append({"path": entry.path, "size": stored.size,
+                                   "sha256": stored.sha256, **facts.to_json()})
+        self.files += 1
+        self.bytes_done += stored.size
+        if self.progress:
+            self.progress(self.bytes_done, self.bytes_total, entry.path)
+        return stored.size

@@ -1,0 +1,1 @@
+"""Reading the installation: targets, files, SQLite snapshots, environment, certificates."""

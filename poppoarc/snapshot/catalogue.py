@@ -1,0 +1,195 @@
+"""What an installation contains: the six targets as data, and pure selection.
+
+Each path of the installation is claimed by at most one target.  Claims are
+tried in ``CLAIM_ORDER`` so that, for example, a SQLite file under
+``data/ccla/`` is a database (captured with the backup API) and not an agent
+file, and ``.env`` is a secret of the security target, never plain config.
+Nothing here touches the disk: the scanner feeds in paths and facts.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from ..errors import ConfigError, UsageError
+
+TARGETS = ("config", "database", "logs", "agents", "state", "security")
+
+# What each kind of claim does with a path.
+STORE = "store"            # archived as a file, directory or symlink
+SQLITE = "sqlite"          # archived as an online-backup snapshot
+REFERENCE = "reference"    # recorded by fingerprint only (certificates, keys)
+SECRET = "secret"          # stored only encrypted; skipped without a key
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One claim: paths matching ``include`` and not ``exclude`` go to ``target``."""
+
+    target: str
+    action: str
+    include: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+
+
+# The order of this table is the claim order.
+DEFAULT_RULES: tuple[Rule, ...] = (
+    Rule("security", SECRET, (".env", ".env.*", "config/**/*.token", ".poppo/**/*.token")),
+    Rule("security", REFERENCE, ("certs/**", "config/**/*.pem", "config/**/*.crt",
+                                 "config/**/*.key", ".poppo/**/*.pem", ".poppo/**/*.key")),
+    Rule("database", SQLITE, ("data/*", ".poppo/*", "state/*", "data/**/*.db",
+                              "data/**/*.sqlite", "data/**/*.sqlite3", "data/**/*.db3",
+                              ".poppo/**/*.db", "state/**/*.db")),
+    Rule("security", STORE, ("data/access.log", "data/access.log.*")),
+    Rule("agents", STORE, ("data/ccla/**", "data/ccag/**", "data/ccpm/**",
+                           "config/agents/**", "agents/**")),
+    Rule("config", STORE, ("config/**", ".poppo/**")),
+    Rule("logs", STORE, ("logs/**/*.gz",)),
+    Rule("state", STORE, ("state/**",)),
+)
+
+# Never archived by any target: poppoarc's own files and SQLite sidecars,
+# which the backup API makes unnecessary (and stale ones are harmful).
+GLOBAL_EXCLUDES = (".poppoarc*", "**/.poppoarc*", "**/*.db-wal", "**/*.db-shm",
+                   "**/*.db-journal", "**/*-wal", "**/*-shm", "**/*-journal",
+                   "**/*.sqlite-wal", "**/*.sqlite-shm", ".poppo/poppoarc/**")
+
+
+@lru_cache(maxsize=None)
+def compile_glob(pattern: str) -> re.Pattern:
+    """A path glob: ``*`` and ``?`` stay inside one segment, ``**`` spans any depth.
+
+    ``dir/**`` also matches ``dir`` itself, so a target owns its top directory.
+    """
+    parts = pattern.split("/")
+    regex = []
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if part == "**":
+            if index == 0:
+                regex.append(".*" if last else "(?:[^/]+/)*")
+            else:
+                regex.append("(?:/.*)?" if last else "(?:/[^/]+)*")
+            continue
+        if index and parts[index - 1] != "**" or (index > 1 and parts[index - 1] == "**"):
+            regex.append("/")
+        regex.append("".join("[^/]*" if ch == "*" else "[^/]" if ch == "?" else re.escape(ch)
+                             for ch in part))
+    return re.compile("".join(regex) + r"\Z", re.S)
+
+
+def glob_match(pattern: str, path: str) -> bool:
+    return compile_glob(pattern).match(path) is not None
+
+
+def could_match_below(pattern: str, directory: str) -> bool:
+    """Whether ``pattern`` can match anything inside ``directory`` (for pruning)."""
+    pattern_parts = pattern.split("/")
+    dir_parts = directory.split("/")
+    for index, dir_part in enumerate(dir_parts):
+        if index >= len(pattern_parts):
+            return False
+        part = pattern_parts[index]
+        if part == "**":
+            return True
+        if not fnmatch.fnmatchcase(dir_part, part):
+            return False
+    return len(pattern_parts) > len(dir_parts)
+
+
+def _combined(patterns: tuple[str, ...]) -> re.Pattern | None:
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{compile_glob(p).pattern})" for p in patterns), re.S)
+
+
+@dataclass
+class Catalogue:
+    """The rules in force for one run: defaults, config overrides, selection."""
+
+    rules: tuple[Rule, ...]
+    selected: tuple[str, ...]
+    excludes: tuple[str, ...] = GLOBAL_EXCLUDES
+    _compiled: list = field(default_factory=list, repr=False)
+    _exclude_re: re.Pattern | None = field(default=None, repr=False)
+    _per_dir: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        # One alternation per rule keeps per-file work to a few regex calls.
+        self._compiled = [(rule, _combined(rule.include), _combined(rule.exclude))
+                          for rule in self.rules]
+        self._exclude_re = _combined(self.excludes)
+
+    def _rules_for_dir(self, directory: str) -> list:
+        cached = self._per_dir.get(directory)
+        if cached is None:
+            cached = [entry for entry in self._compiled
+                      if not directory or any(could_match_below(p, directory) for p in entry[0].include)]
+            self._per_dir[directory] = cached
+        return cached
+
+    def claim(self, path: str) -> list[Rule]:
+        """Rules that want ``path``, in claim order (exclusions applied).
+
+        More than one rule is returned only when a content test decides, as for
+        SQLite candidates that turn out not to be databases.
+        """
+        if self._exclude_re.match(path):
+            return []
+        directory = path.rpartition("/")[0]
+        wanted = []
+        for rule, include, exclude in self._rules_for_dir(directory):
+            if include.match(path) and not (exclude and exclude.match(path)):
+                wanted.append(rule)
+                if rule.action != SQLITE:
+                    break
+        return wanted
+
+    def worth_descending(self, directory: str) -> bool:
+        """Whether any rule could claim something inside ``directory``."""
+        if self._exclude_re.match(directory):
+            return False
+        return bool(self._rules_for_dir(directory))
+
+
+def parse_target_list(text: str | None) -> tuple[str, ...] | None:
+    """``--targets a,b`` → ("a", "b"); None when not given; unknown names rejected."""
+    if text is None:
+        return None
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise UsageError("--targets needs at least one target name")
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown:
+        raise UsageError(f"unknown target {unknown[0]!r} (known: {', '.join(TARGETS)})")
+    return names
+
+
+def build_catalogue(config_targets: dict, requested: tuple[str, ...] | None) -> Catalogue:
+    """Apply ``backup.targets`` from config and the ``--targets`` selection.
+
+    A target set to false in config is skipped unless named on the command
+    line; an object may replace ``include`` and add ``exclude`` patterns.
+    """
+    for name in config_targets:
+        if name not in TARGETS:
+            raise ConfigError(f"unknown target 'backup.targets.{name}' (known: {', '.join(TARGETS)})")
+    enabled = []
+    for name in TARGETS:
+        setting = config_targets.get(name, True)
+        on = setting if isinstance(setting, bool) else setting.get("enabled", True)
+        if on:
+            enabled.append(name)
+    selected = requested if requested is not None else tuple(enabled)
+    rules = []
+    for rule in DEFAULT_RULES:
+        setting = config_targets.get(rule.target)
+        if isinstance(setting, dict) and rule.action == STORE:
+            include = tuple(setting.get("include", rule.include))
+            exclude = rule.exclude + tuple(setting.get("exclude", ()))
+            rule = Rule(rule.target, rule.action, include, exclude)
+        rules.append(rule)
+    return Catalogue(rules=tuple(rules), selected=tuple(selected))

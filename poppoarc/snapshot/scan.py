@@ -1,0 +1,143 @@
+"""Walking an installation: which paths exist and which target owns each.
+
+The walk is the only I/O here; decisions come from ``Catalogue.claim``.  It
+stats every candidate once (``os.scandir`` caches the lstat) and reads 16
+bytes of SQLite candidates to check the header magic.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import SourceError, Warnings
+from .catalogue import REFERENCE, SECRET, SQLITE, TARGETS, Catalogue
+from .sqlite import is_sqlite_file
+
+FILE, DIR, SYMLINK, DATABASE = "file", "dir", "symlink", "sqlite"
+
+
+@dataclass(slots=True)
+class SourceEntry:
+    """One path to archive, with the lstat facts taken during the walk."""
+
+    path: str
+    target: str | None          # None: a parent directory shared by targets
+    kind: str
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    size: int
+    dev: int = 0
+    ino: int = 0
+    nlink: int = 1
+    link: str | None = None
+
+
+@dataclass
+class ScanResult:
+    entries: list[SourceEntry]
+    references: list[str] = field(default_factory=list)   # relative paths
+    secrets: list[str] = field(default_factory=list)      # relative paths
+
+
+def _entry(path: str, target: str | None, kind: str, st: os.stat_result,
+           link: str | None = None) -> SourceEntry:
+    return SourceEntry(path, target, kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+                       st.st_mtime_ns, st.st_size if kind in (FILE, DATABASE) else 0,
+                       st.st_dev, st.st_ino, st.st_nlink, link)
+
+
+def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
+         skip: tuple[Path, ...] = ()) -> ScanResult:
+    """Entries of the selected targets, grouped by target, sorted by path."""
+    selected = set(catalogue.selected)
+    skip_real = {os.path.realpath(p) for p in skip}
+    found: list[SourceEntry] = []
+    dirs: dict[str, tuple[str | None, os.stat_result]] = {}
+    result = ScanResult(entries=found)
+
+    def walk(abs_dir: str, rel_dir: str) -> None:
+        try:
+            with os.scandir(abs_dir) as iterator:
+                children = list(iterator)
+        except OSError as exc:
+            if not rel_dir:
+                raise SourceError(f"cannot read installation root: {exc.strerror}", path=abs_dir) from None
+            warnings.add(f"{rel_dir}: cannot read directory: {exc.strerror}; skipped")
+            return
+        for child in children:
+            rel = f"{rel_dir}/{child.name}" if rel_dir else child.name
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                warnings.add(f"{rel_dir or '.'}: a file name is not valid UTF-8; skipped")
+                continue
+            try:
+                st = child.stat(follow_symlinks=False)
+            except OSError as exc:
+                warnings.add(f"{rel}: cannot stat: {exc.strerror}; skipped")
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if os.path.realpath(child.path) in skip_real:
+                    continue
+                rules = [r for r in catalogue.claim(rel) if r.action != SQLITE]
+                owned = (rules and rules[0].target in selected
+                         and rules[0].action not in (REFERENCE, SECRET))
+                dirs[rel] = (rules[0].target if owned else None, st)
+                if catalogue.worth_descending(rel):
+                    walk(child.path, rel)
+                continue
+            rules = catalogue.claim(rel)
+            if not rules:
+                continue
+            rule = rules[0]
+            if rule.action == SQLITE:
+                if stat.S_ISREG(st.st_mode) and is_sqlite_file(child.path):
+                    if rule.target in selected:
+                        found.append(_entry(rel, rule.target, DATABASE, st))
+                    continue
+                rules = rules[1:]
+                if not rules:
+                    continue
+                rule = rules[0]
+            if rule.target not in selected:
+                continue
+            if rule.action == REFERENCE:
+                result.references.append(rel)
+            elif rule.action == SECRET:
+                result.secrets.append(rel)
+            elif stat.S_ISREG(st.st_mode):
+                found.append(_entry(rel, rule.target, FILE, st))
+            elif stat.S_ISLNK(st.st_mode):
+                found.append(_entry(rel, rule.target, SYMLINK, st, os.readlink(child.path)))
+            else:
+                warnings.add(f"{rel}: special file (device, FIFO or socket) not archived")
+
+    walk(str(root), "")
+    _add_directories(found, dirs)
+    order = {name: index for index, name in enumerate(TARGETS)}
+    found.sort(key=lambda e: (-1 if e.target is None else order[e.target], e.path))
+    return result
+
+
+def _add_directories(found: list[SourceEntry], walked: dict) -> None:
+    """Add owned directories, and the parents every archived path needs.
+
+    ``walked`` maps every directory seen to (owning target or None, lstat).
+    A parent that no selected target owns (like ``data/``) becomes a shared
+    structure entry with target None, archived first so extraction can
+    create it with its own mode and mtime.
+    """
+    needed: dict[str, str | None] = {rel: target for rel, (target, _) in walked.items()
+                                     if target is not None}
+    for entry in list(found):
+        parent = entry.path.rpartition("/")[0]
+        while parent and parent not in needed:
+            needed[parent] = None
+            parent = parent.rpartition("/")[0]
+    for rel, target in needed.items():
+        found.append(_entry(rel, target, DIR, walked[rel][1]))

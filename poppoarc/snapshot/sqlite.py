@@ -1,0 +1,138 @@
+"""Consistent SQLite snapshots with the online backup API.
+
+``Connection.backup(pages=-1)`` copies every page in one step while holding a
+read transaction, so the copy is a transaction-consistent image even while
+the application keeps committing.  Step-wise copies restart on every foreign
+write and can starve (see spec/FORMAT.md §8).  The copy inherits WAL mode, so
+it is switched to DELETE before it is checked and archived.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from ..errors import DatabaseSnapshotError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+MAX_TABLES_LISTED = 200
+
+
+def is_sqlite_file(path: str | os.PathLike, dir_fd: int | None = None) -> bool:
+    """True when the file starts with the SQLite header (the name is not trusted)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return False
+    try:
+        return os.read(fd, 16) == SQLITE_MAGIC
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class DatabaseFacts:
+    """What the manifest records about one captured database."""
+
+    page_size: int
+    user_version: int
+    tables: dict[str, int]
+    tables_truncated: bool = False
+
+    def to_json(self) -> dict:
+        facts = {"page_size": self.page_size, "user_version": self.user_version,
+                 "tables": self.tables}
+        if self.tables_truncated:
+            facts["tables_truncated"] = True
+        return facts
+
+
+def describe(path: str | os.PathLike) -> DatabaseFacts:
+    """Row counts per table (sqlite-utils), page size and user_version."""
+    db = sqlite_utils.Database(sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True))
+    try:
+        names = db.table_names()
+        tables = {name: db[name].count for name in names[:MAX_TABLES_LISTED]}
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        user_version = db.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        db.conn.close()
+    return DatabaseFacts(page_size, user_version, tables, len(names) > MAX_TABLES_LISTED)
+
+
+def table_names(path: str | os.PathLike) -> list[str]:
+    """Table names of a live database, read-only (to size the manifest head)."""
+    try:
+        conn = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []
+    return [r[0] for r in rows[:MAX_TABLES_LISTED]]
+
+
+def integrity_errors(path: str | os.PathLike, quick: bool = False) -> list[str]:
+    """The rows of PRAGMA integrity_check other than 'ok' (empty when healthy)."""
+    pragma = "quick_check" if quick else "integrity_check"
+    try:
+        conn = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True)
+        try:
+            rows = [r[0] for r in conn.execute(f"PRAGMA {pragma}")]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    return [] if rows == ["ok"] else rows
+
+
+def _open_source(path: Path, timeout: float) -> sqlite3.Connection:
+    # Read-only so poppoarc never checkpoints or rewrites the live database;
+    # SQLite may still create the -shm index, which is how WAL readers work.
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+
+
+def capture(source: Path, destination: Path, *, timeout: float = 30.0,
+            attempts: int = 5) -> DatabaseFacts:
+    """Snapshot ``source`` into ``destination`` and check the copy.
+
+    Retries while the database is locked by a writer in rollback-journal
+    mode; raises DatabaseSnapshotError naming the file otherwise.
+    """
+    last_error = ""
+    for attempt in range(attempts):
+        if destination.exists():
+            destination.unlink()
+        try:
+            src = _open_source(source, timeout)
+            try:
+                dst = sqlite3.connect(destination)
+                try:
+                    src.backup(dst, pages=-1)
+                    dst.execute("PRAGMA journal_mode=DELETE")
+                    dst.commit()
+                finally:
+                    dst.close()
+            finally:
+                src.close()
+            break
+        except sqlite3.OperationalError as exc:
+            last_error = str(exc)
+            if "locked" not in last_error and "busy" not in last_error:
+                raise DatabaseSnapshotError(f"cannot snapshot database: {exc}", path=source) from None
+            time.sleep(0.2 * (attempt + 1))
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseSnapshotError(f"cannot snapshot database: {exc}", path=source) from None
+    else:
+        raise DatabaseSnapshotError(f"database stayed locked: {last_error}", path=source)
+    errors = integrity_errors(destination)
+    if errors:
+        raise DatabaseSnapshotError("snapshot fails integrity_check: " + "; ".join(errors[:3]),
+                                    path=source)
+    return describe(destination)

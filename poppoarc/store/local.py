@@ -1,0 +1,119 @@
+"""A directory of archives: the local store.
+
+Archives are written under a temporary name, fsynced and renamed, so a file
+with a final ``*.poppo.tar.zst`` name is always complete.  Temporary names
+carry the writer's pid; one whose writer is gone is stale and removed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from ..errors import AmbiguousArchive, ArchiveNotFound, StoreError
+
+SUFFIX = ".poppo.tar.zst"
+_TEMP = re.compile(r"\.(?P<id>.+)\.poppo\.tar\.zst\.tmp-(?P<pid>\d+)\Z")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LocalStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def ensure(self) -> None:
+        """Create the store directory (0700) if it does not exist."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StoreError(f"cannot create store: {exc.strerror}", path=self.path) from None
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise StoreError("store is not writable", path=self.path)
+
+    def archives(self) -> list[Path]:
+        """Complete archives in the store, sorted by name (oldest first)."""
+        if not self.path.is_dir():
+            return []
+        try:
+            names = os.listdir(self.path)
+        except OSError as exc:
+            raise StoreError(f"cannot list store: {exc.strerror}", path=self.path) from None
+        return sorted(self.path / n for n in names if n.endswith(SUFFIX) and not n.startswith("."))
+
+    def resolve(self, reference: str) -> Path:
+        """An archive by path, full id, or unique id prefix."""
+        candidate = Path(reference)
+        if candidate.is_file():
+            return candidate
+        if os.sep in reference or reference.endswith(SUFFIX):
+            raise ArchiveNotFound("no such archive file", path=reference)
+        matches = [p for p in self.archives() if p.name[:-len(SUFFIX)] == reference]
+        if not matches:
+            matches = [p for p in self.archives() if p.name.startswith(reference)]
+        if not matches:
+            raise ArchiveNotFound(f"no archive matches '{reference}' in store {self.path}")
+        if len(matches) > 1:
+            names = ", ".join(p.name[:-len(SUFFIX)] for p in matches[:3])
+            raise AmbiguousArchive(f"'{reference}' matches {len(matches)} archives ({names}, ...)")
+        return matches[0]
+
+    def final_path(self, archive_id: str) -> Path:
+        return self.path / (archive_id + SUFFIX)
+
+    def create_temp(self, archive_id: str):
+        """Open a new temporary archive file for writing and reading back."""
+        temp = self.path / f".{archive_id}{SUFFIX}.tmp-{os.getpid()}"
+        try:
+            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot create archive: {exc.strerror}", path=temp) from None
+        return temp, os.fdopen(fd, "w+b", buffering=0)
+
+    def commit(self, temp: Path, handle, archive_id: str) -> Path:
+        """fsync, rename to the final name, fsync the directory."""
+        final = self.final_path(archive_id)
+        try:
+            os.fsync(handle.fileno())
+            handle.close()
+            if final.exists():
+                raise StoreError("an archive with this id already exists", path=final)
+            os.rename(temp, final)
+            dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            raise StoreError(f"cannot complete archive: {exc.strerror}", path=final) from None
+        return final
+
+    def discard(self, temp: Path, handle) -> None:
+        try:
+            handle.close()
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def remove_stale_temps(self) -> list[Path]:
+        """Delete temporary archives whose writer process no longer exists."""
+        removed = []
+        if not self.path.is_dir():
+            return removed
+        for name in os.listdir(self.path):
+            match = _TEMP.match(name)
+            if match and not _pid_alive(int(match.group("pid"))):
+                (self.path / name).unlink(missing_ok=True)
+                removed.append(self.path / name)
+        return removed

@@ -1,0 +1,91 @@
+"""Target selection is a pure function of paths, rules and the requested targets."""
+
+import pytest
+
+from poppoarc.errors import ConfigError, UsageError
+from poppoarc.snapshot.catalogue import (
+    SECRET,
+    SQLITE,
+    build_catalogue,
+    could_match_below,
+    glob_match,
+    parse_target_list,
+)
+
+
+@pytest.mark.parametrize("pattern,path,expected", [
+    ("config/**", "config", True),
+    ("config/**", "config/a/b.json", True),
+    ("config/**", "configx/a", False),
+    ("**/*.db", "a/b/c.db", True),
+    ("**/*.db", "c.db", True),
+    ("logs/**/*.gz", "logs/a.gz", True),
+    ("logs/**/*.gz", "logs/archive/2025/a.gz", True),
+    ("logs/**/*.gz", "logs/a.log", False),
+    ("data/*", "data/x.db", True),
+    ("data/*", "data/ccla/x", False),
+    (".env.*", ".env.local", True),
+    ("**/*-wal", "data/x.db-wal", True),
+    ("a/**/b", "a/b", True),
+    ("a/**/b", "a/x/y/b", True),
+    ("a?c", "abc", True),
+    ("a?c", "a/c", False),
+])
+def test_glob(pattern, path, expected):
+    assert glob_match(pattern, path) is expected
+
+
+def test_pruning_only_skips_directories_no_rule_can_reach():
+    assert could_match_below("data/ccla/**", "data")
+    assert not could_match_below("data/ccla/**", "node_modules")
+    assert could_match_below("**/*.db", "anything")
+    assert not could_match_below("data/*", "data/ccla")
+
+
+def claims(catalogue, path):
+    return [(rule.target, rule.action) for rule in catalogue.claim(path)]
+
+
+def test_claim_order_gives_each_path_one_owner():
+    c = build_catalogue({}, None)
+    assert claims(c, "config/config.json") == [("config", "store")]
+    # SQLite candidates fall through to the next rule when the magic test fails
+    assert claims(c, ".poppo/poppo.db") == [("database", SQLITE), ("config", "store")]
+    assert claims(c, "data/ccla/x.db") == [("database", SQLITE), ("agents", "store")]
+    assert claims(c, ".env") == [("security", SECRET)]
+    assert claims(c, "config/github.token") == [("security", SECRET)]
+    assert claims(c, "certs/ca.pem")[0] == ("security", "reference")
+    assert claims(c, "config/agents/custom.json") == [("agents", "store")]
+    assert claims(c, "logs/poppo.log") == []
+    assert claims(c, "logs/archive/poppo.log.gz") == [("logs", "store")]
+    assert claims(c, "state/requests/r1.json") == [("state", "store")]
+    assert claims(c, "node_modules/x/index.js") == []
+
+
+def test_sidecars_and_poppoarc_files_are_never_claimed():
+    c = build_catalogue({}, None)
+    for path in ("data/poppo-history.db-wal", "data/x.db-shm", ".poppo/poppo.db-journal",
+                 ".poppoarc.lock", ".poppoarc-stage-1/x", ".poppo/poppoarc/signing.key"):
+        assert claims(c, path) == [], path
+
+
+def test_config_can_disable_and_override_targets():
+    c = build_catalogue({"logs": False, "state": {"exclude": ["state/requests/**"]}}, None)
+    assert "logs" not in c.selected
+    assert claims(c, "state/requests/a.json") == []
+    assert claims(c, "state/running-tasks.json")[-1] == ("state", "store")
+    # the command line wins over config
+    assert build_catalogue({"logs": False}, ("logs",)).selected == ("logs",)
+    custom = build_catalogue({"agents": {"include": ["bots/**"]}}, None)
+    assert claims(custom, "bots/a.json") == [("agents", "store")]
+    assert claims(custom, "data/ccla/learning.json") == []
+
+
+def test_unknown_targets_are_rejected_clearly():
+    with pytest.raises(UsageError, match="unknown target 'databse'"):
+        parse_target_list("config,databse")
+    with pytest.raises(UsageError):
+        parse_target_list(",")
+    with pytest.raises(ConfigError, match="backup.targets.foo"):
+        build_catalogue({"foo": True}, None)
+    assert parse_target_list("state, config,state") == ("state", "config")

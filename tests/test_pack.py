@@ -1,0 +1,168 @@
+"""pack → list → verify → inspect through the real CLI, checked with real tar and zstd."""
+
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from poppoarc.snapshot.sqlite import SQLITE_MAGIC
+
+from .conftest import run_poppoarc
+
+
+def tree_files(root: Path, skip=()):
+    """{relative path: sha256} for regular files, following nothing."""
+    result = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink() or any(rel.startswith(s) for s in skip):
+                continue
+            result[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return result
+
+
+def is_database(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(16) == SQLITE_MAGIC
+
+
+def extract_with_tar(archive: Path, dest: Path) -> None:
+    dest.mkdir()
+    subprocess.run(["tar", "--zstd", "-xf", str(archive), "-C", str(dest)], check=True)
+
+
+def test_pack_list_verify_inspect_round_trip(cli, tmp_path):
+    packed = cli.pack("--name", "before-upgrade")
+    assert set(packed) >= {"id", "path", "size", "files", "targets", "warnings"}
+    assert packed["path"].endswith(packed["id"] + ".poppo.tar.zst")
+    assert os.path.getsize(packed["path"]) == packed["size"]
+    assert list(packed["targets"]) == ["config", "database", "logs", "agents", "state", "security"]
+
+    code, listing = cli.json("list")
+    assert code == 0 and [a["id"] for a in listing["archives"]] == [packed["id"]]
+    assert listing["archives"][0]["status"] == "ok"
+
+    code, verified = cli.json("verify", packed["id"][:20])
+    assert code == 0 and verified["ok"] and verified["databases_checked"] >= 4
+
+    code, inspected = cli.json("inspect", packed["path"])
+    manifest = inspected["manifest"]
+    assert manifest["name"] == "before-upgrade" and manifest["type"] == "manual"
+    assert manifest["version"] == "1.0.0" and manifest["incremental"] is False
+    assert manifest["size"] == packed["size"]
+    assert manifest["checksum"].startswith("sha256:")
+    tables = {db["path"]: db["tables"] for db in manifest["databases"]}
+    assert "data/poppo-history.db" in tables and sum(tables["data/poppo-history.db"].values()) > 0
+
+
+def test_tar_extraction_reproduces_every_non_database_file(cli, installation, tmp_path):
+    packed = cli.pack()
+    out = tmp_path / "out"
+    extract_with_tar(Path(packed["path"]), out)
+    source = tree_files(installation)
+    extracted = tree_files(out, skip=(".poppoarc/",))
+    assert extracted, "tar extracted nothing"
+    for rel, digest in extracted.items():
+        if is_database(out / rel):
+            continue
+        assert source[rel] == digest, rel
+    # everything a target owns is there: config, state, agents, compressed logs, access log
+    expected = {rel for rel in source if rel.startswith(("config/", "state/", "data/ccla/",
+                                                         "data/ccag/", "data/ccpm/"))
+                or (rel.startswith("logs/") and rel.endswith(".gz")) or rel == "data/access.log"}
+    expected = {rel for rel in expected if not rel.endswith(("-wal", "-shm"))}
+    assert expected <= set(extracted)
+    # never archived: secrets, certificates (by reference), WAL sidecars, unowned files
+    assert not any(rel.startswith(("certs/", "node_modules/", "src/")) or rel == ".env"
+                   or rel.endswith(("-wal", "-shm")) for rel in extracted)
+    assert os.path.islink(out / "certs/current.pem") is False
+
+
+def test_database_copies_include_the_wal_and_pass_integrity_check(cli, installation, tmp_path):
+    live = sqlite3.connect(f"file:{installation}/data/poppo-history.db?mode=ro", uri=True)
+    live_rows = live.execute("select count(*) from process_history").fetchone()[0]
+    live.close()
+    packed = cli.pack("--targets", "database")
+    out = tmp_path / "out"
+    extract_with_tar(Path(packed["path"]), out)
+    copy = out / "data/poppo-history.db"
+    assert not (out / "data/poppo-history.db-wal").exists()
+    conn = sqlite3.connect(copy)
+    assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("pragma journal_mode").fetchone()[0] == "delete"
+    assert conn.execute("select count(*) from process_history").fetchone()[0] == live_rows
+    assert (out / "data/ccpm/cache.sqlite3").exists(), "SQLite found by magic, not by name"
+    assert not (out / "data/not-a-db.db").exists() or not is_database(out / "data/not-a-db.db")
+
+
+def test_stock_tools_read_the_archive(cli):
+    path = cli.pack()["path"]
+    # GNU tar auto-detection needs a real zstd frame first, not a skippable one
+    listed = subprocess.run(["tar", "-tf", path], capture_output=True, text=True, check=True)
+    assert listed.stdout.splitlines()[:2] == [".poppoarc/manifest.json", ".poppoarc/manifest.sig"]
+    subprocess.run(["zstd", "-t", "-q", path], check=True)
+    with open(path, "rb") as handle:
+        assert handle.read(5) == b"\x28\xb5\x2f\xfd\xe0"
+
+
+def test_environment_is_masked_and_secrets_never_stored(cli, installation, tmp_path, monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_SECRETVALUE123456")
+    monkeypatch.setenv("POPPO_LOG_LEVEL", "debug")
+    monkeypatch.setenv("UNRELATED_VAR", "not-recorded")
+    packed = cli.pack()
+    assert any(".env" in w and "not archived" in w for w in packed["warnings"])
+    raw = subprocess.run(["zstd", "-dc", packed["path"]], capture_output=True, check=True).stdout
+    dotenv = (installation / ".env").read_text()
+    token = next(line.split("=", 1)[1] for line in dotenv.splitlines()
+                 if line.startswith("GITHUB_TOKEN="))
+    for secret in (b"ghp_SECRETVALUE123456", token.encode(), b"not-recorded"):
+        assert secret not in raw
+    out = tmp_path / "out"
+    extract_with_tar(Path(packed["path"]), out)
+    env = json.loads((out / ".poppoarc/environment.json").read_text())
+    assert env["process"]["GITHUB_TOKEN"] == "********"
+    assert env["process"]["POPPO_LOG_LEVEL"] == "debug"
+    assert "GITHUB_TOKEN" in env["dotenv_names"][".env"]
+
+
+def test_certificates_recorded_by_reference_only(cli):
+    code, inspected = cli.json("inspect", cli.pack()["id"])
+    refs = {r["path"]: r for r in inspected["manifest"]["certificates"]}
+    assert refs["certs/server.key"]["kind"] == "private-key"
+    cert = refs["certs/server.pem"]
+    assert cert["kind"] == "certificate" and cert["subject"] and cert["not_after"]
+    assert refs["certs/current.pem"]["link"] == "server.pem"
+    assert len(cert["sha256"]) == 64
+
+
+def test_targets_option_limits_the_archive(cli):
+    packed = cli.pack("--targets", "state,config")
+    assert list(packed["targets"]) == ["config", "state"]
+    code, inspected = cli.json("inspect", packed["id"], "--entries")
+    targets = {e["target"] for e in inspected["entries"]}
+    assert targets <= {"state", "config", None}
+
+
+def test_text_output_of_each_command(cli):
+    code, out, err = cli("pack")
+    assert code == 1 and out.startswith("Created backup-") and "warning: .env" in err
+    code, out, _ = cli("list")
+    lines = out.splitlines()
+    assert lines[0] == "Backups:" and lines[2].split() == ["ID", "Date", "Type", "Size"]
+    assert lines[-1] == "Total: 1 backup" and " manual " in lines[4]
+    code, out, _ = cli("verify", lines[4].split()[0])
+    assert code == 0 and out.startswith("OK ")
+    code, out, _ = cli("inspect", lines[4].split()[0])
+    assert code == 0 and "Targets:" in out and "Databases:" in out
+
+
+def test_console_script_runs(installation, tmp_path):
+    result = run_poppoarc("--root", str(installation), "--store", str(tmp_path / "s"), "pack", "-q")
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr

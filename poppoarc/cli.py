@@ -5,6 +5,9 @@ Usage:
   poppoarc [options] list [--json]
   poppoarc [options] inspect ARCHIVE [--entries] [--json]
   poppoarc [options] verify ARCHIVE [--json]
+  poppoarc [options] (unpack | restore) ARCHIVE [--targets=LIST] [--dry-run] [--skip-backup]
+                     [--same-owner] [--keep-special-bits] [--json]
+  poppoarc [options] (unpack | restore) --recover [--json]
   poppoarc [options] keygen [--force] [--json]
   poppoarc (-h | --help)
   poppoarc --version
@@ -19,6 +22,11 @@ Options:
   --targets=LIST   Comma-separated targets: config,database,logs,agents,state,security.
   --name=NAME      A label stored in the archive's manifest.
   --entries        With inspect: also list every archived entry.
+  --dry-run        With unpack: print what would change and change nothing.
+  --skip-backup    With unpack: do not write the pre-restore safety archive.
+  --same-owner     With unpack as root: restore file owners (uid/gid) too.
+  --keep-special-bits  With unpack: keep setuid/setgid bits (stripped by default).
+  --recover        With unpack: only finish or undo an interrupted restore.
   --force          With keygen: replace an existing signing key.
   --json           Print one JSON document instead of text.
   -q --quiet       Print nothing but errors.
@@ -43,6 +51,7 @@ from .crypto import signing
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_WARNING, PoppoarcError
 from .inspection import inspect, list_archives, verify
 from .pack import pack
+from .restore.unpack import recover_if_needed, unpack
 from .snapshot.catalogue import TARGETS, parse_target_list
 
 RULE = "─" * 80
@@ -102,7 +111,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dispatch(args: dict, out: Output) -> int:
-    settings = resolve(args["--root"], args["--config"], args["--store"])
+    writing = bool(args["pack"] or args["create"] or args["keygen"])
+    settings = resolve(args["--root"], args["--config"], args["--store"], strict=writing)
+    if settings.config_problem:
+        out.warn(f"{settings.config_problem}; using default settings")
+    recovered = recover_if_needed(settings)
+    if recovered is not None:
+        state = "the archive's tree" if recovered.restored else "the previous tree"
+        print(f"poppoarc: recovered interrupted restore {recovered.restore_id} of "
+              f"{recovered.archive_id}: {recovered.action.replace('_', ' ')}; the installation "
+              f"holds {state}", file=sys.stderr)
+    if args["unpack"] or args["restore"]:
+        if args["--recover"]:
+            if out.as_json:
+                out.json({"recovered": None if recovered is None else {
+                    "action": recovered.action, "restore_id": recovered.restore_id,
+                    "archive_id": recovered.archive_id, "restored": recovered.restored,
+                    "details": recovered.details}})
+            elif recovered is None:
+                out.text("No interrupted restore to recover.")
+            return EXIT_OK
+        return cmd_unpack(settings, args, out)
     if args["pack"] or args["create"]:
         return cmd_pack(settings, args, out)
     if args["list"]:
@@ -204,6 +233,38 @@ def cmd_verify(settings, args, out: Output) -> int:
         out.text(f"OK {result.id}: signed by key {result.signer}; {result.entries} entries, "
                  f"{human_size(result.bytes)} checked, {result.databases} databases pass integrity_check")
     return EXIT_OK
+
+
+def cmd_unpack(settings, args, out: Output) -> int:
+    result = unpack(settings, args["ARCHIVE"], targets=parse_target_list(args["--targets"]),
+                    dry_run=bool(args["--dry-run"]), skip_backup=bool(args["--skip-backup"]),
+                    same_owner=bool(args["--same-owner"]),
+                    special_bits=bool(args["--keep-special-bits"]))
+    if out.as_json:
+        out.json(result.to_json())
+        return EXIT_WARNING if result.warnings else EXIT_OK
+    plan = result.plan
+    title = "Restore plan" if result.dry_run else "Restored"
+    out.text(f"{title} {plan.archive_id}" + (" (dry run: nothing changed)" if result.dry_run else ""))
+    out.text(f"  {'target':<10}{'add':>7}{'change':>8}{'remove':>8}{'unchanged':>11}{'bytes':>12}")
+    for target in plan.targets:
+        written = target.bytes("add") + target.bytes("change")
+        out.text(f"  {target.name:<10}{target.count('add'):>7}{target.count('change'):>8}"
+                 f"{target.count('remove'):>8}{target.count('unchanged'):>11}{human_size(written):>12}")
+    if plan.databases:
+        out.text("Databases (rows now -> in archive):")
+        for db in plan.databases:
+            now = db.tables_now or {}
+            parts = [f"{name} {now.get(name, 0)} -> {rows}" for name, rows in db.tables_archive.items()]
+            out.text(f"  {db.path}: " + ("; ".join(parts) if parts else "no tables"))
+    out.text(f"Version: installed {plan.version_now or 'unknown'}, archive {plan.version_archive or 'unknown'}")
+    if result.dry_run:
+        out.text(f"Would stage {human_size(plan.bytes_to_stage)} and swap: {', '.join(plan.top_level)}")
+    elif result.safety_archive:
+        out.text(f"Safety archive: {result.safety_archive} (restore it to undo)")
+    for warning in result.warnings:
+        out.warn(warning)
+    return EXIT_WARNING if result.warnings else EXIT_OK
 
 
 def cmd_keygen(settings, args, out: Output) -> int:

@@ -47,6 +47,7 @@ class Settings:
     store: Path
     backup: dict = field(default_factory=dict)
     key_dir: Path = Path()
+    config_problem: str | None = None      # set when a lenient resolve ignored the file
 
     @property
     def env_prefixes(self) -> tuple[str, ...]:
@@ -137,10 +138,13 @@ def default_key_dir() -> Path:
 
 
 def resolve(root: str | None = None, config: str | None = None,
-            store: str | None = None) -> Settings:
+            store: str | None = None, *, strict: bool = True) -> Settings:
     """Settings from the command line, the environment and the config file.
 
     Precedence: explicit option, then environment, then config file, then default.
+    With ``strict=False`` a broken config file is reported in
+    ``config_problem`` and defaults are used: a broken config is one of the
+    reasons to restore, so it must not stop list, verify or unpack.
     """
     root_path = Path(root or os.environ.get("POPPO_ROOT") or os.getcwd()).absolute()
     if not root_path.is_dir():
@@ -148,7 +152,13 @@ def resolve(root: str | None = None, config: str | None = None,
     config_path = Path(config) if config else root_path / "config" / "config.json"
     if config and not config_path.exists():
         raise ConfigError("config file does not exist", path=config_path)
-    backup = read_backup_section(config_path)
+    problem = None
+    try:
+        backup = read_backup_section(config_path)
+    except ConfigError as exc:
+        if strict:
+            raise
+        backup, problem = {}, str(exc)
     storage = backup.get("storage", {})
     if store:
         store_path = Path(store)
@@ -160,4 +170,4 @@ def resolve(root: str | None = None, config: str | None = None,
         store_path = root_path / "backups"
     key_dir = Path(backup.get("signing", {}).get("keyDir") or default_key_dir())
     return Settings(root=root_path, config_path=config_path, store=store_path.absolute(),
-                    backup=backup, key_dir=key_dir)
+                    backup=backup, key_dir=key_dir, config_problem=problem)

@@ -140,6 +140,50 @@ class InsufficientSpace(StoreError):
     exit_code = 23
 
 
+# -- restore (30-39) --------------------------------------------------------
+
+class RestoreError(PoppoarcError):
+    """A restore could not be carried out; the live tree is unchanged."""
+
+    exit_code = 30
+
+
+class UnsafeArchiveEntry(RestoreError):
+    """An archive entry would write outside the installation or is not allowed."""
+
+    exit_code = 31
+
+
+class HookFailed(RestoreError):
+    """The beforeRestore hook failed, so nothing was restored."""
+
+    exit_code = 32
+
+
+class HealthCheckFailed(RestoreError):
+    """The health check failed after the swap; the old tree was put back."""
+
+    exit_code = 33
+
+
+class RestoreSwapError(RestoreError):
+    """The atomic swap failed; the old tree was put back."""
+
+    exit_code = 34
+
+
+class RecoveryError(RestoreError):
+    """An interrupted restore could not be recovered yet; the journal is kept."""
+
+    exit_code = 35
+
+
+class NotWritable(RestoreError):
+    """The installation root cannot be written by this user."""
+
+    exit_code = 36
+
+
 # -- keys (40-49) -----------------------------------------------------------
 
 class KeyFileError(PoppoarcError):

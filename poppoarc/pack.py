@@ -12,6 +12,7 @@ import os
 import socket
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -78,6 +79,16 @@ def compression_threads() -> int:
 
 def pack(settings: Settings, *, targets: tuple[str, ...] | None = None, name: str | None = None,
          archive_type: str = "manual", progress=None, environ=None) -> PackResult:
+    """Pack under the installation lock (one writer per installation)."""
+    with InstallationLock(settings.root, "pack"):
+        return pack_locked(settings, targets=targets, name=name, archive_type=archive_type,
+                           progress=progress, environ=environ)
+
+
+def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
+                name: str | None = None, archive_type: str = "manual", progress=None,
+                environ=None) -> PackResult:
+    """Pack; the caller holds the installation lock (restore does, for its safety archive)."""
     started = time.monotonic()
     now = datetime.now(timezone.utc)
     warnings = Warnings()
@@ -86,42 +97,41 @@ def pack(settings: Settings, *, targets: tuple[str, ...] | None = None, name: st
     store = LocalStore(settings.store)
     store.ensure()
     store.remove_stale_temps()
-    with InstallationLock(settings.root, "pack"):
-        result = scan(settings.root, catalogue, warnings, skip=(store.path, settings.key_dir))
-        archive_id = new_archive_id(now)
-        temp, handle = store.create_temp(archive_id)
-        try:
-            job = _PackJob(settings, catalogue.selected, result.entries, warnings, progress)
-            for rel in result.secrets:
-                warnings.add(f"{rel}: secret file not archived: secrets are stored only "
-                             "encrypted, and encryption is not available in this version")
-            references = [describe_reference(str(settings.root / rel), rel)
-                          for rel in result.references[:MAX_REFERENCES]]
-            if len(result.references) > MAX_REFERENCES:
-                warnings.add(f"only the first {MAX_REFERENCES} certificate references recorded")
-            dotenv = _dotenv_names(settings.root, result.secrets)
-            env_doc = environment_document(os.environ if environ is None else environ,
-                                           settings.env_prefixes, settings.mask_patterns, dotenv)
-            head_size = _head_size(settings.root, result.entries, references)
-            writer = BodyWriter(handle, head_size, level=DEFAULT_LEVEL,
-                                threads=compression_threads())
-            job.write_body(writer, env_doc, now)
-            fields = {
-                "version": installation_version(settings.root),
-                "tool": {"name": "poppoarc", "version": __version__},
-                "type": archive_type, "name": name, "incremental": False, "parent": None,
-                "host": socket.gethostname(), "root": str(settings.root),
-                "targets": job.targets, "databases": job.databases,
-                "certificates": references, "encryption": None, "files": job.files,
-                "duration": int((time.monotonic() - started) * 1000),
-            }
-            manifest = finish_archive(handle, writer, archive_id=archive_id, now=now,
-                                      entries=job.index, fields=fields, warnings=list(warnings),
-                                      key=key, head_size=head_size)
-            final = store.commit(temp, handle, archive_id)
-        except BaseException:
-            store.discard(temp, handle)
-            raise
+    result = scan(settings.root, catalogue, warnings, skip=(store.path, settings.key_dir))
+    archive_id = new_archive_id(now)
+    temp, handle = store.create_temp(archive_id)
+    try:
+        job = _PackJob(settings, catalogue.selected, result.entries, warnings, progress)
+        for rel in result.secrets:
+            warnings.add(f"{rel}: secret file not archived: secrets are stored only "
+                         "encrypted, and encryption is not available in this version")
+        references = [describe_reference(str(settings.root / rel), rel)
+                      for rel in result.references[:MAX_REFERENCES]]
+        if len(result.references) > MAX_REFERENCES:
+            warnings.add(f"only the first {MAX_REFERENCES} certificate references recorded")
+        dotenv = _dotenv_names(settings.root, result.secrets)
+        env_doc = environment_document(os.environ if environ is None else environ,
+                                       settings.env_prefixes, settings.mask_patterns, dotenv)
+        head_size = _head_size(settings.root, result.entries, references)
+        writer = BodyWriter(handle, head_size, level=DEFAULT_LEVEL,
+                            threads=compression_threads())
+        job.write_body(writer, env_doc, now)
+        fields = {
+            "version": installation_version(settings.root),
+            "tool": {"name": "poppoarc", "version": __version__},
+            "type": archive_type, "name": name, "incremental": False, "parent": None,
+            "host": socket.gethostname(), "root": str(settings.root),
+            "targets": job.targets, "databases": job.databases,
+            "certificates": references, "encryption": None, "files": job.files,
+            "duration": int((time.monotonic() - started) * 1000),
+        }
+        manifest = finish_archive(handle, writer, archive_id=archive_id, now=now,
+                                  entries=job.index, fields=fields, warnings=list(warnings),
+                                  key=key, head_size=head_size)
+        final = store.commit(temp, handle, archive_id)
+    except BaseException:
+        store.discard(temp, handle)
+        raise
     return PackResult(archive_id, final, manifest["size"], job.files, job.targets,
                       list(warnings), manifest["duration"], key.key_id, key_created,
                       job.databases)
@@ -171,6 +181,7 @@ class _PackJob:
         self.bytes_done = 0
         self.bytes_total = sum(e.size for e in entries)
         self._links: dict[tuple[int, int], IndexEntry] = {}
+        self._snapshots: dict[str, Path] = {}
 
     def write_body(self, writer: BodyWriter, env_doc: dict, now: datetime) -> None:
         groups: dict[str | None, list[SourceEntry]] = {}
@@ -180,14 +191,16 @@ class _PackJob:
             self._write(writer, entry)
         if groups.get(None):
             writer.end_frame()
-        with tempfile.TemporaryDirectory(dir=self.snapshot_dir, prefix=".poppoarc-snap-") as snaps:
+        with tempfile.TemporaryDirectory(dir=self.snapshot_dir, prefix=".poppoarc-snap-") as snaps, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="integrity") as checker:
+            checks = self._snapshot_databases(groups.get("database", []), Path(snaps), checker)
             for target in TARGETS:
                 if target not in self.selected:
                     continue
                 before_files, before_index = self.files, len(self.index)
                 size = 0
                 for entry in groups.get(target, []):
-                    size += self._write(writer, entry, Path(snaps))
+                    size += self._write(writer, entry)
                 if target == "config":
                     data = json.dumps(env_doc, indent=2, sort_keys=True).encode() + b"\n"
                     mtime_ns = int(now.timestamp()) * 10**9
@@ -198,8 +211,28 @@ class _PackJob:
                 self.targets[target] = {"files": self.files - before_files, "size": size,
                                         "entries": len(self.index) - before_index,
                                         "stored": [offset, length]}
+            # A snapshot that fails its check aborts the pack before the head is signed,
+            # so no complete archive ever holds one.
+            for record, future in checks:
+                record.update(future.result().to_json())
 
-    def _write(self, writer: BodyWriter, entry: SourceEntry, snaps: Path | None = None) -> int:
+    def _snapshot_databases(self, entries: list[SourceEntry], snaps: Path, checker) -> list:
+        """Copy every database first (close together in time), check them in the background.
+
+        integrity_check costs about as much as compressing the file; running it
+        in a thread (SQLite releases the GIL) overlaps it with the rest of the body.
+        """
+        checks = []
+        for number, entry in enumerate(entries):
+            snapshot = snaps / f"{number}.db"
+            sqlite_snapshot.copy(self.root / entry.path, snapshot)
+            self._snapshots[entry.path] = snapshot
+            record = {"path": entry.path}
+            self.databases.append(record)
+            checks.append((record, checker.submit(sqlite_snapshot.check, snapshot, entry.path)))
+        return checks
+
+    def _write(self, writer: BodyWriter, entry: SourceEntry) -> int:
         """Archive one entry; returns the content bytes stored."""
         if entry.kind == DIR:
             writer.add_directory(entry.path, entry.mode, entry.mtime_ns, entry.uid, entry.gid)
@@ -222,12 +255,7 @@ class _PackJob:
                                              first.sha256, link=first.path))
                 self.files += 1
                 return 0
-        source = self.root / entry.path
-        facts = None
-        if entry.kind == DATABASE:
-            snapshot = snaps / f"{len(self.index)}.db"
-            facts = sqlite_snapshot.capture(source, snapshot)
-            source = snapshot
+        source = self._snapshots.get(entry.path) or self.root / entry.path
         try:
             fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
@@ -256,9 +284,9 @@ class _PackJob:
             self._links[(entry.dev, entry.ino)] = record
         if stored.changed:
             self.warnings.add(f"{entry.path}: changed while being read; archived as read")
-        if facts is not None:
-            self.databases.append({"path": entry.path, "size": stored.size,
-                                   "sha256": stored.sha256, **facts.to_json()})
+        if entry.kind == DATABASE:
+            record_of = next(d for d in self.databases if d["path"] == entry.path)
+            record_of.update(size=stored.size, sha256=stored.sha256)
         self.files += 1
         self.bytes_done += stored.size
         if self.progress:

@@ -31,17 +31,20 @@ def test_exit_codes_are_unique_and_documented_in_the_readme():
 
 def test_bad_config_json_names_file_line_and_column(cli, installation):
     (installation / "config/config.json").write_text('{\n  "backup": {\n    "enabled": tru\n  }\n}\n')
-    code, out, err = cli("list")
+    code, out, err = cli("pack")
     assert code == 3
     assert err.count("\n") == 1 and "config/config.json:3:16" in err and "invalid JSON" in err
+    # reading commands carry on with defaults: a broken config is a reason to restore
+    code, out, err = cli("list")
+    assert code == 0 and "config/config.json:3:16" in err and "using default settings" in err
 
 
 def test_unknown_config_key_and_wrong_type(cli, installation):
     (installation / "config/config.json").write_text('{"backup": {"retension": 3}}')
-    code, _, err = cli("list")
+    code, _, err = cli("pack")
     assert code == 3 and "unknown key 'backup.retension'" in err
     (installation / "config/config.json").write_text('{"backup": {"retention": "30"}}')
-    code, _, err = cli("list")
+    code, _, err = cli("pack")
     assert code == 3 and "'backup.retention' must be an integer" in err
 
 

@@ -98,22 +98,22 @@ def _open_source(path: Path, timeout: float) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
 
 
-def capture(source: Path, destination: Path, *, timeout: float = 30.0,
-            attempts: int = 5) -> DatabaseFacts:
-    """Snapshot ``source`` into ``destination`` and check the copy.
+def copy(source: Path, destination: Path, *, timeout: float = 30.0, attempts: int = 5) -> None:
+    """Snapshot ``source`` into ``destination`` in one backup step, in DELETE mode.
 
     Retries while the database is locked by a writer in rollback-journal
     mode; raises DatabaseSnapshotError naming the file otherwise.
     """
     last_error = ""
     for attempt in range(attempts):
-        if destination.exists():
-            destination.unlink()
+        destination.unlink(missing_ok=True)
         try:
             src = _open_source(source, timeout)
             try:
                 dst = sqlite3.connect(destination)
                 try:
+                    # a temporary copy: no fsync needed, it is hashed and archived at once
+                    dst.execute("PRAGMA synchronous=OFF")
                     src.backup(dst, pages=-1)
                     dst.execute("PRAGMA journal_mode=DELETE")
                     dst.commit()
@@ -121,7 +121,7 @@ def capture(source: Path, destination: Path, *, timeout: float = 30.0,
                     dst.close()
             finally:
                 src.close()
-            break
+            return
         except sqlite3.OperationalError as exc:
             last_error = str(exc)
             if "locked" not in last_error and "busy" not in last_error:
@@ -129,10 +129,13 @@ def capture(source: Path, destination: Path, *, timeout: float = 30.0,
             time.sleep(0.2 * (attempt + 1))
         except sqlite3.DatabaseError as exc:
             raise DatabaseSnapshotError(f"cannot snapshot database: {exc}", path=source) from None
-    else:
-        raise DatabaseSnapshotError(f"database stayed locked: {last_error}", path=source)
-    errors = integrity_errors(destination)
+    raise DatabaseSnapshotError(f"database stayed locked: {last_error}", path=source)
+
+
+def check(snapshot: Path, source: object) -> DatabaseFacts:
+    """integrity_check the snapshot, then describe it; raises naming the source."""
+    errors = integrity_errors(snapshot)
     if errors:
         raise DatabaseSnapshotError("snapshot fails integrity_check: " + "; ".join(errors[:3]),
                                     path=source)
-    return describe(destination)
+    return describe(snapshot)

@@ -1,0 +1,1 @@
+"""Deterministic demo installations and a concurrent SQLite writer for tests and benchmarks."""

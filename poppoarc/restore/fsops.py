@@ -1,0 +1,262 @@
+"""Durable filesystem primitives for the restore transaction (Linux first).
+
+Everything here is about two promises: a rename is atomic (a crash sees the
+entry either at the old or at the new name), and something we wrote is on
+disk before we act on it (fsync of the file, then of its directory).
+
+``renameat2(2)`` is reached through ctypes because the stdlib has no binding:
+RENAME_EXCHANGE swaps two entries in one step (so the live name never goes
+missing), RENAME_NOREPLACE refuses to clobber an existing entry (plain
+rename silently replaces a file or an *empty* directory).  Kernels or
+filesystems without them answer EINVAL, ENOSYS or EOPNOTSUPP; callers treat
+those errnos (``UNSUPPORTED_ERRNOS``) as "use the two-step fallback".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import platform
+import secrets
+import shutil
+import stat
+import sys
+import tempfile
+from typing import Callable
+
+AT_FDCWD = -100
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+UNSUPPORTED_ERRNOS = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
+
+# Only used when libc lacks the renameat2 wrapper (glibc < 2.28, some musl).
+_SYS_RENAMEAT2 = {"x86_64": 316, "amd64": 316, "aarch64": 276, "arm64": 276}
+
+_Renameat2 = Callable[[int, bytes, int, bytes, int], int]
+_resolved: list[_Renameat2 | None] = []      # [] until first use, then [fn or None]
+_exchange_support: dict[int, bool] = {}      # st_dev -> probe result
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def _renameat2_function() -> _Renameat2 | None:
+    if _resolved:
+        return _resolved[0]
+    fn: _Renameat2 | None = None
+    libc = _libc() if sys.platform.startswith("linux") else None
+    if libc is not None:
+        wrapper = getattr(libc, "renameat2", None)
+        number = _SYS_RENAMEAT2.get(platform.machine().lower())
+        if wrapper is not None:
+            wrapper.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+                                ctypes.c_char_p, ctypes.c_uint]
+            wrapper.restype = ctypes.c_int
+            fn = wrapper
+        elif number is not None and getattr(libc, "syscall", None) is not None:
+            syscall = libc.syscall
+            syscall.restype = ctypes.c_long
+
+            def fn(olddirfd: int, old: bytes, newdirfd: int, new: bytes, flags: int) -> int:
+                return syscall(ctypes.c_long(number), ctypes.c_int(olddirfd), ctypes.c_char_p(old),
+                               ctypes.c_int(newdirfd), ctypes.c_char_p(new), ctypes.c_uint(flags))
+    _resolved.append(fn)
+    return fn
+
+
+def _renameat2(dir_fd: int | None, a: str | os.PathLike, b: str | os.PathLike, flags: int) -> None:
+    fn = _renameat2_function()
+    if fn is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available", os.fsdecode(a))
+    fd = AT_FDCWD if dir_fd is None else dir_fd
+    ctypes.set_errno(0)
+    if fn(fd, os.fsencode(a), fd, os.fsencode(b), flags) != 0:
+        err = ctypes.get_errno() or errno.EIO
+        # OSError picks the subclass (FileExistsError, ...) from the errno.
+        raise OSError(err, os.strerror(err), os.fsdecode(a), None, os.fsdecode(b))
+
+
+def rename_exchange(dir_fd: int | None, a: str | os.PathLike, b: str | os.PathLike) -> None:
+    """Atomically swap entries ``a`` and ``b`` (both relative to ``dir_fd``).
+
+    Both must exist; they may be of different types.  Raises OSError; an errno
+    in UNSUPPORTED_ERRNOS means the kernel or filesystem cannot exchange.
+    """
+    _renameat2(dir_fd, a, b, RENAME_EXCHANGE)
+
+
+def rename_noreplace(dir_fd: int | None, a: str | os.PathLike, b: str | os.PathLike) -> None:
+    """Rename ``a`` to ``b`` (relative to ``dir_fd``), failing if ``b`` exists.
+
+    Raises FileExistsError when ``b`` exists.  Where RENAME_NOREPLACE is
+    unsupported this degrades to lstat-then-rename, which has a window: an
+    entry created at ``b`` by another process between the check and the
+    rename would be replaced (a file, symlink or empty directory) or make the
+    rename fail (a non-empty directory).  The restore accepts that because
+    it holds the installation lock and ``b`` lies in its own private area or
+    is a top-level name nothing else should be creating at that moment.
+    """
+    try:
+        _renameat2(dir_fd, a, b, RENAME_NOREPLACE)
+        return
+    except OSError as exc:
+        # EINVAL is also what an impossible rename (a directory into itself)
+        # returns; os.rename below then fails the same way, so nothing is lost.
+        if exc.errno not in UNSUPPORTED_ERRNOS:
+            raise
+    try:
+        os.lstat(b, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    else:
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fsdecode(b))
+    os.rename(a, b, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def supports_exchange(dir_path: str | os.PathLike) -> bool:
+    """Whether RENAME_EXCHANGE works in ``dir_path``'s filesystem.
+
+    Probed once per st_dev by exchanging two empty files created in
+    ``dir_path`` (so the directory must be writable); the probe entries are
+    always removed again.
+    """
+    dev = os.stat(dir_path).st_dev
+    if dev not in _exchange_support:
+        _exchange_support[dev] = _probe_exchange(os.fspath(dir_path))
+    return _exchange_support[dev]
+
+
+def _probe_exchange(dir_path: str) -> bool:
+    token = secrets.token_hex(6)
+    a = os.path.join(dir_path, f".poppoarc-probe-{token}-a")
+    b = os.path.join(dir_path, f".poppoarc-probe-{token}-b")
+    try:
+        for path in (a, b):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        inode_a = os.lstat(a).st_ino
+        try:
+            rename_exchange(None, a, b)
+        except OSError as exc:
+            if exc.errno in UNSUPPORTED_ERRNOS:
+                return False
+            raise
+        # A filesystem that ignored the flag and did a plain rename would
+        # have dropped ``a``; demand a real swap.
+        return os.lstat(b).st_ino == inode_a and os.path.lexists(a)
+    finally:
+        for path in (a, b):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def fsync_dir(path_or_fd: str | os.PathLike | int) -> None:
+    """Make the entries of a directory (renames, creations) durable."""
+    own = not isinstance(path_or_fd, int)
+    fd = os.open(path_or_fd, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if own else path_or_fd
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # A few filesystems cannot fsync a directory; nothing more can be
+        # done there, and failing the restore for it would help nobody.
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        if own:
+            os.close(fd)
+
+
+def sync_filesystem(path: str | os.PathLike) -> None:
+    """Flush everything written to ``path``'s filesystem (syncfs, else sync).
+
+    One call makes a whole staged tree durable without fsyncing each file.
+    """
+    libc = _libc() if sys.platform.startswith("linux") else None
+    syncfs = getattr(libc, "syncfs", None) if libc is not None else None
+    if syncfs is not None:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    os.sync()
+
+
+def write_file_durably(path: str | os.PathLike, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves old or new, whole.
+
+    The temporary file is ``<name>.<random>.tmp`` in the same directory; a
+    crash can leave one behind (see ``stale_temp_glob``).
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def stale_temp_glob(name: str) -> str:
+    """Glob matching temporaries ``write_file_durably`` may leave for ``name``."""
+    return f"{name}.*.tmp"
+
+
+def remove_tree(path: str | os.PathLike) -> None:
+    """rm -rf that never follows symlinks; a missing path is fine.
+
+    A symlink or file at ``path`` is unlinked itself.  Directories go through
+    ``shutil.rmtree``, which on Linux walks with openat/unlinkat relative to
+    directory fds and never descends through a symlink
+    (``shutil.rmtree.avoids_symlink_attacks``).  If it fails (typically a
+    directory without write or search permission) every *directory* is
+    granted u+rwx and the removal retried.  Files are never chmod-ed: a staged
+    file can be a hard link of a live one, sharing its mode.
+    """
+    path = os.fspath(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    try:
+        shutil.rmtree(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    _grant_directory_access(path)
+    shutil.rmtree(path)
+
+
+def _grant_directory_access(top: str) -> None:
+    def grant(path: str) -> None:
+        st = os.lstat(path)      # lstat: a symlink is never chmod-ed through
+        if stat.S_ISDIR(st.st_mode) and st.st_mode & 0o700 != 0o700:
+            os.chmod(path, stat.S_IMODE(st.st_mode) | 0o700)
+
+    grant(top)
+    # Top-down: os.walk lists a directory's children before entering them, so
+    # each one is opened up just before the walk needs to read it.
+    for dirpath, dirnames, _ in os.walk(top, followlinks=False):
+        for name in dirnames:
+            with contextlib.suppress(OSError):
+                grant(os.path.join(dirpath, name))

@@ -1,0 +1,170 @@
+"""What a restore will change: a pure function of the archive and the live tree.
+
+``make_plan`` compares the signed index with a walk of the live installation
+(the same catalogue ``pack`` uses) and says, per target, which paths are
+added, changed, removed or unchanged.  ``--dry-run`` prints this object; the
+real restore executes the same object, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..format.manifest import IndexEntry
+from ..snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry
+
+ADD, CHANGE, REMOVE, KEEP = "add", "change", "remove", "unchanged"
+_LIVE_TYPE = {FILE: "file", DATABASE: "file", DIR: "dir", SYMLINK: "symlink"}
+
+
+@dataclass
+class PathChange:
+    path: str
+    action: str
+    size: int = 0
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "action": self.action, "size": self.size}
+
+
+@dataclass
+class TargetPlan:
+    name: str
+    changes: list[PathChange] = field(default_factory=list)
+
+    def count(self, action: str) -> int:
+        return sum(1 for c in self.changes if c.action == action)
+
+    def bytes(self, action: str) -> int:
+        return sum(c.size for c in self.changes if c.action == action)
+
+    def to_json(self, with_paths: bool = True) -> dict:
+        summary = {action: {"paths": self.count(action), "bytes": self.bytes(action)}
+                   for action in (ADD, CHANGE, REMOVE, KEEP)}
+        document = {"target": self.name, **summary}
+        if with_paths:
+            document["changes"] = [c.to_json() for c in self.changes if c.action != KEEP]
+        return document
+
+
+@dataclass
+class DatabasePlan:
+    path: str
+    tables_archive: dict[str, int]
+    tables_now: dict[str, int] | None          # None: no database at that path now
+    user_version_archive: int
+    user_version_now: int | None
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "tables_archive": self.tables_archive,
+                "tables_now": self.tables_now, "user_version_archive": self.user_version_archive,
+                "user_version_now": self.user_version_now}
+
+
+@dataclass
+class RestorePlan:
+    archive_id: str
+    targets: list[TargetPlan]
+    databases: list[DatabasePlan]
+    top_level: list[str]                      # names under ROOT the swap replaces
+    restore_paths: set[str]                   # archive paths that will be written
+    version_archive: str | None
+    version_now: str | None
+    bytes_to_stage: int
+    live_bytes: int                           # what a safety archive would hold
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def changes_anything(self) -> bool:
+        return any(c.action != KEEP for t in self.targets for c in t.changes)
+
+    def to_json(self) -> dict:
+        return {"archive_id": self.archive_id, "targets": [t.to_json() for t in self.targets],
+                "databases": [d.to_json() for d in self.databases],
+                "top_level": self.top_level, "version_archive": self.version_archive,
+                "version_now": self.version_now, "bytes_to_stage": self.bytes_to_stage,
+                "live_bytes": self.live_bytes, "warnings": self.warnings}
+
+
+def _same(archived: IndexEntry, live: SourceEntry) -> bool:
+    """Quick check, as rsync does: type, mode, size, mtime (and link target)."""
+    if archived.sqlite or live.kind == DATABASE:
+        return False        # a live database is never byte-equal to a snapshot
+    if _LIVE_TYPE.get(live.kind) != ("file" if archived.type == "hardlink" else archived.type):
+        return False
+    if archived.type == "dir":
+        return archived.mode == live.mode
+    if archived.type == "symlink":
+        return archived.link == live.link
+    return (archived.mode, archived.size, archived.mtime_ns) == (live.mode, live.size, live.mtime_ns)
+
+
+def version_tuple(version: str | None) -> tuple[int, ...] | None:
+    if not version:
+        return None
+    parts = []
+    for piece in version.split("-")[0].split("."):
+        if not piece.isdigit():
+            return None
+        parts.append(int(piece))
+    return tuple(parts)
+
+
+def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry],
+              selected: tuple[str, ...], live_databases: dict[str, tuple[dict, int]],
+              version_now: str | None) -> RestorePlan:
+    """Archive × live tree × selection → the restore plan.
+
+    ``live`` is the walk of the live tree for the selected targets;
+    ``live_databases`` maps a live database path to (row counts, user_version).
+    """
+    archived = {e.path: e for e in entries if e.target in selected and not e.generated}
+    live_by_path = {e.path: e for e in live if e.target in selected}
+    plans = {name: TargetPlan(name) for name in selected}
+    for path, entry in archived.items():
+        current = live_by_path.get(path)
+        size = entry.size if entry.type == "file" else 0
+        if current is None:
+            action = ADD
+        elif _same(entry, current):
+            action = KEEP
+        else:
+            action = CHANGE
+        plans[entry.target].changes.append(PathChange(path, action, size))
+    for path, current in live_by_path.items():
+        if path not in archived:
+            plans[current.target].changes.append(PathChange(path, REMOVE, current.size))
+    for plan in plans.values():
+        plan.changes.sort(key=lambda c: c.path)
+
+    touched = {p.split("/", 1)[0] for p in archived} | {p.split("/", 1)[0] for p in live_by_path}
+    databases = []
+    for record in manifest.get("databases", []):
+        if record["path"] in archived:
+            now = live_databases.get(record["path"])
+            databases.append(DatabasePlan(record["path"], record.get("tables", {}),
+                                          now[0] if now else None,
+                                          record.get("user_version", 0),
+                                          now[1] if now else None))
+    warnings = []
+    archive_version, current_version = manifest.get("version"), version_now
+    older, newer = version_tuple(current_version), version_tuple(archive_version)
+    if older and newer and newer > older:
+        warnings.append(f"the archive comes from installation version {archive_version}, newer than "
+                        f"the installed {current_version}: the application may not read its data")
+    for db in databases:
+        if db.user_version_now is not None and db.user_version_now != db.user_version_archive:
+            warnings.append(f"{db.path}: schema user_version {db.user_version_now} now, "
+                            f"{db.user_version_archive} in the archive")
+    return RestorePlan(
+        archive_id=manifest["id"],
+        targets=[plans[name] for name in selected],
+        databases=databases,
+        top_level=sorted(touched),
+        restore_paths=set(archived),
+        version_archive=archive_version,
+        version_now=current_version,
+        bytes_to_stage=sum(e.size for e in archived.values() if e.type == "file"),
+        live_bytes=sum(e.size for e in live_by_path.values()),
+        warnings=warnings,
+    )

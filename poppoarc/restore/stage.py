@@ -1,0 +1,232 @@
+"""Building the staged tree: live content kept, archive content written safely.
+
+For every top-level name the restore touches, the staging directory gets a
+complete replacement: paths of unselected targets and unclaimed paths are
+hard-linked from the live tree (no copy, same inode), paths of the selected
+targets come from the archive.  Archive content is written by poppoarc
+itself, never by ``tarfile``: parents are opened component by component
+with ``O_NOFOLLOW`` relative to the staging root, files are created with
+``O_EXCL``, symlinks are created last and only when they stay inside the
+root, and metadata is applied through file descriptors.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import stat
+from pathlib import Path
+
+from ..errors import CorruptArchive, RestoreError, UnsafeArchiveEntry
+from ..format.manifest import IndexEntry
+from ..format.reader import MemberSink
+from ..snapshot.sqlite import integrity_errors
+
+SIDECARS = ("-wal", "-shm", "-journal")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def link_target_problem(path: str, target: str) -> str | None:
+    """Why a symlink ``path -> target`` could point outside the root, or None."""
+    if not target or "\0" in target:
+        return "empty or NUL link target"
+    if target.startswith("/"):
+        return "absolute link target"
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    if resolved == ".." or resolved.startswith("../") or resolved.startswith("/"):
+        return "link target leaves the installation"
+    return None
+
+
+class StagedTree(MemberSink):
+    """Writes the selected archive entries into ``staging``; keeps the rest of the live tree."""
+
+    def __init__(self, root: Path, staging: Path, restore_paths: set[str],
+                 drop_live: set[str], *, same_owner: bool = False, special_bits: bool = False):
+        self.root, self.staging = root, staging
+        self.restore_paths = restore_paths
+        self.drop_live = drop_live
+        self.same_owner = same_owner and os.geteuid() == 0
+        self.special_bits = special_bits
+        self._dir_fds: dict[str, int] = {}
+        self._fd: int | None = None
+        self._symlinks: list[IndexEntry] = []
+        self._dirs: dict[str, IndexEntry] = {}
+        self._kept_dirs: dict[str, os.stat_result] = {}
+        self._structure: dict[str, IndexEntry] = {}
+        self._created_dirs: set[str] = set()
+        self.databases: list[str] = []
+        self.written = 0
+
+    # -- live content --------------------------------------------------------
+    def keep_live(self, names: list[str]) -> None:
+        """Hard-link every live path under ``names`` that the restore does not replace."""
+        for name in names:
+            live = self.root / name
+            if os.path.lexists(live):
+                self._keep(live, name, self.restore_paths)
+
+    def _keep(self, live: Path, rel: str, restored: set[str]) -> None:
+        st = os.lstat(live)
+        if stat.S_ISDIR(st.st_mode):
+            target = self.staging / rel
+            target.mkdir(mode=0o700, exist_ok=True)
+            with os.scandir(live) as children:
+                for child in children:
+                    self._keep(Path(child.path), f"{rel}/{child.name}", restored)
+            if rel not in self.restore_paths:
+                # applied in finish(): writing archive files into it would move its mtime
+                self._kept_dirs[rel] = st
+            return
+        if rel in self.drop_live or rel in self.restore_paths:
+            return
+        if any(rel.endswith(s) and rel[:-len(s)] in restored for s in SIDECARS):
+            return      # a stale sidecar would replay old data onto the restored database
+        target = self.staging / rel
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(live), target)
+            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            return
+        try:
+            os.link(live, target, follow_symlinks=False)
+        except OSError:
+            shutil.copy2(live, target, follow_symlinks=False)
+
+    def prune_removed_dirs(self) -> None:
+        """Directories the archive does not have and that ended up empty go away."""
+        for rel in sorted(self.drop_live, key=lambda p: -p.count("/")):
+            path = self.staging / rel
+            if rel not in self.restore_paths and path.is_dir() and not path.is_symlink():
+                try:
+                    path.rmdir()
+                except OSError:
+                    pass    # it holds content no selected target owns: keep it
+
+    # -- archive content -------------------------------------------------------
+    def _parent_fd(self, path: str) -> tuple[int, str]:
+        parent, _, name = path.rpartition("/")
+        return self._open_dir(parent), name
+
+    def _open_dir(self, rel: str) -> int:
+        fd = self._dir_fds.get(rel)
+        if fd is not None:
+            return fd
+        if not rel:
+            fd = os.open(self.staging, _DIR_FLAGS)
+        else:
+            parent_fd, name = self._parent_fd(rel)
+            try:
+                fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+            except FileNotFoundError:
+                os.mkdir(name, 0o700, dir_fd=parent_fd)
+                fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+                self._created_dirs.add(rel)
+            except (NotADirectoryError, OSError) as exc:
+                raise UnsafeArchiveEntry(f"cannot restore under {rel!r}: it is not a plain "
+                                         f"directory in the live tree ({exc.strerror})",
+                                         path=self.root / rel) from None
+        self._dir_fds[rel] = fd
+        return fd
+
+    def _mode(self, entry: IndexEntry) -> int:
+        # setuid/setgid only when asked: a restored file should not gain privileges
+        return entry.mode if self.special_bits else entry.mode & ~0o6000
+
+    def begin(self, entry: IndexEntry) -> None:
+        if entry.target is None and entry.type == "dir":
+            self._structure[entry.path] = entry     # parents shared by targets
+        if entry.path not in self.restore_paths:
+            return
+        parent, name = self._parent_fd(entry.path)
+        if entry.type == "dir":
+            try:
+                os.mkdir(name, 0o700, dir_fd=parent)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
+                    os.unlink(name, dir_fd=parent)
+                    os.mkdir(name, 0o700, dir_fd=parent)
+            self._dirs[entry.path] = entry
+        elif entry.type == "file":
+            self._fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                               | os.O_CLOEXEC, 0o600, dir_fd=parent)
+        elif entry.type == "symlink":
+            problem = link_target_problem(entry.path, entry.link)
+            if problem:
+                raise UnsafeArchiveEntry(f"symlink {entry.path} -> {entry.link}: {problem}")
+            self._symlinks.append(entry)
+        elif entry.type == "hardlink":
+            if entry.link not in self.restore_paths:
+                raise UnsafeArchiveEntry(f"hard link {entry.path} -> {entry.link}: "
+                                         "its target is not restored with it")
+            source_parent, source_name = self._parent_fd(entry.link)
+            os.link(source_name, name, src_dir_fd=source_parent, dst_dir_fd=parent,
+                    follow_symlinks=False)
+
+    def data(self, entry: IndexEntry, chunk: bytes) -> None:
+        if self._fd is not None:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(self._fd, view):]
+
+    def end(self, entry: IndexEntry) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            if self.same_owner:
+                os.fchown(fd, entry.uid, entry.gid)
+            os.fchmod(fd, self._mode(entry))
+            os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+        finally:
+            os.close(fd)
+        self.written += entry.size
+        if entry.sqlite:
+            self.databases.append(entry.path)
+
+    def finish(self) -> None:
+        """Symlinks last, then directory metadata deepest first; check databases."""
+        for entry in self._symlinks:
+            parent, name = self._parent_fd(entry.path)
+            if os.path.lexists(self.staging / entry.path):
+                os.unlink(name, dir_fd=parent)
+            os.symlink(entry.link, name, dir_fd=parent)
+            os.utime(name, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=parent,
+                     follow_symlinks=False)
+            if self.same_owner:
+                os.chown(name, entry.uid, entry.gid, dir_fd=parent, follow_symlinks=False)
+        # Parents this restore had to create take the archive's shared-parent record.
+        for path in self._created_dirs:
+            if path in self._structure and path not in self._dirs:
+                self._dirs[path] = self._structure[path]
+        for path in sorted(set(self._dirs) | set(self._kept_dirs), key=lambda p: -p.count("/")):
+            fd = self._open_dir(path)
+            if path in self._dirs:
+                entry = self._dirs[path]
+                if self.same_owner:
+                    os.fchown(fd, entry.uid, entry.gid)
+                os.fchmod(fd, self._mode(entry))
+                os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+            else:
+                kept = self._kept_dirs[path]
+                os.fchmod(fd, stat.S_IMODE(kept.st_mode))
+                os.utime(fd, ns=(kept.st_atime_ns, kept.st_mtime_ns))
+        self.close()
+        for path in self.databases:
+            errors = integrity_errors(self.staging / path)
+            if errors:
+                raise CorruptArchive(f"restored database {path} fails integrity_check: "
+                                     f"{'; '.join(errors[:2])}")
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        for fd in self._dir_fds.values():
+            os.close(fd)
+        self._dir_fds.clear()
+
+
+def check_writable(root: Path) -> None:
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise RestoreError("installation root is not writable by this user", path=root)

@@ -1,0 +1,447 @@
+"""Swapping staged top-level entries into an installation, all or nothing.
+
+Layout inside ROOT while a restore runs: the journal ``.poppoarc-restore.json``
+(see ``journal``), the new entries ``.poppoarc-stage-<id>/NAME`` built by the
+caller, and ``.poppoarc-old-<id>/NAME`` where old entries get parked.  All
+inside ROOT, so every move is a rename within one filesystem: atomic.
+
+1. ``begin`` writes the journal (STAGED) *before* creating the directories,
+   so a crash never leaves them unrecorded; the caller then fills staging.
+2. ``commit_swap`` flushes the filesystem (staged bytes must be on disk
+   before they go live), records for each NAME whether and under which inode
+   its old and new entry exist, writes SWAPPING, then per NAME either one
+   RENAME_EXCHANGE of ROOT/NAME and stage/NAME (the old entry lands in
+   staging) or, without exchange support, ROOT/NAME -> old/NAME then
+   stage/NAME -> ROOT/NAME.  A NAME staged as absent just has its old entry
+   parked; a NAME not live just gets the new one.  fsync, then SWAPPED.
+3. A failing health check rolls back (ROLLING_BACK ... ROLLED_BACK); else
+   COMMITTED.  Only then are leftovers deleted and the journal removed.
+
+Recovery takes the direction from the phase: STAGED, SWAPPING, ROLLING_BACK
+roll back (the new tree was not known complete and healthy); SWAPPED rolls
+forward (every new entry was in place and durable before SWAPPED was
+written, so a crash during the health check counts as a pass); ROLLED_BACK
+and COMMITTED only clean up.  Nothing is deleted before a final phase is
+durable, so until then the old and new entry of every NAME both exist.
+
+*Where* each entry is, recovery does not take from the item states: it
+looks.  Entries are identified by the inode numbers recorded before the
+first rename, which are stable across renames within a filesystem and
+unique while the entry exists (nothing recorded is deleted while they are
+compared).  For each NAME it sees what is at ROOT/NAME, finds the wanted
+entry in stage/NAME or old/NAME and does the one or two renames left.  Each
+step is one rename, so a re-run after a crash in recovery starts from a
+state the same logic handles: recovery is idempotent.  An unknown entry at
+ROOT/NAME means someone else changed the tree: RecoveryError, journal kept.
+
+Inodes rather than marker files in staged directories, because top-level
+files such as ``.env`` cannot carry a marker, markers would have to be
+stripped from the restored and the old tree again, and an inode is exact for
+files, directories and symlinks alike.  (It assumes nobody deletes and
+recreates entries in ROOT meanwhile: the installation lock.)  A NAME staged
+as a hard link of the live entry is left as is.  Entries move as entries: a
+live symlink is replaced, never followed; mount points are refused up front.
+
+Callers hold the installation lock around begin/commit_swap and ``recover``,
+which every command runs first.  Nothing here prints: see ``on_event``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+# Both errors live in poppoarc.errors with the rest of the exit-code table;
+# re-exported here as the swap's API.
+from ..errors import RecoveryError, RestoreSwapError
+from . import fsops
+from .journal import (
+    COMMITTED, EXCHANGE, MOVED_ASIDE, RENAME, REVERTING, ROLLED_BACK, ROLLING_BACK, STAGED,
+    SWAPPED, SWAPPED_STATE, SWAPPING, Journal, JournalError, JournalItem, journal_path,
+    process_is_alive, process_start_time, read_journal, remove_journal, valid_entry_name,
+    valid_restore_id, write_journal,
+)
+
+OLD, NEW = "old", "new"
+EventSink = Callable[[str], None] | None
+_RETRY = "the journal was kept; the next poppoarc command retries the recovery"
+__all__ = ["RecoveryError", "RecoveryResult", "RestoreSwapError", "StagingArea", "SwapResult",
+           "begin", "commit_swap", "discard", "recover"]
+
+
+@dataclass
+class StagingArea:
+    """Where the caller builds the new top-level entries: ``path / NAME``."""
+
+    root: Path
+    restore_id: str
+    archive_id: str
+    path: Path
+    aside: Path
+    journal: Journal = field(repr=False)
+
+
+@dataclass
+class SwapResult:
+    outcome: str                    # "committed" | "rolled_back" (health check failed)
+    restore_id: str
+    archive_id: str
+    method: str                     # "exchange" | "rename"
+    replaced: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    health_error: str | None = None
+    details: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RecoveryResult:
+    action: str                     # "rolled_back" | "rolled_forward" | "cleaned_up"
+    restore_id: str
+    archive_id: str
+    restored: bool                  # True: the archive's entries are live now
+    details: list[str] = field(default_factory=list)
+
+
+def begin(root: str | os.PathLike, restore_id: str, archive_id: str,
+          on_event: EventSink = None) -> StagingArea:
+    """Create the staging area of one restore and journal it (phase STAGED)."""
+    root = Path(root)
+    if not valid_restore_id(restore_id):
+        raise ValueError(f"restore id {restore_id!r} is not a safe file name component")
+    if not root.is_dir():
+        raise RestoreSwapError("installation root is not a directory", path=root)
+    try:
+        existing = read_journal(root)
+    except JournalError as exc:
+        raise RestoreSwapError(f"unreadable restore journal: {exc}", path=journal_path(root)) from None
+    if existing is not None:
+        raise RestoreSwapError(f"unfinished restore {existing.restore_id} (phase {existing.phase}) "
+                               "must be recovered first", path=journal_path(root))
+    journal = Journal.start(restore_id, archive_id)
+    created: list[Path] = []
+    try:
+        write_journal(root, journal)
+        for name in (journal.staging, journal.aside):
+            os.mkdir(root / name, 0o700)      # 0700: staged trees may hold secrets
+            created.append(root / name)
+        fsops.fsync_dir(root)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            for path in created:              # never a directory we did not create
+                fsops.remove_tree(path)
+            remove_journal(root)
+        raise RestoreSwapError(f"cannot create the staging area: {exc}", path=root) from None
+    _emit(on_event, f"staging area {journal.staging} created for archive {archive_id}")
+    return StagingArea(root, restore_id, archive_id, root / journal.staging,
+                       root / journal.aside, journal)
+
+
+def discard(area: StagingArea, on_event: EventSink = None) -> None:
+    """Give up a restore before ``commit_swap``: delete staging area and journal."""
+    if area.journal.phase != STAGED:
+        raise RestoreSwapError(f"restore {area.restore_id} is past staging; use recover()")
+    with _Transaction(area.root, area.journal, on_event) as tx:
+        tx.cleanup()
+
+
+def commit_swap(area: StagingArea, names: Iterable[str],
+                health_check: Callable[[], bool] | None = None,
+                on_event: EventSink = None) -> SwapResult:
+    """Make ``ROOT/NAME`` the staged ``area.path/NAME`` for every NAME, atomically.
+
+    A NAME missing from the staging area is removed from ROOT.  Returns
+    outcome "committed", or "rolled_back" when ``health_check`` returned
+    False or raised (the old tree is back; a KeyboardInterrupt is re-raised
+    after the rollback).  Raises RestoreSwapError when the swap fails (the
+    old tree is back, staging deleted), RecoveryError when even the undo or
+    the final cleanup failed (journal kept; the next ``recover`` finishes).
+    """
+    journal = area.journal
+    if journal.phase != STAGED:
+        raise RestoreSwapError(f"restore {area.restore_id} was already swapped or abandoned")
+    result = SwapResult("committed", area.restore_id, area.archive_id, RENAME)
+    with _Transaction(area.root, journal, on_event) as tx:
+        tx.check_own_journal()
+        try:
+            journal.items = tx.inventory(_checked_names(names), result)
+            journal.method = result.method = (EXCHANGE if fsops.supports_exchange(area.path)
+                                              else RENAME)
+            fsops.sync_filesystem(area.path)
+            tx.save(SWAPPING)
+        except (OSError, RestoreSwapError) as exc:
+            # Nothing live was touched (even if SWAPPING reached the disk):
+            # dropping the staging area is the whole undo, as in recover().
+            with contextlib.suppress(OSError):
+                tx.cleanup()
+            if isinstance(exc, RestoreSwapError):
+                raise
+            raise RestoreSwapError(f"restore {area.restore_id}: cannot start the swap: "
+                                   f"{_describe(exc)}") from exc
+        try:
+            tx.settle(NEW)
+            tx.save(SWAPPED)
+        except Exception as exc:
+            tx.undo(f"swapping in failed ({_describe(exc)})")
+            raise RestoreSwapError(f"restore {area.restore_id}: swapping in failed, old entries "
+                                   f"put back: {_describe(exc)}") from exc
+        error, interrupt = _run_health_check(health_check)
+        if error is not None:
+            result.outcome, result.health_error = "rolled_back", error
+            tx.emit(f"{error}; putting the old entries back")
+            tx.undo(error)
+            result.details.append(f"{error}; old entries put back")
+            if interrupt is not None:
+                raise interrupt
+            return result
+        try:
+            tx.save(COMMITTED)
+            tx.cleanup()
+        except OSError as exc:
+            raise RecoveryError(f"restore {area.restore_id} is in place but finishing it failed "
+                                f"({_describe(exc)}); {_RETRY}") from exc
+    result.details.append(f"{len(journal.items)} top-level entries swapped by {result.method}")
+    return result
+
+
+def recover(root: str | os.PathLike, on_event: EventSink = None) -> RecoveryResult | None:
+    """Finish or undo an interrupted restore; None when there is none.
+
+    Run first by every poppoarc command, under the installation lock.  Raises
+    RecoveryError if the restoring process still runs, if the journal is
+    unreadable or names foreign paths, or if the tree holds entries the
+    journal does not account for (the journal is then kept).
+    """
+    root = Path(root)
+    try:
+        journal = read_journal(root)
+    except JournalError as exc:
+        raise RecoveryError(f"unreadable restore journal: {exc}", path=journal_path(root)) from None
+    if journal is None:
+        return None
+    if journal.pid != os.getpid() and process_is_alive(journal.pid, journal.pid_start):
+        raise RecoveryError(f"restore {journal.restore_id} in progress by pid {journal.pid}")
+    phase = journal.phase
+    _emit(on_event, f"recovering restore {journal.restore_id} interrupted in phase {phase}")
+    result = RecoveryResult("cleaned_up", journal.restore_id, journal.archive_id, False)
+    try:
+        with _Transaction(root, journal, on_event) as tx:
+            # Claim the journal, so that another recover() sees a live owner.
+            journal.pid, journal.pid_start = os.getpid(), process_start_time(os.getpid())
+            tx.save()
+            if phase == STAGED:
+                tx.cleanup()
+                result.action = "rolled_back"
+                result.details.append("rolled back: nothing had changed; staging area removed")
+            elif phase in (SWAPPING, ROLLING_BACK):
+                tx.roll_back()
+                result.action = "rolled_back"
+                result.details.append("rolled back: the old entries are back in place")
+            elif phase == SWAPPED:
+                tx.settle(NEW)
+                tx.save(COMMITTED)
+                tx.cleanup()
+                result.action, result.restored = "rolled_forward", True
+                result.details.append("rolled forward: the restored entries stay, old ones deleted")
+            else:
+                tx.cleanup()
+                result.restored = phase == COMMITTED
+                done = "committed" if result.restored else "rolled back"
+                result.details.append(f"the restore had already {done}; leftovers removed")
+    except OSError as exc:
+        raise RecoveryError(f"recovery of restore {journal.restore_id} failed: "
+                            f"{_describe(exc)}; {_RETRY}") from exc
+    for line in result.details:
+        _emit(on_event, line)
+    return result
+
+
+class _Transaction:
+    """Steps on one journaled restore, with ROOT held open as a directory fd."""
+
+    def __init__(self, root: Path, journal: Journal, on_event: EventSink):
+        self.root, self.journal, self.on_event = root, journal, on_event
+        self.fd = -1
+
+    def __enter__(self) -> "_Transaction":
+        self.fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        os.close(self.fd)
+
+    def emit(self, message: str) -> None:
+        _emit(self.on_event, message)
+
+    def save(self, phase: str | None = None) -> None:
+        if phase is not None:
+            self.journal.phase = phase
+        write_journal(self.root, self.journal)
+        if phase is not None:
+            self.emit(f"phase {phase}")
+
+    def check_own_journal(self) -> None:
+        try:
+            on_disk = read_journal(self.root)
+        except JournalError as exc:
+            raise RestoreSwapError(f"unreadable restore journal: {exc}") from None
+        if on_disk is None or on_disk.restore_id != self.journal.restore_id:
+            raise RestoreSwapError(f"the journal of restore {self.journal.restore_id} is gone")
+        if on_disk.phase != STAGED:
+            raise RestoreSwapError(f"restore {self.journal.restore_id} is in phase {on_disk.phase}")
+
+    def inode(self, rel: str) -> int | None:
+        """Inode number of the entry at ``rel`` (never followed); -1 if foreign."""
+        try:
+            st = os.lstat(rel, dir_fd=self.fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return st.st_ino if st.st_dev == self.journal.dev else -1
+
+    def inventory(self, names: list[str], result: SwapResult) -> list[JournalItem]:
+        """Record every NAME's old and new entry; refuse what cannot be renamed."""
+        self.journal.dev = os.fstat(self.fd).st_dev
+        if os.listdir(self.root / self.journal.aside):
+            raise RestoreSwapError(f"{self.journal.aside} is not empty", path=self.root)
+        items = []
+        for name in names:
+            staged_rel = f"{self.journal.staging}/{name}"
+            live, staged = self.inode(name), self.inode(staged_rel)
+            for ino, rel in ((live, name), (staged, staged_rel)):
+                if ino == -1:
+                    raise RestoreSwapError("is on another filesystem (a mount point?) and cannot "
+                                           "be swapped atomically", path=self.root / rel)
+            items.append(JournalItem(name, live is not None, staged is not None,
+                                     live_ino=live, staged_ino=staged))
+            if live is not None and live == staged:
+                result.unchanged.append(name)
+            elif live is not None or staged is not None:
+                (result.replaced if live is not None and staged is not None
+                 else result.created if staged is not None else result.removed).append(name)
+        extra = sorted(set(os.listdir(self.root / self.journal.staging)) - set(names))
+        if extra:
+            self.emit(f"ignoring staged entries that were not named: {', '.join(extra)}")
+        return items
+
+    def mark(self, item: JournalItem, state: str) -> None:
+        """Write-ahead: the journal names the step before it is taken."""
+        if item.state != state:
+            item.state = state
+            self.save()
+
+    def place(self, item: JournalItem, want: str) -> None:
+        """Put the ``want`` entry of ``item`` at ROOT/NAME (or nothing, if it has none)."""
+        want_ino, other_ino = ((item.staged_ino, item.live_ino) if want == NEW
+                               else (item.live_ino, item.staged_ino))
+        if want_ino is not None and want_ino == other_ino:
+            return                     # staged as a hard link of the live entry
+        name, forward = item.name, want == NEW
+        slots = [f"{self.journal.staging}/{name}", f"{self.journal.aside}/{name}"]
+        if forward:
+            slots.reverse()            # park old entries in old/, new ones in stage/
+        current = self.inode(name)
+        if current is not None and current not in (want_ino, other_ino):
+            raise RecoveryError(f"{name} is neither the old nor the restored entry; someone "
+                                "changed the tree, resolve by hand", path=self.root / name)
+        if current == want_ino:
+            return
+        source = None
+        if want_ino is not None:
+            source = next((slot for slot in slots if self.inode(slot) == want_ino), None)
+            if source is None:
+                raise RecoveryError(f"the {want} entry of {name} is in neither {slots[0]} "
+                                    f"nor {slots[1]}", path=self.root)
+        if current is not None and source is not None and self.journal.method == EXCHANGE:
+            self.mark(item, SWAPPED_STATE if forward else REVERTING)
+            self.emit(f"exchanging {name} with {source}")
+            try:
+                fsops.rename_exchange(self.fd, name, source)
+                return
+            except OSError as exc:     # e.g. recovery under another kernel: two steps
+                if exc.errno not in fsops.UNSUPPORTED_ERRNOS:
+                    raise
+        if current is not None:
+            parking = next((slot for slot in slots if self.inode(slot) is None), None)
+            if parking is None:
+                raise RecoveryError(f"no free place to move {name} aside", path=self.root)
+            self.mark(item, MOVED_ASIDE if forward else REVERTING)
+            self.emit(f"moving {name} to {parking}")
+            fsops.rename_noreplace(self.fd, name, parking)
+        if source is not None:
+            self.mark(item, SWAPPED_STATE if forward else REVERTING)
+            self.emit(f"moving {source} to {name}")
+            fsops.rename_noreplace(self.fd, source, name)
+
+    def settle(self, want: str) -> None:
+        """Place every item's ``want`` entry, then make the renames durable."""
+        items = self.journal.items if want == NEW else list(reversed(self.journal.items))
+        for item in items:
+            self.place(item, want)
+        # Durable before the next phase is written: once COMMITTED or
+        # ROLLED_BACK is on disk, the entries not in place get deleted.
+        fsops.fsync_dir(self.fd)
+        for name in (self.journal.staging, self.journal.aside):
+            if os.path.isdir(self.root / name):
+                fsops.fsync_dir(self.root / name)
+        self.emit(f"all {want} entries in place")
+
+    def roll_back(self) -> None:
+        if self.journal.phase != ROLLING_BACK:
+            self.save(ROLLING_BACK)
+        self.settle(OLD)
+        self.save(ROLLED_BACK)
+        self.cleanup()
+
+    def undo(self, why: str) -> None:
+        """Roll back inside commit_swap; RecoveryError if that fails too."""
+        try:
+            self.roll_back()
+        except Exception as again:
+            raise RecoveryError(f"restore {self.journal.restore_id}: {why} and putting the old "
+                                f"entries back failed too ({_describe(again)}); {_RETRY}") from again
+
+    def cleanup(self) -> None:
+        """Delete staging and parked entries, then the journal (final phases only)."""
+        for name in (self.journal.staging, self.journal.aside):
+            self.emit(f"removing {name}")
+            fsops.remove_tree(self.root / name)
+        remove_journal(self.root)
+        self.emit(f"restore {self.journal.restore_id} finished")
+
+
+def _run_health_check(health_check: Callable[[], bool] | None
+                      ) -> tuple[str | None, BaseException | None]:
+    """(None, None) if healthy, else (why not, interrupt to re-raise after rollback)."""
+    if health_check is None:
+        return None, None
+    try:
+        healthy = health_check()
+    except Exception as exc:
+        return f"health check raised {type(exc).__name__}: {_describe(exc)}", None
+    except BaseException as exc:       # KeyboardInterrupt: undo, then let it through
+        return f"health check interrupted by {type(exc).__name__}", exc
+    return (None, None) if healthy else ("health check failed", None)
+
+
+def _checked_names(names: Iterable[str]) -> list[str]:
+    checked: list[str] = []
+    for name in names:
+        if not valid_entry_name(name):
+            raise RestoreSwapError(f"{name!r} is not a top-level entry name that can be restored")
+        if name in checked:
+            raise RestoreSwapError(f"{name!r} is named twice")
+        checked.append(name)
+    return checked
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _emit(on_event: EventSink, message: str) -> None:
+    if on_event is not None:
+        on_event(message)

@@ -1,0 +1,172 @@
+"""``unpack``: restore an archive into the live installation, all or nothing.
+
+Order of work (spec/FORMAT.md §7 for the archive checks):
+
+1. recover any interrupted restore; take the installation lock;
+2. authenticate the archive (pinned key) and read its index;
+3. walk the live tree and compute the plan (``plan.make_plan``) — a dry run
+   stops here and returns it;
+4. check space and permissions, run the ``beforeRestore`` hook;
+5. write the pre-restore safety archive of the selected targets;
+6. stage: hard-link kept live content, stream and verify the whole archive
+   into staging, check restored databases;
+7. swap atomically with the journal, run the health check (rolling back on
+   failure), run the ``afterRestore`` hook.
+
+The live tree is untouched by every failure before step 7, and step 7 is
+transactional (``swap``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import (
+    HealthCheckFailed,
+    HookFailed,
+    InsufficientSpace,
+    NotWritable,
+    UsageError,
+    Warnings,
+)
+from ..format import reader
+from ..inspection import locate, pinned_keys
+from ..lock import InstallationLock
+from ..pack import installation_version, pack_locked
+from ..snapshot import sqlite as sqlite_snapshot
+from ..snapshot.catalogue import TARGETS, build_catalogue
+from ..snapshot.scan import DATABASE, scan
+from . import swap
+from .plan import RestorePlan, make_plan
+from .stage import StagedTree
+
+SPACE_MARGIN = 16 * 1024 * 1024
+
+
+@dataclass
+class UnpackResult:
+    plan: RestorePlan
+    dry_run: bool
+    safety_archive: str | None = None
+    outcome: str = "planned"          # planned | committed | rolled_back | nothing-to-do
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"archive_id": self.plan.archive_id, "dry_run": self.dry_run,
+                "outcome": self.outcome, "safety_archive": self.safety_archive,
+                "plan": self.plan.to_json(), "warnings": self.warnings}
+
+
+def recover_if_needed(settings: Settings, on_event=None):
+    """Finish or undo an interrupted restore before anything else touches the tree."""
+    if not (settings.root / ".poppoarc-restore.json").exists():
+        return None
+    with InstallationLock(settings.root, "recovery"):
+        return swap.recover(settings.root, on_event=on_event)
+
+
+def _run_hook(command: str, settings: Settings, archive_id: str, phase: str) -> int:
+    env = {**os.environ, "POPPO_ROOT": str(settings.root), "POPPOARC_ARCHIVE": archive_id,
+           "POPPOARC_PHASE": phase}
+    try:
+        return subprocess.run(command, shell=True, cwd=settings.root, env=env,
+                              timeout=settings.backup.get("restore", {}).get("hookTimeout", 600),
+                              stdin=subprocess.DEVNULL).returncode
+    except subprocess.TimeoutExpired:
+        return -1
+
+
+def _live_databases(root: Path, live) -> dict[str, tuple[dict, int]]:
+    found = {}
+    for entry in live:
+        if entry.kind == DATABASE:
+            try:
+                facts = sqlite_snapshot.describe(root / entry.path)
+            except Exception:   # a damaged live database is exactly why people restore
+                continue
+            found[entry.path] = (facts.tables, facts.user_version)
+    return found
+
+
+def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | None = None,
+           dry_run: bool = False, skip_backup: bool = False, same_owner: bool = False,
+           special_bits: bool = False, progress=None, on_event=None) -> UnpackResult:
+    warnings = Warnings()
+    path = locate(settings, reference)
+    with InstallationLock(settings.root, "restore"), open(path, "rb") as handle:
+        head = reader.open_trusted(handle, pinned_keys(settings), path)
+        entries = reader.read_index(handle, head, path)
+        manifest = head.manifest
+        available = tuple(t for t in TARGETS if t in manifest["targets"])
+        if targets is None:
+            selected = available
+        else:
+            absent = [t for t in targets if t not in available]
+            if absent:
+                raise UsageError(f"archive {manifest['id']} has no target {absent[0]!r} "
+                                 f"(it has: {', '.join(available)})")
+            selected = targets
+        catalogue = build_catalogue(settings.backup.get("targets", {}), selected)
+        live = scan(settings.root, catalogue, warnings,
+                    skip=(settings.store, settings.key_dir)).entries
+        plan = make_plan(manifest, entries, live, selected,
+                         _live_databases(settings.root, live), installation_version(settings.root))
+        for warning in plan.warnings:
+            warnings.add(warning)
+        result = UnpackResult(plan, dry_run, warnings=warnings.items)
+        if dry_run:
+            return result
+
+        if not os.access(settings.root, os.W_OK | os.X_OK):
+            raise NotWritable("installation root is not writable by this user", path=settings.root)
+        needed = plan.bytes_to_stage + (0 if skip_backup else plan.live_bytes // 2) + SPACE_MARGIN
+        free = shutil.disk_usage(settings.root).free
+        if free < needed:
+            raise InsufficientSpace(f"restore needs about {needed / 1e6:.0f} MB free for staging "
+                                    f"and the safety archive; {free / 1e6:.0f} MB available",
+                                    path=settings.root)
+        hooks = settings.backup.get("hooks", {})
+        if hooks.get("beforeRestore"):
+            code = _run_hook(hooks["beforeRestore"], settings, manifest["id"], "beforeRestore")
+            if code != 0:
+                raise HookFailed(f"beforeRestore hook exited with {code}; nothing was restored")
+        if not skip_backup and live:
+            safety = pack_locked(settings, targets=selected, archive_type="pre-restore",
+                                 name=f"before restoring {manifest['id']}")
+            result.safety_archive = safety.id
+        area = swap.begin(settings.root, secrets.token_hex(6), manifest["id"], on_event=on_event)
+        tree = StagedTree(settings.root, area.path, plan.restore_paths,
+                          {e.path for e in live}, same_owner=same_owner, special_bits=special_bits)
+        try:
+            tree.keep_live(plan.top_level)
+            total = plan.bytes_to_stage
+            reader.read_body(handle, head, entries, path, tree,
+                             progress=(lambda done, name: progress(done, total, name))
+                             if progress else None)
+            tree.finish()
+            tree.prune_removed_dirs()
+        except BaseException:
+            tree.close()
+            swap.discard(area, on_event=on_event)
+            raise
+        health = settings.backup.get("restore", {}).get("healthCheck")
+        check = (lambda: _run_hook(health, settings, manifest["id"], "healthCheck") == 0) \
+            if health else None
+        outcome = swap.commit_swap(area, plan.top_level, health_check=check, on_event=on_event)
+        result.outcome = outcome.outcome
+        if hooks.get("afterRestore"):
+            code = _run_hook(hooks["afterRestore"], settings, manifest["id"], "afterRestore")
+            if code != 0:
+                warnings.add(f"afterRestore hook exited with {code}")
+        if outcome.outcome == "rolled_back":
+            raise HealthCheckFailed(f"health check failed ({outcome.health_error}); the previous "
+                                    "installation was put back" +
+                                    (f"; safety archive {result.safety_archive}"
+                                     if result.safety_archive else ""))
+    return result

@@ -20,7 +20,7 @@ from pathlib import Path
 from . import __version__
 from .config import Settings
 from .crypto import signing
-from .errors import SourceError, Warnings
+from .errors import DatabaseSnapshotError, SourceError, Warnings
 from .format import head as headfmt
 from .format import tarheader
 from .format.manifest import MAX_WARNING_CHARS, MAX_WARNINGS_IN_HEAD, IndexEntry, new_archive_id
@@ -101,7 +101,8 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     archive_id = new_archive_id(now)
     temp, handle = store.create_temp(archive_id)
     try:
-        job = _PackJob(settings, catalogue.selected, result.entries, warnings, progress)
+        job = _PackJob(settings, catalogue.selected, result.entries, warnings, progress,
+                       keep_damaged_databases=archive_type == "pre-restore")
         for rel in result.secrets:
             warnings.add(f"{rel}: secret file not archived: secrets are stored only "
                          "encrypted, and encryption is not available in this version")
@@ -167,7 +168,12 @@ def _dotenv_names(root: Path, secrets: list[str]) -> dict[str, list[str]]:
 class _PackJob:
     """The body-writing loop, with the bookkeeping the manifest needs."""
 
-    def __init__(self, settings: Settings, selected, entries, warnings: Warnings, progress):
+    def __init__(self, settings: Settings, selected, entries, warnings: Warnings, progress,
+                 keep_damaged_databases: bool = False):
+        # A safety archive must save whatever is there, damaged databases included
+        # (they are often why the restore happens); a normal backup refuses them.
+        self.keep_damaged_databases = keep_damaged_databases
+        self._damaged: set[str] = set()
         self.root = settings.root
         self.snapshot_dir = settings.store
         self.selected = selected
@@ -214,7 +220,13 @@ class _PackJob:
             # A snapshot that fails its check aborts the pack before the head is signed,
             # so no complete archive ever holds one.
             for record, future in checks:
-                record.update(future.result().to_json())
+                try:
+                    record.update(future.result().to_json())
+                except DatabaseSnapshotError as exc:
+                    if not self.keep_damaged_databases:
+                        raise
+                    self._mark_damaged(record["path"], exc, "as the backup API copied it")
+                    self.databases.remove(record)
 
     def _snapshot_databases(self, entries: list[SourceEntry], snaps: Path, checker) -> list:
         """Copy every database first (close together in time), check them in the background.
@@ -225,12 +237,25 @@ class _PackJob:
         checks = []
         for number, entry in enumerate(entries):
             snapshot = snaps / f"{number}.db"
-            sqlite_snapshot.copy(self.root / entry.path, snapshot)
+            try:
+                sqlite_snapshot.copy(self.root / entry.path, snapshot)
+            except DatabaseSnapshotError as exc:
+                if not self.keep_damaged_databases:
+                    raise
+                self._mark_damaged(entry.path, exc, "as the raw live file (without its WAL)")
+                continue        # archived from the live file, byte for byte
             self._snapshots[entry.path] = snapshot
             record = {"path": entry.path}
             self.databases.append(record)
             checks.append((record, checker.submit(sqlite_snapshot.check, snapshot, entry.path)))
         return checks
+
+    def _mark_damaged(self, path: str, error: Exception, stored_as: str) -> None:
+        self._damaged.add(path)
+        self.warnings.add(f"{error}; stored unchecked, {stored_as}")
+        for record in self.index:
+            if record.path == path:
+                record.sqlite = False
 
     def _write(self, writer: BodyWriter, entry: SourceEntry) -> int:
         """Archive one entry; returns the content bytes stored."""
@@ -277,14 +302,14 @@ class _PackJob:
         finally:
             os.close(fd)
         record = IndexEntry(entry.path, entry.target, "file", st_meta[0], st_meta[2], st_meta[3],
-                            st_meta[1], stored.size, stored.sha256, sqlite=entry.kind == DATABASE,
+                            st_meta[1], stored.size, stored.sha256, sqlite=entry.kind == DATABASE and entry.path not in self._damaged,
                             changed=stored.changed)
         self.index.append(record)
         if entry.nlink > 1:
             self._links[(entry.dev, entry.ino)] = record
         if stored.changed:
             self.warnings.add(f"{entry.path}: changed while being read; archived as read")
-        if entry.kind == DATABASE:
+        if entry.kind == DATABASE and entry.path not in self._damaged:
             record_of = next(d for d in self.databases if d["path"] == entry.path)
             record_of.update(size=stored.size, sha256=stored.sha256)
         self.files += 1

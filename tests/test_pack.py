@@ -7,7 +7,6 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-import pytest
 
 from poppoarc.snapshot.sqlite import SQLITE_MAGIC
 

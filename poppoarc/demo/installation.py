@@ -464,7 +464,8 @@ def _certs(tree: _Tree, rng: random.Random) -> None:
         builder = (x509.CertificateBuilder().subject_name(name(subject))
                    .issuer_name(name("PoppoBuilder Demo CA")).public_key(key.public_key())
                    .serial_number(1 + rng.getrandbits(64)).not_valid_before(start)
-                   .not_valid_after(start + datetime.timedelta(days=730 if is_ca else 365))
+                   # Long-lived, so the fixed dates stay valid for years of test runs.
+                   .not_valid_after(start + datetime.timedelta(days=7300 if is_ca else 3650))
                    .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
                    .add_extension(extension, critical=False))
         return builder.sign(ca_key, None).public_bytes(serialization.Encoding.PEM)
@@ -504,8 +505,11 @@ def _access_lines(rng: random.Random, nbytes: int, start: float, end: float) -> 
     lines = []
     for k in range(count):
         r = rng.getrandbits(64)
+        route = routes[r & 7]
+        if route.endswith("/"):
+            route += str((r >> 20) & 4095)
         lines.append(f'10.0.{(r >> 3) & 255}.{(r >> 11) & 255} - {("admin", "-")[(r >> 19) & 1]} '
-                     f'[{_clf(start + k * step)}] "{routes[r & 7]}{(r >> 20) & 4095} HTTP/1.1" '
+                     f'[{_clf(start + k * step)}] "{route} HTTP/1.1" '
                      f'{(200, 200, 200, 200, 200, 304, 401, 500)[(r >> 32) & 7]} {(r >> 35) & 0xFFFF} "-" '
                      f'"{agents[((r >> 51) & 3) % 3]}" {((r >> 53) & 2047) / 1000:.3f}\n')
     return "".join(lines)
@@ -672,7 +676,12 @@ def _many(tree: _Tree, rng: random.Random, pools: _Pools) -> None:
 
 
 def make_installation(dest: str | Path, scale: str = "tiny", seed: int = 0) -> dict:
-    """Build the tree at ``dest`` (absent or an empty directory) and summarise it."""
+    """Build the tree at ``dest`` (absent or an empty directory) and summarise it.
+
+    ``files`` counts regular files and symlinks (a database and its ``-wal``
+    are two), ``bytes`` their sizes.  Raises ValueError for an unknown scale
+    or a destination that is not absent or empty.
+    """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; expected one of {', '.join(SCALES)}")
     root = Path(dest)

@@ -173,6 +173,7 @@ def decode_index(data: bytes, archive_id: str, path: object) -> list[IndexEntry]
             elif entry.type == "file":
                 files[entry.path] = entry
             entries.append(entry)
+        _check_parents(entries)
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise CorruptArchive(f"index is malformed: {exc}", path=path) from None
     return entries
@@ -201,6 +202,17 @@ def path_problem(path: object) -> str | None:
     if len(parts) > MAX_DEPTH:
         return "path deeper than 256 levels"
     return None
+
+
+def _check_parents(entries: list[IndexEntry]) -> None:
+    """No path may lie below a file or a link: writing it would follow the link."""
+    not_dirs = {e.path for e in entries if e.type != "dir"}
+    for entry in entries:
+        parent = entry.path.rpartition("/")[0]
+        while parent:
+            if parent in not_dirs:
+                raise ValueError(f"{entry.path!r} lies below {parent!r}, which is not a directory")
+            parent = parent.rpartition("/")[0]
 
 
 def _check_entry(entry: IndexEntry) -> None:

@@ -159,7 +159,8 @@ class Journal:
                  "method and dev are required once the swap has started")
         for item in self.items:
             need(item.state in ITEM_STATES, f"unknown item state {item.state!r}")
-            for flag, ino in ((item.live_exists, item.live_ino), (item.staged_exists, item.staged_ino)):
+            for flag, ino in ((item.live_exists, item.live_ino),
+                              (item.staged_exists, item.staged_ino)):
                 need(isinstance(flag, bool), "existence flags must be booleans")
                 need((ino is not None) == flag and (ino is None or isinstance(ino, int)),
                      f"{item.name}: inode numbers must be recorded exactly for existing entries")

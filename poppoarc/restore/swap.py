@@ -118,7 +118,8 @@ def begin(root: str | os.PathLike, restore_id: str, archive_id: str,
     try:
         existing = read_journal(root)
     except JournalError as exc:
-        raise RestoreSwapError(f"unreadable restore journal: {exc}", path=journal_path(root)) from None
+        raise RestoreSwapError(f"unreadable restore journal: {exc}",
+                               path=journal_path(root)) from None
     if existing is not None:
         raise RestoreSwapError(f"unfinished restore {existing.restore_id} (phase {existing.phase}) "
                                "must be recovered first", path=journal_path(root))
@@ -401,8 +402,9 @@ class _Transaction:
         try:
             self.roll_back()
         except Exception as again:
-            raise RecoveryError(f"restore {self.journal.restore_id}: {why} and putting the old "
-                                f"entries back failed too ({_describe(again)}); {_RETRY}") from again
+            raise RecoveryError(f"restore {self.journal.restore_id}: {why} and putting the "
+                                f"old entries back failed too ({_describe(again)}); "
+                                f"{_RETRY}") from again
 
     def cleanup(self) -> None:
         """Delete staging and parked entries, then the journal (final phases only)."""

@@ -140,6 +140,8 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
             safety = pack_locked(settings, targets=selected, archive_type="pre-restore",
                                  name=f"before restoring {manifest['id']}")
             result.safety_archive = safety.id
+            for warning in safety.warnings:
+                warnings.add(f"safety archive {safety.id}: {warning}")
         area = swap.begin(settings.root, secrets.token_hex(6), manifest["id"], on_event=on_event)
         tree = StagedTree(settings.root, area.path, plan.restore_paths,
                           {e.path for e in live}, same_owner=same_owner, special_bits=special_bits)

@@ -1,0 +1,69 @@
+"""Hand-made archives for hostile-input tests, signed with the test's local key.
+
+They go through the real writer (BodyWriter, finish_archive), so they are
+well-formed except for exactly what each test breaks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from poppoarc.crypto import signing
+from poppoarc.format import tarheader
+from poppoarc.format.manifest import IndexEntry, new_archive_id
+from poppoarc.format.reader import expected_header
+from poppoarc.format.writer import BodyWriter, finish_archive
+
+T = 1750334400 * 10**9
+
+
+def entry(path, kind="file", data=b"", target="state", mode=None, link=None) -> tuple:
+    mode = mode if mode is not None else {"dir": 0o755, "symlink": 0o777}.get(kind, 0o644)
+    size = len(data) if kind in ("file", "hardlink") else 0
+    digest = hashlib.sha256(data).hexdigest() if kind in ("file", "hardlink") else None
+    return IndexEntry(path, target, kind, mode, os.getuid(), os.getgid(), T, size, digest, link), data
+
+
+def craft(store: Path, key_dir: Path, members: list[tuple], *, extra_body: bytes = b"",
+          header_hook=None) -> Path:
+    """An archive of ``members`` [(IndexEntry, data)] in target ``state``.
+
+    ``extra_body`` is fed after the members (smuggled bytes); ``header_hook``
+    may replace a member's header bytes.
+    """
+    key, _ = signing.load_or_generate(key_dir)
+    now = datetime.now(timezone.utc)
+    archive_id = new_archive_id(now)
+    store.mkdir(parents=True, exist_ok=True)
+    path = store / f"{archive_id}.poppo.tar.zst"
+    with open(path, "w+b") as handle:
+        writer = BodyWriter(handle, 8192, threads=0)
+        for record, data in members:
+            header = _header(record)
+            if header_hook:
+                header = header_hook(record, header)
+            writer._feed(header)
+            if record.type == "file":
+                writer._feed(data)
+                writer._feed(bytes(tarheader.padding(len(data))))
+        writer._feed(extra_body)
+        offset, length = writer.end_frame()
+        files = sum(1 for r, _ in members if r.type in ("file", "hardlink"))
+        size = sum(r.size for r, _ in members if r.type == "file")
+        fields = {"version": "1.0.0", "tool": {"name": "poppoarc", "version": "test"},
+                  "type": "manual", "name": "crafted", "incremental": False, "parent": None,
+                  "host": "test", "root": "/test", "encryption": None, "databases": [],
+                  "certificates": [], "files": files, "duration": 0,
+                  "targets": {"state": {"files": files, "size": size, "entries": len(members),
+                                        "stored": [offset, length]}}}
+        finish_archive(handle, writer, archive_id=archive_id, now=now,
+                       entries=[r for r, _ in members], fields=fields, warnings=[], key=key,
+                       head_size=8192)
+    return path
+
+
+def _header(record: IndexEntry) -> bytes:
+    return expected_header(record)

@@ -1,0 +1,300 @@
+"""unpack: round trips, dry runs, partial restores, hooks, hostile archives."""
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from poppoarc.restore.plan import ADD, CHANGE, KEEP, REMOVE
+
+from .craft import craft, entry
+
+NOT_COMPARED = (".poppoarc", "backups")
+
+
+def digest(root: Path) -> dict[str, tuple]:
+    """Paths, types, modes, file bytes and mtimes, symlink targets below ``root``.
+
+    poppoarc's own files and SQLite -shm indexes (which any reader of a WAL
+    database creates) are left out; databases compare by their bytes at rest.
+    """
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        if rel_dir == ".":
+            dirnames[:] = [d for d in dirnames if not d.startswith(NOT_COMPARED)]
+            filenames = [f for f in filenames if not f.startswith(NOT_COMPARED)]
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            rel = path.relative_to(root).as_posix()
+            if rel.endswith("-shm"):
+                continue
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", stat.S_IMODE(st.st_mode))
+            else:
+                out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_mtime_ns,
+                            hashlib.sha256(path.read_bytes()).hexdigest())
+    return out
+
+
+def is_database(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(16) == b"SQLite format 3\x00"
+
+
+def db_rows(path: Path) -> list:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute("select * from process_history order by 1").fetchall()
+    finally:
+        conn.close()
+
+
+def vandalize(root: Path) -> None:
+    """Change, delete and add files in every target, and corrupt a database."""
+    (root / "config/config.json").write_text('{"backup": {"enabled": false}}\n')
+    (root / "config/defaults.json").unlink()
+    (root / "config/extra.json").write_text("{}\n")
+    (root / "state/running-tasks.json").write_text("[]\n")
+    (root / "state/new-task.json").write_text('{"id": 1}\n')
+    shutil.rmtree(root / "state/locks")
+    for gz in list((root / "logs").rglob("*.gz"))[:1]:
+        gz.unlink()
+    (root / "logs/rogue.log.gz").write_bytes(b"\x1f\x8bnot really")
+    agent_file = next(p for p in (root / "data/ccla").rglob("*.json"))
+    agent_file.write_text("broken")
+    (root / "data/access.log").write_text("truncated\n")
+    history = root / "data/poppo-history.db"
+    with open(history, "r+b") as handle:      # smash a few pages in the middle
+        handle.seek(8192)
+        handle.write(os.urandom(4096 * 3))
+
+
+def test_round_trip_restores_the_archived_tree_and_the_safety_archive_undoes_it(cli, installation):
+    packed = cli.pack()
+    archived_rows = db_rows(installation / "data/poppo-history.db")
+    cli.pack("--targets", "config")        # the later archive must not confuse the restore
+    vandalize(installation)
+    modified = digest(installation)
+    code, result = cli.json("unpack", packed["id"])
+    assert code in (0, 1), result
+    assert result["outcome"] == "committed" and result["safety_archive"]
+
+    # the tree equals the archived one: re-pack and compare the two indexes
+    restored = digest(installation)
+    assert db_rows(installation / "data/poppo-history.db") == archived_rows
+    assert not (installation / "data/poppo-history.db-wal").exists(), "stale WAL left behind"
+    assert (installation / "state/locks").is_dir() and not (installation / "state/new-task.json").exists()
+    assert not (installation / "config/extra.json").exists()
+    assert not (installation / "logs/rogue.log.gz").exists()
+    code, again = cli.json("unpack", packed["id"], "--dry-run")
+    for target in again["plan"]["targets"]:
+        assert target["add"]["paths"] == target["remove"]["paths"] == 0, target
+        # a database always counts as changed: a live file is never byte-equal to a snapshot
+        if target["target"] == "database":
+            assert target["unchanged"]["paths"] == 0 and target["change"]["paths"] >= 5
+        else:
+            assert target["change"]["paths"] == 0, target
+
+    # the safety archive holds exactly the vandalized tree
+    code, _ = cli.json("unpack", result["safety_archive"], "--skip-backup")
+    after_undo = digest(installation)
+    for rel, value in modified.items():
+        if value[0] == "file" and not rel.endswith("-wal") and not is_database(installation / rel):
+            assert after_undo.get(rel) == value, rel
+    assert restored != after_undo
+
+
+def test_dry_run_changes_nothing_and_predicts_the_real_run(cli, installation, tmp_path):
+    packed = cli.pack()
+    vandalize(installation)
+    before = digest(installation)
+    store_before = sorted(p.name for p in cli.store.iterdir())
+    code, planned = cli.json("unpack", packed["id"], "--dry-run")
+    assert code in (0, 1) and planned["dry_run"] and planned["outcome"] == "planned"
+    assert digest(installation) == before
+    assert sorted(p.name for p in cli.store.iterdir()) == store_before
+    state = next(t for t in planned["plan"]["targets"] if t["target"] == "state")
+    changes = {c["path"]: c["action"] for c in state["changes"]}
+    assert changes["state/new-task.json"] == REMOVE
+    assert changes["state/running-tasks.json"] == CHANGE
+    assert changes["state/locks"] == ADD
+    config = next(t for t in planned["plan"]["targets"] if t["target"] == "config")
+    assert {c["path"]: c["action"] for c in config["changes"]}["config/defaults.json"] == ADD
+    assert config[KEEP]["paths"] > 5
+    code, real = cli.json("unpack", packed["id"])
+    assert real["plan"]["targets"] == planned["plan"]["targets"]
+
+
+def test_targets_state_changes_nothing_outside_state(cli, installation):
+    packed = cli.pack()
+    vandalize(installation)
+    outside = {k: v for k, v in digest(installation).items() if not k.startswith("state")}
+    code, result = cli.json("unpack", packed["id"], "--targets", "state")
+    assert code in (0, 1) and result["outcome"] == "committed"
+    after = digest(installation)
+    assert {k: v for k, v in after.items() if not k.startswith("state")} == outside
+    assert not (installation / "state/new-task.json").exists()
+    assert (installation / "state/locks").is_dir()
+
+
+def test_restore_onto_an_empty_directory_is_a_migration(cli, installation, tmp_path, capsys):
+    packed = cli.pack()
+    from .conftest import CLI
+
+    fresh = tmp_path / "new-machine"
+    fresh.mkdir()
+    other = CLI(fresh, cli.store, capsys)
+    code, result = other.json("unpack", packed["path"])
+    assert code in (0, 1) and result["safety_archive"] is None
+    original = digest(installation)
+    moved = digest(fresh)
+    for rel, value in moved.items():
+        if value[0] == "file" and not is_database(fresh / rel):
+            assert original[rel] == value, rel
+    assert db_rows(fresh / "data/poppo-history.db") == db_rows(installation / "data/poppo-history.db")
+    assert not (fresh / ".env").exists() and not (fresh / "certs").exists()
+
+
+def test_failed_health_check_puts_the_old_tree_back(cli, installation):
+    packed = cli.pack()
+    vandalize(installation)
+    config = json.loads((installation / "config/config.json").read_text())
+    config["backup"]["restore"] = {"healthCheck": "test -f state/new-task.json"}
+    (installation / "config/config.json").write_text(json.dumps(config))
+    before = digest(installation)
+    code, _, err = cli("unpack", packed["id"])
+    assert code == 33 and "put back" in err
+    assert digest(installation) == before
+
+
+def test_before_restore_hook_failure_changes_nothing(cli, installation, tmp_path):
+    packed = cli.pack()
+    marker = tmp_path / "hook-ran"
+    config = json.loads((installation / "config/config.json").read_text())
+    config["backup"]["hooks"] = {"beforeRestore": f"touch {marker}; exit 7",
+                                 "afterRestore": "exit 0"}
+    (installation / "config/config.json").write_text(json.dumps(config))
+    before = digest(installation)
+    code, _, err = cli("unpack", packed["id"])
+    assert code == 32 and "exited with 7" in err and marker.exists()
+    assert digest(installation) == before
+
+
+def test_insufficient_space_is_refused_up_front(cli, installation, monkeypatch):
+    packed = cli.pack()
+    before = digest(installation)
+    from collections import namedtuple
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1000))
+    code, _, err = cli("unpack", packed["id"])
+    assert code == 23 and "MB free" in err
+    assert digest(installation) == before
+
+
+def test_newer_archive_version_warns(cli, installation):
+    packed = cli.pack()
+    cfg = installation / ".poppo/config.json"
+    cfg.write_text(cfg.read_text().replace('"version": "1.0.0"', '"version": "0.9.2"'))
+    code, result = cli.json("unpack", packed["id"], "--dry-run")
+    assert code == 1 and any("newer than the installed 0.9.2" in w for w in result["warnings"])
+
+
+# -- hostile archives -----------------------------------------------------------
+
+HOSTILE = {
+    "symlink-absolute": [entry("state", "dir"), entry("state/link", "symlink", link="/etc")],
+    "symlink-escape": [entry("state", "dir"), entry("state/link", "symlink", link="../../outside")],
+    "write-through-symlink": [entry("state", "dir"), entry("state/d", "symlink", link="../config"),
+                              entry("state/d/evil.json", data=b"x")],
+    "hardlink-outside": [entry("state", "dir"), entry("state/h", "hardlink", b"x", link="../../etc/passwd")],
+    "hardlink-later": [entry("state", "dir"), entry("state/h", "hardlink", b"x", link="state/z"),
+                       entry("state/z", data=b"x")],
+    "traversal": [entry("state", "dir"), entry("state/../../evil", data=b"x")],
+    "absolute": [entry("/tmp/evil", data=b"x")],
+    "duplicate": [entry("state", "dir"), entry("state/a", data=b"1"), entry("state/a", data=b"2")],
+    "deep": [entry("state/" + "/".join(["d"] * 300), data=b"x")],
+    "long-name": [entry("state", "dir"), entry("state/" + "n" * 300, data=b"x")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_index_is_rejected_and_nothing_is_written(case, cli, installation, key_home, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    cli.pack()
+    before = digest(installation)
+    path = craft(cli.store, key_home, HOSTILE[case])
+    code, _, err = cli("unpack", str(path))
+    assert code in (13, 31), (code, err)
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert digest(installation) == before
+    assert list(outside.iterdir()) == []
+    assert not [p for p in installation.iterdir() if p.name.startswith((".poppoarc-stage", ".poppoarc-old"))]
+    assert not (installation / ".poppoarc-restore.json").exists()
+
+
+def test_smuggled_member_and_bomb_are_rejected(cli, installation, key_home):
+    from poppoarc.format import tarheader
+
+    before = digest(installation)
+    smuggled = tarheader.member_header("state/evil.sh", tarheader.REGULAR, mode=0o755, size=4) + b"evil" + bytes(508)
+    path = craft(cli.store, key_home, [entry("state", "dir"), entry("state/a", data=b"1")],
+                 extra_body=smuggled)
+    code, _, err = cli("unpack", str(path))
+    assert code == 13 and "after the last indexed member" in err
+    # a member that inflates far past its declared size: 64 MiB of zeros after 1 byte
+    bomb = craft(cli.store, key_home, [entry("state", "dir"), entry("state/a", data=b"1")],
+                 extra_body=bytes(64 << 20))
+    code, _, err = cli("unpack", str(bomb))
+    assert code == 13
+    assert digest(installation) == before
+
+
+def test_truncated_and_damaged_archives_leave_the_tree_alone(cli, installation):
+    packed = cli.pack()
+    vandalize(installation)
+    before = digest(installation)
+    data = Path(packed["path"]).read_bytes()
+    for name, content in (("short", data[:len(data) // 2]),
+                          ("flipped", data[:-3000] + bytes([data[-3000] ^ 0x40]) + data[-2999:])):
+        damaged = cli.store / f"{name}.poppo.tar.zst"
+        damaged.write_bytes(content)
+        code, _, err = cli("unpack", str(damaged))
+        assert code in (13, 14), err
+        assert digest(installation) == before
+        assert not (installation / ".poppoarc-restore.json").exists()
+
+
+def test_a_damaged_live_database_does_not_block_the_restore(cli, installation):
+    packed = cli.pack()
+    archived_rows = db_rows(installation / "data/poppo-history.db")
+    with open(installation / "data/poppo-history.db", "r+b") as handle:
+        handle.seek(4096)
+        handle.write(b"\xff" * 4096 * 20)
+    code, result = cli.json("unpack", packed["id"])
+    assert code == 1 and result["outcome"] == "committed"
+    assert any("stored unchecked" in w for w in result["warnings"])
+    assert db_rows(installation / "data/poppo-history.db") == archived_rows
+    # the safety archive kept the damaged database, unchecked, and still verifies
+    code, inspected = cli.json("inspect", result["safety_archive"], "--entries")
+    record = next(e for e in inspected["entries"] if e["path"] == "data/poppo-history.db")
+    assert "sqlite" not in record and record["size"] > 0
+    assert cli("verify", result["safety_archive"])[0] == 0
+
+
+def test_a_normal_pack_refuses_a_damaged_database(cli, installation):
+    with open(installation / "data/poppo-history.db", "r+b") as handle:
+        handle.seek(4096)
+        handle.write(b"\xff" * 4096 * 20)
+    code, _, err = cli("pack")
+    assert code == 21 and "data/poppo-history.db" in err and "malformed" in err
+    assert not list(cli.store.glob("*.poppo.tar.zst"))

@@ -165,3 +165,52 @@ def test_console_script_runs(installation, tmp_path):
     result = run_poppoarc("--root", str(installation), "--store", str(tmp_path / "s"), "pack", "-q")
     assert result.returncode == 1, result.stderr
     assert result.stdout == "" and "Traceback" not in result.stderr
+
+
+def test_pack_leaves_the_live_installation_untouched(cli, installation):
+    from .test_unpack import digest
+
+    before = digest(installation)
+    wal = (installation / "data/poppo-history.db-wal").read_bytes()
+    cli.pack()
+    assert digest(installation) == before
+    assert (installation / "data/poppo-history.db-wal").read_bytes() == wal, "pack checkpointed the WAL"
+
+
+def test_list_reads_only_each_archives_head(cli, installation, monkeypatch):
+    """list must not read archive bodies: its cost is flat in archive size."""
+    (installation / "state/big.bin").write_bytes(os.urandom(8 << 20))
+    cli.pack()
+    cli.pack("--targets", "state")
+    import builtins
+
+    read = {}
+    real_open = builtins.open
+
+    class Counting:
+        def __init__(self, handle, name):
+            self.handle, self.name = handle, name
+
+        def read(self, size=-1):
+            data = self.handle.read(size)
+            read[self.name] = read.get(self.name, 0) + len(data)
+            return data
+
+        def __getattr__(self, attr):
+            return getattr(self.handle, attr)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    def counting_open(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        return Counting(handle, str(file)) if str(file).endswith(".poppo.tar.zst") else handle
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    code, listing = cli.json("list")
+    assert code == 0 and len(listing["archives"]) == 2
+    assert all(a["status"] == "ok" for a in listing["archives"])
+    assert read and max(read.values()) <= (1 << 20) + 64, read

@@ -248,7 +248,8 @@ def _database(tree: _Tree, rel: str, schema: str, tables: list, target: int,
         conn.executemany(f"INSERT INTO {name} VALUES ({','.join('?' * len(rows[0]))})", rows)
 
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + schema)
+    # No journal while bulk loading: a crash here just means generating again.
+    conn.executescript("PRAGMA page_size=4096; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + schema)
     rounds = max(1, target >> 21)     # ~a few MB per round keeps the overshoot small
     while True:
         conn.execute("BEGIN")

@@ -1,14 +1,14 @@
 """poppoarc - backup and transactional restore for PoppoBuilder Suite.
 
 Usage:
-  poppoarc [options] (pack | create) [--targets=LIST] [--name=NAME] [--json]
+  poppoarc [options] (pack | create) [--targets=LIST] [--name=NAME] [--encrypt] [--json]
   poppoarc [options] list [--json]
   poppoarc [options] inspect ARCHIVE [--entries] [--json]
   poppoarc [options] verify ARCHIVE [--json]
   poppoarc [options] (unpack | restore) ARCHIVE [--targets=LIST] [--dry-run] [--skip-backup]
                      [--same-owner] [--keep-special-bits] [--json]
   poppoarc [options] (unpack | restore) --recover [--json]
-  poppoarc [options] keygen [--force] [--json]
+  poppoarc [options] keygen [--encryption] [--force] [--json]
   poppoarc (-h | --help)
   poppoarc --version
 
@@ -21,6 +21,8 @@ Options:
   --store=DIR      Where archives are kept (else backup.storage.path, else ROOT/backups).
   --targets=LIST   Comma-separated targets: config,database,logs,agents,state,security.
   --name=NAME      A label stored in the archive's manifest.
+  --encrypt        With pack: encrypt the whole archive (also backup.storage.encrypt).
+  --encryption     With keygen: create an X25519 encryption identity instead.
   --entries        With inspect: also list every archived entry.
   --dry-run        With unpack: print what would change and change nothing.
   --skip-backup    With unpack: do not write the pre-restore safety archive.
@@ -39,6 +41,7 @@ Exit codes: 0 success, 1 success with warnings, 2 usage error, 3-49 errors
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from datetime import datetime
@@ -47,7 +50,7 @@ from docopt import DocoptExit, docopt
 
 from . import __version__
 from .config import resolve
-from .crypto import signing
+from .crypto import recipients, signing
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_WARNING, PoppoarcError
 from .inspection import inspect, list_archives, verify
 from .pack import pack
@@ -146,7 +149,8 @@ def dispatch(args: dict, out: Output) -> int:
 
 
 def cmd_pack(settings, args, out: Output) -> int:
-    result = pack(settings, targets=parse_target_list(args["--targets"]), name=args["--name"])
+    result = pack(settings, targets=parse_target_list(args["--targets"]), name=args["--name"],
+                  encrypt=bool(args["--encrypt"]))
     if out.as_json:
         out.json(result.to_json())
     else:
@@ -158,6 +162,9 @@ def cmd_pack(settings, args, out: Output) -> int:
             out.text(f"  {name:<9}{summary['files']:>7} files  {human_size(summary['size']):>10}")
         note = " (new key created)" if result.key_created else ""
         out.text(f"  signed by key {result.signer}{note}")
+        if result.encryption:
+            out.text("  encrypted: " + ("everything" if result.encryption == "archive"
+                                        else "secret files only"))
         for warning in result.warnings:
             out.warn(warning)
     return EXIT_WARNING if result.warnings else EXIT_OK
@@ -200,6 +207,10 @@ def cmd_inspect(settings, args, out: Output) -> int:
     out.text(f"  source    {m['host']}:{m['root']}  (installation version {m['version'] or 'unknown'})")
     out.text(f"  size      {human_size(m['size'])}  {m['files']} files  {m['checksum'][:23]}...")
     out.text(f"  signer    key {result.signer} (trusted)")
+    if m["encryption"]:
+        kinds = ", ".join(r["type"] for r in m["encryption"]["recipients"])
+        out.text(f"  encrypted {m['encryption']['scope']} (recipients: {kinds})"
+                 + ("; no key here: paths and details stay sealed" if result.sealed else ""))
     out.text("Targets:")
     for name in sorted(m["targets"], key=TARGETS.index):
         t = m["targets"][name]
@@ -232,6 +243,8 @@ def cmd_verify(settings, args, out: Output) -> int:
     else:
         out.text(f"OK {result.id}: signed by key {result.signer}; {result.entries} entries, "
                  f"{human_size(result.bytes)} checked, {result.databases} databases pass integrity_check")
+        for item in result.not_checked:
+            out.text(f"  not checked without a key: {item}")
     return EXIT_OK
 
 
@@ -268,6 +281,18 @@ def cmd_unpack(settings, args, out: Output) -> int:
 
 
 def cmd_keygen(settings, args, out: Output) -> int:
+    if args["--encryption"]:
+        public = recipients.generate_identity(settings.key_dir, force=bool(args["--force"]))
+        text = recipients.X25519_PREFIX + base64.b64encode(public).decode("ascii")
+        path = settings.key_dir / recipients.IDENTITY_NAME
+        if out.as_json:
+            out.json({"recipient": text, "path": str(path)})
+        else:
+            out.text(f"Created encryption identity {path}")
+            out.text(f"  recipient: {text}")
+            out.text("  add it to backup.storage.recipients where archives are written; "
+                     "keep the identity file offline")
+        return EXIT_OK
     key = signing.generate(settings.key_dir, force=bool(args["--force"]))
     public = signing.format_public(key.public)
     if out.as_json:

@@ -192,6 +192,18 @@ class KeyFileError(PoppoarcError):
     exit_code = 40
 
 
+class WrongKey(KeyFileError):
+    """The passphrase or identity given cannot open this encrypted archive."""
+
+    exit_code = 41
+
+
+class NoKey(KeyFileError):
+    """The archive is encrypted and no key is available to open it."""
+
+    exit_code = 42
+
+
 def all_error_classes() -> list[type[PoppoarcError]]:
     """Every error class, depth first, for the documented exit-code table."""
     found: list[type[PoppoarcError]] = []

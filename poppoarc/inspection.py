@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import Settings
-from .crypto import signing
-from .errors import ArchiveError, CorruptArchive, PoppoarcError
+from .crypto import recipients, signing
+from .crypto.sealer import Sealer
+from .errors import ArchiveError, CorruptArchive, PoppoarcError, Warnings
 from .format import reader
 from .format.manifest import IndexEntry
 from .snapshot.sqlite import integrity_errors
@@ -83,15 +84,44 @@ def locate(settings: Settings, reference: str) -> Path:
     return LocalStore(settings.store).resolve(reference)
 
 
+def open_sealer(settings: Settings, head: reader.TrustedHead, path: Path,
+                environ=None) -> Sealer | None:
+    """The archive's sealer when it is encrypted and a key here opens it.
+
+    None when the archive is not encrypted, or when no key is configured at
+    all; a configured key that does not fit raises WrongKey before any
+    content is read.
+    """
+    encryption = head.manifest["encryption"]
+    if encryption is None:
+        return None
+    secrets = recipients.load_secrets(settings.backup, settings.key_dir,
+                                      os.environ if environ is None else environ, Warnings())
+    if secrets.passphrase is None and not secrets.identities:
+        return None
+    data_key = recipients.unwrap(encryption["recipients"], head.manifest["id"], secrets, path)
+    return Sealer(data_key, head.manifest["id"])
+
+
+def full_manifest(head: reader.TrustedHead, index: reader.Index) -> dict:
+    """The head manifest with the fields an encrypted archive seals into its index."""
+    manifest = dict(head.manifest)
+    if index.sealed_manifest:
+        manifest.update(index.sealed_manifest)
+    return manifest
+
+
 @dataclass
 class InspectResult:
     path: Path
     manifest: dict
     signer: str
     entries: list[IndexEntry] = field(default_factory=list)
+    sealed: bool = False          # encrypted and no key here: only the public head is shown
 
     def to_json(self, with_entries: bool = False) -> dict:
-        data = {"path": str(self.path), "signer": self.signer, "manifest": self.manifest}
+        data = {"path": str(self.path), "signer": self.signer, "manifest": self.manifest,
+                "sealed": self.sealed}
         if with_entries:
             data["entries"] = [e.to_json() for e in self.entries]
         return data
@@ -101,8 +131,11 @@ def inspect(settings: Settings, reference: str, with_entries: bool = False) -> I
     path = locate(settings, reference)
     with open(path, "rb") as handle:
         head = reader.open_trusted(handle, pinned_keys(settings), path)
-        entries = reader.read_index(handle, head, path) if with_entries else []
-    return InspectResult(path, head.manifest, head.signer, entries)
+        sealer = open_sealer(settings, head, path)
+        index = reader.read_index(handle, head, path, sealer)
+    sealed = index.entries is None
+    return InspectResult(path, full_manifest(head, index), head.signer,
+                         (index.entries or []) if with_entries else [], sealed)
 
 
 class _VerifySink(reader.MemberSink):
@@ -144,11 +177,14 @@ class VerifyResult:
     files: int
     bytes: int
     databases: int
+    encryption: str | None = None
+    not_checked: list[str] = field(default_factory=list)   # what needed a key we lack
 
     def to_json(self) -> dict:
         return {"path": str(self.path), "id": self.id, "ok": True, "signer": self.signer,
                 "entries": self.entries, "files": self.files, "bytes": self.bytes,
-                "databases_checked": self.databases}
+                "databases_checked": self.databases, "encryption": self.encryption,
+                "not_checked": self.not_checked}
 
 
 def verify(settings: Settings, reference: str, progress=None) -> VerifyResult:
@@ -156,12 +192,26 @@ def verify(settings: Settings, reference: str, progress=None) -> VerifyResult:
     path = locate(settings, reference)
     with open(path, "rb") as handle:
         head = reader.open_trusted(handle, pinned_keys(settings), path)
-        entries = reader.read_index(handle, head, path)
+        scope = reader.scope(head.manifest)
+        sealer = open_sealer(settings, head, path)
+        index = reader.read_index(handle, head, path, sealer)
+        result = VerifyResult(path, head.manifest["id"], head.signer, head.manifest["layout"]["entries"],
+                              head.manifest["files"], 0, 0, scope)
+        if index.entries is None:
+            total = head.manifest["size"]
+            reader.check_body_without_key(handle, head, path, progress=(
+                lambda done, name: progress(done, total, name)) if progress else None)
+            result.not_checked = ["file contents and their digests", "databases",
+                                  "the entry index (encrypted; no key available)"]
+            return result
+        entries = index.entries
         total = sum(e.size for e in entries if e.type == "file")
         with tempfile.TemporaryDirectory(prefix="poppoarc-verify-") as workdir:
             sink = _VerifySink(workdir, path)
-            reader.read_body(handle, head, entries, path, sink,
-                             progress=(lambda done, name: progress(done, total, name)) if progress else None)
-    files = sum(1 for e in entries if e.type in ("file", "hardlink"))
-    return VerifyResult(path, head.manifest["id"], head.signer, len(entries), files, total,
-                        sink.databases_checked)
+            unchecked = reader.read_body(handle, head, entries, path, sink, sealer=sealer,
+                                         progress=(lambda done, name: progress(done, total, name))
+                                         if progress else None)
+    if unchecked:
+        result.not_checked = [f"{unchecked} sealed secret file(s): no key available"]
+    result.bytes, result.databases = total, sink.databases_checked
+    return result

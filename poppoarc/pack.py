@@ -7,8 +7,11 @@ the index, sign the manifest into the reserved head, fsync and rename.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import os
+import stat
 import socket
 import tempfile
 import time
@@ -19,12 +22,20 @@ from pathlib import Path
 
 from . import __version__
 from .config import Settings
-from .crypto import signing
-from .errors import DatabaseSnapshotError, SourceError, Warnings
+from .crypto import recipients, signing
+from .crypto.sealer import Sealer
+from .errors import DatabaseSnapshotError, NoKey, SourceError, Warnings
 from .format import head as headfmt
 from .format import tarheader
-from .format.manifest import MAX_WARNING_CHARS, MAX_WARNINGS_IN_HEAD, IndexEntry, new_archive_id
-from .format.writer import DEFAULT_LEVEL, BodyWriter, finish_archive
+from .format.manifest import (
+    CHUNK_SIZE,
+    ENCRYPTION_SCHEME,
+    MAX_WARNING_CHARS,
+    MAX_WARNINGS_IN_HEAD,
+    IndexEntry,
+    new_archive_id,
+)
+from .format.writer import DEFAULT_LEVEL, BodyWriter, StoredFile, finish_archive
 from .lock import InstallationLock
 from .snapshot import sqlite as sqlite_snapshot
 from .snapshot.catalogue import TARGETS, build_catalogue
@@ -49,12 +60,13 @@ class PackResult:
     signer: str
     key_created: bool
     databases: list = field(default_factory=list)
+    encryption: str | None = None          # None, "secrets" or "archive"
 
     def to_json(self) -> dict:
         return {"id": self.id, "path": str(self.path), "size": self.size, "files": self.files,
                 "targets": self.targets, "warnings": self.warnings,
                 "duration_ms": self.duration_ms, "signer": self.signer,
-                "key_created": self.key_created,
+                "key_created": self.key_created, "encryption": self.encryption,
                 "databases": [{"path": d["path"], "tables": d["tables"]} for d in self.databases]}
 
 
@@ -78,20 +90,27 @@ def compression_threads() -> int:
 
 
 def pack(settings: Settings, *, targets: tuple[str, ...] | None = None, name: str | None = None,
-         archive_type: str = "manual", progress=None, environ=None) -> PackResult:
+         archive_type: str = "manual", encrypt: bool = False, progress=None,
+         environ=None) -> PackResult:
     """Pack under the installation lock (one writer per installation)."""
     with InstallationLock(settings.root, "pack"):
         return pack_locked(settings, targets=targets, name=name, archive_type=archive_type,
-                           progress=progress, environ=environ)
+                           encrypt=encrypt, progress=progress, environ=environ)
 
 
 def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
-                name: str | None = None, archive_type: str = "manual", progress=None,
-                environ=None) -> PackResult:
+                name: str | None = None, archive_type: str = "manual", encrypt: bool = False,
+                progress=None, environ=None) -> PackResult:
     """Pack; the caller holds the installation lock (restore does, for its safety archive)."""
     started = time.monotonic()
     now = datetime.now(timezone.utc)
     warnings = Warnings()
+    environ = os.environ if environ is None else environ
+    secrets = recipients.load_secrets(settings.backup, settings.key_dir, environ, warnings)
+    encrypt = encrypt or bool(settings.backup.get("storage", {}).get("encrypt"))
+    if encrypt and not secrets.can_encrypt:
+        raise NoKey("encryption is on but no key is configured: set POPPO_BACKUP_KEY, "
+                    "backup.storage.keyFile or backup.storage.recipients")
     catalogue = build_catalogue(settings.backup.get("targets", {}), targets)
     key, key_created = signing.load_or_generate(settings.key_dir)
     store = LocalStore(settings.store)
@@ -99,13 +118,26 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     store.remove_stale_temps()
     result = scan(settings.root, catalogue, warnings, skip=(store.path, settings.key_dir))
     archive_id = new_archive_id(now)
+    scope = "archive" if encrypt else "secrets" if secrets.can_encrypt and result.secrets else None
+    encryption = sealer = None
+    if scope:
+        data_key = recipients.new_data_key()
+        encryption = {"scheme": ENCRYPTION_SCHEME, "scope": scope, "chunk_size": CHUNK_SIZE,
+                      "recipients": recipients.wrap(data_key, archive_id, secrets)}
+        sealer = Sealer(data_key, archive_id)
+    entries = result.entries
+    if sealer is not None:
+        entries = _with_secrets(settings.root, entries, result.secrets, warnings)
+    else:
+        for rel in result.secrets:
+            warnings.add(f"{rel}: secret file not archived: secrets are stored only encrypted "
+                         "and no key is configured (POPPO_BACKUP_KEY or backup.storage.recipients)")
     temp, handle = store.create_temp(archive_id)
     try:
-        job = _PackJob(settings, catalogue.selected, result.entries, warnings, progress,
-                       keep_damaged_databases=archive_type == "pre-restore")
-        for rel in result.secrets:
-            warnings.add(f"{rel}: secret file not archived: secrets are stored only "
-                         "encrypted, and encryption is not available in this version")
+        job = _PackJob(settings, catalogue.selected, entries, warnings, progress,
+                       keep_damaged_databases=archive_type == "pre-restore",
+                       sealer=sealer, seal_all=scope == "archive", secrets=set(result.secrets),
+                       archive_mtime_ns=int(now.timestamp()) * 10**9)
         references = [describe_reference(str(settings.root / rel), rel)
                       for rel in result.references[:MAX_REFERENCES]]
         if len(result.references) > MAX_REFERENCES:
@@ -114,8 +146,10 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         env_doc = environment_document(os.environ if environ is None else environ,
                                        settings.env_prefixes, settings.mask_patterns, dotenv)
         head_size = _head_size(settings.root, result.entries, references)
-        writer = BodyWriter(handle, head_size, level=DEFAULT_LEVEL,
-                            threads=compression_threads())
+        # Sealed content is compressed before encryption; the outer frames then
+        # only hold tar framing and ciphertext, where a fast level is enough.
+        level = 1 if scope == "archive" else DEFAULT_LEVEL
+        writer = BodyWriter(handle, head_size, level=level, threads=compression_threads())
         job.write_body(writer, env_doc, now)
         fields = {
             "version": installation_version(settings.root),
@@ -128,14 +162,33 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         }
         manifest = finish_archive(handle, writer, archive_id=archive_id, now=now,
                                   entries=job.index, fields=fields, warnings=list(warnings),
-                                  key=key, head_size=head_size)
+                                  key=key, head_size=head_size, level=level,
+                                  encryption=encryption, sealer=sealer)
         final = store.commit(temp, handle, archive_id)
     except BaseException:
         store.discard(temp, handle)
         raise
     return PackResult(archive_id, final, manifest["size"], job.files, job.targets,
                       list(warnings), manifest["duration"], key.key_id, key_created,
-                      job.databases)
+                      job.databases, scope)
+
+
+def _with_secrets(root: Path, entries: list[SourceEntry], secrets: list[str],
+                  warnings: Warnings) -> list[SourceEntry]:
+    """Secret files join the security target, to be stored sealed."""
+    added = []
+    for rel in secrets:
+        try:
+            st = os.lstat(root / rel)
+        except OSError as exc:
+            warnings.add(f"{rel}: cannot stat ({exc.strerror}); not archived")
+            continue
+        if stat.S_ISREG(st.st_mode):
+            added.append(SourceEntry(rel, "security", FILE, stat.S_IMODE(st.st_mode), st.st_uid,
+                                     st.st_gid, st.st_mtime_ns, st.st_size, st.st_dev, st.st_ino, 1))
+    order = {name: index for index, name in enumerate(TARGETS)}
+    return sorted(entries + added,
+                  key=lambda e: (-1 if e.target is None else order[e.target], e.path))
 
 
 def _head_size(root: Path, entries: list[SourceEntry], references: list[dict]) -> int:
@@ -169,7 +222,10 @@ class _PackJob:
     """The body-writing loop, with the bookkeeping the manifest needs."""
 
     def __init__(self, settings: Settings, selected, entries, warnings: Warnings, progress,
-                 keep_damaged_databases: bool = False):
+                 keep_damaged_databases: bool = False, sealer=None, seal_all: bool = False,
+                 secrets: set[str] = frozenset(), archive_mtime_ns: int = 0):
+        self.sealer, self.seal_all, self.secrets = sealer, seal_all, secrets
+        self.archive_mtime_ns = archive_mtime_ns
         # A safety archive must save whatever is there, damaged databases included
         # (they are often why the restore happens); a normal backup refuses them.
         self.keep_damaged_databases = keep_damaged_databases
@@ -210,9 +266,13 @@ class _PackJob:
                 if target == "config":
                     data = json.dumps(env_doc, indent=2, sort_keys=True).encode() + b"\n"
                     mtime_ns = int(now.timestamp()) * 10**9
-                    digest = writer.add_bytes(ENVIRONMENT_MEMBER, data, 0o600, mtime_ns)
-                    self.index.append(IndexEntry(ENVIRONMENT_MEMBER, "config", "file", 0o600, 0, 0,
-                                                 mtime_ns, len(data), digest, generated=True))
+                    record = IndexEntry(ENVIRONMENT_MEMBER, "config", "file", 0o600, 0, 0,
+                                        mtime_ns, len(data), generated=True)
+                    if self.seal_all:
+                        self._seal(writer, record, io.BytesIO(data).read)
+                    else:
+                        record.sha256 = writer.add_bytes(ENVIRONMENT_MEMBER, data, 0o600, mtime_ns)
+                    self.index.append(record)
                 offset, length = writer.end_frame()
                 self.targets[target] = {"files": self.files - before_files, "size": size,
                                         "entries": len(self.index) - before_index,
@@ -250,6 +310,20 @@ class _PackJob:
             checks.append((record, checker.submit(sqlite_snapshot.check, snapshot, entry.path)))
         return checks
 
+    def _seal(self, writer: BodyWriter, record: IndexEntry, read) -> StoredFile:
+        """Write one file as sealed chunks; fills the record's sealed fields."""
+        position = len(self.index)
+        chunks = max(1, -(-record.size // CHUNK_SIZE))
+        if self.seal_all:
+            names = [f"objects/{position:08x}.{n:04x}" for n in range(chunks)]
+        else:   # the seed's layout: security/env.encrypted for .env
+            flat = record.path.lstrip(".").replace("/", "_") or f"{position:08x}"
+            names = [f"security/{flat}.encrypted" + (f".{n}" if n else "") for n in range(chunks)]
+        stored = writer.add_sealed_file(read, record.size, position, names, self.sealer,
+                                        self.archive_mtime_ns)
+        record.sealed, record.hmac_sha256 = stored.sealed, stored.hmac_sha256
+        return stored
+
     def _mark_damaged(self, path: str, error: Exception, stored_as: str) -> None:
         self._damaged.add(path)
         self.warnings.add(f"{error}; stored unchecked, {stored_as}")
@@ -260,24 +334,28 @@ class _PackJob:
     def _write(self, writer: BodyWriter, entry: SourceEntry) -> int:
         """Archive one entry; returns the content bytes stored."""
         if entry.kind == DIR:
-            writer.add_directory(entry.path, entry.mode, entry.mtime_ns, entry.uid, entry.gid)
+            if not self.seal_all:       # sealed archives name no path in the tar stream
+                writer.add_directory(entry.path, entry.mode, entry.mtime_ns, entry.uid, entry.gid)
             self.index.append(IndexEntry(entry.path, entry.target, "dir", entry.mode, entry.uid,
                                          entry.gid, entry.mtime_ns))
             return 0
         if entry.kind == SYMLINK:
-            writer.add_link(entry.path, tarheader.SYMLINK, entry.link, entry.mode,
-                            entry.mtime_ns, entry.uid, entry.gid)
+            if not self.seal_all:
+                writer.add_link(entry.path, tarheader.SYMLINK, entry.link, entry.mode,
+                                entry.mtime_ns, entry.uid, entry.gid)
             self.index.append(IndexEntry(entry.path, entry.target, "symlink", entry.mode,
                                          entry.uid, entry.gid, entry.mtime_ns, link=entry.link))
             return 0
         if entry.kind == FILE and entry.nlink > 1:
             first = self._links.get((entry.dev, entry.ino))
             if first is not None and first.target == entry.target:
-                writer.add_link(entry.path, tarheader.HARDLINK, first.path, first.mode,
-                                first.mtime_ns, first.uid, first.gid)
+                if not self.seal_all:
+                    writer.add_link(entry.path, tarheader.HARDLINK, first.path, first.mode,
+                                    first.mtime_ns, first.uid, first.gid)
                 self.index.append(IndexEntry(entry.path, entry.target, "hardlink", first.mode,
                                              first.uid, first.gid, first.mtime_ns, first.size,
-                                             first.sha256, link=first.path))
+                                             first.sha256, link=first.path,
+                                             hmac_sha256=first.hmac_sha256))
                 self.files += 1
                 return 0
         source = self._snapshots.get(entry.path) or self.root / entry.path
@@ -292,18 +370,25 @@ class _PackJob:
                 st_meta = (entry.mode, entry.mtime_ns, entry.uid, entry.gid)
             else:
                 st_meta = (st.st_mode & 0o7777, st.st_mtime_ns, st.st_uid, st.st_gid)
-            stored = writer.add_file(entry.path, fd, st.st_size, *st_meta)
+            if self.seal_all or entry.path in self.secrets:
+                record = IndexEntry(entry.path, entry.target, "file", st_meta[0], st_meta[2],
+                                    st_meta[3], st_meta[1], st.st_size)
+                stored = self._seal(writer, record, lambda n: os.read(fd, n))
+            else:
+                stored = writer.add_file(entry.path, fd, st.st_size, *st_meta)
             if entry.kind == FILE:
                 after = os.fstat(fd)
                 if (after.st_mtime_ns, after.st_size) != (st.st_mtime_ns, st.st_size):
-                    stored = stored.__class__(stored.sha256, stored.size, True)
+                    stored = dataclasses.replace(stored, changed=True)
         except OSError as exc:
             raise SourceError(f"read failed: {exc.strerror}", path=source) from None
         finally:
             os.close(fd)
         record = IndexEntry(entry.path, entry.target, "file", st_meta[0], st_meta[2], st_meta[3],
-                            st_meta[1], stored.size, stored.sha256, sqlite=entry.kind == DATABASE and entry.path not in self._damaged,
-                            changed=stored.changed)
+                            st_meta[1], stored.size, stored.sha256,
+                            sqlite=entry.kind == DATABASE and entry.path not in self._damaged,
+                            changed=stored.changed, sealed=stored.sealed,
+                            hmac_sha256=stored.hmac_sha256)
         self.index.append(record)
         if entry.nlink > 1:
             self._links[(entry.dev, entry.ino)] = record

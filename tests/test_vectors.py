@@ -1,6 +1,8 @@
 """The committed test vectors pin the format: spec, code and bytes move together."""
 
+import hashlib
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -28,7 +30,7 @@ def load_maker():
 def expectations():
     for path in sorted(VECTORS.glob("*.expect")):
         fields = dict(line.split(": ", 1) for line in path.read_text().splitlines())
-        yield path.name[:-len(".expect")], fields["expect"]
+        yield path.name[:-len(".expect")], fields["expect"], fields.get("passphrase")
 
 
 def settings(tmp_path) -> Settings:
@@ -37,11 +39,16 @@ def settings(tmp_path) -> Settings:
                     backup={"signing": {"trustedKeys": [pinned]}}, key_dir=tmp_path / "keys")
 
 
-@pytest.mark.parametrize("name,expect", list(expectations()))
-def test_reader_reaches_each_vectors_verdict(name, expect, tmp_path):
+@pytest.mark.parametrize("name,expect,passphrase", list(expectations()))
+def test_reader_reaches_each_vectors_verdict(name, expect, passphrase, tmp_path, monkeypatch):
     path = VECTORS / f"{name}.poppo.tar.zst"
+    if passphrase:
+        monkeypatch.setenv("POPPO_BACKUP_KEY", passphrase)
+    else:
+        monkeypatch.delenv("POPPO_BACKUP_KEY", raising=False)
     if expect == "ok":
-        assert verify(settings(tmp_path), str(path)).entries > 0
+        result = verify(settings(tmp_path), str(path))
+        assert result.entries > 0 and result.not_checked == []
     else:
         with pytest.raises(PoppoarcError) as caught:
             verify(settings(tmp_path), str(path))
@@ -50,7 +57,7 @@ def test_reader_reaches_each_vectors_verdict(name, expect, tmp_path):
 
 def test_every_case_is_committed():
     maker = load_maker()
-    assert {name for name, _ in expectations()} == set(maker.CASES)
+    assert {name for name, _, _ in expectations()} == set(maker.CASES)
 
 
 @pytest.mark.skipif(pyzstd.zstd_version != ZSTD_VERSION_OF_VECTORS,
@@ -89,3 +96,17 @@ def hexdump(data: bytes) -> str:
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
         lines.append(f"{offset:08x}  {chunk.hex(' '):<47}  |{text}|\n")
     return "".join(lines)
+
+
+def test_segment_known_answers_and_accumulated_check():
+    committed = json.loads((VECTORS / "segments.json").read_text())
+    assert load_maker().segment_vectors() == committed
+    from poppoarc.crypto import segments
+    key = bytes.fromhex(committed["key_hex"])
+    salt = bytes.fromhex(committed["salt_hex"])
+    for name, case in committed["cases"].items():
+        plaintext = bytes(i % 251 for i in range(case["plaintext_length"]))
+        sealed = segments.seal(key, committed["archive_id"], 7, 0, plaintext, salt=salt)
+        assert hashlib.sha256(sealed).hexdigest() == case["sealed_sha256"], name
+        assert segments.open_sealed(key, committed["archive_id"], 7, 0, sealed) == plaintext
+    assert committed["accumulated"]["sha256"] in SPEC, "spec/FORMAT.md must state the accumulated hash"

@@ -29,6 +29,7 @@ SIG_MEMBER_SIZE = 512
 MANIFEST_NAME = ".poppoarc/manifest.json"
 SIGNATURE_NAME = ".poppoarc/manifest.sig"
 INDEX_NAME = ".poppoarc/index.jsonl"
+ENCRYPTED_INDEX_NAME = ".poppoarc/index.enc"
 SIGNATURE_CONTEXT = b"poppoarc/1 manifest\x00"
 
 

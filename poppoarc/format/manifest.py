@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ..errors import CorruptArchive, TamperedArchive
+from ..crypto.recipients import check_stanzas
 from .head import canonical_json, strict_loads
 
 FORMAT = "poppoarc/1"
@@ -31,6 +32,11 @@ REQUIRED_KEYS = {
     "warnings_total", "encryption", "compression", "layout", "checksum", "duration",
     "size", "files",
 }
+ENCRYPTION_KEYS = {"scheme", "scope", "chunk_size", "recipients"}
+ENCRYPTION_SCHEME = "poppoarc-seg/1"
+SCOPES = ("archive", "secrets")     # everything sealed, or only secret files
+CHUNK_SIZE = 4 * 1024 * 1024        # plaintext bytes per sealed object
+SEALED_MANIFEST_KEYS = ("host", "root", "databases", "certificates", "warnings")
 LAYOUT_KEYS = {"head_size", "body_offset", "index_offset", "index_length", "index_size",
                "index_sha256", "entries"}
 
@@ -92,8 +98,14 @@ def validate_manifest(manifest: dict, path: object) -> None:
     end = layout["index_offset"] + layout["index_length"]
     if not layout["body_offset"] <= layout["index_offset"] < end == manifest["size"]:
         raise TamperedArchive("manifest layout offsets are inconsistent", path=path)
-    if manifest["encryption"] is not None:
-        raise TamperedArchive("encrypted archives are not supported by this version", path=path)
+    encryption = manifest["encryption"]
+    if encryption is not None:
+        if not isinstance(encryption, dict) or set(encryption) != ENCRYPTION_KEYS:
+            raise TamperedArchive("manifest encryption header is malformed", path=path)
+        if encryption["scheme"] != ENCRYPTION_SCHEME or encryption["scope"] not in SCOPES \
+                or encryption["chunk_size"] != CHUNK_SIZE:
+            raise TamperedArchive("unsupported encryption scheme, scope or chunk size", path=path)
+        check_stanzas(encryption["recipients"], path)
 
 
 # -- the index -------------------------------------------------------------
@@ -112,6 +124,8 @@ class IndexEntry:
     size: int = 0
     sha256: str | None = None
     link: str | None = None
+    sealed: list | None = None          # [[member name, sealed size], ...] per 4 MiB chunk
+    hmac_sha256: str | None = None      # keyed digest of the plaintext of a sealed file
     sqlite: bool = False
     changed: bool = False
     generated: bool = False
@@ -124,6 +138,10 @@ class IndexEntry:
             record["sha256"] = self.sha256
         if self.link is not None:
             record["link"] = self.link
+        if self.sealed is not None:
+            record["sealed"] = self.sealed
+        if self.hmac_sha256 is not None:
+            record["hmac_sha256"] = self.hmac_sha256
         for flag in ("sqlite", "changed", "generated"):
             if getattr(self, flag):
                 record[flag] = True
@@ -131,27 +149,38 @@ class IndexEntry:
 
 
 _ENTRY_REQUIRED = {"path", "target", "type", "mode", "uid", "gid", "mtime_ns", "size"}
-_ENTRY_OPTIONAL = {"sha256", "link", "sqlite", "changed", "generated"}
+_ENTRY_OPTIONAL = {"sha256", "link", "sqlite", "changed", "generated", "sealed", "hmac_sha256"}
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
 
 
-def encode_index(archive_id: str, entries: list[IndexEntry]) -> bytes:
-    lines = [canonical_json({"format": INDEX_FORMAT, "archive_id": archive_id,
-                             "entries": len(entries)})]
+def encode_index(archive_id: str, entries: list[IndexEntry], sealed_manifest: dict | None = None) -> bytes:
+    header = {"format": INDEX_FORMAT, "archive_id": archive_id, "entries": len(entries)}
+    if sealed_manifest is not None:
+        header["sealed_manifest"] = sealed_manifest
+    lines = [canonical_json(header)]
     lines.extend(canonical_json(e.to_json()) for e in entries)
     return b"\n".join(lines) + b"\n"
 
 
-def decode_index(data: bytes, archive_id: str, path: object) -> list[IndexEntry]:
-    """Parse the index; its bytes were already matched against the signed hash."""
+def decode_index(data: bytes, archive_id: str, path: object, sealed: bool = False
+                 ) -> tuple[list[IndexEntry], dict | None]:
+    """Parse the index; its bytes were already matched against the signed hash.
+
+    Returns the entries and, for an encrypted archive, the manifest fields
+    that were sealed into the index header.
+    """
     lines = data.split(b"\n")
     if not lines or lines[-1] != b"":
         raise CorruptArchive("index does not end with a newline", path=path)
     try:
         header = strict_loads(lines[0])
+        sealed_manifest = header.pop("sealed_manifest", None) if isinstance(header, dict) else None
         if header != {"format": INDEX_FORMAT, "archive_id": archive_id,
-                      "entries": len(lines) - 2}:
+                      "entries": len(lines) - 2} or (sealed_manifest is None) == sealed:
             raise ValueError("index header does not match the archive")
+        if sealed and (not isinstance(sealed_manifest, dict)
+                       or set(sealed_manifest) != set(SEALED_MANIFEST_KEYS)):
+            raise ValueError("sealed manifest fields are malformed")
         entries = []
         files: dict[str, IndexEntry] = {}
         seen: set[str] = set()
@@ -167,7 +196,8 @@ def decode_index(data: bytes, archive_id: str, path: object) -> list[IndexEntry]
             seen.add(entry.path)
             if entry.type == "hardlink":
                 first = files.get(entry.link)
-                if first is None or (first.size, first.sha256) != (entry.size, entry.sha256):
+                if first is None or (first.size, first.sha256, first.hmac_sha256) != (
+                        entry.size, entry.sha256, entry.hmac_sha256):
                     raise ValueError(f"{entry.path!r}: hard link to {entry.link!r}, "
                                      "which is not an earlier file of the same content")
             elif entry.type == "file":
@@ -176,9 +206,11 @@ def decode_index(data: bytes, archive_id: str, path: object) -> list[IndexEntry]
         _check_parents(entries)
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise CorruptArchive(f"index is malformed: {exc}", path=path) from None
-    return entries
+    return entries, sealed_manifest
 
 
+# a 4 MiB chunk whose zstd frame did not shrink, plus headers and tags
+MAX_SEALED_MEMBER = CHUNK_SIZE + CHUNK_SIZE // 64 + 64 * 1024
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
 MAX_DEPTH = 256
@@ -215,6 +247,18 @@ def _check_parents(entries: list[IndexEntry]) -> None:
             parent = parent.rpartition("/")[0]
 
 
+def _check_sealed(entry: IndexEntry) -> None:
+    chunks = max(1, -(-entry.size // CHUNK_SIZE))
+    if entry.type != "file" or entry.sha256 is not None or not isinstance(entry.sealed, list) \
+            or len(entry.sealed) != chunks:
+        raise ValueError(f"{entry.path}: sealed member list does not fit its size")
+    for member in entry.sealed:
+        if not (isinstance(member, list) and len(member) == 2 and isinstance(member[0], str)
+                and _is_int(member[1]) and path_problem(member[0]) is None
+                and member[1] <= MAX_SEALED_MEMBER):
+            raise ValueError(f"{entry.path}: malformed sealed member {member!r}")
+
+
 def _check_entry(entry: IndexEntry) -> None:
     problem = path_problem(entry.path)
     if problem:
@@ -226,7 +270,10 @@ def _check_entry(entry: IndexEntry) -> None:
             raise ValueError(f"{entry.path}: {key} is not a non-negative integer")
     if entry.mode > 0o7777:
         raise ValueError(f"{entry.path}: mode out of range")
-    if entry.type in ("file", "hardlink") and not (entry.sha256 and _SHA256_HEX.match(entry.sha256)):
-        raise ValueError(f"{entry.path}: missing or malformed sha256")
+    digest = entry.hmac_sha256 if entry.sealed is not None or entry.hmac_sha256 else entry.sha256
+    if entry.type in ("file", "hardlink") and not (digest and _SHA256_HEX.match(digest)):
+        raise ValueError(f"{entry.path}: missing or malformed digest")
+    if entry.sealed is not None:
+        _check_sealed(entry)
     if entry.type in ("symlink", "hardlink") and not entry.link:
         raise ValueError(f"{entry.path}: link without a target")

@@ -10,15 +10,17 @@ checksum (spec/FORMAT.md §7).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from dataclasses import dataclass
 
 from pyzstd import DParameter, ZstdDecompressor, ZstdError
 
-from ..crypto import signing
+from ..crypto import segments, signing
 from ..errors import CorruptArchive, ForeignArchive, TamperedArchive, TruncatedArchive
 from . import tarheader
 from .head import (
+    ENCRYPTED_INDEX_NAME,
     FRAME_HEADER_SIZE,
     INDEX_NAME,
     RawHead,
@@ -29,7 +31,7 @@ from .head import (
     read_head_size,
     signed_message,
 )
-from .manifest import IndexEntry, decode_index, timestamp_seconds, validate_manifest
+from .manifest import CHUNK_SIZE, IndexEntry, decode_index, timestamp_seconds, validate_manifest
 
 WINDOW_LOG_MAX = 27
 READ_SIZE = 1 << 20
@@ -163,15 +165,28 @@ def expected_header(entry: IndexEntry) -> bytes:
                                    gid=entry.gid, size=entry.size, mtime=seconds)
 
 
-def read_index(handle, head: TrustedHead, path: object) -> list[IndexEntry]:
-    """The entry index, checked against the signed hash and size."""
-    layout = head.manifest["layout"]
+def scope(manifest: dict) -> str | None:
+    """None (plain), "secrets" (only secret files sealed) or "archive" (all sealed)."""
+    return manifest["encryption"]["scope"] if manifest["encryption"] else None
+
+
+@dataclass
+class Index:
+    entries: list[IndexEntry] | None           # None: sealed and no key to open it
+    sealed_manifest: dict | None = None
+
+
+def read_index(handle, head: TrustedHead, path: object, sealer=None) -> Index:
+    """The entry index, checked against the signed hash and size (and opened if sealed)."""
+    manifest = head.manifest
+    layout = manifest["layout"]
     if layout["index_size"] > MAX_INDEX_SIZE:
         raise CorruptArchive("index is unreasonably large", path=path)
-    stream = FrameStream(handle, layout["index_offset"], head.manifest["size"], path)
-    header = tarheader.member_header(INDEX_NAME, tarheader.REGULAR, mode=0o644,
-                                     size=layout["index_size"],
-                                     mtime=timestamp_seconds(head.manifest["timestamp"]))
+    sealed = scope(manifest) == "archive"
+    stream = FrameStream(handle, layout["index_offset"], manifest["size"], path)
+    header = tarheader.member_header(ENCRYPTED_INDEX_NAME if sealed else INDEX_NAME,
+                                     tarheader.REGULAR, mode=0o644, size=layout["index_size"],
+                                     mtime=timestamp_seconds(manifest["timestamp"]))
     _expect(stream, header, "index member", path)
     data = stream.read(layout["index_size"])
     if hashlib.sha256(data).hexdigest() != layout["index_sha256"]:
@@ -180,10 +195,17 @@ def read_index(handle, head: TrustedHead, path: object) -> list[IndexEntry]:
     if trailer != bytes(tarheader.padding(len(data)) + len(tarheader.END_OF_ARCHIVE)) or not stream.at_end():
         raise CorruptArchive("archive does not end with the index and end-of-archive blocks",
                              path=path)
-    entries = decode_index(data, head.manifest["id"], path)
+    if sealed:
+        if sealer is None:
+            return Index(None)
+        try:
+            data = sealer.open_chunk(segments.INDEX_ENTRY, 0, data, None, limit=MAX_INDEX_SIZE)
+        except segments.SegmentError as exc:
+            raise CorruptArchive(f"encrypted index: {exc}", path=path) from None
+    entries, sealed_manifest = decode_index(data, manifest["id"], path, sealed=sealed)
     if len(entries) != layout["entries"]:
         raise CorruptArchive("index entry count differs from the manifest", path=path)
-    return entries
+    return Index(entries, sealed_manifest)
 
 
 class MemberSink:
@@ -195,18 +217,35 @@ class MemberSink:
 
 
 def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object,
-              sink: MemberSink, progress=None) -> None:
-    """Walk every member in index order, checking header, size and SHA-256.
+              sink: MemberSink, progress=None, sealer=None) -> int:
+    """Walk every member in index order, checking header, size and digest.
 
     ``sink.end`` is called for a member only after its content verified.
     The body checksum over all compressed bytes is checked at the end.
+    Returns how many sealed files could not be checked for lack of a key.
     """
     manifest = head.manifest
     layout = manifest["layout"]
+    all_sealed = scope(manifest) == "archive"
+    seconds = timestamp_seconds(manifest["timestamp"])
     body_hash = hashlib.sha256()
     stream = FrameStream(handle, layout["body_offset"], layout["index_offset"], path, body_hash)
-    done = 0
-    for entry in entries:
+    done = unchecked = 0
+    for position, entry in enumerate(entries):
+        if all_sealed and entry.type != "file":
+            sink.begin(entry)       # metadata only: no tar member names it
+            sink.end(entry)
+            continue
+        if entry.sealed is not None:
+            sink.begin(entry)
+            ok = _read_sealed(stream, entry, position, seconds, path, sink, sealer)
+            unchecked += not ok
+            done += entry.size
+            if progress:
+                progress(done, entry.path)
+            if ok:
+                sink.end(entry)
+            continue
         _expect(stream, expected_header(entry), f"member {entry.path}", path)
         sink.begin(entry)
         if entry.type == "file":
@@ -231,7 +270,41 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
         sink.end(entry)
     if not stream.at_end():
         raise CorruptArchive("body holds data after the last indexed member", path=path)
-    # hash the compressed bytes of the index frame too: the checksum covers all of the body
+    _check_body_checksum(handle, manifest, body_hash, path)
+    return unchecked
+
+
+def _read_sealed(stream: FrameStream, entry: IndexEntry, position: int, seconds: int,
+                 path: object, sink: MemberSink, sealer) -> bool:
+    """One sealed file's chunks; False when there is no key to open them."""
+    mac = sealer.new_mac() if sealer else None
+    remaining = entry.size
+    for number, (name, size) in enumerate(entry.sealed):
+        header = tarheader.member_header(name, tarheader.REGULAR, mode=0o600, size=size, mtime=seconds)
+        _expect(stream, header, f"member {entry.path}", path)
+        data = stream.read(size)
+        if len(data) < size:
+            raise TruncatedArchive(f"archive ends inside member {entry.path}", path=path)
+        if stream.read(tarheader.padding(size)) != bytes(tarheader.padding(size)):
+            raise CorruptArchive(f"member {entry.path}: padding is not zero", path=path)
+        if mac is None:
+            continue
+        expected = min(CHUNK_SIZE, remaining)
+        try:
+            plaintext = sealer.open_chunk(position, number, data, expected)
+        except segments.SegmentError as exc:
+            raise CorruptArchive(f"member {entry.path}: {exc}", path=path) from None
+        mac.update(plaintext)
+        sink.data(entry, plaintext)
+        remaining -= expected
+    if mac is not None and not hmac.compare_digest(mac.hexdigest(), entry.hmac_sha256):
+        raise CorruptArchive(f"member {entry.path}: content does not match its HMAC", path=path)
+    return mac is not None
+
+
+def _check_body_checksum(handle, manifest: dict, body_hash, path: object) -> None:
+    """Add the index frame's bytes, then compare with the signed checksum."""
+    layout = manifest["layout"]
     handle.seek(layout["index_offset"])
     remaining = manifest["size"] - layout["index_offset"]
     while remaining:
@@ -242,6 +315,25 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
         remaining -= len(chunk)
     if "sha256:" + body_hash.hexdigest() != manifest["checksum"]:
         raise CorruptArchive("archive body checksum does not match the manifest", path=path)
+
+
+def check_body_without_key(handle, head: TrustedHead, path: object, progress=None) -> None:
+    """For a sealed archive and no key: decode every frame and check the checksum."""
+    manifest = head.manifest
+    layout = manifest["layout"]
+    body_hash = hashlib.sha256()
+    stream = FrameStream(handle, layout["body_offset"], layout["index_offset"], path, body_hash)
+    total = 0
+    while True:
+        chunk = stream.read(READ_SIZE)
+        if not chunk:
+            break
+        total += len(chunk)
+        if progress:
+            progress(stream.position - layout["body_offset"], "")
+    if total % tarheader.BLOCK:
+        raise CorruptArchive("body is not a whole number of tar blocks", path=path)
+    _check_body_checksum(handle, manifest, body_hash, path)
 
 
 def open_trusted(handle, pinned: dict[str, bytes], path: object) -> TrustedHead:

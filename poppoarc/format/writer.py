@@ -17,8 +17,9 @@ from pyzstd import CParameter, ZstdCompressor
 from ..errors import PoppoarcError
 from . import head as headfmt
 from . import tarheader
-from .head import INDEX_NAME, head_frame_size
-from .manifest import FORMAT, IndexEntry, cap_warnings, encode_index, iso_timestamp
+from ..crypto import segments
+from .head import ENCRYPTED_INDEX_NAME, INDEX_NAME, head_frame_size
+from .manifest import CHUNK_SIZE, FORMAT, SEALED_MANIFEST_KEYS, IndexEntry, cap_warnings, encode_index, iso_timestamp
 
 FEED_CHUNK = 1 << 20          # compress in 1 MiB pieces: big enough to release the GIL
 READ_CHUNK = 4 << 20
@@ -29,9 +30,11 @@ DEFAULT_LEVEL = 3
 class StoredFile:
     """What writing one regular file found."""
 
-    sha256: str
+    sha256: str | None
     size: int            # bytes stored (the size recorded at open)
     changed: bool        # the file grew or shrank while it was read
+    sealed: list | None = None      # [[member, size], ...] when sealed
+    hmac_sha256: str | None = None
 
 
 class BodyWriter:
@@ -143,17 +146,51 @@ class BodyWriter:
         self._feed(bytes(tarheader.padding(size)))
         return StoredFile(digest.hexdigest(), size, changed)
 
-    def add_index(self, index: bytes, mtime_ns: int) -> tuple[int, int]:
+    def add_sealed_file(self, read, size: int, entry: int, names: list[str], sealer,
+                        mtime_ns: int) -> StoredFile:
+        """Store ``size`` bytes from ``read(n)`` as sealed 4 MiB chunks named ``names``.
+
+        Member headers carry no file metadata (mode 0600, owner 0, the
+        archive's own time): that lives in the encrypted index.
+        """
+        mac = sealer.new_mac()
+        members = []
+        remaining, changed = size, False
+        for chunk, name in enumerate(names):
+            want = min(CHUNK_SIZE, remaining)
+            data = read(want)
+            while len(data) < want:
+                more = read(want - len(data))
+                if not more:
+                    break
+                data += more
+            if len(data) < want:
+                changed = True
+                data += bytes(want - len(data))
+            mac.update(data)
+            sealed = sealer.seal_chunk(entry, chunk, data)
+            self._feed(tarheader.member_header(name, tarheader.REGULAR, mode=0o600, size=len(sealed),
+                                               mtime=mtime_ns // 10**9))
+            self._feed(sealed)
+            self._feed(bytes(tarheader.padding(len(sealed))))
+            members.append([name, len(sealed)])
+            remaining -= want
+        if not changed and read(1):
+            changed = True
+        return StoredFile(None, size, changed, members, mac.hexdigest())
+
+    def add_index(self, index: bytes, mtime_ns: int, name: str = INDEX_NAME) -> tuple[int, int]:
         """Write the index member and the end-of-archive blocks as the last frame."""
         self.end_frame()
-        self.add_bytes(INDEX_NAME, index, 0o644, mtime_ns)
+        self.add_bytes(name, index, 0o644, mtime_ns)
         self._feed(tarheader.END_OF_ARCHIVE)
         return self.end_frame()
 
 
 def finish_archive(handle, writer: BodyWriter, *, archive_id: str, now, entries: list[IndexEntry],
                    fields: dict, warnings: list[str], key, head_size: int,
-                   level: int = DEFAULT_LEVEL) -> dict:
+                   level: int = DEFAULT_LEVEL, encryption: dict | None = None,
+                   sealer=None) -> dict:
     """Write the index, then sign the manifest into the reserved head.
 
     ``fields`` carries the manifest keys that describe the source (type,
@@ -161,10 +198,23 @@ def finish_archive(handle, writer: BodyWriter, *, archive_id: str, now, entries:
     filled in here from what was written.  Returns the manifest.
     """
     seconds = int(now.timestamp())
-    index = encode_index(archive_id, entries)
-    index_offset, index_length = writer.add_index(index, seconds * 10**9)
+    fields = dict(fields)
+    if encryption is not None and encryption["scope"] == "archive":
+        # Paths, hosts, database and certificate details would leak: they move
+        # into the encrypted index header; the readable head keeps counts only.
+        sealed_manifest = {k: fields[k] for k in SEALED_MANIFEST_KEYS if k != "warnings"}
+        sealed_manifest["warnings"] = list(warnings)
+        fields.update(host=None, root=None, databases=[], certificates=[])
+        index = sealer.seal_chunk(segments.INDEX_ENTRY, 0,
+                                  encode_index(archive_id, entries, sealed_manifest))
+        index_name, head_warnings = ENCRYPTED_INDEX_NAME, []
+    else:
+        index = encode_index(archive_id, entries)
+        index_name, head_warnings = INDEX_NAME, warnings
+    index_offset, index_length = writer.add_index(index, seconds * 10**9, index_name)
     manifest = {
         **fields,
+        "encryption": encryption,
         "format": FORMAT, "id": archive_id, "timestamp": iso_timestamp(now),
         "compression": {"alg": "zstd", "level": level, "window_log_max": 27, "checksum": True},
         "layout": {"head_size": head_size, "body_offset": head_frame_size(head_size),
@@ -176,7 +226,7 @@ def finish_archive(handle, writer: BodyWriter, *, archive_id: str, now, entries:
         "warnings": [], "warnings_total": len(warnings),
     }
     handle.seek(0)
-    handle.write(signed_head(manifest, warnings, head_size, key, seconds))
+    handle.write(signed_head(manifest, head_warnings, head_size, key, seconds))
     return manifest
 
 

@@ -31,12 +31,13 @@ from ..errors import (
     HealthCheckFailed,
     HookFailed,
     InsufficientSpace,
+    NoKey,
     NotWritable,
     UsageError,
     Warnings,
 )
 from ..format import reader
-from ..inspection import locate, pinned_keys
+from ..inspection import full_manifest, locate, open_sealer, pinned_keys
 from ..lock import InstallationLock
 from ..pack import installation_version, pack_locked
 from ..snapshot import sqlite as sqlite_snapshot
@@ -101,8 +102,16 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
     path = locate(settings, reference)
     with InstallationLock(settings.root, "restore"), open(path, "rb") as handle:
         head = reader.open_trusted(handle, pinned_keys(settings), path)
-        entries = reader.read_index(handle, head, path)
-        manifest = head.manifest
+        sealer = open_sealer(settings, head, path)      # a wrong key fails here, before any work
+        index = reader.read_index(handle, head, path, sealer)
+        if index.entries is None:
+            raise NoKey("archive is encrypted; set POPPO_BACKUP_KEY or configure an identity "
+                        "to restore it", path=path)
+        entries = index.entries
+        manifest = full_manifest(head, index)
+        if sealer is None and any(e.sealed for e in entries):
+            warnings.add("sealed secret files (.env, tokens) are not restored: no key available")
+            entries = [e for e in entries if not e.sealed]
         available = tuple(t for t in TARGETS if t in manifest["targets"])
         if targets is None:
             selected = available
@@ -148,7 +157,7 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
         try:
             tree.keep_live(plan.top_level)
             total = plan.bytes_to_stage
-            reader.read_body(handle, head, entries, path, tree,
+            reader.read_body(handle, head, index.entries, path, tree, sealer=sealer,
                              progress=(lambda done, name: progress(done, total, name))
                              if progress else None)
             tree.finish()

@@ -1,0 +1,161 @@
+"""Run one command and measure it: wall time, peak RSS of its process tree, exit code.
+
+Peak RSS comes from GNU time (``/usr/bin/time -f '%M'``), which reports the
+``ru_maxrss`` that ``wait4`` returns for its child.  Linux folds into that
+value the peak of every descendant the child reaped itself, so for
+``bash -c 'tar … | zstd …'`` it is max(bash, tar, zstd) — the largest single
+process of the pipeline, never a sum, and per command (unlike
+``getrusage(RUSAGE_CHILDREN)``, the maximum over every child so far).
+
+Why GNU time and not ``os.wait4`` from here: ``ru_maxrss`` survives
+``execve``, so a child forked (or vforked) from this Python process starts
+with this process's RSS as its floor (≈ 40 MiB).  GNU time is a small C
+program; what it forks starts at ≈ 2 MiB.  Without ``/usr/bin/time`` the
+benchmark falls back to ``os.wait4`` and says so (``RSS_METHOD``).
+
+Wall time is measured here (``perf_counter`` around the whole launch).  Each
+command runs in its own session, so a time limit kills the whole tree.  After
+the command, ``sync`` is timed separately: tools that do not fsync leave dirty
+pages behind, and that time would otherwise be charged to the next command.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+GNU_TIME = "/usr/bin/time"
+RSS_METHOD = ("GNU time %M (ru_maxrss of the command's process tree, largest single process)"
+              if os.access(GNU_TIME, os.X_OK) and shutil.which(GNU_TIME) else
+              "os.wait4 from the benchmark process (floor ≈ the benchmark's own RSS: "
+              "install GNU time for exact numbers)")
+USE_GNU_TIME = RSS_METHOD.startswith("GNU")
+
+
+class CommandFailed(Exception):
+    """A measured command exited with an unexpected code or ran out of time."""
+
+
+@dataclass
+class Measurement:
+    command: str
+    wall_s: float
+    sync_s: float
+    rss_kb: int
+    exit_code: int
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def durable_s(self) -> float:
+        return self.wall_s + self.sync_s
+
+    def to_json(self) -> dict:
+        doc = asdict(self)
+        doc["durable_s"] = round(self.durable_s, 4)
+        doc["wall_s"], doc["sync_s"] = round(self.wall_s, 4), round(self.sync_s, 4)
+        return doc
+
+
+def _tail(path: Path, limit: int = 1500) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    return data[-limit:].decode("utf-8", "replace").strip()
+
+
+def run(argv: list[str], *, cwd: str | os.PathLike, env: dict, timeout: float,
+        log_dir: Path, label: str, ok_codes: tuple[int, ...] = (0,),
+        stdout_path: Path | None = None) -> Measurement:
+    """Run ``argv`` (no shell unless argv says so) and measure it.
+
+    stdout goes to ``stdout_path`` (else ``log_dir/label.out``), stderr to
+    ``log_dir/label.err``.  Raises CommandFailed on a time-out or an exit code
+    outside ``ok_codes``, with the tail of stderr in the message.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out_path = stdout_path or log_dir / f"{label}.out"
+    err_path = log_dir / f"{label}.err"
+    time_path = log_dir / f"{label}.time"
+    command = " ".join(argv)
+    launch = [GNU_TIME, "-q", "-f", "%e %M %x", "-o", str(time_path), "--"] + argv \
+        if USE_GNU_TIME else argv
+    os.sync()  # start from a clean page cache writeback state (untimed)
+    timed_out = threading.Event()
+    lock, reaped = threading.Lock(), [False]
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(launch, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=err, start_new_session=True)
+
+        def kill_tree() -> None:
+            with lock:  # never signal a process group whose leader was already reaped
+                if reaped[0]:
+                    return
+                timed_out.set()
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+        timer = threading.Timer(timeout, kill_tree)
+        timer.start()
+        try:
+            _pid, status, usage = os.wait4(proc.pid, 0)  # retried on EINTR (PEP 475)
+        finally:
+            with lock:
+                reaped[0] = True
+            timer.cancel()
+        wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits again
+    sync_started = time.perf_counter()
+    os.sync()
+    sync_s = time.perf_counter() - sync_started
+    if timed_out.is_set():
+        raise CommandFailed(f"{label}: timed out after {timeout:.0f} s: {command}")
+    if proc.returncode not in ok_codes:
+        raise CommandFailed(f"{label}: exit code {proc.returncode}: {command}\n"
+                            f"--- stderr tail ({err_path}) ---\n{_tail(err_path)}")
+    rss_kb = _gnu_time_rss(time_path, proc.returncode, label) if USE_GNU_TIME else usage.ru_maxrss
+    return Measurement(command=command, wall_s=wall, sync_s=sync_s, rss_kb=rss_kb,
+                       exit_code=proc.returncode)
+
+
+def _gnu_time_rss(path: Path, exit_code: int, label: str) -> int:
+    """Peak RSS in KiB from GNU time's last line ``%e %M %x``."""
+    try:
+        last = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1]
+        _elapsed, rss, code = last.split()
+        if int(code) != exit_code:
+            raise ValueError(f"exit code {code} there, {exit_code} here")
+        return int(rss)
+    except (OSError, IndexError, ValueError) as exc:
+        raise CommandFailed(f"{label}: cannot read GNU time's output {path}: {exc}") from exc
+
+
+def shell(script: str) -> list[str]:
+    """argv for a bash pipeline whose exit code is the first failure's."""
+    return ["bash", "-o", "pipefail", "-c", script]
+
+
+def quick(argv: list[str], *, env: dict | None = None, cwd: str | os.PathLike | None = None,
+          timeout: float = 120) -> str:
+    """Run an unmeasured helper command; return stdout or raise CommandFailed."""
+    try:
+        done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except FileNotFoundError as exc:
+        raise CommandFailed(f"{argv[0]}: not found") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise CommandFailed(f"timed out after {timeout:.0f} s: {' '.join(argv)}") from exc
+    if done.returncode != 0:
+        raise CommandFailed(f"exit code {done.returncode}: {' '.join(argv)}\n"
+                            + done.stderr.decode("utf-8", "replace")[-1500:])
+    return done.stdout.decode("utf-8", "replace")

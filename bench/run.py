@@ -1,0 +1,330 @@
+"""Benchmark poppoarc against tar|zstd, restic and borg on generated installations.
+
+Run as `python -m bench.run [options]` from the repository root (or `make bench
+BENCH_ARGS="..."`).
+
+Usage:
+  bench.run [--scales=LIST] [--rounds=N] [--out=DIR] [--workdir=DIR] [--keep]
+            [--tools=LIST] [--threads=N] [--timeout=SECONDS] [--seed=N]
+  bench.run (-h | --help)
+
+Options:
+  --scales=LIST       Installation scales, comma-separated: tiny, small, medium, manyfiles
+                      [default: medium,manyfiles].
+  --rounds=N          Timed rounds per scale, after one untimed warm-up round [default: 3].
+  --out=DIR           Where results.md and results.json are written [default: bench/results].
+  --workdir=DIR       Where installations, archives and restores go (must be empty or absent);
+                      else a new temporary directory under /tmp.
+  --keep              Keep the work directory (it is removed otherwise, also after an error).
+  --tools=LIST        Tools, comma-separated: poppoarc, tar-zstd, tar-zstd-same, restic, borg
+                      [default: all]. tar-zstd is the reference the ratios divide by.
+  --threads=N         zstd worker threads for `zstd -T` and POPPOARC_THREADS [default: 2].
+  --timeout=SECONDS   Time limit for each command [default: 1800].
+  --seed=N            Seed of the installation generator [default: 1].
+  -h --help           Show this help.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from docopt import DocoptExit, docopt
+
+from . import report
+from .measure import RSS_METHOD, CommandFailed, quick
+from .tools import OPERATIONS, Context, all_tools
+from .trees import fingerprint, tree_stats
+
+SCALES = ("tiny", "small", "medium", "manyfiles")
+
+
+class BenchError(Exception):
+    """A problem that stops the whole benchmark (bad arguments, no poppoarc, no disk)."""
+
+
+def parse(argv: list[str] | None) -> dict:
+    try:
+        args = docopt(__doc__, argv=argv)
+    except DocoptExit as exc:
+        raise BenchError(str(exc).strip()) from exc
+
+    def number(name: str, kind=int, low=1):
+        try:
+            value = kind(args[name])
+        except ValueError:
+            raise BenchError(f"{name} must be a number, not {args[name]!r}") from None
+        if value < low:
+            raise BenchError(f"{name} must be at least {low}")
+        return value
+
+    scales = [s.strip() for s in args["--scales"].split(",") if s.strip()]
+    for scale in scales:
+        if scale not in SCALES:
+            raise BenchError(f"unknown scale {scale!r}; expected some of {', '.join(SCALES)}")
+    known = [t.key for t in all_tools()]
+    wanted = known if args["--tools"] == "all" else [
+        t.strip() for t in args["--tools"].split(",") if t.strip()]
+    for key in wanted:
+        if key not in known:
+            raise BenchError(f"unknown tool {key!r}; expected some of {', '.join(known)}")
+    return {"scales": scales, "rounds": number("--rounds"), "out": Path(args["--out"]),
+            "workdir": args["--workdir"], "keep": bool(args["--keep"]), "tools": wanted,
+            "threads": number("--threads"), "timeout": number("--timeout", float),
+            "seed": number("--seed", int, 0)}
+
+
+def base_env(workdir: Path) -> dict:
+    """A small, fixed environment: no POPPO_*/CLAUDE_*/GITHUB_* of the caller leaks into
+    poppoarc's environment.json, and no caller config changes a peer's behaviour."""
+    home = workdir / "home"
+    home.mkdir(exist_ok=True)
+    return {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": str(home),
+            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC", "TMPDIR": str(workdir / "tmp"),
+            "POPPOARC_HOME": str(workdir / "poppoarc-keys"), "XDG_CACHE_HOME": str(home / "cache")}
+
+
+def machine_facts(workdir: Path) -> dict:
+    mem_kib = 0
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    fs = "?"
+    try:  # the longest mount point that contains the work directory
+        best = ""
+        for line in Path("/proc/mounts").read_text().splitlines():
+            device, point, kind = line.split()[:3]
+            if str(workdir).startswith(point) and len(point) > len(best):
+                best, fs = point, f"{kind} ({device} at {point})"
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "memory_gib": mem_kib / 2**20,
+            "kernel": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "workdir_fs": fs, "free_disk_gb": shutil.disk_usage(workdir).free / 1e9}
+
+
+def git_revision() -> str:
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = quick(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"]).strip()
+        dirty = quick(["git", "-C", str(repo), "--no-optional-locks", "status", "--porcelain"])
+        return head + (" + uncommitted changes" if dirty.strip() else "")
+    except CommandFailed:
+        return "unknown"
+
+
+def prepare_scale(scale: str, options: dict, scale_dir: Path, env: dict, poppoarc) -> dict:
+    """Generate the installation and the 'same files' tree (poppoarc's archive, extracted)."""
+    from poppoarc.demo.installation import make_installation
+
+    installation = scale_dir / "installation"
+    print(f"[{scale}] generating installation (seed {options['seed']}) ...", flush=True)
+    started = time.perf_counter()
+    summary = make_installation(installation, scale, options["seed"])
+    generate_s = time.perf_counter() - started
+    # One untimed pack: it creates the signing key and the installation's lock file
+    # (so every timed tool sees the same tree), and gives the same-files tree.
+    setup = scale_dir / "setup"
+    ctx = Context(source=installation, work=setup, env=env, timeout=options["timeout"],
+                  threads=options["threads"])
+    setup.mkdir()
+    poppoarc.pack(ctx)
+    same = scale_dir / "same-files"
+    same.mkdir()
+    quick(["tar", "--zstd", "-xf", str(poppoarc.archive), "-C", str(same)], env=env,
+          timeout=options["timeout"])
+    shutil.rmtree(same / ".poppoarc")
+    shutil.rmtree(setup)
+    info = {"files": summary["files"], "bytes": summary["bytes"], "generate_s": generate_s,
+            "path": str(installation), "same_files": str(same)}
+    info["tree"] = tree_stats(installation)
+    info["same_files_tree"] = tree_stats(same)
+    print(f"[{scale}] {summary['files']:,} files, {summary['bytes'] / 1e6:.1f} MB in "
+          f"{generate_s:.1f} s; poppoarc's share: {info['same_files_tree']['files']:,} files, "
+          f"{info['same_files_tree']['bytes'] / 1e6:.1f} MB", flush=True)
+    return info
+
+
+def one_tool(tool, ctx: Context, rnd: int, warmup: bool, expected: dict) -> list[dict]:
+    """pack, verify and restore with one tool; a failure ends this tool's round."""
+    records = []
+    base = {"tool": tool.key, "round": rnd, "warmup": warmup}
+    try:
+        ctx.work.mkdir(parents=True)
+        tool.prepare(ctx)
+        for op in OPERATIONS:
+            record = dict(base, op=op)
+            records.append(record)
+            if op == "pack":
+                m, size = tool.pack(ctx)
+                record["size_bytes"] = size
+            elif op == "verify":
+                m = tool.verify(ctx)
+            else:
+                target = ctx.work / "restored"
+                m = tool.restore(ctx, target)
+                restored = Path(m.extra.pop("restored_root", target))
+                got = tree_stats(restored)
+                record["restored"] = got
+                if (got["files"], got["bytes"]) != (expected["files"], expected["bytes"]):
+                    record["mismatch"] = (f"restored {got['files']} files / {got['bytes']} bytes, "
+                                          f"expected {expected['files']} / {expected['bytes']}")
+                shutil.rmtree(target)
+            record.update(m.to_json(), ok=True)
+    except CommandFailed as exc:
+        if not records:
+            records.append(dict(base, op="pack"))
+        records[-1].update(ok=False, error=str(exc))
+        print(f"    {tool.key}: FAILED: {exc}", file=sys.stderr, flush=True)
+    return records
+
+
+def bench_scale(scale: str, options: dict, tools: list, workdir: Path, env: dict) -> dict:
+    scale_dir = workdir / scale
+    scale_dir.mkdir()
+    poppoarc = next(t for t in all_tools() if t.key == "poppoarc")
+    info = prepare_scale(scale, options, scale_dir, env, poppoarc)
+    installation, same = Path(info["path"]), Path(info["same_files"])
+    before = fingerprint(installation)
+    records, notes = [], []
+    for rnd in range(options["rounds"] + 1):
+        warmup = rnd == 0
+        shift = rnd % len(tools)
+        order = tools[shift:] + tools[:shift]
+        print(f"[{scale}] round {rnd}{' (warm-up, not counted)' if warmup else ''}: "
+              f"{', '.join(t.key for t in order)}", flush=True)
+        round_dir = scale_dir / f"round-{rnd}"
+        for tool in order:
+            source = tool.source_for(installation, same)
+            expected = info["same_files_tree"] if tool.key == "poppoarc" or source == same \
+                else info["tree"]
+            ctx = Context(source=source, work=round_dir / tool.key, env=env,
+                          timeout=options["timeout"], threads=options["threads"])
+            got = one_tool(tool, ctx, rnd, warmup, expected)
+            records += got
+            line = "  ".join(f"{r['op']} {r['wall_s']:.2f}s" if r.get("ok") else f"{r['op']} FAILED"
+                             for r in got)
+            size = next((r.get("size_bytes") for r in got if r.get("size_bytes")), None)
+            print(f"    {tool.key:<14} {line}" + (f"  size {size / 1e6:.1f} MB" if size else ""),
+                  flush=True)
+            if not (options["keep"] and rnd == options["rounds"]):
+                shutil.rmtree(ctx.work, ignore_errors=True)
+    if fingerprint(installation) != before:
+        notes.append("The installation tree changed during the benchmark (size or mtime of "
+                     "some file): a tool modified its source.")
+    for r in records:
+        if r.get("mismatch") and not r["warmup"]:
+            notes.append(f"{r['tool']} round {r['round']}: restore mismatch: {r['mismatch']}")
+        if not r.get("ok", True) and not r["warmup"]:
+            notes.append(f"{r['tool']} round {r['round']} {r['op']} failed: "
+                         f"{r['error'].splitlines()[0]}")
+    restored = [r for r in records if r.get("restored") and r["tool"] == "poppoarc"]
+    if restored:
+        notes.append(f"poppoarc archives {info['same_files_tree']['files']:,} of "
+                     f"{info['tree']['files']:,} files ({info['same_files_tree']['bytes'] / 1e6:.1f}"
+                     f" of {info['tree']['bytes'] / 1e6:.1f} MB, databases as snapshots); the peers "
+                     "back up the whole tree.")
+    return {"installation": info, "records": records, "notes": notes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        options = parse(argv)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    created = options["workdir"] is None
+    if created:
+        workdir = Path(tempfile.mkdtemp(prefix="poppoarc-bench-", dir="/tmp"))
+    else:
+        workdir = Path(options["workdir"]).resolve()
+        if workdir.exists() and any(workdir.iterdir()):
+            print(f"bench: --workdir {workdir} is not empty", file=sys.stderr)
+            return 2
+        workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        return bench(options, workdir)
+    except (BenchError, CommandFailed) as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if options["keep"]:
+            print(f"bench: kept work directory {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def bench(options: dict, workdir: Path) -> int:
+    env = base_env(workdir)
+    (workdir / "tmp").mkdir()
+    facts = machine_facts(workdir)
+    if facts["free_disk_gb"] < 4:
+        print(f"bench: warning: only {facts['free_disk_gb']:.1f} GB free under {workdir}",
+              file=sys.stderr)
+    tools, skipped, versions = [], {}, {"poppoarc": None}
+    for tool in all_tools():
+        if tool.key not in options["tools"]:
+            continue
+        why = tool.missing()
+        if why is None:
+            try:
+                versions.setdefault(tool.key.replace("-same", ""), tool.version(env))
+            except CommandFailed as exc:
+                why = f"version check failed: {exc}"
+        if why is not None:
+            if tool.key == "poppoarc":
+                raise BenchError(f"poppoarc cannot run: {why}")
+            skipped[tool.key] = why + " (install: apt-get install -y restic borgbackup zstd)"
+            print(f"bench: skipping {tool.key}: {why}", file=sys.stderr)
+            continue
+        tools.append(tool)
+    if versions["poppoarc"] is None:  # not benchmarked, but prepare_scale still uses it
+        versions["poppoarc"] = all_tools()[0].version(env)
+    versions["poppoarc"] += f" (git {git_revision()})"
+    versions["python"] = platform.python_version()
+    if "tar-zstd-same" in options["tools"] and shutil.which("tar") is None:
+        raise BenchError("tar is needed to build the same-files tree")
+    doc = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "machine": facts, "versions": versions, "skipped": skipped,
+           "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()},
+           "workdir": str(workdir), "rss_method": RSS_METHOD, "scales": {}}
+    started = time.perf_counter()
+    for scale in options["scales"]:
+        doc["scales"][scale] = bench_scale(scale, options, tools, workdir, env)
+        if not options["keep"]:
+            shutil.rmtree(workdir / scale, ignore_errors=True)
+    doc["total_s"] = time.perf_counter() - started
+    text = report.markdown(doc, tools)
+    out = options["out"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(text, encoding="utf-8")
+    (out / "results.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n",
+                                      encoding="utf-8")
+    print()
+    print(text)
+    print(f"bench: wrote {out / 'results.md'} and {out / 'results.json'} "
+          f"({doc['total_s']:.0f} s)", file=sys.stderr)
+    failures = [r for s in doc["scales"].values() for r in s["records"] if not r.get("ok", True)]
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""Who can open an encrypted archive: the data key wrapped per recipient.
+
+Each archive has a random 32-byte data key.  It is wrapped once per
+recipient into a *stanza* stored in the signed manifest:
+
+- ``argon2id``: a passphrase.  KEK = Argon2id(passphrase, salt16, t, m, p);
+  the parameters are in the stanza and bounded on read, so a hostile archive
+  cannot demand gigabytes or hours before the key is even tried.
+- ``x25519``: a public key from ``poppoarc keygen --encryption``, so a server
+  can write archives only the holder of an offline private key can read.
+  wrap key = HKDF-SHA256(X25519(ephemeral, recipient), salt = eph || recipient).
+
+``wrapped = AES-256-GCM(KEK, nonce = 0x00*12, data key, aad = context || archive id)``;
+a zero nonce is safe because every KEK is used exactly once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ..errors import KeyFileError, NoKey, TamperedArchive, WrongKey
+
+SCHEME = "poppoarc-seg/1"
+ARGON2 = {"time_cost": 3, "memory_kib": 65536, "lanes": 4}       # RFC 9106 second choice
+ARGON2_BOUNDS = {"time_cost": (2, 16), "memory_kib": (19 * 1024, 1024 * 1024), "lanes": (1, 16)}
+X25519_PREFIX = "x25519:"
+IDENTITY_NAME = "encryption.key"
+RECIPIENT_NAME = "encryption.pub"
+ZERO_NONCE = bytes(12)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: object, length: int, what: str, path: object) -> bytes:
+    try:
+        raw = base64.b64decode(str(text), validate=True)
+    except ValueError:
+        raise TamperedArchive(f"encryption header: {what} is not base64", path=path) from None
+    if len(raw) != length:
+        raise TamperedArchive(f"encryption header: {what} must be {length} bytes", path=path)
+    return raw
+
+
+def new_data_key() -> bytes:
+    return os.urandom(32)
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """What this machine can use to open archives (and to write them)."""
+
+    passphrase: bytes | None = None
+    identities: tuple[X25519PrivateKey, ...] = ()
+    recipients: tuple[bytes, ...] = ()          # X25519 public keys to encrypt to
+
+    @property
+    def can_encrypt(self) -> bool:
+        return self.passphrase is not None or bool(self.recipients)
+
+
+def _argon2(passphrase: bytes, salt: bytes, params: dict) -> bytes:
+    return Argon2id(salt=salt, length=32, iterations=params["time_cost"], lanes=params["lanes"],
+                    memory_cost=params["memory_kib"]).derive(passphrase)
+
+
+def _x25519_wrap_key(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
+    if shared == bytes(32):
+        raise ValueError("all-zero X25519 shared secret")
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=ephemeral + recipient,
+                info=b"poppoarc/1 x25519").derive(shared)
+
+
+def _public(key: X25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def wrap(data_key: bytes, archive_id: str, secrets: Secrets, argon2: dict | None = None) -> list[dict]:
+    """Recipient stanzas for the manifest's ``encryption.recipients``."""
+    aad = archive_id.encode("ascii")
+    stanzas = []
+    if secrets.passphrase is not None:
+        params = dict(argon2 or ARGON2)
+        salt = os.urandom(16)
+        kek = _argon2(secrets.passphrase, salt, params)
+        stanzas.append({"type": "argon2id", "salt": _b64(salt), **params,
+                        "wrapped": _b64(AESGCM(kek).encrypt(ZERO_NONCE, data_key,
+                                                            b"poppoarc/1 argon2id" + aad))})
+    for recipient in secrets.recipients:
+        ephemeral = X25519PrivateKey.generate()
+        eph_public = _public(ephemeral)
+        shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(recipient))
+        kek = _x25519_wrap_key(shared, eph_public, recipient)
+        stanzas.append({"type": "x25519", "key_id": hashlib.sha256(recipient).hexdigest()[:16],
+                        "ephemeral": _b64(eph_public),
+                        "wrapped": _b64(AESGCM(kek).encrypt(ZERO_NONCE, data_key,
+                                                            b"poppoarc/1 x25519" + aad))})
+    return stanzas
+
+
+def check_stanzas(stanzas: object, path: object) -> None:
+    """Structural rules readers apply before running any KDF."""
+    if not isinstance(stanzas, list) or not stanzas:
+        raise TamperedArchive("encryption header has no recipients", path=path)
+    passphrases = 0
+    for stanza in stanzas:
+        kind = stanza.get("type") if isinstance(stanza, dict) else None
+        if kind == "argon2id":
+            passphrases += 1
+            if set(stanza) != {"type", "salt", "wrapped", *ARGON2}:
+                raise TamperedArchive("argon2id stanza has unexpected fields", path=path)
+            for name, (low, high) in ARGON2_BOUNDS.items():
+                value = stanza[name]
+                if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                    raise TamperedArchive(f"argon2id {name}={value!r} outside [{low}, {high}]", path=path)
+            _unb64(stanza["salt"], 16, "argon2id salt", path)
+            _unb64(stanza["wrapped"], 48, "argon2id wrapped key", path)
+        elif kind == "x25519":
+            if set(stanza) != {"type", "key_id", "ephemeral", "wrapped"}:
+                raise TamperedArchive("x25519 stanza has unexpected fields", path=path)
+            _unb64(stanza["ephemeral"], 32, "x25519 ephemeral key", path)
+            _unb64(stanza["wrapped"], 48, "x25519 wrapped key", path)
+        else:
+            raise TamperedArchive(f"unknown recipient type {kind!r}", path=path)
+    if passphrases > 1:
+        raise TamperedArchive("more than one passphrase stanza", path=path)
+
+
+def unwrap(stanzas: list[dict], archive_id: str, secrets: Secrets, path: object) -> bytes:
+    """The data key, from the first stanza this machine's secrets open."""
+    aad = archive_id.encode("ascii")
+    tried = []
+    for stanza in stanzas:
+        if stanza["type"] == "argon2id" and secrets.passphrase is not None:
+            tried.append("passphrase")
+            kek = _argon2(secrets.passphrase, _unb64(stanza["salt"], 16, "salt", path), stanza)
+            try:
+                return AESGCM(kek).decrypt(ZERO_NONCE, _unb64(stanza["wrapped"], 48, "key", path),
+                                           b"poppoarc/1 argon2id" + aad)
+            except InvalidTag:
+                continue
+        if stanza["type"] == "x25519":
+            ephemeral = _unb64(stanza["ephemeral"], 32, "ephemeral", path)
+            for identity in secrets.identities:
+                public = _public(identity)
+                if hashlib.sha256(public).hexdigest()[:16] != stanza["key_id"]:
+                    continue
+                tried.append(f"x25519 key {stanza['key_id']}")
+                try:
+                    shared = identity.exchange(X25519PublicKey.from_public_bytes(ephemeral))
+                    kek = _x25519_wrap_key(shared, ephemeral, public)
+                    return AESGCM(kek).decrypt(ZERO_NONCE, _unb64(stanza["wrapped"], 48, "key", path),
+                                               b"poppoarc/1 x25519" + aad)
+                except (InvalidTag, ValueError):
+                    continue
+    if tried:
+        raise WrongKey(f"the {' and the '.join(tried)} cannot open this archive", path=path)
+    kinds = sorted({s["type"] for s in stanzas})
+    raise NoKey("archive is encrypted and no matching key is available "
+                f"(it accepts: {', '.join(kinds)}; set POPPO_BACKUP_KEY or configure an identity)",
+                path=path)
+
+
+# -- key material on this machine ----------------------------------------------
+
+def generate_identity(key_dir: Path, *, force: bool = False) -> bytes:
+    """Create an X25519 identity (private 0600) and return its public key."""
+    private_path = key_dir / IDENTITY_NAME
+    if private_path.exists() and not force:
+        raise KeyFileError("an encryption identity already exists (use --force to replace it)",
+                           path=private_path)
+    key_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(key_dir, 0o700)
+    identity = X25519PrivateKey.generate()
+    pem = identity.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, pem)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    public = _public(identity)
+    (key_dir / RECIPIENT_NAME).write_text(X25519_PREFIX + _b64(public) + "\n", encoding="ascii")
+    return public
+
+
+def parse_recipient(text: str, source: object) -> bytes:
+    text = text.strip()
+    if not text.startswith(X25519_PREFIX):
+        raise KeyFileError(f"recipient must start with '{X25519_PREFIX}'", path=source)
+    try:
+        raw = base64.b64decode(text[len(X25519_PREFIX):], validate=True)
+    except ValueError:
+        raise KeyFileError("recipient is not valid base64", path=source) from None
+    if len(raw) != 32:
+        raise KeyFileError("recipient is not 32 bytes", path=source)
+    return raw
+
+
+def load_identity(path: Path) -> X25519PrivateKey:
+    try:
+        if path.stat().st_mode & 0o077:
+            raise KeyFileError("identity is readable by others; run: chmod 600 " + str(path), path=path)
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise KeyFileError(f"cannot read identity: {exc.strerror}", path=path) from None
+    except ValueError:
+        raise KeyFileError("not an unencrypted PEM private key", path=path) from None
+    if not isinstance(key, X25519PrivateKey):
+        raise KeyFileError("not an X25519 key", path=path)
+    return key
+
+
+def load_secrets(backup: dict, key_dir: Path, environ, warnings) -> Secrets:
+    """Passphrase, identities and recipients from the environment and config.
+
+    The passphrase comes from ``POPPO_BACKUP_KEY``, else the file named by
+    ``backup.storage.keyFile``; ``backup.storage.encryptionKey`` (the seed's
+    key in the config file) still works but is warned about.
+    """
+    storage = backup.get("storage", {})
+    passphrase = None
+    if environ.get("POPPO_BACKUP_KEY"):
+        passphrase = environ["POPPO_BACKUP_KEY"].encode("utf-8")
+    elif storage.get("keyFile"):
+        key_file = Path(storage["keyFile"]).expanduser()
+        try:
+            passphrase = key_file.read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise KeyFileError(f"cannot read key file: {exc.strerror}", path=key_file) from None
+        if not passphrase:
+            raise KeyFileError("key file is empty", path=key_file)
+    elif storage.get("encryptionKey"):
+        warnings.add("backup.storage.encryptionKey keeps the passphrase in the config file; "
+                     "move it to POPPO_BACKUP_KEY or backup.storage.keyFile")
+        passphrase = str(storage["encryptionKey"]).encode("utf-8")
+    identities = []
+    for candidate in (key_dir / IDENTITY_NAME, environ.get("POPPO_BACKUP_IDENTITY"),
+                      storage.get("identityFile")):
+        if candidate and Path(candidate).expanduser().exists():
+            identities.append(load_identity(Path(candidate).expanduser()))
+        elif candidate and candidate != key_dir / IDENTITY_NAME:
+            raise KeyFileError("identity file does not exist", path=candidate)
+    recipients = tuple(parse_recipient(r, "backup.storage.recipients")
+                       for r in storage.get("recipients", []))
+    return Secrets(passphrase, tuple(identities), recipients)

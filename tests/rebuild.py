@@ -1,0 +1,68 @@
+"""Rewrite an archive's body and re-sign it: an attacker who holds the signing key.
+
+Used to show that encryption holds on its own: even with a valid signature
+and checksum, moved, dropped or altered sealed members must be rejected by
+the segment layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from poppoarc.crypto import signing
+from poppoarc.format import head as headfmt
+from poppoarc.format import tarheader
+from poppoarc.format.reader import FrameStream, read_head
+from poppoarc.format.writer import BodyWriter, signed_head
+from poppoarc.format.manifest import timestamp_seconds
+
+
+def members(path: Path) -> tuple[dict, list[list]]:
+    """(manifest, [[name, header bytes, data]]) of every body member (no pax in sealed bodies)."""
+    with open(path, "rb") as handle:
+        raw = read_head(handle, path)
+        layout = raw.manifest["layout"]
+        stream = FrameStream(handle, layout["body_offset"], layout["index_offset"], path)
+        found = []
+        while True:
+            header = stream.read(512)
+            if not header:
+                break
+            name = header[:100].rstrip(b"\0").decode()
+            size = tarheader.parse_size(header)
+            data = stream.read(size)
+            stream.read(tarheader.padding(size))
+            found.append([name, header, data])
+    return raw.manifest, found
+
+
+def rebuild(path: Path, out: Path, key_dir: Path, transform, manifest_edit=None) -> Path:
+    """Write ``out``: ``path`` with its member list transformed, re-signed with the local key."""
+    manifest, found = members(path)
+    found = transform(found)
+    data = path.read_bytes()
+    layout = manifest["layout"]
+    index_frame = data[layout["index_offset"]:]
+    head_size = layout["head_size"]
+    with open(out, "w+b") as handle:
+        writer = BodyWriter(handle, head_size, level=1, threads=0)
+        seconds = timestamp_seconds(manifest["timestamp"])
+        for name, _, content in found:
+            writer._feed(tarheader.member_header(name, tarheader.REGULAR, mode=0o600,
+                                                 size=len(content), mtime=seconds))
+            writer._feed(content)
+            writer._feed(bytes(tarheader.padding(len(content))))
+        writer.end_frame()
+        index_offset = writer.offset
+        handle.write(index_frame)
+        writer.body_hash.update(index_frame)
+        manifest = dict(manifest, layout=dict(layout, index_offset=index_offset),
+                        size=index_offset + len(index_frame),
+                        checksum="sha256:" + writer.body_hash.hexdigest())
+        if manifest_edit:
+            manifest_edit(manifest)
+        key = signing.load(key_dir)
+        handle.seek(0)
+        handle.write(signed_head(manifest, manifest["warnings"], head_size, key, seconds))
+    assert headfmt.head_frame_size(head_size) == layout["body_offset"]
+    return out

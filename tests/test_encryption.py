@@ -1,0 +1,276 @@
+"""Encrypted archives: round trips, no leaks, and the segment layer under attack."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from poppoarc.crypto import segments
+from poppoarc.crypto.segments import SEGMENT, SegmentError, open_sealed, seal
+
+from .conftest import CLI
+from .rebuild import members, rebuild
+from .test_unpack import digest, vandalize
+
+PASS = "correct horse battery staple"
+
+
+@pytest.fixture
+def passphrase(monkeypatch):
+    monkeypatch.setenv("POPPO_BACKUP_KEY", PASS)
+    return PASS
+
+
+def decompressed(path) -> bytes:
+    return subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True).stdout
+
+
+# -- round trips ------------------------------------------------------------------
+
+def test_passphrase_round_trip(cli, installation, passphrase, monkeypatch):
+    packed = cli.pack("--encrypt")
+    assert packed["encryption"] == "archive"
+    code, verified = cli.json("verify", packed["id"])
+    assert code == 0 and verified["not_checked"] == [] and verified["databases_checked"] >= 5
+    archived = digest(installation)
+    vandalize(installation)
+    code, result = cli.json("unpack", packed["id"])
+    assert code in (0, 1) and result["outcome"] == "committed"
+    restored = digest(installation)
+    for rel, value in archived.items():
+        if value[0] == "file" and not rel.endswith(("-wal", ".db", ".sqlite3")):
+            assert restored.get(rel) == value, rel
+    assert (installation / ".env").read_bytes()      # the secret came back too
+
+
+def test_public_key_recipient_only(cli, installation, key_home, tmp_path, monkeypatch, capsys):
+    # the offline machine makes an identity; the server only knows the recipient
+    offline = tmp_path / "offline-keys"
+    monkeypatch.setenv("POPPOARC_HOME", str(offline))
+    code, out, _ = cli("keygen", "--encryption")
+    recipient = next(line.split()[-1] for line in out.splitlines() if "recipient:" in line)
+    monkeypatch.setenv("POPPOARC_HOME", str(key_home))
+    config = json.loads((installation / "config/config.json").read_text())
+    config["backup"]["storage"]["recipients"] = [recipient]
+    config["backup"]["signing"] = {"trustedKeys": []}
+    (installation / "config/config.json").write_text(json.dumps(config))
+    packed = cli.pack("--encrypt")
+    # the server cannot read its own archive back
+    code, verified = cli.json("verify", packed["id"])
+    assert code == 0 and verified["not_checked"]
+    code, _, err = cli("unpack", packed["id"], "--dry-run")
+    assert code == 42
+    # with the identity it can
+    monkeypatch.setenv("POPPO_BACKUP_IDENTITY", str(offline / "encryption.key"))
+    code, verified = cli.json("verify", packed["id"])
+    assert code == 0 and verified["not_checked"] == []
+    vandalize(installation)
+    code, result = cli.json("unpack", packed["id"])
+    assert code in (0, 1) and result["outcome"] == "committed"
+
+
+def test_wrong_key_is_refused_before_anything_is_written(cli, installation, passphrase, monkeypatch):
+    packed = cli.pack("--encrypt")
+    vandalize(installation)
+    before = digest(installation)
+    monkeypatch.setenv("POPPO_BACKUP_KEY", "not the passphrase")
+    code, _, err = cli("unpack", packed["id"])
+    assert code == 41 and "cannot open" in err
+    assert digest(installation) == before
+    assert sorted(p.name for p in cli.store.iterdir()) == [Path(packed["path"]).name]
+
+
+def test_encryption_without_a_key_is_a_clear_error(cli, monkeypatch):
+    monkeypatch.delenv("POPPO_BACKUP_KEY", raising=False)
+    code, _, err = cli("pack", "--encrypt")
+    assert code == 42 and "POPPO_BACKUP_KEY" in err
+
+
+# -- nothing leaks -------------------------------------------------------------------
+
+def test_decompressed_tar_leaks_no_secret_marker_or_path(cli, installation, passphrase, monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_PROCESS_ENV_SECRET_1234")
+    (installation / "state/marker.json").write_text('{"marker": "PLAINTEXT-MARKER-7f3a"}')
+    packed = cli.pack("--encrypt")
+    raw = decompressed(packed["path"])
+    token = next(line.split("=", 1)[1] for line in (installation / ".env").read_text().splitlines()
+                 if line.startswith("GITHUB_TOKEN="))
+    for needle in [token, "ghp_PROCESS_ENV_SECRET_1234", "PLAINTEXT-MARKER-7f3a", str(installation),
+                   "config/config.json", "state/", "poppo-history", "data/ccla", ".env",
+                   "process_history", "environment.json", "CN=localhost"]:
+        assert needle.encode() not in raw, needle
+    listing = subprocess.run(["tar", "--zstd", "-tf", packed["path"]], capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert all(n.startswith((".poppoarc/", "objects/")) for n in listing)
+
+
+def test_secrets_are_sealed_even_in_a_plain_archive(cli, installation, passphrase, monkeypatch,
+                                                     capsys, tmp_path):
+    packed = cli.pack()
+    assert packed["encryption"] == "secrets"
+    assert not any(".env" in w for w in packed["warnings"])
+    listing = subprocess.run(["tar", "--zstd", "-tf", packed["path"]], capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert "security/env.encrypted" in listing and ".env" not in listing
+    token = (installation / ".env").read_text().split("GITHUB_TOKEN=")[1].split()[0]
+    assert token.encode() not in decompressed(packed["path"])
+    # restoring without the key leaves the live .env alone, with a warning
+    (installation / ".env").write_text("LOCAL=1\n")
+    monkeypatch.delenv("POPPO_BACKUP_KEY")
+    code, result = cli.json("unpack", packed["id"], "--targets", "security")
+    assert code == 1 and any("not restored" in w for w in result["warnings"])
+    assert (installation / ".env").read_text() == "LOCAL=1\n"
+    monkeypatch.setenv("POPPO_BACKUP_KEY", PASS)
+    code, result = cli.json("unpack", packed["id"], "--targets", "security")
+    assert code in (0, 1) and token in (installation / ".env").read_text()
+
+
+# -- attacks by someone holding the signing key but not the data key ----------------------
+
+def _sealed_archive(cli, tmp_path, name="a"):
+    packed = cli.pack("--encrypt")
+    return Path(packed["path"])
+
+
+def _expect_rejected(cli, path, installation):
+    before = digest(installation)
+    code, _, err = cli("unpack", str(path))
+    assert code == 13, err
+    assert "checksum" not in err, "rejected for a rebuild artefact, not by the segment layer"
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert digest(installation) == before
+
+
+@pytest.mark.parametrize("attack", ["swap-entries", "drop-member", "duplicate-member",
+                                    "truncate-last-segment", "flip-ciphertext", "edit-object-header"])
+def test_resigned_tampering_is_caught_by_the_segments(attack, cli, installation, passphrase,
+                                                      key_home, tmp_path):
+    source = _sealed_archive(cli, tmp_path)
+    _, found = members(source)
+    sizes = {}
+    for index, member in enumerate(found):
+        sizes.setdefault(len(member[2]), []).append(index)
+    same = next(v for v in sizes.values() if len(v) >= 2)
+
+    def transform(items):
+        if attack == "swap-entries":           # two equal-size objects change places
+            a, b = same[:2]
+            items[a][2], items[b][2] = items[b][2], items[a][2]
+        elif attack == "drop-member":
+            del items[3]
+        elif attack == "duplicate-member":
+            items.insert(3, list(items[3]))
+        elif attack == "truncate-last-segment":
+            items[3][2] = items[3][2][:-16]
+        elif attack == "flip-ciphertext":
+            data = bytearray(items[3][2])
+            data[40] ^= 1
+            items[3][2] = bytes(data)
+        elif attack == "edit-object-header":
+            data = bytearray(items[3][2])
+            data[10] ^= 1                       # a salt byte: different key
+            items[3][2] = bytes(data)
+        return items
+
+    forged = rebuild(source, tmp_path / "forged.poppo.tar.zst", key_home, transform)
+    _expect_rejected(cli, forged, installation)
+
+
+def test_object_from_another_archive_with_the_same_passphrase(cli, installation, passphrase,
+                                                              key_home, tmp_path):
+    first = _sealed_archive(cli, tmp_path)
+    second = _sealed_archive(cli, tmp_path)
+    _, other = members(second)
+
+    def transform(items):
+        items[3][2] = other[3][2]
+        return items
+
+    assert members(first)[1][3][2] != other[3][2]
+    forged = rebuild(first, tmp_path / "forged.poppo.tar.zst", key_home, transform)
+    _expect_rejected(cli, forged, installation)
+
+
+@pytest.mark.parametrize("edit,fragment", [
+    (lambda r: r.update(memory_kib=4 * 1024 * 1024), "memory_kib"),
+    (lambda r: r.update(time_cost=10**6), "time_cost"),
+    (lambda r: r.update(memory_kib=8), "memory_kib"),
+    (lambda r: r.update(wrapped=r["wrapped"][:-4]), "48 bytes"),
+    (lambda r: r.update(type="scrypt"), "unknown recipient type"),
+])
+def test_hostile_recipient_stanzas_are_refused_before_any_kdf(edit, fragment, cli, installation,
+                                                              passphrase, key_home, tmp_path):
+    source = _sealed_archive(cli, tmp_path)
+
+    def manifest_edit(manifest):
+        stanza = dict(manifest["encryption"]["recipients"][0])
+        edit(stanza)
+        manifest["encryption"] = dict(manifest["encryption"], recipients=[stanza])
+
+    forged = rebuild(source, tmp_path / "forged.poppo.tar.zst", key_home, lambda items: items,
+                     manifest_edit)
+    code, _, err = cli("verify", str(forged))
+    assert code == 15 and fragment in err
+
+
+def test_two_passphrase_stanzas_are_refused(cli, passphrase, key_home, tmp_path):
+    source = _sealed_archive(cli, tmp_path)
+
+    def manifest_edit(manifest):
+        stanza = manifest["encryption"]["recipients"][0]
+        manifest["encryption"] = dict(manifest["encryption"], recipients=[stanza, stanza])
+
+    forged = rebuild(source, tmp_path / "forged.poppo.tar.zst", key_home, lambda i: i, manifest_edit)
+    code, _, err = cli("verify", str(forged))
+    assert code == 15 and "more than one passphrase" in err
+
+
+# -- the segment layer itself ------------------------------------------------------------
+
+KEY = bytes(range(32))
+
+
+@pytest.mark.parametrize("length", [0, 1, SEGMENT - 1, SEGMENT, SEGMENT + 1, 3 * SEGMENT])
+def test_one_segmentation_per_length(length):
+    data = os.urandom(length)
+    sealed = seal(KEY, "backup-x", 5, 0, data)
+    assert len(sealed) == segments.sealed_size(length)
+    assert segments.plaintext_size(len(sealed)) == length
+    assert open_sealed(KEY, "backup-x", 5, 0, sealed) == data
+
+
+def test_segment_manipulations_fail_authentication():
+    data = os.urandom(3 * SEGMENT + 100)
+    sealed = seal(KEY, "backup-x", 1, 0, data)
+    seg = SEGMENT + 16
+    head, body = sealed[:segments.HEADER], sealed[segments.HEADER:]
+    parts = [body[i:i + seg] for i in range(0, len(body), seg)]
+    cases = {
+        "swap": head + parts[1] + parts[0] + parts[2] + parts[3],
+        "duplicate": head + parts[0] + parts[0] + parts[2] + parts[3],
+        "drop-last": head + b"".join(parts[:3]),
+        "drop-middle": head + parts[0] + parts[2] + parts[3],
+        "truncate-last": sealed[:-1],
+        "extend": sealed + b"\0" * 16,
+    }
+    for name, forged in cases.items():
+        with pytest.raises(SegmentError):
+            open_sealed(KEY, "backup-x", 1, 0, forged)
+    for wrong in [("backup-y", 1, 0), ("backup-x", 2, 0), ("backup-x", 1, 1)]:
+        with pytest.raises(SegmentError):
+            open_sealed(KEY, *wrong, sealed)
+    for offset in range(segments.HEADER):
+        forged = bytearray(sealed)
+        forged[offset] ^= 0x80
+        with pytest.raises(SegmentError):
+            open_sealed(KEY, "backup-x", 1, 0, bytes(forged))
+
+
+def test_rebuild_with_no_change_still_verifies(cli, installation, passphrase, key_home, tmp_path):
+    """The forgeries above are rejected for their change, not for a rebuild artefact."""
+    source = _sealed_archive(cli, tmp_path)
+    same = rebuild(source, tmp_path / "same.poppo.tar.zst", key_home, lambda items: items)
+    code, verified = cli.json("verify", str(same))
+    assert code == 0 and verified["not_checked"] == []

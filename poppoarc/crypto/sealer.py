@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from pyzstd import DParameter, ZstdDecompressor, ZstdError, compress
+from pyzstd import DParameter, ZstdCompressor, ZstdDecompressor, ZstdError
 
 from . import segments
 
@@ -24,6 +25,7 @@ CHUNK_LEVEL = 3
 class Sealer:
     def __init__(self, data_key: bytes, archive_id: str):
         self.data_key, self.archive_id = data_key, archive_id
+        self._local = threading.local()
         self._mac_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
                              info=b"poppoarc/1 hmac\x00" + archive_id.encode("ascii")).derive(data_key)
 
@@ -31,8 +33,12 @@ class Sealer:
         return hmac.new(self._mac_key, digestmod=hashlib.sha256)
 
     def seal_chunk(self, entry: int, chunk: int, plaintext: bytes) -> bytes:
-        return segments.seal(self.data_key, self.archive_id, entry, chunk,
-                             compress(plaintext, CHUNK_LEVEL))
+        """Compress and seal; thread-safe (writers seal chunks on a pool)."""
+        compressor = getattr(self._local, "compressor", None)
+        if compressor is None:      # one per thread: allocating a context per chunk is costly
+            compressor = self._local.compressor = ZstdCompressor(CHUNK_LEVEL)
+        frame = compressor.compress(plaintext, ZstdCompressor.FLUSH_FRAME)
+        return segments.seal(self.data_key, self.archive_id, entry, chunk, frame)
 
     def open_chunk(self, entry: int, chunk: int, sealed: bytes, expected: int | None,
                    limit: int = 0) -> bytes:

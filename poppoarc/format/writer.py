@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pyzstd import CParameter, ZstdCompressor
@@ -52,6 +54,9 @@ class BodyWriter:
         self._frame_start = self.offset
         self._frame_has_data = False
         self._buffer = bytearray(READ_CHUNK)
+        self._threads = threads
+        self._pool: ThreadPoolExecutor | None = None
+        self._sealing: deque = deque()     # (future, member name, mtime, members list)
         out.seek(self.offset)
 
     # -- low level -------------------------------------------------------
@@ -76,6 +81,7 @@ class BodyWriter:
 
     def end_frame(self) -> tuple[int, int]:
         """Close the current zstd frame; return its (offset, length) in the file."""
+        self._drain()
         if self._pending:
             self._emit(self._compressor.compress(self._pending))
             self._pending.clear()
@@ -87,16 +93,19 @@ class BodyWriter:
 
     # -- members -----------------------------------------------------------
     def add_directory(self, path: str, mode: int, mtime_ns: int, uid: int, gid: int) -> None:
+        self._drain()
         self._feed(tarheader.member_header(path + "/", tarheader.DIRECTORY, mode=mode,
                                            uid=uid, gid=gid, mtime=mtime_ns // 10**9))
 
     def add_link(self, path: str, kind: bytes, target: str, mode: int, mtime_ns: int,
                  uid: int, gid: int) -> None:
+        self._drain()
         self._feed(tarheader.member_header(path, kind, mode=mode, uid=uid, gid=gid,
                                            mtime=mtime_ns // 10**9, linkname=target))
 
     def add_bytes(self, path: str, data: bytes, mode: int, mtime_ns: int) -> str:
         """A member whose content poppoarc generated; returns its SHA-256."""
+        self._drain()
         self._feed(tarheader.member_header(path, tarheader.REGULAR, mode=mode,
                                            size=len(data), mtime=mtime_ns // 10**9))
         self._feed(data)
@@ -110,6 +119,7 @@ class BodyWriter:
         A file that shrinks is padded with zeros and one that grows is cut,
         so the member always matches its header; both are reported as changed.
         """
+        self._drain()
         self._feed(tarheader.member_header(path, tarheader.REGULAR, mode=mode, uid=uid,
                                            gid=gid, size=size, mtime=mtime_ns // 10**9))
         digest = hashlib.sha256()
@@ -154,8 +164,11 @@ class BodyWriter:
         archive's own time): that lives in the encrypted index.
         """
         mac = sealer.new_mac()
-        members = []
+        members: list = []          # filled in order as the pool's results are written
         remaining, changed = size, False
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=max(1, self._threads),
+                                            thread_name_prefix="seal")
         for chunk, name in enumerate(names):
             want = min(CHUNK_SIZE, remaining)
             data = read(want)
@@ -168,16 +181,30 @@ class BodyWriter:
                 changed = True
                 data += bytes(want - len(data))
             mac.update(data)
-            sealed = sealer.seal_chunk(entry, chunk, data)
-            self._feed(tarheader.member_header(name, tarheader.REGULAR, mode=0o600, size=len(sealed),
-                                               mtime=mtime_ns // 10**9))
-            self._feed(sealed)
-            self._feed(bytes(tarheader.padding(len(sealed))))
-            members.append([name, len(sealed)])
+            future = self._pool.submit(sealer.seal_chunk, entry, chunk, data)
+            self._sealing.append((future, name, mtime_ns // 10**9, members))
+            self._drain(limit=2 * max(1, self._threads))
             remaining -= want
         if not changed and read(1):
             changed = True
         return StoredFile(None, size, changed, members, mac.hexdigest())
+
+    def _drain(self, limit: int = 0) -> None:
+        """Write finished sealed chunks, oldest first, until at most ``limit`` are in flight."""
+        while len(self._sealing) > limit:
+            future, name, seconds, members = self._sealing.popleft()
+            sealed = future.result()
+            self._feed(tarheader.member_header(name, tarheader.REGULAR, mode=0o600,
+                                               size=len(sealed), mtime=seconds))
+            self._feed(sealed)
+            self._feed(bytes(tarheader.padding(len(sealed))))
+            members.append([name, len(sealed)])
+
+    def close(self) -> None:
+        self._drain()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def add_index(self, index: bytes, mtime_ns: int, name: str = INDEX_NAME) -> tuple[int, int]:
         """Write the index member and the end-of-archive blocks as the last frame."""
@@ -198,6 +225,7 @@ def finish_archive(handle, writer: BodyWriter, *, archive_id: str, now, entries:
     filled in here from what was written.  Returns the manifest.
     """
     seconds = int(now.timestamp())
+    writer.close()
     fields = dict(fields)
     if encryption is not None and encryption["scope"] == "archive":
         # Paths, hosts, database and certificate details would leak: they move

@@ -50,6 +50,10 @@ class Measurement:
     sync_s: float
     rss_kb: int
     exit_code: int
+    cpu_s: float | None = None   # user + sys of the command's process tree
+    # CPU seconds the rest of the machine (other processes, kernel threads) used while
+    # the command ran: the machine-wide busy time minus the command's own.
+    other_cpu_s: float | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -60,6 +64,9 @@ class Measurement:
         doc = asdict(self)
         doc["durable_s"] = round(self.durable_s, 4)
         doc["wall_s"], doc["sync_s"] = round(self.wall_s, 4), round(self.sync_s, 4)
+        for key in ("cpu_s", "other_cpu_s"):
+            if doc[key] is not None:
+                doc[key] = round(doc[key], 3)
         return doc
 
 
@@ -69,6 +76,9 @@ def _tail(path: Path, limit: int = 1500) -> str:
     except OSError:
         return ""
     return data[-limit:].decode("utf-8", "replace").strip()
+
+
+QUIET = {"max_wait": 0.0}   # set by run.py from --quiet-wait
 
 
 def run(argv: list[str], *, cwd: str | os.PathLike, env: dict, timeout: float,
@@ -85,9 +95,11 @@ def run(argv: list[str], *, cwd: str | os.PathLike, env: dict, timeout: float,
     err_path = log_dir / f"{label}.err"
     time_path = log_dir / f"{label}.time"
     command = " ".join(argv)
-    launch = [GNU_TIME, "-q", "-f", "%e %M %x", "-o", str(time_path), "--"] + argv \
+    launch = [GNU_TIME, "-q", "-f", "%e %M %x %U %S", "-o", str(time_path), "--"] + argv \
         if USE_GNU_TIME else argv
     os.sync()  # start from a clean page cache writeback state (untimed)
+    quiet = wait_for_quiet(QUIET["max_wait"]) if QUIET["max_wait"] > 0 else None
+    busy_before = busy_cpu_seconds()
     timed_out = threading.Event()
     lock, reaped = threading.Lock(), [False]
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
@@ -114,6 +126,7 @@ def run(argv: list[str], *, cwd: str | os.PathLike, env: dict, timeout: float,
                 reaped[0] = True
             timer.cancel()
         wall = time.perf_counter() - started
+    busy_after = busy_cpu_seconds()
     proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits again
     sync_started = time.perf_counter()
     os.sync()
@@ -123,19 +136,64 @@ def run(argv: list[str], *, cwd: str | os.PathLike, env: dict, timeout: float,
     if proc.returncode not in ok_codes:
         raise CommandFailed(f"{label}: exit code {proc.returncode}: {command}\n"
                             f"--- stderr tail ({err_path}) ---\n{_tail(err_path)}")
-    rss_kb = _gnu_time_rss(time_path, proc.returncode, label) if USE_GNU_TIME else usage.ru_maxrss
+    if USE_GNU_TIME:
+        rss_kb, cpu_s = _gnu_time(time_path, proc.returncode, label)
+    else:
+        rss_kb, cpu_s = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+    other = None
+    if busy_before is not None and busy_after is not None:
+        other = max(0.0, busy_after - busy_before - cpu_s)
     return Measurement(command=command, wall_s=wall, sync_s=sync_s, rss_kb=rss_kb,
-                       exit_code=proc.returncode)
+                       exit_code=proc.returncode, cpu_s=cpu_s, other_cpu_s=other,
+                       extra={"quiet_gate": quiet} if quiet else {})
 
 
-def _gnu_time_rss(path: Path, exit_code: int, label: str) -> int:
-    """Peak RSS in KiB from GNU time's last line ``%e %M %x``."""
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def wait_for_quiet(max_wait: float, threshold: float = 0.15, sample: float = 0.5) -> dict:
+    """Wait (at most ``max_wait`` s) until the machine is idle before a timed command.
+
+    Idle = other work used less than ``threshold`` of all cores over one ``sample``
+    (0.15 × 2 cores over 0.5 s = 0.15 CPU-s).  Other sessions' test suites on a shared
+    machine otherwise inflate wall times.  Returns what happened, for the record.
+    """
+    cores = os.cpu_count() or 1
+    started = time.perf_counter()
+    share = None
+    while True:
+        before = busy_cpu_seconds()
+        time.sleep(sample)
+        after = busy_cpu_seconds()
+        if before is None or after is None:
+            return {"waited_s": 0.0, "idle_share": None}
+        share = (after - before) / (sample * cores)
+        waited = time.perf_counter() - started
+        if share < threshold or waited >= max_wait:
+            return {"waited_s": round(waited, 2), "idle_share": round(1 - share, 3),
+                    "quiet": share < threshold}
+        time.sleep(1.0)
+
+
+def busy_cpu_seconds() -> float | None:
+    """Machine-wide non-idle CPU seconds since boot (/proc/stat: all but idle and iowait)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = fh.readline().split()
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+        return (user + nice + system + irq + softirq + steal) / _TICK
+    except (OSError, ValueError):
+        return None
+
+
+def _gnu_time(path: Path, exit_code: int, label: str) -> tuple[int, float]:
+    """Peak RSS in KiB and user+sys seconds from GNU time's last line ``%e %M %x %U %S``."""
     try:
         last = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1]
-        _elapsed, rss, code = last.split()
+        _elapsed, rss, code, user, system = last.split()
         if int(code) != exit_code:
             raise ValueError(f"exit code {code} there, {exit_code} here")
-        return int(rss)
+        return int(rss), float(user) + float(system)
     except (OSError, IndexError, ValueError) as exc:
         raise CommandFailed(f"{label}: cannot read GNU time's output {path}: {exc}") from exc
 

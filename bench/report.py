@@ -12,7 +12,7 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def summarise(records: list[dict], tools: list) -> list[dict]:
+def summarise(records: list[dict], tools: list, nproc: int = 1) -> list[dict]:
     """One row per (tool, operation) over the timed (non-warm-up) rounds."""
     timed = [r for r in records if not r["warmup"]]
     rows = []
@@ -31,6 +31,9 @@ def summarise(records: list[dict], tools: list) -> list[dict]:
                 "wall_min": min(walls) if walls else None, "wall_max": max(walls) if walls else None,
                 "durable_s": _median([r["wall_s"] + r["sync_s"] for r in ok]),
                 "rss_mib": _median([r["rss_kb"] / 1024 for r in ok]),
+                "cpu_s": _median([r["cpu_s"] for r in ok if r.get("cpu_s") is not None]),
+                "other_pct": _median([100 * r["other_cpu_s"] / (r["wall_s"] * nproc) for r in ok
+                                      if r.get("other_cpu_s") is not None and r["wall_s"] > 0]),
                 "size_bytes": _median(sizes) if sizes else None,
             })
     reference = {row["op"]: row for row in rows if row["tool"] == "tar-zstd"}
@@ -72,8 +75,9 @@ def _f(value, fmt: str, suffix: str = "") -> str:
 
 def table(rows: list[dict]) -> list[str]:
     lines = ["| tool | operation | median wall s | min–max s | × tar\\|zstd | wall+sync s "
-             "| × tar\\|zstd (synced) | archive MB | size × tar\\|zstd | peak RSS MiB | rounds |",
-             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             "| × tar\\|zstd (synced) | CPU s | archive MB | size × tar\\|zstd | peak RSS MiB "
+             "| other load | rounds |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for row in rows:
         spread = (f"{row['wall_min']:.2f}–{row['wall_max']:.2f}"
                   if row["wall_min"] is not None else "–")
@@ -81,9 +85,10 @@ def table(rows: list[dict]) -> list[str]:
         lines.append(
             f"| {row['label']} | {OP_NAMES[row['op']]} | {_f(row['wall_s'], '.2f')} | {spread} "
             f"| {_f(row['wall_ratio'], '.2f', '×')} | {_f(row['durable_s'], '.2f')} "
-            f"| {_f(row['durable_ratio'], '.2f', '×')} "
+            f"| {_f(row['durable_ratio'], '.2f', '×')} | {_f(row['cpu_s'], '.2f')} "
             f"| {_f(row['size_bytes'] and row['size_bytes'] / 1e6, '.1f')} "
-            f"| {_f(row['size_ratio'], '.3f', '×')} | {_f(row['rss_mib'], '.0f')} | {rounds} |")
+            f"| {_f(row['size_ratio'], '.3f', '×')} | {_f(row['rss_mib'], '.0f')} "
+            f"| {_f(row['other_pct'], '.0f', '%')} | {rounds} |")
     return lines
 
 
@@ -99,17 +104,22 @@ def markdown(doc: dict, tools: list) -> str:
                f"(page cache warm — dropping caches is not possible here); tools round-robin, "
                f"start rotated each round; medians; zstd threads = POPPOARC_THREADS = "
                f"{s['threads']}; generator seed {s['seed']}; time limit {s['timeout']:.0f} s per "
-               "command.")
+               f"command; quiet gate up to {s.get('quiet_wait', 0):.0f} s per command.")
     out.append("- *wall+sync* adds a `sync` timed right after the command: poppoarc fsyncs its "
                "archive and syncs the restored tree itself, the peers leave dirty pages behind. "
                "Ratios (×) divide by the same operation of `tar | zstd -3` over the whole "
                "installation; archive size = file or repository bytes (MB = 10^6 B).")
-    out.append(f"- Peak RSS: {doc['rss_method']}; median over rounds.")
+    out.append(f"- Peak RSS: {doc['rss_method']}; median over rounds. *CPU s* = user + sys "
+               "of the command's process tree (less sensitive to contention than wall time). "
+               "*other load* = CPU time used by anything else on the machine while the command "
+               "ran (other processes, kernel threads, hypervisor steal), as a share of all "
+               f"{m['nproc']} cores × wall: well above 0 % means the wall times are noisy.")
     for scale, block in doc["scales"].items():
         inst = block["installation"]
         out += ["", f"## {scale} — {inst['files']:,} files, {inst['bytes'] / 1e6:.1f} MB "
                     f"(generated in {inst['generate_s']:.1f} s)", ""]
-        out += table(summarise(block["records"], tools))
+        rows = summarise(block["records"], tools, m["nproc"] or 1)
+        out += table(rows)
         target = size_target(block["records"])
         out.append("")
         if target:
@@ -119,6 +129,21 @@ def markdown(doc: dict, tools: list) -> str:
                        f"**{target['ratio']:.3f}×** (target ≤ {SIZE_TARGET}×: {verdict}).")
         else:
             out.append("Size target: not computed (needs poppoarc and tar-zstd-same).")
+        timed = [r for r in block["records"] if not r["warmup"] and r.get("ok")
+                 and r.get("other_cpu_s") is not None and r["wall_s"] > 0]
+        if timed:
+            other = sum(r["other_cpu_s"] for r in timed)
+            share = 100 * other / (sum(r["wall_s"] for r in timed) * (m["nproc"] or 1))
+            busy = share >= 10
+            out.append(f"{'- **Busy machine**: ' if busy else '- '}other work used {other:.0f} "
+                       f"CPU-s ({share:.0f} % of the cores) during the timed commands"
+                       + ("; wall times are inflated and noisy, compare CPU s." if busy else "."))
+            gates = [r["extra"]["quiet_gate"] for r in timed if r.get("extra", {}).get("quiet_gate")]
+            if gates:
+                idle = sum(1 for g in gates if g.get("quiet"))
+                out.append(f"- Quiet gate: {idle} of {len(gates)} timed commands started on an "
+                           f"idle machine; {sum(g['waited_s'] for g in gates):.0f} s spent "
+                           "waiting for one.")
         for note in block["notes"]:
             out.append(f"- {note}")
     if doc["skipped"]:

@@ -6,6 +6,7 @@ BENCH_ARGS="..."`).
 Usage:
   bench.run [--scales=LIST] [--rounds=N] [--out=DIR] [--workdir=DIR] [--keep]
             [--tools=LIST] [--threads=N] [--timeout=SECONDS] [--seed=N]
+            [--quiet-wait=SECONDS]
   bench.run (-h | --help)
 
 Options:
@@ -21,6 +22,8 @@ Options:
   --threads=N         zstd worker threads for `zstd -T` and POPPOARC_THREADS [default: 2].
   --timeout=SECONDS   Time limit for each command [default: 1800].
   --seed=N            Seed of the installation generator [default: 1].
+  --quiet-wait=SECONDS  Before each timed command, wait up to this long for the machine to
+                      be idle (other work < 15 % of the cores); 0 disables [default: 30].
   -h --help           Show this help.
 """
 
@@ -39,7 +42,7 @@ from pathlib import Path
 from docopt import DocoptExit, docopt
 
 from . import report
-from .measure import RSS_METHOD, CommandFailed, quick
+from .measure import QUIET, RSS_METHOD, CommandFailed, quick
 from .tools import OPERATIONS, Context, all_tools
 from .trees import fingerprint, tree_stats
 
@@ -78,7 +81,7 @@ def parse(argv: list[str] | None) -> dict:
     return {"scales": scales, "rounds": number("--rounds"), "out": Path(args["--out"]),
             "workdir": args["--workdir"], "keep": bool(args["--keep"]), "tools": wanted,
             "threads": number("--threads"), "timeout": number("--timeout", float),
-            "seed": number("--seed", int, 0)}
+            "seed": number("--seed", int, 0), "quiet_wait": number("--quiet-wait", float, 0)}
 
 
 def base_env(workdir: Path) -> dict:
@@ -273,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def bench(options: dict, workdir: Path) -> int:
+    QUIET["max_wait"] = options["quiet_wait"]
     env = base_env(workdir)
     (workdir / "tmp").mkdir()
     facts = machine_facts(workdir)

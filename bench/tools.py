@@ -121,8 +121,8 @@ class Poppoarc(Tool):
                       ok_codes=(0, 1))
         doc = json.loads((ctx.logs / "poppoarc-pack.out").read_text(encoding="utf-8"))
         self.archive = Path(doc["path"])
-        m.extra = {"id": doc["id"], "files": doc.get("files"), "duration_ms": doc.get("duration_ms"),
-                   "warnings": len(doc.get("warnings", []))}
+        m.extra.update(id=doc["id"], files=doc.get("files"), duration_ms=doc.get("duration_ms"),
+                       warnings=len(doc.get("warnings", [])))
         return m, self.archive.stat().st_size
 
     def verify(self, ctx):

@@ -151,6 +151,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         level = 1 if scope == "archive" else DEFAULT_LEVEL
         writer = BodyWriter(handle, head_size, level=level, threads=compression_threads())
         job.write_body(writer, env_doc, now)
+        del entries, result         # the walk's records are not needed any more (memory)
         fields = {
             "version": installation_version(settings.root),
             "tool": {"name": "poppoarc", "version": __version__},
@@ -231,6 +232,7 @@ class _PackJob:
         self.keep_damaged_databases = keep_damaged_databases
         self._damaged: set[str] = set()
         self.root = settings.root
+        self._root_text = str(settings.root)   # os.path.join: pathlib costs µs per file
         self.snapshot_dir = settings.store
         self.selected = selected
         self.entries = entries
@@ -249,6 +251,7 @@ class _PackJob:
         groups: dict[str | None, list[SourceEntry]] = {}
         for entry in self.entries:
             groups.setdefault(entry.target, []).append(entry)
+        self.entries = None         # groups are popped as they are written: memory stays flat
         for entry in groups.get(None, []):
             self._write(writer, entry)
         if groups.get(None):
@@ -261,7 +264,7 @@ class _PackJob:
                     continue
                 before_files, before_index = self.files, len(self.index)
                 size = 0
-                for entry in groups.get(target, []):
+                for entry in groups.pop(target, []):
                     size += self._write(writer, entry)
                 if target == "config":
                     data = json.dumps(env_doc, indent=2, sort_keys=True).encode() + b"\n"
@@ -358,7 +361,7 @@ class _PackJob:
                                              hmac_sha256=first.hmac_sha256))
                 self.files += 1
                 return 0
-        source = self._snapshots.get(entry.path) or self.root / entry.path
+        source = self._snapshots.get(entry.path) or os.path.join(self._root_text, entry.path)
         try:
             fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:

@@ -9,6 +9,8 @@ and compare bytes, which removes every parser-differential attack at once.
 
 from __future__ import annotations
 
+import struct
+
 BLOCK = 512
 END_OF_ARCHIVE = bytes(2 * BLOCK)
 
@@ -44,26 +46,16 @@ def _fits_ustar_text(text: str, limit: int) -> bool:
     return text.isascii() and len(text) <= limit and "\0" not in text
 
 
+_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s167x")
+
+
 def _ustar(name: bytes, typeflag: bytes, mode: int, uid: int, gid: int, size: int,
            mtime: int, linkname: bytes, uname: bytes, gname: bytes) -> bytes:
-    header = bytearray(BLOCK)
-    header[0:len(name)] = name
-    header[100:108] = _octal(mode, 8)
-    header[108:116] = _octal(uid, 8)
-    header[116:124] = _octal(gid, 8)
-    header[124:136] = _octal(size, 12)
-    header[136:148] = _octal(mtime, 12)
-    header[148:156] = b"        "
-    header[156:157] = typeflag
-    header[157:157 + len(linkname)] = linkname
-    header[257:265] = b"ustar\x0000"
-    header[265:265 + len(uname)] = uname
-    header[297:297 + len(gname)] = gname
-    header[329:337] = _octal(0, 8)
-    header[337:345] = _octal(0, 8)
-    checksum = sum(header)
-    header[148:156] = b"%06o\0 " % checksum
-    return bytes(header)
+    header = _USTAR.pack(name, b"%07o\0" % mode, b"%07o\0" % uid, b"%07o\0" % gid,
+                         b"%011o\0" % size, b"%011o\0" % mtime, b"        ", typeflag,
+                         linkname, b"ustar\x0000", uname, gname, b"0000000\0", b"0000000\0")
+    # the checksum is the byte sum with its own field read as spaces (as packed above)
+    return header[:148] + b"%06o\0 " % sum(header) + header[156:]
 
 
 def member_header(name: str, typeflag: bytes, *, mode: int, uid: int = 0, gid: int = 0,
@@ -74,6 +66,12 @@ def member_header(name: str, typeflag: bytes, *, mode: int, uid: int = 0, gid: i
     ``mtime`` is whole seconds; sub-second times live in the manifest only.
     A pax header is emitted exactly when some value does not fit ustar.
     """
+    if (len(name) <= 100 and name.isascii() and not linkname and not uname and not gname
+            and size <= _MAX_OCTAL_11 and 0 <= mtime <= _MAX_OCTAL_11
+            and uid <= _MAX_OCTAL_7 and gid <= _MAX_OCTAL_7 and "\0" not in name):
+        # the common case, without building a pax record list
+        return _ustar(name.encode("ascii"), typeflag, mode & 0o7777, uid, gid, size, mtime,
+                      b"", b"", b"")
     pax: list[bytes] = []
     if not _fits_ustar_text(name, 100):
         pax.append(_pax_record("path", name))

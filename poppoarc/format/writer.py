@@ -9,7 +9,9 @@ written last by ``finish`` (spec/FORMAT.md §3).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import tempfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +23,16 @@ from . import head as headfmt
 from . import tarheader
 from ..crypto import segments
 from .head import ENCRYPTED_INDEX_NAME, INDEX_NAME, head_frame_size
-from .manifest import CHUNK_SIZE, FORMAT, SEALED_MANIFEST_KEYS, IndexEntry, cap_warnings, encode_index, iso_timestamp
+from .manifest import (
+    CHUNK_SIZE,
+    FORMAT,
+    SEALED_MANIFEST_KEYS,
+    IndexEntry,
+    cap_warnings,
+    encode_index,
+    iso_timestamp,
+    write_index,
+)
 
 FEED_CHUNK = 1 << 20          # compress in 1 MiB pieces: big enough to release the GIL
 READ_CHUNK = 4 << 20
@@ -206,12 +217,25 @@ class BodyWriter:
             self._pool.shutdown()
             self._pool = None
 
-    def add_index(self, index: bytes, mtime_ns: int, name: str = INDEX_NAME) -> tuple[int, int]:
-        """Write the index member and the end-of-archive blocks as the last frame."""
+    def add_index(self, source, size: int, mtime_ns: int, name: str = INDEX_NAME
+                  ) -> tuple[int, int, str]:
+        """Write the index member (read from ``source``) and the end-of-archive blocks
+        as the last frame; returns (offset, length, SHA-256 of the member data)."""
         self.end_frame()
-        self.add_bytes(name, index, 0o644, mtime_ns)
+        self._feed(tarheader.member_header(name, tarheader.REGULAR, mode=0o644, size=size,
+                                           mtime=mtime_ns // 10**9))
+        digest = hashlib.sha256()
+        remaining = size
+        while remaining:
+            chunk = source.read(min(FEED_CHUNK, remaining))
+            if not chunk:
+                raise ValueError("index source ended early")
+            digest.update(chunk)
+            self._feed(chunk)
+            remaining -= len(chunk)
+        self._feed(bytes(tarheader.padding(size)))
         self._feed(tarheader.END_OF_ARCHIVE)
-        return self.end_frame()
+        return (*self.end_frame(), digest.hexdigest())
 
 
 def finish_archive(handle, writer: BodyWriter, *, archive_id: str, now, entries: list[IndexEntry],
@@ -233,13 +257,18 @@ def finish_archive(handle, writer: BodyWriter, *, archive_id: str, now, entries:
         sealed_manifest = {k: fields[k] for k in SEALED_MANIFEST_KEYS if k != "warnings"}
         sealed_manifest["warnings"] = list(warnings)
         fields.update(host=None, root=None, databases=[], certificates=[])
-        index = sealer.seal_chunk(segments.INDEX_ENTRY, 0,
-                                  encode_index(archive_id, entries, sealed_manifest))
+        spool = io.BytesIO(sealer.seal_chunk(segments.INDEX_ENTRY, 0,
+                                             encode_index(archive_id, entries, sealed_manifest)))
         index_name, head_warnings = ENCRYPTED_INDEX_NAME, []
     else:
-        index = encode_index(archive_id, entries)
+        spool = tempfile.TemporaryFile()
+        write_index(spool, archive_id, entries)
         index_name, head_warnings = INDEX_NAME, warnings
-    index_offset, index_length = writer.add_index(index, seconds * 10**9, index_name)
+    with spool:
+        index_size = spool.seek(0, io.SEEK_END)
+        spool.seek(0)
+        index_offset, index_length, index_sha256 = writer.add_index(
+            spool, index_size, seconds * 10**9, index_name)
     manifest = {
         **fields,
         "encryption": encryption,
@@ -247,7 +276,7 @@ def finish_archive(handle, writer: BodyWriter, *, archive_id: str, now, entries:
         "compression": {"alg": "zstd", "level": level, "window_log_max": 27, "checksum": True},
         "layout": {"head_size": head_size, "body_offset": head_frame_size(head_size),
                    "index_offset": index_offset, "index_length": index_length,
-                   "index_size": len(index), "index_sha256": hashlib.sha256(index).hexdigest(),
+                   "index_size": index_size, "index_sha256": index_sha256,
                    "entries": len(entries)},
         "checksum": "sha256:" + writer.body_hash.hexdigest(),
         "size": writer.offset,

@@ -16,6 +16,7 @@ import os
 import posixpath
 import shutil
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import CorruptArchive, RestoreError, UnsafeArchiveEntry
@@ -56,7 +57,8 @@ class StagedTree(MemberSink):
         self._kept_dirs: dict[str, os.stat_result] = {}
         self._structure: dict[str, IndexEntry] = {}
         self._created_dirs: set[str] = set()
-        self.databases: list[str] = []
+        self.databases: list = []           # (path, future of integrity_check errors)
+        self._checker: ThreadPoolExecutor | None = None
         self.written = 0
 
     # -- live content --------------------------------------------------------
@@ -182,7 +184,11 @@ class StagedTree(MemberSink):
             os.close(fd)
         self.written += entry.size
         if entry.sqlite:
-            self.databases.append(entry.path)
+            # checked in the background while the rest of the archive streams in
+            if self._checker is None:
+                self._checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="integrity")
+            self.databases.append((entry.path, self._checker.submit(
+                integrity_errors, self.staging / entry.path)))
 
     def finish(self) -> None:
         """Symlinks last, then directory metadata deepest first; check databases."""
@@ -212,13 +218,16 @@ class StagedTree(MemberSink):
                 os.fchmod(fd, stat.S_IMODE(kept.st_mode))
                 os.utime(fd, ns=(kept.st_atime_ns, kept.st_mtime_ns))
         self.close()
-        for path in self.databases:
-            errors = integrity_errors(self.staging / path)
+        for path, future in self.databases:
+            errors = future.result()
             if errors:
                 raise CorruptArchive(f"restored database {path} fails integrity_check: "
                                      f"{'; '.join(errors[:2])}")
 
     def close(self) -> None:
+        if self._checker is not None:
+            self._checker.shutdown(wait=True)
+            self._checker = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -18,6 +18,7 @@ from .errors import ArchiveError, CorruptArchive, PoppoarcError
 from .format import reader
 from .format.manifest import IndexEntry
 from .snapshot.sqlite import integrity_errors
+from .store import verified
 from .store.local import SUFFIX, LocalStore
 
 
@@ -37,12 +38,15 @@ class ListRow:
     signer: str | None = None
     status: str = "ok"            # ok | untrusted | damaged
     problem: str | None = None
+    checksum: str | None = None   # the manifest's body checksum ("sha256:...")
+    encrypted: bool = False
 
     def to_json(self) -> dict:
         return {"id": self.id, "path": str(self.path), "size": self.size,
                 "timestamp": self.timestamp, "type": self.type, "name": self.name,
                 "incremental": self.incremental, "signer": self.signer,
-                "status": self.status, "problem": self.problem}
+                "status": self.status, "problem": self.problem, "checksum": self.checksum,
+                "encrypted": self.encrypted}
 
 
 def list_archives(settings: Settings) -> list[ListRow]:
@@ -63,7 +67,9 @@ def _list_row(path: Path, pinned: dict[str, bytes]) -> ListRow:
             raw = reader.read_head(handle, path)
             manifest = raw.manifest
             row = ListRow(archive_id, path, size, manifest.get("timestamp"), manifest.get("type"),
-                          manifest.get("name"), bool(manifest.get("incremental")))
+                          manifest.get("name"), bool(manifest.get("incremental")),
+                          checksum=manifest.get("checksum"),
+                          encrypted=manifest.get("encryption") is not None)
             try:
                 head = reader.authenticate(raw, pinned, path)
                 row.signer = head.signer
@@ -144,11 +150,12 @@ class VerifyResult:
     files: int
     bytes: int
     databases: int
+    recorded: bool = False        # noted in the store's verification record
 
     def to_json(self) -> dict:
         return {"path": str(self.path), "id": self.id, "ok": True, "signer": self.signer,
                 "entries": self.entries, "files": self.files, "bytes": self.bytes,
-                "databases_checked": self.databases}
+                "databases_checked": self.databases, "recorded": self.recorded}
 
 
 def verify(settings: Settings, reference: str, progress=None) -> VerifyResult:
@@ -163,5 +170,8 @@ def verify(settings: Settings, reference: str, progress=None) -> VerifyResult:
             reader.read_body(handle, head, entries, path, sink,
                              progress=(lambda done, name: progress(done, total, name)) if progress else None)
     files = sum(1 for e in entries if e.type in ("file", "hardlink"))
+    recorded = False
+    if path.parent.resolve() == Path(settings.store).resolve():
+        recorded = verified.record(settings.store, head.manifest["id"], head.manifest["checksum"])
     return VerifyResult(path, head.manifest["id"], head.signer, len(entries), files, total,
-                        sink.databases_checked)
+                        sink.databases_checked, recorded)

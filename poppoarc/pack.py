@@ -292,7 +292,10 @@ class _PackJob:
                 st_meta = (entry.mode, entry.mtime_ns, entry.uid, entry.gid)
             else:
                 st_meta = (st.st_mode & 0o7777, st.st_mtime_ns, st.st_uid, st.st_gid)
-            stored = writer.add_file(entry.path, fd, st.st_size, *st_meta)
+            base = self.bytes_done
+            on_chunk = (lambda n: self.progress(base + n, self.bytes_total, entry.path)) \
+                if self.progress else None
+            stored = writer.add_file(entry.path, fd, st.st_size, *st_meta, on_chunk=on_chunk)
             if entry.kind == FILE:
                 after = os.fstat(fd)
                 if (after.st_mtime_ns, after.st_size) != (st.st_mtime_ns, st.st_size):

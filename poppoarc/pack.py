@@ -190,6 +190,8 @@ class _PackJob:
         self._snapshots: dict[str, Path] = {}
 
     def write_body(self, writer: BodyWriter, env_doc: dict, now: datetime) -> None:
+        if self.progress:               # the total is known before the databases are copied
+            self.progress(0, self.bytes_total, None)
         groups: dict[str | None, list[SourceEntry]] = {}
         for entry in self.entries:
             groups.setdefault(entry.target, []).append(entry)

@@ -149,3 +149,12 @@ def test_quiet_prints_nothing(installation, tmp_path):
         result = run_poppoarc(*args, *command, "-q", env=env)
         assert result.returncode in (0, 1), (command, result.stderr)
         assert result.stdout == "" and result.stderr == "", command
+
+
+def test_bar_never_shows_an_unknown_total_when_a_file_grew():
+    stream = FakeTerminal()
+    with make_progress("pack", quiet=False, as_json=False, stream=stream, environ={}) as progress:
+        progress(0, 1_000_000, None)
+        progress(1_200_000, 1_000_000, "data/grown.db")
+    last = stream.getvalue().split("\r")[-1]
+    assert "100%" in last and "?" not in last

@@ -53,6 +53,7 @@ class BarProgress(Progress):
                                    "[{rate_fmt}, ETA {remaining}]")
 
     def __call__(self, done: int, total: int, path: str | None = None) -> None:
+        total = max(total, done)        # a file that grew while read: never show "?" or >100 %
         if total != self.bar.total:
             self.bar.total = total
         if done > self.bar.n:
@@ -75,7 +76,7 @@ class LineProgress(Progress):
         self.lines = 0
 
     def __call__(self, done: int, total: int, path: str | None = None) -> None:
-        self.done, self.total = done, total
+        self.done, self.total = done, max(total, done)
         now = self.clock()
         if now - self.last_line >= self.interval:
             self.last_line = now

@@ -47,6 +47,7 @@ def check_verified(ctx: Context):
     if never:
         return _f("verified", title, "warn",
                   N_("{never} of {count} archive(s) were never verified"),
+                  N_("poppoarc verify {first}") if len(never) == 1 else
                   N_("poppoarc verify {first} (and the others listed)"),
                   [r.id for r in never], **params)
     return _f("verified", title, "ok", N_("all {count} archive(s) verified"), **params)

@@ -198,8 +198,10 @@ def check_archive_modes(ctx: Context) -> Finding:
                   N_("{count} file(s) in the store are readable by other users"),
                   N_("chmod 600 {store}/*.poppo.tar.zst"), loose, count=len(loose),
                   store=str(store))
-    return _f("archive-modes", title, "ok", N_("{count} archive(s), all mode 0600"),
-              count=len(files) - (1 if (store / verified.RECORD_NAME).exists() else 0))
+    count = len(files) - (1 if (store / verified.RECORD_NAME).exists() else 0)
+    if not count:
+        return _f("archive-modes", title, "n/a", N_("no archives yet"))
+    return _f("archive-modes", title, "ok", N_("{count} archive(s), all mode 0600"), count=count)
 
 
 def check_signing_key(ctx: Context) -> Finding:

@@ -51,9 +51,13 @@ class BarProgress(Progress):
                         file=stream, dynamic_ncols=True, leave=True, mininterval=0.2,
                         bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}B/{total_fmt}B "
                                    "[{rate_fmt}, ETA {remaining}]")
+        self.started = False
 
     def __call__(self, done: int, total: int, path: str | None = None) -> None:
         total = max(total, done)        # a file that grew while read: never show "?" or >100 %
+        if not self.started:            # rate and ETA count from the first report, not from
+            self.started = True         # the planning that came before it
+            self.bar.reset(total=total)
         if total != self.bar.total:
             self.bar.total = total
         if done > self.bar.n:

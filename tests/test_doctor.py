@@ -230,3 +230,18 @@ def test_text_report_shows_each_fix_and_japanese(cli, healthy, monkeypatch):
     code, out, _ = cli("doctor")
     assert code == 1 and "保存先の権限" in out and f"対処: chmod 700 {cli.store}" in out
     assert out.rstrip().endswith("問題 0 件、警告 1 件。")
+
+
+def test_a_check_that_breaks_is_reported_and_the_others_still_run(cli, healthy, monkeypatch):
+    from poppoarc.doctor import checks as checks_module
+    from poppoarc.errors import SourceError
+
+    def broken(*args, **kwargs):
+        raise SourceError("cannot read directory: Permission denied", path=cli.root / "data")
+
+    monkeypatch.setattr(checks_module, "scan", broken)
+    code, found = checks(cli)
+    assert code == 7 and found["databases"]["status"] == "fail"
+    assert "the check itself failed" in found["databases"]["message"]
+    assert "Permission denied" in found["databases"]["message"]
+    assert found["verified"]["status"] == "ok" and len(found) == 13

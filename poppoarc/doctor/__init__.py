@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from ..config import Settings
-from ..errors import EXIT_OK, EXIT_PROBLEMS, EXIT_WARNING
+from ..errors import EXIT_OK, EXIT_PROBLEMS, EXIT_WARNING, PoppoarcError
+from ..ui.i18n import N_
 
 STATUSES = ("ok", "info", "n/a", "warn", "fail")
 _SEVERITY = {"ok": 0, "info": 0, "n/a": 0, "warn": 1, "fail": 2}
@@ -76,5 +77,14 @@ def run(settings: Settings, *, now: datetime | None = None, environ=None,
     from .checks import Context
 
     context = Context(settings, now or datetime.now(timezone.utc), environ, free_bytes)
-    findings = [check(context) for check in all_checks()]
+    findings = []
+    for check in all_checks():
+        try:
+            findings.append(check(context))
+        except (PoppoarcError, OSError) as exc:     # one broken check must not hide the rest
+            name = check.__name__.removeprefix("check_").replace("_", "-")
+            findings.append(Finding(name, N_("Check"), "fail",
+                                    N_("{check}: the check itself failed: {error}"),
+                                    N_("fix the problem named, then run poppoarc doctor again"),
+                                    {"check": name, "error": str(exc)}))
     return Report(str(settings.root), str(settings.store), findings)

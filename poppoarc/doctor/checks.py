@@ -143,9 +143,9 @@ def check_space(ctx: Context) -> Finding:
         probe_at = probe_at.parent
     free = ctx.free_bytes(probe_at)
     rows = ctx.good_rows
-    if rows:
-        estimate = rows[0].size
-        basis = N_("the newest archive")
+    if rows:                            # partial and safety archives are small: take the
+        estimate = max(r.size for r in rows[:5])    # largest of the five newest
+        basis = N_("the recent archives")
     else:
         entries, enabled = ctx.live
         estimate = sum(e.size for e in entries if e.target in enabled)

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench catalogs clean
 
 $(BIN)/poppoarc: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ demo: $(BIN)/poppoarc
 
 test: $(BIN)/poppoarc
 	$(BIN)/python -m pytest
+
+catalogs: $(BIN)/poppoarc   # after editing poppoarc/locale/*/LC_MESSAGES/*.po
+	$(BIN)/python -m poppoarc.ui.msgfmt --pot
+	$(BIN)/python -m poppoarc.ui.msgfmt
 
 bench: $(BIN)/poppoarc
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

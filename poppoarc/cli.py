@@ -9,6 +9,7 @@ Usage:
                      [--same-owner] [--keep-special-bits] [--json]
   poppoarc [options] (unpack | restore) --recover [--json]
   poppoarc [options] keygen [--encryption] [--force] [--json]
+  poppoarc [options] doctor [--json]
   poppoarc (-h | --help)
   poppoarc --version
 
@@ -36,64 +37,33 @@ Options:
   --version        Show the version.
 
 Exit codes: 0 success, 1 success with warnings, 2 usage error, 3-49 errors
-(see the table in README.md), 130 interrupted.
+(see the table in README.md), 7 doctor found a problem, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import base64
-import json
+import hashlib
+import os
 import sys
-from datetime import datetime
 
 from docopt import DocoptExit, docopt
 
-from . import __version__
+from . import __version__, doctor
 from .config import resolve
 from .crypto import recipients, signing
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_WARNING, PoppoarcError
 from .inspection import inspect, list_archives, verify
 from .pack import pack
 from .restore.unpack import recover_if_needed, unpack
-from .snapshot.catalogue import TARGETS, parse_target_list
-
-RULE = "─" * 80
-
-
-def human_size(size: int) -> str:
-    """Decimal units, as in the seed's list output (125.3 MB)."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"
-
-
-def display_time(timestamp: str | None) -> str:
-    if not timestamp:
-        return "?"
-    parsed = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ")
-    return parsed.strftime("%Y/%m/%d %H:%M:%S")
-
-
-class Output:
-    def __init__(self, as_json: bool, quiet: bool):
-        self.as_json, self.quiet = as_json, quiet
-
-    def text(self, line: str = "") -> None:
-        if not self.quiet and not self.as_json:
-            print(line)
-
-    def json(self, document: dict) -> None:
-        print(json.dumps(document, ensure_ascii=False, indent=2))
-
-    def warn(self, message: str) -> None:
-        if not self.quiet and not self.as_json:
-            print(f"warning: {message}", file=sys.stderr)
+from .snapshot.catalogue import parse_target_list
+from .ui import i18n, render
+from .ui.i18n import _
+from .ui.output import Output
 
 
 def main(argv: list[str] | None = None) -> int:
+    i18n.setup()
     try:
         args = docopt(__doc__, argv=argv, version=f"poppoarc {__version__}")
     except DocoptExit as exc:
@@ -105,34 +75,33 @@ def main(argv: list[str] | None = None) -> int:
     except PoppoarcError as exc:
         if out.as_json:
             out.json({"error": {"type": type(exc).__name__, "message": str(exc),
-                                "exit_code": exc.exit_code}})
-        print(f"poppoarc: error: {exc}", file=sys.stderr)
+                                "exit_code": exc.exit_code}}, "error")
+        out.error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
-        print("poppoarc: interrupted", file=sys.stderr)
+        print(_("poppoarc: interrupted"), file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:     # `poppoarc list | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def dispatch(args: dict, out: Output) -> int:
     writing = bool(args["pack"] or args["create"] or args["keygen"])
     settings = resolve(args["--root"], args["--config"], args["--store"], strict=writing)
+    if args["doctor"]:          # only looks: reports the config and any unfinished restore
+        return cmd_doctor(settings, out)
     if settings.config_problem:
-        out.warn(f"{settings.config_problem}; using default settings")
+        out.warn(_("{problem}; using default settings").format(problem=settings.config_problem))
     recovered = recover_if_needed(settings)
     if recovered is not None:
-        state = "the archive's tree" if recovered.restored else "the previous tree"
-        print(f"poppoarc: recovered interrupted restore {recovered.restore_id} of "
-              f"{recovered.archive_id}: {recovered.action.replace('_', ' ')}; the installation "
-              f"holds {state}", file=sys.stderr)
+        out.note(render.recovery_note(recovered))
     if args["unpack"] or args["restore"]:
         if args["--recover"]:
             if out.as_json:
-                out.json({"recovered": None if recovered is None else {
-                    "action": recovered.action, "restore_id": recovered.restore_id,
-                    "archive_id": recovered.archive_id, "restored": recovered.restored,
-                    "details": recovered.details}})
-            elif recovered is None:
-                out.text("No interrupted restore to recover.")
+                out.json(render.recovery_json(recovered), "recover")
+            else:
+                render.recovered(out, recovered)
             return EXIT_OK
         return cmd_unpack(settings, args, out)
     if args["pack"] or args["create"]:
@@ -149,24 +118,13 @@ def dispatch(args: dict, out: Output) -> int:
 
 
 def cmd_pack(settings, args, out: Output) -> int:
-    result = pack(settings, targets=parse_target_list(args["--targets"]), name=args["--name"],
-                  encrypt=bool(args["--encrypt"]))
+    with out.progress(_("pack")) as progress:
+        result = pack(settings, targets=parse_target_list(args["--targets"]), name=args["--name"],
+                      encrypt=bool(args["--encrypt"]), progress=progress)
     if out.as_json:
-        out.json(result.to_json())
+        out.json(result.to_json(), "pack")
     else:
-        out.text(f"Created {result.id}")
-        out.text(f"  path    {result.path}")
-        out.text(f"  size    {human_size(result.size)}  ({result.files} files, "
-                 f"{result.duration_ms / 1000:.1f} s)")
-        for name, summary in result.targets.items():
-            out.text(f"  {name:<9}{summary['files']:>7} files  {human_size(summary['size']):>10}")
-        note = " (new key created)" if result.key_created else ""
-        out.text(f"  signed by key {result.signer}{note}")
-        if result.encryption:
-            out.text("  encrypted: " + ("everything" if result.encryption == "archive"
-                                        else "secret files only"))
-        for warning in result.warnings:
-            out.warn(warning)
+        render.pack(out, result)
     return EXIT_WARNING if result.warnings else EXIT_OK
 
 
@@ -174,109 +132,41 @@ def cmd_list(settings, out: Output) -> int:
     rows = list_archives(settings)
     if out.as_json:
         out.json({"store": str(settings.store), "archives": [r.to_json() for r in rows],
-                  "total": len(rows)})
-        return EXIT_OK
-    out.text("Backups:")
-    out.text(RULE)
-    out.text(f"{'ID':<40}{'Date':<21}{'Type':<12}{'Size':<10}")
-    out.text(RULE)
-    for row in rows:
-        kind = row.type or "?"
-        if row.incremental:
-            kind += "+inc"
-        out.text(f"{row.id:<40}{display_time(row.timestamp):<21}{kind:<12}{human_size(row.size):<10}"
-                 + ("" if row.status == "ok" else f"  [{row.status.upper()}]"))
-    out.text(RULE)
-    out.text(f"Total: {len(rows)} backup{'s' if len(rows) != 1 else ''}")
-    for row in rows:
-        if row.status != "ok":
-            out.warn(f"{row.id}: {row.problem}")
+                  "total": len(rows)}, "list")
+    else:
+        render.archive_list(out, rows)
     return EXIT_OK
 
 
 def cmd_inspect(settings, args, out: Output) -> int:
     result = inspect(settings, args["ARCHIVE"], with_entries=bool(args["--entries"]))
-    m = result.manifest
     if out.as_json:
-        out.json(result.to_json(with_entries=bool(args["--entries"])))
-        return EXIT_OK
-    out.text(f"Archive   {m['id']}")
-    out.text(f"  path      {result.path}")
-    out.text(f"  created   {m['timestamp']}  type {m['type']}"
-             + (f"  name {m['name']!r}" if m["name"] else ""))
-    out.text(f"  source    {m['host']}:{m['root']}  (installation version {m['version'] or 'unknown'})")
-    out.text(f"  size      {human_size(m['size'])}  {m['files']} files  {m['checksum'][:23]}...")
-    out.text(f"  signer    key {result.signer} (trusted)")
-    if m["encryption"]:
-        kinds = ", ".join(r["type"] for r in m["encryption"]["recipients"])
-        out.text(f"  encrypted {m['encryption']['scope']} (recipients: {kinds})"
-                 + ("; no key here: paths and details stay sealed" if result.sealed else ""))
-    out.text("Targets:")
-    for name in sorted(m["targets"], key=TARGETS.index):
-        t = m["targets"][name]
-        out.text(f"  {name:<9}{t['files']:>7} files  {human_size(t['size']):>10}")
-    if m["databases"]:
-        out.text("Databases:")
-        for db in m["databases"]:
-            rows = sum(db["tables"].values())
-            out.text(f"  {db['path']}  {human_size(db['size'])}  {len(db['tables'])} tables, {rows} rows"
-                     f"  user_version {db['user_version']}")
-    if m["certificates"]:
-        out.text("Certificates (by reference, not archived):")
-        for ref in m["certificates"]:
-            detail = ref.get("subject") or ref.get("kind")
-            expiry = f"  expires {ref['not_after']}" if ref.get("not_after") else ""
-            out.text(f"  {ref['path']}  {detail}{expiry}")
-    if m["warnings_total"]:
-        out.text(f"Warnings ({m['warnings_total']}):")
-        for warning in m["warnings"]:
-            out.text(f"  {warning}")
-    for entry in result.entries:
-        out.text(f"  {entry.type:<8} {oct(entry.mode)[2:]:>4} {entry.size:>12}  {entry.path}")
+        out.json(result.to_json(with_entries=bool(args["--entries"])), "inspect")
+    else:
+        render.inspect(out, result)
     return EXIT_OK
 
 
 def cmd_verify(settings, args, out: Output) -> int:
-    result = verify(settings, args["ARCHIVE"])
+    with out.progress(_("verify")) as progress:
+        result = verify(settings, args["ARCHIVE"], progress=progress)
     if out.as_json:
-        out.json(result.to_json())
+        out.json(result.to_json(), "verify")
     else:
-        out.text(f"OK {result.id}: signed by key {result.signer}; {result.entries} entries, "
-                 f"{human_size(result.bytes)} checked, {result.databases} databases pass integrity_check")
-        for item in result.not_checked:
-            out.text(f"  not checked without a key: {item}")
+        render.verify(out, result)
     return EXIT_OK
 
 
 def cmd_unpack(settings, args, out: Output) -> int:
-    result = unpack(settings, args["ARCHIVE"], targets=parse_target_list(args["--targets"]),
-                    dry_run=bool(args["--dry-run"]), skip_backup=bool(args["--skip-backup"]),
-                    same_owner=bool(args["--same-owner"]),
-                    special_bits=bool(args["--keep-special-bits"]))
+    with out.progress(_("unpack")) as progress:
+        result = unpack(settings, args["ARCHIVE"], targets=parse_target_list(args["--targets"]),
+                        dry_run=bool(args["--dry-run"]), skip_backup=bool(args["--skip-backup"]),
+                        same_owner=bool(args["--same-owner"]),
+                        special_bits=bool(args["--keep-special-bits"]), progress=progress)
     if out.as_json:
-        out.json(result.to_json())
-        return EXIT_WARNING if result.warnings else EXIT_OK
-    plan = result.plan
-    title = "Restore plan" if result.dry_run else "Restored"
-    out.text(f"{title} {plan.archive_id}" + (" (dry run: nothing changed)" if result.dry_run else ""))
-    out.text(f"  {'target':<10}{'add':>7}{'change':>8}{'remove':>8}{'unchanged':>11}{'bytes':>12}")
-    for target in plan.targets:
-        written = target.bytes("add") + target.bytes("change")
-        out.text(f"  {target.name:<10}{target.count('add'):>7}{target.count('change'):>8}"
-                 f"{target.count('remove'):>8}{target.count('unchanged'):>11}{human_size(written):>12}")
-    if plan.databases:
-        out.text("Databases (rows now -> in archive):")
-        for db in plan.databases:
-            now = db.tables_now or {}
-            parts = [f"{name} {now.get(name, 0)} -> {rows}" for name, rows in db.tables_archive.items()]
-            out.text(f"  {db.path}: " + ("; ".join(parts) if parts else "no tables"))
-    out.text(f"Version: installed {plan.version_now or 'unknown'}, archive {plan.version_archive or 'unknown'}")
-    if result.dry_run:
-        out.text(f"Would stage {human_size(plan.bytes_to_stage)} and swap: {', '.join(plan.top_level)}")
-    elif result.safety_archive:
-        out.text(f"Safety archive: {result.safety_archive} (restore it to undo)")
-    for warning in result.warnings:
-        out.warn(warning)
+        out.json(result.to_json(), "unpack")
+    else:
+        render.unpack(out, result)
     return EXIT_WARNING if result.warnings else EXIT_OK
 
 
@@ -286,20 +176,25 @@ def cmd_keygen(settings, args, out: Output) -> int:
         text = recipients.X25519_PREFIX + base64.b64encode(public).decode("ascii")
         path = settings.key_dir / recipients.IDENTITY_NAME
         if out.as_json:
-            out.json({"recipient": text, "path": str(path)})
+            out.json({"key_id": hashlib.sha256(public).hexdigest()[:16], "public_key": text,
+                      "path": str(path)}, "keygen")
         else:
-            out.text(f"Created encryption identity {path}")
-            out.text(f"  recipient: {text}")
-            out.text("  add it to backup.storage.recipients where archives are written; "
-                     "keep the identity file offline")
+            render.keygen_encryption(out, path, text)
         return EXIT_OK
     key = signing.generate(settings.key_dir, force=bool(args["--force"]))
     public = signing.format_public(key.public)
     if out.as_json:
         out.json({"key_id": key.key_id, "public_key": public,
-                  "path": str(settings.key_dir / signing.PRIVATE_NAME)})
+                  "path": str(settings.key_dir / signing.PRIVATE_NAME)}, "keygen")
     else:
-        out.text(f"Created signing key {key.key_id} in {settings.key_dir}")
-        out.text(f"  public key: {public}")
-        out.text("  pin it on other machines under backup.signing.trustedKeys")
+        render.keygen(out, key.key_id, public, settings.key_dir)
     return EXIT_OK
+
+
+def cmd_doctor(settings, out: Output) -> int:
+    report = doctor.run(settings)
+    if out.as_json:
+        out.json(report.to_json(), "doctor")
+    else:
+        render.doctor(out, report)
+    return report.exit_code

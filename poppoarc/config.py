@@ -12,31 +12,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import config_schema
 from .errors import ConfigError
 
 DEFAULT_MASK_PATTERNS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
 DEFAULT_ENV_PREFIXES = ("POPPO_", "CLAUDE_", "GITHUB_")
-
-# Known keys of the ``backup`` section and the JSON types they accept.  Keys
-# that later features read are listed so that a valid config never warns.
-_BACKUP_KEYS: dict[str, tuple[type, ...]] = {
-    "enabled": (bool,),
-    "schedule": (str, dict),
-    "timezone": (str,),
-    "retention": (int,),
-    "maxBackups": (int,),
-    "keep": (dict,),
-    "storage": (dict,),
-    "targets": (dict,),
-    "incremental": (dict,),
-    "environment": (dict,),
-    "signing": (dict,),
-    "security": (dict,),
-    "hooks": (dict,),
-    "restore": (dict,),
-    "notifications": (dict,),
-}
-
 
 @dataclass
 class Settings:
@@ -91,42 +71,12 @@ def read_backup_section(config_path: Path) -> dict:
     backup = document.get("backup", {})
     if not isinstance(backup, dict):
         raise ConfigError("'backup' must be an object", path=config_path)
-    for key, value in backup.items():
-        if key not in _BACKUP_KEYS:
-            raise ConfigError(f"unknown key 'backup.{key}'", path=config_path)
-        expected = _BACKUP_KEYS[key]
-        if isinstance(value, bool) and bool not in expected:
-            expected_ok = False
-        else:
-            expected_ok = isinstance(value, expected)
-        if not expected_ok:
-            names = " or ".join(_json_type_name(t) for t in expected)
-            raise ConfigError(f"'backup.{key}' must be {names}", path=config_path)
-    _check_targets(backup.get("targets", {}), config_path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError:
+        text = None
+    config_schema.validate(backup, config_path, text)   # unknown keys, wrong types
     return backup
-
-
-def _json_type_name(kind: type) -> str:
-    return {bool: "true/false", int: "an integer", str: "a string",
-            dict: "an object", list: "a list"}.get(kind, kind.__name__)
-
-
-def _check_targets(targets: dict, config_path: Path) -> None:
-    for name, rule in targets.items():
-        if isinstance(rule, bool):
-            continue
-        if not isinstance(rule, dict):
-            raise ConfigError(f"'backup.targets.{name}' must be true/false or an object",
-                              path=config_path)
-        for key in rule:
-            if key not in ("enabled", "include", "exclude"):
-                raise ConfigError(f"unknown key 'backup.targets.{name}.{key}'",
-                                  path=config_path)
-        for key in ("include", "exclude"):
-            value = rule.get(key, [])
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"'backup.targets.{name}.{key}' must be a list of strings",
-                                  path=config_path)
 
 
 def default_key_dir() -> Path:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 EXIT_OK = 0
 EXIT_WARNING = 1
 EXIT_USAGE = 2
+EXIT_PROBLEMS = 7          # doctor: at least one check failed
 EXIT_INTERRUPTED = 130
 
 

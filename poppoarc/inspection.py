@@ -19,6 +19,7 @@ from .errors import ArchiveError, CorruptArchive, PoppoarcError, Warnings
 from .format import reader
 from .format.manifest import IndexEntry
 from .snapshot.sqlite import integrity_errors
+from .store import verified
 from .store.local import SUFFIX, LocalStore
 
 
@@ -38,12 +39,15 @@ class ListRow:
     signer: str | None = None
     status: str = "ok"            # ok | untrusted | damaged
     problem: str | None = None
+    checksum: str | None = None   # the manifest's body checksum ("sha256:...")
+    encrypted: bool = False
 
     def to_json(self) -> dict:
         return {"id": self.id, "path": str(self.path), "size": self.size,
                 "timestamp": self.timestamp, "type": self.type, "name": self.name,
                 "incremental": self.incremental, "signer": self.signer,
-                "status": self.status, "problem": self.problem}
+                "status": self.status, "problem": self.problem, "checksum": self.checksum,
+                "encrypted": self.encrypted}
 
 
 def list_archives(settings: Settings) -> list[ListRow]:
@@ -64,7 +68,9 @@ def _list_row(path: Path, pinned: dict[str, bytes]) -> ListRow:
             raw = reader.read_head(handle, path)
             manifest = raw.manifest
             row = ListRow(archive_id, path, size, manifest.get("timestamp"), manifest.get("type"),
-                          manifest.get("name"), bool(manifest.get("incremental")))
+                          manifest.get("name"), bool(manifest.get("incremental")),
+                          checksum=manifest.get("checksum"),
+                          encrypted=manifest.get("encryption") is not None)
             try:
                 head = reader.authenticate(raw, pinned, path)
                 row.signer = head.signer
@@ -179,12 +185,13 @@ class VerifyResult:
     databases: int
     encryption: str | None = None
     not_checked: list[str] = field(default_factory=list)   # what needed a key we lack
+    recorded: bool = False        # noted in the store's verification record
 
     def to_json(self) -> dict:
         return {"path": str(self.path), "id": self.id, "ok": True, "signer": self.signer,
                 "entries": self.entries, "files": self.files, "bytes": self.bytes,
                 "databases_checked": self.databases, "encryption": self.encryption,
-                "not_checked": self.not_checked}
+                "not_checked": self.not_checked, "recorded": self.recorded}
 
 
 def verify(settings: Settings, reference: str, progress=None) -> VerifyResult:
@@ -214,4 +221,8 @@ def verify(settings: Settings, reference: str, progress=None) -> VerifyResult:
     if unchecked:
         result.not_checked = [f"{unchecked} sealed secret file(s): no key available"]
     result.bytes, result.databases = total, sink.databases_checked
+    if not result.not_checked and path.parent.resolve() == Path(settings.store).resolve():
+        # only a complete check counts as "verified" for doctor
+        result.recorded = verified.record(settings.store, head.manifest["id"],
+                                          head.manifest["checksum"])
     return result

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LockHeld, StoreError
@@ -45,3 +47,65 @@ class InstallationLock:
             os.ftruncate(self._fd, 0)
             os.close(self._fd)
             self._fd = None
+
+
+@dataclass
+class LockState:
+    """What ``probe`` saw: whether the lock is held, and the pid text in the file."""
+
+    path: Path
+    exists: bool
+    held: bool
+    holder: str | None = None          # e.g. "pid 1234 (pack)"
+    pid: int | None = None
+    pid_alive: bool = False
+
+
+def probe(root: Path) -> LockState:
+    """Look at the lock without taking it (doctor): never disturbs a writer.
+
+    Whether it is held comes from /proc/locks (by inode); where that file does
+    not exist, a shared non-blocking flock is tried and released at once.
+    """
+    path = Path(root) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return LockState(path, False, False)
+    except OSError as exc:
+        raise StoreError(f"cannot open lock file: {exc.strerror}", path=path) from None
+    try:
+        holder = os.read(fd, 200).decode("utf-8", "replace").strip() or None
+        held = _held(fd)
+    finally:
+        os.close(fd)
+    match = re.match(r"pid (\d+)", holder or "")
+    pid = int(match.group(1)) if match else None
+    return LockState(path, True, held, holder, pid, pid is not None and _alive(pid))
+
+
+def _held(fd: int) -> bool:
+    st = os.fstat(fd)
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            return any(len(f := line.split()) > 5 and f[1] == "FLOCK" and f[5] == wanted
+                       for line in locks)
+    except OSError:
+        pass
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

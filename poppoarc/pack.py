@@ -248,6 +248,8 @@ class _PackJob:
         self._snapshots: dict[str, Path] = {}
 
     def write_body(self, writer: BodyWriter, env_doc: dict, now: datetime) -> None:
+        if self.progress:               # the total is known before the databases are copied
+            self.progress(0, self.bytes_total, None)
         groups: dict[str | None, list[SourceEntry]] = {}
         for entry in self.entries:
             groups.setdefault(entry.target, []).append(entry)
@@ -378,7 +380,10 @@ class _PackJob:
                                     st_meta[3], st_meta[1], st.st_size)
                 stored = self._seal(writer, record, lambda n: os.read(fd, n))
             else:
-                stored = writer.add_file(entry.path, fd, st.st_size, *st_meta)
+                base = self.bytes_done
+                on_chunk = (lambda n: self.progress(base + n, self.bytes_total, entry.path)) \
+                    if self.progress else None
+                stored = writer.add_file(entry.path, fd, st.st_size, *st_meta, on_chunk=on_chunk)
             if entry.kind == FILE:
                 after = os.fstat(fd)
                 if (after.st_mtime_ns, after.st_size) != (st.st_mtime_ns, st.st_size):

@@ -26,6 +26,14 @@ def key_home(tmp_path_factory, monkeypatch):
     return home
 
 
+@pytest.fixture(autouse=True)
+def english(monkeypatch):
+    """Messages in English whatever the developer's locale (tests ask for Japanese)."""
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "C.UTF-8")
+
+
 @pytest.fixture(scope="session")
 def installation_template(tmp_path_factory):
     """Generated installations, built once per session and copied per test."""

@@ -127,3 +127,25 @@ def test_list_marks_damaged_archives_and_keeps_going(small_archive, tmp_path, mo
     assert rows[path.name[:-14]].status == "ok"
     assert rows["backup-2020-01-01T00-00-00-000Z-aaaaaa"].status == "damaged"
     assert rows["backup-2020-01-02T00-00-00-000Z-bbbbbb"].status == "damaged"
+
+
+def test_non_canonical_base64_in_the_signature_is_tampering(tmp_path):
+    """b64decode ignores the unused low bits of the last character: 'Q==' and 'R==' decode
+    alike.  A signature text that is not the canonical encoding is refused."""
+    import base64
+
+    from poppoarc.crypto import signing
+    from poppoarc.errors import TamperedArchive
+
+    key = signing.generate(tmp_path / "k")
+    document = key.sign_document(b"message")
+    pinned = {key.key_id: key.public}
+    assert signing.verify_document(document, b"message", pinned, "x") == key.key_id
+    text = document["signature"]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    last = alphabet.index(text[-3])
+    twin = alphabet[last ^ 1]                      # differs only in an unused bit
+    forged = dict(document, signature=text[:-3] + twin + "==")
+    assert base64.b64decode(forged["signature"]) == base64.b64decode(text)
+    with pytest.raises(TamperedArchive, match="canonical"):
+        signing.verify_document(forged, b"message", pinned, "x")

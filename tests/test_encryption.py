@@ -10,7 +10,7 @@ import pytest
 from poppoarc.crypto import segments
 from poppoarc.crypto.segments import SEGMENT, SegmentError, open_sealed, seal
 
-from .conftest import CLI
+
 from .rebuild import members, rebuild
 from .test_unpack import digest, vandalize
 

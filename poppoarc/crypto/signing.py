@@ -165,6 +165,11 @@ def verify_document(document: dict, message: bytes, pinned: dict[str, bytes],
         signature = base64.b64decode(document["signature"], validate=True)
     except (ValueError, TypeError):
         raise TamperedArchive("signature document is not valid base64", path=path) from None
+    # b64decode ignores the unused low bits of the last character, so two texts can
+    # decode to the same bytes: accept only the canonical encoding (no malleability)
+    if (base64.b64encode(public).decode() != document["public_key"]
+            or base64.b64encode(signature).decode() != document["signature"]):
+        raise TamperedArchive("signature document is not canonical base64", path=path)
     if len(public) != 32 or len(signature) != 64 or key_id(public) != document["key_id"]:
         raise TamperedArchive("signature document is malformed", path=path)
     try:

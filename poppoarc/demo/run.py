@@ -54,6 +54,7 @@ def run(workdir: Path) -> int:
     if step("unpack", archive_id, "--targets", "state").returncode not in (0, 1):
         return 1
     step("list")
+    step("doctor")
     path = store / f"{archive_id}.poppo.tar.zst"
     print(f"$ tar --zstd -tvf {path} | head -8")
     listing = subprocess.run(["tar", "--zstd", "-tvf", str(path)], capture_output=True, text=True)

@@ -124,11 +124,12 @@ class BodyWriter:
         return hashlib.sha256(data).hexdigest()
 
     def add_file(self, path: str, fd: int, size: int, mode: int, mtime_ns: int,
-                 uid: int, gid: int) -> StoredFile:
+                 uid: int, gid: int, on_chunk=None) -> StoredFile:
         """Store exactly ``size`` bytes read from ``fd`` (the size seen at open).
 
         A file that shrinks is padded with zeros and one that grows is cut,
         so the member always matches its header; both are reported as changed.
+        ``on_chunk(bytes_so_far)`` is called after each chunk of a large file.
         """
         self._drain()
         self._feed(tarheader.member_header(path, tarheader.REGULAR, mode=mode, uid=uid,
@@ -162,6 +163,8 @@ class BodyWriter:
                 digest.update(chunk)
                 self._feed(chunk)
                 remaining -= got
+                if on_chunk:
+                    on_chunk(size - remaining)
             if not changed and os.read(fd, 1):
                 changed = True
         self._feed(bytes(tarheader.padding(size)))

@@ -1,0 +1,208 @@
+"""Every key of the ``backup`` section: type, default, example, meaning.
+
+This table is the one source for validating ``config/config.json`` (unknown
+keys and wrong types are errors naming the file, line and key) and for the
+README's configuration reference, which a test checks against
+``python -m poppoarc.config_schema`` (it prints the table).  A feature that
+reads a new key adds one ``Key`` here.
+
+Types are JSON types: ``boolean``, ``integer``, ``string``, ``object``,
+``strings`` (a list of strings) and ``size`` (bytes as an integer, or a
+string such as ``"5GB"`` / ``"512MiB"``).  A key whose name is ``*`` stands
+for any name chosen by the operator; an ``object`` with no keys listed below
+it is free-form (read by the feature that owns it).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+from .snapshot.catalogue import TARGETS
+
+
+@dataclass(frozen=True)
+class Key:
+    path: str                   # dotted, below "backup."
+    types: tuple[str, ...]
+    default: str                # as shown in the README
+    example: str                # JSON text
+    meaning: str
+
+
+KEYS: tuple[Key, ...] = (
+    Key("enabled", ("boolean",), "`true`", "true",
+        "`false` turns scheduled backups off (manual `pack` still works)"),
+    Key("schedule", ("string", "object"), "none", '"0 2 * * *"',
+        "when scheduled backups run: a cron expression, or named schedules (below); "
+        "`doctor` compares the newest backup's age with it"),
+    Key("schedule.*", ("object",), "—", '{"cron": "0 3 * * 0", "type": "full"}',
+        "one named schedule"),
+    Key("schedule.*.cron", ("string",), "—", '"0 3 * * 0"', "its cron expression"),
+    Key("schedule.*.type", ("string",), '`"full"`', '"incremental"', "`full` or `incremental`"),
+    Key("timezone", ("string",), "the system's", '"Asia/Tokyo"', "time zone of the schedule"),
+    Key("retention", ("integer",), "none (keep all)", "30", "days to keep archives"),
+    Key("maxBackups", ("integer",), "none", "10", "most archives to keep"),
+    Key("keep", ("object",), "none", '{"daily": 7}', "retention rules (read by `prune`)"),
+    Key("storage", ("object",), "`{}`", '{"path": "/var/backups/poppo"}', "where archives go"),
+    Key("storage.type", ("string",), '`"local"`', '"local"', "kind of store"),
+    Key("storage.path", ("string",), '`"./backups"` (relative to the root)', '"./backups"',
+        "the store directory"),
+    Key("storage.compress", ("boolean",), "`true`", "true",
+        "archives are always zstd-compressed; accepted for compatibility"),
+    Key("storage.encrypt", ("boolean",), "`false`", "true",
+        "encrypt whole archives (like `pack --encrypt`); the key comes from `POPPO_BACKUP_KEY`, "
+        "`storage.keyFile` or `storage.recipients`"),
+    Key("storage.recipients", ("strings",), "`[]`", '["x25519:…"]',
+        "X25519 public keys (`poppoarc keygen --encryption`) archives are encrypted to"),
+    Key("storage.identityFile", ("string",), "`KEYDIR/encryption.key` if present",
+        '"/root/offline/encryption.key"',
+        "X25519 identity used to decrypt (`POPPO_BACKUP_IDENTITY` also works)"),
+    Key("storage.keyFile", ("string",), "none", '"/etc/poppoarc/backup.key"',
+        "file holding the encryption passphrase (mode 0600); `POPPO_BACKUP_KEY` wins"),
+    Key("storage.encryptionKey", ("string",), "none", '"…"',
+        "the key itself; discouraged (`doctor` warns): the config file is backed up"),
+    Key("storage.minFree", ("size",), "`0`", '"5GB"',
+        "free space to keep in the store after the next archive (`doctor`)"),
+    Key("storage.bucket", ("string",), "none", '"poppo-backups"', "S3 bucket (S3 store)"),
+    Key("storage.region", ("string",), "none", '"ap-northeast-1"', "S3 region (S3 store)"),
+    Key("storage.accessKeyId", ("string",), "none", '"AKIA…"', "S3 credentials (S3 store)"),
+    Key("storage.secretAccessKey", ("string",), "none", '"…"', "S3 credentials (S3 store)"),
+    Key("targets", ("object",), "all `true`", '{"logs": false}', "which targets `pack` takes"),
+    Key("targets.*", ("boolean", "object"), "`true`", '{"exclude": ["state/tmp/**"]}',
+        "`false` skips the target unless named with `--targets`; an object changes it"),
+    Key("targets.*.enabled", ("boolean",), "`true`", "false", "as `true`/`false` above"),
+    Key("targets.*.include", ("strings",), "the built-in globs", '["config/**"]',
+        "replaces the target's include globs (`*`, `?` in one segment, `**` any depth)"),
+    Key("targets.*.exclude", ("strings",), "`[]`", '["config/cache/**"]', "adds exclusions"),
+    Key("incremental", ("object",), "`{}`", '{"enabled": true}', "incremental backups"),
+    Key("incremental.enabled", ("boolean",), "`false`", "true", "take incremental backups"),
+    Key("incremental.maxIncrementals", ("integer",), "`7`", "7",
+        "incrementals before the next full backup"),
+    Key("environment", ("object",), "`{}`", '{"prefixes": ["POPPO_"]}',
+        "what `environment.json` records"),
+    Key("environment.prefixes", ("strings",), '`["POPPO_", "CLAUDE_", "GITHUB_"]`',
+        '["POPPO_", "NODE_"]', "variables recorded in `environment.json`"),
+    Key("environment.maskPatterns", ("strings",), '`["TOKEN", "KEY", "SECRET", "PASSWORD"]`',
+        '["TOKEN", "PASS"]', "a variable whose name contains one of these is masked"),
+    Key("signing", ("object",), "`{}`", '{"trustedKeys": []}', "signing keys and trust"),
+    Key("signing.trustedKeys", ("strings",), "`[]`", '["ed25519:…"]',
+        "extra public keys whose archives `verify` accepts"),
+    Key("signing.keyDir", ("string",), "`$POPPOARC_HOME`, else `~/.config/poppoarc`",
+        '"/etc/poppoarc"', "where the signing key pair lives"),
+    Key("security", ("object",), "`{}`", "{}", "reserved for security settings"),
+    Key("hooks", ("object",), "`{}`", '{"beforeRestore": "systemctl stop poppo"}',
+        "shell commands run around a restore (in the root, with `POPPO_ROOT`, "
+        "`POPPOARC_ARCHIVE`, `POPPOARC_PHASE`)"),
+    Key("hooks.beforeRestore", ("string",), "none", '"systemctl stop poppo"',
+        "must exit 0, or nothing is restored"),
+    Key("hooks.afterRestore", ("string",), "none", '"systemctl start poppo"',
+        "run after the swap; a failure is a warning"),
+    Key("restore", ("object",), "`{}`", '{"healthCheck": "npm run health"}', "restore settings"),
+    Key("restore.healthCheck", ("string",), "none", '"npm run health"',
+        "run after the swap; a failure puts the old tree back"),
+    Key("restore.hookTimeout", ("integer",), "`600`", "120", "seconds a hook may run"),
+    Key("notifications", ("object",), "`{}`", "{}", "reserved for notifications"),
+)
+
+_BY_PATH = {key.path: key for key in KEYS}
+_NAMED = {"targets.*": TARGETS}                 # wildcard keys limited to known names
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*\Z")
+_UNITS = {None: 1, "B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from an integer or a string such as ``"5GB"``; ValueError otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(value)
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _type_ok(kind: str, value: object) -> bool:
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "object":
+        return isinstance(value, dict)
+    if kind == "strings":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind == "size":
+        try:
+            parse_size(value)
+        except ValueError:
+            return False
+        return True
+    raise AssertionError(kind)
+
+
+_TYPE_WORDS = {"boolean": "true/false", "integer": "an integer", "string": "a string",
+               "object": "an object", "strings": "a list of strings",
+               "size": "a size (bytes, or a string such as \"5GB\")"}
+
+
+def _children(path: str) -> dict[str, Key]:
+    prefix = path + "." if path else ""
+    return {k.path[len(prefix):]: k for k in KEYS
+            if k.path.startswith(prefix) and "." not in k.path[len(prefix):]}
+
+
+def validate(backup: dict, config_path: Path, text: str | None = None) -> None:
+    """Raise ConfigError for the first unknown key or wrong type in ``backup``."""
+    _walk(backup, "", "backup", config_path, text)
+
+
+def _walk(node: dict, path: str, shown: str, config_path: Path, text: str | None) -> None:
+    children = _children(path)
+    for name, value in node.items():
+        key = children.get(name) or children.get("*")
+        full = f"{shown}.{name}"
+        where = _locate(config_path, text, name)
+        if key is None:
+            hint = difflib.get_close_matches(name, [c for c in children if c != "*"], n=1)
+            raise ConfigError(f"unknown key '{full}'"
+                              + (f" (did you mean '{hint[0]}'?)" if hint else ""), path=where)
+        allowed = _NAMED.get(key.path)
+        if allowed is not None and name not in allowed:
+            raise ConfigError(f"unknown key '{full}' (known: {', '.join(allowed)})", path=where)
+        if not any(_type_ok(kind, value) for kind in key.types):
+            words = " or ".join(_TYPE_WORDS[kind] for kind in key.types)
+            raise ConfigError(f"'{full}' must be {words}", path=where)
+        if isinstance(value, dict) and _children(key.path):
+            _walk(value, key.path, full, config_path, text)
+
+
+def _locate(config_path: Path, text: str | None, name: str) -> str:
+    """``file:line:column`` of the first ``"name":`` in the text, else the file."""
+    if text:
+        match = re.search(r'"' + re.escape(json.dumps(name)[1:-1]) + r'"\s*:', text)
+        if match:
+            line = text.count("\n", 0, match.start()) + 1
+            column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
+            return f"{config_path}:{line}:{column}"
+    return str(config_path)
+
+
+def reference_table() -> str:
+    """The README's configuration reference, as Markdown."""
+    lines = ["| key | type | default | example | meaning |", "| --- | --- | --- | --- | --- |"]
+    for key in KEYS:
+        types = " or ".join(key.types)
+        example = key.example.replace("|", "\\|")
+        lines.append(f"| `backup.{key.path}` | {types} | {key.default} | `{example}` | "
+                     f"{key.meaning} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference_table())

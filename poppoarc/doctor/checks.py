@@ -1,0 +1,283 @@
+"""The checks of ``doctor``, in the order they are shown.
+
+Every check takes the shared ``Context`` (which reads the store and the
+installation once) and returns one Finding; none of them writes anything.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+
+from ..config_schema import parse_size
+from ..crypto import signing
+from ..errors import PoppoarcError, Warnings
+from ..inspection import ListRow, list_archives
+from ..lock import probe
+from ..restore.journal import JournalError, process_is_alive, read_journal
+from ..snapshot import sqlite as sqlite_snapshot
+from ..snapshot.catalogue import TARGETS, build_catalogue
+from ..snapshot.scan import DATABASE, scan
+from ..store import verified
+from ..ui.i18n import N_
+from ..ui.text import human_size
+from . import Finding
+
+KEY_ENV = "POPPO_BACKUP_KEY"
+_DETAILS = 20
+
+
+class Context:
+    def __init__(self, settings, now: datetime, environ, free_bytes):
+        self.settings, self.now = settings, now
+        self.environ = os.environ if environ is None else environ
+        self.free_bytes = free_bytes or (lambda path: shutil.disk_usage(path).free)
+        self.backup = settings.backup
+
+    @cached_property
+    def rows(self) -> list[ListRow] | PoppoarcError:
+        try:
+            return list_archives(self.settings)
+        except PoppoarcError as exc:
+            return exc
+
+    @property
+    def good_rows(self) -> list[ListRow]:
+        return [r for r in self.rows if r.status == "ok"] if isinstance(self.rows, list) else []
+
+    @cached_property
+    def record(self) -> dict[str, dict]:
+        return verified.load(self.settings.store)
+
+    def is_verified(self, row: ListRow) -> bool:
+        seen = self.record.get(row.id)
+        return bool(seen) and seen.get("checksum") == row.checksum
+
+    @cached_property
+    def live(self):
+        """Every entry of every target, and the targets pack would take."""
+        settings = self.settings
+        catalogue = build_catalogue(self.backup.get("targets", {}), TARGETS)
+        entries = scan(settings.root, catalogue, Warnings(),
+                       skip=(settings.store, settings.key_dir)).entries
+        enabled = build_catalogue(self.backup.get("targets", {}), None).selected
+        return entries, enabled
+
+    @cached_property
+    def lock(self):
+        return probe(self.settings.root)
+
+
+def _f(check_id, title, status, message, fix=None, details=None, **params) -> Finding:
+    return Finding(check_id, title, status, message, fix, params, list(details or [])[:_DETAILS])
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def check_config(ctx: Context) -> Finding:
+    title, path = N_("Configuration"), str(ctx.settings.config_path)
+    problem = ctx.settings.config_problem
+    if problem:
+        where = problem.split(": ", 1)[0]
+        if "invalid JSON" in problem or "not UTF-8" in problem:
+            fix = N_("correct the JSON syntax at {where}")
+        else:
+            fix = N_("correct the key at {where}; every key is listed in README.md, "
+                     "\"Configuration\"")
+        return _f("config", title, "fail", N_("{problem}"), fix, problem=problem, where=where)
+    if not ctx.settings.config_path.exists():
+        return _f("config", title, "ok", N_("no configuration file at {path}; defaults apply"),
+                  path=path)
+    return _f("config", title, "ok", N_("{path} is valid"), path=path)
+
+
+def check_restore(ctx: Context) -> Finding:
+    title = N_("Interrupted restore")
+    try:
+        journal = read_journal(ctx.settings.root)
+    except JournalError as exc:
+        return _f("restore", title, "fail", N_("the restore journal is unreadable: {error}"),
+                  N_("keep the journal and the .poppoarc-* directories; see the journal's "
+                     "items to put entries back by hand"), error=str(exc))
+    if journal is None:
+        return _f("restore", title, "ok", N_("none"))
+    params = dict(restore=journal.restore_id, archive=journal.archive_id, phase=journal.phase,
+                  pid=journal.pid)
+    if process_is_alive(journal.pid, journal.pid_start):
+        return _f("restore", title, "info",
+                  N_("restore {restore} of {archive} is running (pid {pid}, phase {phase})"),
+                  **params)
+    return _f("restore", title, "fail",
+              N_("restore {restore} of {archive} was interrupted in phase {phase} and waits "
+                 "for recovery"),
+              N_("poppoarc unpack --recover (every other command also recovers first)"),
+              **params)
+
+
+def check_lock(ctx: Context) -> Finding:
+    title = N_("Installation lock")
+    state = ctx.lock
+    if not state.exists:
+        return _f("lock", title, "ok", N_("free"))
+    if state.held:
+        return _f("lock", title, "info", N_("in use by {holder}"), holder=state.holder or "?")
+    if state.pid is not None and not state.pid_alive:
+        return _f("lock", title, "warn",
+                  N_("stale but harmless: {path} names {holder}, which is no longer running "
+                     "(the kernel released the lock)"),
+                  N_("nothing blocks; look for stale temporary files below, then clear the note: "
+                     ": > {path}"), path=str(state.path), holder=state.holder)
+    return _f("lock", title, "ok", N_("free"))
+
+
+def check_space(ctx: Context) -> Finding:
+    title, store = N_("Free space"), ctx.settings.store
+    probe_at = store
+    while not probe_at.exists() and probe_at != probe_at.parent:
+        probe_at = probe_at.parent
+    free = ctx.free_bytes(probe_at)
+    rows = ctx.good_rows
+    if rows:                            # partial and safety archives are small: take the
+        estimate = max(r.size for r in rows[:5])    # largest of the five newest
+        basis = N_("the recent archives")
+    else:
+        entries, enabled = ctx.live
+        estimate = sum(e.size for e in entries if e.target in enabled)
+        basis = N_("the installation's size, uncompressed")
+    storage = ctx.backup.get("storage", {})
+    reserve = parse_size(storage.get("minFree", 0))
+    params = dict(free=human_size(free), estimate=human_size(estimate),
+                  reserve=human_size(reserve), store=str(store), basis=basis)
+    if free < estimate + reserve:
+        return _f("space", title, "fail",
+                  N_("{free} free where the store is; the next archive needs about {estimate} "
+                     "(estimated from {basis}) plus the {reserve} reserve"),
+                  N_("free space there (df -h {store}), delete old archives, or move the store "
+                     "(backup.storage.path)"), **params)
+    if free < 2 * estimate + reserve:
+        return _f("space", title, "warn",
+                  N_("{free} free: room for only one more archive of about "
+                     "{estimate}"),
+                  N_("free space there (df -h {store}) or delete old archives"), **params)
+    return _f("space", title, "ok",
+              N_("{free} free; the next archive needs about {estimate}"),
+              **params)
+
+
+def check_store(ctx: Context) -> Finding:
+    title, store = N_("Store permissions"), ctx.settings.store
+    if not store.is_dir():
+        return _f("store", title, "info",
+                  N_("{store} does not exist yet; the first pack creates it (mode 0700)"),
+                  store=str(store))
+    mode = _mode(store)
+    params = dict(store=str(store), mode=f"{mode:04o}")
+    if not os.access(store, os.W_OK | os.X_OK):
+        return _f("store", title, "fail", N_("{store} is not writable by this user"),
+                  N_("give this user write access to {store} (chown or chmod 700)"), **params)
+    if mode & 0o077:
+        return _f("store", title, "warn",
+                  N_("{store} has mode {mode}: other users can list the backups"),
+                  N_("chmod 700 {store}"), **params)
+    return _f("store", title, "ok", N_("{store} has mode {mode}"), **params)
+
+
+def check_archive_modes(ctx: Context) -> Finding:
+    title, store = N_("Archive permissions"), ctx.settings.store
+    files = [p for p in (store.glob("*.poppo.tar.zst") if store.is_dir() else [])]
+    files += [p for p in (store / verified.RECORD_NAME,) if p.exists()]
+    loose = [f"{p.name} ({_mode(p):04o})" for p in files if _mode(p) & 0o077]
+    if loose:
+        return _f("archive-modes", title, "warn",
+                  N_("{count} file(s) in the store are readable by other users"),
+                  N_("chmod 600 {store}/*.poppo.tar.zst"), loose, count=len(loose),
+                  store=str(store))
+    count = len(files) - (1 if (store / verified.RECORD_NAME).exists() else 0)
+    if not count:
+        return _f("archive-modes", title, "n/a", N_("no archives yet"))
+    return _f("archive-modes", title, "ok", N_("{count} archive(s), all mode 0600"), count=count)
+
+
+def check_signing_key(ctx: Context) -> Finding:
+    title, key_dir = N_("Signing key"), ctx.settings.key_dir
+    private = key_dir / signing.PRIVATE_NAME
+    params = dict(key=str(private), dir=str(key_dir))
+    if not private.exists():
+        return _f("signing-key", title, "info",
+                  N_("no signing key in {dir} yet; the first pack creates one"), **params)
+    mode = _mode(private)
+    if mode & 0o077:
+        return _f("signing-key", title, "fail",
+                  N_("{key} has mode {mode:04o}: readable by others, so pack refuses it"),
+                  N_("chmod 600 {key}"), mode=mode, **params)
+    try:
+        key = signing.load(key_dir)
+    except PoppoarcError as exc:
+        return _f("signing-key", title, "fail", N_("{error}"),
+                  N_("replace it with: poppoarc keygen --force (archives signed by the old "
+                     "key then need its public key pinned)"), error=str(exc), **params)
+    if _mode(key_dir) & 0o077:
+        return _f("signing-key", title, "warn", N_("{dir} has mode {mode:04o}"),
+                  N_("chmod 700 {dir}"), mode=_mode(key_dir), **params)
+    return _f("signing-key", title, "ok", N_("key {id} in {key}, mode 0600"), id=key.key_id,
+              **params)
+
+
+def check_encryption_key(ctx: Context) -> Finding:
+    title = N_("Encryption key")
+    storage = ctx.backup.get("storage", {})
+    encrypted = [r.id for r in ctx.good_rows if r.encrypted]
+    wanted = bool(storage.get("encrypt")) or bool(encrypted)
+    if not wanted:
+        return _f("encryption-key", title, "n/a", N_("encryption is off"))
+    params = dict(env=KEY_ENV, count=len(encrypted))
+    if ctx.environ.get(KEY_ENV):
+        return _f("encryption-key", title, "ok", N_("key available from ${env}"), **params)
+    key_file = storage.get("keyFile")
+    if key_file:
+        path = Path(key_file)
+        if not path.is_absolute():
+            path = ctx.settings.root / path
+        params["file"] = str(path)
+        if not path.is_file() or not os.access(path, os.R_OK):
+            return _f("encryption-key", title, "fail",
+                      N_("backup.storage.keyFile {file} is missing or unreadable"),
+                      N_("restore the key file {file} (or set ${env})"), encrypted, **params)
+        if _mode(path) & 0o077:
+            return _f("encryption-key", title, "warn", N_("{file} is readable by other users"),
+                      N_("chmod 600 {file}"), **params)
+        return _f("encryption-key", title, "ok", N_("key available from {file}"), **params)
+    if storage.get("encryptionKey"):
+        return _f("encryption-key", title, "warn",
+                  N_("the key is written in the configuration file, which is itself backed up"),
+                  N_("move it to ${env} or a file named by backup.storage.keyFile"), **params)
+    return _f("encryption-key", title, "fail",
+              N_("encryption is on ({count} encrypted archive(s)) but no key is available"),
+              N_("set ${env} or backup.storage.keyFile"), encrypted, **params)
+
+
+def check_databases(ctx: Context) -> Finding:
+    title = N_("Databases")
+    entries, _enabled = ctx.live
+    databases = [e.path for e in entries if e.kind == DATABASE]
+    broken = []
+    for rel in databases:
+        errors = sqlite_snapshot.integrity_errors(ctx.settings.root / rel, quick=True)
+        if errors:
+            broken.append(f"{rel}: {errors[0]}")
+    if broken:
+        good = [r for r in ctx.good_rows if ctx.is_verified(r)] or ctx.good_rows
+        archive = good[0].id if good else "ARCHIVE"
+        return _f("databases", title, "fail",
+                  N_("{count} of {total} database(s) fail PRAGMA quick_check"),
+                  N_("stop PoppoBuilder, then restore them: poppoarc unpack {archive} "
+                     "--targets database"), broken, count=len(broken), total=len(databases),
+                  archive=archive)
+    return _f("databases", title, "ok", N_("{total} database(s) pass PRAGMA quick_check"),
+              total=len(databases))

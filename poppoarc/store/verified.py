@@ -1,0 +1,69 @@
+"""Which archives of a store have been verified: ``STORE/.poppoarc-verified.json``.
+
+``verify`` records each success here (archive id -> time and manifest
+checksum) so that ``doctor`` can name archives that were never verified
+without reading them.  A record whose checksum differs from the archive's
+manifest (the file was replaced) does not count.  The file is replaced
+whole (temporary file, fsync, rename) under a flock on itself, so concurrent
+verifies never tear it; it is a cache of facts, so losing it loses nothing
+but the "verified" marks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+RECORD_NAME = ".poppoarc-verified.json"
+FORMAT = "poppoarc-verified/1"
+
+
+def record_path(store: Path) -> Path:
+    return Path(store) / RECORD_NAME
+
+
+def load(store: Path) -> dict[str, dict]:
+    """Archive id -> {"verified": ISO time, "checksum": "sha256:..."}; {} if none."""
+    try:
+        document = json.loads(record_path(store).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    archives = document.get("archives") if isinstance(document, dict) else None
+    if not isinstance(archives, dict):
+        return {}
+    return {k: v for k, v in archives.items() if isinstance(v, dict)}
+
+
+def record(store: Path, archive_id: str, checksum: str, now: datetime | None = None) -> bool:
+    """Mark one archive verified; False when the store cannot be written."""
+    path = record_path(store)
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        archives = load(store)
+        archives[archive_id] = {"verified": stamp, "checksum": checksum}
+        existing = {p.name[:-len(".poppo.tar.zst")] for p in Path(store).glob("*.poppo.tar.zst")}
+        archives = {k: v for k, v in sorted(archives.items()) if k in existing or k == archive_id}
+        data = json.dumps({"format": FORMAT, "archives": archives}, indent=1).encode() + b"\n"
+        temp = path.with_name(f"{RECORD_NAME}.tmp-{os.getpid()}")
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, 0o600)
+        os.replace(temp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path.with_name(f"{RECORD_NAME}.tmp-{os.getpid()}"))
+        return False
+    finally:
+        os.close(fd)
+    return True

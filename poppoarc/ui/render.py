@@ -1,0 +1,215 @@
+"""Text reports of each command, in the operator's language.
+
+Each function takes the ``Output`` and the library's result object and
+writes the text form; the JSON form is the result's ``to_json()``.
+"""
+
+from __future__ import annotations
+
+from ..snapshot.catalogue import TARGETS
+from .i18n import _, ngettext
+from .text import display_time, human_size, ljust, rjust, row, width
+
+RULE = "─" * 80
+# The seed's list layout: ID, date, type, size, each padded to these cells.
+LIST_COLUMNS = (40, 21, 12, 10)
+
+
+def pack(out, result) -> None:
+    out.text(_("Created {id}").format(id=result.id))
+    out.text(_("  path    {path}").format(path=result.path))
+    out.text(_("  size    {size}  ({files} files, {seconds:.1f} s)").format(
+        size=human_size(result.size), files=result.files, seconds=result.duration_ms / 1000))
+    for name, summary in result.targets.items():
+        out.text("  " + ljust(name, 9) + _("{files:>7} files  {size:>10}").format(
+            files=summary["files"], size=human_size(summary["size"])))
+    if result.key_created:
+        out.text(_("  signed by key {key} (new key created)").format(key=result.signer))
+    else:
+        out.text(_("  signed by key {key}").format(key=result.signer))
+    if result.encryption == "archive":
+        out.text(_("  encrypted: everything"))
+    elif result.encryption == "secrets":
+        out.text(_("  encrypted: secret files only"))
+    for warning in result.warnings:
+        out.warn(warning)
+
+
+def archive_list(out, rows) -> None:
+    """The seed's table: ID, date, type, size; a rule of 80 cells; a total line."""
+    out.text(_("Backups:"))
+    out.text(RULE)
+    headers = (_("ID"), _("Date"), _("Type"), _("Size"))
+    out.text(row(list(zip(headers, LIST_COLUMNS))))
+    out.text(RULE)
+    for item in rows:
+        kind = item.type or "?"
+        if item.incremental:
+            kind += "+inc"
+        line = row(list(zip((item.id, display_time(item.timestamp), kind, human_size(item.size)),
+                            LIST_COLUMNS)))
+        if item.status != "ok":
+            line += "  [" + status_word(item.status) + "]"
+        out.text(line)
+    out.text(RULE)
+    out.text(ngettext("Total: {count} backup", "Total: {count} backups", len(rows)).format(
+        count=len(rows)))
+    for item in rows:
+        if item.status != "ok":
+            out.warn(f"{item.id}: {item.problem}")
+
+
+def status_word(status: str) -> str:
+    return {"damaged": _("DAMAGED"), "untrusted": _("UNTRUSTED")}.get(status, status.upper())
+
+
+def inspect(out, result) -> None:
+    m = result.manifest
+    out.text(_("Archive   {id}").format(id=m["id"]))
+    out.text(_("  path      {path}").format(path=result.path))
+    created = _("  created   {timestamp}  type {type}").format(timestamp=m["timestamp"],
+                                                             type=m["type"])
+    if m["name"]:
+        created += _("  name {name!r}").format(name=m["name"])
+    out.text(created)
+    out.text(_("  source    {host}:{root}  (installation version {version})").format(
+        host=m["host"], root=m["root"], version=m["version"] or _("unknown")))
+    out.text(_("  size      {size}  {files} files  {checksum}...").format(
+        size=human_size(m["size"]), files=m["files"], checksum=m["checksum"][:23]))
+    out.text(_("  signer    key {key} (trusted)").format(key=result.signer))
+    if m["encryption"]:
+        kinds = ", ".join(r["type"] for r in m["encryption"]["recipients"])
+        out.text(_("  encrypted {scope} (recipients: {kinds})").format(
+            scope=m["encryption"]["scope"], kinds=kinds))
+        if result.sealed:
+            out.text(_("  no key here: paths and details stay sealed"))
+    out.text(_("Targets:"))
+    for name in sorted(m["targets"], key=TARGETS.index):
+        t = m["targets"][name]
+        out.text("  " + ljust(name, 9) + _("{files:>7} files  {size:>10}").format(
+            files=t["files"], size=human_size(t["size"])))
+    if m["databases"]:
+        out.text(_("Databases:"))
+        for db in m["databases"]:
+            out.text("  " + _("{path}  {size}  {tables} tables, {rows} rows  user_version "
+                              "{user_version}").format(
+                path=db["path"], size=human_size(db["size"]), tables=len(db["tables"]),
+                rows=sum(db["tables"].values()), user_version=db["user_version"]))
+    if m["certificates"]:
+        out.text(_("Certificates (by reference, not archived):"))
+        for ref in m["certificates"]:
+            detail = ref.get("subject") or ref.get("kind")
+            expiry = _("  expires {date}").format(date=ref["not_after"]) \
+                if ref.get("not_after") else ""
+            out.text(f"  {ref['path']}  {detail}{expiry}")
+    if m["warnings_total"]:
+        out.text(_("Warnings ({count}):").format(count=m["warnings_total"]))
+        for warning in m["warnings"]:
+            out.text(f"  {warning}")
+    for entry in result.entries:
+        out.text(f"  {entry.type:<8} {oct(entry.mode)[2:]:>4} {entry.size:>12}  {entry.path}")
+
+
+def verify(out, result) -> None:
+    out.text(_("OK {id}: signed by key {key}; {entries} entries, {size} checked, "
+               "{databases} databases pass integrity_check").format(
+        id=result.id, key=result.signer, entries=result.entries, size=human_size(result.bytes),
+        databases=result.databases))
+    for item in result.not_checked:
+        out.text(_("  not checked without a key: {what}").format(what=item))
+
+
+def unpack(out, result) -> None:
+    plan = result.plan
+    if result.dry_run:
+        out.text(_("Restore plan {id} (dry run: nothing changed)").format(id=plan.archive_id))
+    else:
+        out.text(_("Restored {id}").format(id=plan.archive_id))
+    columns = (_("target"), _("add"), _("change"), _("remove"), _("unchanged"), _("bytes"))
+    sizes = (10, 7, 8, 8, 11, 12)
+    out.text("  " + ljust(columns[0], sizes[0])
+             + "".join(rjust(c, s) for c, s in zip(columns[1:], sizes[1:])))
+    for target in plan.targets:
+        written = target.bytes("add") + target.bytes("change")
+        values = (target.count("add"), target.count("change"), target.count("remove"),
+                  target.count("unchanged"), human_size(written))
+        out.text("  " + ljust(target.name, sizes[0])
+                 + "".join(rjust(str(v), s) for v, s in zip(values, sizes[1:])))
+    if plan.databases:
+        out.text(_("Databases (rows now -> in archive):"))
+        for db in plan.databases:
+            now = db.tables_now or {}
+            parts = [f"{name} {now.get(name, 0)} -> {rows}" for name, rows in db.tables_archive.items()]
+            out.text(f"  {db.path}: " + ("; ".join(parts) if parts else _("no tables")))
+    out.text(_("Version: installed {now}, archive {archive}").format(
+        now=plan.version_now or _("unknown"), archive=plan.version_archive or _("unknown")))
+    if result.dry_run:
+        out.text(_("Would stage {size} and swap: {names}").format(
+            size=human_size(plan.bytes_to_stage), names=", ".join(plan.top_level)))
+    elif result.safety_archive:
+        out.text(_("Safety archive: {id} (restore it to undo)").format(id=result.safety_archive))
+    for warning in result.warnings:
+        out.warn(warning)
+
+
+def recovered(out, recovery) -> None:
+    if recovery is None:
+        out.text(_("No interrupted restore to recover."))
+
+
+def recovery_note(recovery) -> str:
+    """The stderr line every command prints after recovering an interrupted restore."""
+    template = (_("recovered interrupted restore {restore} of {archive}: {action}; the "
+                  "installation holds the archive's tree") if recovery.restored else
+                _("recovered interrupted restore {restore} of {archive}: {action}; the "
+                  "installation holds the previous tree"))
+    return template.format(restore=recovery.restore_id, archive=recovery.archive_id,
+                           action=recovery.action.replace("_", " "))
+
+
+def recovery_json(recovery) -> dict:
+    return {"recovered": None if recovery is None else {
+        "action": recovery.action, "restore_id": recovery.restore_id,
+        "archive_id": recovery.archive_id, "restored": recovery.restored,
+        "details": recovery.details}}
+
+
+def keygen_encryption(out, path, recipient: str) -> None:
+    out.text(_("Created encryption identity {path}").format(path=path))
+    out.text(_("  recipient: {recipient}").format(recipient=recipient))
+    out.text(_("  add it to backup.storage.recipients where archives are written; "
+               "keep the identity file offline"))
+
+
+def keygen(out, key_id: str, public: str, key_dir) -> None:
+    out.text(_("Created signing key {key} in {dir}").format(key=key_id, dir=key_dir))
+    out.text(_("  public key: {public}").format(public=public))
+    out.text(_("  pin it on other machines under backup.signing.trustedKeys"))
+
+
+def status_label(status: str) -> str:
+    return {"ok": _("ok"), "info": _("info"), "n/a": _("n/a"), "warn": _("WARN"),
+            "fail": _("FAIL")}[status]
+
+
+def doctor(out, report) -> None:
+    out.text(_("Checking {root} (store {store})").format(root=report.root, store=report.store))
+    labels = [status_label(f.status) for f in report.findings]
+    label_cells = max(width(status_label(s)) for s in ("ok", "info", "n/a", "warn", "fail")) + 2
+    title_cells = max(width(_(f.title)) for f in report.findings) + 2
+    indent = " " * (2 + label_cells + title_cells)
+    for finding, label in zip(report.findings, labels):
+        out.text("  " + ljust(label, label_cells) + ljust(_(finding.title), title_cells)
+                 + finding.render(_))
+        for detail in finding.details[:10]:
+            out.text(indent + "- " + detail)
+        if len(finding.details) > 10:
+            out.text(indent + _("- ... and {count} more").format(count=len(finding.details) - 10))
+        if finding.fix and finding.status in ("warn", "fail"):
+            out.text(indent + _("fix: {fix}").format(fix=finding.render_fix(_)))
+    fails = sum(1 for f in report.findings if f.status == "fail")
+    warns = sum(1 for f in report.findings if f.status == "warn")
+    if not fails and not warns:
+        out.text(_("All clear."))
+    else:
+        out.text(_("{fails} problem(s), {warns} warning(s).").format(fails=fails, warns=warns))

@@ -34,6 +34,7 @@ class ListRow:
     type: str | None = None
     name: str | None = None
     incremental: bool = False
+    parent: str | None = None     # id of the archive an incremental builds on
     signer: str | None = None
     status: str = "ok"            # ok | untrusted | damaged
     problem: str | None = None
@@ -41,7 +42,7 @@ class ListRow:
     def to_json(self) -> dict:
         return {"id": self.id, "path": str(self.path), "size": self.size,
                 "timestamp": self.timestamp, "type": self.type, "name": self.name,
-                "incremental": self.incremental, "signer": self.signer,
+                "incremental": self.incremental, "parent": self.parent, "signer": self.signer,
                 "status": self.status, "problem": self.problem}
 
 
@@ -64,6 +65,9 @@ def _list_row(path: Path, pinned: dict[str, bytes]) -> ListRow:
             manifest = raw.manifest
             row = ListRow(archive_id, path, size, manifest.get("timestamp"), manifest.get("type"),
                           manifest.get("name"), bool(manifest.get("incremental")))
+            parent = manifest.get("parent")
+            if isinstance(parent, dict) and isinstance(parent.get("id"), str):
+                row.parent = parent["id"]
             try:
                 head = reader.authenticate(raw, pinned, path)
                 row.signer = head.signer

@@ -1,8 +1,11 @@
 """Policies around the archive: retention (prune), schedules and notifications.
 
-The pure parts are importable without touching the disk.
+The pure parts are importable without touching the disk:
+``retention.decide`` and ``schedule.due_runs``.
 """
 
 from .retention import ArchiveInfo, Decision, RetentionPolicy, decide
+from .schedule import Run, Schedule, ScheduleEntry, due_runs, next_fires, parse_schedule
 
-__all__ = ["ArchiveInfo", "Decision", "RetentionPolicy", "decide"]
+__all__ = ["ArchiveInfo", "Decision", "RetentionPolicy", "Run", "Schedule", "ScheduleEntry",
+           "decide", "due_runs", "next_fires", "parse_schedule"]

@@ -9,6 +9,7 @@ Usage:
                      [--same-owner] [--keep-special-bits] [--json]
   poppoarc [options] (unpack | restore) --recover [--json]
   poppoarc [options] keygen [--force] [--json]
+  poppoarc [options] prune [--dry-run] [--json]
   poppoarc (-h | --help)
   poppoarc --version
 
@@ -22,7 +23,7 @@ Options:
   --targets=LIST   Comma-separated targets: config,database,logs,agents,state,security.
   --name=NAME      A label stored in the archive's manifest.
   --entries        With inspect: also list every archived entry.
-  --dry-run        With unpack: print what would change and change nothing.
+  --dry-run        With unpack or prune: print what would change and change nothing.
   --skip-backup    With unpack: do not write the pre-restore safety archive.
   --same-owner     With unpack as root: restore file owners (uid/gid) too.
   --keep-special-bits  With unpack: keep setuid/setgid bits (stripped by default).
@@ -51,6 +52,7 @@ from .crypto import signing
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_WARNING, PoppoarcError
 from .inspection import inspect, list_archives, verify
 from .pack import pack
+from .policy.prune import prune
 from .restore.unpack import recover_if_needed, unpack
 from .snapshot.catalogue import TARGETS, parse_target_list
 
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dispatch(args: dict, out: Output) -> int:
-    writing = bool(args["pack"] or args["create"] or args["keygen"])
+    writing = bool(args["pack"] or args["create"] or args["keygen"] or args["prune"])
     settings = resolve(args["--root"], args["--config"], args["--store"], strict=writing)
     if settings.config_problem:
         out.warn(f"{settings.config_problem}; using default settings")
@@ -142,6 +144,8 @@ def dispatch(args: dict, out: Output) -> int:
         return cmd_verify(settings, args, out)
     if args["keygen"]:
         return cmd_keygen(settings, args, out)
+    if args["prune"]:
+        return cmd_prune(settings, args, out)
     raise AssertionError("docopt accepted a command dispatch does not know")
 
 
@@ -278,3 +282,28 @@ def cmd_keygen(settings, args, out: Output) -> int:
         out.text(f"  public key: {public}")
         out.text("  pin it on other machines under backup.signing.trustedKeys")
     return EXIT_OK
+
+
+def cmd_prune(settings, args, out: Output) -> int:
+    result = prune(settings, dry_run=bool(args["--dry-run"]))
+    if out.as_json:
+        out.json(result.to_json())
+        return EXIT_WARNING if result.warnings else EXIT_OK
+    doomed = result.to_delete
+    title = "Prune plan (dry run: nothing deleted)" if result.dry_run else "Prune"
+    out.text(f"{title}; policy: {result.policy.describe()}")
+    out.text(RULE)
+    for decision in result.decisions:
+        a = decision.archive
+        when = a.timestamp.strftime("%Y/%m/%d %H:%M:%S") if a.timestamp else "?"
+        kind = (a.type or "?") + ("+inc" if a.incremental else "")
+        out.text(f"{decision.action:<7}{a.id:<40}{when:<21}{kind:<12}{decision.reason}")
+    out.text(RULE)
+    freed = sum(d.archive.size for d in doomed)
+    kept = len(result.decisions) - len(doomed)
+    verb = "Would delete" if result.dry_run else "Deleted"
+    out.text(f"{verb} {len(doomed)} archive{'s' if len(doomed) != 1 else ''} "
+             f"({human_size(freed)}); {kept} kept.")
+    for warning in result.warnings:
+        out.warn(warning)
+    return EXIT_WARNING if result.warnings else EXIT_OK

@@ -10,6 +10,8 @@ Usage:
   poppoarc [options] (unpack | restore) --recover [--json]
   poppoarc [options] keygen [--force] [--json]
   poppoarc [options] prune [--dry-run] [--json]
+  poppoarc [options] schedule [--once] [--json]
+  poppoarc [options] schedule --next [--count=N] [--json]
   poppoarc (-h | --help)
   poppoarc --version
 
@@ -29,6 +31,9 @@ Options:
   --keep-special-bits  With unpack: keep setuid/setgid bits (stripped by default).
   --recover        With unpack: only finish or undo an interrupted restore.
   --force          With keygen: replace an existing signing key.
+  --once           With schedule: run what is due now, then exit (for system cron).
+  --next           With schedule: print the next fire times and exit.
+  --count=N        With schedule --next: how many fire times [default: 5].
   --json           Print one JSON document instead of text.
   -q --quiet       Print nothing but errors.
   -h --help        Show this help.
@@ -41,18 +46,24 @@ Exit codes: 0 success, 1 success with warnings, 2 usage error, 3-49 errors
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 
 from docopt import DocoptExit, docopt
 
 from . import __version__
 from .config import resolve
 from .crypto import signing
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_WARNING, PoppoarcError
+from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_WARNING, ConfigError,
+                     PoppoarcError, UsageError)
 from .inspection import inspect, list_archives, verify
 from .pack import pack
 from .policy.prune import prune
+from .policy.schedule import last_runs_of, load_state, next_fires, parse_schedule
+from .policy.service import Scheduler, clock_from_env
 from .restore.unpack import recover_if_needed, unpack
 from .snapshot.catalogue import TARGETS, parse_target_list
 
@@ -113,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dispatch(args: dict, out: Output) -> int:
-    writing = bool(args["pack"] or args["create"] or args["keygen"] or args["prune"])
+    writing = bool(args["pack"] or args["create"] or args["keygen"] or args["prune"]
+                   or args["schedule"])
     settings = resolve(args["--root"], args["--config"], args["--store"], strict=writing)
     if settings.config_problem:
         out.warn(f"{settings.config_problem}; using default settings")
@@ -146,6 +158,8 @@ def dispatch(args: dict, out: Output) -> int:
         return cmd_keygen(settings, args, out)
     if args["prune"]:
         return cmd_prune(settings, args, out)
+    if args["schedule"]:
+        return cmd_schedule_next(settings, args, out) if args["--next"] else cmd_schedule(settings, args, out)
     raise AssertionError("docopt accepted a command dispatch does not know")
 
 
@@ -307,3 +321,65 @@ def cmd_prune(settings, args, out: Output) -> int:
     for warning in result.warnings:
         out.warn(warning)
     return EXIT_WARNING if result.warnings else EXIT_OK
+
+
+def _positive_count(value: str) -> int:
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1:
+        raise UsageError(f"--count must be a positive integer, not {value!r}")
+    return count
+
+
+def cmd_schedule_next(settings, args, out: Output) -> int:
+    count = _positive_count(args["--count"])
+    schedule = parse_schedule(settings.backup)
+    if schedule is None:
+        raise ConfigError("'backup.schedule' is not set: there is nothing to schedule",
+                          path=settings.config_path)
+    fires = next_fires(schedule, clock_from_env(os.environ).now(), count)
+    state, _ = load_state(settings.store)
+    last = last_runs_of(state)
+    if out.as_json:
+        out.json({"timezone": schedule.timezone_name, "enabled": schedule.enabled,
+                  "next": [{"name": e.name, "type": e.type, "cron": e.cron,
+                            "time": when.isoformat()} for e, when in fires],
+                  "last": {name: when.isoformat() for name, when in last.items()}})
+        return EXIT_OK
+    out.text(f"Next scheduled backups (time zone {schedule.timezone_name}):")
+    for entry, when in fires:
+        note = " (a full archive until incremental archives exist)" if entry.type == "incremental" else ""
+        out.text(f"  {when.strftime('%Y-%m-%d %H:%M %z')}  {entry.name:<10} {entry.type}{note}")
+    for name, when in sorted(last.items()):
+        out.text(f"  last handled: {name} at {when.astimezone(schedule.timezone).strftime('%Y-%m-%d %H:%M %z')}")
+    if not schedule.enabled:
+        out.warn("backup.enabled is false: the scheduler does not run these")
+    return EXIT_OK
+
+
+def cmd_schedule(settings, args, out: Output) -> int:
+    # The service reports through logging; this handler is its only output channel.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                           "%Y-%m-%dT%H:%M:%S%z"))
+    logger = logging.getLogger("poppoarc")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if out.quiet else logging.INFO)
+    try:
+        scheduler = Scheduler(settings, clock=clock_from_env(os.environ))
+        records = scheduler.run_once() if args["--once"] else scheduler.run_forever()
+    finally:
+        logger.removeHandler(handler)
+    if out.as_json:
+        stopped = signal.Signals(scheduler.stop_signal).name if scheduler.stop_signal else None
+        out.json({"runs": [r.to_json() for r in records], "stopped_by": stopped,
+                  "time": datetime.now(timezone.utc).isoformat()})
+    failed = [r for r in records if not r.ok]
+    if args["--once"] and failed:
+        return getattr(failed[-1].error, "exit_code", 9)
+    if args["--once"] and any(r.warnings or r.checks for r in records):
+        return EXIT_WARNING
+    # The service itself stopped as asked: failed runs were logged and notified.
+    return EXIT_OK

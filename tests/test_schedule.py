@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from poppoarc.errors import ConfigError
 from poppoarc.policy.schedule import (Run, Schedule, ScheduleEntry, due_runs, fires_after,
                                       latest_fire, load_state, next_fires, parse_schedule,
                                       save_state, state_path, with_baseline)

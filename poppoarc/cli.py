@@ -341,7 +341,8 @@ def cmd_schedule_next(settings, args, out: Output) -> int:
                           path=settings.config_path)
     fires = next_fires(schedule, clock_from_env(os.environ).now(), count)
     state, _ = load_state(settings.store)
-    last = last_runs_of(state)
+    names = {e.name for e in schedule.entries}
+    last = {name: when for name, when in last_runs_of(state).items() if name in names}
     if out.as_json:
         out.json({"timezone": schedule.timezone_name, "enabled": schedule.enabled,
                   "next": [{"name": e.name, "type": e.type, "cron": e.cron,

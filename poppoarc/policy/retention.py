@@ -153,7 +153,14 @@ class Decision:
         return {"id": a.id, "action": self.action, "rules": list(self.rules),
                 "reason": self.reason, "type": a.type, "incremental": a.incremental,
                 "parent": a.parent, "status": a.status, "size": a.size,
-                "timestamp": a.timestamp.isoformat() if a.timestamp else None}
+                "timestamp": _manifest_time(a.timestamp)}
+
+
+def _manifest_time(ts: datetime | None) -> str | None:
+    """The manifest's own notation (as ``list --json`` shows it)."""
+    if ts is None:
+        return None
+    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass

@@ -10,6 +10,9 @@ Usage:
   poppoarc [options] (unpack | restore) --recover [--json]
   poppoarc [options] keygen [--encryption] [--force] [--json]
   poppoarc [options] doctor [--json]
+  poppoarc [options] prune [--dry-run] [--json]
+  poppoarc [options] schedule [--once] [--json]
+  poppoarc [options] schedule --next [--count=N] [--json]
   poppoarc (-h | --help)
   poppoarc --version
 
@@ -25,12 +28,15 @@ Options:
   --encrypt        With pack: encrypt the whole archive (also backup.storage.encrypt).
   --encryption     With keygen: create an X25519 encryption identity instead.
   --entries        With inspect: also list every archived entry.
-  --dry-run        With unpack: print what would change and change nothing.
+  --dry-run        With unpack or prune: print what would change and change nothing.
   --skip-backup    With unpack: do not write the pre-restore safety archive.
   --same-owner     With unpack as root: restore file owners (uid/gid) too.
   --keep-special-bits  With unpack: keep setuid/setgid bits (stripped by default).
   --recover        With unpack: only finish or undo an interrupted restore.
   --force          With keygen: replace an existing signing key.
+  --once           With schedule: run what is due now, then exit (for system cron).
+  --next           With schedule: print the next fire times and exit.
+  --count=N        With schedule --next: how many fire times [default: 5].
   --json           Print one JSON document instead of text.
   -q --quiet       Print nothing but errors.
   -h --help        Show this help.
@@ -44,22 +50,30 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
+import signal
 import sys
+from datetime import datetime, timezone
 
 from docopt import DocoptExit, docopt
 
 from . import __version__, doctor
 from .config import resolve
 from .crypto import recipients, signing
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_WARNING, PoppoarcError
+from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_WARNING, ConfigError,
+                     PoppoarcError, UsageError)
 from .inspection import inspect, list_archives, verify
 from .pack import pack
+from .policy.prune import prune
+from .policy.schedule import last_runs_of, load_state, next_fires, parse_schedule
+from .policy.service import Scheduler, clock_from_env
 from .restore.unpack import recover_if_needed, unpack
 from .snapshot.catalogue import parse_target_list
 from .ui import i18n, render
 from .ui.i18n import _
 from .ui.output import Output
+from .ui.text import human_size
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dispatch(args: dict, out: Output) -> int:
-    writing = bool(args["pack"] or args["create"] or args["keygen"])
+    writing = bool(args["pack"] or args["create"] or args["keygen"] or args["prune"]
+                   or args["schedule"])
     settings = resolve(args["--root"], args["--config"], args["--store"], strict=writing)
     if args["doctor"]:          # only looks: reports the config and any unfinished restore
         return cmd_doctor(settings, out)
@@ -114,6 +129,10 @@ def dispatch(args: dict, out: Output) -> int:
         return cmd_verify(settings, args, out)
     if args["keygen"]:
         return cmd_keygen(settings, args, out)
+    if args["prune"]:
+        return cmd_prune(settings, args, out)
+    if args["schedule"]:
+        return cmd_schedule_next(settings, args, out) if args["--next"] else cmd_schedule(settings, args, out)
     raise AssertionError("docopt accepted a command dispatch does not know")
 
 
@@ -198,3 +217,91 @@ def cmd_doctor(settings, out: Output) -> int:
     else:
         render.doctor(out, report)
     return report.exit_code
+
+
+def cmd_prune(settings, args, out: Output) -> int:
+    result = prune(settings, dry_run=bool(args["--dry-run"]))
+    if out.as_json:
+        out.json(result.to_json(), "prune")
+        return EXIT_WARNING if result.warnings else EXIT_OK
+    doomed = result.to_delete
+    title = "Prune plan (dry run: nothing deleted)" if result.dry_run else "Prune"
+    out.text(f"{title}; policy: {result.policy.describe()}")
+    out.text(render.RULE)
+    for decision in result.decisions:
+        a = decision.archive
+        when = a.timestamp.strftime("%Y/%m/%d %H:%M:%S") if a.timestamp else "?"
+        kind = (a.type or "?") + ("+inc" if a.incremental else "")
+        out.text(f"{decision.action:<7}{a.id:<40}{when:<21}{kind:<12}{decision.reason}")
+    out.text(render.RULE)
+    freed = sum(d.archive.size for d in doomed)
+    kept = len(result.decisions) - len(doomed)
+    verb = "Would delete" if result.dry_run else "Deleted"
+    out.text(f"{verb} {len(doomed)} archive{'s' if len(doomed) != 1 else ''} "
+             f"({human_size(freed)}); {kept} kept.")
+    for warning in result.warnings:
+        out.warn(warning)
+    return EXIT_WARNING if result.warnings else EXIT_OK
+
+
+def _positive_count(value: str) -> int:
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1:
+        raise UsageError(f"--count must be a positive integer, not {value!r}")
+    return count
+
+
+def cmd_schedule_next(settings, args, out: Output) -> int:
+    count = _positive_count(args["--count"])
+    schedule = parse_schedule(settings.backup)
+    if schedule is None:
+        raise ConfigError("'backup.schedule' is not set: there is nothing to schedule",
+                          path=settings.config_path)
+    fires = next_fires(schedule, clock_from_env(os.environ).now(), count)
+    state, _ = load_state(settings.store)
+    names = {e.name for e in schedule.entries}
+    last = {name: when for name, when in last_runs_of(state).items() if name in names}
+    if out.as_json:
+        out.json({"timezone": schedule.timezone_name, "enabled": schedule.enabled,
+                  "next": [{"name": e.name, "type": e.type, "cron": e.cron,
+                            "time": when.isoformat()} for e, when in fires],
+                  "last": {name: when.isoformat() for name, when in last.items()}}, "schedule")
+        return EXIT_OK
+    out.text(f"Next scheduled backups (time zone {schedule.timezone_name}):")
+    for entry, when in fires:
+        note = " (a full archive until incremental archives exist)" if entry.type == "incremental" else ""
+        out.text(f"  {when.strftime('%Y-%m-%d %H:%M %z')}  {entry.name:<10} {entry.type}{note}")
+    for name, when in sorted(last.items()):
+        out.text(f"  last handled: {name} at {when.astimezone(schedule.timezone).strftime('%Y-%m-%d %H:%M %z')}")
+    if not schedule.enabled:
+        out.warn("backup.enabled is false: the scheduler does not run these")
+    return EXIT_OK
+
+
+def cmd_schedule(settings, args, out: Output) -> int:
+    # The service reports through logging; this handler is its only output channel.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                           "%Y-%m-%dT%H:%M:%S%z"))
+    logger = logging.getLogger("poppoarc")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if out.quiet else logging.INFO)
+    try:
+        scheduler = Scheduler(settings, clock=clock_from_env(os.environ))
+        records = scheduler.run_once() if args["--once"] else scheduler.run_forever()
+    finally:
+        logger.removeHandler(handler)
+    if out.as_json:
+        stopped = signal.Signals(scheduler.stop_signal).name if scheduler.stop_signal else None
+        out.json({"runs": [r.to_json() for r in records], "stopped_by": stopped,
+                  "time": datetime.now(timezone.utc).isoformat()}, "schedule")
+    failed = [r for r in records if not r.ok]
+    if args["--once"] and failed:
+        return getattr(failed[-1].error, "exit_code", 9)
+    if args["--once"] and any(r.warnings or r.checks for r in records):
+        return EXIT_WARNING
+    # The service itself stopped as asked: failed runs were logged and notified.
+    return EXIT_OK

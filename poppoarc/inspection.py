@@ -36,6 +36,7 @@ class ListRow:
     type: str | None = None
     name: str | None = None
     incremental: bool = False
+    parent: str | None = None     # id of the archive an incremental builds on
     signer: str | None = None
     status: str = "ok"            # ok | untrusted | damaged
     problem: str | None = None
@@ -45,7 +46,7 @@ class ListRow:
     def to_json(self) -> dict:
         return {"id": self.id, "path": str(self.path), "size": self.size,
                 "timestamp": self.timestamp, "type": self.type, "name": self.name,
-                "incremental": self.incremental, "signer": self.signer,
+                "incremental": self.incremental, "parent": self.parent, "signer": self.signer,
                 "status": self.status, "problem": self.problem, "checksum": self.checksum,
                 "encrypted": self.encrypted}
 
@@ -71,6 +72,9 @@ def _list_row(path: Path, pinned: dict[str, bytes]) -> ListRow:
                           manifest.get("name"), bool(manifest.get("incremental")),
                           checksum=manifest.get("checksum"),
                           encrypted=manifest.get("encryption") is not None)
+            parent = manifest.get("parent")
+            if isinstance(parent, dict) and isinstance(parent.get("id"), str):
+                row.parent = parent["id"]
             try:
                 head = reader.authenticate(raw, pinned, path)
                 row.signer = head.signer
@@ -194,7 +198,7 @@ class VerifyResult:
                 "not_checked": self.not_checked, "recorded": self.recorded}
 
 
-def verify(settings: Settings, reference: str, progress=None) -> VerifyResult:
+def verify(settings: Settings, reference: str, progress=None, record: bool = True) -> VerifyResult:
     """Check signature, framing, index, every member's SHA-256, every database."""
     path = locate(settings, reference)
     with open(path, "rb") as handle:
@@ -221,7 +225,7 @@ def verify(settings: Settings, reference: str, progress=None) -> VerifyResult:
     if unchecked:
         result.not_checked = [f"{unchecked} sealed secret file(s): no key available"]
     result.bytes, result.databases = total, sink.databases_checked
-    if not result.not_checked and path.parent.resolve() == Path(settings.store).resolve():
+    if record and not result.not_checked and path.parent.resolve() == Path(settings.store).resolve():
         # only a complete check counts as "verified" for doctor
         result.recorded = verified.record(settings.store, head.manifest["id"],
                                           head.manifest["checksum"])

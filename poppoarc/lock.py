@@ -20,9 +20,11 @@ LOCK_NAME = ".poppoarc.lock"
 
 
 class InstallationLock:
-    def __init__(self, root: Path, purpose: str):
-        self.path = Path(root) / LOCK_NAME
+    def __init__(self, root: Path, purpose: str, *, name: str = LOCK_NAME,
+                 what: str = "installation"):
+        self.path = Path(root) / name
         self.purpose = purpose
+        self.what = what
         self._fd: int | None = None
 
     def __enter__(self) -> "InstallationLock":
@@ -35,7 +37,7 @@ class InstallationLock:
         except BlockingIOError:
             holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "unknown process"
             os.close(fd)
-            raise LockHeld(f"installation is locked by {holder}; wait for it to finish",
+            raise LockHeld(f"{self.what} is locked by {holder}; wait for it to finish",
                            path=self.path) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} ({self.purpose})\n".encode())

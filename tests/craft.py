@@ -28,14 +28,15 @@ def entry(path, kind="file", data=b"", target="state", mode=None, link=None) -> 
 
 
 def craft(store: Path, key_dir: Path, members: list[tuple], *, extra_body: bytes = b"",
-          header_hook=None) -> Path:
+          header_hook=None, now: datetime | None = None, **manifest) -> Path:
     """An archive of ``members`` [(IndexEntry, data)] in target ``state``.
 
     ``extra_body`` is fed after the members (smuggled bytes); ``header_hook``
-    may replace a member's header bytes.
+    may replace a member's header bytes; ``now`` sets the creation time and
+    ``manifest`` overrides manifest fields (type, incremental, parent, ...).
     """
     key, _ = signing.load_or_generate(key_dir)
-    now = datetime.now(timezone.utc)
+    now = now or datetime.now(timezone.utc)
     archive_id = new_archive_id(now)
     store.mkdir(parents=True, exist_ok=True)
     path = store / f"{archive_id}.poppo.tar.zst"
@@ -59,6 +60,7 @@ def craft(store: Path, key_dir: Path, members: list[tuple], *, extra_body: bytes
                   "certificates": [], "files": files, "duration": 0,
                   "targets": {"state": {"files": files, "size": size, "entries": len(members),
                                         "stored": [offset, length]}}}
+        fields.update(manifest)
         finish_archive(handle, writer, archive_id=archive_id, now=now,
                        entries=[r for r, _ in members], fields=fields, warnings=[], key=key,
                        head_size=8192)

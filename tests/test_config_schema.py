@@ -59,8 +59,15 @@ def test_unknown_target_and_named_schedules(tmp_path):
 
 
 def test_free_form_objects_accept_anything(tmp_path):
-    read_backup_section(write(tmp_path, {"notifications": {"slack": {"url": "x"}},
+    read_backup_section(write(tmp_path, {"security": {"anything": {"url": "x"}},
                                          "keep": {"daily": 7, "weekly": 4}}))
+
+
+def test_policy_objects_are_checked_key_by_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key 'backup.notifications.slack'"):
+        read_backup_section(write(tmp_path, {"notifications": {"slack": {"url": "x"}}}))
+    with pytest.raises(ConfigError, match=r"did you mean 'daily'"):
+        read_backup_section(write(tmp_path, {"keep": {"dialy": 7}}))
 
 
 @pytest.mark.parametrize("text,expected", [(0, 0), (1234, 1234), ("5GB", 5 * 10**9),

@@ -88,3 +88,19 @@ def test_error_documents(cli, args, code):
     document = json.loads(out)
     check("error", document)
     assert document["error"]["exit_code"] == code and err.count("\n") == 1
+
+
+def test_policy_command_outputs_match_their_schemas(cli, installation, key_home, monkeypatch):
+    config = json.loads((installation / "config/config.json").read_text())
+    config["backup"].update(schedule={"daily": {"cron": "0 2 * * *", "type": "incremental"}},
+                            maxBackups=1)
+    (installation / "config/config.json").write_text(json.dumps(config))
+    run(cli, "pack", "pack")
+    run(cli, "pack", "pack")
+    document = run(cli, "prune", "prune", "--dry-run")
+    assert document["dry_run"] and len(document["would_delete"]) == 1
+    document = run(cli, "schedule", "schedule", "--next", "--count=3")
+    assert len(document["next"]) == 3
+    monkeypatch.setenv("POPPO_BACKUP_KEY", "schema test")
+    document = run(cli, "keygen", "keygen", "--encryption")
+    assert document["public_key"].startswith("x25519:")

@@ -106,6 +106,29 @@ class LocalStore:
         finally:
             temp.unlink(missing_ok=True)
 
+    def delete(self, path: Path) -> None:
+        """Remove one complete archive of this store durably (unlink, fsync the directory)."""
+        path = Path(path)
+        if path.parent.resolve() != self.path.resolve() or not path.name.endswith(SUFFIX) \
+                or path.name.startswith("."):
+            raise StoreError("not an archive of this store; not deleted", path=path)
+        try:
+            path.unlink()
+            dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            raise StoreError(f"cannot delete archive: {exc.strerror}", path=path) from None
+
+    def own_temps(self) -> list[Path]:
+        """Temporary archives of this process (normally none outside a pack)."""
+        if not self.path.is_dir():
+            return []
+        return [self.path / n for n in os.listdir(self.path)
+                if (m := _TEMP.match(n)) and int(m.group("pid")) == os.getpid()]
+
     def remove_stale_temps(self) -> list[Path]:
         """Delete temporary archives whose writer process no longer exists."""
         removed = []

@@ -1,0 +1,100 @@
+"""``prune``: apply the retention policy to the store.
+
+Reads every archive's head (``list_archives``), asks ``retention.decide``,
+and deletes what it says through the store, under the installation lock so
+that no pack or restore runs meanwhile.  Before anything is deleted, the
+archive that the policy protects as "newest good full" is verified end to
+end; if it fails, it is treated as damaged and the decision is made again, so
+the archive that survives as the last restorable point is one that restores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+
+from ..config import Settings
+from ..errors import ArchiveError
+from ..inspection import list_archives, verify
+from ..lock import InstallationLock
+from ..store.local import LocalStore
+from .retention import KEEP_NEWEST_FULL, ArchiveInfo, Decision, RetentionPolicy, decide
+from .schedule import resolve_timezone
+
+
+@dataclass
+class PruneResult:
+    dry_run: bool
+    policy: RetentionPolicy
+    decisions: list[Decision]
+    deleted: list[str] = field(default_factory=list)
+    freed: int = 0
+    verified: dict[str, str | None] = field(default_factory=dict)   # id -> problem or None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def to_delete(self) -> list[Decision]:
+        return [d for d in self.decisions if d.delete]
+
+    def to_json(self) -> dict:
+        return {"dry_run": self.dry_run, "policy": self.policy.describe(),
+                "decisions": [d.to_json() for d in self.decisions],
+                "deleted": self.deleted, "freed": self.freed,
+                "would_delete": [d.id for d in self.to_delete] if self.dry_run else [],
+                "verified": self.verified, "warnings": self.warnings}
+
+
+def policy_for(settings: Settings) -> RetentionPolicy:
+    tz, _ = resolve_timezone(settings.backup)
+    return RetentionPolicy.from_config(settings.backup, tz)
+
+
+def prune(settings: Settings, *, dry_run: bool = False, now: datetime | None = None,
+          verify_newest: bool = True, on_delete=None) -> PruneResult:
+    """Prune under the installation lock."""
+    with InstallationLock(settings.root, "prune"):
+        return prune_locked(settings, dry_run=dry_run, now=now, verify_newest=verify_newest,
+                            on_delete=on_delete)
+
+
+def prune_locked(settings: Settings, *, dry_run: bool = False, now: datetime | None = None,
+                 verify_newest: bool = True, on_delete=None) -> PruneResult:
+    """Prune; the caller holds the installation lock.  ``on_delete(decision)`` reports progress."""
+    now = now or datetime.now(timezone.utc)
+    policy = policy_for(settings)
+    rows = {row.id: row for row in list_archives(settings)}
+    infos = [ArchiveInfo.from_row(row) for row in rows.values()]
+    result = PruneResult(dry_run, policy, [])
+    while True:
+        decisions = decide(infos, policy, now)
+        protected = next((d.archive for d in decisions if KEEP_NEWEST_FULL in d.rules), None)
+        # Verifying costs a full read, so only when something would be deleted.
+        if not (verify_newest and protected is not None and protected.verified is None
+                and any(d.delete for d in decisions)):
+            break
+        try:
+            verify(settings, str(rows[protected.id].path), record=not dry_run)
+            problem = None
+        except ArchiveError as exc:
+            problem = str(exc)
+            result.warnings.append(f"{protected.id}: newest full archive fails verification "
+                                   f"({exc}); not counted as a good archive")
+        result.verified[protected.id] = problem
+        infos = [replace(i, verified=problem is None) if i.id == protected.id else i
+                 for i in infos]
+    result.decisions = decisions
+    for decision in decisions:
+        if not decision.delete and decision.archive.status != "ok":
+            row = rows[decision.id]
+            result.warnings.append(f"{decision.id}: {decision.archive.status}: {row.problem}; "
+                                   f"{decision.reason}")
+    if dry_run:
+        return result
+    store = LocalStore(settings.store)
+    for decision in result.to_delete:
+        store.delete(rows[decision.id].path)
+        result.deleted.append(decision.id)
+        result.freed += decision.archive.size
+        if on_delete is not None:
+            on_delete(decision)
+    return result

@@ -1,0 +1,283 @@
+"""When scheduled backups are due: ``backup.schedule`` and its fire times.
+
+Cron expressions are evaluated by ``cronsim`` in the configured time zone
+(``backup.timezone``, default the machine's).  cronsim follows Debian cron
+on DST changes: a time skipped by a spring-forward runs at the first minute
+that exists after it, and a time that happens twice in a fall-back runs once
+(a ``*`` hour field still fires every real hour).
+
+``due_runs`` is pure: given the fire time each entry last handled and the
+current time, it says what to run.  Downtime that spans many fire times
+yields one run per entry (the latest fire), not a burst of catch-up runs.
+All instants are compared in UTC: two local times with the same wall clock
+in a fall-back hour differ only by ``fold``, which Python ignores when
+comparing datetimes of one tzinfo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+
+from ..errors import ConfigError, StoreError
+
+FULL, INCREMENTAL = "full", "incremental"
+RUN_TYPES = (FULL, INCREMENTAL)
+DEFAULT_NAME = "default"
+STATE_NAME = ".poppoarc-schedule.json"
+STATE_FORMAT = "poppoarc-schedule/1"
+DST_MARGIN = timedelta(hours=3)
+MAX_COUNTED_MISSES = 1000      # counting misses is informational; bound the work
+
+MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+          "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+          "@hourly": "0 * * * *"}
+
+
+def cron_problem(expression: str) -> str | None:
+    """Why a cron expression is not accepted, or None.  Five fields, as in crontab(5)."""
+    expanded = MACROS.get(expression.strip(), expression)
+    if len(expanded.split()) != 5:
+        return "a cron expression has five fields: minute hour day-of-month month day-of-week"
+    try:
+        CronSim(expanded.upper(), datetime(2000, 1, 1))
+    except CronSimError as exc:
+        return str(exc).lower()
+    return None
+
+
+@dataclass(frozen=True)
+class ScheduleEntry:
+    name: str
+    cron: str
+    type: str = FULL
+
+    @property
+    def expression(self) -> str:
+        return MACROS.get(self.cron.strip(), self.cron).upper()
+
+
+@dataclass(frozen=True)
+class Schedule:
+    entries: tuple[ScheduleEntry, ...]
+    timezone: tzinfo
+    timezone_name: str
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Run:
+    """One entry that is due: run it once for ``fire_time`` (its latest fire)."""
+
+    name: str
+    type: str
+    fire_time: datetime        # aware, in the schedule's time zone
+    missed: int = 0            # further fires in the gap that this run stands for
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "type": self.type, "fire_time": self.fire_time.isoformat(),
+                "missed": self.missed}
+
+
+def local_timezone() -> tuple[tzinfo, str]:
+    """The machine's zone as a ZoneInfo (DST-aware), not a fixed offset."""
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name:
+        try:
+            return ZoneInfo(name), name
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    try:
+        target = os.path.realpath("/etc/localtime")
+        marker = "/zoneinfo/"
+        if marker in target:
+            name = target.split(marker, 1)[1]
+            return ZoneInfo(name), name
+        with open("/etc/localtime", "rb") as handle:
+            return ZoneInfo.from_file(handle, key="localtime"), "localtime"
+    except (OSError, ZoneInfoNotFoundError, ValueError):
+        return timezone.utc, "UTC"
+
+
+def resolve_timezone(backup: dict) -> tuple[tzinfo, str]:
+    name = backup.get("timezone")
+    if not name:
+        return local_timezone()
+    try:
+        return ZoneInfo(name), name
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"'backup.timezone': unknown time zone {name!r}") from None
+
+
+def parse_schedule(backup: dict) -> Schedule | None:
+    """The schedule of a validated ``backup`` section; None when there is none."""
+    raw = backup.get("schedule")
+    if raw is None:
+        return None
+    tz, tz_name = resolve_timezone(backup)
+    if isinstance(raw, str):
+        entries = (ScheduleEntry(DEFAULT_NAME, raw, FULL),)
+    else:
+        entries = tuple(ScheduleEntry(name, spec["cron"], spec.get("type", FULL))
+                        for name, spec in sorted(raw.items()))
+    for entry in entries:
+        problem = cron_problem(entry.cron)
+        if problem:
+            key = "backup.schedule" if isinstance(raw, str) else f"backup.schedule.{entry.name}.cron"
+            raise ConfigError(f"'{key}': {entry.cron!r}: {problem}")
+    return Schedule(entries, tz, tz_name, bool(backup.get("enabled", True)))
+
+
+def fires_after(entry: ScheduleEntry, tz: tzinfo, after: datetime):
+    """Fire times strictly after ``after``, strictly increasing in real time."""
+    after_utc = after.astimezone(timezone.utc)
+    for fire in CronSim(entry.expression, after_utc.astimezone(tz).replace(microsecond=0)):
+        # Starting inside a fall-back hour, cronsim may yield the first
+        # occurrence of a wall time we have already passed: skip it.
+        if fire.astimezone(timezone.utc) > after_utc:
+            yield fire
+
+
+def latest_fire(entry: ScheduleEntry, tz: tzinfo, now: datetime,
+                since: datetime | None = None) -> datetime | None:
+    """The last fire time at or before ``now`` (and after ``since``, if given).
+
+    Only forward iteration defines fire times (that is where cronsim applies
+    the DST rules).  A reverse search finds roughly where the latest fire is,
+    whatever the gap, and forward iteration from a little before it then
+    finds the exact one; the margin covers the largest DST shift (2 hours).
+    """
+    now_utc = now.astimezone(timezone.utc)
+    since_utc = since.astimezone(timezone.utc) if since is not None else None
+    start = now.astimezone(tz).replace(microsecond=0) + timedelta(seconds=1)
+    candidate = None
+    try:
+        for fire in CronSim(entry.expression, start, reverse=True):
+            if fire.astimezone(timezone.utc) <= now_utc:
+                candidate = fire.astimezone(timezone.utc)
+                break
+    except StopIteration:       # pragma: no cover - cronsim gives up after 50 years
+        pass
+    origins = [candidate - DST_MARGIN] if candidate is not None else []
+    if since_utc is not None:
+        origins = [max([since_utc, *origins])]
+        if origins[0] > since_utc:
+            origins.append(since_utc)      # in case the margin was not enough
+    for origin in origins:
+        latest = None
+        for fire in fires_after(entry, tz, origin):
+            if fire.astimezone(timezone.utc) > now_utc:
+                break
+            latest = fire
+        if latest is not None:
+            return latest
+    return None
+
+
+def due_runs(schedule: Schedule, last_runs: dict[str, datetime], now: datetime) -> list[Run]:
+    """The entries due at ``now``, given the fire time each one last handled.
+
+    An entry without a recorded last run is not due: the caller records a
+    starting point first (``with_baseline``), so that installing the service
+    does not fire every schedule at once.
+    """
+    runs = []
+    for entry in schedule.entries:
+        last = last_runs.get(entry.name)
+        if last is None:
+            continue
+        latest = latest_fire(entry, schedule.timezone, now, since=last)
+        if latest is None:
+            continue
+        missed = 0
+        for fire in fires_after(entry, schedule.timezone, last):
+            if fire.astimezone(timezone.utc) >= latest.astimezone(timezone.utc) \
+                    or missed >= MAX_COUNTED_MISSES:
+                break
+            missed += 1
+        runs.append(Run(entry.name, entry.type, latest, missed))
+    return sorted(runs, key=lambda r: (r.fire_time.astimezone(timezone.utc), r.name))
+
+
+def with_baseline(schedule: Schedule, last_runs: dict[str, datetime],
+                  now: datetime) -> dict[str, datetime]:
+    """Last runs for exactly the schedule's entries; new entries start at ``now``."""
+    return {e.name: last_runs.get(e.name, now) for e in schedule.entries}
+
+
+def next_fires(schedule: Schedule, now: datetime, count: int) -> list[tuple[ScheduleEntry, datetime]]:
+    """The next ``count`` fire times of all entries together, soonest first."""
+    found = []
+    for entry in schedule.entries:
+        for number, fire in enumerate(fires_after(entry, schedule.timezone, now)):
+            if number >= count:
+                break
+            found.append((entry, fire))
+    found.sort(key=lambda pair: (pair[1].astimezone(timezone.utc), pair[0].name))
+    return found[:count]
+
+
+def next_wakeup(schedule: Schedule, now: datetime) -> datetime:
+    """The soonest fire time of any entry after ``now`` (UTC)."""
+    return min(next(fires_after(e, schedule.timezone, now)).astimezone(timezone.utc)
+               for e in schedule.entries)
+
+
+# -- state file ------------------------------------------------------------------
+
+def state_path(store: Path) -> Path:
+    return Path(store) / STATE_NAME
+
+
+def load_state(store: Path) -> tuple[dict, str | None]:
+    """The state document and a problem (a damaged file is reported, then replaced)."""
+    path = state_path(store)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"format": STATE_FORMAT, "entries": {}}, None
+    except (OSError, ValueError) as exc:
+        return {"format": STATE_FORMAT, "entries": {}}, f"{path}: unreadable schedule state ({exc}); starting afresh"
+    if not isinstance(document, dict) or document.get("format") != STATE_FORMAT \
+            or not isinstance(document.get("entries"), dict):
+        return {"format": STATE_FORMAT, "entries": {}}, f"{path}: unknown schedule state format; starting afresh"
+    return document, None
+
+
+def last_runs_of(state: dict) -> dict[str, datetime]:
+    runs = {}
+    for name, record in state.get("entries", {}).items():
+        try:
+            runs[name] = datetime.fromisoformat(record["last_fire"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return runs
+
+
+def save_state(store: Path, state: dict) -> None:
+    """Write durably: temp file, fsync, rename, fsync the directory."""
+    path = state_path(store)
+    temp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    data = (json.dumps(state, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise StoreError(f"cannot write schedule state: {exc.strerror}", path=path) from None

@@ -5,12 +5,14 @@ that, every other byte is checked against values the signed manifest binds:
 the index by its SHA-256, each member's header by exact re-encoding, each
 member's content by its SHA-256, and the compressed bytes by the body
 checksum (spec/FORMAT.md §7).
+
+Every function takes an ``ArchiveSource`` (``access.py``: a local file, or
+ranged GETs on an S3 object) or an open binary file, which is wrapped as one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 
 from pyzstd import DParameter, ZstdDecompressor, ZstdError
@@ -18,6 +20,7 @@ from pyzstd import DParameter, ZstdDecompressor, ZstdError
 from ..crypto import signing
 from ..errors import CorruptArchive, ForeignArchive, TamperedArchive, TruncatedArchive
 from . import tarheader
+from .access import as_source
 from .head import (
     FRAME_HEADER_SIZE,
     INDEX_NAME,
@@ -38,10 +41,10 @@ MAX_INDEX_SIZE = 1 << 30
 
 def read_head(handle, path: object) -> RawHead:
     """Read and structurally decode the head; reads at most ~1 MiB."""
-    handle.seek(0)
-    prefix = handle.read(FRAME_HEADER_SIZE)
+    source = as_source(handle)
+    prefix = source.read_at(0, FRAME_HEADER_SIZE)
     head_size = read_head_size(prefix, path)
-    frame = prefix + handle.read(head_frame_size(head_size) - FRAME_HEADER_SIZE)
+    frame = prefix + source.read_at(FRAME_HEADER_SIZE, head_frame_size(head_size) - FRAME_HEADER_SIZE)
     return decode_head(frame, path)
 
 
@@ -68,7 +71,7 @@ def authenticate(raw: RawHead, pinned: dict[str, bytes], path: object) -> Truste
 
 
 def check_length(handle, manifest: dict, path: object) -> None:
-    actual = os.fstat(handle.fileno()).st_size
+    actual = as_source(handle).size()
     if actual < manifest["size"]:
         raise TruncatedArchive(f"archive is {actual} bytes, its manifest says {manifest['size']}",
                                path=path)
@@ -86,7 +89,8 @@ class FrameStream:
     """
 
     def __init__(self, handle, start: int, end: int, path: object, hasher=None):
-        self.handle, self.position, self.end, self.path = handle, start, end, path
+        self.source = as_source(handle)
+        self.position, self.end, self.path = start, end, path
         self.hasher = hasher
         self._input = b""
         self._decompressor: ZstdDecompressor | None = None
@@ -95,8 +99,7 @@ class FrameStream:
     def _more_input(self) -> bool:
         if self.position >= self.end:
             return False
-        self.handle.seek(self.position)
-        chunk = self.handle.read(min(READ_SIZE, self.end - self.position))
+        chunk = self.source.read_at(self.position, min(READ_SIZE, self.end - self.position))
         if not chunk:
             raise TruncatedArchive("archive ends early", path=self.path)
         self.position += len(chunk)
@@ -201,10 +204,11 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
     ``sink.end`` is called for a member only after its content verified.
     The body checksum over all compressed bytes is checked at the end.
     """
+    source = as_source(handle)
     manifest = head.manifest
     layout = manifest["layout"]
     body_hash = hashlib.sha256()
-    stream = FrameStream(handle, layout["body_offset"], layout["index_offset"], path, body_hash)
+    stream = FrameStream(source, layout["body_offset"], layout["index_offset"], path, body_hash)
     done = 0
     for entry in entries:
         _expect(stream, expected_header(entry), f"member {entry.path}", path)
@@ -232,23 +236,23 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
     if not stream.at_end():
         raise CorruptArchive("body holds data after the last indexed member", path=path)
     # hash the compressed bytes of the index frame too: the checksum covers all of the body
-    handle.seek(layout["index_offset"])
-    remaining = manifest["size"] - layout["index_offset"]
-    while remaining:
-        chunk = handle.read(min(READ_SIZE, remaining))
+    position = layout["index_offset"]
+    while position < manifest["size"]:
+        chunk = source.read_at(position, min(READ_SIZE, manifest["size"] - position))
         if not chunk:
             raise TruncatedArchive("archive ends early", path=path)
         body_hash.update(chunk)
-        remaining -= len(chunk)
+        position += len(chunk)
     if "sha256:" + body_hash.hexdigest() != manifest["checksum"]:
         raise CorruptArchive("archive body checksum does not match the manifest", path=path)
 
 
 def open_trusted(handle, pinned: dict[str, bytes], path: object) -> TrustedHead:
     """Head, signature and length checks in the order a reader must do them."""
-    raw = read_head(handle, path)
+    source = as_source(handle)
+    raw = read_head(source, path)
     head = authenticate(raw, pinned, path)
-    check_length(handle, head.manifest, path)
+    check_length(source, head.manifest, path)
     return head
 
 

@@ -2,8 +2,10 @@
 
 Sources are read exactly once: each chunk is hashed (SHA-256 of content)
 and handed to the compressor, and every compressed byte is hashed on its way
-to the file (the body checksum).  The head frame is reserved up front and
-written last by ``finish`` (spec/FORMAT.md §3).
+to the sink (the body checksum).  The head frame is reserved up front and
+written last by ``finish_archive`` (spec/FORMAT.md §3).  The output is an
+``ArchiveSink`` (``access.py``): a seekable local file, or an S3 multipart
+upload that holds the head's part back until the head is signed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pyzstd import CParameter, ZstdCompressor
 from ..errors import PoppoarcError
 from . import head as headfmt
 from . import tarheader
+from .access import as_sink
 from .head import INDEX_NAME, head_frame_size
 from .manifest import FORMAT, IndexEntry, cap_warnings, encode_index, iso_timestamp
 
@@ -35,10 +38,14 @@ class StoredFile:
 
 
 class BodyWriter:
-    """Streams tar members, compressed, after a reserved head region."""
+    """Streams tar members, compressed, after a reserved head region.
+
+    ``out`` is an ``ArchiveSink`` or a seekable binary file (wrapped as one).
+    """
 
     def __init__(self, out, head_size: int, *, level: int = DEFAULT_LEVEL, threads: int = 0):
         self.out = out
+        self.sink = as_sink(out)
         self.offset = head_frame_size(head_size)
         self.body_hash = hashlib.sha256()
         options = {CParameter.compressionLevel: level, CParameter.checksumFlag: 1}
@@ -49,12 +56,12 @@ class BodyWriter:
         self._frame_start = self.offset
         self._frame_has_data = False
         self._buffer = bytearray(READ_CHUNK)
-        out.seek(self.offset)
+        self.sink.begin(self.offset)
 
     # -- low level -------------------------------------------------------
     def _emit(self, compressed: bytes) -> None:
         if compressed:
-            self.out.write(compressed)
+            self.sink.write(compressed)
             self.body_hash.update(compressed)
             self.offset += len(compressed)
 
@@ -151,14 +158,16 @@ class BodyWriter:
         return self.end_frame()
 
 
-def finish_archive(handle, writer: BodyWriter, *, archive_id: str, now, entries: list[IndexEntry],
+def finish_archive(out, writer: BodyWriter, *, archive_id: str, now, entries: list[IndexEntry],
                    fields: dict, warnings: list[str], key, head_size: int,
                    level: int = DEFAULT_LEVEL) -> dict:
     """Write the index, then sign the manifest into the reserved head.
 
     ``fields`` carries the manifest keys that describe the source (type,
     name, targets, databases, ...); the layout, sizes and checksums are
-    filled in here from what was written.  Returns the manifest.
+    filled in here from what was written.  ``out`` is what the writer was
+    made with (a file or an ``ArchiveSink``); the signed head goes to its
+    reserved first bytes.  Returns the manifest.
     """
     seconds = int(now.timestamp())
     index = encode_index(archive_id, entries)
@@ -175,8 +184,8 @@ def finish_archive(handle, writer: BodyWriter, *, archive_id: str, now, entries:
         "size": writer.offset,
         "warnings": [], "warnings_total": len(warnings),
     }
-    handle.seek(0)
-    handle.write(signed_head(manifest, warnings, head_size, key, seconds))
+    sink = writer.sink if out is writer.out else as_sink(out)
+    sink.write_head(signed_head(manifest, warnings, head_size, key, seconds))
     return manifest
 
 

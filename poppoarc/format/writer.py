@@ -26,6 +26,7 @@ from .manifest import FORMAT, IndexEntry, cap_warnings, encode_index, iso_timest
 FEED_CHUNK = 1 << 20          # compress in 1 MiB pieces: big enough to release the GIL
 READ_CHUNK = 4 << 20
 DEFAULT_LEVEL = 3
+MT_JOB_SIZE = 4 << 20         # multi-threaded compression: bytes per worker job
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class BodyWriter:
         options = {CParameter.compressionLevel: level, CParameter.checksumFlag: 1}
         if threads > 1:
             options[CParameter.nbWorkers] = threads
+            # The default job size at level 3 is 8 MiB, which costs ~35 MB more
+            # peak memory than 4 MiB for 0.2 % of ratio (medium demo installation).
+            options[CParameter.jobSize] = MT_JOB_SIZE
         self._compressor = ZstdCompressor(options)
         self._pending = bytearray()
         self._frame_start = self.offset

@@ -5,6 +5,7 @@ Usage:
   poppoarc [options] list [--json]
   poppoarc [options] inspect ARCHIVE [--entries] [--json]
   poppoarc [options] verify ARCHIVE [--json]
+  poppoarc [options] copy ARCHIVE --to=STORE [--json]
   poppoarc [options] (unpack | restore) ARCHIVE [--targets=LIST] [--dry-run] [--skip-backup]
                      [--same-owner] [--keep-special-bits] [--json]
   poppoarc [options] (unpack | restore) --recover [--json]
@@ -13,12 +14,15 @@ Usage:
   poppoarc --version
 
 Arguments:
-  ARCHIVE          An archive id, a unique id prefix, or a path to a .poppo.tar.zst file.
+  ARCHIVE          An archive id, a unique id prefix, a path to a .poppo.tar.zst file,
+                   or an s3://bucket/key URL of one.
 
 Options:
   --root=DIR       Installation root (else $POPPO_ROOT, else the current directory).
   --config=FILE    Configuration file (else ROOT/config/config.json).
-  --store=DIR      Where archives are kept (else backup.storage.path, else ROOT/backups).
+  --store=STORE    Where archives are kept: a directory or s3://bucket/prefix
+                   (else backup.storage, else ROOT/backups).
+  --to=STORE       With copy: the destination store (a directory or s3://bucket/prefix).
   --targets=LIST   Comma-separated targets: config,database,logs,agents,state,security.
   --name=NAME      A label stored in the archive's manifest.
   --entries        With inspect: also list every archived entry.
@@ -51,6 +55,7 @@ from .crypto import signing
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_WARNING, PoppoarcError
 from .inspection import inspect, list_archives, verify
 from .pack import pack
+from .transfer import copy_archive
 from .restore.unpack import recover_if_needed, unpack
 from .snapshot.catalogue import TARGETS, parse_target_list
 
@@ -115,6 +120,8 @@ def dispatch(args: dict, out: Output) -> int:
     settings = resolve(args["--root"], args["--config"], args["--store"], strict=writing)
     if settings.config_problem:
         out.warn(f"{settings.config_problem}; using default settings")
+    for notice in settings.notices:
+        out.warn(notice)
     recovered = recover_if_needed(settings)
     if recovered is not None:
         state = "the archive's tree" if recovered.restored else "the previous tree"
@@ -140,6 +147,8 @@ def dispatch(args: dict, out: Output) -> int:
         return cmd_inspect(settings, args, out)
     if args["verify"]:
         return cmd_verify(settings, args, out)
+    if args["copy"]:
+        return cmd_copy(settings, args, out)
     if args["keygen"]:
         return cmd_keygen(settings, args, out)
     raise AssertionError("docopt accepted a command dispatch does not know")
@@ -156,6 +165,8 @@ def cmd_pack(settings, args, out: Output) -> int:
                  f"{result.duration_ms / 1000:.1f} s)")
         for name, summary in result.targets.items():
             out.text(f"  {name:<9}{summary['files']:>7} files  {human_size(summary['size']):>10}")
+        if result.cleaned:
+            out.text(f"  cleaned up {len(result.cleaned)} interrupted upload(s) or temporary file(s)")
         note = " (new key created)" if result.key_created else ""
         out.text(f"  signed by key {result.signer}{note}")
         for warning in result.warnings:
@@ -166,7 +177,7 @@ def cmd_pack(settings, args, out: Output) -> int:
 def cmd_list(settings, out: Output) -> int:
     rows = list_archives(settings)
     if out.as_json:
-        out.json({"store": str(settings.store), "archives": [r.to_json() for r in rows],
+        out.json({"store": settings.store_url, "archives": [r.to_json() for r in rows],
                   "total": len(rows)})
         return EXIT_OK
     out.text("Backups:")
@@ -232,6 +243,21 @@ def cmd_verify(settings, args, out: Output) -> int:
     else:
         out.text(f"OK {result.id}: signed by key {result.signer}; {result.entries} entries, "
                  f"{human_size(result.bytes)} checked, {result.databases} databases pass integrity_check")
+    return EXIT_OK
+
+
+def cmd_copy(settings, args, out: Output) -> int:
+    result = copy_archive(settings, args["ARCHIVE"], args["--to"])
+    if out.as_json:
+        out.json(result.to_json())
+        return EXIT_OK
+    verb = "Copied" if result.outcome == "copied" else "Already present:"
+    out.text(f"{verb} {result.id} ({human_size(result.size)})")
+    out.text(f"  from    {result.source}")
+    out.text(f"  to      {result.destination}")
+    v = result.verified
+    out.text(f"  verified at the destination: signed by key {v.signer}; {v.entries} entries, "
+             f"{human_size(v.bytes)} checked, {v.databases} databases pass integrity_check")
     return EXIT_OK
 
 

@@ -2,13 +2,17 @@
 
 ``list`` reads only each archive's head (bounded, spec/FORMAT.md §3.3) and
 never fails because one archive is damaged: it marks that row instead.
-``verify`` checks every byte; ``inspect`` shows the signed manifest.
+``verify`` checks every byte; ``inspect`` shows the signed manifest.  All of
+them work on any store (``poppoarc.store``): a local directory, or S3 through
+ranged GETs.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +22,10 @@ from .errors import ArchiveError, CorruptArchive, PoppoarcError
 from .format import reader
 from .format.manifest import IndexEntry
 from .snapshot.sqlite import integrity_errors
-from .store.local import SUFFIX, LocalStore
+from .store import Store, StoredArchive, open_store
+from .store import locate as locate_in_store
+
+LIST_WORKERS = 8        # heads fetched at once from a remote store
 
 
 def pinned_keys(settings: Settings) -> dict[str, bytes]:
@@ -28,7 +35,7 @@ def pinned_keys(settings: Settings) -> dict[str, bytes]:
 @dataclass
 class ListRow:
     id: str
-    path: Path
+    path: Path | str
     size: int
     timestamp: str | None = None
     type: str | None = None
@@ -45,47 +52,66 @@ class ListRow:
                 "status": self.status, "problem": self.problem}
 
 
-def list_archives(settings: Settings) -> list[ListRow]:
+def list_archives(settings: Settings, store: Store | None = None) -> list[ListRow]:
     """Every archive in the store, newest first, from heads alone."""
     pinned = pinned_keys(settings)
-    rows = []
-    for path in LocalStore(settings.store).archives():
-        rows.append(_list_row(path, pinned))
+    store = store or open_store(settings)
+    archives = store.catalog()
+    if store.local_dir is not None or len(archives) < 2:
+        rows = [_list_row(store, a, pinned) for a in archives]
+    else:   # remote: fetch heads concurrently, latency is the cost
+        with ThreadPoolExecutor(max_workers=LIST_WORKERS, thread_name_prefix="list") as pool:
+            rows = list(pool.map(lambda a: _list_row(store, a, pinned), archives))
     rows.sort(key=lambda r: (r.timestamp or "", r.id), reverse=True)
     return rows
 
 
-def _list_row(path: Path, pinned: dict[str, bytes]) -> ListRow:
-    archive_id = path.name[:-len(SUFFIX)]
+def _list_row(store: Store, archive: StoredArchive, pinned: dict[str, bytes]) -> ListRow:
+    path = archive.key if isinstance(archive.key, Path) else archive.location
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
-            raw = reader.read_head(handle, path)
+        with store.open(archive) as source:
+            raw = reader.read_head(source, path)
             manifest = raw.manifest
-            row = ListRow(archive_id, path, size, manifest.get("timestamp"), manifest.get("type"),
-                          manifest.get("name"), bool(manifest.get("incremental")))
+            row = ListRow(archive.id, path, source.size(), manifest.get("timestamp"),
+                          manifest.get("type"), manifest.get("name"),
+                          bool(manifest.get("incremental")))
             try:
                 head = reader.authenticate(raw, pinned, path)
                 row.signer = head.signer
-                reader.check_length(handle, manifest, path)
+                reader.check_length(source, manifest, path)
             except ArchiveError as exc:
                 row.status = "untrusted" if exc.__class__.__name__ == "UntrustedSigner" else "damaged"
                 row.problem = str(exc)
-            if manifest.get("id") != archive_id and row.status == "ok":
+            if manifest.get("id") != archive.id and row.status == "ok":
                 row.status, row.problem = "damaged", f"file name does not match archive id {manifest.get('id')}"
             return row
     except (PoppoarcError, OSError) as exc:
-        return ListRow(archive_id, path, path.stat().st_size if path.exists() else 0,
-                       status="damaged", problem=str(exc))
+        return ListRow(archive.id, path, archive.size or 0, status="damaged", problem=str(exc))
 
 
-def locate(settings: Settings, reference: str) -> Path:
-    return LocalStore(settings.store).resolve(reference)
+def find_archive(settings: Settings, reference: str) -> tuple[Store, StoredArchive]:
+    """The store holding the referenced archive, and the archive."""
+    return locate_in_store(open_store(settings), reference, settings.storage)
+
+
+def locate(settings: Settings, reference: str) -> Path | str:
+    """Where the referenced archive is: a local path, or an s3:// URL."""
+    _, archive = find_archive(settings, reference)
+    return archive.key if isinstance(archive.key, Path) else archive.location
+
+
+@contextmanager
+def open_archive(settings: Settings, reference: str):
+    """Yields (archive, source, display path) for a referenced archive."""
+    store, archive = find_archive(settings, reference)
+    path = archive.key if isinstance(archive.key, Path) else archive.location
+    with store.open(archive) as source:
+        yield archive, source, path
 
 
 @dataclass
 class InspectResult:
-    path: Path
+    path: Path | str
     manifest: dict
     signer: str
     entries: list[IndexEntry] = field(default_factory=list)
@@ -98,17 +124,16 @@ class InspectResult:
 
 
 def inspect(settings: Settings, reference: str, with_entries: bool = False) -> InspectResult:
-    path = locate(settings, reference)
-    with open(path, "rb") as handle:
-        head = reader.open_trusted(handle, pinned_keys(settings), path)
-        entries = reader.read_index(handle, head, path) if with_entries else []
+    with open_archive(settings, reference) as (_, source, path):
+        head = reader.open_trusted(source, pinned_keys(settings), path)
+        entries = reader.read_index(source, head, path) if with_entries else []
     return InspectResult(path, head.manifest, head.signer, entries)
 
 
 class _VerifySink(reader.MemberSink):
     """Discards content, except SQLite members, which are checked on a temp copy."""
 
-    def __init__(self, workdir: str, path: Path):
+    def __init__(self, workdir: str, path: Path | str):
         self.workdir, self.path = workdir, path
         self._fd: int | None = None
         self.databases_checked = 0
@@ -137,7 +162,7 @@ class _VerifySink(reader.MemberSink):
 
 @dataclass
 class VerifyResult:
-    path: Path
+    path: Path | str
     id: str
     signer: str
     entries: int
@@ -153,15 +178,19 @@ class VerifyResult:
 
 def verify(settings: Settings, reference: str, progress=None) -> VerifyResult:
     """Check signature, framing, index, every member's SHA-256, every database."""
-    path = locate(settings, reference)
-    with open(path, "rb") as handle:
-        head = reader.open_trusted(handle, pinned_keys(settings), path)
-        entries = reader.read_index(handle, head, path)
-        total = sum(e.size for e in entries if e.type == "file")
-        with tempfile.TemporaryDirectory(prefix="poppoarc-verify-") as workdir:
-            sink = _VerifySink(workdir, path)
-            reader.read_body(handle, head, entries, path, sink,
-                             progress=(lambda done, name: progress(done, total, name)) if progress else None)
+    with open_archive(settings, reference) as (_, source, path):
+        return verify_source(settings, source, path, progress)
+
+
+def verify_source(settings: Settings, source, path, progress=None) -> VerifyResult:
+    """``verify`` of an open archive source."""
+    head = reader.open_trusted(source, pinned_keys(settings), path)
+    entries = reader.read_index(source, head, path)
+    total = sum(e.size for e in entries if e.type == "file")
+    with tempfile.TemporaryDirectory(prefix="poppoarc-verify-") as workdir:
+        sink = _VerifySink(workdir, path)
+        reader.read_body(source, head, entries, path, sink,
+                         progress=(lambda done, name: progress(done, total, name)) if progress else None)
     files = sum(1 for e in entries if e.type in ("file", "hardlink"))
     return VerifyResult(path, head.manifest["id"], head.signer, len(entries), files, total,
                         sink.databases_checked)

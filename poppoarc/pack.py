@@ -1,8 +1,10 @@
 """``pack``: capture an installation into one signed archive.
 
 Order of work: lock the installation, walk it, then stream every selected
-target into a temporary archive (databases through the backup API), write
-the index, sign the manifest into the reserved head, fsync and rename.
+target into the store's upload (databases through the backup API), write
+the index, sign the manifest into the reserved head, and commit: fsync and
+rename in a local store, complete the multipart upload in S3.  Until the
+commit nothing exists under the archive's final name.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .snapshot.catalogue import TARGETS, build_catalogue
 from .snapshot.certs import describe_reference
 from .snapshot.environment import dotenv_names, environment_document
 from .snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry, scan
-from .store.local import LocalStore
+from .store import open_store
 
 ENVIRONMENT_MEMBER = ".poppoarc/environment.json"
 MAX_REFERENCES = 500
@@ -40,7 +42,7 @@ MAX_REFERENCES = 500
 @dataclass
 class PackResult:
     id: str
-    path: Path
+    path: Path | str
     size: int
     files: int
     targets: dict
@@ -49,12 +51,13 @@ class PackResult:
     signer: str
     key_created: bool
     databases: list = field(default_factory=list)
+    cleaned: list[str] = field(default_factory=list)   # stale temps/uploads removed first
 
     def to_json(self) -> dict:
         return {"id": self.id, "path": str(self.path), "size": self.size, "files": self.files,
                 "targets": self.targets, "warnings": self.warnings,
                 "duration_ms": self.duration_ms, "signer": self.signer,
-                "key_created": self.key_created,
+                "key_created": self.key_created, "cleaned": self.cleaned,
                 "databases": [{"path": d["path"], "tables": d["tables"]} for d in self.databases]}
 
 
@@ -94,15 +97,16 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     warnings = Warnings()
     catalogue = build_catalogue(settings.backup.get("targets", {}), targets)
     key, key_created = signing.load_or_generate(settings.key_dir)
-    store = LocalStore(settings.store)
+    store = open_store(settings)
     store.ensure()
-    store.remove_stale_temps()
-    result = scan(settings.root, catalogue, warnings, skip=(store.path, settings.key_dir))
+    cleaned = store.cleanup()
+    result = scan(settings.root, catalogue, warnings, skip=(settings.store, settings.key_dir))
     archive_id = new_archive_id(now)
-    temp, handle = store.create_temp(archive_id)
+    upload = store.begin(archive_id)
     try:
         job = _PackJob(settings, catalogue.selected, result.entries, warnings, progress,
-                       keep_damaged_databases=archive_type == "pre-restore")
+                       keep_damaged_databases=archive_type == "pre-restore",
+                       snapshot_dir=store.local_dir)
         for rel in result.secrets:
             warnings.add(f"{rel}: secret file not archived: secrets are stored only "
                          "encrypted, and encryption is not available in this version")
@@ -114,7 +118,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         env_doc = environment_document(os.environ if environ is None else environ,
                                        settings.env_prefixes, settings.mask_patterns, dotenv)
         head_size = _head_size(settings.root, result.entries, references)
-        writer = BodyWriter(handle, head_size, level=DEFAULT_LEVEL,
+        writer = BodyWriter(upload, head_size, level=DEFAULT_LEVEL,
                             threads=compression_threads())
         job.write_body(writer, env_doc, now)
         fields = {
@@ -126,16 +130,20 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
             "certificates": references, "encryption": None, "files": job.files,
             "duration": int((time.monotonic() - started) * 1000),
         }
-        manifest = finish_archive(handle, writer, archive_id=archive_id, now=now,
+        manifest = finish_archive(upload, writer, archive_id=archive_id, now=now,
                                   entries=job.index, fields=fields, warnings=list(warnings),
                                   key=key, head_size=head_size)
-        final = store.commit(temp, handle, archive_id)
+        stored = upload.commit()
     except BaseException:
-        store.discard(temp, handle)
+        try:
+            upload.abort()
+        except Exception:   # the original error matters; a later pack cleans up
+            pass
         raise
+    final = stored.key if isinstance(stored.key, Path) else stored.location
     return PackResult(archive_id, final, manifest["size"], job.files, job.targets,
                       list(warnings), manifest["duration"], key.key_id, key_created,
-                      job.databases)
+                      job.databases, cleaned)
 
 
 def _head_size(root: Path, entries: list[SourceEntry], references: list[dict]) -> int:
@@ -169,13 +177,13 @@ class _PackJob:
     """The body-writing loop, with the bookkeeping the manifest needs."""
 
     def __init__(self, settings: Settings, selected, entries, warnings: Warnings, progress,
-                 keep_damaged_databases: bool = False):
+                 keep_damaged_databases: bool = False, snapshot_dir: Path | None = None):
         # A safety archive must save whatever is there, damaged databases included
         # (they are often why the restore happens); a normal backup refuses them.
         self.keep_damaged_databases = keep_damaged_databases
         self._damaged: set[str] = set()
         self.root = settings.root
-        self.snapshot_dir = settings.store
+        self.snapshot_dir = snapshot_dir      # None: the system temp directory ($TMPDIR)
         self.selected = selected
         self.entries = entries
         self.warnings = warnings

@@ -63,9 +63,18 @@ def as_sink(out) -> ArchiveSink:
 
 
 class ArchiveSource:
-    """Random access to an archive's bytes."""
+    """Random access to an archive's bytes; a context manager that closes it."""
 
     name: object = None
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def read_at(self, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes at ``offset``; fewer only at the end."""
@@ -91,6 +100,9 @@ class FileSource(ArchiveSource):
                 break
             data += more
         return data
+
+    def close(self) -> None:
+        self.handle.close()
 
     def size(self) -> int:
         try:

@@ -36,7 +36,7 @@ from ..errors import (
     Warnings,
 )
 from ..format import reader
-from ..inspection import locate, pinned_keys
+from ..inspection import open_archive, pinned_keys
 from ..lock import InstallationLock
 from ..pack import installation_version, pack_locked
 from ..snapshot import sqlite as sqlite_snapshot
@@ -98,8 +98,8 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
            dry_run: bool = False, skip_backup: bool = False, same_owner: bool = False,
            special_bits: bool = False, progress=None, on_event=None) -> UnpackResult:
     warnings = Warnings()
-    path = locate(settings, reference)
-    with InstallationLock(settings.root, "restore"), open(path, "rb") as handle:
+    with open_archive(settings, reference) as (_, handle, path), \
+            InstallationLock(settings.root, "restore"):
         head = reader.open_trusted(handle, pinned_keys(settings), path)
         entries = reader.read_index(handle, head, path)
         manifest = head.manifest
@@ -125,7 +125,8 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
 
         if not os.access(settings.root, os.W_OK | os.X_OK):
             raise NotWritable("installation root is not writable by this user", path=settings.root)
-        needed = plan.bytes_to_stage + (0 if skip_backup else plan.live_bytes // 2) + SPACE_MARGIN
+        local_safety = not skip_backup and settings.storage.get("type") != "s3"
+        needed = plan.bytes_to_stage + (plan.live_bytes // 2 if local_safety else 0) + SPACE_MARGIN
         free = shutil.disk_usage(settings.root).free
         if free < needed:
             raise InsufficientSpace(f"restore needs about {needed / 1e6:.0f} MB free for staging "

@@ -6,7 +6,8 @@ takes — while the compressed bytes are hashed against the signed checksum,
 so a damaged source is never committed.  Afterwards the full ``verify`` runs
 against the destination store, reading the copy back; a copy that fails it
 is deleted again.  An archive already at the destination is not copied
-again, only verified.
+again, only verified.  Like pack, copy first removes what interrupted
+writers left in the destination (stale temporary files or uploads).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def copy_archive(settings: Settings, reference: str, destination: str | Store,
         outcome = "present"
         if stored is None:
             dest.ensure()
+            dest.cleanup()
             stored = _stream(source, head, dest, source_path, progress)
             outcome = "copied"
     try:

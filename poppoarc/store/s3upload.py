@@ -192,7 +192,8 @@ class S3Upload(ArchiveUpload):
             self._upload_id = None
             self._pool.shutdown()
         stored = self.store.object_at(self.key)
-        if stored.size != size:
+        if stored.size != size:         # never leave a wrong object under a final key
+            self.store.delete(stored)
             raise StoreError(f"stored object is {stored.size} bytes, {size} were written",
                              path=self.location)
         return stored

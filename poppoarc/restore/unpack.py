@@ -31,6 +31,7 @@ from ..errors import (
     HealthCheckFailed,
     HookFailed,
     InsufficientSpace,
+    LockHeld,
     NotWritable,
     UsageError,
     Warnings,
@@ -42,7 +43,7 @@ from ..pack import installation_version, pack_locked
 from ..snapshot import sqlite as sqlite_snapshot
 from ..snapshot.catalogue import TARGETS, build_catalogue
 from ..snapshot.scan import DATABASE, scan
-from . import swap
+from . import fsops, journal, swap
 from .plan import RestorePlan, make_plan
 from .stage import StagedTree
 
@@ -66,9 +67,26 @@ class UnpackResult:
 def recover_if_needed(settings: Settings, on_event=None):
     """Finish or undo an interrupted restore before anything else touches the tree."""
     if not (settings.root / ".poppoarc-restore.json").exists():
+        _remove_stale_journal_temps(settings.root)
         return None
     with InstallationLock(settings.root, "recovery"):
         return swap.recover(settings.root, on_event=on_event)
+
+
+def _remove_stale_journal_temps(root: Path) -> None:
+    """A restore killed while writing its first journal leaves only a temporary.
+
+    Nothing was changed yet, so it is simply removed — unless another process
+    holds the lock (it may be writing that journal right now).
+    """
+    if not any(root.glob(fsops.stale_temp_glob(journal.JOURNAL_NAME))):
+        return
+    try:
+        with InstallationLock(root, "recovery"):
+            if not journal.journal_path(root).exists():
+                journal.remove_journal(root)
+    except LockHeld:
+        pass
 
 
 def _run_hook(command: str, settings: Settings, archive_id: str, phase: str) -> int:

@@ -5,6 +5,7 @@ Usage:
   poppoarc [options] list [--json]
   poppoarc [options] inspect ARCHIVE [--entries] [--json]
   poppoarc [options] verify ARCHIVE [--json]
+  poppoarc [options] copy ARCHIVE --to=STORE [--json]
   poppoarc [options] (unpack | restore) ARCHIVE [--targets=LIST] [--dry-run] [--skip-backup]
                      [--same-owner] [--keep-special-bits] [--json]
   poppoarc [options] (unpack | restore) --recover [--json]
@@ -17,12 +18,15 @@ Usage:
   poppoarc --version
 
 Arguments:
-  ARCHIVE          An archive id, a unique id prefix, or a path to a .poppo.tar.zst file.
+  ARCHIVE          An archive id, a unique id prefix, a path to a .poppo.tar.zst file,
+                   or an s3://bucket/key URL of one.
 
 Options:
   --root=DIR       Installation root (else $POPPO_ROOT, else the current directory).
   --config=FILE    Configuration file (else ROOT/config/config.json).
-  --store=DIR      Where archives are kept (else backup.storage.path, else ROOT/backups).
+  --store=STORE    Where archives are kept: a directory or s3://bucket/prefix
+                   (else backup.storage, else ROOT/backups).
+  --to=STORE       With copy: the destination store (a directory or s3://bucket/prefix).
   --targets=LIST   Comma-separated targets: config,database,logs,agents,state,security.
   --name=NAME      A label stored in the archive's manifest.
   --encrypt        With pack: encrypt the whole archive (also backup.storage.encrypt).
@@ -68,6 +72,7 @@ from .pack import pack
 from .policy.prune import prune
 from .policy.schedule import last_runs_of, load_state, next_fires, parse_schedule
 from .policy.service import Scheduler, clock_from_env
+from .transfer import copy_archive
 from .restore.unpack import recover_if_needed, unpack
 from .snapshot.catalogue import parse_target_list
 from .ui import i18n, render
@@ -108,6 +113,8 @@ def dispatch(args: dict, out: Output) -> int:
         return cmd_doctor(settings, out)
     if settings.config_problem:
         out.warn(_("{problem}; using default settings").format(problem=settings.config_problem))
+    for notice in settings.notices:
+        out.warn(notice)
     recovered = recover_if_needed(settings)
     if recovered is not None:
         out.note(render.recovery_note(recovered))
@@ -127,6 +134,8 @@ def dispatch(args: dict, out: Output) -> int:
         return cmd_inspect(settings, args, out)
     if args["verify"]:
         return cmd_verify(settings, args, out)
+    if args["copy"]:
+        return cmd_copy(settings, args, out)
     if args["keygen"]:
         return cmd_keygen(settings, args, out)
     if args["prune"]:
@@ -150,7 +159,7 @@ def cmd_pack(settings, args, out: Output) -> int:
 def cmd_list(settings, out: Output) -> int:
     rows = list_archives(settings)
     if out.as_json:
-        out.json({"store": str(settings.store), "archives": [r.to_json() for r in rows],
+        out.json({"store": settings.store_url, "archives": [r.to_json() for r in rows],
                   "total": len(rows)}, "list")
     else:
         render.archive_list(out, rows)
@@ -173,6 +182,21 @@ def cmd_verify(settings, args, out: Output) -> int:
         out.json(result.to_json(), "verify")
     else:
         render.verify(out, result)
+    return EXIT_OK
+
+
+def cmd_copy(settings, args, out: Output) -> int:
+    result = copy_archive(settings, args["ARCHIVE"], args["--to"])
+    if out.as_json:
+        out.json(result.to_json(), "copy")
+        return EXIT_OK
+    verb = "Copied" if result.outcome == "copied" else "Already present:"
+    out.text(f"{verb} {result.id} ({human_size(result.size)})")
+    out.text(f"  from    {result.source}")
+    out.text(f"  to      {result.destination}")
+    v = result.verified
+    out.text(f"  verified at the destination: signed by key {v.signer}; {v.entries} entries, "
+             f"{human_size(v.bytes)} checked, {v.databases} databases pass integrity_check")
     return EXIT_OK
 
 

@@ -28,6 +28,18 @@ class Settings:
     backup: dict = field(default_factory=dict)
     key_dir: Path = Path()
     config_problem: str | None = None      # set when a lenient resolve ignored the file
+    # The resolved ``backup.storage`` settings: {"type": "local"} or {"type": "s3",
+    # "url": "s3://bucket/prefix", region, endpointUrl, profile, ...}.  ``store`` stays
+    # the local directory (the store itself when local; skipped by the walk either way).
+    storage: dict = field(default_factory=lambda: {"type": "local"})
+    notices: list[str] = field(default_factory=list)   # config warnings to show
+
+    @property
+    def store_url(self) -> str:
+        """Where archives live: a directory, or ``s3://bucket/prefix``."""
+        if self.storage.get("type") == "s3":
+            return self.storage["url"]
+        return str(self.store)
 
     @property
     def env_prefixes(self) -> tuple[str, ...]:
@@ -77,6 +89,7 @@ def read_backup_section(config_path: Path) -> dict:
         text = None
     config_schema.validate(backup, config_path, text)   # unknown keys, wrong types
     _check_policy(backup, config_path)                   # cron syntax, time zone, ranges
+    _check_storage(backup.get("storage", {}), config_path)   # store kind and limits
     return backup
 
 
@@ -180,6 +193,54 @@ def _check_policy(backup: dict, config_path: Path) -> None:
                                   path=config_path)
 
 
+# Credentials in the config file are accepted but warned about (config_schema lists the keys).
+CREDENTIAL_KEYS = ("accessKeyId", "secretAccessKey", "sessionToken")
+
+
+def _check_storage(storage: dict, config_path: Path) -> None:
+    """Values the key table cannot express (names and types are checked there)."""
+    kind = storage.get("type", "local")
+    if kind not in ("local", "s3"):
+        raise ConfigError("'backup.storage.type' must be \"local\" or \"s3\"", path=config_path)
+    if kind == "s3" and not storage.get("bucket"):
+        raise ConfigError("'backup.storage.bucket' is required when type is \"s3\"",
+                          path=config_path)
+    if storage.get("addressingStyle", "auto") not in ("auto", "path", "virtual"):
+        raise ConfigError("'backup.storage.addressingStyle' must be auto, path or virtual",
+                          path=config_path)
+    if storage.get("staleUploadHours", 0) < 0:
+        raise ConfigError("'backup.storage.staleUploadHours' must not be negative", path=config_path)
+    if not 5 <= storage.get("partSizeMiB", 8) <= 5120:
+        raise ConfigError("'backup.storage.partSizeMiB' must be between 5 and 5120",
+                          path=config_path)
+
+
+def resolve_storage(store: str | None, storage: dict, root: Path,
+                    config_path: Path) -> tuple[dict, Path, list[str]]:
+    """The store to use: (resolved storage settings, local store directory, notices)."""
+    resolved = dict(storage)
+    notices = [f"{config_path}: backup.storage.{key} holds a credential; it is used, but keep "
+               "credentials in the environment or an AWS profile instead"
+               for key in CREDENTIAL_KEYS if key in storage]
+    if store and store.startswith("s3://"):
+        resolved.update(type="s3", url=store.rstrip("/"))
+    elif store:
+        resolved["type"] = "local"
+    elif storage.get("type") == "s3":
+        prefix = storage.get("prefix", "").strip("/")
+        resolved["url"] = f"s3://{storage['bucket']}" + (f"/{prefix}" if prefix else "")
+    resolved.setdefault("type", "local")
+    if store and not store.startswith("s3://"):
+        local = Path(store)
+    elif storage.get("path"):
+        local = Path(storage["path"])
+        if not local.is_absolute():
+            local = root / local
+    else:
+        local = root / "backups"
+    return resolved, local.absolute(), notices
+
+
 def default_key_dir() -> Path:
     """Where the signing key lives: outside every installation's backed-up set."""
     if os.environ.get("POPPOARC_HOME"):
@@ -210,15 +271,9 @@ def resolve(root: str | None = None, config: str | None = None,
         if strict:
             raise
         backup, problem = {}, str(exc)
-    storage = backup.get("storage", {})
-    if store:
-        store_path = Path(store)
-    elif storage.get("path"):
-        store_path = Path(storage["path"])
-        if not store_path.is_absolute():
-            store_path = root_path / store_path
-    else:
-        store_path = root_path / "backups"
+    storage, store_path, notices = resolve_storage(store, backup.get("storage", {}), root_path,
+                                                   config_path)
     key_dir = Path(backup.get("signing", {}).get("keyDir") or default_key_dir())
-    return Settings(root=root_path, config_path=config_path, store=store_path.absolute(),
-                    backup=backup, key_dir=key_dir, config_problem=problem)
+    return Settings(root=root_path, config_path=config_path, store=store_path,
+                    backup=backup, key_dir=key_dir, config_problem=problem,
+                    storage=storage, notices=notices)

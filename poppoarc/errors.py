@@ -71,6 +71,12 @@ class LockHeld(PoppoarcError):
     exit_code = 6
 
 
+class MissingDependency(PoppoarcError):
+    """An optional package the requested feature needs is not installed."""
+
+    exit_code = 8
+
+
 # -- archive content (10-19) -------------------------------------------------
 
 class ArchiveError(PoppoarcError):
@@ -139,6 +145,12 @@ class InsufficientSpace(StoreError):
     """Not enough free space for the work asked for."""
 
     exit_code = 23
+
+
+class RemoteStoreError(StoreError):
+    """A remote (S3) store refused or failed a request."""
+
+    exit_code = 24
 
 
 # -- restore (30-39) --------------------------------------------------------

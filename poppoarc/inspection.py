@@ -2,13 +2,17 @@
 
 ``list`` reads only each archive's head (bounded, spec/FORMAT.md §3.3) and
 never fails because one archive is damaged: it marks that row instead.
-``verify`` checks every byte; ``inspect`` shows the signed manifest.
+``verify`` checks every byte; ``inspect`` shows the signed manifest.  All of
+them work on any store (``poppoarc.store``): a local directory, or S3 through
+ranged GETs.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +23,10 @@ from .errors import ArchiveError, CorruptArchive, PoppoarcError, Warnings
 from .format import reader
 from .format.manifest import IndexEntry
 from .snapshot.sqlite import integrity_errors
-from .store import verified
-from .store.local import SUFFIX, LocalStore
+from .store import Store, StoredArchive, open_store, verified
+from .store import locate as locate_in_store
+
+LIST_WORKERS = 8        # heads fetched at once from a remote store
 
 
 def pinned_keys(settings: Settings) -> dict[str, bytes]:
@@ -30,7 +36,7 @@ def pinned_keys(settings: Settings) -> dict[str, bytes]:
 @dataclass
 class ListRow:
     id: str
-    path: Path
+    path: Path | str
     size: int
     timestamp: str | None = None
     type: str | None = None
@@ -51,26 +57,29 @@ class ListRow:
                 "encrypted": self.encrypted}
 
 
-def list_archives(settings: Settings) -> list[ListRow]:
+def list_archives(settings: Settings, store: Store | None = None) -> list[ListRow]:
     """Every archive in the store, newest first, from heads alone."""
     pinned = pinned_keys(settings)
-    rows = []
-    for path in LocalStore(settings.store).archives():
-        rows.append(_list_row(path, pinned))
+    store = store or open_store(settings)
+    archives = store.catalog()
+    if store.local_dir is not None or len(archives) < 2:
+        rows = [_list_row(store, a, pinned) for a in archives]
+    else:   # remote: fetch heads concurrently, latency is the cost
+        with ThreadPoolExecutor(max_workers=LIST_WORKERS, thread_name_prefix="list") as pool:
+            rows = list(pool.map(lambda a: _list_row(store, a, pinned), archives))
     rows.sort(key=lambda r: (r.timestamp or "", r.id), reverse=True)
     return rows
 
 
-def _list_row(path: Path, pinned: dict[str, bytes]) -> ListRow:
-    archive_id = path.name[:-len(SUFFIX)]
+def _list_row(store: Store, archive: StoredArchive, pinned: dict[str, bytes]) -> ListRow:
+    path = archive.key if isinstance(archive.key, Path) else archive.location
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
-            raw = reader.read_head(handle, path)
+        with store.open(archive) as source:
+            raw = reader.read_head(source, path)
             manifest = raw.manifest
-            row = ListRow(archive_id, path, size, manifest.get("timestamp"), manifest.get("type"),
-                          manifest.get("name"), bool(manifest.get("incremental")),
-                          checksum=manifest.get("checksum"),
+            row = ListRow(archive.id, path, source.size(), manifest.get("timestamp"),
+                          manifest.get("type"), manifest.get("name"),
+                          bool(manifest.get("incremental")), checksum=manifest.get("checksum"),
                           encrypted=manifest.get("encryption") is not None)
             parent = manifest.get("parent")
             if isinstance(parent, dict) and isinstance(parent.get("id"), str):
@@ -78,20 +87,35 @@ def _list_row(path: Path, pinned: dict[str, bytes]) -> ListRow:
             try:
                 head = reader.authenticate(raw, pinned, path)
                 row.signer = head.signer
-                reader.check_length(handle, manifest, path)
+                reader.check_length(source, manifest, path)
             except ArchiveError as exc:
                 row.status = "untrusted" if exc.__class__.__name__ == "UntrustedSigner" else "damaged"
                 row.problem = str(exc)
-            if manifest.get("id") != archive_id and row.status == "ok":
+            if manifest.get("id") != archive.id and row.status == "ok":
                 row.status, row.problem = "damaged", f"file name does not match archive id {manifest.get('id')}"
             return row
     except (PoppoarcError, OSError) as exc:
-        return ListRow(archive_id, path, path.stat().st_size if path.exists() else 0,
-                       status="damaged", problem=str(exc))
+        return ListRow(archive.id, path, archive.size or 0, status="damaged", problem=str(exc))
 
 
-def locate(settings: Settings, reference: str) -> Path:
-    return LocalStore(settings.store).resolve(reference)
+def find_archive(settings: Settings, reference: str) -> tuple[Store, StoredArchive]:
+    """The store holding the referenced archive, and the archive."""
+    return locate_in_store(open_store(settings), reference, settings.storage)
+
+
+def locate(settings: Settings, reference: str) -> Path | str:
+    """Where the referenced archive is: a local path, or an s3:// URL."""
+    _, archive = find_archive(settings, reference)
+    return archive.key if isinstance(archive.key, Path) else archive.location
+
+
+@contextmanager
+def open_archive(settings: Settings, reference: str):
+    """Yields (archive, source, display path) for a referenced archive."""
+    store, archive = find_archive(settings, reference)
+    path = archive.key if isinstance(archive.key, Path) else archive.location
+    with store.open(archive) as source:
+        yield archive, source, path
 
 
 def open_sealer(settings: Settings, head: reader.TrustedHead, path: Path,
@@ -123,7 +147,7 @@ def full_manifest(head: reader.TrustedHead, index: reader.Index) -> dict:
 
 @dataclass
 class InspectResult:
-    path: Path
+    path: Path | str
     manifest: dict
     signer: str
     entries: list[IndexEntry] = field(default_factory=list)
@@ -138,11 +162,10 @@ class InspectResult:
 
 
 def inspect(settings: Settings, reference: str, with_entries: bool = False) -> InspectResult:
-    path = locate(settings, reference)
-    with open(path, "rb") as handle:
-        head = reader.open_trusted(handle, pinned_keys(settings), path)
+    with open_archive(settings, reference) as (_, source, path):
+        head = reader.open_trusted(source, pinned_keys(settings), path)
         sealer = open_sealer(settings, head, path)
-        index = reader.read_index(handle, head, path, sealer)
+        index = reader.read_index(source, head, path, sealer)
     sealed = index.entries is None
     return InspectResult(path, full_manifest(head, index), head.signer,
                          (index.entries or []) if with_entries else [], sealed)
@@ -151,7 +174,7 @@ def inspect(settings: Settings, reference: str, with_entries: bool = False) -> I
 class _VerifySink(reader.MemberSink):
     """Discards content, except SQLite members, which are checked on a temp copy."""
 
-    def __init__(self, workdir: str, path: Path):
+    def __init__(self, workdir: str, path: Path | str):
         self.workdir, self.path = workdir, path
         self._fd: int | None = None
         self.databases_checked = 0
@@ -180,7 +203,7 @@ class _VerifySink(reader.MemberSink):
 
 @dataclass
 class VerifyResult:
-    path: Path
+    path: Path | str
     id: str
     signer: str
     entries: int
@@ -190,6 +213,7 @@ class VerifyResult:
     encryption: str | None = None
     not_checked: list[str] = field(default_factory=list)   # what needed a key we lack
     recorded: bool = False        # noted in the store's verification record
+    checksum: str = ""            # the archive's signed checksum (for the record)
 
     def to_json(self) -> dict:
         return {"path": str(self.path), "id": self.id, "ok": True, "signer": self.signer,
@@ -200,33 +224,38 @@ class VerifyResult:
 
 def verify(settings: Settings, reference: str, progress=None, record: bool = True) -> VerifyResult:
     """Check signature, framing, index, every member's SHA-256, every database."""
-    path = locate(settings, reference)
-    with open(path, "rb") as handle:
-        head = reader.open_trusted(handle, pinned_keys(settings), path)
-        scope = reader.scope(head.manifest)
-        sealer = open_sealer(settings, head, path)
-        index = reader.read_index(handle, head, path, sealer)
-        result = VerifyResult(path, head.manifest["id"], head.signer, head.manifest["layout"]["entries"],
-                              head.manifest["files"], 0, 0, scope)
-        if index.entries is None:
-            total = head.manifest["size"]
-            reader.check_body_without_key(handle, head, path, progress=(
-                lambda done, name: progress(done, total, name)) if progress else None)
-            result.not_checked = ["file contents and their digests", "databases",
-                                  "the entry index (encrypted; no key available)"]
-            return result
-        entries = index.entries
-        total = sum(e.size for e in entries if e.type == "file")
-        with tempfile.TemporaryDirectory(prefix="poppoarc-verify-") as workdir:
-            sink = _VerifySink(workdir, path)
-            unchecked = reader.read_body(handle, head, entries, path, sink, sealer=sealer,
-                                         progress=(lambda done, name: progress(done, total, name))
-                                         if progress else None)
+    with open_archive(settings, reference) as (_, source, path):
+        result = verify_source(settings, source, path, progress)
+    if record and not result.not_checked and isinstance(path, Path) \
+            and path.parent.resolve() == Path(settings.store).resolve():
+        # only a complete check of an archive in the local store counts for doctor
+        result.recorded = verified.record(settings.store, result.id, result.checksum)
+    return result
+
+
+def verify_source(settings: Settings, source, path, progress=None) -> VerifyResult:
+    """``verify`` of an open archive source (local file or remote object)."""
+    head = reader.open_trusted(source, pinned_keys(settings), path)
+    scope = reader.scope(head.manifest)
+    sealer = open_sealer(settings, head, path)
+    index = reader.read_index(source, head, path, sealer)
+    result = VerifyResult(path, head.manifest["id"], head.signer, head.manifest["layout"]["entries"],
+                          head.manifest["files"], 0, 0, scope, checksum=head.manifest["checksum"])
+    if index.entries is None:
+        total = head.manifest["size"]
+        reader.check_body_without_key(source, head, path, progress=(
+            lambda done, name: progress(done, total, name)) if progress else None)
+        result.not_checked = ["file contents and their digests", "databases",
+                              "the entry index (encrypted; no key available)"]
+        return result
+    entries = index.entries
+    total = sum(e.size for e in entries if e.type == "file")
+    with tempfile.TemporaryDirectory(prefix="poppoarc-verify-") as workdir:
+        sink = _VerifySink(workdir, path)
+        unchecked = reader.read_body(source, head, entries, path, sink, sealer=sealer,
+                                     progress=(lambda done, name: progress(done, total, name))
+                                     if progress else None)
     if unchecked:
         result.not_checked = [f"{unchecked} sealed secret file(s): no key available"]
     result.bytes, result.databases = total, sink.databases_checked
-    if record and not result.not_checked and path.parent.resolve() == Path(settings.store).resolve():
-        # only a complete check counts as "verified" for doctor
-        result.recorded = verified.record(settings.store, head.manifest["id"],
-                                          head.manifest["checksum"])
     return result

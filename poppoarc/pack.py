@@ -1,8 +1,10 @@
 """``pack``: capture an installation into one signed archive.
 
 Order of work: lock the installation, walk it, then stream every selected
-target into a temporary archive (databases through the backup API), write
-the index, sign the manifest into the reserved head, fsync and rename.
+target into the store's upload (databases through the backup API), write
+the index, sign the manifest into the reserved head, and commit: fsync and
+rename in a local store, complete the multipart upload in S3.  Until the
+commit nothing exists under the archive's final name.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from .snapshot.catalogue import TARGETS, build_catalogue
 from .snapshot.certs import describe_reference
 from .snapshot.environment import dotenv_names, environment_document
 from .snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry, scan
-from .store.local import LocalStore
+from .store import open_store
 
 ENVIRONMENT_MEMBER = ".poppoarc/environment.json"
 MAX_REFERENCES = 500
@@ -51,7 +53,7 @@ MAX_REFERENCES = 500
 @dataclass
 class PackResult:
     id: str
-    path: Path
+    path: Path | str
     size: int
     files: int
     targets: dict
@@ -61,12 +63,14 @@ class PackResult:
     key_created: bool
     databases: list = field(default_factory=list)
     encryption: str | None = None          # None, "secrets" or "archive"
+    cleaned: list[str] = field(default_factory=list)   # stale temps/uploads removed first
 
     def to_json(self) -> dict:
         return {"id": self.id, "path": str(self.path), "size": self.size, "files": self.files,
                 "targets": self.targets, "warnings": self.warnings,
                 "duration_ms": self.duration_ms, "signer": self.signer,
                 "key_created": self.key_created, "encryption": self.encryption,
+                "cleaned": self.cleaned,
                 "databases": [{"path": d["path"], "tables": d["tables"]} for d in self.databases]}
 
 
@@ -113,10 +117,10 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                     "backup.storage.keyFile or backup.storage.recipients")
     catalogue = build_catalogue(settings.backup.get("targets", {}), targets)
     key, key_created = signing.load_or_generate(settings.key_dir)
-    store = LocalStore(settings.store)
+    store = open_store(settings)
     store.ensure()
-    store.remove_stale_temps()
-    result = scan(settings.root, catalogue, warnings, skip=(store.path, settings.key_dir))
+    cleaned = store.cleanup()
+    result = scan(settings.root, catalogue, warnings, skip=(settings.store, settings.key_dir))
     archive_id = new_archive_id(now)
     scope = "archive" if encrypt else "secrets" if secrets.can_encrypt and result.secrets else None
     encryption = sealer = None
@@ -132,12 +136,13 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         for rel in result.secrets:
             warnings.add(f"{rel}: secret file not archived: secrets are stored only encrypted "
                          "and no key is configured (POPPO_BACKUP_KEY or backup.storage.recipients)")
-    temp, handle = store.create_temp(archive_id)
+    upload = store.begin(archive_id)
     try:
         job = _PackJob(settings, catalogue.selected, entries, warnings, progress,
                        keep_damaged_databases=archive_type == "pre-restore",
                        sealer=sealer, seal_all=scope == "archive", secrets=set(result.secrets),
-                       archive_mtime_ns=int(now.timestamp()) * 10**9)
+                       archive_mtime_ns=int(now.timestamp()) * 10**9,
+                       snapshot_dir=store.local_dir)
         references = [describe_reference(str(settings.root / rel), rel)
                       for rel in result.references[:MAX_REFERENCES]]
         if len(result.references) > MAX_REFERENCES:
@@ -149,7 +154,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         # Sealed content is compressed before encryption; the outer frames then
         # only hold tar framing and ciphertext, where a fast level is enough.
         level = 1 if scope == "archive" else DEFAULT_LEVEL
-        writer = BodyWriter(handle, head_size, level=level, threads=compression_threads())
+        writer = BodyWriter(upload, head_size, level=level, threads=compression_threads())
         job.write_body(writer, env_doc, now)
         del entries, result         # the walk's records are not needed any more (memory)
         fields = {
@@ -161,17 +166,21 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
             "certificates": references, "encryption": None, "files": job.files,
             "duration": int((time.monotonic() - started) * 1000),
         }
-        manifest = finish_archive(handle, writer, archive_id=archive_id, now=now,
+        manifest = finish_archive(upload, writer, archive_id=archive_id, now=now,
                                   entries=job.index, fields=fields, warnings=list(warnings),
                                   key=key, head_size=head_size, level=level,
                                   encryption=encryption, sealer=sealer)
-        final = store.commit(temp, handle, archive_id)
+        stored = upload.commit()
     except BaseException:
-        store.discard(temp, handle)
+        try:
+            upload.abort()
+        except Exception:   # the original error matters; a later pack cleans up
+            pass
         raise
+    final = stored.key if isinstance(stored.key, Path) else stored.location
     return PackResult(archive_id, final, manifest["size"], job.files, job.targets,
                       list(warnings), manifest["duration"], key.key_id, key_created,
-                      job.databases, scope)
+                      job.databases, scope, cleaned)
 
 
 def _with_secrets(root: Path, entries: list[SourceEntry], secrets: list[str],
@@ -224,7 +233,8 @@ class _PackJob:
 
     def __init__(self, settings: Settings, selected, entries, warnings: Warnings, progress,
                  keep_damaged_databases: bool = False, sealer=None, seal_all: bool = False,
-                 secrets: set[str] = frozenset(), archive_mtime_ns: int = 0):
+                 secrets: set[str] = frozenset(), archive_mtime_ns: int = 0,
+                 snapshot_dir: Path | None = None):
         self.sealer, self.seal_all, self.secrets = sealer, seal_all, secrets
         self.archive_mtime_ns = archive_mtime_ns
         # A safety archive must save whatever is there, damaged databases included
@@ -233,7 +243,7 @@ class _PackJob:
         self._damaged: set[str] = set()
         self.root = settings.root
         self._root_text = str(settings.root)   # os.path.join: pathlib costs µs per file
-        self.snapshot_dir = settings.store
+        self.snapshot_dir = snapshot_dir      # None: the system temp directory ($TMPDIR)
         self.selected = selected
         self.entries = entries
         self.warnings = warnings

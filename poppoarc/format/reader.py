@@ -5,13 +5,15 @@ that, every other byte is checked against values the signed manifest binds:
 the index by its SHA-256, each member's header by exact re-encoding, each
 member's content by its SHA-256, and the compressed bytes by the body
 checksum (spec/FORMAT.md §7).
+
+Every function takes an ``ArchiveSource`` (``access.py``: a local file, or
+ranged GETs on an S3 object) or an open binary file, which is wrapped as one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from dataclasses import dataclass
 
 from pyzstd import DParameter, ZstdDecompressor, ZstdError
@@ -19,6 +21,7 @@ from pyzstd import DParameter, ZstdDecompressor, ZstdError
 from ..crypto import segments, signing
 from ..errors import CorruptArchive, ForeignArchive, TamperedArchive, TruncatedArchive
 from . import tarheader
+from .access import as_source
 from .head import (
     ENCRYPTED_INDEX_NAME,
     FRAME_HEADER_SIZE,
@@ -40,10 +43,10 @@ MAX_INDEX_SIZE = 1 << 30
 
 def read_head(handle, path: object) -> RawHead:
     """Read and structurally decode the head; reads at most ~1 MiB."""
-    handle.seek(0)
-    prefix = handle.read(FRAME_HEADER_SIZE)
+    source = as_source(handle)
+    prefix = source.read_at(0, FRAME_HEADER_SIZE)
     head_size = read_head_size(prefix, path)
-    frame = prefix + handle.read(head_frame_size(head_size) - FRAME_HEADER_SIZE)
+    frame = prefix + source.read_at(FRAME_HEADER_SIZE, head_frame_size(head_size) - FRAME_HEADER_SIZE)
     return decode_head(frame, path)
 
 
@@ -70,7 +73,7 @@ def authenticate(raw: RawHead, pinned: dict[str, bytes], path: object) -> Truste
 
 
 def check_length(handle, manifest: dict, path: object) -> None:
-    actual = os.fstat(handle.fileno()).st_size
+    actual = as_source(handle).size()
     if actual < manifest["size"]:
         raise TruncatedArchive(f"archive is {actual} bytes, its manifest says {manifest['size']}",
                                path=path)
@@ -88,7 +91,8 @@ class FrameStream:
     """
 
     def __init__(self, handle, start: int, end: int, path: object, hasher=None):
-        self.handle, self.position, self.end, self.path = handle, start, end, path
+        self.source = as_source(handle)
+        self.position, self.end, self.path = start, end, path
         self.hasher = hasher
         self._input = b""
         self._decompressor: ZstdDecompressor | None = None
@@ -97,8 +101,7 @@ class FrameStream:
     def _more_input(self) -> bool:
         if self.position >= self.end:
             return False
-        self.handle.seek(self.position)
-        chunk = self.handle.read(min(READ_SIZE, self.end - self.position))
+        chunk = self.source.read_at(self.position, min(READ_SIZE, self.end - self.position))
         if not chunk:
             raise TruncatedArchive("archive ends early", path=self.path)
         self.position += len(chunk)
@@ -224,12 +227,13 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
     The body checksum over all compressed bytes is checked at the end.
     Returns how many sealed files could not be checked for lack of a key.
     """
+    source = as_source(handle)
     manifest = head.manifest
     layout = manifest["layout"]
     all_sealed = scope(manifest) == "archive"
     seconds = timestamp_seconds(manifest["timestamp"])
     body_hash = hashlib.sha256()
-    stream = FrameStream(handle, layout["body_offset"], layout["index_offset"], path, body_hash)
+    stream = FrameStream(source, layout["body_offset"], layout["index_offset"], path, body_hash)
     done = unchecked = 0
     for position, entry in enumerate(entries):
         if all_sealed and entry.type != "file":
@@ -304,15 +308,14 @@ def _read_sealed(stream: FrameStream, entry: IndexEntry, position: int, seconds:
 
 def _check_body_checksum(handle, manifest: dict, body_hash, path: object) -> None:
     """Add the index frame's bytes, then compare with the signed checksum."""
-    layout = manifest["layout"]
-    handle.seek(layout["index_offset"])
-    remaining = manifest["size"] - layout["index_offset"]
-    while remaining:
-        chunk = handle.read(min(READ_SIZE, remaining))
+    source = as_source(handle)
+    position = manifest["layout"]["index_offset"]
+    while position < manifest["size"]:
+        chunk = source.read_at(position, min(READ_SIZE, manifest["size"] - position))
         if not chunk:
             raise TruncatedArchive("archive ends early", path=path)
         body_hash.update(chunk)
-        remaining -= len(chunk)
+        position += len(chunk)
     if "sha256:" + body_hash.hexdigest() != manifest["checksum"]:
         raise CorruptArchive("archive body checksum does not match the manifest", path=path)
 
@@ -338,9 +341,10 @@ def check_body_without_key(handle, head: TrustedHead, path: object, progress=Non
 
 def open_trusted(handle, pinned: dict[str, bytes], path: object) -> TrustedHead:
     """Head, signature and length checks in the order a reader must do them."""
-    raw = read_head(handle, path)
+    source = as_source(handle)
+    raw = read_head(source, path)
     head = authenticate(raw, pinned, path)
-    check_length(handle, head.manifest, path)
+    check_length(source, head.manifest, path)
     return head
 
 

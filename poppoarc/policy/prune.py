@@ -17,7 +17,7 @@ from ..config import Settings
 from ..errors import ArchiveError
 from ..inspection import list_archives, verify
 from ..lock import InstallationLock
-from ..store.local import LocalStore
+from ..store import open_store
 from .retention import KEEP_NEWEST_FULL, ArchiveInfo, Decision, RetentionPolicy, decide
 from .schedule import resolve_timezone
 
@@ -62,7 +62,8 @@ def prune_locked(settings: Settings, *, dry_run: bool = False, now: datetime | N
     """Prune; the caller holds the installation lock.  ``on_delete(decision)`` reports progress."""
     now = now or datetime.now(timezone.utc)
     policy = policy_for(settings)
-    rows = {row.id: row for row in list_archives(settings)}
+    store = open_store(settings)        # a local directory or a bucket: the same rules
+    rows = {row.id: row for row in list_archives(settings, store)}
     infos = [ArchiveInfo.from_row(row) for row in rows.values()]
     result = PruneResult(dry_run, policy, [])
     while True:
@@ -73,7 +74,7 @@ def prune_locked(settings: Settings, *, dry_run: bool = False, now: datetime | N
                 and any(d.delete for d in decisions)):
             break
         try:
-            verify(settings, str(rows[protected.id].path), record=not dry_run)
+            verify(settings, protected.id, record=not dry_run)
             problem = None
         except ArchiveError as exc:
             problem = str(exc)
@@ -90,9 +91,9 @@ def prune_locked(settings: Settings, *, dry_run: bool = False, now: datetime | N
                                    f"{decision.reason}")
     if dry_run:
         return result
-    store = LocalStore(settings.store)
+    stored = {archive.id: archive for archive in store.catalog()}
     for decision in result.to_delete:
-        store.delete(rows[decision.id].path)
+        store.delete(stored[decision.id])
         result.deleted.append(decision.id)
         result.freed += decision.archive.size
         if on_delete is not None:

@@ -31,19 +31,20 @@ from ..errors import (
     HealthCheckFailed,
     HookFailed,
     InsufficientSpace,
+    LockHeld,
     NoKey,
     NotWritable,
     UsageError,
     Warnings,
 )
 from ..format import reader
-from ..inspection import full_manifest, locate, open_sealer, pinned_keys
+from ..inspection import full_manifest, open_archive, open_sealer, pinned_keys
 from ..lock import InstallationLock
 from ..pack import installation_version, pack_locked
 from ..snapshot import sqlite as sqlite_snapshot
 from ..snapshot.catalogue import TARGETS, build_catalogue
 from ..snapshot.scan import DATABASE, scan
-from . import swap
+from . import fsops, journal, swap
 from .plan import RestorePlan, make_plan
 from .stage import StagedTree
 
@@ -67,9 +68,26 @@ class UnpackResult:
 def recover_if_needed(settings: Settings, on_event=None):
     """Finish or undo an interrupted restore before anything else touches the tree."""
     if not (settings.root / ".poppoarc-restore.json").exists():
+        _remove_stale_journal_temps(settings.root)
         return None
     with InstallationLock(settings.root, "recovery"):
         return swap.recover(settings.root, on_event=on_event)
+
+
+def _remove_stale_journal_temps(root: Path) -> None:
+    """A restore killed while writing its first journal leaves only a temporary.
+
+    Nothing was changed yet, so it is simply removed — unless another process
+    holds the lock (it may be writing that journal right now).
+    """
+    if not any(root.glob(fsops.stale_temp_glob(journal.JOURNAL_NAME))):
+        return
+    try:
+        with InstallationLock(root, "recovery"):
+            if not journal.journal_path(root).exists():
+                journal.remove_journal(root)
+    except LockHeld:
+        pass
 
 
 def _run_hook(command: str, settings: Settings, archive_id: str, phase: str) -> int:
@@ -99,8 +117,8 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
            dry_run: bool = False, skip_backup: bool = False, same_owner: bool = False,
            special_bits: bool = False, progress=None, on_event=None) -> UnpackResult:
     warnings = Warnings()
-    path = locate(settings, reference)
-    with InstallationLock(settings.root, "restore"), open(path, "rb") as handle:
+    with open_archive(settings, reference) as (_, handle, path), \
+            InstallationLock(settings.root, "restore"):
         head = reader.open_trusted(handle, pinned_keys(settings), path)
         sealer = open_sealer(settings, head, path)      # a wrong key fails here, before any work
         index = reader.read_index(handle, head, path, sealer)
@@ -134,7 +152,8 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
 
         if not os.access(settings.root, os.W_OK | os.X_OK):
             raise NotWritable("installation root is not writable by this user", path=settings.root)
-        needed = plan.bytes_to_stage + (0 if skip_backup else plan.live_bytes // 2) + SPACE_MARGIN
+        local_safety = not skip_backup and settings.storage.get("type") != "s3"
+        needed = plan.bytes_to_stage + (plan.live_bytes // 2 if local_safety else 0) + SPACE_MARGIN
         free = shutil.disk_usage(settings.root).free
         if free < needed:
             raise InsufficientSpace(f"restore needs about {needed / 1e6:.0f} MB free for staging "

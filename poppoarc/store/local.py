@@ -5,6 +5,7 @@ with a final ``*.poppo.tar.zst`` name is always complete.  Temporary names
 carry the writer's pid; one whose writer is gone is stale and removed.
 """
 
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ import re
 from pathlib import Path
 
 from ..errors import AmbiguousArchive, ArchiveNotFound, StoreError
-
-SUFFIX = ".poppo.tar.zst"
+from ..format.access import FileSink, FileSource
+from .base import SUFFIX, ArchiveUpload, Store, StoredArchive
 _TEMP = re.compile(r"\.(?P<id>.+)\.poppo\.tar\.zst\.tmp-(?P<pid>\d+)\Z")
 
 
@@ -27,12 +28,53 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class LocalStore:
+class LocalStore(Store):
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.url = str(self.path)
+        self.local_dir = self.path
 
     def __str__(self) -> str:
         return str(self.path)
+
+    # -- the Store interface --------------------------------------------------
+    def catalog(self) -> list[StoredArchive]:
+        result = []
+        for path in self.archives():
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            result.append(self.archive_at(path, size))
+        return result
+
+    @staticmethod
+    def archive_at(path: Path, size: int | None = None) -> StoredArchive:
+        name = path.name
+        archive_id = name[:-len(SUFFIX)] if name.endswith(SUFFIX) else name
+        return StoredArchive(archive_id, str(path), size, path)
+
+    def lookup(self, archive_id: str) -> StoredArchive | None:
+        path = self.final_path(archive_id)
+        return self.archive_at(path, path.stat().st_size) if path.is_file() else None
+
+    def open(self, archive: StoredArchive) -> FileSource:
+        try:
+            return FileSource(open(archive.key, "rb"), archive.key)
+        except FileNotFoundError:
+            raise ArchiveNotFound("no such archive file", path=archive.key) from None
+        except OSError as exc:
+            raise StoreError(f"cannot open archive: {exc.strerror}", path=archive.key) from None
+
+    def begin(self, archive_id: str) -> "LocalUpload":
+        self.ensure()
+        temp, handle = self.create_temp(archive_id)
+        return LocalUpload(self, temp, handle, archive_id)
+
+    def cleanup(self) -> list[str]:
+        return [str(p) for p in self.remove_stale_temps()]
+
+    # -- paths ------------------------------------------------------------------
 
     def ensure(self) -> None:
         """Create the store directory (0700) if it does not exist."""
@@ -106,9 +148,12 @@ class LocalStore:
         finally:
             temp.unlink(missing_ok=True)
 
-    def delete(self, path: Path) -> None:
-        """Remove one complete archive of this store durably (unlink, fsync the directory)."""
-        path = Path(path)
+    def delete(self, archive) -> None:
+        """Remove one complete archive of this store durably (unlink, fsync the directory).
+
+        ``archive`` is a StoredArchive (the Store interface) or a path.
+        """
+        path = Path(archive.key if isinstance(archive, StoredArchive) else archive)
         if path.parent.resolve() != self.path.resolve() or not path.name.endswith(SUFFIX) \
                 or path.name.startswith("."):
             raise StoreError("not an archive of this store; not deleted", path=path)
@@ -140,3 +185,25 @@ class LocalStore:
                 (self.path / name).unlink(missing_ok=True)
                 removed.append(self.path / name)
         return removed
+
+
+class LocalUpload(FileSink, ArchiveUpload):
+    """A temporary file in the store, renamed to its final name on commit."""
+
+    def __init__(self, store: LocalStore, temp: Path, handle, archive_id: str):
+        super().__init__(handle)
+        self.store, self.temp, self.archive_id = store, temp, archive_id
+
+    def write(self, data) -> None:
+        try:
+            super().write(data)
+        except OSError as exc:
+            raise StoreError(f"cannot write archive: {exc.strerror}", path=self.temp) from None
+
+    def commit(self) -> StoredArchive:
+        size = self.handle.seek(0, os.SEEK_END)
+        final = self.store.commit(self.temp, self.handle, self.archive_id)
+        return self.store.archive_at(final, size)
+
+    def abort(self) -> None:
+        self.store.discard(self.temp, self.handle)

@@ -1,0 +1,100 @@
+"""``copy``: move an archive between stores (local <-> S3), then verify it there.
+
+The source is authenticated first (pinned key), then its bytes are streamed
+to the destination's upload — body first, head last, the same path ``pack``
+takes — while the compressed bytes are hashed against the signed checksum,
+so a damaged source is never committed.  Afterwards the full ``verify`` runs
+against the destination store, reading the copy back; a copy that fails it
+is deleted again.  An archive already at the destination is not copied
+again, only verified.  Like pack, copy first removes what interrupted
+writers left in the destination (stale temporary files or uploads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Settings
+from .errors import ArchiveError, CorruptArchive, TruncatedArchive
+from .format import reader
+from .inspection import VerifyResult, find_archive, pinned_keys, verify_source
+from .store import Store, StoredArchive, open_store
+
+COPY_CHUNK = 8 << 20
+
+
+@dataclass
+class CopyResult:
+    id: str
+    source: str
+    destination: str
+    size: int
+    outcome: str                # copied | present (already there, verified only)
+    verified: VerifyResult
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "source": self.source, "destination": self.destination,
+                "size": self.size, "outcome": self.outcome, "verified": self.verified.to_json()}
+
+
+def _display(archive: StoredArchive) -> str:
+    return str(archive.key) if isinstance(archive.key, Path) else archive.location
+
+
+def copy_archive(settings: Settings, reference: str, destination: str | Store,
+                 progress=None) -> CopyResult:
+    """Copy the referenced archive into ``destination`` (a store, directory or s3:// URL)."""
+    source_store, archive = find_archive(settings, reference)
+    dest = destination if isinstance(destination, Store) else open_store(destination, settings.storage)
+    source_path = _display(archive)
+    with source_store.open(archive) as source:
+        head = reader.open_trusted(source, pinned_keys(settings), source_path)
+        manifest = head.manifest
+        stored = dest.lookup(manifest["id"])
+        outcome = "present"
+        if stored is None:
+            dest.ensure()
+            dest.cleanup()
+            stored = _stream(source, head, dest, source_path, progress)
+            outcome = "copied"
+    try:
+        with dest.open(stored) as copied:
+            verified = verify_source(settings, copied, _display(stored))
+    except ArchiveError:
+        if outcome == "copied":
+            dest.delete(stored)
+        raise
+    return CopyResult(manifest["id"], source_path, _display(stored), manifest["size"], outcome,
+                      verified)
+
+
+def _stream(source, head: reader.TrustedHead, dest: Store, path: str, progress) -> StoredArchive:
+    manifest = head.manifest
+    body_offset, size = manifest["layout"]["body_offset"], manifest["size"]
+    upload = dest.begin(manifest["id"])
+    try:
+        upload.begin(body_offset)
+        digest = hashlib.sha256()
+        position = body_offset
+        while position < size:
+            chunk = source.read_at(position, min(COPY_CHUNK, size - position))
+            if not chunk:
+                raise TruncatedArchive("archive ends early", path=path)
+            digest.update(chunk)
+            upload.write(chunk)
+            position += len(chunk)
+            if progress:
+                progress(position, size, manifest["id"])
+        if "sha256:" + digest.hexdigest() != manifest["checksum"]:
+            raise CorruptArchive("archive body checksum does not match the manifest; "
+                                 "nothing was copied", path=path)
+        upload.write_head(head.raw.frame)
+        return upload.commit()
+    except BaseException:
+        try:
+            upload.abort()
+        except Exception:
+            pass
+        raise

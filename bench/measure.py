@@ -120,7 +120,13 @@ def run(argv: list[str], *, cwd: str | os.PathLike, env: dict, timeout: float,
         timer = threading.Timer(timeout, kill_tree)
         timer.start()
         try:
-            _pid, status, usage = os.wait4(proc.pid, 0)  # retried on EINTR (PEP 475)
+            try:
+                _pid, status, usage = os.wait4(proc.pid, 0)  # retried on EINTR (PEP 475)
+            except BaseException:  # interrupted (Ctrl-C, SIGTERM): take the command down too
+                timer.cancel()
+                kill_tree()
+                os.wait4(proc.pid, 0)
+                raise
         finally:
             with lock:
                 reaped[0] = True

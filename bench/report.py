@@ -18,8 +18,9 @@ def summarise(records: list[dict], tools: list, nproc: int = 1) -> list[dict]:
     rows = []
     for tool in tools:
         for op in ("pack", "verify", "restore"):
-            ok = [r for r in timed if r["tool"] == tool.key and r["op"] == op and r.get("ok")]
-            failed = [r for r in timed if r["tool"] == tool.key and r["op"] == op and not r.get("ok")]
+            mine = [r for r in timed if r["tool"] == tool.key and r["op"] == op]
+            ok = [r for r in mine if r.get("ok")]
+            failed = [r for r in mine if not r.get("ok")]
             if not ok and not failed:
                 continue
             walls = [r["wall_s"] for r in ok]
@@ -28,7 +29,7 @@ def summarise(records: list[dict], tools: list, nproc: int = 1) -> list[dict]:
                 "tool": tool.key, "label": tool.label, "op": op, "rounds": len(ok),
                 "failed": len(failed),
                 "wall_s": _median(walls),
-                "wall_min": min(walls) if walls else None, "wall_max": max(walls) if walls else None,
+                "wall_min": min(walls, default=None), "wall_max": max(walls, default=None),
                 "durable_s": _median([r["wall_s"] + r["sync_s"] for r in ok]),
                 "rss_mib": _median([r["rss_kb"] / 1024 for r in ok]),
                 "cpu_s": _median([r["cpu_s"] for r in ok if r.get("cpu_s") is not None]),
@@ -138,7 +139,8 @@ def markdown(doc: dict, tools: list) -> str:
             out.append(f"{'- **Busy machine**: ' if busy else '- '}other work used {other:.0f} "
                        f"CPU-s ({share:.0f} % of the cores) during the timed commands"
                        + ("; wall times are inflated and noisy, compare CPU s." if busy else "."))
-            gates = [r["extra"]["quiet_gate"] for r in timed if r.get("extra", {}).get("quiet_gate")]
+            gates = [r["extra"]["quiet_gate"] for r in timed
+                     if r.get("extra", {}).get("quiet_gate")]
             if gates:
                 idle = sum(1 for g in gates if g.get("quiet"))
                 out.append(f"- Quiet gate: {idle} of {len(gates)} timed commands started on an "

@@ -23,7 +23,7 @@ Options:
   --timeout=SECONDS   Time limit for each command [default: 1800].
   --seed=N            Seed of the installation generator [default: 1].
   --quiet-wait=SECONDS  Before each timed command, wait up to this long for the machine to
-                      be idle (other work < 15 % of the cores); 0 disables [default: 30].
+                      be idle (other work < 15 % of the cores); 0 disables [default: 15].
   -h --help           Show this help.
 """
 
@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -117,7 +118,8 @@ def machine_facts(workdir: Path) -> dict:
     except OSError:
         pass
     return {"nproc": os.cpu_count(), "cpu": cpu, "memory_gib": mem_kib / 2**20,
-            "kernel": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "kernel": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(),
             "workdir_fs": fs, "free_disk_gb": shutil.disk_usage(workdir).free / 1e9}
 
 
@@ -189,10 +191,11 @@ def one_tool(tool, ctx: Context, rnd: int, warmup: bool, expected: dict) -> list
                                           f"expected {expected['files']} / {expected['bytes']}")
                 shutil.rmtree(target)
             record.update(m.to_json(), ok=True)
-    except CommandFailed as exc:
+    except (CommandFailed, OSError, ValueError, KeyError) as exc:
         if not records:
             records.append(dict(base, op="pack"))
-        records[-1].update(ok=False, error=str(exc))
+        records[-1].update(ok=False, error=f"{type(exc).__name__}: {exc}" if not isinstance(
+            exc, CommandFailed) else str(exc))
         print(f"    {tool.key}: FAILED: {exc}", file=sys.stderr, flush=True)
     return records
 
@@ -238,14 +241,22 @@ def bench_scale(scale: str, options: dict, tools: list, workdir: Path, env: dict
                          f"{r['error'].splitlines()[0]}")
     restored = [r for r in records if r.get("restored") and r["tool"] == "poppoarc"]
     if restored:
-        notes.append(f"poppoarc archives {info['same_files_tree']['files']:,} of "
-                     f"{info['tree']['files']:,} files ({info['same_files_tree']['bytes'] / 1e6:.1f}"
-                     f" of {info['tree']['bytes'] / 1e6:.1f} MB, databases as snapshots); the peers "
-                     "back up the whole tree.")
+        same, whole = info["same_files_tree"], info["tree"]
+        notes.append(f"poppoarc archives {same['files']:,} of {whole['files']:,} files "
+                     f"({same['bytes'] / 1e6:.1f} of {whole['bytes'] / 1e6:.1f} MB, databases as "
+                     "snapshots); the peers back up the whole tree.")
     return {"installation": info, "records": records, "notes": notes}
 
 
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Also when started in the background (SIGINT ignored) or stopped with SIGTERM:
+    # end the running command and remove the work directory.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         options = parse(argv)
     except BenchError as exc:
@@ -275,9 +286,26 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def snapshot_code(workdir: Path, env: dict) -> Path:
+    """Copy the poppoarc package so every round runs the same code.
+
+    Other people may edit (or merge into) the work tree while the benchmark runs;
+    children get PYTHONPATH=<copy>, which wins over the editable install, and the
+    generator is imported from the copy too.
+    """
+    source = Path(__file__).resolve().parent.parent / "poppoarc"
+    target = workdir / "code"
+    shutil.copytree(source, target / "poppoarc",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    env["PYTHONPATH"] = str(target)
+    sys.path.insert(0, str(target))
+    return target
+
+
 def bench(options: dict, workdir: Path) -> int:
     QUIET["max_wait"] = options["quiet_wait"]
     env = base_env(workdir)
+    code = snapshot_code(workdir, env)
     (workdir / "tmp").mkdir()
     facts = machine_facts(workdir)
     if facts["free_disk_gb"] < 4:
@@ -302,7 +330,11 @@ def bench(options: dict, workdir: Path) -> int:
         tools.append(tool)
     if versions["poppoarc"] is None:  # not benchmarked, but prepare_scale still uses it
         versions["poppoarc"] = all_tools()[0].version(env)
-    versions["poppoarc"] += f" (git {git_revision()})"
+    versions["poppoarc"] += f" (git {git_revision()}, copied to {code} at start)"
+    imported = quick([sys.executable, "-c", "import poppoarc; print(poppoarc.__file__)"], env=env,
+                     cwd=workdir)  # not the repository: '' on sys.path would win
+    if not imported.strip().startswith(str(code)):
+        raise BenchError(f"children import poppoarc from {imported.strip()}, not from {code}")
     versions["python"] = platform.python_version()
     if "tar-zstd-same" in options["tools"] and shutil.which("tar") is None:
         raise BenchError("tar is needed to build the same-files tree")

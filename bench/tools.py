@@ -108,7 +108,8 @@ class Poppoarc(Tool):
         return [self.python, "-m", "poppoarc", "--root", str(root), "--store", str(store)]
 
     def version(self, env: dict) -> str:
-        return quick([self.python, "-m", "poppoarc", "--version"], env=env).strip()
+        return quick([self.python, "-m", "poppoarc", "--version"], env=env,
+                     cwd=env.get("TMPDIR")).strip()
 
     def env(self, ctx: Context) -> dict:
         env = dict(ctx.env)
@@ -119,7 +120,14 @@ class Poppoarc(Tool):
         store = ctx.work / "store"
         m = self._run(ctx, "pack", self.command(ctx.source, store) + ["pack", "--json"],
                       ok_codes=(0, 1))
-        doc = json.loads((ctx.logs / "poppoarc-pack.out").read_text(encoding="utf-8"))
+        try:
+            doc = json.loads((ctx.logs / "poppoarc-pack.out").read_text(encoding="utf-8"))
+            if not isinstance(doc, dict) or "path" not in doc:
+                raise ValueError(f"no archive path in {doc!r:.200}")
+        except ValueError as exc:  # exit 1 without JSON: a crash, not a warning
+            err = (ctx.logs / "poppoarc-pack.err").read_text(encoding="utf-8", errors="replace")
+            raise CommandFailed(f"poppoarc-pack: exit code {m.exit_code} but no JSON result "
+                                f"({exc}):\n{err[-1500:]}") from exc
         self.archive = Path(doc["path"])
         m.extra.update(id=doc["id"], files=doc.get("files"), duration_ms=doc.get("duration_ms"),
                        warnings=len(doc.get("warnings", [])))
@@ -161,7 +169,8 @@ class TarZstd(Tool):
         return m, self.archive.stat().st_size
 
     def verify(self, ctx):
-        return self._run(ctx, "verify", shell(f"zstd -dc {_q(self.archive)} | tar -tf - >/dev/null"))
+        return self._run(ctx, "verify",
+                         shell(f"zstd -dc {_q(self.archive)} | tar -tf - >/dev/null"))
 
     def restore(self, ctx, target):
         target.mkdir(parents=True)

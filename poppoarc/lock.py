@@ -83,7 +83,7 @@ def probe(root: Path) -> LockState:
         os.close(fd)
     match = re.match(r"pid (\d+)", holder or "")
     pid = int(match.group(1)) if match else None
-    return LockState(path, True, held, holder, pid, pid is not None and _alive(pid))
+    return LockState(path, True, held, holder, pid, pid is not None and pid_alive(pid))
 
 
 def _held(fd: int) -> bool:
@@ -103,7 +103,8 @@ def _held(fd: int) -> bool:
     return False
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (EPERM means it does, under another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

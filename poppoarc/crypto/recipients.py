@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import KeyFileError, NoKey, TamperedArchive, WrongKey
+from .signing import decode_prefixed
 
 SCHEME = "poppoarc-seg/1"
 ARGON2 = {"time_cost": 3, "memory_kib": 65536, "lanes": 4}       # RFC 9106 second choice
@@ -198,16 +199,7 @@ def generate_identity(key_dir: Path, *, force: bool = False) -> bytes:
 
 
 def parse_recipient(text: str, source: object) -> bytes:
-    text = text.strip()
-    if not text.startswith(X25519_PREFIX):
-        raise KeyFileError(f"recipient must start with '{X25519_PREFIX}'", path=source)
-    try:
-        raw = base64.b64decode(text[len(X25519_PREFIX):], validate=True)
-    except ValueError:
-        raise KeyFileError("recipient is not valid base64", path=source) from None
-    if len(raw) != 32:
-        raise KeyFileError("recipient is not 32 bytes", path=source)
-    return raw
+    return decode_prefixed(text, X25519_PREFIX, "recipient", source)
 
 
 def load_identity(path: Path) -> X25519PrivateKey:

@@ -36,18 +36,23 @@ def format_public(public: bytes) -> str:
     return PUBLIC_PREFIX + base64.b64encode(public).decode("ascii")
 
 
+def decode_prefixed(text: str, prefix: str, what: str, source: object = None) -> bytes:
+    """Decode ``<prefix><base64 of 32 bytes>``, the text form of every poppoarc public key."""
+    text = text.strip()
+    if not text.startswith(prefix):
+        raise KeyFileError(f"{what} must start with '{prefix}'", path=source)
+    try:
+        raw = base64.b64decode(text[len(prefix):], validate=True)
+    except ValueError:
+        raise KeyFileError(f"{what} is not valid base64", path=source) from None
+    if len(raw) != 32:
+        raise KeyFileError(f"{what} is not 32 bytes", path=source)
+    return raw
+
+
 def parse_public(text: str, source: object = None) -> bytes:
     """Decode ``ed25519:<base64>`` into 32 raw bytes."""
-    text = text.strip()
-    if not text.startswith(PUBLIC_PREFIX):
-        raise KeyFileError(f"public key must start with '{PUBLIC_PREFIX}'", path=source)
-    try:
-        raw = base64.b64decode(text[len(PUBLIC_PREFIX):], validate=True)
-    except ValueError:
-        raise KeyFileError("public key is not valid base64", path=source) from None
-    if len(raw) != 32:
-        raise KeyFileError("public key is not 32 bytes", path=source)
-    return raw
+    return decode_prefixed(text, PUBLIC_PREFIX, "public key", source)
 
 
 @dataclass(frozen=True)

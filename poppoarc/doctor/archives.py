@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 
 from ..restore.journal import ASIDE_PREFIX, JOURNAL_NAME, STAGE_PREFIX
 from ..store import verified
-from ..store.local import _TEMP, _pid_alive
+from ..lock import pid_alive
+from ..store.local import _TEMP
 from ..ui.i18n import N_
 from .checks import Context, _f
 from .schedule import expected_interval
@@ -96,7 +97,7 @@ def check_temps(ctx: Context):
         for path in sorted(store.iterdir()):
             match = _TEMP.match(path.name)
             if match:
-                (running if _pid_alive(int(match.group("pid"))) else stale).append(path)
+                (running if pid_alive(int(match.group("pid"))) else stale).append(path)
             elif path.name.startswith(".poppoarc-snap-") or (
                     path.name.startswith(verified.RECORD_NAME + ".tmp-")):
                 (running if busy else stale).append(path)

@@ -13,19 +13,13 @@ import re
 from pathlib import Path
 
 from ..errors import AmbiguousArchive, ArchiveNotFound, StoreError
+from ..lock import pid_alive
+from ..restore.fsops import fsync_dir
 from ..format.access import FileSink, FileSource
 from .base import SUFFIX, ArchiveUpload, Store, StoredArchive
 _TEMP = re.compile(r"\.(?P<id>.+)\.poppo\.tar\.zst\.tmp-(?P<pid>\d+)\Z")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LocalStore(Store):
@@ -133,11 +127,7 @@ class LocalStore(Store):
             if final.exists():
                 raise StoreError("an archive with this id already exists", path=final)
             os.rename(temp, final)
-            dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fsync_dir(self.path)
         except OSError as exc:
             raise StoreError(f"cannot complete archive: {exc.strerror}", path=final) from None
         return final
@@ -159,11 +149,7 @@ class LocalStore(Store):
             raise StoreError("not an archive of this store; not deleted", path=path)
         try:
             path.unlink()
-            dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fsync_dir(self.path)
         except OSError as exc:
             raise StoreError(f"cannot delete archive: {exc.strerror}", path=path) from None
 
@@ -181,7 +167,7 @@ class LocalStore(Store):
             return removed
         for name in os.listdir(self.path):
             match = _TEMP.match(name)
-            if match and not _pid_alive(int(match.group("pid"))):
+            if match and not pid_alive(int(match.group("pid"))):
                 (self.path / name).unlink(missing_ok=True)
                 removed.append(self.path / name)
         return removed

@@ -147,6 +147,29 @@ class Poppoarc(Tool):
         return m
 
 
+class PoppoarcEncrypted(Poppoarc):
+    """The same commands with ``pack --encrypt`` and a passphrase (Argon2id, AES-256-GCM)."""
+
+    key, label = "poppoarc-encrypted", "poppoarc --encrypt"
+    notes = ("As poppoarc, with `pack --encrypt` and `POPPO_BACKUP_KEY` set: every file sealed "
+             "in AES-256-GCM segments, the index encrypted; verify and restore decrypt.")
+
+    def env(self, ctx: Context) -> dict:
+        env = super().env(ctx)
+        env["POPPO_BACKUP_KEY"] = "bench passphrase"
+        return env
+
+    def pack(self, ctx):
+        store = ctx.work / "store"
+        m = self._run(ctx, "pack", self.command(ctx.source, store) + ["pack", "--encrypt", "--json"],
+                      ok_codes=(0, 1))
+        doc = json.loads((ctx.logs / f"{self.key}-pack.out").read_text(encoding="utf-8"))
+        self.archive = Path(doc["path"])
+        m.extra.update(id=doc["id"], files=doc.get("files"), duration_ms=doc.get("duration_ms"),
+                       warnings=len(doc.get("warnings", [])))
+        return m, self.archive.stat().st_size
+
+
 class TarZstd(Tool):
     key, label, reference = "tar-zstd", "tar \\| zstd -3", True
     notes = ("`tar -cf - -C SRC . | zstd -3 -T2 -q > OUT`; verify = `zstd -dc OUT | tar -tf - "
@@ -265,7 +288,7 @@ class Borg(Tool):
 
 
 def all_tools() -> list[Tool]:
-    return [Poppoarc(), TarZstd(), TarZstdSameFiles(), Restic(), Borg()]
+    return [Poppoarc(), PoppoarcEncrypted(), TarZstd(), TarZstdSameFiles(), Restic(), Borg()]
 
 
 __all__ = ["OPERATIONS", "Context", "Tool", "all_tools", "tree_bytes", "CommandFailed"]

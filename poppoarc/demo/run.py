@@ -23,7 +23,9 @@ def run(workdir: Path) -> int:
     root = workdir / "installation"
     store = workdir / "backups"
     env = {**os.environ, "POPPOARC_HOME": str(workdir / "keys"), "POPPO_ROOT": str(root),
-           "GITHUB_TOKEN": "ghp_demo_not_a_real_token"}
+           "GITHUB_TOKEN": "ghp_demo_not_a_real_token",
+           # a demo passphrase: .env is then archived sealed, and --encrypt works
+           "POPPO_BACKUP_KEY": "demo passphrase, not for real use"}
     summary = make_installation(root, scale="small", seed=1)
     print(f"Demo installation: {root} ({summary['files']} files, "
           f"{summary['bytes'] / 1e6:.1f} MB)\n")
@@ -42,6 +44,7 @@ def run(workdir: Path) -> int:
     if packed.returncode not in (0, 1):
         return packed.returncode
     step("pack", "--targets", "config,state", "--name", "config-only")
+    step("pack", "--encrypt", "--name", "encrypted")
     step("list")
     archive_id = packed.stdout.split()[1]
     if step("verify", archive_id).returncode:

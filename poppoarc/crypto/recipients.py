@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import KeyFileError, NoKey, TamperedArchive, WrongKey
+from ..restore.fsops import write_file_durably
 from .signing import decode_prefixed
 
 SCHEME = "poppoarc-seg/1"
@@ -187,12 +188,7 @@ def generate_identity(key_dir: Path, *, force: bool = False) -> bytes:
     identity = X25519PrivateKey.generate()
     pem = identity.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption())
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_file_durably(private_path, pem, 0o600)
     public = _public(identity)
     (key_dir / RECIPIENT_NAME).write_text(X25519_PREFIX + _b64(public) + "\n", encoding="ascii")
     return public

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from ..errors import KeyFileError, TamperedArchive, UntrustedSigner
+from ..restore.fsops import write_file_durably
 
 PRIVATE_NAME = "signing.key"
 PUBLIC_NAME = "signing.pub"
@@ -92,23 +93,12 @@ def generate(key_dir: Path, *, force: bool = False) -> SigningKey:
         pem = private.private_bytes(serialization.Encoding.PEM,
                                     serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
-        _write_private(private_path, pem)
+        write_file_durably(private_path, pem, 0o600)
         public = _public_bytes(private)
         (key_dir / PUBLIC_NAME).write_text(format_public(public) + "\n", encoding="ascii")
     except OSError as exc:
         raise KeyFileError(f"cannot write key: {exc.strerror}", path=key_dir) from None
     return SigningKey(private, public)
-
-
-def _write_private(path: Path, pem: bytes) -> None:
-    temp = path.with_name(path.name + ".tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
 
 
 def load(key_dir: Path) -> SigningKey:

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from ..errors import ConfigError, StoreError
+from ..restore.fsops import write_file_durably
 
 FULL, INCREMENTAL = "full", "incremental"
 RUN_TYPES = (FULL, INCREMENTAL)
@@ -263,21 +264,8 @@ def last_runs_of(state: dict) -> dict[str, datetime]:
 def save_state(store: Path, state: dict) -> None:
     """Write durably: temp file, fsync, rename, fsync the directory."""
     path = state_path(store)
-    temp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     data = (json.dumps(state, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_file_durably(path, data, 0o600)
     except OSError as exc:
-        temp.unlink(missing_ok=True)
         raise StoreError(f"cannot write schedule state: {exc.strerror}", path=path) from None

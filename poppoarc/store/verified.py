@@ -11,12 +11,13 @@ but the "verified" marks.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
+
+from ..restore.fsops import write_file_durably
 
 RECORD_NAME = ".poppoarc-verified.json"
 FORMAT = "poppoarc-verified/1"
@@ -43,7 +44,9 @@ def record(store: Path, archive_id: str, checksum: str, now: datetime | None = N
     path = record_path(store)
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # Lock the store directory, not the record: the record is replaced by rename,
+        # so a lock on its old inode would not exclude the next writer.
+        fd = os.open(store, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return False
     try:
@@ -53,16 +56,8 @@ def record(store: Path, archive_id: str, checksum: str, now: datetime | None = N
         existing = {p.name[:-len(".poppo.tar.zst")] for p in Path(store).glob("*.poppo.tar.zst")}
         archives = {k: v for k, v in sorted(archives.items()) if k in existing or k == archive_id}
         data = json.dumps({"format": FORMAT, "archives": archives}, indent=1).encode() + b"\n"
-        temp = path.with_name(f"{RECORD_NAME}.tmp-{os.getpid()}")
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o600)
-        os.replace(temp, path)
+        write_file_durably(path, data, 0o600)
     except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(path.with_name(f"{RECORD_NAME}.tmp-{os.getpid()}"))
         return False
     finally:
         os.close(fd)

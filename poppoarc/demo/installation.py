@@ -40,6 +40,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
+from docopt import DocoptExit, docopt
 
 SCALES = ("tiny", "small", "medium", "manyfiles")
 # Approximate total bytes; manyfiles is a tiny base plus MANY_FILES small JSON files.
@@ -711,48 +712,38 @@ def make_installation(dest: str | Path, scale: str = "tiny", seed: int = 0) -> d
     return {"files": tree.files, "bytes": tree.bytes, "scale": scale, "seed": seed}
 
 
-USAGE = "usage: python -m poppoarc.demo.installation DEST [--scale tiny|small|medium|manyfiles] [--seed N]"
+USAGE = """Make a demo PoppoBuilder installation.
+
+Usage:
+  installation DEST [--scale=SCALE] [--seed=N]
+  installation (-h | --help)
+
+Options:
+  --scale=SCALE  tiny, small, medium or manyfiles [default: tiny].
+  --seed=N       Random seed; same seed, same bytes [default: 0].
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    options = {"--scale": "tiny", "--seed": "0"}
-    positional = []
-    while args:
-        arg = args.pop(0)
-        name, has_value, value = arg.partition("=")
-        if arg in ("-h", "--help"):
-            print(USAGE)
-            return 0
-        if name in options:
-            if not has_value:
-                if not args:
-                    return _usage(f"{name} needs a value")
-                value = args.pop(0)
-            options[name] = value
-        elif arg.startswith("-"):
-            return _usage(f"unknown option {arg}")
-        else:
-            positional.append(arg)
-    if len(positional) != 1:
-        return _usage("expected exactly one DEST")
+    """``python -m poppoarc.demo.installation DEST [--scale=S] [--seed=N]``."""
     try:
-        seed = int(options["--seed"])
+        args = docopt(USAGE, argv=argv)
+        seed = int(args["--seed"])
+    except DocoptExit as exc:
+        print(str(exc).strip(), file=sys.stderr)
+        return 2
     except ValueError:
-        return _usage("--seed must be an integer")
+        print("error: --seed must be an integer", file=sys.stderr)
+        return 2
     started = time.monotonic()
     try:
-        summary = make_installation(positional[0], options["--scale"], seed)
+        summary = make_installation(args["DEST"], args["--scale"], seed)
     except ValueError as exc:
-        return _usage(str(exc))
-    print(f"{positional[0]}: scale={summary['scale']} seed={seed} files={summary['files']} "
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args['DEST']}: scale={summary['scale']} seed={seed} files={summary['files']} "
           f"bytes={summary['bytes']} ({summary['bytes'] / 1e6:.1f} MB) in {time.monotonic() - started:.1f}s")
     return 0
-
-
-def _usage(message: str) -> int:
-    print(f"error: {message}\n{USAGE}", file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":

@@ -23,10 +23,21 @@ import tempfile
 import time
 from pathlib import Path
 
+from docopt import DocoptExit, docopt
+
 ROWS_PER_BATCH = 10
 READY_TIMEOUT = 10.0
-USAGE = ("usage: python -m poppoarc.demo.writer DB_PATH [--seconds S] [--interval-ms M] "
-         "[--ready-file F]")
+USAGE = """A concurrent SQLite writer, for snapshot-consistency tests and benchmarks.
+
+Usage:
+  writer DB_PATH [--seconds=S] [--interval-ms=M] [--ready-file=F]
+  writer (-h | --help)
+
+Options:
+  --seconds=S      How long to keep committing [default: 10].
+  --interval-ms=M  Pause between transactions [default: 20].
+  --ready-file=F   Created after the first commit.
+"""
 
 
 def run(db_path: str, seconds: float = 10.0, interval_ms: float = 20.0,
@@ -103,39 +114,17 @@ def start_writer(db_path: str | os.PathLike, seconds: float = 10.0,
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    options: dict[str, str | None] = {"--seconds": "10", "--interval-ms": "20", "--ready-file": None}
-    positional = []
-    while args:
-        arg = args.pop(0)
-        name, has_value, value = arg.partition("=")
-        if arg in ("-h", "--help"):
-            print(USAGE)
-            return 0
-        if name in options:
-            if not has_value:
-                if not args:
-                    return _usage(f"{name} needs a value")
-                value = args.pop(0)
-            options[name] = value
-        elif arg.startswith("-"):
-            return _usage(f"unknown option {arg}")
-        else:
-            positional.append(arg)
-    if len(positional) != 1:
-        return _usage("expected exactly one DB_PATH")
     try:
-        seconds = float(options["--seconds"])
-        interval_ms = float(options["--interval-ms"])
+        args = docopt(USAGE, argv=argv)
+        seconds, interval_ms = float(args["--seconds"]), float(args["--interval-ms"])
+    except DocoptExit as exc:
+        print(str(exc).strip(), file=sys.stderr)
+        return 2
     except ValueError:
-        return _usage("--seconds and --interval-ms take numbers")
-    run(positional[0], seconds, interval_ms, options["--ready-file"])
+        print("error: --seconds and --interval-ms take numbers", file=sys.stderr)
+        return 2
+    run(args["DB_PATH"], seconds, interval_ms, args["--ready-file"])
     return 0
-
-
-def _usage(message: str) -> int:
-    print(f"error: {message}\n{USAGE}", file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":

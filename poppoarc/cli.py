@@ -1,7 +1,8 @@
 """poppoarc - backup and transactional restore for PoppoBuilder Suite.
 
 Usage:
-  poppoarc [options] (pack | create) [--targets=LIST] [--name=NAME] [--encrypt] [--json]
+  poppoarc [options] (pack | create) [--targets=LIST] [--name=NAME] [--encrypt]
+                     [--incremental | --full] [--check-content] [--json]
   poppoarc [options] list [--json]
   poppoarc [options] inspect ARCHIVE [--entries] [--json]
   poppoarc [options] verify ARCHIVE [--json]
@@ -30,6 +31,10 @@ Options:
   --targets=LIST   Comma-separated targets: config,database,logs,agents,state,security.
   --name=NAME      A label stored in the archive's manifest.
   --encrypt        With pack: encrypt the whole archive (also backup.storage.encrypt).
+  --incremental    With pack: store only what changed since the newest good archive
+                   (the default when backup.incremental.enabled is true).
+  --full           With pack: make a full archive even when incrementals are enabled.
+  --check-content  With pack --incremental: compare file contents, not stat facts.
   --encryption     With keygen: create an X25519 encryption identity instead.
   --entries        With inspect: also list every archived entry.
   --dry-run        With unpack or prune: print what would change and change nothing.
@@ -147,8 +152,10 @@ def dispatch(args: dict, out: Output) -> int:
 
 def cmd_pack(settings, args, out: Output) -> int:
     with out.progress(_("pack")) as progress:
+        incremental = True if args["--incremental"] else False if args["--full"] else None
         result = pack(settings, targets=parse_target_list(args["--targets"]), name=args["--name"],
-                      encrypt=bool(args["--encrypt"]), progress=progress)
+                      encrypt=bool(args["--encrypt"]), progress=progress,
+                      incremental=incremental, check_content=bool(args["--check-content"]))
     if out.as_json:
         out.json(result.to_json(), "pack")
     else:

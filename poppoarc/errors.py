@@ -121,6 +121,12 @@ class UntrustedSigner(ArchiveError):
     exit_code = 16
 
 
+class BrokenChain(ArchiveError):
+    """An incremental archive's parent is missing, damaged, or not the one it was made from."""
+
+    exit_code = 17
+
+
 # -- source installation and store (20-29) ----------------------------------
 
 class SourceError(PoppoarcError):

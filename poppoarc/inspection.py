@@ -22,6 +22,7 @@ from .crypto.sealer import Sealer
 from .errors import ArchiveError, CorruptArchive, PoppoarcError, Warnings
 from .format import reader
 from .format.manifest import IndexEntry
+from .restore import chain
 from .snapshot.sqlite import integrity_errors
 from .store import Store, StoredArchive, open_store, verified
 from .store import locate as locate_in_store
@@ -180,7 +181,7 @@ class _VerifySink(reader.MemberSink):
         self.databases_checked = 0
 
     def begin(self, entry: IndexEntry) -> None:
-        if entry.sqlite:
+        if entry.sqlite and entry.delta is None:    # a delta alone is no database (§12.4)
             self._temp = os.path.join(self.workdir, "check.db")
             self._fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 
@@ -214,18 +215,22 @@ class VerifyResult:
     not_checked: list[str] = field(default_factory=list)   # what needed a key we lack
     recorded: bool = False        # noted in the store's verification record
     checksum: str = ""            # the archive's signed checksum (for the record)
+    chain: list[str] = field(default_factory=list)   # ancestors checked, oldest first
 
     def to_json(self) -> dict:
         return {"path": str(self.path), "id": self.id, "ok": True, "signer": self.signer,
                 "entries": self.entries, "files": self.files, "bytes": self.bytes,
                 "databases_checked": self.databases, "encryption": self.encryption,
-                "not_checked": self.not_checked, "recorded": self.recorded}
+                "not_checked": self.not_checked, "recorded": self.recorded,
+                "chain": self.chain}
 
 
 def verify(settings: Settings, reference: str, progress=None, record: bool = True) -> VerifyResult:
     """Check signature, framing, index, every member's SHA-256, every database."""
-    with open_archive(settings, reference) as (_, source, path):
-        result = verify_source(settings, source, path, progress)
+    store, archive = find_archive(settings, reference)
+    path = archive.key if isinstance(archive.key, Path) else archive.location
+    with store.open(archive) as source:
+        result = verify_source(settings, source, path, progress, store=store)
     if record and not result.not_checked and isinstance(path, Path) \
             and path.parent.resolve() == Path(settings.store).resolve():
         # only a complete check of an archive in the local store counts for doctor
@@ -233,9 +238,15 @@ def verify(settings: Settings, reference: str, progress=None, record: bool = Tru
     return result
 
 
-def verify_source(settings: Settings, source, path, progress=None) -> VerifyResult:
-    """``verify`` of an open archive source (local file or remote object)."""
+def verify_source(settings: Settings, source, path, progress=None,
+                  store: Store | None = None) -> VerifyResult:
+    """``verify`` of an open archive source (local file or remote object).
+
+    An incremental archive's chain is resolved in ``store`` and every link is
+    verified with it; without a store only the archive itself is checked.
+    """
     head = reader.open_trusted(source, pinned_keys(settings), path)
+    links = chain.resolve(store, head, pinned_keys(settings)) if store is not None else []
     scope = reader.scope(head.manifest)
     sealer = open_sealer(settings, head, path)
     index = reader.read_index(source, head, path, sealer)
@@ -247,15 +258,26 @@ def verify_source(settings: Settings, source, path, progress=None) -> VerifyResu
             lambda done, name: progress(done, total, name)) if progress else None)
         result.not_checked = ["file contents and their digests", "databases",
                               "the entry index (encrypted; no key available)"]
+        if links:
+            result.not_checked.append("the bodies of the chain's archives")
+        result.chain = [link.id for link in links]
         return result
     entries = index.entries
-    total = sum(e.size for e in entries if e.type == "file")
+    total = sum(e.payload_size() for e in entries if e.type == "file")
+    report = (lambda done, name: progress(done, total, name)) if progress else None
     with tempfile.TemporaryDirectory(prefix="poppoarc-verify-") as workdir:
         sink = _VerifySink(workdir, path)
-        unchecked = reader.read_body(source, head, entries, path, sink, sealer=sealer,
-                                     progress=(lambda done, name: progress(done, total, name))
-                                     if progress else None)
+        if head.manifest["incremental"] and store is not None:
+            total = sum(e.size for e in entries if e.type == "file")
+            unchecked = chain.read_chain(links, store, (source, head, entries, path, sealer), sink,
+                                         Path(workdir), chain.ancestor_reader(settings), report)
+            result.chain = [link.id for link in links]
+        else:
+            unchecked = reader.read_body(source, head, entries, path, sink, sealer=sealer,
+                                         progress=report)
+            if head.manifest["incremental"]:
+                result.not_checked.append("its parent archives and the files they hold")
     if unchecked:
-        result.not_checked = [f"{unchecked} sealed secret file(s): no key available"]
+        result.not_checked.append(f"{unchecked} sealed secret file(s): no key available")
     result.bytes, result.databases = total, sink.databases_checked
     return result

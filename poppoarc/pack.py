@@ -30,19 +30,24 @@ from .errors import DatabaseSnapshotError, NoKey, SourceError, Warnings
 from .format import head as headfmt
 from .format import tarheader
 from .format.manifest import (
+    BLOCK_SIZE,
     CHUNK_SIZE,
     ENCRYPTION_SCHEME,
     MAX_WARNING_CHARS,
     MAX_WARNINGS_IN_HEAD,
     IndexEntry,
+    encode_digests,
     new_archive_id,
 )
-from .format.writer import DEFAULT_LEVEL, BodyWriter, StoredFile, finish_archive
+from .format.writer import (DEFAULT_LEVEL, BodyWriter, StoredFile, finish_archive, hash_blocks,
+                            read_blocks)
+from .policy import chains
 from .lock import InstallationLock
 from .snapshot import sqlite as sqlite_snapshot
 from .snapshot.catalogue import TARGETS, build_catalogue
 from .snapshot.certs import describe_reference
 from .snapshot.environment import dotenv_names, environment_document
+from .snapshot.parent import find_parent
 from .snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry, scan
 from .store import open_store
 
@@ -64,13 +69,16 @@ class PackResult:
     databases: list = field(default_factory=list)
     encryption: str | None = None          # None, "secrets" or "archive"
     cleaned: list[str] = field(default_factory=list)   # stale temps/uploads removed first
+    parent: str | None = None              # an incremental's parent id
+    reused: int = 0                        # files whose content stays in an ancestor
 
     def to_json(self) -> dict:
         return {"id": self.id, "path": str(self.path), "size": self.size, "files": self.files,
                 "targets": self.targets, "warnings": self.warnings,
                 "duration_ms": self.duration_ms, "signer": self.signer,
                 "key_created": self.key_created, "encryption": self.encryption,
-                "cleaned": self.cleaned,
+                "cleaned": self.cleaned, "incremental": self.parent is not None,
+                "parent": self.parent, "reused": self.reused,
                 "databases": [{"path": d["path"], "tables": d["tables"]} for d in self.databases]}
 
 
@@ -95,17 +103,30 @@ def compression_threads() -> int:
 
 def pack(settings: Settings, *, targets: tuple[str, ...] | None = None, name: str | None = None,
          archive_type: str = "manual", encrypt: bool = False, progress=None,
-         environ=None) -> PackResult:
+         environ=None, incremental: bool | None = None, check_content: bool = False) -> PackResult:
     """Pack under the installation lock (one writer per installation)."""
     with InstallationLock(settings.root, "pack"):
         return pack_locked(settings, targets=targets, name=name, archive_type=archive_type,
-                           encrypt=encrypt, progress=progress, environ=environ)
+                           encrypt=encrypt, progress=progress, environ=environ,
+                           incremental=incremental, check_content=check_content)
+
+
+def incremental_settings(settings: Settings) -> tuple[bool, int]:
+    """(incremental by default, maxIncrementals) from ``backup.incremental``."""
+    section = settings.backup.get("incremental", {})
+    return bool(section.get("enabled", False)), int(section.get("maxIncrementals", 7))
 
 
 def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                 name: str | None = None, archive_type: str = "manual", encrypt: bool = False,
-                progress=None, environ=None) -> PackResult:
-    """Pack; the caller holds the installation lock (restore does, for its safety archive)."""
+                progress=None, environ=None, incremental: bool | None = None,
+                check_content: bool = False) -> PackResult:
+    """Pack; the caller holds the installation lock (restore does, for its safety archive).
+
+    ``incremental``: True stores only what changed since the newest good
+    archive (a full archive when there is none or the chain is at its
+    maximum), False makes a full archive, None follows the configuration.
+    """
     started = time.monotonic()
     now = datetime.now(timezone.utc)
     warnings = Warnings()
@@ -129,6 +150,11 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         encryption = {"scheme": ENCRYPTION_SCHEME, "scope": scope, "chunk_size": CHUNK_SIZE,
                       "recipients": recipients.wrap(data_key, archive_id, secrets)}
         sealer = Sealer(data_key, archive_id)
+    by_default, max_incrementals = incremental_settings(settings)
+    if incremental is None:
+        incremental = by_default and archive_type != "pre-restore"
+    parent = find_parent(settings, store, sealed_whole=scope == "archive", warnings=warnings,
+                         max_incrementals=max_incrementals) if incremental else None
     entries = result.entries
     if sealer is not None:
         entries = _with_secrets(settings.root, entries, result.secrets, warnings)
@@ -142,7 +168,8 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                        keep_damaged_databases=archive_type == "pre-restore",
                        sealer=sealer, seal_all=scope == "archive", secrets=set(result.secrets),
                        archive_mtime_ns=int(now.timestamp()) * 10**9,
-                       snapshot_dir=store.local_dir)
+                       snapshot_dir=store.local_dir, parent=parent,
+                       check_content=check_content)
         references = [describe_reference(str(settings.root / rel), rel)
                       for rel in result.references[:MAX_REFERENCES]]
         if len(result.references) > MAX_REFERENCES:
@@ -160,7 +187,8 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         fields = {
             "version": installation_version(settings.root),
             "tool": {"name": "poppoarc", "version": __version__},
-            "type": archive_type, "name": name, "incremental": False, "parent": None,
+            "type": archive_type, "name": name, "incremental": parent is not None,
+            "parent": parent.reference() if parent else None,
             "host": socket.gethostname(), "root": str(settings.root),
             "targets": job.targets, "databases": job.databases,
             "certificates": references, "encryption": None, "files": job.files,
@@ -180,7 +208,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     final = stored.key if isinstance(stored.key, Path) else stored.location
     return PackResult(archive_id, final, manifest["size"], job.files, job.targets,
                       list(warnings), manifest["duration"], key.key_id, key_created,
-                      job.databases, scope, cleaned)
+                      job.databases, scope, cleaned, parent.id if parent else None, job.reused)
 
 
 def _with_secrets(root: Path, entries: list[SourceEntry], secrets: list[str],
@@ -195,7 +223,8 @@ def _with_secrets(root: Path, entries: list[SourceEntry], secrets: list[str],
             continue
         if stat.S_ISREG(st.st_mode):
             added.append(SourceEntry(rel, "security", FILE, stat.S_IMODE(st.st_mode), st.st_uid,
-                                     st.st_gid, st.st_mtime_ns, st.st_size, st.st_dev, st.st_ino, 1))
+                                     st.st_gid, st.st_mtime_ns, st.st_size, st.st_dev, st.st_ino, 1,
+                                     ctime_ns=st.st_ctime_ns))
     order = {name: index for index, name in enumerate(TARGETS)}
     return sorted(entries + added,
                   key=lambda e: (-1 if e.target is None else order[e.target], e.path))
@@ -234,8 +263,10 @@ class _PackJob:
     def __init__(self, settings: Settings, selected, entries, warnings: Warnings, progress,
                  keep_damaged_databases: bool = False, sealer=None, seal_all: bool = False,
                  secrets: set[str] = frozenset(), archive_mtime_ns: int = 0,
-                 snapshot_dir: Path | None = None):
+                 snapshot_dir: Path | None = None, parent=None, check_content: bool = False):
         self.sealer, self.seal_all, self.secrets = sealer, seal_all, secrets
+        self.parent, self.check_content = parent, check_content
+        self.reused = 0
         self.archive_mtime_ns = archive_mtime_ns
         # A safety archive must save whatever is there, damaged databases included
         # (they are often why the restore happens); a normal backup refuses them.
@@ -325,26 +356,79 @@ class _PackJob:
             checks.append((record, checker.submit(sqlite_snapshot.check, snapshot, entry.path)))
         return checks
 
-    def _seal(self, writer: BodyWriter, record: IndexEntry, read) -> StoredFile:
-        """Write one file as sealed chunks; fills the record's sealed fields."""
+    def _seal(self, writer: BodyWriter, record: IndexEntry, read,
+              payload: int | None = None) -> StoredFile:
+        """Write one file (or ``payload`` bytes of a delta) as sealed chunks;
+        fills the record's sealed fields."""
         position = len(self.index)
-        chunks = max(1, -(-record.size // CHUNK_SIZE))
+        payload = record.size if payload is None else payload
+        chunks = max(1, -(-payload // CHUNK_SIZE))
         if self.seal_all:
             names = [f"objects/{position:08x}.{n:04x}" for n in range(chunks)]
         else:   # the seed's layout: security/env.encrypted for .env
             flat = record.path.lstrip(".").replace("/", "_") or f"{position:08x}"
             names = [f"security/{flat}.encrypted" + (f".{n}" if n else "") for n in range(chunks)]
-        stored = writer.add_sealed_file(read, record.size, position, names, self.sealer,
+        stored = writer.add_sealed_file(read, payload, position, names, self.sealer,
                                         self.archive_mtime_ns)
         record.sealed, record.hmac_sha256 = stored.sealed, stored.hmac_sha256
         return stored
+
+    def _reuse(self, entry: SourceEntry, fd: int, st: os.stat_result) -> IndexEntry | None:
+        """The record of a file unchanged since the parent, or None to store it."""
+        previous = self.parent.records.get(entry.path)
+        if previous is None or not chains.reusable(previous):
+            return None
+        mode = st.st_mode & 0o7777
+        if self.check_content:
+            same = self.parent.content_matches(previous, lambda n: os.read(fd, n))
+            os.lseek(fd, 0, os.SEEK_SET)
+        else:
+            same = chains.unchanged_by_stat(previous, st.st_size, st.st_mtime_ns,
+                                            st.st_ctime_ns, st.st_ino, mode, st.st_uid, st.st_gid)
+        if not same:
+            return None
+        return chains.reference(previous, self.parent.id, path=entry.path, target=entry.target,
+                                mode=mode, uid=st.st_uid, gid=st.st_gid, mtime_ns=st.st_mtime_ns,
+                                ctime_ns=_ctime(st), ino=st.st_ino)
+
+    def _write_database(self, writer: BodyWriter, entry: SourceEntry, fd: int, size: int,
+                        st_meta: tuple) -> tuple[StoredFile, list | None]:
+        """A database snapshot: whole, or only the blocks changed since the parent (§12.4).
+
+        Returns what was stored and the delta's block numbers (None: whole).
+        """
+        mode, mtime_ns, uid, gid = st_meta
+        sealed = self.seal_all
+        previous = self.parent.records.get(entry.path) if self.parent else None
+        if previous is None and not sealed:
+            return writer.add_file(entry.path, fd, size, *st_meta, block_size=BLOCK_SIZE), None
+        mac = self.sealer.new_mac() if sealed else None
+        sha256, blocks = hash_blocks(fd, size, BLOCK_SIZE, extra=mac)
+        numbers = chains.changed_blocks(previous, BLOCK_SIZE, blocks)
+        if numbers is None:
+            os.lseek(fd, 0, os.SEEK_SET)
+            if not sealed:
+                return writer.add_file(entry.path, fd, size, *st_meta, block_size=BLOCK_SIZE), None
+            record = IndexEntry(entry.path, entry.target, "file", mode, uid, gid, mtime_ns, size)
+            stored = self._seal(writer, record, lambda n: os.read(fd, n))
+            return dataclasses.replace(stored, blocks=blocks), None
+        if not sealed:
+            writer.add_delta(entry.path, fd, size, blocks, BLOCK_SIZE, numbers, *st_meta)
+            return StoredFile(sha256, size, False, blocks=blocks), numbers
+        record = IndexEntry(entry.path, entry.target, "file", mode, uid, gid, mtime_ns, size,
+                            blocks={"size": BLOCK_SIZE, "digests": encode_digests(blocks)},
+                            delta=numbers)
+        read = _Chunks(read_blocks(fd, size, blocks, BLOCK_SIZE, numbers, entry.path)).read
+        stored = self._seal(writer, record, read, record.payload_size())
+        return StoredFile(None, size, False, stored.sealed, mac.hexdigest(), blocks), numbers
 
     def _mark_damaged(self, path: str, error: Exception, stored_as: str) -> None:
         self._damaged.add(path)
         self.warnings.add(f"{error}; stored unchecked, {stored_as}")
         for record in self.index:
-            if record.path == path:
-                record.sqlite = False
+            if record.path == path:     # no longer a database: no blocks (a safety
+                record.sqlite = False   # archive is never incremental, so no delta)
+                record.blocks = None
 
     def _write(self, writer: BodyWriter, entry: SourceEntry) -> int:
         """Archive one entry; returns the content bytes stored."""
@@ -379,13 +463,20 @@ class _PackJob:
         except OSError as exc:
             self.warnings.add(f"{entry.path}: cannot open ({exc.strerror}); not archived")
             return 0
+        delta = None
         try:
             st = os.fstat(fd)
+            if self.parent is not None and entry.kind == FILE:
+                reused = self._reuse(entry, fd, st)
+                if reused is not None:
+                    return self._record(reused, entry)
             if entry.kind == DATABASE:
                 st_meta = (entry.mode, entry.mtime_ns, entry.uid, entry.gid)
             else:
                 st_meta = (st.st_mode & 0o7777, st.st_mtime_ns, st.st_uid, st.st_gid)
-            if self.seal_all or entry.path in self.secrets:
+            if entry.kind == DATABASE and entry.path not in self._damaged:
+                stored, delta = self._write_database(writer, entry, fd, st.st_size, st_meta)
+            elif self.seal_all or entry.path in self.secrets:
                 record = IndexEntry(entry.path, entry.target, "file", st_meta[0], st_meta[2],
                                     st_meta[3], st_meta[1], st.st_size)
                 stored = self._seal(writer, record, lambda n: os.read(fd, n))
@@ -402,21 +493,54 @@ class _PackJob:
             raise SourceError(f"read failed: {exc.strerror}", path=source) from None
         finally:
             os.close(fd)
+        is_database = entry.kind == DATABASE and entry.path not in self._damaged
         record = IndexEntry(entry.path, entry.target, "file", st_meta[0], st_meta[2], st_meta[3],
-                            st_meta[1], stored.size, stored.sha256,
-                            sqlite=entry.kind == DATABASE and entry.path not in self._damaged,
+                            st_meta[1], stored.size, stored.sha256, sqlite=is_database,
                             changed=stored.changed, sealed=stored.sealed,
-                            hmac_sha256=stored.hmac_sha256)
+                            hmac_sha256=stored.hmac_sha256,
+                            ctime_ns=None if entry.kind == DATABASE else _ctime(st),
+                            ino=None if entry.kind == DATABASE else st.st_ino,
+                            blocks={"size": BLOCK_SIZE, "digests": encode_digests(stored.blocks)}
+                            if stored.blocks is not None else None, delta=delta)
+        self._record(record, entry)
+        if stored.changed:
+            self.warnings.add(f"{entry.path}: changed while being read; archived as read")
+        if is_database:
+            record_of = next(d for d in self.databases if d["path"] == entry.path)
+            record_of.update(size=stored.size, sha256=stored.sha256)
+        return stored.size
+
+    def _record(self, record: IndexEntry, entry: SourceEntry) -> int:
+        """Account for a written or referenced file record; returns its content bytes
+        (the tree's, also when an ancestor or a delta holds them)."""
         self.index.append(record)
         if entry.nlink > 1:
             self._links[(entry.dev, entry.ino)] = record
-        if stored.changed:
-            self.warnings.add(f"{entry.path}: changed while being read; archived as read")
-        if entry.kind == DATABASE and entry.path not in self._damaged:
-            record_of = next(d for d in self.databases if d["path"] == entry.path)
-            record_of.update(size=stored.size, sha256=stored.sha256)
+        if record.stored_in is not None:
+            self.reused += 1
         self.files += 1
-        self.bytes_done += stored.size
+        self.bytes_done += record.size
         if self.progress:
             self.progress(self.bytes_done, self.bytes_total, entry.path)
-        return stored.size
+        return record.size
+
+
+def _ctime(st: os.stat_result) -> int | None:
+    """The ctime to record: omitted when it equals the mtime (the usual case; §12.2)."""
+    return None if st.st_ctime_ns == st.st_mtime_ns else st.st_ctime_ns
+
+
+class _Chunks:
+    """``read(n)`` over an iterator of byte strings."""
+
+    def __init__(self, pieces):
+        self._pieces, self._buffer = iter(pieces), b""
+
+    def read(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            piece = next(self._pieces, None)
+            if piece is None:
+                break
+            self._buffer += piece
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data

@@ -66,3 +66,47 @@ def rebuild(path: Path, out: Path, key_dir: Path, transform, manifest_edit=None)
         handle.write(signed_head(manifest, manifest["warnings"], head_size, key, seconds))
     assert headfmt.head_frame_size(head_size) == layout["body_offset"]
     return out
+
+
+def reindex(path: Path, out: Path, key_dir: Path, edit) -> Path:
+    """Write ``out``: ``path`` with its index records edited by ``edit(entries)``, re-signed.
+
+    The body is kept byte for byte; the index frame, layout and checksum are
+    rewritten, so only the reader's cross-checks can notice the lie.
+    """
+    import io
+
+    from poppoarc.format.manifest import decode_index, write_index
+
+    data = path.read_bytes()
+    with open(path, "rb") as handle:
+        raw = read_head(handle, path)
+    manifest = raw.manifest
+    layout = manifest["layout"]
+    stream = FrameStream(io.BytesIO(data), layout["index_offset"], manifest["size"], path)
+    stream.read(512)
+    entries, _ = decode_index(stream.read(layout["index_size"]), manifest["id"], path,
+                              incremental=manifest["incremental"])
+    entries = edit(entries)
+    spool = io.BytesIO()
+    write_index(spool, manifest["id"], entries)
+    index = spool.getvalue()
+    body = data[layout["body_offset"]:layout["index_offset"]]
+    head_size = layout["head_size"]
+    seconds = timestamp_seconds(manifest["timestamp"])
+    with open(out, "w+b") as handle:
+        writer = BodyWriter(handle, head_size, level=1, threads=0)
+        handle.write(body)
+        writer.body_hash.update(body)
+        writer.offset += len(body)
+        writer._frame_start = writer.offset
+        index_offset, index_length, index_sha256 = writer.add_index(io.BytesIO(index), len(index),
+                                                                    seconds * 10**9)
+        manifest = dict(manifest, layout=dict(layout, index_offset=index_offset,
+                                              index_length=index_length, index_size=len(index),
+                                              index_sha256=index_sha256, entries=len(entries)),
+                        size=writer.offset, checksum="sha256:" + writer.body_hash.hexdigest())
+        handle.seek(0)
+        handle.write(signed_head(manifest, manifest["warnings"], head_size, signing.load(key_dir),
+                                 seconds))
+    return out

@@ -7,6 +7,7 @@ index member at the end of the archive, bound to the manifest by its SHA-256
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 import secrets
@@ -37,6 +38,9 @@ ENCRYPTION_KEYS = {"scheme", "scope", "chunk_size", "recipients"}
 ENCRYPTION_SCHEME = "poppoarc-seg/1"
 SCOPES = ("archive", "secrets")     # everything sealed, or only secret files
 CHUNK_SIZE = 4 * 1024 * 1024        # plaintext bytes per sealed object
+DELTA_PREFIX = ".poppoarc/delta/"   # member name of a database's changed blocks (§12.4)
+BLOCK_SIZE = 4096                   # database block size writers use: a page (§12.4)
+BLOCK_DIGEST = 16                   # bytes of SHA-256 kept per block
 SEALED_MANIFEST_KEYS = ("host", "root", "databases", "certificates", "warnings")
 LAYOUT_KEYS = {"head_size", "body_offset", "index_offset", "index_length", "index_size",
                "index_sha256", "entries"}
@@ -88,6 +92,7 @@ def validate_manifest(manifest: dict, path: object) -> None:
         raise TamperedArchive("manifest timestamp does not match the archive id", path=path)
     if manifest["type"] not in ARCHIVE_TYPES:
         raise TamperedArchive(f"unknown archive type {manifest['type']!r}", path=path)
+    _check_parent(manifest, path)
     layout = manifest["layout"]
     if not isinstance(layout, dict) or set(layout) != LAYOUT_KEYS:
         raise TamperedArchive("manifest layout is malformed", path=path)
@@ -107,6 +112,27 @@ def validate_manifest(manifest: dict, path: object) -> None:
                 or encryption["chunk_size"] != CHUNK_SIZE:
             raise TamperedArchive("unsupported encryption scheme, scope or chunk size", path=path)
         check_stanzas(encryption["recipients"], path)
+
+
+PARENT_KEYS = {"id", "manifest_sha256", "depth"}
+MAX_DEPTH_OF_CHAIN = 1000
+
+
+def _check_parent(manifest: dict, path: object) -> None:
+    """``incremental`` and ``parent`` agree, and the parent reference is well formed (§12.1)."""
+    parent, incremental = manifest["parent"], manifest["incremental"]
+    if not isinstance(incremental, bool) or incremental != (parent is not None):
+        raise TamperedArchive("manifest incremental and parent disagree", path=path)
+    if parent is None:
+        return
+    if not isinstance(parent, dict) or set(parent) != PARENT_KEYS \
+            or not isinstance(parent["id"], str) or not ID_PATTERN.match(parent["id"]) \
+            or parent["id"] == manifest["id"] \
+            or not isinstance(parent["manifest_sha256"], str) \
+            or not _SHA256_HEX.match(parent["manifest_sha256"]) \
+            or not _is_int(parent["depth"]) or not 1 <= parent["depth"] <= MAX_DEPTH_OF_CHAIN \
+            or manifest["type"] == "pre-restore":
+        raise TamperedArchive("manifest parent reference is malformed", path=path)
 
 
 # -- the index -------------------------------------------------------------
@@ -130,6 +156,20 @@ class IndexEntry:
     sqlite: bool = False
     changed: bool = False
     generated: bool = False
+    ctime_ns: int | None = None         # live stat facts, for the next incremental's
+    ino: int | None = None              # change detection (§12.2)
+    stored_in: str | None = None        # content lives in this ancestor's body (§12.3)
+    blocks: dict | None = None          # {"size", "digests"}: a database's blocks (§12.4)
+    delta: list | None = None           # block numbers stored here; the rest is the parent's
+
+    def payload_size(self) -> int:
+        """Content bytes this record's member holds in this archive's body."""
+        if self.stored_in is not None or self.type != "file":
+            return 0
+        if self.delta is None:
+            return self.size
+        block = self.blocks["size"]
+        return sum(min(block, self.size - n * block) for n in self.delta)
 
     def to_json(self) -> dict:
         record = {"path": self.path, "target": self.target, "type": self.type,
@@ -146,11 +186,16 @@ class IndexEntry:
         for flag in ("sqlite", "changed", "generated"):
             if getattr(self, flag):
                 record[flag] = True
+        for key in ("ctime_ns", "ino", "stored_in", "blocks", "delta"):
+            value = getattr(self, key)
+            if value is not None:
+                record[key] = value
         return record
 
 
 _ENTRY_REQUIRED = {"path", "target", "type", "mode", "uid", "gid", "mtime_ns", "size"}
-_ENTRY_OPTIONAL = {"sha256", "link", "sqlite", "changed", "generated", "sealed", "hmac_sha256"}
+_ENTRY_OPTIONAL = {"sha256", "link", "sqlite", "changed", "generated", "sealed", "hmac_sha256",
+                   "ctime_ns", "ino", "stored_in", "blocks", "delta"}
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
 
 
@@ -171,8 +216,8 @@ def encode_index(archive_id: str, entries: list[IndexEntry], sealed_manifest: di
     return buffer.getvalue()
 
 
-def decode_index(data: bytes, archive_id: str, path: object, sealed: bool = False
-                 ) -> tuple[list[IndexEntry], dict | None]:
+def decode_index(data: bytes, archive_id: str, path: object, sealed: bool = False,
+                 incremental: bool = False) -> tuple[list[IndexEntry], dict | None]:
     """Parse the index; its bytes were already matched against the signed hash.
 
     Returns the entries and, for an encrypted archive, the manifest fields
@@ -200,6 +245,8 @@ def decode_index(data: bytes, archive_id: str, path: object, sealed: bool = Fals
                 raise ValueError(f"entry keys wrong: {sorted(keys)}")
             entry = IndexEntry(**record)
             _check_entry(entry)
+            if not incremental and (entry.stored_in is not None or entry.delta is not None):
+                raise ValueError(f"{entry.path!r}: ancestor reference in a full archive")
             if entry.path in seen:
                 raise ValueError(f"{entry.path!r}: listed twice")
             seen.add(entry.path)
@@ -257,7 +304,7 @@ def _check_parents(entries: list[IndexEntry]) -> None:
 
 
 def _check_sealed(entry: IndexEntry) -> None:
-    chunks = max(1, -(-entry.size // CHUNK_SIZE))
+    chunks = max(1, -(-entry.payload_size() // CHUNK_SIZE))
     if entry.type != "file" or entry.sha256 is not None or not isinstance(entry.sealed, list) \
             or len(entry.sealed) != chunks:
         raise ValueError(f"{entry.path}: sealed member list does not fit its size")
@@ -266,6 +313,22 @@ def _check_sealed(entry: IndexEntry) -> None:
                 and _is_int(member[1]) and path_problem(member[0]) is None
                 and member[1] <= MAX_SEALED_MEMBER):
             raise ValueError(f"{entry.path}: malformed sealed member {member!r}")
+
+
+def block_count(entry: IndexEntry) -> int:
+    return -(-entry.size // entry.blocks["size"])
+
+
+def block_digests(entry: IndexEntry) -> bytes:
+    """The record's per-block digests, ``BLOCK_DIGEST`` bytes each (base64 in the index)."""
+    try:
+        return base64.b64decode(entry.blocks["digests"], validate=True)
+    except (ValueError, TypeError):
+        raise ValueError(f"{entry.path}: block digests are not base64") from None
+
+
+def encode_digests(digests: bytes) -> str:
+    return base64.b64encode(digests).decode("ascii")
 
 
 def _check_entry(entry: IndexEntry) -> None:
@@ -283,6 +346,42 @@ def _check_entry(entry: IndexEntry) -> None:
     if entry.type in ("file", "hardlink") and not (digest and _SHA256_HEX.match(digest)):
         raise ValueError(f"{entry.path}: missing or malformed digest")
     if entry.sealed is not None:
+        if entry.stored_in is not None:
+            raise ValueError(f"{entry.path}: a record stored in an ancestor has no sealed members")
         _check_sealed(entry)
     if entry.type in ("symlink", "hardlink") and not entry.link:
         raise ValueError(f"{entry.path}: link without a target")
+    _check_incremental_keys(entry)
+
+
+MIN_BLOCK, MAX_BLOCK = 4096, 1 << 24
+
+
+def _check_incremental_keys(entry: IndexEntry) -> None:
+    """The §12 keys: stat facts, ancestor references, database blocks and deltas."""
+    for key in ("ctime_ns", "ino"):
+        value = getattr(entry, key)
+        if value is not None and (entry.type != "file" or not _is_int(value)):
+            raise ValueError(f"{entry.path}: {key} is malformed or on a non-file record")
+    if entry.stored_in is not None:
+        if entry.type != "file" or entry.sqlite or entry.delta is not None \
+                or not isinstance(entry.stored_in, str) or not ID_PATTERN.match(entry.stored_in):
+            raise ValueError(f"{entry.path}: malformed stored_in reference")
+    blocks = entry.blocks
+    if blocks is not None:
+        size = blocks.get("size") if isinstance(blocks, dict) else None
+        if not entry.sqlite or set(blocks) != {"size", "digests"} or not _is_int(size) \
+                or not MIN_BLOCK <= size <= MAX_BLOCK or size & (size - 1) \
+                or not isinstance(blocks["digests"], str) \
+                or len(blocks["digests"]) != 4 * -(-block_count(entry) * BLOCK_DIGEST // 3) \
+                or len(block_digests(entry)) != block_count(entry) * BLOCK_DIGEST:
+            raise ValueError(f"{entry.path}: malformed block digests")
+    if entry.delta is not None:
+        if blocks is None or not isinstance(entry.delta, list):
+            raise ValueError(f"{entry.path}: a delta needs the record's block digests")
+        count = block_count(entry)
+        previous = -1
+        for number in entry.delta:
+            if not _is_int(number) or not previous < number < count:
+                raise ValueError(f"{entry.path}: delta block numbers must rise within the file")
+            previous = number

@@ -34,7 +34,47 @@ from .head import (
     read_head_size,
     signed_message,
 )
-from .manifest import CHUNK_SIZE, IndexEntry, decode_index, timestamp_seconds, validate_manifest
+from .manifest import BLOCK_DIGEST, CHUNK_SIZE, DELTA_PREFIX, IndexEntry, block_digests, decode_index, timestamp_seconds, validate_manifest
+
+
+
+class BlockCheck:
+    """Checks streamed content block by block against a record's block hashes.
+
+    For a whole record the blocks are 0, 1, ...; for a delta record the
+    listed ones, each as long as that block of the full file.
+    """
+
+    def __init__(self, entry: IndexEntry):
+        self.size, self.digests = entry.blocks["size"], block_digests(entry)
+        self.numbers = iter(entry.delta if entry.delta is not None
+                            else range(len(self.digests) // BLOCK_DIGEST))
+        self.path, self.total = entry.path, entry.size
+        self._next_block()
+
+    def _next_block(self) -> None:
+        self.number = next(self.numbers, None)
+        self.left = 0 if self.number is None else min(self.size, self.total - self.number * self.size)
+        self.hasher = hashlib.sha256()
+
+    def update(self, data) -> None:
+        view = memoryview(data)
+        while view:
+            if self.number is None:
+                raise ValueError("more content than its blocks")
+            take = min(len(view), self.left)
+            self.hasher.update(view[:take])
+            self.left -= take
+            view = view[take:]
+            if not self.left:
+                start = self.number * BLOCK_DIGEST
+                if self.hasher.digest()[:BLOCK_DIGEST] != self.digests[start:start + BLOCK_DIGEST]:
+                    raise ValueError(f"block {self.number} does not match its SHA-256")
+                self._next_block()
+
+    def finish(self) -> None:
+        if self.number is not None:
+            raise ValueError(f"content ends before block {self.number}")
 
 WINDOW_LOG_MAX = 27
 READ_SIZE = 1 << 20
@@ -157,6 +197,10 @@ def _expect(stream: FrameStream, expected: bytes, what: str, path: object) -> No
 def expected_header(entry: IndexEntry) -> bytes:
     """The exact header bytes a writer produces for an index entry."""
     seconds = entry.mtime_ns // 10**9
+    if entry.delta is not None:
+        return tarheader.member_header(DELTA_PREFIX + entry.path, tarheader.REGULAR,
+                                       mode=entry.mode, uid=entry.uid, gid=entry.gid,
+                                       size=entry.payload_size(), mtime=seconds)
     if entry.type == "dir":
         return tarheader.member_header(entry.path + "/", tarheader.DIRECTORY, mode=entry.mode,
                                        uid=entry.uid, gid=entry.gid, mtime=seconds)
@@ -205,7 +249,8 @@ def read_index(handle, head: TrustedHead, path: object, sealer=None) -> Index:
             data = sealer.open_chunk(segments.INDEX_ENTRY, 0, data, None, limit=MAX_INDEX_SIZE)
         except segments.SegmentError as exc:
             raise CorruptArchive(f"encrypted index: {exc}", path=path) from None
-    entries, sealed_manifest = decode_index(data, manifest["id"], path, sealed=sealed)
+    entries, sealed_manifest = decode_index(data, manifest["id"], path, sealed=sealed,
+                                            incremental=manifest["incremental"])
     if len(entries) != layout["entries"]:
         raise CorruptArchive("index entry count differs from the manifest", path=path)
     return Index(entries, sealed_manifest)
@@ -236,6 +281,8 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
     stream = FrameStream(source, layout["body_offset"], layout["index_offset"], path, body_hash)
     done = unchecked = 0
     for position, entry in enumerate(entries):
+        if entry.stored_in is not None:
+            continue        # the content is in an ancestor's body (§12.3): no member here
         if all_sealed and entry.type != "file":
             sink.begin(entry)       # metadata only: no tar member names it
             sink.end(entry)
@@ -244,7 +291,7 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
             sink.begin(entry)
             ok = _read_sealed(stream, entry, position, seconds, path, sink, sealer)
             unchecked += not ok
-            done += entry.size
+            done += entry.payload_size()
             if progress:
                 progress(done, entry.path)
             if ok:
@@ -253,22 +300,29 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
         _expect(stream, expected_header(entry), f"member {entry.path}", path)
         sink.begin(entry)
         if entry.type == "file":
-            digest = hashlib.sha256()
-            remaining = entry.size
+            payload = entry.payload_size()
+            digest = hashlib.sha256() if entry.delta is None else None
+            blocks = BlockCheck(entry) if entry.blocks is not None else None
+            remaining = payload
             while remaining:
                 chunk = stream.read(min(remaining, READ_SIZE))
                 if not chunk:
                     raise TruncatedArchive(f"archive ends inside member {entry.path}", path=path)
-                digest.update(chunk)
+                if digest is not None:
+                    digest.update(chunk)
+                if blocks is not None:
+                    _check_blocks(blocks.update, chunk, entry, path)
                 sink.data(entry, chunk)
                 remaining -= len(chunk)
                 done += len(chunk)
                 if progress:
                     progress(done, entry.path)
-            pad = stream.read(tarheader.padding(entry.size))
-            if pad != bytes(tarheader.padding(entry.size)):
+            pad = stream.read(tarheader.padding(payload))
+            if pad != bytes(tarheader.padding(payload)):
                 raise CorruptArchive(f"member {entry.path}: padding is not zero", path=path)
-            if digest.hexdigest() != entry.sha256:
+            if blocks is not None:
+                _check_blocks(blocks.finish, None, entry, path)
+            if digest is not None and digest.hexdigest() != entry.sha256:
                 raise CorruptArchive(f"member {entry.path}: content does not match its SHA-256",
                                      path=path)
         sink.end(entry)
@@ -278,11 +332,23 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
     return unchecked
 
 
+def _check_blocks(step, chunk, entry: IndexEntry, path: object) -> None:
+    try:
+        step(chunk) if chunk is not None else step()
+    except ValueError as exc:
+        raise CorruptArchive(f"member {entry.path}: {exc}", path=path) from None
+
+
 def _read_sealed(stream: FrameStream, entry: IndexEntry, position: int, seconds: int,
                  path: object, sink: MemberSink, sealer) -> bool:
-    """One sealed file's chunks; False when there is no key to open them."""
+    """One sealed file's chunks; False when there is no key to open them.
+
+    A delta record's payload is checked block by block; the HMAC covers the
+    whole file, which only the chain reader reassembles.
+    """
     mac = sealer.new_mac() if sealer else None
-    remaining = entry.size
+    blocks = BlockCheck(entry) if entry.blocks is not None and mac is not None else None
+    remaining = entry.payload_size()
     for number, (name, size) in enumerate(entry.sealed):
         header = tarheader.member_header(name, tarheader.REGULAR, mode=0o600, size=size, mtime=seconds)
         _expect(stream, header, f"member {entry.path}", path)
@@ -299,9 +365,14 @@ def _read_sealed(stream: FrameStream, entry: IndexEntry, position: int, seconds:
         except segments.SegmentError as exc:
             raise CorruptArchive(f"member {entry.path}: {exc}", path=path) from None
         mac.update(plaintext)
+        if blocks is not None:
+            _check_blocks(blocks.update, plaintext, entry, path)
         sink.data(entry, plaintext)
         remaining -= expected
-    if mac is not None and not hmac.compare_digest(mac.hexdigest(), entry.hmac_sha256):
+    if blocks is not None:
+        _check_blocks(blocks.finish, None, entry, path)
+    if mac is not None and entry.delta is None \
+            and not hmac.compare_digest(mac.hexdigest(), entry.hmac_sha256):
         raise CorruptArchive(f"member {entry.path}: content does not match its HMAC", path=path)
     return mac is not None
 

@@ -27,7 +27,9 @@ from ..crypto import segments
 from .access import as_sink
 from .head import ENCRYPTED_INDEX_NAME, INDEX_NAME, head_frame_size
 from .manifest import (
+    BLOCK_DIGEST,
     CHUNK_SIZE,
+    DELTA_PREFIX,
     FORMAT,
     SEALED_MANIFEST_KEYS,
     IndexEntry,
@@ -43,6 +45,70 @@ DEFAULT_LEVEL = 3
 MT_JOB_SIZE = 4 << 20         # multi-threaded compression: bytes per worker job
 
 
+class BlockHasher:
+    """SHA-256 of the whole content and the block digests (§12.4), in one pass."""
+
+    def __init__(self, block_size: int):
+        self.block_size = block_size
+        self.whole = hashlib.sha256()
+        self.blocks = bytearray()       # BLOCK_DIGEST bytes per block
+        self._current = hashlib.sha256()
+        self._filled = 0
+
+    def update(self, data) -> None:
+        self.whole.update(data)
+        view = memoryview(data)
+        size, sha256 = self.block_size, hashlib.sha256
+        if self._filled:
+            take = min(len(view), size - self._filled)
+            self._current.update(view[:take])
+            self._filled += take
+            view = view[take:]
+            if self._filled < size:
+                return
+            self.blocks += self._current.digest()[:BLOCK_DIGEST]
+            self._current, self._filled = sha256(), 0
+        whole = len(view) - len(view) % size
+        for start in range(0, whole, size):     # the hot loop: one digest per page
+            self.blocks += sha256(view[start:start + size]).digest()[:BLOCK_DIGEST]
+        if whole < len(view):
+            self._current.update(view[whole:])
+            self._filled = len(view) - whole
+
+    def hexdigest(self) -> str:
+        if self._filled:
+            self.blocks += self._current.digest()[:BLOCK_DIGEST]
+            self._current, self._filled = hashlib.sha256(), 0
+        return self.whole.hexdigest()
+
+
+def hash_blocks(fd: int, size: int, block_size: int, extra=None) -> tuple[str, bytes]:
+    """(SHA-256 of the content, the block digests) of ``size`` bytes of ``fd``;
+    ``extra`` (a keyed MAC) sees the content too."""
+    hasher = BlockHasher(block_size)
+    offset = 0
+    while offset < size:
+        data = os.pread(fd, min(READ_CHUNK, size - offset), offset)
+        if not data:
+            raise OSError(f"file shrank to {offset} bytes while it was hashed")
+        hasher.update(data)
+        if extra is not None:
+            extra.update(data)
+        offset += len(data)
+    return hasher.hexdigest(), bytes(hasher.blocks)
+
+
+def read_blocks(fd: int, size: int, blocks: bytes, block_size: int, numbers, path: str):
+    """Yield the listed blocks of ``fd``, each checked against its digest."""
+    for number in numbers:
+        length = min(block_size, size - number * block_size)
+        data = os.pread(fd, length, number * block_size)
+        expected = blocks[number * BLOCK_DIGEST:(number + 1) * BLOCK_DIGEST]
+        if len(data) != length or hashlib.sha256(data).digest()[:BLOCK_DIGEST] != expected:
+            raise PoppoarcError(f"{path}: snapshot changed while its delta was written")
+        yield data
+
+
 @dataclass(frozen=True)
 class StoredFile:
     """What writing one regular file found."""
@@ -52,6 +118,7 @@ class StoredFile:
     changed: bool        # the file grew or shrank while it was read
     sealed: list | None = None      # [[member, size], ...] when sealed
     hmac_sha256: str | None = None
+    blocks: bytes | None = None     # block digests when asked for (databases, §12.4)
 
 
 class BodyWriter:
@@ -135,17 +202,18 @@ class BodyWriter:
         return hashlib.sha256(data).hexdigest()
 
     def add_file(self, path: str, fd: int, size: int, mode: int, mtime_ns: int,
-                 uid: int, gid: int, on_chunk=None) -> StoredFile:
+                 uid: int, gid: int, on_chunk=None, block_size: int = 0) -> StoredFile:
         """Store exactly ``size`` bytes read from ``fd`` (the size seen at open).
 
         A file that shrinks is padded with zeros and one that grows is cut,
         so the member always matches its header; both are reported as changed.
         ``on_chunk(bytes_so_far)`` is called after each chunk of a large file.
+        With ``block_size`` the SHA-256 of every block is returned as well.
         """
         self._drain()
         self._feed(tarheader.member_header(path, tarheader.REGULAR, mode=mode, uid=uid,
                                            gid=gid, size=size, mtime=mtime_ns // 10**9))
-        digest = hashlib.sha256()
+        digest = BlockHasher(block_size) if block_size else hashlib.sha256()
         changed = False
         if size < READ_CHUNK:
             data = os.read(fd, size + 1)
@@ -179,7 +247,26 @@ class BodyWriter:
             if not changed and os.read(fd, 1):
                 changed = True
         self._feed(bytes(tarheader.padding(size)))
-        return StoredFile(digest.hexdigest(), size, changed)
+        return StoredFile(digest.hexdigest(), size, changed,
+                          blocks=bytes(digest.blocks) if block_size else None)
+
+    def add_delta(self, path: str, fd: int, size: int, blocks: bytes, block_size: int,
+                  numbers: list[int], mode: int, mtime_ns: int, uid: int, gid: int) -> int:
+        """Store the listed blocks of a database snapshot as ``.poppoarc/delta/<path>``.
+
+        The blocks were hashed before (``hash_blocks``); each is hashed again as
+        it is read, so a snapshot that changed in between is an error, not a
+        wrong delta.  Returns the payload size.
+        """
+        self._drain()
+        payload = sum(min(block_size, size - n * block_size) for n in numbers)
+        self._feed(tarheader.member_header(DELTA_PREFIX + path, tarheader.REGULAR, mode=mode,
+                                           uid=uid, gid=gid, size=payload,
+                                           mtime=mtime_ns // 10**9))
+        for data in read_blocks(fd, size, blocks, block_size, numbers, path):
+            self._feed(data)
+        self._feed(bytes(tarheader.padding(payload)))
+        return payload
 
     def add_sealed_file(self, read, size: int, entry: int, names: list[str], sealer,
                         mtime_ns: int) -> StoredFile:

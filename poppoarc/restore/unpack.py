@@ -38,13 +38,13 @@ from ..errors import (
     Warnings,
 )
 from ..format import reader
-from ..inspection import full_manifest, open_archive, open_sealer, pinned_keys
+from ..inspection import find_archive, full_manifest, open_sealer, pinned_keys
 from ..lock import InstallationLock
 from ..pack import installation_version, pack_locked
 from ..snapshot import sqlite as sqlite_snapshot
 from ..snapshot.catalogue import TARGETS, build_catalogue
 from ..snapshot.scan import DATABASE, scan
-from . import fsops, journal, swap
+from . import chain, fsops, journal, swap
 from .plan import RestorePlan, make_plan
 from .stage import StagedTree
 
@@ -63,6 +63,11 @@ class UnpackResult:
         return {"archive_id": self.plan.archive_id, "dry_run": self.dry_run,
                 "outcome": self.outcome, "safety_archive": self.safety_archive,
                 "plan": self.plan.to_json(), "warnings": self.warnings}
+
+
+def _sealed(entry) -> bool:
+    """Content readable only with a key (also when an ancestor holds it)."""
+    return entry.sealed is not None or entry.hmac_sha256 is not None
 
 
 def recover_if_needed(settings: Settings, on_event=None):
@@ -117,19 +122,21 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
            dry_run: bool = False, skip_backup: bool = False, same_owner: bool = False,
            special_bits: bool = False, progress=None, on_event=None) -> UnpackResult:
     warnings = Warnings()
-    with open_archive(settings, reference) as (_, handle, path), \
-            InstallationLock(settings.root, "restore"):
+    store, archive = find_archive(settings, reference)
+    path = archive.key if isinstance(archive.key, Path) else archive.location
+    with store.open(archive) as handle, InstallationLock(settings.root, "restore"):
         head = reader.open_trusted(handle, pinned_keys(settings), path)
         sealer = open_sealer(settings, head, path)      # a wrong key fails here, before any work
+        links = chain.resolve(store, head, pinned_keys(settings))   # a missing parent, too
         index = reader.read_index(handle, head, path, sealer)
         if index.entries is None:
             raise NoKey("archive is encrypted; set POPPO_BACKUP_KEY or configure an identity "
                         "to restore it", path=path)
         entries = index.entries
         manifest = full_manifest(head, index)
-        if sealer is None and any(e.sealed for e in entries):
+        if sealer is None and any(_sealed(e) for e in entries):
             warnings.add("sealed secret files (.env, tokens) are not restored: no key available")
-            entries = [e for e in entries if not e.sealed]
+            entries = [e for e in entries if not _sealed(e)]
         available = tuple(t for t in TARGETS if t in manifest["targets"])
         if targets is None:
             selected = available
@@ -153,7 +160,9 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
         if not os.access(settings.root, os.W_OK | os.X_OK):
             raise NotWritable("installation root is not writable by this user", path=settings.root)
         local_safety = not skip_backup and settings.storage.get("type") != "s3"
-        needed = plan.bytes_to_stage + (plan.live_bytes // 2 if local_safety else 0) + SPACE_MARGIN
+        rebuilt = sum(e.size for e in entries if e.delta is not None)   # chain's databases
+        needed = plan.bytes_to_stage + rebuilt + (plan.live_bytes // 2 if local_safety else 0) \
+            + SPACE_MARGIN
         free = shutil.disk_usage(settings.root).free
         if free < needed:
             raise InsufficientSpace(f"restore needs about {needed / 1e6:.0f} MB free for staging "
@@ -176,9 +185,16 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
         try:
             tree.keep_live(plan.top_level)
             total = plan.bytes_to_stage
-            reader.read_body(handle, head, index.entries, path, tree, sealer=sealer,
-                             progress=(lambda done, name: progress(done, total, name))
-                             if progress else None)
+            report = (lambda done, name: progress(done, total, name)) if progress else None
+            if links:
+                workdir = area.path / ".poppoarc-rebuild"
+                workdir.mkdir(mode=0o700)
+                chain.read_chain(links, store, (handle, head, index.entries, path, sealer), tree,
+                                 workdir, chain.ancestor_reader(settings), report)
+                shutil.rmtree(workdir)
+            else:
+                reader.read_body(handle, head, index.entries, path, tree, sealer=sealer,
+                                 progress=report)
             tree.finish()
             tree.prune_removed_dirs()
         except BaseException:

@@ -35,6 +35,7 @@ class SourceEntry:
     ino: int = 0
     nlink: int = 1
     link: str | None = None
+    ctime_ns: int = 0
 
 
 @dataclass
@@ -48,7 +49,7 @@ def _entry(path: str, target: str | None, kind: str, st: os.stat_result,
            link: str | None = None) -> SourceEntry:
     return SourceEntry(path, target, kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
                        st.st_mtime_ns, st.st_size if kind in (FILE, DATABASE) else 0,
-                       st.st_dev, st.st_ino, st.st_nlink, link)
+                       st.st_dev, st.st_ino, st.st_nlink, link, st.st_ctime_ns)
 
 
 def scan(root: Path, catalogue: Catalogue, warnings: Warnings,

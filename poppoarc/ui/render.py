@@ -23,6 +23,9 @@ def pack(out, result) -> None:
     for name, summary in result.targets.items():
         out.text("  " + ljust(name, 9) + _("{files:>7} files  {size:>10}").format(
             files=summary["files"], size=human_size(summary["size"])))
+    if result.parent:
+        out.text(_("  incremental on {parent}: {reused} unchanged files stored there").format(
+            parent=result.parent, reused=result.reused))
     if result.key_created:
         out.text(_("  signed by key {key} (new key created)").format(key=result.signer))
     else:

@@ -1,0 +1,293 @@
+"""Reading an incremental archive through its chain (spec/FORMAT.md §12.5).
+
+``resolve`` follows ``parent`` references from the store, oldest last, and
+checks each link: present, genuine (pinned signature), and the very archive
+its child was made from (the SHA-256 of its manifest member).  ``read_chain``
+then streams every link's body through the normal verified reader, oldest
+first, and hands the consumer (a ``MemberSink``: the staged tree, or
+verify's checker) the content of every file of the newest archive:
+
+- files stored in an ancestor are delivered while that ancestor is read,
+  after checking that the holder's record has the same size and digest;
+- databases stored as block deltas are reassembled in a work directory,
+  link by link (whole snapshot, then each link's changed blocks), and
+  delivered once the result matches the newest record's SHA-256 (or HMAC);
+- everything else comes from the newest archive's own body.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ArchiveError, BrokenChain, CorruptArchive, NoKey
+from ..format import reader
+from ..format.manifest import BLOCK_DIGEST, IndexEntry, block_digests
+
+COPY_CHUNK = 1 << 20
+
+
+@dataclass
+class Link:
+    """One ancestor: where it is and its authenticated head."""
+
+    archive: object              # StoredArchive
+    path: object                 # for messages: a local path or an s3:// URL
+    head: reader.TrustedHead
+
+    @property
+    def id(self) -> str:
+        return self.head.manifest["id"]
+
+
+def resolve(store, head: reader.TrustedHead, pinned: dict, *, open_head=None) -> list[Link]:
+    """The ancestors of an archive, oldest first; [] for a full archive.
+
+    Raises BrokenChain naming the first parent that is missing, damaged,
+    untrusted, or not the archive its child was made from.
+    """
+    links: list[Link] = []
+    child = head.manifest
+    seen = {child["id"]}
+    while child["parent"] is not None:
+        reference = child["parent"]
+        parent_id = reference["id"]
+        if parent_id in seen:
+            raise BrokenChain(f"the chain of {head.manifest['id']} loops at {parent_id}")
+        seen.add(parent_id)
+        found = store.lookup(parent_id)
+        if found is None:
+            raise BrokenChain(f"parent {parent_id} of {child['id']} is missing from the store "
+                              f"{store}; the archive cannot be restored without it")
+        where = found.key if isinstance(found.key, Path) else found.location
+        try:
+            with store.open(found) as source:
+                parent = reader.open_trusted(source, pinned, where)
+        except ArchiveError as exc:
+            raise BrokenChain(f"parent {parent_id} of {child['id']} is unusable: {exc}") from None
+        digest = hashlib.sha256(parent.raw.manifest_member).hexdigest()
+        expected_depth = reference["depth"] - 1
+        actual_depth = parent.manifest["parent"]["depth"] if parent.manifest["parent"] else 0
+        if digest != reference["manifest_sha256"] or parent.manifest["id"] != parent_id \
+                or actual_depth != expected_depth:
+            raise BrokenChain(f"parent {parent_id} of {child['id']} is not the archive it was "
+                              "made from (manifest hash or chain depth differs)", path=where)
+        links.append(Link(found, where, parent))
+        child = parent.manifest
+    links.reverse()
+    return links
+
+
+class _Assembly:
+    """One database being rebuilt from a whole snapshot and block deltas."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd: int | None = None
+        self.record: IndexEntry | None = None      # the last link's record applied
+        self.link: str | None = None               # ... and that link's id
+        self._positions: list[tuple[int, int]] = []
+        self._offset = 0
+
+    def begin(self, link_id: str, previous_link: str | None, entry: IndexEntry) -> None:
+        if entry.delta is None:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            self._positions = [(0, entry.size)]
+        else:
+            base = self.record
+            if base is None or self.link != previous_link or base.blocks is None \
+                    or base.blocks["size"] != entry.blocks["size"]:
+                raise CorruptArchive(f"{entry.path}: a block delta in {link_id} has no base "
+                                     "snapshot in its parent")
+            listed = set(entry.delta)
+            before, after, step = block_digests(base), block_digests(entry), BLOCK_DIGEST
+            for number in range(len(after) // step):
+                piece = slice(number * step, (number + 1) * step)
+                if number not in listed and (len(before) < piece.stop
+                                             or before[piece] != after[piece]):
+                    raise CorruptArchive(f"{entry.path}: block {number} is neither stored in "
+                                         f"{link_id} nor equal to its parent's")
+            size = entry.blocks["size"]
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+            self._positions = [(n * size, min(size, entry.size - n * size)) for n in entry.delta]
+        self._positions.reverse()       # popped from the end
+        self._offset = 0
+
+    def data(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            start, length = self._positions[-1]
+            take = min(len(view), length - self._offset)
+            os.pwrite(self.fd, view[:take], start + self._offset)
+            view = view[take:]
+            self._offset += take
+            if self._offset == length:
+                self._positions.pop()
+                self._offset = 0
+
+    def end(self, link_id: str, entry: IndexEntry) -> None:
+        os.ftruncate(self.fd, entry.size)
+        os.close(self.fd)
+        self.fd = None
+        self.record, self.link = entry, link_id
+
+    def forget(self) -> None:
+        """The link just read has no record of this database: the chain of snapshots restarts."""
+        self.record = self.link = None
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+class _LinkSink(reader.MemberSink):
+    """Routes one link's verified members: to the consumer, to an assembly, or nowhere."""
+
+    def __init__(self, link_id: str, previous_link: str | None, consumer: reader.MemberSink,
+                 wanted: dict[str, IndexEntry], assemblies: dict[str, _Assembly],
+                 final: bool, sealer=None):
+        self.link_id, self.previous_link = link_id, previous_link
+        self.consumer, self.wanted, self.assemblies = consumer, wanted, assemblies
+        self.final, self.sealer = final, sealer
+        self.delivered: set[str] = set()
+        self.seen: set[str] = set()
+        self._route: str | None = None
+
+    def begin(self, entry: IndexEntry) -> None:
+        self._route = None
+        self.seen.add(entry.path)
+        assembly = self.assemblies.get(entry.path)
+        if assembly is not None and entry.type == "file" and entry.sqlite:
+            assembly.begin(self.link_id, self.previous_link, entry)
+            self._route = "assemble"
+        elif self.final:
+            self.consumer.begin(entry)
+            self._route = "final"
+        else:
+            target = self.wanted.get(entry.path)
+            if target is None or target.stored_in != self.link_id:
+                return
+            if entry.type != "file" or entry.stored_in is not None or entry.delta is not None \
+                    or (entry.size, entry.sha256, entry.hmac_sha256) != (
+                        target.size, target.sha256, target.hmac_sha256):
+                raise CorruptArchive(f"{entry.path}: {self.link_id} does not hold the content "
+                                     "the newer archive refers to")
+            self.consumer.begin(target)
+            self._route = "deliver"
+
+    def data(self, entry: IndexEntry, chunk: bytes) -> None:
+        if self._route == "assemble":
+            self.assemblies[entry.path].data(chunk)
+        elif self._route == "final":
+            self.consumer.data(entry, chunk)
+        elif self._route == "deliver":
+            self.consumer.data(self.wanted[entry.path], chunk)
+
+    def end(self, entry: IndexEntry) -> None:
+        route, self._route = self._route, None
+        if route == "assemble":
+            assembly = self.assemblies[entry.path]
+            assembly.end(self.link_id, entry)
+            if self.final:
+                self._deliver_assembled(assembly, entry)
+        elif route == "final":
+            self.consumer.end(entry)
+        elif route == "deliver":
+            self.consumer.end(self.wanted[entry.path])
+            self.delivered.add(entry.path)
+
+    def _deliver_assembled(self, assembly: _Assembly, entry: IndexEntry) -> None:
+        """The rebuilt database, once its whole-file digest matched, to the consumer."""
+        if entry.sha256 is not None:
+            digest, expected = hashlib.sha256(), entry.sha256
+        elif self.sealer is not None:
+            digest, expected = self.sealer.new_mac(), entry.hmac_sha256
+        else:
+            raise NoKey(f"{entry.path}: no key to check the rebuilt database")
+        for _ in self._read(assembly, digest):
+            pass
+        if not hmac.compare_digest(digest.hexdigest(), expected):
+            raise CorruptArchive(f"{entry.path}: database rebuilt from its chain does not match "
+                                 "its recorded digest")
+        whole = dataclasses.replace(entry, delta=None)     # consumers see a plain database
+        self.consumer.begin(whole)
+        for chunk in self._read(assembly, None):
+            self.consumer.data(whole, chunk)
+        self.consumer.end(whole)
+
+    @staticmethod
+    def _read(assembly: _Assembly, digest):
+        with open(assembly.path, "rb") as handle:
+            while chunk := handle.read(COPY_CHUNK):
+                if digest is not None:
+                    digest.update(chunk)
+                yield chunk
+
+
+def read_chain(links: list[Link], store, final: tuple, consumer: reader.MemberSink,
+               workdir: Path, open_link, progress=None) -> int:
+    """Stream the chain into ``consumer``; returns sealed files left unchecked (no key).
+
+    ``final`` is (source, head, entries, path, sealer) of the newest archive;
+    ``open_link(link, source)`` returns (entries, sealer) of an ancestor.
+    """
+    source, head, entries, path, sealer = final
+    ids = [link.id for link in links]
+    wanted: dict[str, IndexEntry] = {}
+    assemblies: dict[str, _Assembly] = {}
+    for entry in entries:
+        if entry.stored_in is not None:
+            if entry.stored_in not in ids:
+                raise CorruptArchive(f"{entry.path}: stored in {entry.stored_in}, which is not "
+                                     f"an ancestor of {head.manifest['id']}", path=path)
+            wanted[entry.path] = entry
+        elif entry.delta is not None:
+            assemblies[entry.path] = _Assembly(workdir / f".assemble-{len(assemblies)}.db")
+    unchecked = 0
+    previous: str | None = None
+    try:
+        for link in links:
+            with store.open(link.archive) as link_source:
+                link_entries, link_sealer = open_link(link, link_source)
+                sink = _LinkSink(link.id, previous, consumer, wanted, assemblies, False)
+                unchecked += reader.read_body(link_source, link.head, link_entries, link.path,
+                                              sink, progress=progress, sealer=link_sealer)
+            for name, assembly in assemblies.items():
+                if name not in sink.seen:
+                    assembly.forget()
+            missing = [p for p, e in wanted.items()
+                       if e.stored_in == link.id and p not in sink.delivered]
+            if missing:
+                raise CorruptArchive(f"{missing[0]}: {link.id} does not hold it, though "
+                                     f"{head.manifest['id']} says so", path=path)
+            previous = link.id
+        sink = _LinkSink(head.manifest["id"], previous, consumer, wanted, assemblies, True, sealer)
+        unchecked += reader.read_body(source, head, entries, path, sink, progress=progress,
+                                      sealer=sealer)
+    finally:
+        for assembly in assemblies.values():
+            assembly.close()
+    return unchecked
+
+
+def ancestor_reader(settings):
+    """``open_link`` for ``read_chain``: an ancestor's index, opened with the local keys."""
+    from ..inspection import open_sealer
+
+    def open_link(link: Link, source):
+        sealer = open_sealer(settings, link.head, link.path)
+        index = reader.read_index(source, link.head, link.path, sealer)
+        if index.entries is None:
+            raise NoKey(f"ancestor {link.id} is encrypted; set POPPO_BACKUP_KEY or configure "
+                        "an identity to read the chain", path=link.path)
+        return index.entries, sealer
+    return open_link

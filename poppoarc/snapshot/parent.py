@@ -1,0 +1,105 @@
+"""The parent of an incremental archive: found in the store, read and checked.
+
+``find_parent`` returns what the next pack needs to know about the previous
+archive (its records by path, its manifest hash, its chain depth), or None
+with a warning explaining why a full archive is made instead.  Decisions
+are in ``policy/chains.py``; this module only reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import PoppoarcError, Warnings
+from ..format import reader
+from ..format.manifest import IndexEntry
+from ..policy import chains
+
+
+@dataclass
+class ParentBase:
+    id: str
+    manifest_sha256: str
+    depth: int                                  # the new archive's depth is this + 1
+    records: dict[str, IndexEntry]
+    sealers: dict = field(default_factory=dict)  # archive id -> Sealer, for keyed digests
+    opener: object = None                       # archive id -> Sealer | None (lazy)
+
+    def reference(self) -> dict:
+        return {"id": self.id, "manifest_sha256": self.manifest_sha256, "depth": self.depth + 1}
+
+    def content_matches(self, previous: IndexEntry, read) -> bool:
+        """``--check-content``: does the live content (``read(n)``) equal the record's?"""
+        holder = chains.holder_of(self.id, previous)
+        if previous.sha256 is not None:
+            digest = hashlib.sha256()
+            expected = previous.sha256
+        else:
+            if holder not in self.sealers and self.opener is not None:
+                self.sealers[holder] = self.opener(holder)
+            sealer = self.sealers.get(holder)
+            if sealer is None:
+                return False        # no key for that ancestor: store the file again
+            digest, expected = sealer.new_mac(), previous.hmac_sha256
+        size = 0
+        while True:
+            data = read(1 << 20)
+            if not data:
+                break
+            digest.update(data)
+            size += len(data)
+        return size == previous.size and hmac.compare_digest(digest.hexdigest(), expected)
+
+
+def find_parent(settings, store, *, sealed_whole: bool, warnings: Warnings,
+                max_incrementals: int) -> ParentBase | None:
+    """The parent for an incremental archive, or None (and a warning) for a full one."""
+    from ..inspection import full_manifest, list_archives, open_sealer, pinned_keys
+
+    choice = chains.choose_parent(list_archives(settings, store))
+    if choice.id is None:
+        warnings.add(f"incremental: {choice.reason}")
+        return None
+    archive = store.lookup(choice.id)
+    if archive is None:
+        warnings.add(f"incremental: {choice.id} disappeared from the store; making a full archive")
+        return None
+    where = archive.key if isinstance(archive.key, Path) else archive.location
+    try:
+        with store.open(archive) as source:
+            head = reader.open_trusted(source, pinned_keys(settings), where)
+            sealer = open_sealer(settings, head, where)
+            index = reader.read_index(source, head, where, sealer)
+    except PoppoarcError as exc:
+        warnings.add(f"incremental: cannot read {choice.id} ({exc}); making a full archive")
+        return None
+    if index.entries is None:
+        warnings.add(f"incremental: {choice.id} is encrypted and no key here opens its index "
+                     "(a public-key-only setup cannot chain); making a full archive")
+        return None
+    manifest = full_manifest(head, index)
+    problem = chains.parent_problem(manifest, max_incrementals=max_incrementals,
+                                    sealed_whole=sealed_whole, root=str(settings.root))
+    if problem:
+        warnings.add(f"incremental: {problem}; making a full archive")
+        return None
+
+    def opener(archive_id: str):
+        """The sealer of an ancestor holding content, for ``--check-content``."""
+        found = store.lookup(archive_id)
+        if found is None:
+            return None
+        try:
+            with store.open(found) as handle:
+                return open_sealer(settings, reader.open_trusted(handle, pinned_keys(settings),
+                                                                 archive_id), archive_id)
+        except PoppoarcError:
+            return None
+
+    digest = hashlib.sha256(head.raw.manifest_member).hexdigest()
+    depth = manifest["parent"]["depth"] if manifest["parent"] else 0
+    return ParentBase(choice.id, digest, depth, {e.path: e for e in index.entries},
+                      {choice.id: sealer} if sealer else {}, opener)

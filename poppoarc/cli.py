@@ -303,8 +303,7 @@ def cmd_schedule_next(settings, args, out: Output) -> int:
         return EXIT_OK
     out.text(f"Next scheduled backups (time zone {schedule.timezone_name}):")
     for entry, when in fires:
-        note = " (a full archive until incremental archives exist)" if entry.type == "incremental" else ""
-        out.text(f"  {when.strftime('%Y-%m-%d %H:%M %z')}  {entry.name:<10} {entry.type}{note}")
+        out.text(f"  {when.strftime('%Y-%m-%d %H:%M %z')}  {entry.name:<10} {entry.type}")
     for name, when in sorted(last.items()):
         out.text(f"  last handled: {name} at {when.astimezone(schedule.timezone).strftime('%Y-%m-%d %H:%M %z')}")
     if not schedule.enabled:

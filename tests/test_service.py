@@ -80,17 +80,29 @@ def test_missed_runs_run_once_after_downtime_and_rotate(installation, tmp_path, 
     assert record.names == ["weekly", "daily"] and record.type == "full" and record.missed == 9
     assert scheduler(installation, store, clock).run_once() == []        # nothing new is due
 
-    for day in (11, 12):                          # daily incremental runs, as full archives
+    for day in (11, 12):                          # daily runs: incrementals on the weekly full
         clock.t = T0 + timedelta(days=day)
         (record,) = scheduler(installation, store, clock).run_once()
         assert record.type == "incremental" and record.names == ["daily"]
-    assert "incremental archives are not available yet: making a full archive" in caplog.text
+    assert "incremental on backup-" in caplog.text
     rows = list_archives(resolve(str(installation), store=str(store)))
-    assert [r.type for r in rows] == ["scheduled", "scheduled"] and rows[0].name == "daily"
-    assert record.pruned and len(finals(store)) == 2
+    assert [r.type for r in rows] == ["scheduled"] * 3 and rows[0].name == "daily"
+    assert [r.incremental for r in rows] == [True, True, False]
+    assert rows[0].parent == rows[1].id and rows[1].parent == rows[2].id
+    # maxBackups = 2, but the newest two need the whole chain: nothing is pruned yet
+    assert not record.pruned and len(finals(store)) == 3
     state = load_state(store)[0]["entries"]["daily"]
     assert state["result"] == "success" and state["archive_id"] == rows[0].id
     assert state["last_fire"] == "2025-06-12T17:00:00+00:00"        # 02:00 JST on the 13th
+
+    clock.t = T0 + timedelta(days=15)            # the next weekly full, then a daily on it
+    (record,) = scheduler(installation, store, clock).run_once()
+    assert record.type == "full"
+    clock.t = T0 + timedelta(days=16)
+    (record,) = scheduler(installation, store, clock).run_once()
+    assert record.type == "incremental" and len(record.pruned) == 3  # the old chain, whole
+    rows = list_archives(resolve(str(installation), store=str(store)))
+    assert [r.incremental for r in rows] == [True, False] and rows[0].parent == rows[1].id
 
 
 def test_retries_back_off_exponentially_while_the_installation_is_locked(installation, tmp_path):

@@ -239,9 +239,6 @@ class Scheduler:
         label = "+".join(record.names)
         log.info("run %s (%s) for %s%s", label, kind, fire.isoformat(),
                  f"; {record.missed} earlier fire times missed, run once" if record.missed else "")
-        if kind == INCREMENTAL:
-            log.info("run %s: incremental archives are not available yet: making a full archive",
-                     label)
         record.checks = pre_backup_checks(self.settings)
         for problem in record.checks:
             log.warning("pre-backup check: %s", problem)
@@ -275,14 +272,15 @@ class Scheduler:
             try:
                 if self.stop_signal is not None:
                     raise StopRequested(self.stop_signal)
-                result = pack_locked(self.settings, name=label, archive_type="scheduled")
+                result = pack_locked(self.settings, name=label, archive_type="scheduled",
+                                     incremental=record.type == INCREMENTAL)
             finally:
                 self._interruptible = False
             record.archive_id, record.size = result.id, result.size
             record.duration_ms, record.warnings = result.duration_ms, result.warnings
-            log.info("run %s: wrote %s (%d bytes, %d files, %.1f s, %d warnings)", label,
-                     result.id, result.size, result.files, result.duration_ms / 1000,
-                     len(result.warnings))
+            log.info("run %s: wrote %s (%s, %d bytes, %d files, %.1f s, %d warnings)", label,
+                     result.id, f"incremental on {result.parent}" if result.parent else "full",
+                     result.size, result.files, result.duration_ms / 1000, len(result.warnings))
             for warning in result.warnings:
                 log.warning("run %s: %s", label, warning)
             try:

@@ -210,7 +210,7 @@ def shell(script: str) -> list[str]:
 
 
 def quick(argv: list[str], *, env: dict | None = None, cwd: str | os.PathLike | None = None,
-          timeout: float = 120) -> str:
+          timeout: float = 120, ok_codes: tuple[int, ...] = (0,)) -> str:
     """Run an unmeasured helper command; return stdout or raise CommandFailed."""
     try:
         done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=timeout,
@@ -219,7 +219,7 @@ def quick(argv: list[str], *, env: dict | None = None, cwd: str | os.PathLike | 
         raise CommandFailed(f"{argv[0]}: not found") from exc
     except subprocess.TimeoutExpired as exc:
         raise CommandFailed(f"timed out after {timeout:.0f} s: {' '.join(argv)}") from exc
-    if done.returncode != 0:
+    if done.returncode not in ok_codes:
         raise CommandFailed(f"exit code {done.returncode}: {' '.join(argv)}\n"
                             + done.stderr.decode("utf-8", "replace")[-1500:])
     return done.stdout.decode("utf-8", "replace")

@@ -17,7 +17,8 @@ Options:
   --workdir=DIR       Where installations, archives and restores go (must be empty or absent);
                       else a new temporary directory under /tmp.
   --keep              Keep the work directory (it is removed otherwise, also after an error).
-  --tools=LIST        Tools, comma-separated: poppoarc, tar-zstd, tar-zstd-same, restic, borg
+  --tools=LIST        Tools, comma-separated: poppoarc, poppoarc-encrypted,
+                      poppoarc-incremental, tar-zstd, tar-zstd-same, restic, borg
                       [default: all]. tar-zstd is the reference the ratios divide by.
   --threads=N         zstd worker threads for `zstd -T` and POPPOARC_THREADS [default: 2].
   --timeout=SECONDS   Time limit for each command [default: 1800].
@@ -217,7 +218,8 @@ def bench_scale(scale: str, options: dict, tools: list, workdir: Path, env: dict
         round_dir = scale_dir / f"round-{rnd}"
         for tool in order:
             source = tool.source_for(installation, same)
-            expected = info["same_files_tree"] if tool.key == "poppoarc" or source == same \
+            expected = info["same_files_tree"] if tool.key in ("poppoarc", "poppoarc-incremental") \
+                or source == same \
                 else info["tree"]
             ctx = Context(source=source, work=round_dir / tool.key, env=env,
                           timeout=options["timeout"], threads=options["threads"])

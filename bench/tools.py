@@ -170,6 +170,32 @@ class PoppoarcEncrypted(Poppoarc):
         return m, self.archive.stat().st_size
 
 
+class PoppoarcIncremental(Poppoarc):
+    """An incremental pack of an unchanged tree on a full archive made untimed before it."""
+
+    key, label = "poppoarc-incremental", "poppoarc --incremental (unchanged)"
+    notes = ("An untimed full `pack` first, then the timed `pack --incremental --json` of the "
+             "same, unchanged tree (every file referenced, every database a zero-block delta); "
+             "verify and restore read the two-archive chain.")
+
+    def prepare(self, ctx):
+        store = ctx.work / "store"
+        quick(self.command(ctx.source, store) + ["pack", "--full", "-q"], env=self.env(ctx),
+              cwd=ctx.work, timeout=ctx.timeout, ok_codes=(0, 1))
+
+    def pack(self, ctx):
+        store = ctx.work / "store"
+        m = self._run(ctx, "pack", self.command(ctx.source, store)
+                      + ["pack", "--incremental", "--json"], ok_codes=(0, 1))
+        doc = json.loads((ctx.logs / f"{self.key}-pack.out").read_text(encoding="utf-8"))
+        if not doc.get("incremental"):
+            raise CommandFailed(f"{self.key}: the pack was not incremental: {doc.get('warnings')}")
+        self.archive = Path(doc["path"])
+        m.extra.update(id=doc["id"], files=doc.get("files"), duration_ms=doc.get("duration_ms"),
+                       warnings=len(doc.get("warnings", [])), reused=doc.get("reused"))
+        return m, self.archive.stat().st_size
+
+
 class TarZstd(Tool):
     key, label, reference = "tar-zstd", "tar \\| zstd -3", True
     notes = ("`tar -cf - -C SRC . | zstd -3 -T2 -q > OUT`; verify = `zstd -dc OUT | tar -tf - "
@@ -288,7 +314,8 @@ class Borg(Tool):
 
 
 def all_tools() -> list[Tool]:
-    return [Poppoarc(), PoppoarcEncrypted(), TarZstd(), TarZstdSameFiles(), Restic(), Borg()]
+    return [Poppoarc(), PoppoarcEncrypted(), PoppoarcIncremental(), TarZstd(), TarZstdSameFiles(),
+            Restic(), Borg()]
 
 
 __all__ = ["OPERATIONS", "Context", "Tool", "all_tools", "tree_bytes", "CommandFailed"]

@@ -382,3 +382,25 @@ def test_prune_applies_the_same_rules_to_a_bucket(s3, installation, capsys):
     code, out, _ = _run(installation, capsys, "list", "--json")
     remaining = [a["id"] for a in json.loads(out)["archives"]]
     assert len(remaining) == 2 and plan["would_delete"][0] not in remaining
+
+
+def test_an_incremental_chain_in_a_bucket(s3, installation, tmp_path, capsys):
+    """pack --incremental finds its parent in the bucket; unpack reads the chain from it."""
+    from poppoarc.demo.changes import simulate_day
+
+    cli = CLI(installation, f"s3://{s3.bucket}/prod", capsys)
+    full = cli.pack()
+    simulate_day(installation, seed=1)
+    incremental = cli.pack("--incremental")
+    assert incremental["incremental"] and incremental["parent"] == full["id"]
+    assert incremental["size"] < full["size"] / 2
+    code, verified = cli.json("verify", incremental["id"])
+    assert code == 0 and verified["chain"] == [full["id"]]
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    code, result = CLI(fresh, cli.store, capsys).json("unpack", incremental["id"], "--skip-backup")
+    assert code in (0, 1) and result["outcome"] == "committed", result
+    assert db_rows(fresh / "data/poppo-history.db") == db_rows(installation / "data/poppo-history.db")
+    s3.client.delete_object(Bucket=s3.bucket, Key=f"prod/{full['id']}.poppo.tar.zst")
+    code, _, err = cli("verify", incremental["id"])
+    assert code == 17 and full["id"] in err and f"s3://{s3.bucket}/prod" in err

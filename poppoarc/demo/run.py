@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .changes import simulate_day
 from .installation import make_installation
 
 
@@ -43,6 +44,11 @@ def run(workdir: Path) -> int:
     packed = step("pack", "--name", "demo")
     if packed.returncode not in (0, 1):
         return packed.returncode
+    # a day of work (new history rows, state and logs), then an incremental archive
+    changed = simulate_day(root, fraction=0.01, seed=1)
+    print(f"(a day passes: {changed['rows_added']} new history rows, "
+          f"{len(changed['files_changed'])} files changed)\n")
+    incremental = step("pack", "--incremental", "--name", "day 1")
     step("pack", "--targets", "config,state", "--name", "config-only")
     step("pack", "--encrypt", "--name", "encrypted")
     step("list")
@@ -50,6 +56,8 @@ def run(workdir: Path) -> int:
     if step("verify", archive_id).returncode:
         return 1
     step("inspect", archive_id)
+    if incremental.returncode in (0, 1) and step("verify", incremental.stdout.split()[1]).returncode:
+        return 1                                    # the chain: the full archive, then it
     # a bad day: state is damaged; plan the restore, then restore only that target
     (root / "state" / "running-tasks.json").write_text("{ broken")
     (root / "state" / "stray.json").write_text("{}")

@@ -75,6 +75,9 @@ def inspect(out, result) -> None:
     if m["name"]:
         created += _("  name {name!r}").format(name=m["name"])
     out.text(created)
+    if m["parent"]:
+        out.text(_("  incremental on {parent} (incremental {depth} of its chain)").format(
+            parent=m["parent"]["id"], depth=m["parent"]["depth"]))
     out.text(_("  source    {host}:{root}  (installation version {version})").format(
         host=m["host"], root=m["root"], version=m["version"] or _("unknown")))
     out.text(_("  size      {size}  {files} files  {checksum}...").format(
@@ -118,6 +121,9 @@ def verify(out, result) -> None:
                "{databases} databases pass integrity_check").format(
         id=result.id, key=result.signer, entries=result.entries, size=human_size(result.bytes),
         databases=result.databases))
+    if result.chain:
+        out.text(_("  chain: {count} earlier archives read and checked, from {first}").format(
+            count=len(result.chain), first=result.chain[0]))
     for item in result.not_checked:
         out.text(_("  not checked without a key: {what}").format(what=item))
 

@@ -217,6 +217,22 @@ def test_damaged_archive(cli, healthy):
     assert found["archives"]["details"][0].startswith(healthy["id"])
 
 
+def test_a_broken_incremental_chain_fails_naming_the_missing_parent(cli, healthy, tmp_path):
+    from poppoarc.demo.changes import simulate_day
+
+    simulate_day(cli.root, seed=1)
+    incremental = cli.pack("--incremental")
+    code, found = checks(cli)
+    assert found["chains"]["status"] == "ok"
+    parent = next(cli.store.glob(incremental["parent"] + "*"))
+    parent.rename(tmp_path / parent.name)
+    code, found = checks(cli)
+    assert code == 7 and found["chains"]["status"] == "fail"
+    assert found["chains"]["details"] == [f"{incremental['id']}: its chain needs "
+                                          f"{incremental['parent']}, which is missing"]
+    assert "pack --full" in found["chains"]["fix"]
+
+
 def test_text_report_shows_each_fix_and_japanese(cli, healthy, monkeypatch):
     os.chmod(cli.store, 0o755)
     code, out, _ = cli("doctor")
@@ -244,4 +260,4 @@ def test_a_check_that_breaks_is_reported_and_the_others_still_run(cli, healthy, 
     assert code == 7 and found["databases"]["status"] == "fail"
     assert "the check itself failed" in found["databases"]["message"]
     assert "Permission denied" in found["databases"]["message"]
-    assert found["verified"]["status"] == "ok" and len(found) == 13
+    assert found["verified"]["status"] == "ok" and len(found) == 14

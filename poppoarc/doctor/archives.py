@@ -37,6 +37,34 @@ def check_archives(ctx: Context):
                                           "trusted key"), **params)
 
 
+def check_chains(ctx: Context):
+    """Every incremental's ancestors are in the store and readable (heads only)."""
+    title = N_("Incremental chains")
+    rows = ctx.rows if isinstance(ctx.rows, list) else []
+    by_id = {r.id: r for r in rows}
+    incrementals = [r for r in rows if r.incremental]
+    broken = []
+    for row in incrementals:
+        parent = by_id.get(row.parent)
+        while parent is not None and parent.status == "ok" and parent.incremental:
+            parent = by_id.get(parent.parent)
+        if parent is None or parent.status != "ok":
+            missing = row.parent if row.parent not in by_id else parent.id if parent else "?"
+            broken.append(f"{row.id}: its chain needs {missing}, which is "
+                          f"{'damaged' if parent is not None else 'missing'}")
+    params = dict(count=len(incrementals), broken=len(broken))
+    if not incrementals:
+        return _f("chains", title, "n/a", N_("no incremental archives"))
+    if broken:
+        return _f("chains", title, "fail",
+                  N_("{broken} of {count} incremental archive(s) cannot be restored: a parent "
+                     "is missing or damaged"),
+                  N_("put the named archive back into the store (from a copy), or make a new "
+                     "full archive: poppoarc pack --full"), broken, **params)
+    return _f("chains", title, "ok", N_("{count} incremental archive(s), every chain complete"),
+              **params)
+
+
 def check_verified(ctx: Context):
     title = N_("Verification")
     rows = ctx.good_rows
@@ -124,4 +152,4 @@ def all_checks():
     return (checks.check_config, checks.check_restore, checks.check_lock, checks.check_space,
             checks.check_store, checks.check_archive_modes, checks.check_signing_key,
             checks.check_encryption_key, checks.check_databases, check_archives,
-            check_verified, check_age, check_temps)
+            check_chains, check_verified, check_age, check_temps)

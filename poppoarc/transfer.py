@@ -59,9 +59,13 @@ def copy_archive(settings: Settings, reference: str, destination: str | Store,
             dest.cleanup()
             stored = _stream(source, head, dest, source_path, progress)
             outcome = "copied"
+    # an incremental whose parent is already there is verified with its chain (copy
+    # chains oldest first); otherwise only itself, and the result says so
+    parent = manifest["parent"]
+    chain_store = dest if parent and dest.lookup(parent["id"]) is not None else None
     try:
         with dest.open(stored) as copied:
-            verified = verify_source(settings, copied, _display(stored))
+            verified = verify_source(settings, copied, _display(stored), store=chain_store)
     except ArchiveError:
         if outcome == "copied":
             dest.delete(stored)

@@ -322,3 +322,16 @@ def test_a_file_is_unchanged_only_when_every_stat_fact_matches():
     assert not chains.unchanged_by_stat(dataclasses.replace(record, ino=None), **facts)
     same_times = dataclasses.replace(record, ctime_ns=None)      # recorded as "equal to mtime"
     assert chains.unchanged_by_stat(same_times, **dict(facts, ctime_ns=100))
+
+
+def test_copying_a_chain_oldest_first_verifies_it_at_the_destination(chain, tmp_path):
+    cli, archives = chain
+    elsewhere = tmp_path / "elsewhere"
+    code, first = cli.json("copy", archives[1]["id"], "--to", str(elsewhere))
+    assert code == 0 and first["verified"]["chain"] == []
+    assert any("parent" in item for item in first["verified"]["not_checked"])
+    for archive in archives:
+        code, copied = cli.json("copy", archive["id"], "--to", str(elsewhere))
+        assert code == 0, copied
+    assert copied["verified"]["chain"] == [a["id"] for a in archives[:-1]]
+    assert copied["verified"]["not_checked"] == []

@@ -39,8 +39,8 @@ from .format.manifest import (
     encode_digests,
     new_archive_id,
 )
-from .format.writer import (DEFAULT_LEVEL, BodyWriter, StoredFile, finish_archive, hash_blocks,
-                            read_blocks)
+from .format.blocks import hash_blocks, read_blocks
+from .format.writer import DEFAULT_LEVEL, BodyWriter, StoredFile, finish_archive
 from .policy import chains
 from .lock import InstallationLock
 from .snapshot import sqlite as sqlite_snapshot

@@ -253,7 +253,7 @@ def test_an_encrypted_chain_round_trips(small, tmp_path, capsys, monkeypatch, en
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from poppoarc.format.manifest import IndexEntry  # noqa: E402
-from poppoarc.format.writer import BlockHasher  # noqa: E402
+from poppoarc.format.blocks import BlockHasher  # noqa: E402
 from poppoarc.policy import chains  # noqa: E402
 from poppoarc.restore.chain import _Assembly  # noqa: E402
 

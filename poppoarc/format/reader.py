@@ -22,6 +22,7 @@ from ..crypto import segments, signing
 from ..errors import CorruptArchive, ForeignArchive, TamperedArchive, TruncatedArchive
 from . import tarheader
 from .access import as_source
+from .blocks import BlockCheck
 from .head import (
     ENCRYPTED_INDEX_NAME,
     FRAME_HEADER_SIZE,
@@ -34,47 +35,8 @@ from .head import (
     read_head_size,
     signed_message,
 )
-from .manifest import BLOCK_DIGEST, CHUNK_SIZE, DELTA_PREFIX, IndexEntry, block_digests, decode_index, timestamp_seconds, validate_manifest
-
-
-
-class BlockCheck:
-    """Checks streamed content block by block against a record's block hashes.
-
-    For a whole record the blocks are 0, 1, ...; for a delta record the
-    listed ones, each as long as that block of the full file.
-    """
-
-    def __init__(self, entry: IndexEntry):
-        self.size, self.digests = entry.blocks["size"], block_digests(entry)
-        self.numbers = iter(entry.delta if entry.delta is not None
-                            else range(len(self.digests) // BLOCK_DIGEST))
-        self.path, self.total = entry.path, entry.size
-        self._next_block()
-
-    def _next_block(self) -> None:
-        self.number = next(self.numbers, None)
-        self.left = 0 if self.number is None else min(self.size, self.total - self.number * self.size)
-        self.hasher = hashlib.sha256()
-
-    def update(self, data) -> None:
-        view = memoryview(data)
-        while view:
-            if self.number is None:
-                raise ValueError("more content than its blocks")
-            take = min(len(view), self.left)
-            self.hasher.update(view[:take])
-            self.left -= take
-            view = view[take:]
-            if not self.left:
-                start = self.number * BLOCK_DIGEST
-                if self.hasher.digest()[:BLOCK_DIGEST] != self.digests[start:start + BLOCK_DIGEST]:
-                    raise ValueError(f"block {self.number} does not match its SHA-256")
-                self._next_block()
-
-    def finish(self) -> None:
-        if self.number is not None:
-            raise ValueError(f"content ends before block {self.number}")
+from .manifest import (CHUNK_SIZE, DELTA_PREFIX, IndexEntry, decode_index, timestamp_seconds,
+                       validate_manifest)
 
 WINDOW_LOG_MAX = 27
 READ_SIZE = 1 << 20

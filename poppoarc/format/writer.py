@@ -25,9 +25,9 @@ from . import head as headfmt
 from . import tarheader
 from ..crypto import segments
 from .access import as_sink
+from .blocks import BlockHasher, read_blocks
 from .head import ENCRYPTED_INDEX_NAME, INDEX_NAME, head_frame_size
 from .manifest import (
-    BLOCK_DIGEST,
     CHUNK_SIZE,
     DELTA_PREFIX,
     FORMAT,
@@ -43,70 +43,6 @@ FEED_CHUNK = 1 << 20          # compress in 1 MiB pieces: big enough to release 
 READ_CHUNK = 4 << 20
 DEFAULT_LEVEL = 3
 MT_JOB_SIZE = 4 << 20         # multi-threaded compression: bytes per worker job
-
-
-class BlockHasher:
-    """SHA-256 of the whole content and the block digests (§12.4), in one pass."""
-
-    def __init__(self, block_size: int):
-        self.block_size = block_size
-        self.whole = hashlib.sha256()
-        self.blocks = bytearray()       # BLOCK_DIGEST bytes per block
-        self._current = hashlib.sha256()
-        self._filled = 0
-
-    def update(self, data) -> None:
-        self.whole.update(data)
-        view = memoryview(data)
-        size, sha256 = self.block_size, hashlib.sha256
-        if self._filled:
-            take = min(len(view), size - self._filled)
-            self._current.update(view[:take])
-            self._filled += take
-            view = view[take:]
-            if self._filled < size:
-                return
-            self.blocks += self._current.digest()[:BLOCK_DIGEST]
-            self._current, self._filled = sha256(), 0
-        whole = len(view) - len(view) % size
-        for start in range(0, whole, size):     # the hot loop: one digest per page
-            self.blocks += sha256(view[start:start + size]).digest()[:BLOCK_DIGEST]
-        if whole < len(view):
-            self._current.update(view[whole:])
-            self._filled = len(view) - whole
-
-    def hexdigest(self) -> str:
-        if self._filled:
-            self.blocks += self._current.digest()[:BLOCK_DIGEST]
-            self._current, self._filled = hashlib.sha256(), 0
-        return self.whole.hexdigest()
-
-
-def hash_blocks(fd: int, size: int, block_size: int, extra=None) -> tuple[str, bytes]:
-    """(SHA-256 of the content, the block digests) of ``size`` bytes of ``fd``;
-    ``extra`` (a keyed MAC) sees the content too."""
-    hasher = BlockHasher(block_size)
-    offset = 0
-    while offset < size:
-        data = os.pread(fd, min(READ_CHUNK, size - offset), offset)
-        if not data:
-            raise OSError(f"file shrank to {offset} bytes while it was hashed")
-        hasher.update(data)
-        if extra is not None:
-            extra.update(data)
-        offset += len(data)
-    return hasher.hexdigest(), bytes(hasher.blocks)
-
-
-def read_blocks(fd: int, size: int, blocks: bytes, block_size: int, numbers, path: str):
-    """Yield the listed blocks of ``fd``, each checked against its digest."""
-    for number in numbers:
-        length = min(block_size, size - number * block_size)
-        data = os.pread(fd, length, number * block_size)
-        expected = blocks[number * BLOCK_DIGEST:(number + 1) * BLOCK_DIGEST]
-        if len(data) != length or hashlib.sha256(data).digest()[:BLOCK_DIGEST] != expected:
-            raise PoppoarcError(f"{path}: snapshot changed while its delta was written")
-        yield data
 
 
 @dataclass(frozen=True)

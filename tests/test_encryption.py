@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import pyzstd
 
 from poppoarc.crypto import segments
 from poppoarc.crypto.segments import SEGMENT, SegmentError, open_sealed, seal
@@ -104,6 +105,21 @@ def test_decompressed_tar_leaks_no_secret_marker_or_path(cli, installation, pass
     listing = subprocess.run(["tar", "--zstd", "-tf", packed["path"]], capture_output=True,
                              text=True, check=True).stdout.split()
     assert all(n.startswith((".poppoarc/", "objects/")) for n in listing)
+
+
+def test_every_frame_after_the_head_is_checksummed(cli, passphrase):
+    # sealed members are framed on the sealing pool, beside the main compressor
+    packed = cli.pack("--encrypt")
+    data = Path(packed["path"]).read_bytes()
+    offset, frames = 0, 0
+    while offset < len(data):
+        size = pyzstd.get_frame_size(data[offset:offset + (1 << 24)])
+        assert data[offset:offset + 4] == b"\x28\xb5\x2f\xfd"
+        if offset:      # the head frame is raw and unchecksummed by design (§3.1)
+            assert data[offset + 4] & 0x04, f"frame at {offset} has no content checksum"
+        offset, frames = offset + size, frames + 1
+    assert offset == len(data) and frames > 3
+    subprocess.run(["zstd", "-tq", packed["path"]], check=True)
 
 
 def test_secrets_are_sealed_even_in_a_plain_archive(cli, installation, passphrase, monkeypatch,
@@ -274,3 +290,4 @@ def test_rebuild_with_no_change_still_verifies(cli, installation, passphrase, ke
     same = rebuild(source, tmp_path / "same.poppo.tar.zst", key_home, lambda items: items)
     code, verified = cli.json("verify", str(same))
     assert code == 0 and verified["not_checked"] == []
+

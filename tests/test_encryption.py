@@ -291,3 +291,29 @@ def test_rebuild_with_no_change_still_verifies(cli, installation, passphrase, ke
     code, verified = cli.json("verify", str(same))
     assert code == 0 and verified["not_checked"] == []
 
+
+# -- the passphrase KDF helper ------------------------------------------------------
+
+def test_kdf_helper_derives_the_in_process_key_and_falls_back(monkeypatch):
+    from poppoarc.crypto import kdf, recipients
+    params = {"time_cost": 2, "memory_kib": 19 * 1024, "lanes": 1}
+    pending = kdf.PendingKek(b"pass", params, recipients._argon2)
+    assert pending._process is not None
+    assert pending.result() == recipients._argon2(b"pass", pending.salt, params)
+    monkeypatch.setattr(kdf.sys, "executable", "/nonexistent/python")
+    fallback = kdf.PendingKek(b"pass", params, recipients._argon2)
+    assert fallback._process is None
+    assert fallback.result() == recipients._argon2(b"pass", fallback.salt, params)
+
+
+def test_a_pending_passphrase_key_wraps_once_and_unwraps():
+    from poppoarc.crypto import recipients
+    archive_id = "backup-2025-06-19T12-00-00-000Z-abc123"
+    secrets = recipients.start_passphrase_kdf(recipients.Secrets(passphrase=b"pass"))
+    data_key = os.urandom(32)
+    first = recipients.wrap(data_key, archive_id, secrets)
+    second = recipients.wrap(data_key, archive_id, secrets)     # derived afresh: a new salt
+    assert first[0]["salt"] != second[0]["salt"]
+    opener = recipients.Secrets(passphrase=b"pass")
+    assert recipients.unwrap(first, archive_id, opener, "x") == data_key
+    assert recipients.unwrap(second, archive_id, opener, "x") == data_key

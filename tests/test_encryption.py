@@ -317,3 +317,44 @@ def test_a_pending_passphrase_key_wraps_once_and_unwraps():
     opener = recipients.Secrets(passphrase=b"pass")
     assert recipients.unwrap(first, archive_id, opener, "x") == data_key
     assert recipients.unwrap(second, archive_id, opener, "x") == data_key
+
+
+# -- the sealing pool ----------------------------------------------------------------
+
+def test_pool_keeps_members_in_order_across_batches_and_chunks(tmp_path):
+    import io
+
+    from poppoarc.crypto.sealer import Sealer
+    from poppoarc.format import tarheader
+    from poppoarc.format.head import head_frame_size
+    from poppoarc.format.manifest import CHUNK_SIZE
+    from poppoarc.format.reader import FrameStream
+    from poppoarc.format.writer import BodyWriter
+
+    sealer = Sealer(bytes(range(32)), "backup-2025-06-19T12-00-00-000Z-abc123")
+    contents = [os.urandom(n) for n in (0, 1, 5000, 2 * CHUNK_SIZE + 7, 300, CHUNK_SIZE)] * 2
+    path = tmp_path / "body"
+    with open(path, "w+b") as handle:
+        writer = BodyWriter(handle, 4096, level=1, threads=2)
+        stored = []
+        for entry, data in enumerate(contents):
+            names = [f"objects/{entry:08x}.{n:04x}" for n in range(max(1, -(-len(data) // CHUNK_SIZE)))]
+            stored.append(writer.add_sealed_file(io.BytesIO(data).read, len(data), entry, names,
+                                                 sealer, 0))
+        writer.close()
+        end = writer.offset
+    with open(path, "rb") as handle:
+        stream = FrameStream(handle, head_frame_size(4096), end, path)
+        for entry, (data, result) in enumerate(zip(contents, stored)):
+            expected = sealer.new_mac()
+            expected.update(data)
+            assert result.hmac_sha256 == expected.hexdigest(), entry
+            opened = b""
+            for number, (name, size) in enumerate(result.sealed):
+                header = stream.read(512)
+                assert header[:100].rstrip(b"\0").decode() == name
+                sealed = stream.read(size)
+                stream.read(tarheader.padding(size))
+                opened += sealer.open_chunk(entry, number, sealed, min(CHUNK_SIZE, len(data) - len(opened)))
+            assert opened == data, entry
+        assert stream.at_end()

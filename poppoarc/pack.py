@@ -136,6 +136,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     if encrypt and not secrets.can_encrypt:
         raise NoKey("encryption is on but no key is configured: set POPPO_BACKUP_KEY, "
                     "backup.storage.keyFile or backup.storage.recipients")
+    secrets = recipients.start_passphrase_kdf(secrets)     # runs beside the walk
     catalogue = build_catalogue(settings.backup.get("targets", {}), targets)
     key, key_created = signing.load_or_generate(settings.key_dir)
     store = open_store(settings)

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import pyzstd
 
 from poppoarc.crypto import segments
 from poppoarc.crypto.segments import SEGMENT, SegmentError, open_sealed, seal
@@ -104,6 +105,21 @@ def test_decompressed_tar_leaks_no_secret_marker_or_path(cli, installation, pass
     listing = subprocess.run(["tar", "--zstd", "-tf", packed["path"]], capture_output=True,
                              text=True, check=True).stdout.split()
     assert all(n.startswith((".poppoarc/", "objects/")) for n in listing)
+
+
+def test_every_frame_after_the_head_is_checksummed(cli, passphrase):
+    # sealed members are framed on the sealing pool, beside the main compressor
+    packed = cli.pack("--encrypt")
+    data = Path(packed["path"]).read_bytes()
+    offset, frames = 0, 0
+    while offset < len(data):
+        size = pyzstd.get_frame_size(data[offset:offset + (1 << 24)])
+        assert data[offset:offset + 4] == b"\x28\xb5\x2f\xfd"
+        if offset:      # the head frame is raw and unchecksummed by design (§3.1)
+            assert data[offset + 4] & 0x04, f"frame at {offset} has no content checksum"
+        offset, frames = offset + size, frames + 1
+    assert offset == len(data) and frames > 3
+    subprocess.run(["zstd", "-tq", packed["path"]], check=True)
 
 
 def test_secrets_are_sealed_even_in_a_plain_archive(cli, installation, passphrase, monkeypatch,
@@ -274,3 +290,71 @@ def test_rebuild_with_no_change_still_verifies(cli, installation, passphrase, ke
     same = rebuild(source, tmp_path / "same.poppo.tar.zst", key_home, lambda items: items)
     code, verified = cli.json("verify", str(same))
     assert code == 0 and verified["not_checked"] == []
+
+
+# -- the passphrase KDF helper ------------------------------------------------------
+
+def test_kdf_helper_derives_the_in_process_key_and_falls_back(monkeypatch):
+    from poppoarc.crypto import kdf, recipients
+    params = {"time_cost": 2, "memory_kib": 19 * 1024, "lanes": 1}
+    pending = kdf.PendingKek(b"pass", params, recipients._argon2)
+    assert pending._process is not None
+    assert pending.result() == recipients._argon2(b"pass", pending.salt, params)
+    monkeypatch.setattr(kdf.sys, "executable", "/nonexistent/python")
+    fallback = kdf.PendingKek(b"pass", params, recipients._argon2)
+    assert fallback._process is None
+    assert fallback.result() == recipients._argon2(b"pass", fallback.salt, params)
+
+
+def test_a_pending_passphrase_key_wraps_once_and_unwraps():
+    from poppoarc.crypto import recipients
+    archive_id = "backup-2025-06-19T12-00-00-000Z-abc123"
+    secrets = recipients.start_passphrase_kdf(recipients.Secrets(passphrase=b"pass"))
+    data_key = os.urandom(32)
+    first = recipients.wrap(data_key, archive_id, secrets)
+    second = recipients.wrap(data_key, archive_id, secrets)     # derived afresh: a new salt
+    assert first[0]["salt"] != second[0]["salt"]
+    opener = recipients.Secrets(passphrase=b"pass")
+    assert recipients.unwrap(first, archive_id, opener, "x") == data_key
+    assert recipients.unwrap(second, archive_id, opener, "x") == data_key
+
+
+# -- the sealing pool ----------------------------------------------------------------
+
+def test_pool_keeps_members_in_order_across_batches_and_chunks(tmp_path):
+    import io
+
+    from poppoarc.crypto.sealer import Sealer
+    from poppoarc.format import tarheader
+    from poppoarc.format.head import head_frame_size
+    from poppoarc.format.manifest import CHUNK_SIZE
+    from poppoarc.format.reader import FrameStream
+    from poppoarc.format.writer import BodyWriter
+
+    sealer = Sealer(bytes(range(32)), "backup-2025-06-19T12-00-00-000Z-abc123")
+    contents = [os.urandom(n) for n in (0, 1, 5000, 2 * CHUNK_SIZE + 7, 300, CHUNK_SIZE)] * 2
+    path = tmp_path / "body"
+    with open(path, "w+b") as handle:
+        writer = BodyWriter(handle, 4096, level=1, threads=2)
+        stored = []
+        for entry, data in enumerate(contents):
+            names = [f"objects/{entry:08x}.{n:04x}" for n in range(max(1, -(-len(data) // CHUNK_SIZE)))]
+            stored.append(writer.add_sealed_file(io.BytesIO(data).read, len(data), entry, names,
+                                                 sealer, 0))
+        writer.close()
+        end = writer.offset
+    with open(path, "rb") as handle:
+        stream = FrameStream(handle, head_frame_size(4096), end, path)
+        for entry, (data, result) in enumerate(zip(contents, stored)):
+            expected = sealer.new_mac()
+            expected.update(data)
+            assert result.hmac_sha256 == expected.hexdigest(), entry
+            opened = b""
+            for number, (name, size) in enumerate(result.sealed):
+                header = stream.read(512)
+                assert header[:100].rstrip(b"\0").decode() == name
+                sealed = stream.read(size)
+                stream.read(tarheader.padding(size))
+                opened += sealer.open_chunk(entry, number, sealed, min(CHUNK_SIZE, len(data) - len(opened)))
+            assert opened == data, entry
+        assert stream.at_end()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import KeyFileError, NoKey, TamperedArchive, WrongKey
 from ..restore.fsops import write_file_durably
+from .kdf import PendingKek
 from .signing import decode_prefixed
 
 SCHEME = "poppoarc-seg/1"
@@ -67,10 +68,18 @@ class Secrets:
     passphrase: bytes | None = None
     identities: tuple[X25519PrivateKey, ...] = ()
     recipients: tuple[bytes, ...] = ()          # X25519 public keys to encrypt to
+    pending: PendingKek | None = field(default=None, compare=False, repr=False)
 
     @property
     def can_encrypt(self) -> bool:
         return self.passphrase is not None or bool(self.recipients)
+
+
+def start_passphrase_kdf(secrets: Secrets) -> Secrets:
+    """Begin deriving the passphrase stanza's key for the next ``wrap`` (``kdf.py``)."""
+    if secrets.passphrase is None or secrets.pending is not None:
+        return secrets
+    return replace(secrets, pending=PendingKek(secrets.passphrase, ARGON2, _argon2))
 
 
 def _argon2(passphrase: bytes, salt: bytes, params: dict) -> bytes:
@@ -95,8 +104,12 @@ def wrap(data_key: bytes, archive_id: str, secrets: Secrets, argon2: dict | None
     stanzas = []
     if secrets.passphrase is not None:
         params = dict(argon2 or ARGON2)
-        salt = os.urandom(16)
-        kek = _argon2(secrets.passphrase, salt, params)
+        pending = secrets.pending
+        if pending is not None and pending.params == params and pending.claim():
+            salt, kek = pending.salt, pending.result()
+        else:
+            salt = os.urandom(16)
+            kek = _argon2(secrets.passphrase, salt, params)
         stanzas.append({"type": "argon2id", "salt": _b64(salt), **params,
                         "wrapped": _b64(AESGCM(kek).encrypt(ZERO_NONCE, data_key,
                                                             b"poppoarc/1 argon2id" + aad))})

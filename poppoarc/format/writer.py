@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import tempfile
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ FEED_CHUNK = 1 << 20          # compress in 1 MiB pieces: big enough to release 
 READ_CHUNK = 4 << 20
 DEFAULT_LEVEL = 3
 MT_JOB_SIZE = 4 << 20         # multi-threaded compression: bytes per worker job
+SEAL_BATCH = 1 << 20          # small sealed chunks go to the pool together, in one frame
 
 
 @dataclass(frozen=True)
@@ -75,13 +77,16 @@ class BodyWriter:
             # peak memory than 4 MiB for 0.2 % of ratio (medium demo installation).
             options[CParameter.jobSize] = MT_JOB_SIZE
         self._compressor = ZstdCompressor(options)
+        self._level = level
         self._pending = bytearray()
         self._frame_start = self.offset
         self._frame_has_data = False
         self._buffer = bytearray(READ_CHUNK)
         self._threads = threads
         self._pool: ThreadPoolExecutor | None = None
-        self._sealing: deque = deque()     # (future, member name, mtime, members list)
+        self._sealing: deque = deque()     # (future, [(member name, members list), ...])
+        self._batch: list = []             # sealing jobs not yet handed to the pool
+        self._batch_bytes = 0
         self.sink.begin(self.offset)
 
     # -- low level -------------------------------------------------------
@@ -104,16 +109,19 @@ class BodyWriter:
             self._emit(self._compressor.compress(self._pending))
             self._pending.clear()
 
-    def end_frame(self) -> tuple[int, int]:
-        """Close the current zstd frame; return its (offset, length) in the file."""
-        self._drain()
+    def _close_frame(self) -> None:
         if self._pending:
             self._emit(self._compressor.compress(self._pending))
             self._pending.clear()
         if self._frame_has_data:
             self._emit(self._compressor.flush(ZstdCompressor.FLUSH_FRAME))
-        start, self._frame_start = self._frame_start, self.offset
         self._frame_has_data = False
+
+    def end_frame(self) -> tuple[int, int]:
+        """Close the current frame group; return its (offset, length) in the file."""
+        self._drain()
+        self._close_frame()
+        start, self._frame_start = self._frame_start, self.offset
         return start, self.offset - start
 
     # -- members -----------------------------------------------------------
@@ -214,9 +222,6 @@ class BodyWriter:
         mac = sealer.new_mac()
         members: list = []          # filled in order as the pool's results are written
         remaining, changed = size, False
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=max(1, self._threads),
-                                            thread_name_prefix="seal")
         for chunk, name in enumerate(names):
             want = min(CHUNK_SIZE, remaining)
             data = read(want)
@@ -229,24 +234,47 @@ class BodyWriter:
                 changed = True
                 data += bytes(want - len(data))
             mac.update(data)
-            future = self._pool.submit(sealer.seal_chunk, entry, chunk, data)
-            self._sealing.append((future, name, mtime_ns // 10**9, members))
-            self._drain(limit=2 * max(1, self._threads))
+            self._batch.append((sealer, entry, chunk, data, name, mtime_ns // 10**9, members))
+            self._batch_bytes += want
+            if self._batch_bytes >= SEAL_BATCH:
+                self._submit_batch()
             remaining -= want
         if not changed and read(1):
             changed = True
         return StoredFile(None, size, changed, members, mac.hexdigest())
 
+    def _submit_batch(self) -> None:
+        """Hand the batched chunks to the sealing pool as one job.
+
+        Batching keeps a tree of small files from costing a thread hand-off
+        (and a zstd frame) per file.
+        """
+        if not self._batch:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=max(1, self._threads),
+                                            thread_name_prefix="seal")
+        jobs, self._batch, self._batch_bytes = self._batch, [], 0
+        owners = [(job[4], job[6]) for job in jobs]     # before the pool empties ``jobs``
+        self._sealing.append((self._pool.submit(sealed_members_frame, jobs, self._level), owners))
+        self._drain(limit=2 * max(1, self._threads))
+
     def _drain(self, limit: int = 0) -> None:
-        """Write finished sealed chunks, oldest first, until at most ``limit`` are in flight."""
+        """Write finished sealing jobs, oldest first, until at most ``limit`` are in flight
+        (with no limit, batched chunks are sealed and written first).
+
+        Each job's members arrive as a whole zstd frame (``sealed_members_frame``),
+        so the frame being compressed here is closed first.
+        """
+        if not limit:
+            self._submit_batch()
         while len(self._sealing) > limit:
-            future, name, seconds, members = self._sealing.popleft()
-            sealed = future.result()
-            self._feed(tarheader.member_header(name, tarheader.REGULAR, mode=0o600,
-                                               size=len(sealed), mtime=seconds))
-            self._feed(sealed)
-            self._feed(bytes(tarheader.padding(len(sealed))))
-            members.append([name, len(sealed)])
+            future, owners = self._sealing.popleft()
+            frame, sizes = future.result()
+            self._close_frame()
+            self._emit(frame)
+            for (name, members), size in zip(owners, sizes):
+                members.append([name, size])
 
     def close(self) -> None:
         self._drain()
@@ -273,6 +301,34 @@ class BodyWriter:
         self._feed(bytes(tarheader.padding(size)))
         self._feed(tarheader.END_OF_ARCHIVE)
         return (*self.end_frame(), digest.hexdigest())
+
+
+_member_compressors = threading.local()
+
+
+def sealed_members_frame(jobs: list, level: int) -> tuple[bytes, list[int]]:
+    """Seal chunks and write their tar members as one zstd frame.
+
+    Runs on the sealing pool, so the tar framing and the outer frame of
+    sealed members cost the writing thread nothing; ciphertext does not
+    compress, so zstd stores it in raw blocks.  Returns (frame, sealed sizes).
+    """
+    parts, sizes = [], []
+    for sealer, entry, chunk, plaintext, name, seconds, _members in jobs:
+        sealed = sealer.seal_chunk(entry, chunk, plaintext)
+        parts += (tarheader.member_header(name, tarheader.REGULAR, mode=0o600, size=len(sealed),
+                                          mtime=seconds),
+                  sealed, bytes(tarheader.padding(len(sealed))))
+        sizes.append(len(sealed))
+    del jobs[:]                 # the plaintext is not needed any more (memory)
+    compressors = getattr(_member_compressors, "by_level", None)
+    if compressors is None:
+        compressors = _member_compressors.by_level = {}
+    compressor = compressors.get(level)
+    if compressor is None:
+        compressor = compressors[level] = ZstdCompressor(
+            {CParameter.compressionLevel: level, CParameter.checksumFlag: 1})
+    return compressor.compress(b"".join(parts), ZstdCompressor.FLUSH_FRAME), sizes
 
 
 def finish_archive(out, writer: BodyWriter, *, archive_id: str, now, entries: list[IndexEntry],

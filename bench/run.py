@@ -46,7 +46,7 @@ from docopt import DocoptExit, docopt
 from . import report
 from .measure import QUIET, RSS_METHOD, CommandFailed, quick
 from .tools import OPERATIONS, Context, all_tools
-from .trees import fingerprint, tree_stats
+from .trees import fingerprint, tree_stats, warm
 
 SCALES = ("tiny", "small", "medium", "manyfiles")
 
@@ -177,6 +177,7 @@ def one_tool(tool, ctx: Context, rnd: int, warmup: bool, expected: dict) -> list
             record = dict(base, op=op)
             records.append(record)
             if op == "pack":
+                warm(ctx.source)    # a previous tool may have evicted it (borg does)
                 m, size = tool.pack(ctx)
                 record["size_bytes"] = size
             elif op == "verify":

@@ -41,6 +41,31 @@ def tree_stats(root: Path) -> dict:
     return {"files": files, "bytes": size, "dirs": dirs, "symlinks": links}
 
 
+def warm(root: Path) -> int:
+    """Read every regular file under root once (untimed), so it is in the page cache.
+
+    borg's chunker calls posix_fadvise(POSIX_FADV_DONTNEED) on every file it backs
+    up, which evicts the source tree from the page cache; whichever tool packs next
+    would otherwise read it from disk (manyfiles: tar|zstd 0.7 s -> 9 s, poppoarc
+    3.5 s -> 12 s).  Returns the bytes read.
+    """
+    total = 0
+    buffer = bytearray(1 << 20)
+    for path, st in _walk(root):
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        try:
+            fd = os.open(os.path.join(root, path), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            while (got := os.readv(fd, [buffer])):
+                total += got
+        finally:
+            os.close(fd)
+    return total
+
+
 def fingerprint(root: Path) -> str:
     """A hash of every path with its type, size and mtime (not contents; *-shm without mtime)."""
     digest = hashlib.sha256()

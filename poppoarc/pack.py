@@ -41,6 +41,7 @@ from .format.manifest import (
 )
 from .format.blocks import hash_blocks, read_blocks
 from .format.writer import DEFAULT_LEVEL, BodyWriter, StoredFile, finish_archive
+from .format.spool import IndexSpool
 from .policy import chains
 from .lock import InstallationLock
 from .snapshot import sqlite as sqlite_snapshot
@@ -164,6 +165,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
             warnings.add(f"{rel}: secret file not archived: secrets are stored only encrypted "
                          "and no key is configured (POPPO_BACKUP_KEY or backup.storage.recipients)")
     upload = store.begin(archive_id)
+    job = None
     try:
         job = _PackJob(settings, catalogue.selected, entries, warnings, progress,
                        keep_damaged_databases=archive_type == "pre-restore",
@@ -179,12 +181,14 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         env_doc = environment_document(os.environ if environ is None else environ,
                                        settings.env_prefixes, settings.mask_patterns, dotenv)
         head_size = _head_size(settings.root, result.entries, references)
+        # the job holds the walk's records now, and drops each one once it is written
+        del entries
+        result.entries = None
         # Sealed content is compressed before encryption; the outer frames then
         # only hold tar framing and ciphertext, where a fast level is enough.
         level = 1 if scope == "archive" else DEFAULT_LEVEL
         writer = BodyWriter(upload, head_size, level=level, threads=compression_threads())
         job.write_body(writer, env_doc, now)
-        del entries, result         # the walk's records are not needed any more (memory)
         fields = {
             "version": installation_version(settings.root),
             "tool": {"name": "poppoarc", "version": __version__},
@@ -206,6 +210,9 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         except Exception:   # the original error matters; a later pack cleans up
             pass
         raise
+    finally:
+        if job is not None:
+            job.index.close()
     final = stored.key if isinstance(stored.key, Path) else stored.location
     return PackResult(archive_id, final, manifest["size"], job.files, job.targets,
                       list(warnings), manifest["duration"], key.key_id, key_created,
@@ -280,7 +287,7 @@ class _PackJob:
         self.entries = entries
         self.warnings = warnings
         self.progress = progress
-        self.index: list[IndexEntry] = []
+        self.index = IndexSpool()       # records go to a temporary file as they are written
         self.targets: dict[str, dict] = {}
         self.databases: list[dict] = []
         self.files = 0
@@ -292,9 +299,13 @@ class _PackJob:
     def write_body(self, writer: BodyWriter, env_doc: dict, now: datetime) -> None:
         if self.progress:               # the total is known before the databases are copied
             self.progress(0, self.bytes_total, None)
-        groups: dict[str | None, list[SourceEntry]] = {}
+        # A plain file (no hard links, not sealed) is kept as its path alone: _write takes
+        # its metadata from fstat anyway, and 100,000 walk records cost ~25 MB.
+        groups: dict[str | None, list[SourceEntry | str]] = {}
         for entry in self.entries:
-            groups.setdefault(entry.target, []).append(entry)
+            plain = (entry.kind == FILE and entry.nlink == 1 and not self.seal_all
+                     and entry.path not in self.secrets)
+            groups.setdefault(entry.target, []).append(entry.path if plain else entry)
         self.entries = None         # groups are popped as they are written: memory stays flat
         for entry in groups.get(None, []):
             self._write(writer, entry)
@@ -308,7 +319,12 @@ class _PackJob:
                     continue
                 before_files, before_index = self.files, len(self.index)
                 size = 0
-                for entry in groups.pop(target, []):
+                batch = groups.pop(target, [])
+                batch.reverse()
+                while batch:            # each walk record is dropped once written
+                    entry = batch.pop()
+                    if type(entry) is str:
+                        entry = SourceEntry(entry, target, FILE, 0, 0, 0, 0, 0)
                     size += self._write(writer, entry)
                 if target == "config":
                     data = json.dumps(env_doc, indent=2, sort_keys=True).encode() + b"\n"
@@ -319,7 +335,7 @@ class _PackJob:
                         self._seal(writer, record, io.BytesIO(data).read)
                     else:
                         record.sha256 = writer.add_bytes(ENVIRONMENT_MEMBER, data, 0o600, mtime_ns)
-                    self.index.append(record)
+                    self.index.append(record, deferred=record.sealed is not None)
                 offset, length = writer.end_frame()
                 self.targets[target] = {"files": self.files - before_files, "size": size,
                                         "entries": len(self.index) - before_index,
@@ -426,7 +442,7 @@ class _PackJob:
     def _mark_damaged(self, path: str, error: Exception, stored_as: str) -> None:
         self._damaged.add(path)
         self.warnings.add(f"{error}; stored unchecked, {stored_as}")
-        for record in self.index:
+        for record in self.index.deferred:
             if record.path == path:     # no longer a database: no blocks (a safety
                 record.sqlite = False   # archive is never incremental, so no delta)
                 record.blocks = None
@@ -514,7 +530,9 @@ class _PackJob:
     def _record(self, record: IndexEntry, entry: SourceEntry) -> int:
         """Account for a written or referenced file record; returns its content bytes
         (the tree's, also when an ancestor or a delta holds them)."""
-        self.index.append(record)
+        # A database record may still change (its snapshot's check runs in the background),
+        # and a sealed file's member list fills as the sealing pool's results are written.
+        self.index.append(record, deferred=record.sqlite or record.sealed is not None)
         if entry.nlink > 1:
             self._links[(entry.dev, entry.ino)] = record
         if record.stored_in is not None:

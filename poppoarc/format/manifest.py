@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -199,15 +200,45 @@ _ENTRY_OPTIONAL = {"sha256", "link", "sqlite", "changed", "generated", "sealed",
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
 
 
-def write_index(out, archive_id: str, entries: list[IndexEntry],
-                sealed_manifest: dict | None = None) -> None:
-    """Write the index line by line (100,000 entries never sit in memory twice)."""
+_text = json.encoder.encode_basestring     # the C escaper json.dumps(ensure_ascii=False) uses
+
+
+def encode_entry(entry: IndexEntry) -> bytes:
+    """One index line: ``canonical_json(entry.to_json()) + b"\\n"``, built directly for
+    the common records (plain files and directories) — a third of the time."""
+    if (entry.link is None and entry.sealed is None and entry.hmac_sha256 is None
+            and not (entry.sqlite or entry.changed or entry.generated)
+            and entry.ctime_ns is None and entry.stored_in is None and entry.blocks is None
+            and entry.delta is None
+            and type(entry.path) is str and type(entry.type) is str
+            and type(entry.target) in (str, type(None)) and type(entry.sha256) in (str, type(None))
+            and type(entry.ino) in (int, type(None))
+            and all(type(v) is int for v in (entry.gid, entry.mode, entry.mtime_ns, entry.size,
+                                             entry.uid))):
+        # keys in code point order: gid ino mode mtime_ns path sha256 size target type uid
+        ino = "" if entry.ino is None else f'"ino":{entry.ino},'
+        digest = "" if entry.sha256 is None else f',"sha256":{_text(entry.sha256)}'
+        target = "null" if entry.target is None else _text(entry.target)
+        return (f'{{"gid":{entry.gid},{ino}"mode":{entry.mode},"mtime_ns":{entry.mtime_ns},'
+                f'"path":{_text(entry.path)}{digest},"size":{entry.size},"target":{target},'
+                f'"type":{_text(entry.type)},"uid":{entry.uid}}}\n').encode("utf-8")
+    return canonical_json(entry.to_json()) + b"\n"
+
+
+def write_index(out, archive_id: str, entries, sealed_manifest: dict | None = None) -> None:
+    """Write the index line by line (100,000 entries never sit in memory twice).
+
+    ``entries`` is a list of records or a ``spool.IndexSpool`` (it has ``write_to``).
+    """
     header = {"format": INDEX_FORMAT, "archive_id": archive_id, "entries": len(entries)}
     if sealed_manifest is not None:
         header["sealed_manifest"] = sealed_manifest
     out.write(canonical_json(header) + b"\n")
+    if hasattr(entries, "write_to"):
+        entries.write_to(out)
+        return
     for entry in entries:
-        out.write(canonical_json(entry.to_json()) + b"\n")
+        out.write(encode_entry(entry))
 
 
 def encode_index(archive_id: str, entries: list[IndexEntry], sealed_manifest: dict | None = None) -> bytes:

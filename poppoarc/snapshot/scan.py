@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 
 from ..errors import SourceError, Warnings
@@ -45,11 +46,20 @@ class ScanResult:
     secrets: list[str] = field(default_factory=list)      # relative paths
 
 
+_SMALL_INTS: dict[int, int] = {}     # one object per distinct mode/uid/gid (memory)
+
+
 def _entry(path: str, target: str | None, kind: str, st: os.stat_result,
            link: str | None = None) -> SourceEntry:
-    return SourceEntry(path, target, kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+    shared = _SMALL_INTS.setdefault
+    mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+    if st.st_nlink > 1:         # (dev, ino) only matter for hard links
+        dev, ino, nlink = st.st_dev, st.st_ino, st.st_nlink
+    else:
+        dev, ino, nlink = 0, 0, 1
+    return SourceEntry(path, target, kind, shared(mode, mode), shared(uid, uid), shared(gid, gid),
                        st.st_mtime_ns, st.st_size if kind in (FILE, DATABASE) else 0,
-                       st.st_dev, st.st_ino, st.st_nlink, link, st.st_ctime_ns)
+                       dev, ino, nlink, link, st.st_ctime_ns)
 
 
 def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
@@ -119,9 +129,17 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
                 warnings.add(f"{rel}: special file (device, FIFO or socket) not archived")
 
     walk(str(root), "")
+    del walk    # it refers to itself: without this the walk's records outlive their last use
     _add_directories(found, dirs)
-    order = {name: index for index, name in enumerate(TARGETS)}
-    found.sort(key=lambda e: (-1 if e.target is None else order[e.target], e.path))
+    # by target, then path; sorting each target's list by path alone needs no key tuples
+    groups: dict[str | None, list[SourceEntry]] = {}
+    for entry in found:
+        groups.setdefault(entry.target, []).append(entry)
+    found.clear()
+    for target in (None, *TARGETS):
+        group = groups.pop(target, [])
+        group.sort(key=attrgetter("path"))
+        found += group
     return result
 
 

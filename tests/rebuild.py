@@ -87,7 +87,7 @@ def reindex(path: Path, out: Path, key_dir: Path, edit) -> Path:
     stream.read(512)
     entries, _ = decode_index(stream.read(layout["index_size"]), manifest["id"], path,
                               incremental=manifest["incremental"])
-    entries = edit(entries)
+    entries = edit(list(entries))
     spool = io.BytesIO()
     write_index(spool, manifest["id"], entries)
     index = spool.getvalue()

@@ -5,7 +5,8 @@ import io
 from hypothesis import given, strategies as st
 
 from poppoarc.format.head import canonical_json
-from poppoarc.format.manifest import IndexEntry, encode_entry, write_index
+from poppoarc.format.manifest import IndexEntry, write_index
+from poppoarc.format.records import encode_entry
 from poppoarc.format.spool import IndexSpool
 
 texts = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
@@ -59,3 +60,59 @@ def test_spool_keeps_order_and_encodes_deferred_records_last_minute():
     spool.close()
     assert len(spool) == 5 and spooled.getvalue() == listed.getvalue()
     assert b'"sqlite":true' in spooled.getvalue() and b'"changed":true' in spooled.getvalue()
+
+
+# -- reading ---------------------------------------------------------------------
+
+import pytest  # noqa: E402
+
+from poppoarc.errors import CorruptArchive  # noqa: E402
+from poppoarc.format.manifest import decode_index, encode_index  # noqa: E402
+
+GOOD = [IndexEntry("state", "state", "dir", 0o755, 0, 0, 1),
+        IndexEntry("state/a", "state", "file", 0o644, 0, 0, 2, 1, "a" * 64, ino=5),
+        IndexEntry("state/b", "state", "hardlink", 0o644, 0, 0, 2, 1, "a" * 64, link="state/a")]
+
+
+def test_records_decode_lazily_and_repeatably_from_bytes_or_a_file(tmp_path):
+    data = encode_index("backup-x", GOOD)
+    records, sealed = decode_index(data, "backup-x", "t")
+    assert sealed is None and len(records) == 3
+    assert list(records) == GOOD and list(records) == GOOD     # a second pass
+    spool = tmp_path / "index"
+    spool.write_bytes(data)
+    with open(spool, "rb") as handle:
+        assert list(decode_index(handle, "backup-x", "t")[0]) == GOOD
+
+
+def _line(text: str) -> bytes:
+    return encode_index("backup-x", GOOD[:1]).replace(b'"entries":1', b'"entries":2') \
+        + text.encode() + b"\n"
+
+
+@pytest.mark.parametrize("line", [
+    '{"gid":0,"gid":0,"mode":420,"mtime_ns":1,"path":"state/x","size":0,"target":"state",'
+    '"type":"dir","uid":0}',                                           # duplicate key
+    '{"gid":0,"mode":420,"mtime_ns":1.5,"path":"state/x","size":0,"target":"state",'
+    '"type":"dir","uid":0}',                                           # float
+    '{"gid":0, "mode":420,"mtime_ns":1,"path":"state/x","size":0,"target":"state",'
+    '"type":"dir","uid":0}',                                           # not canonical
+    '{"gid":0,"mode":420,"mtime_ns":1,"path":"state","size":0,"target":"state",'
+    '"type":"dir","uid":0}',                                           # listed twice
+])
+def test_bad_records_are_rejected(line):
+    with pytest.raises(CorruptArchive):
+        decode_index(_line(line), "backup-x", "t")
+
+
+@pytest.mark.parametrize("entries", [
+    [GOOD[1], IndexEntry("state/a/x", "state", "file", 0o644, 0, 0, 2, 1, "a" * 64)],
+    [IndexEntry("state/x/y", "state", "dir", 0o755, 0, 0, 1),
+     IndexEntry("state/x", "state", "symlink", 0o777, 0, 0, 1, link="../config")],
+    [GOOD[2], GOOD[1]],                                                 # link before its file
+    [GOOD[1], IndexEntry("state/b", "state", "hardlink", 0o644, 0, 0, 2, 2, "a" * 64,
+                         link="state/a")],                              # other content
+])
+def test_structural_lies_are_rejected(entries):
+    with pytest.raises(CorruptArchive):
+        decode_index(encode_index("backup-x", entries), "backup-x", "t")

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import re
 import secrets
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ..errors import CorruptArchive, TamperedArchive
 from ..crypto.recipients import check_stanzas
 from .head import canonical_json, strict_loads
+from .records import IndexRecords, encode_entry, strict_record
 
 FORMAT = "poppoarc/1"
 INDEX_FORMAT = "poppoarc-index/1"
@@ -200,31 +201,6 @@ _ENTRY_OPTIONAL = {"sha256", "link", "sqlite", "changed", "generated", "sealed",
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
 
 
-_text = json.encoder.encode_basestring     # the C escaper json.dumps(ensure_ascii=False) uses
-
-
-def encode_entry(entry: IndexEntry) -> bytes:
-    """One index line: ``canonical_json(entry.to_json()) + b"\\n"``, built directly for
-    the common records (plain files and directories) — a third of the time."""
-    if (entry.link is None and entry.sealed is None and entry.hmac_sha256 is None
-            and not (entry.sqlite or entry.changed or entry.generated)
-            and entry.ctime_ns is None and entry.stored_in is None and entry.blocks is None
-            and entry.delta is None
-            and type(entry.path) is str and type(entry.type) is str
-            and type(entry.target) in (str, type(None)) and type(entry.sha256) in (str, type(None))
-            and type(entry.ino) in (int, type(None))
-            and all(type(v) is int for v in (entry.gid, entry.mode, entry.mtime_ns, entry.size,
-                                             entry.uid))):
-        # keys in code point order: gid ino mode mtime_ns path sha256 size target type uid
-        ino = "" if entry.ino is None else f'"ino":{entry.ino},'
-        digest = "" if entry.sha256 is None else f',"sha256":{_text(entry.sha256)}'
-        target = "null" if entry.target is None else _text(entry.target)
-        return (f'{{"gid":{entry.gid},{ino}"mode":{entry.mode},"mtime_ns":{entry.mtime_ns},'
-                f'"path":{_text(entry.path)}{digest},"size":{entry.size},"target":{target},'
-                f'"type":{_text(entry.type)},"uid":{entry.uid}}}\n').encode("utf-8")
-    return canonical_json(entry.to_json()) + b"\n"
-
-
 def write_index(out, archive_id: str, entries, sealed_manifest: dict | None = None) -> None:
     """Write the index line by line (100,000 entries never sit in memory twice).
 
@@ -247,30 +223,42 @@ def encode_index(archive_id: str, entries: list[IndexEntry], sealed_manifest: di
     return buffer.getvalue()
 
 
-def decode_index(data: bytes, archive_id: str, path: object, sealed: bool = False,
-                 incremental: bool = False) -> tuple[list[IndexEntry], dict | None]:
-    """Parse the index; its bytes were already matched against the signed hash.
+def decode_index(data, archive_id: str, path: object, sealed: bool = False,
+                 incremental: bool = False) -> tuple[IndexRecords, dict | None]:
+    """Check the index; its bytes were already matched against the signed hash.
 
-    Returns the entries and, for an encrypted archive, the manifest fields
-    that were sealed into the index header.
+    ``data`` is the index's bytes or a binary file holding them (read from its
+    start; it is kept).  Returns the records and, for an encrypted archive, the
+    manifest fields that were sealed into the index header.
     """
-    lines = data.split(b"\n")
-    if not lines or lines[-1] != b"":
-        raise CorruptArchive("index does not end with a newline", path=path)
+    if isinstance(data, (bytes, bytearray)):
+        spool = tempfile.TemporaryFile()
+        spool.write(data)
+    else:
+        spool = data
+    spool.seek(0)
     try:
-        header = strict_loads(lines[0])
+        line = spool.readline()
+        if not line.endswith(b"\n"):
+            raise CorruptArchive("index does not end with a newline", path=path)
+        header = strict_loads(line[:-1])
         sealed_manifest = header.pop("sealed_manifest", None) if isinstance(header, dict) else None
-        if header != {"format": INDEX_FORMAT, "archive_id": archive_id,
-                      "entries": len(lines) - 2} or (sealed_manifest is None) == sealed:
+        if not isinstance(header, dict) or set(header) != {"format", "archive_id", "entries"} \
+                or header["format"] != INDEX_FORMAT or header["archive_id"] != archive_id \
+                or (sealed_manifest is None) == sealed:
             raise ValueError("index header does not match the archive")
         if sealed and (not isinstance(sealed_manifest, dict)
                        or set(sealed_manifest) != set(SEALED_MANIFEST_KEYS)):
             raise ValueError("sealed manifest fields are malformed")
-        entries = []
-        files: dict[str, IndexEntry] = {}
-        seen: set[str] = set()
-        for line in lines[1:-1]:
-            record = strict_loads(line)
+        start, count = spool.tell(), 0
+        seen: set[str] = set()          # every path (duplicates)
+        dirs: set[str] = set()
+        parents: set[str] = set()       # every path some record lies below
+        hardlinks = False
+        for line in spool:
+            if not line.endswith(b"\n"):
+                raise CorruptArchive("index does not end with a newline", path=path)
+            record = strict_record(line[:-1])
             keys = set(record) if isinstance(record, dict) else set()
             if not _ENTRY_REQUIRED <= keys <= _ENTRY_REQUIRED | _ENTRY_OPTIONAL:
                 raise ValueError(f"entry keys wrong: {sorted(keys)}")
@@ -281,19 +269,40 @@ def decode_index(data: bytes, archive_id: str, path: object, sealed: bool = Fals
             if entry.path in seen:
                 raise ValueError(f"{entry.path!r}: listed twice")
             seen.add(entry.path)
-            if entry.type == "hardlink":
-                first = files.get(entry.link)
-                if first is None or (first.size, first.sha256, first.hmac_sha256) != (
-                        entry.size, entry.sha256, entry.hmac_sha256):
-                    raise ValueError(f"{entry.path!r}: hard link to {entry.link!r}, "
-                                     "which is not an earlier file of the same content")
-            elif entry.type == "file":
-                files[entry.path] = entry
-            entries.append(entry)
-        _check_parents(entries)
+            if entry.type == "dir":
+                dirs.add(entry.path)
+            hardlinks = hardlinks or entry.type == "hardlink"
+            parent = entry.path.rpartition("/")[0]
+            while parent and parent not in parents:
+                parents.add(parent)
+                parent = parent.rpartition("/")[0]
+            count += 1
+        if header["entries"] != count:
+            raise ValueError("index header does not match the archive")
+        # No path may lie below a file or a link: writing it would follow the link.
+        below = sorted(p for p in parents if p in seen and p not in dirs)
+        if below:
+            raise ValueError(f"a path lies below {below[0]!r}, which is not a directory")
+        del seen, dirs, parents
+        records = IndexRecords(spool, start, count, IndexEntry)
+        if hardlinks:
+            _check_hardlinks(records)
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise CorruptArchive(f"index is malformed: {exc}", path=path) from None
-    return entries, sealed_manifest
+    return records, sealed_manifest
+
+
+def _check_hardlinks(records: IndexRecords) -> None:
+    """Each hard link names an earlier file of the same content."""
+    wanted = {entry.link for entry in records if entry.type == "hardlink"}
+    files: dict[str, tuple] = {}
+    for entry in records:
+        if entry.type == "file" and entry.path in wanted:
+            files[entry.path] = (entry.size, entry.sha256, entry.hmac_sha256)
+        elif entry.type == "hardlink" and files.get(entry.link) != (
+                entry.size, entry.sha256, entry.hmac_sha256):
+            raise ValueError(f"{entry.path!r}: hard link to {entry.link!r}, "
+                             "which is not an earlier file of the same content")
 
 
 # a 4 MiB chunk whose zstd frame did not shrink, plus headers and tags
@@ -321,17 +330,6 @@ def path_problem(path: object) -> str | None:
     if len(parts) > MAX_DEPTH:
         return "path deeper than 256 levels"
     return None
-
-
-def _check_parents(entries: list[IndexEntry]) -> None:
-    """No path may lie below a file or a link: writing it would follow the link."""
-    not_dirs = {e.path for e in entries if e.type != "dir"}
-    for entry in entries:
-        parent = entry.path.rpartition("/")[0]
-        while parent:
-            if parent in not_dirs:
-                raise ValueError(f"{entry.path!r} lies below {parent!r}, which is not a directory")
-            parent = parent.rpartition("/")[0]
 
 
 def _check_sealed(entry: IndexEntry) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import tempfile
 from dataclasses import dataclass
 
 from pyzstd import DParameter, ZstdDecompressor, ZstdError
@@ -37,6 +38,7 @@ from .head import (
 )
 from .manifest import (CHUNK_SIZE, DELTA_PREFIX, IndexEntry, decode_index, timestamp_seconds,
                        validate_manifest)
+from .records import IndexRecords
 
 WINDOW_LOG_MAX = 27
 READ_SIZE = 1 << 20
@@ -181,7 +183,8 @@ def scope(manifest: dict) -> str | None:
 
 @dataclass
 class Index:
-    entries: list[IndexEntry] | None           # None: sealed and no key to open it
+    # iterable (any number of times) and sized; None: sealed and no key to open it
+    entries: IndexRecords | None
     sealed_manifest: dict | None = None
 
 
@@ -197,18 +200,28 @@ def read_index(handle, head: TrustedHead, path: object, sealer=None) -> Index:
                                      tarheader.REGULAR, mode=0o644, size=layout["index_size"],
                                      mtime=timestamp_seconds(manifest["timestamp"]))
     _expect(stream, header, "index member", path)
-    data = stream.read(layout["index_size"])
-    if hashlib.sha256(data).hexdigest() != layout["index_sha256"]:
+    # into a temporary file, not memory: the index of 100,000 files is ~25 MB
+    data, digest, size = tempfile.TemporaryFile(), hashlib.sha256(), 0
+    while size < layout["index_size"]:
+        chunk = stream.read(min(READ_SIZE, layout["index_size"] - size))
+        if not chunk:
+            break
+        digest.update(chunk)
+        data.write(chunk)
+        size += len(chunk)
+    if digest.hexdigest() != layout["index_sha256"]:
         raise CorruptArchive("index does not match its signed SHA-256", path=path)
-    trailer = stream.read(tarheader.padding(len(data)) + len(tarheader.END_OF_ARCHIVE))
-    if trailer != bytes(tarheader.padding(len(data)) + len(tarheader.END_OF_ARCHIVE)) or not stream.at_end():
+    trailer = stream.read(tarheader.padding(size) + len(tarheader.END_OF_ARCHIVE))
+    if trailer != bytes(tarheader.padding(size) + len(tarheader.END_OF_ARCHIVE)) or not stream.at_end():
         raise CorruptArchive("archive does not end with the index and end-of-archive blocks",
                              path=path)
     if sealed:
         if sealer is None:
             return Index(None)
+        data.seek(0)
         try:
-            data = sealer.open_chunk(segments.INDEX_ENTRY, 0, data, None, limit=MAX_INDEX_SIZE)
+            data = sealer.open_chunk(segments.INDEX_ENTRY, 0, data.read(), None,
+                                     limit=MAX_INDEX_SIZE)
         except segments.SegmentError as exc:
             raise CorruptArchive(f"encrypted index: {exc}", path=path) from None
     entries, sealed_manifest = decode_index(data, manifest["id"], path, sealed=sealed,

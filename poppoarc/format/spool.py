@@ -10,7 +10,8 @@ import io
 import shutil
 import tempfile
 
-from .manifest import IndexEntry, encode_entry
+from .manifest import IndexEntry
+from .records import encode_entry
 
 
 class IndexSpool:

@@ -17,7 +17,7 @@ ADD, CHANGE, REMOVE, KEEP = "add", "change", "remove", "unchanged"
 _LIVE_TYPE = {FILE: "file", DATABASE: "file", DIR: "dir", SYMLINK: "symlink"}
 
 
-@dataclass
+@dataclass(slots=True)
 class PathChange:
     path: str
     action: str
@@ -118,12 +118,20 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
     ``live`` is the walk of the live tree for the selected targets;
     ``live_databases`` maps a live database path to (row counts, user_version).
     """
-    archived = {e.path: e for e in entries if e.target in selected and not e.generated}
+    # One pass over the records (they may be read back from disk on each pass), and only
+    # paths kept: a restore of 100,000 files must not hold 100,000 records.
     live_by_path = {e.path: e for e in live if e.target in selected}
     plans = {name: TargetPlan(name) for name in selected}
-    for path, entry in archived.items():
+    restore_paths: set[str] = set()     # index paths are unique (checked when it was read)
+    bytes_to_stage = 0
+    for entry in entries:
+        if entry.target not in selected or entry.generated:
+            continue
+        path = entry.path
+        restore_paths.add(path)
         current = live_by_path.get(path)
         size = entry.size if entry.type == "file" else 0
+        bytes_to_stage += size
         if current is None:
             action = ADD
         elif _same(entry, current):
@@ -132,15 +140,15 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
             action = CHANGE
         plans[entry.target].changes.append(PathChange(path, action, size))
     for path, current in live_by_path.items():
-        if path not in archived:
+        if path not in restore_paths:
             plans[current.target].changes.append(PathChange(path, REMOVE, current.size))
     for plan in plans.values():
         plan.changes.sort(key=lambda c: c.path)
 
-    touched = {p.split("/", 1)[0] for p in archived} | {p.split("/", 1)[0] for p in live_by_path}
+    touched = {p.split("/", 1)[0] for p in restore_paths} | {p.split("/", 1)[0] for p in live_by_path}
     databases = []
     for record in manifest.get("databases", []):
-        if record["path"] in archived:
+        if record["path"] in restore_paths:
             now = live_databases.get(record["path"])
             databases.append(DatabasePlan(record["path"], record.get("tables", {}),
                                           now[0] if now else None,
@@ -161,10 +169,10 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
         targets=[plans[name] for name in selected],
         databases=databases,
         top_level=sorted(touched),
-        restore_paths=set(archived),
+        restore_paths=restore_paths,
         version_archive=archive_version,
         version_now=current_version,
-        bytes_to_stage=sum(e.size for e in archived.values() if e.type == "file"),
+        bytes_to_stage=bytes_to_stage,
         live_bytes=sum(e.size for e in live_by_path.values()),
         warnings=warnings,
     )

@@ -89,3 +89,42 @@ def test_unknown_targets_are_rejected_clearly():
     with pytest.raises(ConfigError, match="backup.targets.foo"):
         build_catalogue({"foo": True}, None)
     assert parse_target_list("state, config,state") == ("state", "config")
+
+
+# -- claim's per-directory fast path agrees with plain glob matching ------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+SEGMENTS = ["data", "ccla", "ccag", "state", "config", "agents", "logs", "archive", "certs",
+            ".poppo", "poppoarc", "x.db", "a.gz", "b.json", ".env", ".env.local", "y-wal",
+            "y.db-shm", "k.pem", "z.token", "access.log", "access.log.1", ".poppoarc.lock",
+            "node_modules", "requests"]
+
+
+def reference_claim(catalogue, path):
+    if any(glob_match(p, path) for p in catalogue.excludes):
+        return []
+    wanted = []
+    for rule in catalogue.rules:
+        if any(glob_match(p, path) for p in rule.include) \
+                and not any(glob_match(p, path) for p in rule.exclude):
+            wanted.append(rule)
+            if rule.action != SQLITE:
+                break
+    return wanted
+
+
+CATALOGUES = [
+    build_catalogue({}, None),
+    build_catalogue({"state": {"include": ["state/**/*.json", "data/**"],
+                               "exclude": ["state/requests/**"]},
+                     "agents": {"exclude": ["**/*.gz"]}}, None),
+]
+
+
+@settings(max_examples=400)
+@given(st.lists(st.sampled_from(SEGMENTS), min_size=1, max_size=5), st.sampled_from([0, 1]))
+def test_claim_agrees_with_glob_matching(parts, which):
+    catalogue = CATALOGUES[which]
+    path = "/".join(parts)
+    assert catalogue.claim(path) == reference_claim(catalogue, path)

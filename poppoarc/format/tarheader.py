@@ -10,6 +10,7 @@ and compare bytes, which removes every parser-differential attack at once.
 from __future__ import annotations
 
 import struct
+from zlib import adler32
 
 BLOCK = 512
 END_OF_ARCHIVE = bytes(2 * BLOCK)
@@ -54,8 +55,12 @@ def _ustar(name: bytes, typeflag: bytes, mode: int, uid: int, gid: int, size: in
     header = _USTAR.pack(name, b"%07o\0" % mode, b"%07o\0" % uid, b"%07o\0" % gid,
                          b"%011o\0" % size, b"%011o\0" % mtime, b"        ", typeflag,
                          linkname, b"ustar\x0000", uname, gname, b"0000000\0", b"0000000\0")
-    # the checksum is the byte sum with its own field read as spaces (as packed above)
-    return header[:148] + b"%06o\0 " % sum(header) + header[156:]
+    # The checksum is the byte sum with its own field read as spaces (as packed above).
+    # The low half of Adler-32 is 1 + the byte sum mod 65521, exact for 256 bytes (at most
+    # 65280): two C calls instead of summing 512 Python ints.
+    view = memoryview(header)
+    total = (adler32(view[:256]) & 0xFFFF) + (adler32(view[256:]) & 0xFFFF) - 2
+    return header[:148] + b"%06o\0 " % total + header[156:]
 
 
 def member_header(name: str, typeflag: bytes, *, mode: int, uid: int = 0, gid: int = 0,

@@ -43,6 +43,8 @@ from .manifest import (
 FEED_CHUNK = 1 << 20          # compress in 1 MiB pieces: big enough to release the GIL
 READ_CHUNK = 4 << 20
 DEFAULT_LEVEL = 3
+_ZERO_BLOCK = bytes(tarheader.BLOCK)
+SMALL_MEMBER = 64 << 10       # members up to this size are fed to zstd in one piece
 MT_JOB_SIZE = 2 << 20         # multi-threaded compression: bytes per worker job
 SEAL_BATCH = 1 << 20          # small sealed chunks go to the pool together, in one frame
 
@@ -156,8 +158,8 @@ class BodyWriter:
         With ``block_size`` the SHA-256 of every block is returned as well.
         """
         self._drain()
-        self._feed(tarheader.member_header(path, tarheader.REGULAR, mode=mode, uid=uid,
-                                           gid=gid, size=size, mtime=mtime_ns // 10**9))
+        header = tarheader.member_header(path, tarheader.REGULAR, mode=mode, uid=uid,
+                                         gid=gid, size=size, mtime=mtime_ns // 10**9)
         digest = BlockHasher(block_size) if block_size else hashlib.sha256()
         changed = False
         if size < READ_CHUNK:
@@ -171,26 +173,33 @@ class BodyWriter:
                 changed = True
                 data = data[:size] + bytes(max(0, size - len(data)))
             digest.update(data)
-            self._feed(data)
-        else:
-            view = memoryview(self._buffer)
-            remaining = size
-            while remaining:
-                got = os.readv(fd, [view[:min(remaining, READ_CHUNK)]])
-                if got == 0:
-                    changed = True
-                    zeros = bytes(remaining)
-                    digest.update(zeros)
-                    self._feed(zeros)
-                    break
-                chunk = view[:got]
-                digest.update(chunk)
-                self._feed(chunk)
-                remaining -= got
-                if on_chunk:
-                    on_chunk(size - remaining)
-            if not changed and os.read(fd, 1):
+            if size <= SMALL_MEMBER:     # one feed: header, content and padding together
+                self._feed(header + data + _ZERO_BLOCK[:tarheader.padding(size)])
+            else:
+                self._feed(header)
+                self._feed(data)
+                self._feed(bytes(tarheader.padding(size)))
+            return StoredFile(digest.hexdigest(), size, changed,
+                              blocks=bytes(digest.blocks) if block_size else None)
+        self._feed(header)
+        view = memoryview(self._buffer)
+        remaining = size
+        while remaining:
+            got = os.readv(fd, [view[:min(remaining, READ_CHUNK)]])
+            if got == 0:
                 changed = True
+                zeros = bytes(remaining)
+                digest.update(zeros)
+                self._feed(zeros)
+                break
+            chunk = view[:got]
+            digest.update(chunk)
+            self._feed(chunk)
+            remaining -= got
+            if on_chunk:
+                on_chunk(size - remaining)
+        if not changed and os.read(fd, 1):
+            changed = True
         self._feed(bytes(tarheader.padding(size)))
         return StoredFile(digest.hexdigest(), size, changed,
                           blocks=bytes(digest.blocks) if block_size else None)

@@ -106,6 +106,45 @@ def _combined(patterns: tuple[str, ...]) -> re.Pattern | None:
     return re.compile("|".join(f"(?:{compile_glob(p).pattern})" for p in patterns), re.S)
 
 
+_EVERY = object()
+
+
+def _within(directory: str, prefix: str) -> bool:
+    return directory == prefix or directory.startswith(prefix + "/")
+
+
+def _for_names(pattern: str, directory: str):
+    """What ``pattern`` says about ``directory/NAME``: ``_EVERY`` (every name matches),
+    a one-segment glob the name alone must match, or None (match the whole path).
+
+    ``P/**`` and ``P/**/G`` with a literal ``P`` and ``**/G`` are decided by the name
+    once the directory is ``P`` or below it: ``**`` absorbs the rest of the directory.
+    """
+    parts = pattern.split("/")
+    if "**" not in parts:
+        return None
+    cut = parts.index("**")
+    prefix, rest = "/".join(parts[:cut]), parts[cut + 1:]
+    if any(ch in prefix for ch in "*?") or (prefix and not _within(directory, prefix)):
+        return None
+    if not rest:
+        return _EVERY if prefix else None     # a lone ``**`` also matches "" (never a path)
+    if len(rest) == 1 and rest[0] != "**":
+        return rest[0]
+    return None
+
+
+def _matcher(patterns: tuple[str, ...], directory: str) -> tuple:
+    """(every name matches, name regex or None, path regex or None) for ``directory``."""
+    names, paths = [], []
+    for pattern in patterns:
+        decided = _for_names(pattern, directory)
+        if decided is _EVERY:
+            return True, None, None
+        (paths if decided is None else names).append(pattern if decided is None else decided)
+    return False, _combined(tuple(names)), _combined(tuple(paths))
+
+
 @dataclass
 class Catalogue:
     """The rules in force for one run: defaults, config overrides, selection."""
@@ -116,6 +155,7 @@ class Catalogue:
     _compiled: list = field(default_factory=list, repr=False)
     _exclude_re: re.Pattern | None = field(default=None, repr=False)
     _per_dir: dict = field(default_factory=dict, repr=False)
+    _per_dir_names: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         # One alternation per rule keeps per-file work to a few regex calls.
@@ -131,18 +171,31 @@ class Catalogue:
             self._per_dir[directory] = cached
         return cached
 
+    def _names_in(self, directory: str) -> tuple:
+        """The rules specialised to the names in ``directory`` (cached): most paths are
+        then decided by one short regex on the name, or none (``dir/**``)."""
+        cached = self._per_dir_names.get(directory)
+        if cached is None:
+            rules = [(rule, *_matcher(rule.include, directory), _combined(rule.exclude))
+                     for rule, _, _ in self._rules_for_dir(directory)]
+            cached = self._per_dir_names[directory] = (_matcher(self.excludes, directory), rules)
+        return cached
+
     def claim(self, path: str) -> list[Rule]:
         """Rules that want ``path``, in claim order (exclusions applied).
 
         More than one rule is returned only when a content test decides, as for
         SQLite candidates that turn out not to be databases.
         """
-        if self._exclude_re.match(path):
+        directory, _, name = path.rpartition("/")
+        (skip_all, skip_name, skip_path), rules = self._names_in(directory)
+        if skip_all or (skip_name and skip_name.match(name)) or (skip_path and skip_path.match(path)):
             return []
-        directory = path.rpartition("/")[0]
         wanted = []
-        for rule, include, exclude in self._rules_for_dir(directory):
-            if include.match(path) and not (exclude and exclude.match(path)):
+        for rule, every, by_name, by_path, exclude in rules:
+            if (every or (by_name is not None and by_name.match(name))
+                    or (by_path is not None and by_path.match(path))) \
+                    and not (exclude and exclude.match(path)):
                 wanted.append(rule)
                 if rule.action != SQLITE:
                     break

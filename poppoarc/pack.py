@@ -143,7 +143,10 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     store = open_store(settings)
     store.ensure()
     cleaned = store.cleanup()
-    result = scan(settings.root, catalogue, warnings, skip=(settings.store, settings.key_dir))
+    # Compact walk records (plain files as (path, target)) unless something may be sealed:
+    # _with_secrets and sealing want whole records.
+    result = scan(settings.root, catalogue, warnings, skip=(settings.store, settings.key_dir),
+                  compact=not (encrypt or secrets.can_encrypt))
     archive_id = new_archive_id(now)
     scope = "archive" if encrypt else "secrets" if secrets.can_encrypt and result.secrets else None
     encryption = sealer = None
@@ -172,7 +175,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                        sealer=sealer, seal_all=scope == "archive", secrets=set(result.secrets),
                        archive_mtime_ns=int(now.timestamp()) * 10**9,
                        snapshot_dir=store.local_dir, parent=parent,
-                       check_content=check_content)
+                       check_content=check_content, compact_bytes=result.compact_bytes)
         references = [describe_reference(str(settings.root / rel), rel)
                       for rel in result.references[:MAX_REFERENCES]]
         if len(result.references) > MAX_REFERENCES:
@@ -246,7 +249,7 @@ def _head_size(root: Path, entries: list[SourceEntry], references: list[dict]) -
     """
     estimate = 8192 + MAX_WARNINGS_IN_HEAD * (MAX_WARNING_CHARS + 8)
     for entry in entries:
-        if entry.kind == DATABASE:
+        if type(entry) is not tuple and entry.kind == DATABASE:
             names = sqlite_snapshot.table_names(root / entry.path)
             estimate += 512 + sum(len(n.encode()) + 32 for n in names) + 1024
     estimate += sum(len(headfmt.canonical_json(r)) + 8 for r in references)
@@ -271,7 +274,8 @@ class _PackJob:
     def __init__(self, settings: Settings, selected, entries, warnings: Warnings, progress,
                  keep_damaged_databases: bool = False, sealer=None, seal_all: bool = False,
                  secrets: set[str] = frozenset(), archive_mtime_ns: int = 0,
-                 snapshot_dir: Path | None = None, parent=None, check_content: bool = False):
+                 snapshot_dir: Path | None = None, parent=None, check_content: bool = False,
+                 compact_bytes: int = 0):
         self.sealer, self.seal_all, self.secrets = sealer, seal_all, secrets
         self.parent, self.check_content = parent, check_content
         self.reused = 0
@@ -281,7 +285,7 @@ class _PackJob:
         self.keep_damaged_databases = keep_damaged_databases
         self._damaged: set[str] = set()
         self.root = settings.root
-        self._root_text = str(settings.root)   # os.path.join: pathlib costs µs per file
+        self._root_text = str(settings.root)   # str concatenation: pathlib costs µs per file
         self.snapshot_dir = snapshot_dir      # None: the system temp directory ($TMPDIR)
         self.selected = selected
         self.entries = entries
@@ -292,7 +296,7 @@ class _PackJob:
         self.databases: list[dict] = []
         self.files = 0
         self.bytes_done = 0
-        self.bytes_total = sum(e.size for e in entries)
+        self.bytes_total = compact_bytes + sum(e.size for e in entries if type(e) is not tuple)
         self._links: dict[tuple[int, int], IndexEntry] = {}
         self._snapshots: dict[str, Path] = {}
 
@@ -303,6 +307,9 @@ class _PackJob:
         # its metadata from fstat anyway, and 100,000 walk records cost ~25 MB.
         groups: dict[str | None, list[SourceEntry | str]] = {}
         for entry in self.entries:
+            if type(entry) is tuple:    # already compact (scan)
+                groups.setdefault(entry[1], []).append(entry[0])
+                continue
             plain = (entry.kind == FILE and entry.nlink == 1 and not self.seal_all
                      and entry.path not in self.secrets)
             groups.setdefault(entry.target, []).append(entry.path if plain else entry)
@@ -474,7 +481,7 @@ class _PackJob:
                                              hmac_sha256=first.hmac_sha256))
                 self.files += 1
                 return 0
-        source = self._snapshots.get(entry.path) or os.path.join(self._root_text, entry.path)
+        source = self._snapshots.get(entry.path) or self._root_text + "/" + entry.path
         try:
             fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:

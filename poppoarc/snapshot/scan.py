@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
-from operator import attrgetter
 from pathlib import Path
 
 from ..errors import SourceError, Warnings
@@ -41,9 +40,11 @@ class SourceEntry:
 
 @dataclass
 class ScanResult:
-    entries: list[SourceEntry]
+    # with ``compact``, a regular file with one link is a (path, target) tuple (memory)
+    entries: list[SourceEntry | tuple[str, str]]
     references: list[str] = field(default_factory=list)   # relative paths
     secrets: list[str] = field(default_factory=list)      # relative paths
+    compact_bytes: int = 0      # the sizes of the files entered as tuples
 
 
 _SMALL_INTS: dict[int, int] = {}     # one object per distinct mode/uid/gid (memory)
@@ -63,8 +64,13 @@ def _entry(path: str, target: str | None, kind: str, st: os.stat_result,
 
 
 def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
-         skip: tuple[Path, ...] = ()) -> ScanResult:
-    """Entries of the selected targets, grouped by target, sorted by path."""
+         skip: tuple[Path, ...] = (), compact: bool = False) -> ScanResult:
+    """Entries of the selected targets, grouped by target, sorted by path.
+
+    ``compact``: regular files with one link become (path, target) tuples and only
+    their total size is kept — for ``pack``, which takes their metadata from fstat
+    (a third of the memory of 100,000 records).
+    """
     selected = set(catalogue.selected)
     skip_real = {os.path.realpath(p) for p in skip}
     found: list[SourceEntry] = []
@@ -122,7 +128,11 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
             elif rule.action == SECRET:
                 result.secrets.append(rel)
             elif stat.S_ISREG(st.st_mode):
-                found.append(_entry(rel, rule.target, FILE, st))
+                if compact and st.st_nlink == 1:
+                    found.append((rel, rule.target))
+                    result.compact_bytes += st.st_size
+                else:
+                    found.append(_entry(rel, rule.target, FILE, st))
             elif stat.S_ISLNK(st.st_mode):
                 found.append(_entry(rel, rule.target, SYMLINK, st, os.readlink(child.path)))
             else:
@@ -132,15 +142,19 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
     del walk    # it refers to itself: without this the walk's records outlive their last use
     _add_directories(found, dirs)
     # by target, then path; sorting each target's list by path alone needs no key tuples
-    groups: dict[str | None, list[SourceEntry]] = {}
+    groups: dict[str | None, list] = {}
     for entry in found:
-        groups.setdefault(entry.target, []).append(entry)
+        groups.setdefault(entry[1] if type(entry) is tuple else entry.target, []).append(entry)
     found.clear()
     for target in (None, *TARGETS):
         group = groups.pop(target, [])
-        group.sort(key=attrgetter("path"))
+        group.sort(key=_path_of)
         found += group
     return result
+
+
+def _path_of(entry: SourceEntry | tuple[str, str]) -> str:
+    return entry[0] if type(entry) is tuple else entry.path
 
 
 def _add_directories(found: list[SourceEntry], walked: dict) -> None:
@@ -154,7 +168,7 @@ def _add_directories(found: list[SourceEntry], walked: dict) -> None:
     needed: dict[str, str | None] = {rel: target for rel, (target, _) in walked.items()
                                      if target is not None}
     for entry in list(found):
-        parent = entry.path.rpartition("/")[0]
+        parent = _path_of(entry).rpartition("/")[0]
         while parent and parent not in needed:
             needed[parent] = None
             parent = parent.rpartition("/")[0]

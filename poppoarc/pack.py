@@ -9,15 +9,11 @@ commit nothing exists under the archive's final name.
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import json
 import os
 import stat
 import socket
-import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,33 +22,21 @@ from . import __version__
 from .config import Settings
 from .crypto import recipients, signing
 from .crypto.sealer import Sealer
-from .errors import DatabaseSnapshotError, NoKey, SourceError, Warnings
+from .errors import NoKey, Warnings
 from .format import head as headfmt
-from .format import tarheader
-from .format.manifest import (
-    BLOCK_SIZE,
-    CHUNK_SIZE,
-    ENCRYPTION_SCHEME,
-    MAX_WARNING_CHARS,
-    MAX_WARNINGS_IN_HEAD,
-    IndexEntry,
-    encode_digests,
-    new_archive_id,
-)
-from .format.blocks import hash_blocks, read_blocks
-from .format.writer import DEFAULT_LEVEL, BodyWriter, StoredFile, finish_archive
-from .format.spool import IndexSpool
-from .policy import chains
+from .format.manifest import (CHUNK_SIZE, ENCRYPTION_SCHEME, MAX_WARNING_CHARS,
+                              MAX_WARNINGS_IN_HEAD, new_archive_id)
+from .format.writer import DEFAULT_LEVEL, BodyWriter, finish_archive
 from .lock import InstallationLock
+from .pack_job import PackJob
 from .snapshot import sqlite as sqlite_snapshot
 from .snapshot.catalogue import TARGETS, build_catalogue
 from .snapshot.certs import describe_reference
 from .snapshot.environment import dotenv_names, environment_document
 from .snapshot.parent import find_parent
-from .snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry, scan
+from .snapshot.scan import DATABASE, FILE, SourceEntry, scan
 from .store import open_store
 
-ENVIRONMENT_MEMBER = ".poppoarc/environment.json"
 MAX_REFERENCES = 500
 
 
@@ -170,7 +154,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     upload = store.begin(archive_id)
     job = None
     try:
-        job = _PackJob(settings, catalogue.selected, entries, warnings, progress,
+        job = PackJob(settings, catalogue.selected, entries, warnings, progress,
                        keep_damaged_databases=archive_type == "pre-restore",
                        sealer=sealer, seal_all=scope == "archive", secrets=set(result.secrets),
                        archive_mtime_ns=int(now.timestamp()) * 10**9,
@@ -266,307 +250,3 @@ def _dotenv_names(root: Path, secrets: list[str]) -> dict[str, list[str]]:
             except OSError:
                 continue
     return names
-
-
-class _PackJob:
-    """The body-writing loop, with the bookkeeping the manifest needs."""
-
-    def __init__(self, settings: Settings, selected, entries, warnings: Warnings, progress,
-                 keep_damaged_databases: bool = False, sealer=None, seal_all: bool = False,
-                 secrets: set[str] = frozenset(), archive_mtime_ns: int = 0,
-                 snapshot_dir: Path | None = None, parent=None, check_content: bool = False,
-                 compact_bytes: int = 0):
-        self.sealer, self.seal_all, self.secrets = sealer, seal_all, secrets
-        self.parent, self.check_content = parent, check_content
-        self.reused = 0
-        self.archive_mtime_ns = archive_mtime_ns
-        # A safety archive must save whatever is there, damaged databases included
-        # (they are often why the restore happens); a normal backup refuses them.
-        self.keep_damaged_databases = keep_damaged_databases
-        self._damaged: set[str] = set()
-        self.root = settings.root
-        self._root_text = str(settings.root)   # str concatenation: pathlib costs µs per file
-        self.snapshot_dir = snapshot_dir      # None: the system temp directory ($TMPDIR)
-        self.selected = selected
-        self.entries = entries
-        self.warnings = warnings
-        self.progress = progress
-        self.index = IndexSpool()       # records go to a temporary file as they are written
-        self.targets: dict[str, dict] = {}
-        self.databases: list[dict] = []
-        self.files = 0
-        self.bytes_done = 0
-        self.bytes_total = compact_bytes + sum(e.size for e in entries if type(e) is not tuple)
-        self._links: dict[tuple[int, int], IndexEntry] = {}
-        self._snapshots: dict[str, Path] = {}
-
-    def write_body(self, writer: BodyWriter, env_doc: dict, now: datetime) -> None:
-        if self.progress:               # the total is known before the databases are copied
-            self.progress(0, self.bytes_total, None)
-        # A plain file (no hard links, not sealed) is kept as its path alone: _write takes
-        # its metadata from fstat anyway, and 100,000 walk records cost ~25 MB.
-        groups: dict[str | None, list[SourceEntry | str]] = {}
-        for entry in self.entries:
-            if type(entry) is tuple:    # already compact (scan)
-                groups.setdefault(entry[1], []).append(entry[0])
-                continue
-            plain = (entry.kind == FILE and entry.nlink == 1 and not self.seal_all
-                     and entry.path not in self.secrets)
-            groups.setdefault(entry.target, []).append(entry.path if plain else entry)
-        self.entries = None         # groups are popped as they are written: memory stays flat
-        for entry in groups.get(None, []):
-            self._write(writer, entry)
-        if groups.get(None):
-            writer.end_frame()
-        with tempfile.TemporaryDirectory(dir=self.snapshot_dir, prefix=".poppoarc-snap-") as snaps, \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="integrity") as checker:
-            checks = self._snapshot_databases(groups.get("database", []), Path(snaps), checker)
-            for target in TARGETS:
-                if target not in self.selected:
-                    continue
-                before_files, before_index = self.files, len(self.index)
-                size = 0
-                batch = groups.pop(target, [])
-                batch.reverse()
-                while batch:            # each walk record is dropped once written
-                    entry = batch.pop()
-                    if type(entry) is str:
-                        entry = SourceEntry(entry, target, FILE, 0, 0, 0, 0, 0)
-                    size += self._write(writer, entry)
-                if target == "config":
-                    data = json.dumps(env_doc, indent=2, sort_keys=True).encode() + b"\n"
-                    mtime_ns = int(now.timestamp()) * 10**9
-                    record = IndexEntry(ENVIRONMENT_MEMBER, "config", "file", 0o600, 0, 0,
-                                        mtime_ns, len(data), generated=True)
-                    if self.seal_all:
-                        self._seal(writer, record, io.BytesIO(data).read)
-                    else:
-                        record.sha256 = writer.add_bytes(ENVIRONMENT_MEMBER, data, 0o600, mtime_ns)
-                    self.index.append(record, deferred=record.sealed is not None)
-                offset, length = writer.end_frame()
-                self.targets[target] = {"files": self.files - before_files, "size": size,
-                                        "entries": len(self.index) - before_index,
-                                        "stored": [offset, length]}
-            # A snapshot that fails its check aborts the pack before the head is signed,
-            # so no complete archive ever holds one.
-            for record, future in checks:
-                try:
-                    record.update(future.result().to_json())
-                except DatabaseSnapshotError as exc:
-                    if not self.keep_damaged_databases:
-                        raise
-                    self._mark_damaged(record["path"], exc, "as the backup API copied it")
-                    self.databases.remove(record)
-
-    def _snapshot_databases(self, entries: list[SourceEntry], snaps: Path, checker) -> list:
-        """Copy every database first (close together in time), check them in the background.
-
-        integrity_check costs about as much as compressing the file; running it
-        in a thread (SQLite releases the GIL) overlaps it with the rest of the body.
-        """
-        checks = []
-        for number, entry in enumerate(entries):
-            snapshot = snaps / f"{number}.db"
-            try:
-                sqlite_snapshot.copy(self.root / entry.path, snapshot)
-            except DatabaseSnapshotError as exc:
-                if not self.keep_damaged_databases:
-                    raise
-                self._mark_damaged(entry.path, exc, "as the raw live file (without its WAL)")
-                continue        # archived from the live file, byte for byte
-            self._snapshots[entry.path] = snapshot
-            record = {"path": entry.path}
-            self.databases.append(record)
-            checks.append((record, checker.submit(sqlite_snapshot.check, snapshot, entry.path)))
-        return checks
-
-    def _seal(self, writer: BodyWriter, record: IndexEntry, read,
-              payload: int | None = None) -> StoredFile:
-        """Write one file (or ``payload`` bytes of a delta) as sealed chunks;
-        fills the record's sealed fields."""
-        position = len(self.index)
-        payload = record.size if payload is None else payload
-        chunks = max(1, -(-payload // CHUNK_SIZE))
-        if self.seal_all:
-            names = [f"objects/{position:08x}.{n:04x}" for n in range(chunks)]
-        else:   # the seed's layout: security/env.encrypted for .env
-            flat = record.path.lstrip(".").replace("/", "_") or f"{position:08x}"
-            names = [f"security/{flat}.encrypted" + (f".{n}" if n else "") for n in range(chunks)]
-        stored = writer.add_sealed_file(read, payload, position, names, self.sealer,
-                                        self.archive_mtime_ns)
-        record.sealed, record.hmac_sha256 = stored.sealed, stored.hmac_sha256
-        return stored
-
-    def _reuse(self, entry: SourceEntry, fd: int, st: os.stat_result) -> IndexEntry | None:
-        """The record of a file unchanged since the parent, or None to store it."""
-        previous = self.parent.records.get(entry.path)
-        if previous is None or not chains.reusable(previous):
-            return None
-        mode = st.st_mode & 0o7777
-        if self.check_content:
-            same = self.parent.content_matches(previous, lambda n: os.read(fd, n))
-            os.lseek(fd, 0, os.SEEK_SET)
-        else:
-            same = chains.unchanged_by_stat(previous, st.st_size, st.st_mtime_ns,
-                                            st.st_ctime_ns, st.st_ino, mode, st.st_uid, st.st_gid)
-        if not same:
-            return None
-        return chains.reference(previous, self.parent.id, path=entry.path, target=entry.target,
-                                mode=mode, uid=st.st_uid, gid=st.st_gid, mtime_ns=st.st_mtime_ns,
-                                ctime_ns=_ctime(st), ino=st.st_ino)
-
-    def _write_database(self, writer: BodyWriter, entry: SourceEntry, fd: int, size: int,
-                        st_meta: tuple) -> tuple[StoredFile, list | None]:
-        """A database snapshot: whole, or only the blocks changed since the parent (§12.4).
-
-        Returns what was stored and the delta's block numbers (None: whole).
-        """
-        mode, mtime_ns, uid, gid = st_meta
-        sealed = self.seal_all
-        previous = self.parent.records.get(entry.path) if self.parent else None
-        if previous is None and not sealed:
-            return writer.add_file(entry.path, fd, size, *st_meta, block_size=BLOCK_SIZE), None
-        mac = self.sealer.new_mac() if sealed else None
-        sha256, blocks = hash_blocks(fd, size, BLOCK_SIZE, extra=mac)
-        numbers = chains.changed_blocks(previous, BLOCK_SIZE, blocks)
-        if numbers is None:
-            os.lseek(fd, 0, os.SEEK_SET)
-            if not sealed:
-                return writer.add_file(entry.path, fd, size, *st_meta, block_size=BLOCK_SIZE), None
-            record = IndexEntry(entry.path, entry.target, "file", mode, uid, gid, mtime_ns, size)
-            stored = self._seal(writer, record, lambda n: os.read(fd, n))
-            return dataclasses.replace(stored, blocks=blocks), None
-        if not sealed:
-            writer.add_delta(entry.path, fd, size, blocks, BLOCK_SIZE, numbers, *st_meta)
-            return StoredFile(sha256, size, False, blocks=blocks), numbers
-        record = IndexEntry(entry.path, entry.target, "file", mode, uid, gid, mtime_ns, size,
-                            blocks={"size": BLOCK_SIZE, "digests": encode_digests(blocks)},
-                            delta=numbers)
-        read = _Chunks(read_blocks(fd, size, blocks, BLOCK_SIZE, numbers, entry.path)).read
-        stored = self._seal(writer, record, read, record.payload_size())
-        return StoredFile(None, size, False, stored.sealed, mac.hexdigest(), blocks), numbers
-
-    def _mark_damaged(self, path: str, error: Exception, stored_as: str) -> None:
-        self._damaged.add(path)
-        self.warnings.add(f"{error}; stored unchecked, {stored_as}")
-        for record in self.index.deferred:
-            if record.path == path:     # no longer a database: no blocks (a safety
-                record.sqlite = False   # archive is never incremental, so no delta)
-                record.blocks = None
-
-    def _write(self, writer: BodyWriter, entry: SourceEntry) -> int:
-        """Archive one entry; returns the content bytes stored."""
-        if entry.kind == DIR:
-            if not self.seal_all:       # sealed archives name no path in the tar stream
-                writer.add_directory(entry.path, entry.mode, entry.mtime_ns, entry.uid, entry.gid)
-            self.index.append(IndexEntry(entry.path, entry.target, "dir", entry.mode, entry.uid,
-                                         entry.gid, entry.mtime_ns))
-            return 0
-        if entry.kind == SYMLINK:
-            if not self.seal_all:
-                writer.add_link(entry.path, tarheader.SYMLINK, entry.link, entry.mode,
-                                entry.mtime_ns, entry.uid, entry.gid)
-            self.index.append(IndexEntry(entry.path, entry.target, "symlink", entry.mode,
-                                         entry.uid, entry.gid, entry.mtime_ns, link=entry.link))
-            return 0
-        if entry.kind == FILE and entry.nlink > 1:
-            first = self._links.get((entry.dev, entry.ino))
-            if first is not None and first.target == entry.target:
-                if not self.seal_all:
-                    writer.add_link(entry.path, tarheader.HARDLINK, first.path, first.mode,
-                                    first.mtime_ns, first.uid, first.gid)
-                self.index.append(IndexEntry(entry.path, entry.target, "hardlink", first.mode,
-                                             first.uid, first.gid, first.mtime_ns, first.size,
-                                             first.sha256, link=first.path,
-                                             hmac_sha256=first.hmac_sha256))
-                self.files += 1
-                return 0
-        source = self._snapshots.get(entry.path) or self._root_text + "/" + entry.path
-        try:
-            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as exc:
-            self.warnings.add(f"{entry.path}: cannot open ({exc.strerror}); not archived")
-            return 0
-        delta = None
-        try:
-            st = os.fstat(fd)
-            if self.parent is not None and entry.kind == FILE:
-                reused = self._reuse(entry, fd, st)
-                if reused is not None:
-                    return self._record(reused, entry)
-            if entry.kind == DATABASE:
-                st_meta = (entry.mode, entry.mtime_ns, entry.uid, entry.gid)
-            else:
-                st_meta = (st.st_mode & 0o7777, st.st_mtime_ns, st.st_uid, st.st_gid)
-            if entry.kind == DATABASE and entry.path not in self._damaged:
-                stored, delta = self._write_database(writer, entry, fd, st.st_size, st_meta)
-            elif self.seal_all or entry.path in self.secrets:
-                record = IndexEntry(entry.path, entry.target, "file", st_meta[0], st_meta[2],
-                                    st_meta[3], st_meta[1], st.st_size)
-                stored = self._seal(writer, record, lambda n: os.read(fd, n))
-            else:
-                base = self.bytes_done
-                on_chunk = (lambda n: self.progress(base + n, self.bytes_total, entry.path)) \
-                    if self.progress else None
-                stored = writer.add_file(entry.path, fd, st.st_size, *st_meta, on_chunk=on_chunk)
-            if entry.kind == FILE:
-                after = os.fstat(fd)
-                if (after.st_mtime_ns, after.st_size) != (st.st_mtime_ns, st.st_size):
-                    stored = dataclasses.replace(stored, changed=True)
-        except OSError as exc:
-            raise SourceError(f"read failed: {exc.strerror}", path=source) from None
-        finally:
-            os.close(fd)
-        is_database = entry.kind == DATABASE and entry.path not in self._damaged
-        record = IndexEntry(entry.path, entry.target, "file", st_meta[0], st_meta[2], st_meta[3],
-                            st_meta[1], stored.size, stored.sha256, sqlite=is_database,
-                            changed=stored.changed, sealed=stored.sealed,
-                            hmac_sha256=stored.hmac_sha256,
-                            ctime_ns=None if entry.kind == DATABASE else _ctime(st),
-                            ino=None if entry.kind == DATABASE else st.st_ino,
-                            blocks={"size": BLOCK_SIZE, "digests": encode_digests(stored.blocks)}
-                            if stored.blocks is not None else None, delta=delta)
-        self._record(record, entry)
-        if stored.changed:
-            self.warnings.add(f"{entry.path}: changed while being read; archived as read")
-        if is_database:
-            record_of = next(d for d in self.databases if d["path"] == entry.path)
-            record_of.update(size=stored.size, sha256=stored.sha256)
-        return stored.size
-
-    def _record(self, record: IndexEntry, entry: SourceEntry) -> int:
-        """Account for a written or referenced file record; returns its content bytes
-        (the tree's, also when an ancestor or a delta holds them)."""
-        # A database record may still change (its snapshot's check runs in the background),
-        # and a sealed file's member list fills as the sealing pool's results are written.
-        self.index.append(record, deferred=record.sqlite or record.sealed is not None)
-        if entry.nlink > 1:
-            self._links[(entry.dev, entry.ino)] = record
-        if record.stored_in is not None:
-            self.reused += 1
-        self.files += 1
-        self.bytes_done += record.size
-        if self.progress:
-            self.progress(self.bytes_done, self.bytes_total, entry.path)
-        return record.size
-
-
-def _ctime(st: os.stat_result) -> int | None:
-    """The ctime to record: omitted when it equals the mtime (the usual case; §12.2)."""
-    return None if st.st_ctime_ns == st.st_mtime_ns else st.st_ctime_ns
-
-
-class _Chunks:
-    """``read(n)`` over an iterator of byte strings."""
-
-    def __init__(self, pieces):
-        self._pieces, self._buffer = iter(pieces), b""
-
-    def read(self, size: int) -> bytes:
-        while len(self._buffer) < size:
-            piece = next(self._pieces, None)
-            if piece is None:
-                break
-            self._buffer += piece
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data

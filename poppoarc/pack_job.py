@@ -164,7 +164,7 @@ class PackJob:
 
     def _reuse(self, entry: SourceEntry, fd: int, st: os.stat_result) -> IndexEntry | None:
         """The record of a file unchanged since the parent, or None to store it."""
-        previous = self.parent.records.get(entry.path)
+        previous = self.parent.records.find(entry.target, entry.path)
         if previous is None or not chains.reusable(previous):
             return None
         mode = st.st_mode & 0o7777
@@ -188,7 +188,7 @@ class PackJob:
         """
         mode, mtime_ns, uid, gid = st_meta
         sealed = self.seal_all
-        previous = self.parent.records.get(entry.path) if self.parent else None
+        previous = self.parent.records.find(entry.target, entry.path) if self.parent else None
         if previous is None and not sealed:
             return writer.add_file(entry.path, fd, size, *st_meta, block_size=BLOCK_SIZE), None
         mac = self.sealer.new_mac() if sealed else None

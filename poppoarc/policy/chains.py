@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..format.manifest import BLOCK_DIGEST, IndexEntry, block_digests
+from ..snapshot.catalogue import TARGETS
 
 NORMAL_TYPES = ("manual", "scheduled")
 
@@ -58,6 +59,38 @@ def parent_problem(manifest: dict, *, max_incrementals: int, sealed_whole: bool,
     if root is not None and manifest.get("root") not in (None, root):
         return f"{manifest['id']} was made from another installation ({manifest['root']})"
     return None
+
+
+_RANK = {name: rank for rank, name in enumerate(TARGETS)}
+
+
+def index_order(target: str | None, path: str) -> tuple[int, str]:
+    """Where a record sits in an index: shared parents first, then by target, then by path."""
+    return _RANK.get(target, -1), path
+
+
+class Cursor:
+    """Looks records of an index up by (target, path), for lookups made in index order.
+
+    Both a pack and a chain reader meet paths in index order, so one forward
+    pass over the other archive's records (read lazily) replaces a dictionary
+    of 100,000 records.  A record out of that order (the generated
+    ``environment.json``, last in its target) is skipped, never matched.
+    """
+
+    def __init__(self, records, keep=lambda record: True):
+        self._records = (r for r in records if keep(r))
+        self._current = next(self._records, None)
+
+    def find(self, target: str | None, path: str) -> IndexEntry | None:
+        wanted = index_order(target, path)
+        while self._current is not None and \
+                index_order(self._current.target, self._current.path) < wanted:
+            self._current = next(self._records, None)
+        current = self._current
+        if current is not None and current.path == path and current.target == target:
+            return current
+        return None
 
 
 def holder_of(parent_id: str, record: IndexEntry) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 from ..errors import ArchiveError, BrokenChain, CorruptArchive, NoKey
 from ..format import reader
 from ..format.manifest import BLOCK_DIGEST, IndexEntry, block_digests
+from ..policy import chains
 
 COPY_CHUNK = 1 << 20
 
@@ -153,19 +154,21 @@ class _LinkSink(reader.MemberSink):
     """Routes one link's verified members: to the consumer, to an assembly, or nowhere."""
 
     def __init__(self, link_id: str, previous_link: str | None, consumer: reader.MemberSink,
-                 wanted: dict[str, IndexEntry], assemblies: dict[str, _Assembly],
+                 wanted: chains.Cursor | None, assemblies: dict[str, _Assembly],
                  final: bool, sealer=None):
         self.link_id, self.previous_link = link_id, previous_link
         self.consumer, self.wanted, self.assemblies = consumer, wanted, assemblies
         self.final, self.sealer = final, sealer
-        self.delivered: set[str] = set()
-        self.seen: set[str] = set()
+        self.delivered = 0
+        self.seen: set[str] = set()             # assembled databases this link has
         self._route: str | None = None
+        self._target: IndexEntry | None = None  # the newest archive's record being delivered
 
     def begin(self, entry: IndexEntry) -> None:
         self._route = None
-        self.seen.add(entry.path)
         assembly = self.assemblies.get(entry.path)
+        if assembly is not None:
+            self.seen.add(entry.path)
         if assembly is not None and entry.type == "file" and entry.sqlite:
             assembly.begin(self.link_id, self.previous_link, entry)
             self._route = "assemble"
@@ -173,8 +176,8 @@ class _LinkSink(reader.MemberSink):
             self.consumer.begin(entry)
             self._route = "final"
         else:
-            target = self.wanted.get(entry.path)
-            if target is None or target.stored_in != self.link_id:
+            target = self.wanted.find(entry.target, entry.path)
+            if target is None:
                 return
             if entry.type != "file" or entry.stored_in is not None or entry.delta is not None \
                     or (entry.size, entry.sha256, entry.hmac_sha256) != (
@@ -182,7 +185,7 @@ class _LinkSink(reader.MemberSink):
                 raise CorruptArchive(f"{entry.path}: {self.link_id} does not hold the content "
                                      "the newer archive refers to")
             self.consumer.begin(target)
-            self._route = "deliver"
+            self._route, self._target = "deliver", target
 
     def data(self, entry: IndexEntry, chunk: bytes) -> None:
         if self._route == "assemble":
@@ -190,7 +193,7 @@ class _LinkSink(reader.MemberSink):
         elif self._route == "final":
             self.consumer.data(entry, chunk)
         elif self._route == "deliver":
-            self.consumer.data(self.wanted[entry.path], chunk)
+            self.consumer.data(self._target, chunk)
 
     def end(self, entry: IndexEntry) -> None:
         route, self._route = self._route, None
@@ -202,8 +205,8 @@ class _LinkSink(reader.MemberSink):
         elif route == "final":
             self.consumer.end(entry)
         elif route == "deliver":
-            self.consumer.end(self.wanted[entry.path])
-            self.delivered.add(entry.path)
+            self.consumer.end(self._target)
+            self.delivered += 1
 
     def _deliver_assembled(self, assembly: _Assembly, entry: IndexEntry) -> None:
         """The rebuilt database, once its whole-file digest matched, to the consumer."""
@@ -241,15 +244,16 @@ def read_chain(links: list[Link], store, final: tuple, consumer: reader.MemberSi
     ``open_link(link, source)`` returns (entries, sealer) of an ancestor.
     """
     source, head, entries, path, sealer = final
-    ids = [link.id for link in links]
-    wanted: dict[str, IndexEntry] = {}
+    # references per holder: (plain, sealed), counted in one pass; the records themselves
+    # are met again in order while each holder is read (chains.Cursor), never all kept
+    references = {link.id: [0, 0] for link in links}
     assemblies: dict[str, _Assembly] = {}
     for entry in entries:
         if entry.stored_in is not None:
-            if entry.stored_in not in ids:
+            if entry.stored_in not in references:
                 raise CorruptArchive(f"{entry.path}: stored in {entry.stored_in}, which is not "
                                      f"an ancestor of {head.manifest['id']}", path=path)
-            wanted[entry.path] = entry
+            references[entry.stored_in][entry.hmac_sha256 is not None] += 1
         elif entry.delta is not None:
             assemblies[entry.path] = _Assembly(workdir / f".assemble-{len(assemblies)}.db")
     unchecked = 0
@@ -258,19 +262,20 @@ def read_chain(links: list[Link], store, final: tuple, consumer: reader.MemberSi
         for link in links:
             with store.open(link.archive) as link_source:
                 link_entries, link_sealer = open_link(link, link_source)
+                wanted = chains.Cursor(entries, keep=lambda e, held=link.id: e.stored_in == held)
                 sink = _LinkSink(link.id, previous, consumer, wanted, assemblies, False)
                 unchecked += reader.read_body(link_source, link.head, link_entries, link.path,
                                               sink, progress=progress, sealer=link_sealer)
             for name, assembly in assemblies.items():
                 if name not in sink.seen:
                     assembly.forget()
-            missing = [p for p, e in wanted.items()
-                       if e.stored_in == link.id and p not in sink.delivered]
-            if missing:
-                raise CorruptArchive(f"{missing[0]}: {link.id} does not hold it, though "
-                                     f"{head.manifest['id']} says so", path=path)
+            plain, sealed = references[link.id]
+            expected = plain + (sealed if link_sealer is not None else 0)   # no key: unchecked
+            if sink.delivered != expected:
+                raise CorruptArchive(f"{link.id} holds {sink.delivered} of the {expected} files "
+                                     f"{head.manifest['id']} says it holds", path=path)
             previous = link.id
-        sink = _LinkSink(head.manifest["id"], previous, consumer, wanted, assemblies, True, sealer)
+        sink = _LinkSink(head.manifest["id"], previous, consumer, None, assemblies, True, sealer)
         unchecked += reader.read_body(source, head, entries, path, sink, progress=progress,
                                       sealer=sealer)
     finally:

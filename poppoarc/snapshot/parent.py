@@ -1,7 +1,7 @@
 """The parent of an incremental archive: found in the store, read and checked.
 
 ``find_parent`` returns what the next pack needs to know about the previous
-archive (its records by path, its manifest hash, its chain depth), or None
+archive (its records, read lazily in index order; its manifest hash; its chain depth), or None
 with a warning explaining why a full archive is made instead.  Decisions
 are in ``policy/chains.py``; this module only reads.
 """
@@ -24,7 +24,7 @@ class ParentBase:
     id: str
     manifest_sha256: str
     depth: int                                  # the new archive's depth is this + 1
-    records: dict[str, IndexEntry]
+    records: chains.Cursor                      # the parent's records, in index order
     sealers: dict = field(default_factory=dict)  # archive id -> Sealer, for keyed digests
     opener: object = None                       # archive id -> Sealer | None (lazy)
 
@@ -101,5 +101,5 @@ def find_parent(settings, store, *, sealed_whole: bool, warnings: Warnings,
 
     digest = hashlib.sha256(head.raw.manifest_member).hexdigest()
     depth = manifest["parent"]["depth"] if manifest["parent"] else 0
-    return ParentBase(choice.id, digest, depth, {e.path: e for e in index.entries},
+    return ParentBase(choice.id, digest, depth, chains.Cursor(index.entries),
                       {choice.id: sealer} if sealer else {}, opener)

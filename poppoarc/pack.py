@@ -30,10 +30,11 @@ from .format.writer import DEFAULT_LEVEL, BodyWriter, finish_archive
 from .lock import InstallationLock
 from .pack_job import PackJob
 from .snapshot import sqlite as sqlite_snapshot
-from .snapshot.catalogue import TARGETS, build_catalogue
+from .snapshot.catalogue import build_catalogue
 from .snapshot.certs import describe_reference
 from .snapshot.environment import dotenv_names, environment_document
 from .snapshot.parent import find_parent
+from .policy.chains import index_order
 from .snapshot.scan import DATABASE, FILE, SourceEntry, scan
 from .store import open_store
 
@@ -127,10 +128,9 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     store = open_store(settings)
     store.ensure()
     cleaned = store.cleanup()
-    # Compact walk records (plain files as (path, target)) unless something may be sealed:
-    # _with_secrets and sealing want whole records.
+    # Compact walk records: plain files as (path, target); pack takes their facts from fstat
     result = scan(settings.root, catalogue, warnings, skip=(settings.store, settings.key_dir),
-                  compact=not (encrypt or secrets.can_encrypt))
+                  compact=True)
     archive_id = new_archive_id(now)
     scope = "archive" if encrypt else "secrets" if secrets.can_encrypt and result.secrets else None
     encryption = sealer = None
@@ -220,9 +220,9 @@ def _with_secrets(root: Path, entries: list[SourceEntry], secrets: list[str],
             added.append(SourceEntry(rel, "security", FILE, stat.S_IMODE(st.st_mode), st.st_uid,
                                      st.st_gid, st.st_mtime_ns, st.st_size, st.st_dev, st.st_ino, 1,
                                      ctime_ns=st.st_ctime_ns))
-    order = {name: index for index, name in enumerate(TARGETS)}
     return sorted(entries + added,
-                  key=lambda e: (-1 if e.target is None else order[e.target], e.path))
+                  key=lambda e: index_order(e[1], e[0]) if type(e) is tuple
+                  else index_order(e.target, e.path))
 
 
 def _head_size(root: Path, entries: list[SourceEntry], references: list[dict]) -> int:

@@ -75,8 +75,7 @@ class PackJob:
             if type(entry) is tuple:    # already compact (scan)
                 groups.setdefault(entry[1], []).append(entry[0])
                 continue
-            plain = (entry.kind == FILE and entry.nlink == 1 and not self.seal_all
-                     and entry.path not in self.secrets)
+            plain = entry.kind == FILE and entry.nlink == 1 and entry.path not in self.secrets
             groups.setdefault(entry.target, []).append(entry.path if plain else entry)
         self.entries = None         # groups are popped as they are written: memory stays flat
         for entry in groups.get(None, []):

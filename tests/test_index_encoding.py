@@ -116,3 +116,25 @@ def test_bad_records_are_rejected(line):
 def test_structural_lies_are_rejected(entries):
     with pytest.raises(CorruptArchive):
         decode_index(encode_index("backup-x", entries), "backup-x", "t")
+
+
+def test_sealed_records_are_encoded_as_soon_as_their_members_are_known():
+    spool = IndexSpool()
+    records = []
+    for n in range(6):
+        record = IndexEntry(f"state/{n}", "state", "file", 0o644, 0, 0, n, 10, None,
+                            sealed=[] if n % 2 else None, hmac_sha256=f"{n:064x}" if n % 2 else None)
+        if record.sealed is None:
+            record.sha256 = f"{n:064x}"
+        records.append(record)
+        spool.append(record, deferred=record.sealed is not None)
+        if n == 3:          # the pool wrote the first sealed file's member: it settles
+            records[1].sealed.append(["objects/00000001.0000", 90])
+    assert [entry for _, _, entry in spool._pending] == [records[3], records[5]]
+    records[3].sealed.append(["objects/00000003.0000", 90])
+    records[5].sealed.append(["objects/00000005.0000", 90])
+    spooled, listed = io.BytesIO(), io.BytesIO()
+    write_index(spooled, "backup-x", spool)
+    write_index(listed, "backup-x", records)
+    spool.close()
+    assert spooled.getvalue() == listed.getvalue()

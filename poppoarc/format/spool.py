@@ -6,11 +6,14 @@ neither must a reader (spec/FORMAT.md §5.4: the index can be large).
 
 from __future__ import annotations
 
+import heapq
 import io
 import shutil
 import tempfile
+from array import array
+from collections import deque
 
-from .manifest import IndexEntry
+from .manifest import CHUNK_SIZE, IndexEntry
 from .records import encode_entry
 
 
@@ -20,41 +23,75 @@ class IndexSpool:
 
     A record appended with ``deferred=True`` stays an object (and may still be changed,
     like a database snapshot whose check fails later) and is encoded at ``write_to``.
+    A sealed file's record is complete only once the sealing pool has written its
+    members (``sealed`` fills in order): it waits in a short queue and is encoded into
+    a side file as soon as it is complete, so 100,000 sealed files do not pile up.
     """
 
     def __init__(self) -> None:
         self._file = tempfile.TemporaryFile()
         self._count = 0
-        self._deferred: list[tuple[int, IndexEntry]] = []     # (spool offset, record)
+        self._deferred: list[tuple[int, int, IndexEntry]] = []   # (sequence, offset, record)
+        self._pending: deque[tuple[int, int, IndexEntry]] = deque()
+        self._side = tempfile.TemporaryFile()
+        self._settled = array("q")          # (sequence, offset, side start, length) ...
 
     def append(self, entry: IndexEntry, *, deferred: bool = False) -> None:
-        if deferred:
-            self._deferred.append((self._file.tell(), entry))
+        item = (self._count, self._file.tell(), entry)
+        if deferred and entry.sealed is not None and not entry.sqlite:
+            self._pending.append(item)
+        elif deferred:
+            self._deferred.append(item)
         else:
             self._file.write(encode_entry(entry))
         self._count += 1
+        self._settle()
+
+    def _settle(self) -> None:
+        while self._pending and _complete(self._pending[0][2]):
+            sequence, offset, entry = self._pending.popleft()
+            line = encode_entry(entry)
+            self._settled.extend((sequence, offset, self._side.tell(), len(line)))
+            self._side.write(line)
 
     def __len__(self) -> int:
         return self._count
 
     @property
     def deferred(self) -> list[IndexEntry]:
-        return [entry for _, entry in self._deferred]
+        """The records still held as objects (databases): they may still change."""
+        return [entry for _, _, entry in self._deferred]
 
     def write_to(self, out) -> None:
-        """Every record's line, in the order appended."""
+        """Every record's line, in the order appended (every sealing finished by now)."""
+        self._settle()
+        if self._pending:
+            raise ValueError("index record written before its sealed members")
         self._file.flush()
         self._file.seek(0)
+        self._side.flush()
+        settled = ((self._settled[i], self._settled[i + 1], self._settled[i + 2],
+                    self._settled[i + 3]) for i in range(0, len(self._settled), 4))
+        objects = ((sequence, offset, entry, None) for sequence, offset, entry in self._deferred)
         done = 0
-        for offset, entry in self._deferred:
+        for sequence, offset, what, length in heapq.merge(settled, objects, key=lambda i: i[0]):
             shutil.copyfileobj(_Limited(self._file, offset - done), out)
             done = offset
-            out.write(encode_entry(entry))
+            if length is None:
+                out.write(encode_entry(what))
+            else:
+                self._side.seek(what)
+                out.write(self._side.read(length))
         shutil.copyfileobj(self._file, out)
         self._file.seek(0, io.SEEK_END)
 
     def close(self) -> None:
         self._file.close()
+        self._side.close()
+
+
+def _complete(entry: IndexEntry) -> bool:
+    return len(entry.sealed) == max(1, -(-entry.payload_size() // CHUNK_SIZE))
 
 
 class _Limited:

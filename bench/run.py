@@ -160,6 +160,11 @@ def prepare_scale(scale: str, options: dict, scale_dir: Path, env: dict, poppoar
             "path": str(installation), "same_files": str(same)}
     info["tree"] = tree_stats(installation)
     info["same_files_tree"] = tree_stats(same)
+    # with a key, poppoarc also archives the secret files (sealed), and restores them
+    secrets = [p for p in installation.glob(".env*") if p.is_file() and not p.is_symlink()]
+    info["sealed_files_tree"] = {"files": info["same_files_tree"]["files"] + len(secrets),
+                                 "bytes": info["same_files_tree"]["bytes"]
+                                 + sum(p.stat().st_size for p in secrets)}
     print(f"[{scale}] {summary['files']:,} files, {summary['bytes'] / 1e6:.1f} MB in "
           f"{generate_s:.1f} s; poppoarc's share: {info['same_files_tree']['files']:,} files, "
           f"{info['same_files_tree']['bytes'] / 1e6:.1f} MB", flush=True)
@@ -221,7 +226,7 @@ def bench_scale(scale: str, options: dict, tools: list, workdir: Path, env: dict
             source = tool.source_for(installation, same)
             expected = info["same_files_tree"] if tool.key in ("poppoarc", "poppoarc-incremental") \
                 or source == same \
-                else info["tree"]
+                else info["sealed_files_tree"] if tool.key == "poppoarc-encrypted" else info["tree"]
             ctx = Context(source=source, work=round_dir / tool.key, env=env,
                           timeout=options["timeout"], threads=options["threads"])
             got = one_tool(tool, ctx, rnd, warmup, expected)

@@ -40,6 +40,39 @@ class Sealer:
         frame = compressor.compress(plaintext, ZstdCompressor.FLUSH_FRAME)
         return segments.seal(self.data_key, self.archive_id, entry, chunk, frame)
 
+    def seal_stream(self, entry: int, chunk: int, read) -> bytes:
+        """Compress ``read(n)``'s bytes as they come, then seal the frame (a large index:
+        its plaintext never sits in memory whole)."""
+        compressor = ZstdCompressor(CHUNK_LEVEL)
+        pieces = []
+        while data := read(1 << 20):
+            pieces.append(compressor.compress(data))
+        pieces.append(compressor.flush(ZstdCompressor.FLUSH_FRAME))
+        return segments.seal(self.data_key, self.archive_id, entry, chunk, b"".join(pieces))
+
+    def open_to_file(self, entry: int, chunk: int, sealed: bytes, out, limit: int) -> int:
+        """Decrypt, then decompress into the binary file ``out``, at most ``limit`` bytes;
+        returns how many.  The plaintext never sits in memory whole."""
+        compressed = segments.open_sealed(self.data_key, self.archive_id, entry, chunk, sealed)
+        del sealed
+        decompressor = ZstdDecompressor(option={DParameter.windowLogMax: 27})
+        written = 0
+        try:
+            while True:
+                piece = decompressor.decompress(compressed, max_length=1 << 20)
+                compressed = b""
+                written += len(piece)
+                if written > limit:
+                    raise segments.SegmentError("sealed chunk inflates beyond its limit")
+                out.write(piece)
+                if decompressor.eof or (not piece and decompressor.needs_input):
+                    break
+        except ZstdError as exc:
+            raise segments.SegmentError(f"sealed chunk does not decompress ({exc})") from None
+        if not decompressor.eof or decompressor.unused_data:
+            raise segments.SegmentError("sealed chunk is cut short or has trailing data")
+        return written
+
     def open_chunk(self, entry: int, chunk: int, sealed: bytes, expected: int | None,
                    limit: int = 0) -> bytes:
         """Decrypt, then decompress exactly ``expected`` bytes (or at most ``limit``).

@@ -219,11 +219,12 @@ def read_index(handle, head: TrustedHead, path: object, sealer=None) -> Index:
         if sealer is None:
             return Index(None)
         data.seek(0)
+        sealed_bytes, data = data.read(), tempfile.TemporaryFile()
         try:
-            data = sealer.open_chunk(segments.INDEX_ENTRY, 0, data.read(), None,
-                                     limit=MAX_INDEX_SIZE)
+            sealer.open_to_file(segments.INDEX_ENTRY, 0, sealed_bytes, data, MAX_INDEX_SIZE)
         except segments.SegmentError as exc:
             raise CorruptArchive(f"encrypted index: {exc}", path=path) from None
+        del sealed_bytes
     entries, sealed_manifest = decode_index(data, manifest["id"], path, sealed=sealed,
                                             incremental=manifest["incremental"])
     if len(entries) != layout["entries"]:

@@ -35,7 +35,6 @@ from .manifest import (
     SEALED_MANIFEST_KEYS,
     IndexEntry,
     cap_warnings,
-    encode_index,
     iso_timestamp,
     write_index,
 )
@@ -362,8 +361,10 @@ def finish_archive(out, writer: BodyWriter, *, archive_id: str, now, entries: li
         sealed_manifest = {k: fields[k] for k in SEALED_MANIFEST_KEYS if k != "warnings"}
         sealed_manifest["warnings"] = list(warnings)
         fields.update(host=None, root=None, databases=[], certificates=[])
-        spool = io.BytesIO(sealer.seal_chunk(segments.INDEX_ENTRY, 0,
-                                             encode_index(archive_id, entries, sealed_manifest)))
+        with tempfile.TemporaryFile() as plain:        # 100,000 records: ~25 MB, not in memory
+            write_index(plain, archive_id, entries, sealed_manifest)
+            plain.seek(0)
+            spool = io.BytesIO(sealer.seal_stream(segments.INDEX_ENTRY, 0, plain.read))
         index_name, head_warnings = ENCRYPTED_INDEX_NAME, []
     else:
         spool = tempfile.TemporaryFile()

@@ -21,7 +21,7 @@ from pathlib import Path
 from .config import Settings
 from .errors import DatabaseSnapshotError, SourceError, Warnings
 from .format import tarheader
-from .format.blocks import hash_blocks, read_blocks
+from .format.blocks import BlockHasher, hash_blocks, read_blocks
 from .format.manifest import BLOCK_SIZE, CHUNK_SIZE, IndexEntry, encode_digests
 from .format.spool import IndexSpool
 from .format.writer import BodyWriter, StoredFile
@@ -190,8 +190,21 @@ class PackJob:
         previous = self.parent.records.find(entry.target, entry.path) if self.parent else None
         if previous is None and not sealed:
             return writer.add_file(entry.path, fd, size, *st_meta, block_size=BLOCK_SIZE), None
+        if previous is None:        # sealed, whole: block digests while it is read for sealing
+            hasher = BlockHasher(BLOCK_SIZE, whole=False)
+
+            def read(n: int) -> bytes:
+                data = os.read(fd, n)
+                hasher.update(data)
+                return data
+
+            record = IndexEntry(entry.path, entry.target, "file", mode, uid, gid, mtime_ns, size)
+            stored = self._seal(writer, record, read)
+            hasher.hexdigest()
+            return dataclasses.replace(stored, blocks=bytes(hasher.blocks)), None
+        # a sealed record's digest is its HMAC: no plain SHA-256 pass for it
         mac = self.sealer.new_mac() if sealed else None
-        sha256, blocks = hash_blocks(fd, size, BLOCK_SIZE, extra=mac)
+        sha256, blocks = hash_blocks(fd, size, BLOCK_SIZE, extra=mac, whole=not sealed)
         numbers = chains.changed_blocks(previous, BLOCK_SIZE, blocks)
         if numbers is None:
             os.lseek(fd, 0, os.SEEK_SET)

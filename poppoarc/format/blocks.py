@@ -19,17 +19,21 @@ READ_CHUNK = 4 << 20
 
 
 class BlockHasher:
-    """SHA-256 of the whole content and the block digests (§12.4), in one pass."""
+    """SHA-256 of the whole content and the block digests (§12.4), in one pass.
 
-    def __init__(self, block_size: int):
+    ``whole=False``: block digests only (a sealed file's digest is its HMAC).
+    """
+
+    def __init__(self, block_size: int, whole: bool = True):
         self.block_size = block_size
-        self.whole = hashlib.sha256()
+        self.whole = hashlib.sha256() if whole else None
         self.blocks = bytearray()       # BLOCK_DIGEST bytes per block
         self._current = hashlib.sha256()
         self._filled = 0
 
     def update(self, data) -> None:
-        self.whole.update(data)
+        if self.whole is not None:
+            self.whole.update(data)
         view = memoryview(data)
         size, sha256 = self.block_size, hashlib.sha256
         if self._filled:
@@ -52,13 +56,14 @@ class BlockHasher:
         if self._filled:
             self.blocks += self._current.digest()[:BLOCK_DIGEST]
             self._current, self._filled = hashlib.sha256(), 0
-        return self.whole.hexdigest()
+        return self.whole.hexdigest() if self.whole is not None else None
 
 
-def hash_blocks(fd: int, size: int, block_size: int, extra=None) -> tuple[str, bytes]:
-    """(SHA-256 of the content, the block digests) of ``size`` bytes of ``fd``;
-    ``extra`` (a keyed MAC) sees the content too."""
-    hasher = BlockHasher(block_size)
+def hash_blocks(fd: int, size: int, block_size: int, extra=None,
+                whole: bool = True) -> tuple[str | None, bytes]:
+    """(SHA-256 of the content or None without ``whole``, the block digests) of ``size``
+    bytes of ``fd``; ``extra`` (a keyed MAC) sees the content too."""
+    hasher = BlockHasher(block_size, whole)
     offset = 0
     while offset < size:
         data = os.pread(fd, min(READ_CHUNK, size - offset), offset)

@@ -22,7 +22,7 @@ from .config import Settings
 from .errors import DatabaseSnapshotError, SourceError, Warnings
 from .format import tarheader
 from .format.blocks import BlockHasher, hash_blocks, read_blocks
-from .format.manifest import BLOCK_SIZE, CHUNK_SIZE, IndexEntry, encode_digests
+from .format.manifest import BLOCK_SIZE, BUNDLE_MAX, CHUNK_SIZE, IndexEntry, encode_digests
 from .format.spool import IndexSpool
 from .format.writer import BodyWriter, StoredFile
 from .policy import chains
@@ -103,7 +103,7 @@ class PackJob:
                     record = IndexEntry(ENVIRONMENT_MEMBER, "config", "file", 0o600, 0, 0,
                                         mtime_ns, len(data), generated=True)
                     if self.seal_all:
-                        self._seal(writer, record, io.BytesIO(data).read)
+                        self._seal(writer, record, io.BytesIO(data).read, may_bundle=True)
                     else:
                         record.sha256 = writer.add_bytes(ENVIRONMENT_MEMBER, data, 0o600, mtime_ns)
                     self.index.append(record, deferred=record.sealed is not None)
@@ -145,10 +145,16 @@ class PackJob:
         return checks
 
     def _seal(self, writer: BodyWriter, record: IndexEntry, read,
-              payload: int | None = None) -> StoredFile:
-        """Write one file (or ``payload`` bytes of a delta) as sealed chunks;
-        fills the record's sealed fields."""
+              payload: int | None = None, may_bundle: bool = False) -> StoredFile:
+        """Write one file (or ``payload`` bytes of a delta) as sealed chunks, or a small
+        file into a shared bundle object; fills the record's sealed fields."""
         position = len(self.index)
+        if may_bundle and self.seal_all and payload is None and record.size <= BUNDLE_MAX:
+            stored = writer.add_bundled_file(read, record.size, position, self.sealer,
+                                             self.archive_mtime_ns)
+            record.sealed, record.hmac_sha256 = stored.sealed, stored.hmac_sha256
+            record.bundle = stored.bundle
+            return stored
         payload = record.size if payload is None else payload
         chunks = max(1, -(-payload // CHUNK_SIZE))
         if self.seal_all:
@@ -280,7 +286,7 @@ class PackJob:
             elif self.seal_all or entry.path in self.secrets:
                 record = IndexEntry(entry.path, entry.target, "file", st_meta[0], st_meta[2],
                                     st_meta[3], st_meta[1], st.st_size)
-                stored = self._seal(writer, record, lambda n: os.read(fd, n))
+                stored = self._seal(writer, record, lambda n: os.read(fd, n), may_bundle=True)
             else:
                 base = self.bytes_done
                 on_chunk = (lambda n: self.progress(base + n, self.bytes_total, entry.path)) \
@@ -302,7 +308,8 @@ class PackJob:
                             ctime_ns=None if entry.kind == DATABASE else _ctime(st),
                             ino=None if entry.kind == DATABASE else st.st_ino,
                             blocks={"size": BLOCK_SIZE, "digests": encode_digests(stored.blocks)}
-                            if stored.blocks is not None else None, delta=delta)
+                            if stored.blocks is not None else None, delta=delta,
+                            bundle=stored.bundle)
         self._record(record, entry)
         if stored.changed:
             self.warnings.add(f"{entry.path}: changed while being read; archived as read")

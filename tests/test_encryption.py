@@ -146,6 +146,10 @@ def test_secrets_are_sealed_even_in_a_plain_archive(cli, installation, passphras
 # -- attacks by someone holding the signing key but not the data key ----------------------
 
 def _sealed_archive(cli, tmp_path, name="a"):
+    # two files above the bundle limit and of one size: objects of their own to swap
+    for blob in ("blob-a.bin", "blob-b.bin"):
+        if not (cli.root / "state" / blob).exists():
+            (cli.root / "state" / blob).write_bytes(os.urandom(100_000))
     packed = cli.pack("--encrypt")
     return Path(packed["path"])
 
@@ -358,3 +362,70 @@ def test_pool_keeps_members_in_order_across_batches_and_chunks(tmp_path):
                 opened += sealer.open_chunk(entry, number, sealed, min(CHUNK_SIZE, len(data) - len(opened)))
             assert opened == data, entry
         assert stream.at_end()
+
+
+def test_small_files_share_bundle_objects(cli, installation, passphrase):
+    packed = cli.pack("--encrypt")
+    _, found = members(Path(packed["path"]))
+    assert any(name.endswith(".b") for name, _, _ in found)
+    assert len(found) < packed["files"] / 4          # tiny files share objects
+    code, inspected = cli.json("inspect", packed["id"], "--entries")
+    assert [e["bundle"] for e in inspected["entries"] if e.get("bundle")], "a bundle of several"
+    assert cli("verify", packed["id"])[0] == 0
+
+
+@pytest.mark.parametrize("lie", ["offset", "short", "unclaimed"])
+def test_a_signed_index_that_lies_about_a_bundle_is_rejected(cli, key_home, passphrase, lie):
+    """Written through the real writer with the real keys; only the index lies."""
+    import hashlib
+    import io
+    from datetime import datetime, timezone
+
+    from poppoarc.crypto import recipients, signing
+    from poppoarc.crypto.sealer import Sealer
+    from poppoarc.format.manifest import CHUNK_SIZE, ENCRYPTION_SCHEME, IndexEntry, new_archive_id
+    from poppoarc.format.writer import BodyWriter, finish_archive
+
+    key, _ = signing.load_or_generate(key_home)
+    now = datetime.now(timezone.utc)
+    archive_id = new_archive_id(now)
+    data_key = recipients.new_data_key()
+    sealer = Sealer(data_key, archive_id)
+    encryption = {"scheme": ENCRYPTION_SCHEME, "scope": "archive", "chunk_size": CHUNK_SIZE,
+                  "recipients": recipients.wrap(data_key, archive_id,
+                                                recipients.Secrets(passphrase=PASS.encode()))}
+    contents = [b"first file\n", b"second, longer file\n", b"third\n"]
+    cli.store.mkdir(parents=True, exist_ok=True)
+    path = cli.store / f"{archive_id}.poppo.tar.zst"
+    entries = [IndexEntry("state", "state", "dir", 0o755, 0, 0, 0)]
+    with open(path, "w+b") as handle:
+        writer = BodyWriter(handle, 8192, level=1)
+        for n, data in enumerate(contents):
+            entry = IndexEntry(f"state/{n}.json", "state", "file", 0o644, 0, 0, 0, len(data))
+            stored = writer.add_bundled_file(io.BytesIO(data).read, len(data), len(entries),
+                                             sealer, int(now.timestamp()) * 10**9)
+            entry.sealed, entry.hmac_sha256, entry.bundle = (stored.sealed, stored.hmac_sha256,
+                                                             stored.bundle)
+            entries.append(entry)
+        offset, length = writer.end_frame()
+        if lie == "offset":             # the third file claims to start one byte later
+            entries[3].bundle += 1
+            entries[3].size -= 1
+            entries[3].hmac_sha256 = hashlib.sha256().hexdigest()
+        elif lie == "short":            # the last file claims more bytes than the bundle has
+            entries[3].size += 1
+        else:                           # the bundle holds bytes no file claims
+            del entries[3]
+        fields = {"version": None, "tool": {"name": "poppoarc", "version": "test"},
+                  "type": "manual", "name": None, "incremental": False, "parent": None,
+                  "host": None, "root": None, "databases": [], "certificates": [],
+                  "files": len(entries) - 1, "duration": 0,
+                  "targets": {"state": {"files": len(entries) - 1, "size": 0,
+                                        "entries": len(entries), "stored": [offset, length]}}}
+        finish_archive(handle, writer, archive_id=archive_id, now=now, entries=entries,
+                       fields=fields, warnings=[], key=key, head_size=8192, level=1,
+                       encryption=encryption, sealer=sealer)
+    code, _, err = cli("verify", archive_id)
+    expected = {"offset": "bundle offset", "short": "bundle ends inside",
+                "unclaimed": "bytes no file claims"}[lie]
+    assert code == 13 and expected in err, err

@@ -43,6 +43,8 @@ CHUNK_SIZE = 4 * 1024 * 1024        # plaintext bytes per sealed object
 DELTA_PREFIX = ".poppoarc/delta/"   # member name of a database's changed blocks (§12.4)
 BLOCK_SIZE = 4096                   # database block size writers use: a page (§12.4)
 BLOCK_DIGEST = 16                   # bytes of SHA-256 kept per block
+BUNDLE_MAX = 65536                  # sealed files up to this size share objects (§11.4)
+BUNDLE_CHUNK = 0xFFFFFFFF           # the chunk number a bundle object's key is bound to
 SEALED_MANIFEST_KEYS = ("host", "root", "databases", "certificates", "warnings")
 LAYOUT_KEYS = {"head_size", "body_offset", "index_offset", "index_length", "index_size",
                "index_sha256", "entries"}
@@ -163,6 +165,7 @@ class IndexEntry:
     stored_in: str | None = None        # content lives in this ancestor's body (§12.3)
     blocks: dict | None = None          # {"size", "digests"}: a database's blocks (§12.4)
     delta: list | None = None           # block numbers stored here; the rest is the parent's
+    bundle: int | None = None           # offset in the sealed bundle object it shares (§11.4)
 
     def payload_size(self) -> int:
         """Content bytes this record's member holds in this archive's body."""
@@ -188,7 +191,7 @@ class IndexEntry:
         for flag in ("sqlite", "changed", "generated"):
             if getattr(self, flag):
                 record[flag] = True
-        for key in ("ctime_ns", "ino", "stored_in", "blocks", "delta"):
+        for key in ("ctime_ns", "ino", "stored_in", "blocks", "delta", "bundle"):
             value = getattr(self, key)
             if value is not None:
                 record[key] = value
@@ -197,7 +200,7 @@ class IndexEntry:
 
 _ENTRY_REQUIRED = {"path", "target", "type", "mode", "uid", "gid", "mtime_ns", "size"}
 _ENTRY_OPTIONAL = {"sha256", "link", "sqlite", "changed", "generated", "sealed", "hmac_sha256",
-                   "ctime_ns", "ino", "stored_in", "blocks", "delta"}
+                   "ctime_ns", "ino", "stored_in", "blocks", "delta", "bundle"}
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
 
 
@@ -381,6 +384,12 @@ def _check_entry(entry: IndexEntry) -> None:
     if entry.type in ("symlink", "hardlink") and not entry.link:
         raise ValueError(f"{entry.path}: link without a target")
     _check_incremental_keys(entry)
+    if entry.bundle is not None:
+        first = entry.bundle == 0
+        if entry.type != "file" or not _is_int(entry.bundle) or entry.size > BUNDLE_MAX \
+                or entry.hmac_sha256 is None or entry.sqlite or entry.delta is not None \
+                or entry.stored_in is not None or (entry.sealed is not None) != first:
+            raise ValueError(f"{entry.path}: malformed bundle reference")
 
 
 MIN_BLOCK, MAX_BLOCK = 4096, 1 << 24

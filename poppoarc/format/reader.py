@@ -36,7 +36,7 @@ from .head import (
     read_head_size,
     signed_message,
 )
-from .manifest import (CHUNK_SIZE, DELTA_PREFIX, IndexEntry, decode_index, timestamp_seconds,
+from .manifest import (BUNDLE_CHUNK, CHUNK_SIZE, DELTA_PREFIX, IndexEntry, decode_index, timestamp_seconds,
                        validate_manifest)
 from .records import IndexRecords
 
@@ -256,12 +256,31 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
     body_hash = hashlib.sha256()
     stream = FrameStream(source, layout["body_offset"], layout["index_offset"], path, body_hash)
     done = unchecked = 0
+    bundle: _Bundle | None = None
     for position, entry in enumerate(entries):
         if entry.stored_in is not None:
             continue        # the content is in an ancestor's body (§12.3): no member here
         if all_sealed and entry.type != "file":
             sink.begin(entry)       # metadata only: no tar member names it
             sink.end(entry)
+            continue
+        if bundle is not None and (entry.bundle is None or entry.bundle == 0):
+            bundle.finish(path)     # a file with a member of its own ends the bundle
+            bundle = None
+        if entry.bundle is not None:
+            if entry.bundle == 0:
+                bundle = _Bundle.read(stream, entry, position, seconds, path, sealer)
+            elif bundle is None or entry.bundle != bundle.cursor:
+                raise CorruptArchive(f"member {entry.path}: its bundle offset does not follow "
+                                     "the file before it", path=path)
+            sink.begin(entry)
+            ok = bundle.take(entry, sink, path, sealer)
+            unchecked += not ok
+            done += entry.size
+            if progress:
+                progress(done, entry.path)
+            if ok:
+                sink.end(entry)
             continue
         if entry.sealed is not None:
             sink.begin(entry)
@@ -302,10 +321,58 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
                 raise CorruptArchive(f"member {entry.path}: content does not match its SHA-256",
                                      path=path)
         sink.end(entry)
+    if bundle is not None:
+        bundle.finish(path)
     if not stream.at_end():
         raise CorruptArchive("body holds data after the last indexed member", path=path)
     _check_body_checksum(handle, manifest, body_hash, path)
     return unchecked
+
+
+class _Bundle:
+    """A sealed bundle object (§11.4): small files' contents, back to back."""
+
+    def __init__(self, plaintext: bytes | None):
+        self.plaintext, self.cursor = plaintext, 0
+
+    @classmethod
+    def read(cls, stream: FrameStream, entry: IndexEntry, position: int, seconds: int,
+             path: object, sealer) -> "_Bundle":
+        name, size = entry.sealed[0]
+        header = tarheader.member_header(name, tarheader.REGULAR, mode=0o600, size=size,
+                                         mtime=seconds)
+        _expect(stream, header, f"member {entry.path}", path)
+        data = stream.read(size)
+        if len(data) < size:
+            raise TruncatedArchive(f"archive ends inside member {entry.path}", path=path)
+        if stream.read(tarheader.padding(size)) != bytes(tarheader.padding(size)):
+            raise CorruptArchive(f"member {entry.path}: padding is not zero", path=path)
+        if sealer is None:
+            return cls(None)
+        try:
+            return cls(sealer.open_chunk(position, BUNDLE_CHUNK, data, None, limit=CHUNK_SIZE))
+        except segments.SegmentError as exc:
+            raise CorruptArchive(f"member {entry.path}: {exc}", path=path) from None
+
+    def take(self, entry: IndexEntry, sink: MemberSink, path: object, sealer) -> bool:
+        """The next file's content, checked against its HMAC; False without a key."""
+        start, self.cursor = self.cursor, self.cursor + entry.size
+        if self.plaintext is None:
+            return False
+        content = self.plaintext[start:self.cursor]
+        if len(content) != entry.size:
+            raise CorruptArchive(f"member {entry.path}: bundle ends inside it", path=path)
+        mac = sealer.new_mac()
+        mac.update(content)
+        if not hmac.compare_digest(mac.hexdigest(), entry.hmac_sha256):
+            raise CorruptArchive(f"member {entry.path}: content does not match its HMAC", path=path)
+        if content:
+            sink.data(entry, content)
+        return True
+
+    def finish(self, path: object) -> None:
+        if self.plaintext is not None and self.cursor != len(self.plaintext):
+            raise CorruptArchive("a bundle holds bytes no file claims", path=path)
 
 
 def _check_blocks(step, chunk, entry: IndexEntry, path: object) -> None:

@@ -22,6 +22,7 @@ def encode_entry(entry) -> bytes:
     if (entry.link is None and entry.sealed is None and entry.hmac_sha256 is None
             and not (entry.sqlite or entry.changed or entry.generated)
             and entry.stored_in is None and entry.blocks is None and entry.delta is None
+            and entry.bundle is None
             and type(entry.path) is str and type(entry.type) is str
             and type(entry.target) in (str, type(None)) and type(entry.sha256) in (str, type(None))
             and type(entry.ino) in (int, type(None)) and type(entry.ctime_ns) in (int, type(None))

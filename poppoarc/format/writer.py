@@ -29,6 +29,7 @@ from .access import as_sink
 from .blocks import BlockHasher, read_blocks
 from .head import ENCRYPTED_INDEX_NAME, INDEX_NAME, head_frame_size
 from .manifest import (
+    BUNDLE_CHUNK,
     CHUNK_SIZE,
     DELTA_PREFIX,
     FORMAT,
@@ -58,6 +59,7 @@ class StoredFile:
     sealed: list | None = None      # [[member, size], ...] when sealed
     hmac_sha256: str | None = None
     blocks: bytes | None = None     # block digests when asked for (databases, §12.4)
+    bundle: int | None = None       # offset in a shared bundle object (§11.4)
 
 
 class BodyWriter:
@@ -89,6 +91,7 @@ class BodyWriter:
         self._sealing: deque = deque()     # (future, [(member name, members list), ...])
         self._batch: list = []             # sealing jobs not yet handed to the pool
         self._batch_bytes = 0
+        self._bundle: list | None = None   # [sealer, entry, plaintext, name, seconds, members]
         self.sink.begin(self.offset)
 
     # -- low level -------------------------------------------------------
@@ -228,6 +231,7 @@ class BodyWriter:
         Member headers carry no file metadata (mode 0600, owner 0, the
         archive's own time): that lives in the encrypted index.
         """
+        self._close_bundle()
         mac = sealer.new_mac()
         members: list = []          # filled in order as the pool's results are written
         remaining, changed = size, False
@@ -251,6 +255,47 @@ class BodyWriter:
         if not changed and read(1):
             changed = True
         return StoredFile(None, size, changed, members, mac.hexdigest())
+
+    def add_bundled_file(self, read, size: int, entry: int, sealer, mtime_ns: int) -> StoredFile:
+        """Store a small file in the open bundle object (§11.4); ``bundle`` of the result
+        is its offset in the bundle.  The first file of a bundle gets the ``sealed``
+        member list (filled once the bundle is sealed); the others get None.
+
+        A bundle holds consecutive sealed files of one target, at most CHUNK_SIZE bytes:
+        compressing them together costs one zstd frame and one object, not one per file.
+        """
+        data = read(size)
+        while len(data) < size:
+            more = read(size - len(data))
+            if not more:
+                break
+            data += more
+        changed = len(data) != size
+        data = data[:size] + bytes(size - len(data))
+        changed = changed or bool(read(1))
+        mac = sealer.new_mac()
+        mac.update(data)
+        if self._bundle is not None and len(self._bundle[2]) + size > CHUNK_SIZE:
+            self._close_bundle()
+        members = None
+        if self._bundle is None:
+            members = []
+            self._bundle = [sealer, entry, bytearray(), f"objects/{entry:08x}.b",
+                            mtime_ns // 10**9, members]
+        offset = len(self._bundle[2])
+        self._bundle[2] += data
+        return StoredFile(None, size, changed, members, mac.hexdigest(), bundle=offset)
+
+    def _close_bundle(self) -> None:
+        """Queue the open bundle for sealing: its members come before anything later."""
+        if self._bundle is None:
+            return
+        sealer, entry, plaintext, name, seconds, members = self._bundle
+        self._bundle = None
+        self._batch.append((sealer, entry, BUNDLE_CHUNK, bytes(plaintext), name, seconds, members))
+        self._batch_bytes += len(plaintext)
+        if self._batch_bytes >= SEAL_BATCH:
+            self._submit_batch()
 
     def _submit_batch(self) -> None:
         """Hand the batched chunks to the sealing pool as one job.
@@ -276,6 +321,7 @@ class BodyWriter:
         so the frame being compressed here is closed first.
         """
         if not limit:
+            self._close_bundle()
             self._submit_batch()
         while len(self._sealing) > limit:
             future, owners = self._sealing.popleft()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from ..errors import PoppoarcError
+from ..errors import CorruptArchive, PoppoarcError
 from .manifest import BLOCK_DIGEST, IndexEntry, block_digests
 
 READ_CHUNK = 4 << 20
@@ -124,3 +124,11 @@ class BlockCheck:
     def finish(self) -> None:
         if self.number is not None:
             raise ValueError(f"content ends before block {self.number}")
+
+
+def check_blocks(step, chunk, entry: IndexEntry, path: object) -> None:
+    """Run a BlockCheck step; a mismatch is a corrupt member."""
+    try:
+        step(chunk) if chunk is not None else step()
+    except ValueError as exc:
+        raise CorruptArchive(f"member {entry.path}: {exc}", path=path) from None

@@ -13,35 +13,31 @@ ranged GETs on an S3 object) or an open binary file, which is wrapped as one.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import tempfile
 from dataclasses import dataclass
-
-from pyzstd import DParameter, ZstdDecompressor, ZstdError
 
 from ..crypto import segments, signing
 from ..errors import CorruptArchive, ForeignArchive, TamperedArchive, TruncatedArchive
 from . import tarheader
 from .access import as_source
-from .blocks import BlockCheck
+from .blocks import BlockCheck, check_blocks
+from .frames import READ_SIZE, FrameStream, expect
 from .head import (
     ENCRYPTED_INDEX_NAME,
     FRAME_HEADER_SIZE,
     INDEX_NAME,
     RawHead,
-    ZSTD_MAGIC,
     decode_head,
     encode_head,
     head_frame_size,
     read_head_size,
     signed_message,
 )
-from .manifest import (BUNDLE_CHUNK, CHUNK_SIZE, DELTA_PREFIX, IndexEntry, decode_index, timestamp_seconds,
+from .manifest import (DELTA_PREFIX, IndexEntry, decode_index, timestamp_seconds,
                        validate_manifest)
 from .records import IndexRecords
+from .sealed import Bundle, read_sealed
 
-WINDOW_LOG_MAX = 27
-READ_SIZE = 1 << 20
 MAX_INDEX_SIZE = 1 << 30
 
 
@@ -86,78 +82,6 @@ def check_length(handle, manifest: dict, path: object) -> None:
                              path=path)
 
 
-class FrameStream:
-    """Decompressed bytes of consecutive zstd frames, with strict framing.
-
-    Every frame must start with the zstd magic (skippable frames are
-    rejected), the window is capped at 2**27, and output is produced in
-    bounded pieces.  ``hasher`` sees every compressed byte consumed.
-    """
-
-    def __init__(self, handle, start: int, end: int, path: object, hasher=None):
-        self.source = as_source(handle)
-        self.position, self.end, self.path = start, end, path
-        self.hasher = hasher
-        self._input = b""
-        self._decompressor: ZstdDecompressor | None = None
-        self._output = bytearray()
-
-    def _more_input(self) -> bool:
-        if self.position >= self.end:
-            return False
-        chunk = self.source.read_at(self.position, min(READ_SIZE, self.end - self.position))
-        if not chunk:
-            raise TruncatedArchive("archive ends early", path=self.path)
-        self.position += len(chunk)
-        if self.hasher is not None:
-            self.hasher.update(chunk)
-        self._input += chunk
-        return True
-
-    def _fill(self, wanted: int) -> None:
-        while len(self._output) < wanted:
-            if self._decompressor is None:
-                while len(self._input) < 4 and self._more_input():
-                    pass
-                if not self._input:
-                    return
-                if self._input[:4] != ZSTD_MAGIC:
-                    raise CorruptArchive("body contains something other than a zstd frame",
-                                         path=self.path)
-                self._decompressor = ZstdDecompressor(option={DParameter.windowLogMax: WINDOW_LOG_MAX})
-            if self._decompressor.needs_input and not self._input and not self._more_input():
-                raise TruncatedArchive("archive ends inside a zstd frame", path=self.path)
-            try:
-                out = self._decompressor.decompress(self._input, max_length=READ_SIZE)
-            except ZstdError as exc:
-                raise CorruptArchive(f"compressed data is damaged ({exc})", path=self.path) from None
-            # Input not consumed because of max_length stays inside the decompressor.
-            self._input = b""
-            self._output += out
-            if self._decompressor.eof:
-                self._input = self._decompressor.unused_data
-                self._decompressor = None
-
-    def read(self, size: int) -> bytes:
-        """Exactly ``size`` bytes, or fewer only at the end of the data."""
-        self._fill(size)
-        data = bytes(self._output[:size])
-        del self._output[:size]
-        return data
-
-    def at_end(self) -> bool:
-        self._fill(1)
-        return not self._output and self._decompressor is None and not self._input
-
-
-def _expect(stream: FrameStream, expected: bytes, what: str, path: object) -> None:
-    actual = stream.read(len(expected))
-    if actual != expected:
-        if len(actual) < len(expected):
-            raise TruncatedArchive(f"archive ends before {what}", path=path)
-        raise CorruptArchive(f"{what}: tar header differs from the signed index", path=path)
-
-
 def expected_header(entry: IndexEntry) -> bytes:
     """The exact header bytes a writer produces for an index entry."""
     seconds = entry.mtime_ns // 10**9
@@ -199,7 +123,7 @@ def read_index(handle, head: TrustedHead, path: object, sealer=None) -> Index:
     header = tarheader.member_header(ENCRYPTED_INDEX_NAME if sealed else INDEX_NAME,
                                      tarheader.REGULAR, mode=0o644, size=layout["index_size"],
                                      mtime=timestamp_seconds(manifest["timestamp"]))
-    _expect(stream, header, "index member", path)
+    expect(stream, header, "index member", path)
     # into a temporary file, not memory: the index of 100,000 files is ~25 MB
     data, digest, size = tempfile.TemporaryFile(), hashlib.sha256(), 0
     while size < layout["index_size"]:
@@ -256,7 +180,7 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
     body_hash = hashlib.sha256()
     stream = FrameStream(source, layout["body_offset"], layout["index_offset"], path, body_hash)
     done = unchecked = 0
-    bundle: _Bundle | None = None
+    bundle: Bundle | None = None
     for position, entry in enumerate(entries):
         if entry.stored_in is not None:
             continue        # the content is in an ancestor's body (§12.3): no member here
@@ -269,7 +193,7 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
             bundle = None
         if entry.bundle is not None:
             if entry.bundle == 0:
-                bundle = _Bundle.read(stream, entry, position, seconds, path, sealer)
+                bundle = Bundle.read(stream, entry, position, seconds, path, sealer)
             elif bundle is None or entry.bundle != bundle.cursor:
                 raise CorruptArchive(f"member {entry.path}: its bundle offset does not follow "
                                      "the file before it", path=path)
@@ -284,7 +208,7 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
             continue
         if entry.sealed is not None:
             sink.begin(entry)
-            ok = _read_sealed(stream, entry, position, seconds, path, sink, sealer)
+            ok = read_sealed(stream, entry, position, seconds, path, sink, sealer)
             unchecked += not ok
             done += entry.payload_size()
             if progress:
@@ -292,7 +216,7 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
             if ok:
                 sink.end(entry)
             continue
-        _expect(stream, expected_header(entry), f"member {entry.path}", path)
+        expect(stream, expected_header(entry), f"member {entry.path}", path)
         sink.begin(entry)
         if entry.type == "file":
             payload = entry.payload_size()
@@ -306,7 +230,7 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
                 if digest is not None:
                     digest.update(chunk)
                 if blocks is not None:
-                    _check_blocks(blocks.update, chunk, entry, path)
+                    check_blocks(blocks.update, chunk, entry, path)
                 sink.data(entry, chunk)
                 remaining -= len(chunk)
                 done += len(chunk)
@@ -316,7 +240,7 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
             if pad != bytes(tarheader.padding(payload)):
                 raise CorruptArchive(f"member {entry.path}: padding is not zero", path=path)
             if blocks is not None:
-                _check_blocks(blocks.finish, None, entry, path)
+                check_blocks(blocks.finish, None, entry, path)
             if digest is not None and digest.hexdigest() != entry.sha256:
                 raise CorruptArchive(f"member {entry.path}: content does not match its SHA-256",
                                      path=path)
@@ -327,97 +251,6 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
         raise CorruptArchive("body holds data after the last indexed member", path=path)
     _check_body_checksum(handle, manifest, body_hash, path)
     return unchecked
-
-
-class _Bundle:
-    """A sealed bundle object (§11.4): small files' contents, back to back."""
-
-    def __init__(self, plaintext: bytes | None):
-        self.plaintext, self.cursor = plaintext, 0
-
-    @classmethod
-    def read(cls, stream: FrameStream, entry: IndexEntry, position: int, seconds: int,
-             path: object, sealer) -> "_Bundle":
-        name, size = entry.sealed[0]
-        header = tarheader.member_header(name, tarheader.REGULAR, mode=0o600, size=size,
-                                         mtime=seconds)
-        _expect(stream, header, f"member {entry.path}", path)
-        data = stream.read(size)
-        if len(data) < size:
-            raise TruncatedArchive(f"archive ends inside member {entry.path}", path=path)
-        if stream.read(tarheader.padding(size)) != bytes(tarheader.padding(size)):
-            raise CorruptArchive(f"member {entry.path}: padding is not zero", path=path)
-        if sealer is None:
-            return cls(None)
-        try:
-            return cls(sealer.open_chunk(position, BUNDLE_CHUNK, data, None, limit=CHUNK_SIZE))
-        except segments.SegmentError as exc:
-            raise CorruptArchive(f"member {entry.path}: {exc}", path=path) from None
-
-    def take(self, entry: IndexEntry, sink: MemberSink, path: object, sealer) -> bool:
-        """The next file's content, checked against its HMAC; False without a key."""
-        start, self.cursor = self.cursor, self.cursor + entry.size
-        if self.plaintext is None:
-            return False
-        content = self.plaintext[start:self.cursor]
-        if len(content) != entry.size:
-            raise CorruptArchive(f"member {entry.path}: bundle ends inside it", path=path)
-        mac = sealer.new_mac()
-        mac.update(content)
-        if not hmac.compare_digest(mac.hexdigest(), entry.hmac_sha256):
-            raise CorruptArchive(f"member {entry.path}: content does not match its HMAC", path=path)
-        if content:
-            sink.data(entry, content)
-        return True
-
-    def finish(self, path: object) -> None:
-        if self.plaintext is not None and self.cursor != len(self.plaintext):
-            raise CorruptArchive("a bundle holds bytes no file claims", path=path)
-
-
-def _check_blocks(step, chunk, entry: IndexEntry, path: object) -> None:
-    try:
-        step(chunk) if chunk is not None else step()
-    except ValueError as exc:
-        raise CorruptArchive(f"member {entry.path}: {exc}", path=path) from None
-
-
-def _read_sealed(stream: FrameStream, entry: IndexEntry, position: int, seconds: int,
-                 path: object, sink: MemberSink, sealer) -> bool:
-    """One sealed file's chunks; False when there is no key to open them.
-
-    A delta record's payload is checked block by block; the HMAC covers the
-    whole file, which only the chain reader reassembles.
-    """
-    mac = sealer.new_mac() if sealer else None
-    blocks = BlockCheck(entry) if entry.blocks is not None and mac is not None else None
-    remaining = entry.payload_size()
-    for number, (name, size) in enumerate(entry.sealed):
-        header = tarheader.member_header(name, tarheader.REGULAR, mode=0o600, size=size, mtime=seconds)
-        _expect(stream, header, f"member {entry.path}", path)
-        data = stream.read(size)
-        if len(data) < size:
-            raise TruncatedArchive(f"archive ends inside member {entry.path}", path=path)
-        if stream.read(tarheader.padding(size)) != bytes(tarheader.padding(size)):
-            raise CorruptArchive(f"member {entry.path}: padding is not zero", path=path)
-        if mac is None:
-            continue
-        expected = min(CHUNK_SIZE, remaining)
-        try:
-            plaintext = sealer.open_chunk(position, number, data, expected)
-        except segments.SegmentError as exc:
-            raise CorruptArchive(f"member {entry.path}: {exc}", path=path) from None
-        mac.update(plaintext)
-        if blocks is not None:
-            _check_blocks(blocks.update, plaintext, entry, path)
-        sink.data(entry, plaintext)
-        remaining -= expected
-    if blocks is not None:
-        _check_blocks(blocks.finish, None, entry, path)
-    if mac is not None and entry.delta is None \
-            and not hmac.compare_digest(mac.hexdigest(), entry.hmac_sha256):
-        raise CorruptArchive(f"member {entry.path}: content does not match its HMAC", path=path)
-    return mac is not None
 
 
 def _check_body_checksum(handle, manifest: dict, body_hash, path: object) -> None:

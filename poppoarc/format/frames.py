@@ -1,0 +1,89 @@
+"""Strict reading of consecutive zstd frames (spec/FORMAT.md §4.1), and byte-exact checks.
+
+Every frame must start with the zstd magic (skippable frames are rejected), the window
+is capped at 2**27, and output comes in bounded pieces; ``expect`` compares the next
+bytes with what the signed index implies.
+"""
+
+from __future__ import annotations
+
+from pyzstd import DParameter, ZstdDecompressor, ZstdError
+
+from ..errors import CorruptArchive, TruncatedArchive
+from .access import as_source
+from .head import ZSTD_MAGIC
+
+WINDOW_LOG_MAX = 27
+READ_SIZE = 1 << 20
+
+
+class FrameStream:
+    """Decompressed bytes of consecutive zstd frames, with strict framing.
+
+    Every frame must start with the zstd magic (skippable frames are
+    rejected), the window is capped at 2**27, and output is produced in
+    bounded pieces.  ``hasher`` sees every compressed byte consumed.
+    """
+
+    def __init__(self, handle, start: int, end: int, path: object, hasher=None):
+        self.source = as_source(handle)
+        self.position, self.end, self.path = start, end, path
+        self.hasher = hasher
+        self._input = b""
+        self._decompressor: ZstdDecompressor | None = None
+        self._output = bytearray()
+
+    def _more_input(self) -> bool:
+        if self.position >= self.end:
+            return False
+        chunk = self.source.read_at(self.position, min(READ_SIZE, self.end - self.position))
+        if not chunk:
+            raise TruncatedArchive("archive ends early", path=self.path)
+        self.position += len(chunk)
+        if self.hasher is not None:
+            self.hasher.update(chunk)
+        self._input += chunk
+        return True
+
+    def _fill(self, wanted: int) -> None:
+        while len(self._output) < wanted:
+            if self._decompressor is None:
+                while len(self._input) < 4 and self._more_input():
+                    pass
+                if not self._input:
+                    return
+                if self._input[:4] != ZSTD_MAGIC:
+                    raise CorruptArchive("body contains something other than a zstd frame",
+                                         path=self.path)
+                self._decompressor = ZstdDecompressor(option={DParameter.windowLogMax: WINDOW_LOG_MAX})
+            if self._decompressor.needs_input and not self._input and not self._more_input():
+                raise TruncatedArchive("archive ends inside a zstd frame", path=self.path)
+            try:
+                out = self._decompressor.decompress(self._input, max_length=READ_SIZE)
+            except ZstdError as exc:
+                raise CorruptArchive(f"compressed data is damaged ({exc})", path=self.path) from None
+            # Input not consumed because of max_length stays inside the decompressor.
+            self._input = b""
+            self._output += out
+            if self._decompressor.eof:
+                self._input = self._decompressor.unused_data
+                self._decompressor = None
+
+    def read(self, size: int) -> bytes:
+        """Exactly ``size`` bytes, or fewer only at the end of the data."""
+        self._fill(size)
+        data = bytes(self._output[:size])
+        del self._output[:size]
+        return data
+
+    def at_end(self) -> bool:
+        self._fill(1)
+        return not self._output and self._decompressor is None and not self._input
+
+
+def expect(stream: FrameStream, expected: bytes, what: str, path: object) -> None:
+    actual = stream.read(len(expected))
+    if actual != expected:
+        if len(actual) < len(expected):
+            raise TruncatedArchive(f"archive ends before {what}", path=path)
+        raise CorruptArchive(f"{what}: tar header differs from the signed index", path=path)

@@ -18,6 +18,19 @@ from .frames import FrameStream, expect
 from .manifest import BUNDLE_CHUNK, CHUNK_SIZE, IndexEntry
 
 
+def _read_member(stream: FrameStream, entry: IndexEntry, name: str, size: int, seconds: int,
+                 path: object) -> bytes:
+    """One sealed member: its header as the index implies it, its bytes, zero padding."""
+    header = tarheader.member_header(name, tarheader.REGULAR, mode=0o600, size=size, mtime=seconds)
+    expect(stream, header, f"member {entry.path}", path)
+    data = stream.read(size)
+    if len(data) < size:
+        raise TruncatedArchive(f"archive ends inside member {entry.path}", path=path)
+    if stream.read(tarheader.padding(size)) != bytes(tarheader.padding(size)):
+        raise CorruptArchive(f"member {entry.path}: padding is not zero", path=path)
+    return data
+
+
 class Bundle:
     """A sealed bundle object (§11.4): small files' contents, back to back."""
 
@@ -28,14 +41,7 @@ class Bundle:
     def read(cls, stream: FrameStream, entry: IndexEntry, position: int, seconds: int,
              path: object, sealer) -> "Bundle":
         name, size = entry.sealed[0]
-        header = tarheader.member_header(name, tarheader.REGULAR, mode=0o600, size=size,
-                                         mtime=seconds)
-        expect(stream, header, f"member {entry.path}", path)
-        data = stream.read(size)
-        if len(data) < size:
-            raise TruncatedArchive(f"archive ends inside member {entry.path}", path=path)
-        if stream.read(tarheader.padding(size)) != bytes(tarheader.padding(size)):
-            raise CorruptArchive(f"member {entry.path}: padding is not zero", path=path)
+        data = _read_member(stream, entry, name, size, seconds, path)
         if sealer is None:
             return cls(None)
         try:
@@ -75,13 +81,7 @@ def read_sealed(stream: FrameStream, entry: IndexEntry, position: int, seconds: 
     blocks = BlockCheck(entry) if entry.blocks is not None and mac is not None else None
     remaining = entry.payload_size()
     for number, (name, size) in enumerate(entry.sealed):
-        header = tarheader.member_header(name, tarheader.REGULAR, mode=0o600, size=size, mtime=seconds)
-        expect(stream, header, f"member {entry.path}", path)
-        data = stream.read(size)
-        if len(data) < size:
-            raise TruncatedArchive(f"archive ends inside member {entry.path}", path=path)
-        if stream.read(tarheader.padding(size)) != bytes(tarheader.padding(size)):
-            raise CorruptArchive(f"member {entry.path}: padding is not zero", path=path)
+        data = _read_member(stream, entry, name, size, seconds, path)
         if mac is None:
             continue
         expected = min(CHUNK_SIZE, remaining)

@@ -34,6 +34,18 @@ class StoredFile:
     bundle: int | None = None       # offset in a shared bundle object (§11.4)
 
 
+def _read_exactly(read, size: int) -> tuple[bytes, bool]:
+    """``size`` bytes from ``read(n)``: a source that ends early is padded with zeros
+    (and reported, True), so the member always matches its recorded size."""
+    data = read(size)
+    while len(data) < size:
+        more = read(size - len(data))
+        if not more:
+            break
+        data += more
+    return data + bytes(size - len(data)), len(data) < size
+
+
 class SealingMixin:
     def add_sealed_file(self, read, size: int, entry: int, names: list[str], sealer,
                         mtime_ns: int) -> StoredFile:
@@ -48,20 +60,10 @@ class SealingMixin:
         remaining, changed = size, False
         for chunk, name in enumerate(names):
             want = min(CHUNK_SIZE, remaining)
-            data = read(want)
-            while len(data) < want:
-                more = read(want - len(data))
-                if not more:
-                    break
-                data += more
-            if len(data) < want:
-                changed = True
-                data += bytes(want - len(data))
+            data, short = _read_exactly(read, want)
+            changed = changed or short
             mac.update(data)
-            self._batch.append((sealer, entry, chunk, data, name, mtime_ns // 10**9, members))
-            self._batch_bytes += want
-            if self._batch_bytes >= SEAL_BATCH:
-                self._submit_batch()
+            self._queue((sealer, entry, chunk, data, name, mtime_ns // 10**9, members))
             remaining -= want
         if not changed and read(1):
             changed = True
@@ -75,14 +77,7 @@ class SealingMixin:
         A bundle holds consecutive sealed files of one target, at most CHUNK_SIZE bytes:
         compressing them together costs one zstd frame and one object, not one per file.
         """
-        data = read(size)
-        while len(data) < size:
-            more = read(size - len(data))
-            if not more:
-                break
-            data += more
-        changed = len(data) != size
-        data = data[:size] + bytes(size - len(data))
+        data, changed = _read_exactly(read, size)
         changed = changed or bool(read(1))
         mac = sealer.new_mac()
         mac.update(data)
@@ -103,8 +98,12 @@ class SealingMixin:
             return
         sealer, entry, plaintext, name, seconds, members = self._bundle
         self._bundle = None
-        self._batch.append((sealer, entry, BUNDLE_CHUNK, bytes(plaintext), name, seconds, members))
-        self._batch_bytes += len(plaintext)
+        self._queue((sealer, entry, BUNDLE_CHUNK, bytes(plaintext), name, seconds, members))
+
+    def _queue(self, job: tuple) -> None:
+        """Add one sealing job (sealer, entry, chunk, plaintext, name, seconds, members)."""
+        self._batch.append(job)
+        self._batch_bytes += len(job[3])
         if self._batch_bytes >= SEAL_BATCH:
             self._submit_batch()
 

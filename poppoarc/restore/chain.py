@@ -10,8 +10,9 @@ verify's checker) the content of every file of the newest archive:
 - files stored in an ancestor are delivered while that ancestor is read,
   after checking that the holder's record has the same size and digest;
 - databases stored as block deltas are reassembled in a work directory,
-  link by link (whole snapshot, then each link's changed blocks), and
-  delivered once the result matches the newest record's SHA-256 (or HMAC);
+  link by link (whole snapshot, then each link's changed blocks), then
+  streamed to the consumer while hashed and accepted (``end``) only once
+  the result matches the newest record's SHA-256 (or HMAC);
 - everything else comes from the newest archive's own body.
 """
 
@@ -209,31 +210,24 @@ class _LinkSink(reader.MemberSink):
             self.delivered += 1
 
     def _deliver_assembled(self, assembly: _Assembly, entry: IndexEntry) -> None:
-        """The rebuilt database, once its whole-file digest matched, to the consumer."""
+        """The rebuilt database to the consumer in one pass, hashed on the way; ``end``
+        only once the whole-file digest matched (the ``MemberSink`` contract)."""
         if entry.sha256 is not None:
             digest, expected = hashlib.sha256(), entry.sha256
         elif self.sealer is not None:
             digest, expected = self.sealer.new_mac(), entry.hmac_sha256
         else:
             raise NoKey(f"{entry.path}: no key to check the rebuilt database")
-        for _ in self._read(assembly, digest):
-            pass
+        whole = dataclasses.replace(entry, delta=None)     # consumers see a plain database
+        self.consumer.begin(whole)
+        with open(assembly.path, "rb") as handle:
+            while chunk := handle.read(COPY_CHUNK):
+                digest.update(chunk)
+                self.consumer.data(whole, chunk)
         if not hmac.compare_digest(digest.hexdigest(), expected):
             raise CorruptArchive(f"{entry.path}: database rebuilt from its chain does not match "
                                  "its recorded digest")
-        whole = dataclasses.replace(entry, delta=None)     # consumers see a plain database
-        self.consumer.begin(whole)
-        for chunk in self._read(assembly, None):
-            self.consumer.data(whole, chunk)
         self.consumer.end(whole)
-
-    @staticmethod
-    def _read(assembly: _Assembly, digest):
-        with open(assembly.path, "rb") as handle:
-            while chunk := handle.read(COPY_CHUNK):
-                if digest is not None:
-                    digest.update(chunk)
-                yield chunk
 
 
 def read_chain(links: list[Link], store, final: tuple, consumer: reader.MemberSink,

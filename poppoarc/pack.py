@@ -30,11 +30,10 @@ from .format.writer import DEFAULT_LEVEL, BodyWriter, finish_archive
 from .lock import InstallationLock
 from .pack_job import PackJob
 from .snapshot import sqlite as sqlite_snapshot
-from .snapshot.catalogue import build_catalogue
+from .snapshot.catalogue import build_catalogue, index_order
 from .snapshot.certs import describe_reference
 from .snapshot.environment import dotenv_names, environment_document
 from .snapshot.parent import find_parent
-from .policy.chains import index_order
 from .snapshot.scan import DATABASE, FILE, SourceEntry, scan
 from .store import open_store
 

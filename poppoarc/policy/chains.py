@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..format.manifest import BLOCK_DIGEST, IndexEntry, block_digests
-from ..snapshot.catalogue import TARGETS
+from ..snapshot.catalogue import index_order
 
 NORMAL_TYPES = ("manual", "scheduled")
 
@@ -59,14 +59,6 @@ def parent_problem(manifest: dict, *, max_incrementals: int, sealed_whole: bool,
     if root is not None and manifest.get("root") not in (None, root):
         return f"{manifest['id']} was made from another installation ({manifest['root']})"
     return None
-
-
-_RANK = {name: rank for rank, name in enumerate(TARGETS)}
-
-
-def index_order(target: str | None, path: str) -> tuple[int, str]:
-    """Where a record sits in an index: shared parents first, then by target, then by path."""
-    return _RANK.get(target, -1), path
 
 
 class Cursor:

@@ -116,22 +116,28 @@ class Poppoarc(Tool):
         env["POPPOARC_THREADS"] = str(ctx.threads)
         return env
 
+    pack_flags: tuple[str, ...] = ()
+
     def pack(self, ctx):
         store = ctx.work / "store"
-        m = self._run(ctx, "pack", self.command(ctx.source, store) + ["pack", "--json"],
-                      ok_codes=(0, 1))
+        m = self._run(ctx, "pack", self.command(ctx.source, store)
+                      + ["pack", *self.pack_flags, "--json"], ok_codes=(0, 1))
         try:
-            doc = json.loads((ctx.logs / "poppoarc-pack.out").read_text(encoding="utf-8"))
+            doc = json.loads((ctx.logs / f"{self.key}-pack.out").read_text(encoding="utf-8"))
             if not isinstance(doc, dict) or "path" not in doc:
                 raise ValueError(f"no archive path in {doc!r:.200}")
         except ValueError as exc:  # exit 1 without JSON: a crash, not a warning
-            err = (ctx.logs / "poppoarc-pack.err").read_text(encoding="utf-8", errors="replace")
-            raise CommandFailed(f"poppoarc-pack: exit code {m.exit_code} but no JSON result "
+            err = (ctx.logs / f"{self.key}-pack.err").read_text(encoding="utf-8", errors="replace")
+            raise CommandFailed(f"{self.key}-pack: exit code {m.exit_code} but no JSON result "
                                 f"({exc}):\n{err[-1500:]}") from exc
+        self.check(doc)
         self.archive = Path(doc["path"])
         m.extra.update(id=doc["id"], files=doc.get("files"), duration_ms=doc.get("duration_ms"),
-                       warnings=len(doc.get("warnings", [])))
+                       warnings=len(doc.get("warnings", [])), reused=doc.get("reused"))
         return m, self.archive.stat().st_size
+
+    def check(self, doc: dict) -> None:
+        """A pack result this tool accepts (subclasses: that it is what was asked for)."""
 
     def verify(self, ctx):
         return self._run(ctx, "verify", self.command(ctx.source, ctx.work / "store")
@@ -151,6 +157,7 @@ class PoppoarcEncrypted(Poppoarc):
     """The same commands with ``pack --encrypt`` and a passphrase (Argon2id, AES-256-GCM)."""
 
     key, label = "poppoarc-encrypted", "poppoarc --encrypt"
+    pack_flags = ("--encrypt",)
     notes = ("As poppoarc, with `pack --encrypt` and `POPPO_BACKUP_KEY` set: every file sealed "
              "in AES-256-GCM segments, the index encrypted; verify and restore decrypt.")
 
@@ -159,21 +166,12 @@ class PoppoarcEncrypted(Poppoarc):
         env["POPPO_BACKUP_KEY"] = "bench passphrase"
         return env
 
-    def pack(self, ctx):
-        store = ctx.work / "store"
-        m = self._run(ctx, "pack", self.command(ctx.source, store) + ["pack", "--encrypt", "--json"],
-                      ok_codes=(0, 1))
-        doc = json.loads((ctx.logs / f"{self.key}-pack.out").read_text(encoding="utf-8"))
-        self.archive = Path(doc["path"])
-        m.extra.update(id=doc["id"], files=doc.get("files"), duration_ms=doc.get("duration_ms"),
-                       warnings=len(doc.get("warnings", [])))
-        return m, self.archive.stat().st_size
-
 
 class PoppoarcIncremental(Poppoarc):
     """An incremental pack of an unchanged tree on a full archive made untimed before it."""
 
     key, label = "poppoarc-incremental", "poppoarc --incremental (unchanged)"
+    pack_flags = ("--incremental",)
     notes = ("An untimed full `pack` first, then the timed `pack --incremental --json` of the "
              "same, unchanged tree (every file referenced, every database a zero-block delta); "
              "verify and restore read the two-archive chain.")
@@ -183,17 +181,9 @@ class PoppoarcIncremental(Poppoarc):
         quick(self.command(ctx.source, store) + ["pack", "--full", "-q"], env=self.env(ctx),
               cwd=ctx.work, timeout=ctx.timeout, ok_codes=(0, 1))
 
-    def pack(self, ctx):
-        store = ctx.work / "store"
-        m = self._run(ctx, "pack", self.command(ctx.source, store)
-                      + ["pack", "--incremental", "--json"], ok_codes=(0, 1))
-        doc = json.loads((ctx.logs / f"{self.key}-pack.out").read_text(encoding="utf-8"))
+    def check(self, doc):
         if not doc.get("incremental"):
             raise CommandFailed(f"{self.key}: the pack was not incremental: {doc.get('warnings')}")
-        self.archive = Path(doc["path"])
-        m.extra.update(id=doc["id"], files=doc.get("files"), duration_ms=doc.get("duration_ms"),
-                       warnings=len(doc.get("warnings", [])), reused=doc.get("reused"))
-        return m, self.archive.stat().st_size
 
 
 class TarZstd(Tool):

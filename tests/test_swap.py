@@ -360,17 +360,20 @@ def test_interrupted_health_check_rolls_back_then_reraises(case):
     assert snapshot(case.root) == case.old
 
 
-def test_failed_rename_midway_rolls_back(case, method, monkeypatch):
+def _fail_renames(monkeypatch, fails, error: OSError) -> None:
+    """Make the swap's renames raise ``error`` on the calls where ``fails(n)`` is true."""
     calls = {"n": 0}
     for fn_name in ("rename_exchange", "rename_noreplace"):
-        real = getattr(fsops, fn_name)
-
-        def failing(*args, _real=real):
+        def failing(*args, _real=getattr(fsops, fn_name)):
             calls["n"] += 1
-            if calls["n"] == 4:
-                raise OSError(errno.EIO, "disk on fire")
+            if fails(calls["n"]):
+                raise error
             return _real(*args)
         monkeypatch.setattr(fsops, fn_name, failing)
+
+
+def test_failed_rename_midway_rolls_back(case, method, monkeypatch):
+    _fail_renames(monkeypatch, lambda n: n == 4, OSError(errno.EIO, "disk on fire"))
     area = swap.begin(case.root, "r1", "a1")
     case.stage(area)
     with pytest.raises(RestoreSwapError, match="disk on fire") as info:
@@ -380,14 +383,8 @@ def test_failed_rename_midway_rolls_back(case, method, monkeypatch):
 
 
 def test_failed_undo_keeps_the_journal_for_the_next_recover(case, method, monkeypatch):
-    calls = {"n": 0}
-    for fn_name in ("rename_exchange", "rename_noreplace"):
-        def failing(*args, _real=getattr(fsops, fn_name)):
-            calls["n"] += 1
-            if calls["n"] >= 3:                               # and every rename after it
-                raise OSError(errno.EROFS, "went read-only")
-            return _real(*args)
-        monkeypatch.setattr(fsops, fn_name, failing)
+    _fail_renames(monkeypatch, lambda n: n >= 3,             # and every rename after it
+                  OSError(errno.EROFS, "went read-only"))
     area = swap.begin(case.root, "r1", "a1")
     case.stage(area)
     with pytest.raises(RecoveryError, match="went read-only.*journal was kept") as info:

@@ -40,7 +40,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
-from docopt import DocoptExit, docopt
+from . import parse_args
 
 SCALES = ("tiny", "small", "medium", "manyfiles")
 # Approximate total bytes; manyfiles is a tiny base plus MANY_FILES small JSON files.
@@ -726,15 +726,9 @@ Options:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m poppoarc.demo.installation DEST [--scale=S] [--seed=N]``."""
-    try:
-        args = docopt(USAGE, argv=argv)
-        seed = int(args["--seed"])
-    except DocoptExit as exc:
-        print(str(exc).strip(), file=sys.stderr)
-        return 2
-    except ValueError:
-        print("error: --seed must be an integer", file=sys.stderr)
-        return 2
+    args, seed = parse_args(USAGE, argv, lambda a: int(a["--seed"]), "--seed must be an integer")
+    if args is None:
+        return seed
     started = time.monotonic()
     try:
         summary = make_installation(args["DEST"], args["--scale"], seed)

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from docopt import DocoptExit, docopt
+from . import parse_args
 
 ROWS_PER_BATCH = 10
 READY_TIMEOUT = 10.0
@@ -114,15 +114,12 @@ def start_writer(db_path: str | os.PathLike, seconds: float = 10.0,
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = docopt(USAGE, argv=argv)
-        seconds, interval_ms = float(args["--seconds"]), float(args["--interval-ms"])
-    except DocoptExit as exc:
-        print(str(exc).strip(), file=sys.stderr)
-        return 2
-    except ValueError:
-        print("error: --seconds and --interval-ms take numbers", file=sys.stderr)
-        return 2
+    args, numbers = parse_args(USAGE, argv, lambda a: (float(a["--seconds"]),
+                                                       float(a["--interval-ms"])),
+                               "--seconds and --interval-ms take numbers")
+    if args is None:
+        return numbers
+    seconds, interval_ms = numbers
     run(args["DB_PATH"], seconds, interval_ms, args["--ready-file"])
     return 0
 

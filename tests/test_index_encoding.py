@@ -67,7 +67,13 @@ def test_spool_keeps_order_and_encodes_deferred_records_last_minute():
 import pytest  # noqa: E402
 
 from poppoarc.errors import CorruptArchive  # noqa: E402
-from poppoarc.format.manifest import decode_index, encode_index  # noqa: E402
+from poppoarc.format.manifest import decode_index  # noqa: E402
+
+
+def encode_index(archive_id, entries) -> bytes:
+    buffer = io.BytesIO()
+    write_index(buffer, archive_id, entries)
+    return buffer.getvalue()
 
 GOOD = [IndexEntry("state", "state", "dir", 0o755, 0, 0, 1),
         IndexEntry("state/a", "state", "file", 0o644, 0, 0, 2, 1, "a" * 64, ino=5),

@@ -8,7 +8,6 @@ index member at the end of the archive, bound to the manifest by its SHA-256
 from __future__ import annotations
 
 import base64
-import io
 import re
 import secrets
 import tempfile
@@ -218,12 +217,6 @@ def write_index(out, archive_id: str, entries, sealed_manifest: dict | None = No
         return
     for entry in entries:
         out.write(encode_entry(entry))
-
-
-def encode_index(archive_id: str, entries: list[IndexEntry], sealed_manifest: dict | None = None) -> bytes:
-    buffer = io.BytesIO()
-    write_index(buffer, archive_id, entries, sealed_manifest)
-    return buffer.getvalue()
 
 
 def decode_index(data, archive_id: str, path: object, sealed: bool = False,

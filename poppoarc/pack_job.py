@@ -187,47 +187,48 @@ class PackJob:
 
     def _write_database(self, writer: BodyWriter, entry: SourceEntry, fd: int, size: int,
                         st_meta: tuple) -> tuple[StoredFile, list | None]:
-        """A database snapshot: whole, or only the blocks changed since the parent (§12.4).
-
-        Returns what was stored and the delta's block numbers (None: whole).
-        """
-        mode, mtime_ns, uid, gid = st_meta
-        sealed = self.seal_all
+        """A database snapshot: only the blocks changed since the parent's snapshot
+        (§12.4), or whole.  Returns what was stored and the delta's block numbers
+        (None: whole)."""
         previous = self.parent.records.find(entry.target, entry.path) if self.parent else None
-        if previous is None and not sealed:
+        if previous is not None:
+            # a sealed record's digest is its HMAC: no plain SHA-256 pass for it
+            mac = self.sealer.new_mac() if self.seal_all else None
+            sha256, blocks = hash_blocks(fd, size, BLOCK_SIZE, extra=mac, whole=mac is None)
+            numbers = chains.changed_blocks(previous, BLOCK_SIZE, blocks)
+            if numbers is not None:
+                return self._write_delta(writer, entry, fd, size, st_meta, sha256, mac,
+                                         blocks, numbers), numbers
+            os.lseek(fd, 0, os.SEEK_SET)        # every block changed: stored whole
+        if not self.seal_all:
             return writer.add_file(entry.path, fd, size, *st_meta, block_size=BLOCK_SIZE), None
-        if previous is None:        # sealed, whole: block digests while it is read for sealing
-            hasher = BlockHasher(BLOCK_SIZE, whole=False)
+        hasher = BlockHasher(BLOCK_SIZE, whole=False)   # block digests while it is sealed
 
-            def read(n: int) -> bytes:
-                data = os.read(fd, n)
-                hasher.update(data)
-                return data
+        def read(n: int) -> bytes:
+            data = os.read(fd, n)
+            hasher.update(data)
+            return data
 
-            record = IndexEntry(entry.path, entry.target, "file", mode, uid, gid, mtime_ns, size)
-            stored = self._seal(writer, record, read)
-            hasher.hexdigest()
-            return dataclasses.replace(stored, blocks=bytes(hasher.blocks)), None
-        # a sealed record's digest is its HMAC: no plain SHA-256 pass for it
-        mac = self.sealer.new_mac() if sealed else None
-        sha256, blocks = hash_blocks(fd, size, BLOCK_SIZE, extra=mac, whole=not sealed)
-        numbers = chains.changed_blocks(previous, BLOCK_SIZE, blocks)
-        if numbers is None:
-            os.lseek(fd, 0, os.SEEK_SET)
-            if not sealed:
-                return writer.add_file(entry.path, fd, size, *st_meta, block_size=BLOCK_SIZE), None
-            record = IndexEntry(entry.path, entry.target, "file", mode, uid, gid, mtime_ns, size)
-            stored = self._seal(writer, record, lambda n: os.read(fd, n))
-            return dataclasses.replace(stored, blocks=blocks), None
-        if not sealed:
+        mode, mtime_ns, uid, gid = st_meta
+        record = IndexEntry(entry.path, entry.target, "file", mode, uid, gid, mtime_ns, size)
+        stored = self._seal(writer, record, read)
+        hasher.hexdigest()
+        return dataclasses.replace(stored, blocks=bytes(hasher.blocks)), None
+
+    def _write_delta(self, writer: BodyWriter, entry: SourceEntry, fd: int, size: int,
+                     st_meta: tuple, sha256: str | None, mac, blocks: bytes,
+                     numbers: list[int]) -> StoredFile:
+        """The changed blocks of a database, plain or sealed."""
+        if mac is None:
             writer.add_delta(entry.path, fd, size, blocks, BLOCK_SIZE, numbers, *st_meta)
-            return StoredFile(sha256, size, False, blocks=blocks), numbers
+            return StoredFile(sha256, size, False, blocks=blocks)
+        mode, mtime_ns, uid, gid = st_meta
         record = IndexEntry(entry.path, entry.target, "file", mode, uid, gid, mtime_ns, size,
                             blocks={"size": BLOCK_SIZE, "digests": encode_digests(blocks)},
                             delta=numbers)
         read = _Chunks(read_blocks(fd, size, blocks, BLOCK_SIZE, numbers, entry.path)).read
         stored = self._seal(writer, record, read, record.payload_size())
-        return StoredFile(None, size, False, stored.sealed, mac.hexdigest(), blocks), numbers
+        return StoredFile(None, size, False, stored.sealed, mac.hexdigest(), blocks)
 
     def _mark_damaged(self, path: str, error: Exception, stored_as: str) -> None:
         self._damaged.add(path)

@@ -73,7 +73,7 @@ def list_archives(settings: Settings, store: Store | None = None) -> list[ListRo
 
 
 def _list_row(store: Store, archive: StoredArchive, pinned: dict[str, bytes]) -> ListRow:
-    path = archive.key if isinstance(archive.key, Path) else archive.location
+    path = archive.where
     try:
         with store.open(archive) as source:
             raw = reader.read_head(source, path)
@@ -107,16 +107,15 @@ def find_archive(settings: Settings, reference: str) -> tuple[Store, StoredArchi
 def locate(settings: Settings, reference: str) -> Path | str:
     """Where the referenced archive is: a local path, or an s3:// URL."""
     _, archive = find_archive(settings, reference)
-    return archive.key if isinstance(archive.key, Path) else archive.location
+    return archive.where
 
 
 @contextmanager
 def open_archive(settings: Settings, reference: str):
-    """Yields (archive, source, display path) for a referenced archive."""
+    """Yields (store, source, display path) for a referenced archive."""
     store, archive = find_archive(settings, reference)
-    path = archive.key if isinstance(archive.key, Path) else archive.location
     with store.open(archive) as source:
-        yield archive, source, path
+        yield store, source, archive.where
 
 
 def open_sealer(settings: Settings, head: reader.TrustedHead, path: Path,
@@ -227,9 +226,7 @@ class VerifyResult:
 
 def verify(settings: Settings, reference: str, progress=None, record: bool = True) -> VerifyResult:
     """Check signature, framing, index, every member's SHA-256, every database."""
-    store, archive = find_archive(settings, reference)
-    path = archive.key if isinstance(archive.key, Path) else archive.location
-    with store.open(archive) as source:
+    with open_archive(settings, reference) as (store, source, path):
         result = verify_source(settings, source, path, progress, store=store)
     if record and not result.not_checked and isinstance(path, Path) \
             and path.parent.resolve() == Path(settings.store).resolve():

@@ -139,8 +139,9 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                       "recipients": recipients.wrap(data_key, archive_id, secrets)}
         sealer = Sealer(data_key, archive_id)
     by_default, max_incrementals = incremental_settings(settings)
-    if incremental is None:
-        incremental = by_default and archive_type != "pre-restore"
+    # a safety archive is never incremental (readers reject one: spec §12.1)
+    incremental = (by_default if incremental is None else incremental) \
+        and archive_type != "pre-restore"
     parent = find_parent(settings, store, sealed_whole=scope == "archive", warnings=warnings,
                          max_incrementals=max_incrementals) if incremental else None
     entries = result.entries
@@ -199,7 +200,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     finally:
         if job is not None:
             job.index.close()
-    final = stored.key if isinstance(stored.key, Path) else stored.location
+    final = stored.where
     return PackResult(archive_id, final, manifest["size"], job.files, job.targets,
                       list(warnings), manifest["duration"], key.key_id, key_created,
                       job.databases, scope, cleaned, parent.id if parent else None, job.reused)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 from .config import Settings
 from .errors import ArchiveError, CorruptArchive, TruncatedArchive
@@ -40,7 +39,7 @@ class CopyResult:
 
 
 def _display(archive: StoredArchive) -> str:
-    return str(archive.key) if isinstance(archive.key, Path) else archive.location
+    return str(archive.where)
 
 
 def copy_archive(settings: Settings, reference: str, destination: str | Store,

@@ -65,7 +65,7 @@ def resolve(store, head: reader.TrustedHead, pinned: dict, *, open_head=None) ->
         if found is None:
             raise BrokenChain(f"parent {parent_id} of {child['id']} is missing from the store "
                               f"{store}; the archive cannot be restored without it")
-        where = found.key if isinstance(found.key, Path) else found.location
+        where = found.where
         try:
             with store.open(found) as source:
                 parent = reader.open_trusted(source, pinned, where)

@@ -38,7 +38,7 @@ from ..errors import (
     Warnings,
 )
 from ..format import reader
-from ..inspection import find_archive, full_manifest, open_sealer, pinned_keys
+from ..inspection import full_manifest, open_archive, open_sealer, pinned_keys
 from ..lock import InstallationLock
 from ..pack import installation_version, pack_locked
 from ..snapshot import sqlite as sqlite_snapshot
@@ -122,9 +122,8 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
            dry_run: bool = False, skip_backup: bool = False, same_owner: bool = False,
            special_bits: bool = False, progress=None, on_event=None) -> UnpackResult:
     warnings = Warnings()
-    store, archive = find_archive(settings, reference)
-    path = archive.key if isinstance(archive.key, Path) else archive.location
-    with store.open(archive) as handle, InstallationLock(settings.root, "restore"):
+    with open_archive(settings, reference) as (store, handle, path), \
+            InstallationLock(settings.root, "restore"):
         head = reader.open_trusted(handle, pinned_keys(settings), path)
         sealer = open_sealer(settings, head, path)      # a wrong key fails here, before any work
         links = chain.resolve(store, head, pinned_keys(settings))   # a missing parent, too

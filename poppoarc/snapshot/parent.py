@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..errors import PoppoarcError, Warnings
 from ..format import reader
@@ -67,7 +66,7 @@ def find_parent(settings, store, *, sealed_whole: bool, warnings: Warnings,
     if archive is None:
         warnings.add(f"incremental: {choice.id} disappeared from the store; making a full archive")
         return None
-    where = archive.key if isinstance(archive.key, Path) else archive.location
+    where = archive.where
     try:
         with store.open(archive) as source:
             head = reader.open_trusted(source, pinned_keys(settings), where)

@@ -39,6 +39,11 @@ class StoredArchive:
     def __str__(self) -> str:
         return self.location
 
+    @property
+    def where(self):
+        """For messages: the local ``Path``, or the ``s3://`` URL."""
+        return self.key if isinstance(self.key, Path) else self.location
+
 
 class ArchiveUpload(ArchiveSink):
     """An archive being written: an ``ArchiveSink`` plus commit and abort."""

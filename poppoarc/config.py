@@ -90,6 +90,9 @@ def read_backup_section(config_path: Path) -> dict:
     config_schema.validate(backup, config_path, text)   # unknown keys, wrong types
     _check_policy(backup, config_path)                   # cron syntax, time zone, ranges
     _check_storage(backup.get("storage", {}), config_path)   # store kind and limits
+    if backup.get("databaseCheck", "quick") not in ("quick", "full"):
+        raise ConfigError("'backup.databaseCheck' must be \"quick\" or \"full\"",
+                          path=config_path)
     return backup
 
 

@@ -98,6 +98,10 @@ KEYS: tuple[Key, ...] = (
     Key("targets.*.include", ("strings",), "the built-in globs", '["config/**"]',
         "replaces the target's include globs (`*`, `?` in one segment, `**` any depth)"),
     Key("targets.*.exclude", ("strings",), "`[]`", '["config/cache/**"]', "adds exclusions"),
+    Key("databaseCheck", ("string",), '`"quick"`', '"full"',
+        "`quick`: `PRAGMA quick_check` on each database snapshot at pack time (every page and "
+        "b-tree); `full`: `PRAGMA integrity_check` (also matches each index with its table, "
+        "about 4× the cost). `verify` always runs `integrity_check`"),
     Key("incremental", ("object",), "`{}`", '{"enabled": true}', "incremental backups"),
     Key("incremental.enabled", ("boolean",), "`false`", "true", "take incremental backups"),
     Key("incremental.maxIncrementals", ("integer",), "`7`", "7",

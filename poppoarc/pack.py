@@ -159,7 +159,8 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                        sealer=sealer, seal_all=scope == "archive", secrets=set(result.secrets),
                        archive_mtime_ns=int(now.timestamp()) * 10**9,
                        snapshot_dir=store.local_dir, parent=parent,
-                       check_content=check_content, compact_bytes=result.compact_bytes)
+                       check_content=check_content, compact_bytes=result.compact_bytes,
+                       full_database_check=settings.backup.get("databaseCheck") == "full")
         references = [describe_reference(str(settings.root / rel), rel)
                       for rel in result.references[:MAX_REFERENCES]]
         if len(result.references) > MAX_REFERENCES:

@@ -40,7 +40,8 @@ class PackJob:
                  keep_damaged_databases: bool = False, sealer=None, seal_all: bool = False,
                  secrets: set[str] = frozenset(), archive_mtime_ns: int = 0,
                  snapshot_dir: Path | None = None, parent=None, check_content: bool = False,
-                 compact_bytes: int = 0):
+                 compact_bytes: int = 0, full_database_check: bool = False):
+        self.full_database_check = full_database_check
         self.sealer, self.seal_all, self.secrets = sealer, seal_all, secrets
         self.parent, self.check_content = parent, check_content
         self.reused = 0
@@ -125,8 +126,8 @@ class PackJob:
     def _snapshot_databases(self, entries: list[SourceEntry], snaps: Path, checker) -> list:
         """Copy every database first (close together in time), check them in the background.
 
-        integrity_check costs about as much as compressing the file; running it
-        in a thread (SQLite releases the GIL) overlaps it with the rest of the body.
+        The check (quick_check, or integrity_check with ``backup.databaseCheck: full``)
+        runs in a thread (SQLite releases the GIL), overlapped with the rest of the body.
         """
         checks = []
         for number, entry in enumerate(entries):
@@ -141,7 +142,8 @@ class PackJob:
             self._snapshots[entry.path] = snapshot
             record = {"path": entry.path}
             self.databases.append(record)
-            checks.append((record, checker.submit(sqlite_snapshot.check, snapshot, entry.path)))
+            checks.append((record, checker.submit(sqlite_snapshot.check, snapshot, entry.path,
+                                                  self.full_database_check)))
         return checks
 
     def _seal(self, writer: BodyWriter, record: IndexEntry, read,

@@ -100,6 +100,42 @@ def test_database_copies_include_the_wal_and_pass_integrity_check(cli, installat
     assert not (out / "data/not-a-db.db").exists() or not is_database(out / "data/not-a-db.db")
 
 
+def _database_checks(cli, packed) -> dict:
+    code, doc = cli.json("inspect", packed["id"])
+    assert code == 0
+    return {db["path"]: db["check"] for db in doc["manifest"]["databases"]}
+
+
+def test_the_manifest_names_the_check_each_snapshot_passed(cli, installation):
+    # An index that misses rows: quick_check does not compare indexes with their tables,
+    # integrity_check does.  (A partial index redefined as a full one, the same trick as
+    # SQLite's own tests.)
+    db = installation / "data/ccpm/mismatch.db"
+    conn = sqlite3.connect(db)
+    conn.executescript("CREATE TABLE t(a); CREATE INDEX i ON t(a) WHERE a > 5;"
+                       "INSERT INTO t VALUES (1),(2),(7),(9);")
+    conn.execute("PRAGMA writable_schema=ON")
+    conn.execute("UPDATE sqlite_master SET sql='CREATE INDEX i ON t(a)' WHERE name='i'")
+    conn.commit()
+    conn.close()
+    packed = cli.pack("--targets", "database")
+    checks = _database_checks(cli, packed)
+    assert checks["data/ccpm/mismatch.db"] == "quick_check"
+    assert set(checks.values()) == {"quick_check"}
+    config = installation / "config/config.json"
+    document = json.loads(config.read_text())
+    document.setdefault("backup", {})["databaseCheck"] = "full"
+    config.write_text(json.dumps(document))
+    code, _, err = cli("pack", "--targets", "database")
+    assert code == 21 and "data/ccpm/mismatch.db" in err and "integrity_check" in err
+    db.unlink()
+    checks = _database_checks(cli, cli.pack("--targets", "database"))
+    assert set(checks.values()) == {"integrity_check"}
+    # verify always runs the full check
+    code, _, err = cli("verify", packed["id"])
+    assert code == 13 and "data/ccpm/mismatch.db" in err and "integrity_check" in err
+
+
 def test_stock_tools_read_the_archive(cli):
     path = cli.pack()["path"]
     # GNU tar auto-detection needs a real zstd frame first, not a skippable one

@@ -259,6 +259,28 @@ def test_smuggled_member_and_bomb_are_rejected(cli, installation, key_home):
     assert digest(installation) == before
 
 
+def test_a_signed_database_that_sqlite_cannot_read_is_not_restored(cli, installation, key_home,
+                                                                   tmp_path):
+    # Every digest matches and the archive is signed: only the restore's quick_check
+    # can tell that the database inside is broken.
+    source = tmp_path / "app.db"
+    conn = sqlite3.connect(source)
+    conn.executescript("CREATE TABLE t(a); INSERT INTO t SELECT randomblob(900) "
+                       "FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c "
+                       "WHERE x < 40) SELECT x FROM c);")
+    conn.close()
+    damaged = bytearray(source.read_bytes())
+    damaged[4096:4096 + 16] = b"\x0d" + b"\xff" * 15       # page 2: a leaf with nonsense cells
+    record, data = entry("state/app.db", data=bytes(damaged))
+    record.sqlite = True
+    path = craft(cli.store, key_home, [entry("state", "dir"), (record, data)])
+    before = digest(installation)
+    code, _, err = cli("unpack", str(path), "--skip-backup")
+    assert code == 13 and "state/app.db" in err and "quick_check" in err, err
+    assert digest(installation) == before
+    assert not [p for p in installation.iterdir() if p.name.startswith(".poppoarc-stag")]
+
+
 def test_truncated_and_damaged_archives_leave_the_tree_alone(cli, installation):
     packed = cli.pack()
     vandalize(installation)

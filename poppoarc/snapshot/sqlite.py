@@ -41,10 +41,11 @@ class DatabaseFacts:
     user_version: int
     tables: dict[str, int]
     tables_truncated: bool = False
+    check: str = "integrity_check"       # the PRAGMA the snapshot passed
 
     def to_json(self) -> dict:
         facts = {"page_size": self.page_size, "user_version": self.user_version,
-                 "tables": self.tables}
+                 "tables": self.tables, "check": self.check}
         if self.tables_truncated:
             facts["tables_truncated"] = True
         return facts
@@ -132,10 +133,19 @@ def copy(source: Path, destination: Path, *, timeout: float = 30.0, attempts: in
     raise DatabaseSnapshotError(f"database stayed locked: {last_error}", path=source)
 
 
-def check(snapshot: Path, source: object) -> DatabaseFacts:
-    """integrity_check the snapshot, then describe it; raises naming the source."""
-    errors = integrity_errors(snapshot)
+def check(snapshot: Path, source: object, full: bool = False) -> DatabaseFacts:
+    """quick_check (or, ``full``, integrity_check) the snapshot, then describe it;
+    raises naming the source.
+
+    quick_check verifies every page, b-tree, cell and the freelist in O(N);
+    integrity_check also matches every index entry with its row, O(N log N),
+    about four times the cost (0.17 s against 0.71 s for a 250 MB database).
+    """
+    pragma = "integrity_check" if full else "quick_check"
+    errors = integrity_errors(snapshot, quick=not full)
     if errors:
-        raise DatabaseSnapshotError("snapshot fails integrity_check: " + "; ".join(errors[:3]),
+        raise DatabaseSnapshotError(f"snapshot fails {pragma}: " + "; ".join(errors[:3]),
                                     path=source)
-    return describe(snapshot)
+    facts = describe(snapshot)
+    facts.check = pragma
+    return facts

@@ -98,9 +98,10 @@ def inspect(out, result) -> None:
         out.text(_("Databases:"))
         for db in m["databases"]:
             out.text("  " + _("{path}  {size}  {tables} tables, {rows} rows  user_version "
-                              "{user_version}").format(
+                              "{user_version}  passed {check}").format(
                 path=db["path"], size=human_size(db["size"]), tables=len(db["tables"]),
-                rows=sum(db["tables"].values()), user_version=db["user_version"]))
+                rows=sum(db["tables"].values()), user_version=db["user_version"],
+                check=db.get("check", "integrity_check")))
     if m["certificates"]:
         out.text(_("Certificates (by reference, not archived):"))
         for ref in m["certificates"]:

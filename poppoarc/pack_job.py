@@ -64,7 +64,8 @@ class PackJob:
         self.bytes_done = 0
         self.bytes_total = compact_bytes + sum(e.size for e in entries if type(e) is not tuple)
         self._links: dict[tuple[int, int], IndexEntry] = {}
-        self._snapshots: dict[str, Path] = {}
+        self._snapshots: dict = {}      # path: future of (snapshot, future of its check)
+        self._checks: list = []         # (manifest record, future of its DatabaseFacts)
 
     def write_body(self, writer: BodyWriter, env_doc: dict, now: datetime) -> None:
         if self.progress:               # the total is known before the databases are copied
@@ -84,8 +85,9 @@ class PackJob:
         if groups.get(None):
             writer.end_frame()
         with tempfile.TemporaryDirectory(dir=self.snapshot_dir, prefix=".poppoarc-snap-") as snaps, \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="integrity") as checker:
-            checks = self._snapshot_databases(groups.get("database", []), Path(snaps), checker)
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="check") as checker, \
+                _Copier() as copier:
+            self._snapshot_databases(groups.get("database", []), Path(snaps), copier, checker)
             for target in TARGETS:
                 if target not in self.selected:
                     continue
@@ -114,7 +116,7 @@ class PackJob:
                                         "stored": [offset, length]}
             # A snapshot that fails its check aborts the pack before the head is signed,
             # so no complete archive ever holds one.
-            for record, future in checks:
+            for record, future in self._checks:
                 try:
                     record.update(future.result().to_json())
                 except DatabaseSnapshotError as exc:
@@ -123,28 +125,39 @@ class PackJob:
                     self._mark_damaged(record["path"], exc, "as the backup API copied it")
                     self.databases.remove(record)
 
-    def _snapshot_databases(self, entries: list[SourceEntry], snaps: Path, checker) -> list:
-        """Copy every database first (close together in time), check them in the background.
+    def _snapshot_databases(self, entries: list[SourceEntry], snaps: Path, copier,
+                            checker) -> None:
+        """Copy every database, one after the other (close together in time), on a thread
+        of their own; each copy's check then runs on another.
 
-        The check (quick_check, or integrity_check with ``backup.databaseCheck: full``)
-        runs in a thread (SQLite releases the GIL), overlapped with the rest of the body.
+        The backup API and the checks release the GIL, so both overlap with the files
+        written before each database and with the databases before it.  ``_write``
+        waits for a database's copy when it reaches it (``_snapshot``).
         """
-        checks = []
         for number, entry in enumerate(entries):
             snapshot = snaps / f"{number}.db"
-            try:
-                sqlite_snapshot.copy(self.root / entry.path, snapshot)
-            except DatabaseSnapshotError as exc:
-                if not self.keep_damaged_databases:
-                    raise
-                self._mark_damaged(entry.path, exc, "as the raw live file (without its WAL)")
-                continue        # archived from the live file, byte for byte
-            self._snapshots[entry.path] = snapshot
-            record = {"path": entry.path}
-            self.databases.append(record)
-            checks.append((record, checker.submit(sqlite_snapshot.check, snapshot, entry.path,
-                                                  self.full_database_check)))
-        return checks
+            self._snapshots[entry.path] = copier.submit(self._copy, entry.path, snapshot,
+                                                        checker)
+
+    def _copy(self, path: str, snapshot: Path, checker):
+        sqlite_snapshot.copy(self.root / path, snapshot)
+        return snapshot, checker.submit(sqlite_snapshot.check, snapshot, path,
+                                        self.full_database_check)
+
+    def _snapshot(self, path: str) -> Path | None:
+        """The finished snapshot of the database at ``path`` (None: archive the live
+        file as it is, when a safety archive meets a database the backup API cannot copy)."""
+        try:
+            snapshot, check = self._snapshots.pop(path).result()
+        except DatabaseSnapshotError as exc:
+            if not self.keep_damaged_databases:
+                raise
+            self._mark_damaged(path, exc, "as the raw live file (without its WAL)")
+            return None     # archived from the live file, byte for byte
+        record = {"path": path}
+        self.databases.append(record)
+        self._checks.append((record, check))
+        return snapshot
 
     def _seal(self, writer: BodyWriter, record: IndexEntry, read,
               payload: int | None = None, may_bundle: bool = False) -> StoredFile:
@@ -267,7 +280,9 @@ class PackJob:
                                              hmac_sha256=first.hmac_sha256))
                 self.files += 1
                 return 0
-        source = self._snapshots.get(entry.path) or self._root_text + "/" + entry.path
+        source = self._root_text + "/" + entry.path
+        if entry.kind == DATABASE and entry.path in self._snapshots:
+            source = self._snapshot(entry.path) or source
         try:
             fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
@@ -357,3 +372,15 @@ class _Chunks:
             self._buffer += piece
         data, self._buffer = self._buffer[:size], self._buffer[size:]
         return data
+
+
+class _Copier(ThreadPoolExecutor):
+    """The database copying thread; leaving it early (an error) cancels the copies
+    not yet started instead of making them all first."""
+
+    def __init__(self):
+        super().__init__(max_workers=1, thread_name_prefix="snapshot")
+
+    def __exit__(self, *exc_info):
+        self.shutdown(wait=True, cancel_futures=True)
+        return False

@@ -31,7 +31,10 @@ class FrameStream:
         self.hasher = hasher
         self._input = b""
         self._decompressor: ZstdDecompressor | None = None
-        self._output = bytearray()
+        # The latest decompressed piece and how much of it was handed out: content is
+        # returned as slices of it (often the whole piece, which is not even copied).
+        self._piece = b""
+        self._taken = 0
 
     def _more_input(self) -> bool:
         if self.position >= self.end:
@@ -45,13 +48,14 @@ class FrameStream:
         self._input += chunk
         return True
 
-    def _fill(self, wanted: int) -> None:
-        while len(self._output) < wanted:
+    def _next_piece(self) -> bool:
+        """Decompress the next piece (at most READ_SIZE bytes); False at the end."""
+        while True:
             if self._decompressor is None:
                 while len(self._input) < 4 and self._more_input():
                     pass
                 if not self._input:
-                    return
+                    return False
                 if self._input[:4] != ZSTD_MAGIC:
                     raise CorruptArchive("body contains something other than a zstd frame",
                                          path=self.path)
@@ -64,21 +68,40 @@ class FrameStream:
                 raise CorruptArchive(f"compressed data is damaged ({exc})", path=self.path) from None
             # Input not consumed because of max_length stays inside the decompressor.
             self._input = b""
-            self._output += out
             if self._decompressor.eof:
                 self._input = self._decompressor.unused_data
                 self._decompressor = None
+            if out:
+                self._piece, self._taken = out, 0
+                return True
+
+    def read_some(self, size: int) -> bytes:
+        """Between 1 and ``size`` bytes (``b""`` only at the end of the data)."""
+        if self._taken >= len(self._piece) and not self._next_piece():
+            return b""
+        start = self._taken
+        self._taken = min(len(self._piece), start + size)
+        return self._piece[start:self._taken]   # the piece itself when it is taken whole
 
     def read(self, size: int) -> bytes:
         """Exactly ``size`` bytes, or fewer only at the end of the data."""
-        self._fill(size)
-        data = bytes(self._output[:size])
-        del self._output[:size]
-        return data
+        data = self.read_some(size)
+        if len(data) == size or not data:
+            return data
+        parts = [data]
+        missing = size - len(data)
+        while missing:
+            more = self.read_some(missing)
+            if not more:
+                break
+            parts.append(more)
+            missing -= len(more)
+        return b"".join(parts)
 
     def at_end(self) -> bool:
-        self._fill(1)
-        return not self._output and self._decompressor is None and not self._input
+        if self._taken < len(self._piece):
+            return False
+        return not self._next_piece()
 
 
 def expect(stream: FrameStream, expected: bytes, what: str, path: object) -> None:

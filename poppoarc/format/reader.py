@@ -224,7 +224,7 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
             blocks = BlockCheck(entry) if entry.blocks is not None else None
             remaining = payload
             while remaining:
-                chunk = stream.read(min(remaining, READ_SIZE))
+                chunk = stream.read_some(min(remaining, READ_SIZE))
                 if not chunk:
                     raise TruncatedArchive(f"archive ends inside member {entry.path}", path=path)
                 if digest is not None:
@@ -275,7 +275,7 @@ def check_body_without_key(handle, head: TrustedHead, path: object, progress=Non
     stream = FrameStream(handle, layout["body_offset"], layout["index_offset"], path, body_hash)
     total = 0
     while True:
-        chunk = stream.read(READ_SIZE)
+        chunk = stream.read_some(READ_SIZE)
         if not chunk:
             break
         total += len(chunk)

@@ -47,6 +47,7 @@ from ..snapshot.scan import DATABASE, scan
 from . import chain, fsops, journal, swap
 from .plan import RestorePlan, make_plan
 from .stage import StagedTree
+from .writebehind import WriteBehind
 
 SPACE_MARGIN = 16 * 1024 * 1024
 
@@ -181,6 +182,7 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
         area = swap.begin(settings.root, secrets.token_hex(6), manifest["id"], on_event=on_event)
         tree = StagedTree(settings.root, area.path, plan.restore_paths,
                           {e.path for e in live}, same_owner=same_owner, special_bits=special_bits)
+        writing = WriteBehind(tree)     # the staged tree is written on a thread of its own
         try:
             tree.keep_live(plan.top_level)
             total = plan.bytes_to_stage
@@ -188,15 +190,19 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
             if links:
                 workdir = area.path / ".poppoarc-rebuild"
                 workdir.mkdir(mode=0o700)
-                chain.read_chain(links, store, (handle, head, index.entries, path, sealer), tree,
-                                 workdir, chain.ancestor_reader(settings), report)
+                chain.read_chain(links, store, (handle, head, index.entries, path, sealer),
+                                 writing, workdir, chain.ancestor_reader(settings), report)
+                writing.flush()
                 shutil.rmtree(workdir)
             else:
-                reader.read_body(handle, head, index.entries, path, tree, sealer=sealer,
+                reader.read_body(handle, head, index.entries, path, writing, sealer=sealer,
                                  progress=report)
+                writing.flush()
+            writing.close()
             tree.finish()
             tree.prune_removed_dirs()
         except BaseException:
+            writing.close()
             tree.close()
             swap.discard(area, on_event=on_event)
             raise

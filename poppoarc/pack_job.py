@@ -24,7 +24,7 @@ from .format import tarheader
 from .format.blocks import BlockHasher, hash_blocks, read_blocks
 from .format.manifest import BLOCK_SIZE, BUNDLE_MAX, CHUNK_SIZE, IndexEntry, encode_digests
 from .format.spool import IndexSpool
-from .format.writer import BodyWriter, StoredFile
+from .format.writer import READ_CHUNK, BodyWriter, StoredFile
 from .policy import chains
 from .snapshot import sqlite as sqlite_snapshot
 from .snapshot.catalogue import TARGETS
@@ -310,7 +310,11 @@ class PackJob:
                 on_chunk = (lambda n: self.progress(base + n, self.bytes_total, entry.path)) \
                     if self.progress else None
                 stored = writer.add_file(entry.path, fd, st.st_size, *st_meta, on_chunk=on_chunk)
-            if entry.kind == FILE:
+            # A file read in one read() was compared with its fstat by size; one read
+            # over several calls is also compared by mtime.  (Its content is never older
+            # than the recorded mtime, as the fstat came first: a change in between
+            # shows in the next incremental's stat comparison.)
+            if entry.kind == FILE and st.st_size >= READ_CHUNK:
                 after = os.fstat(fd)
                 if (after.st_mtime_ns, after.st_size) != (st.st_mtime_ns, st.st_size):
                     stored = dataclasses.replace(stored, changed=True)

@@ -102,6 +102,13 @@ def incremental_settings(settings: Settings) -> tuple[bool, int]:
     return bool(section.get("enabled", False)), int(section.get("maxIncrementals", 7))
 
 
+def _schedules_incrementals(settings: Settings) -> bool:
+    """True when a ``backup.schedule`` entry makes incrementals (its fulls are their parents)."""
+    from .policy.schedule import INCREMENTAL, parse_schedule
+    schedule = parse_schedule(settings.backup)
+    return schedule is not None and any(e.type == INCREMENTAL for e in schedule.entries)
+
+
 def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                 name: str | None = None, archive_type: str = "manual", encrypt: bool = False,
                 progress=None, environ=None, incremental: bool | None = None,
@@ -139,6 +146,9 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                       "recipients": recipients.wrap(data_key, archive_id, secrets)}
         sealer = Sealer(data_key, archive_id)
     by_default, max_incrementals = incremental_settings(settings)
+    # Chains in use: incrementals asked for (or --full, which starts one), configured or
+    # scheduled.  Only then do database records carry the page digests a delta needs.
+    in_chains = incremental is not None or by_default or _schedules_incrementals(settings)
     # a safety archive is never incremental (readers reject one: spec §12.1)
     incremental = (by_default if incremental is None else incremental) \
         and archive_type != "pre-restore"
@@ -160,7 +170,8 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                        archive_mtime_ns=int(now.timestamp()) * 10**9,
                        snapshot_dir=store.local_dir, parent=parent,
                        check_content=check_content, compact_bytes=result.compact_bytes,
-                       full_database_check=settings.backup.get("databaseCheck") == "full")
+                       full_database_check=settings.backup.get("databaseCheck") == "full",
+                       block_digests=in_chains and archive_type != "pre-restore")
         references = [describe_reference(str(settings.root / rel), rel)
                       for rel in result.references[:MAX_REFERENCES]]
         if len(result.references) > MAX_REFERENCES:

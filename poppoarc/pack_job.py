@@ -40,8 +40,12 @@ class PackJob:
                  keep_damaged_databases: bool = False, sealer=None, seal_all: bool = False,
                  secrets: set[str] = frozenset(), archive_mtime_ns: int = 0,
                  snapshot_dir: Path | None = None, parent=None, check_content: bool = False,
-                 compact_bytes: int = 0, full_database_check: bool = False):
+                 compact_bytes: int = 0, full_database_check: bool = False,
+                 block_digests: bool = True):
         self.full_database_check = full_database_check
+        # Page digests cost a hash pass over every database and ~0.5 % of the archive;
+        # only an archive that may become an incremental's parent needs them (§12.4).
+        self.block_digests = block_digests or parent is not None
         self.sealer, self.seal_all, self.secrets = sealer, seal_all, secrets
         self.parent, self.check_content = parent, check_content
         self.reused = 0
@@ -211,21 +215,28 @@ class PackJob:
             mac = self.sealer.new_mac() if self.seal_all else None
             sha256, blocks = hash_blocks(fd, size, BLOCK_SIZE, extra=mac, whole=mac is None)
             numbers = chains.changed_blocks(previous, BLOCK_SIZE, blocks)
+            if previous.sqlite and previous.blocks is None:
+                self.warnings.add(f"{entry.path}: stored whole: parent {self.parent.id} has no "
+                                  "page digests for it (it was packed while incrementals were "
+                                  "off); later incrementals store only changed pages")
             if numbers is not None:
                 return self._write_delta(writer, entry, fd, size, st_meta, sha256, mac,
                                          blocks, numbers), numbers
             os.lseek(fd, 0, os.SEEK_SET)        # every block changed: stored whole
+        block_size = BLOCK_SIZE if self.block_digests else 0
         if not self.seal_all:
-            return writer.add_file(entry.path, fd, size, *st_meta, block_size=BLOCK_SIZE), None
-        hasher = BlockHasher(BLOCK_SIZE, whole=False)   # block digests while it is sealed
+            return writer.add_file(entry.path, fd, size, *st_meta, block_size=block_size), None
+        mode, mtime_ns, uid, gid = st_meta
+        record = IndexEntry(entry.path, entry.target, "file", mode, uid, gid, mtime_ns, size)
+        if not block_size:
+            return self._seal(writer, record, lambda n: os.read(fd, n)), None
+        hasher = BlockHasher(block_size, whole=False)   # block digests while it is sealed
 
         def read(n: int) -> bytes:
             data = os.read(fd, n)
             hasher.update(data)
             return data
 
-        mode, mtime_ns, uid, gid = st_meta
-        record = IndexEntry(entry.path, entry.target, "file", mode, uid, gid, mtime_ns, size)
         stored = self._seal(writer, record, read)
         hasher.hexdigest()
         return dataclasses.replace(stored, blocks=bytes(hasher.blocks)), None

@@ -112,6 +112,40 @@ def test_a_database_delta_holds_only_changed_blocks(chain):
                for p, e in records.items())
 
 
+def test_page_digests_are_written_only_where_chains_are_in_use(small, tmp_path, capsys):
+    """Like changed-block tracking, page digests must be on before the base backup:
+    a plain pack (incrementals off) skips them, so the first incremental on it stores
+    databases whole, says so, and carries digests for the next one."""
+    cli = CLI(small, tmp_path / "store", capsys)
+
+    def history(archive) -> dict:
+        code, inspected = cli.json("inspect", archive["id"], "--entries")
+        return next(e for e in inspected["entries"] if e["path"] == "data/poppo-history.db")
+
+    plain = cli.pack()
+    assert "blocks" not in history(plain)
+    simulate_day(small, fraction=0.01, seed=1)
+    first = cli.pack("--incremental")
+    record = history(first)
+    assert "delta" not in record and "blocks" in record
+    assert any("data/poppo-history.db: stored whole" in w and plain["id"] in w
+               for w in first["warnings"])
+    simulate_day(small, fraction=0.01, seed=2)
+    second = cli.pack("--incremental")
+    assert history(second)["delta"]
+    assert not any("stored whole" in w for w in second["warnings"])
+    # with incrementals enabled in the configuration a plain pack carries them
+    config = small / "config/config.json"
+    document = json.loads(config.read_text())
+    document.setdefault("backup", {})["incremental"] = {"enabled": True}
+    config.write_text(json.dumps(document))
+    assert "blocks" in history(cli.pack("--full"))
+    document["backup"]["incremental"] = {"enabled": False}
+    document["backup"]["schedule"] = {"daily": {"cron": "0 3 * * *", "type": "incremental"}}
+    config.write_text(json.dumps(document))
+    assert "blocks" in history(cli.pack())
+
+
 def test_a_missing_parent_is_named_and_nothing_is_restored(chain, tmp_path):
     cli, archives = chain
     parent = next(cli.store.glob(archives[2]["id"] + "*"))
@@ -185,6 +219,29 @@ def test_a_re_signed_index_that_lies_about_the_chain_is_rejected(chain, tmp_path
     assert code == 13 and expected in err, err
     assert tree_digest(cli.root) == before
     assert not list(cli.root.glob(".poppoarc-stag*"))
+
+
+def test_a_restore_relies_on_the_whole_digest_and_verify_checks_page_digests(chain, key_home):
+    cli, archives = chain
+    target = next(cli.store.glob(archives[0]["id"] + "*"))
+
+    def edit(entries):
+        out = []
+        for e in entries:
+            if e.path == "data/poppo-history.db":
+                digests = bytearray(block_digests(e))
+                digests[3 * BLOCK_DIGEST] ^= 1
+                e = dataclasses.replace(e, blocks={"size": e.blocks["size"],
+                                                   "digests": encode_digests(bytes(digests))})
+            out.append(e)
+        return out
+
+    reindex(target, target, key_home, edit)
+    code, _, err = cli("verify", archives[0]["id"])
+    assert code == 13 and "data/poppo-history.db" in err, err
+    # every restored byte is covered by the record's SHA-256, which still matches
+    code, result = cli.json("unpack", archives[0]["id"], "--skip-backup")
+    assert code in (0, 1) and result["outcome"] == "committed"
 
 
 def test_the_chain_restarts_after_max_incrementals(small, tmp_path, capsys):

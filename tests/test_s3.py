@@ -389,7 +389,7 @@ def test_an_incremental_chain_in_a_bucket(s3, installation, tmp_path, capsys):
     from poppoarc.demo.changes import simulate_day
 
     cli = CLI(installation, f"s3://{s3.bucket}/prod", capsys)
-    full = cli.pack()
+    full = cli.pack("--full")
     simulate_day(installation, seed=1)
     incremental = cli.pack("--incremental")
     assert incremental["incremental"] and incremental["parent"] == full["id"]

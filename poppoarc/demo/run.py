@@ -41,7 +41,8 @@ def run(workdir: Path) -> int:
         print(f"[exit {result.returncode}]\n", flush=True)
         return result
 
-    packed = step("pack", "--name", "demo")
+    # --full starts a chain: its databases carry the page digests the incremental needs
+    packed = step("pack", "--full", "--name", "demo")
     if packed.returncode not in (0, 1):
         return packed.returncode
     # a day of work (new history rows, state and logs), then an incremental archive

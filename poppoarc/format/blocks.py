@@ -94,6 +94,14 @@ class BlockCheck:
     listed ones, each as long as that block of the full file.
     """
 
+    @classmethod
+    def of(cls, entry: IndexEntry, whole: bool = True) -> "BlockCheck | None":
+        """The check a record needs: None without digests, or for a whole record
+        when ``whole`` is off (its SHA-256 covers it)."""
+        if entry.blocks is None or (entry.delta is None and not whole):
+            return None
+        return cls(entry)
+
     def __init__(self, entry: IndexEntry):
         self.size, self.digests = entry.blocks["size"], block_digests(entry)
         self.numbers = iter(entry.delta if entry.delta is not None

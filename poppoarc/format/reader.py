@@ -165,12 +165,14 @@ class MemberSink:
 
 
 def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object,
-              sink: MemberSink, progress=None, sealer=None) -> int:
+              sink: MemberSink, progress=None, sealer=None, block_digests: bool = True) -> int:
     """Walk every member in index order, checking header, size and digest.
 
     ``sink.end`` is called for a member only after its content verified.
     The body checksum over all compressed bytes is checked at the end.
     Returns how many sealed files could not be checked for lack of a key.
+    ``block_digests=False`` (a restore) skips the page digests of whole databases,
+    which their SHA-256 already covers (spec §12.4); a delta's are always checked.
     """
     source = as_source(handle)
     manifest = head.manifest
@@ -208,7 +210,7 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
             continue
         if entry.sealed is not None:
             sink.begin(entry)
-            ok = read_sealed(stream, entry, position, seconds, path, sink, sealer)
+            ok = read_sealed(stream, entry, position, seconds, path, sink, sealer, block_digests)
             unchecked += not ok
             done += entry.payload_size()
             if progress:
@@ -221,7 +223,7 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
         if entry.type == "file":
             payload = entry.payload_size()
             digest = hashlib.sha256() if entry.delta is None else None
-            blocks = BlockCheck(entry) if entry.blocks is not None else None
+            blocks = BlockCheck.of(entry, block_digests)
             remaining = payload
             while remaining:
                 chunk = stream.read_some(min(remaining, READ_SIZE))

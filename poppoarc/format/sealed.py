@@ -71,14 +71,14 @@ class Bundle:
 
 
 def read_sealed(stream: FrameStream, entry: IndexEntry, position: int, seconds: int,
-                 path: object, sink, sealer) -> bool:
+                 path: object, sink, sealer, block_digests: bool = True) -> bool:
     """One sealed file's chunks; False when there is no key to open them.
 
     A delta record's payload is checked block by block; the HMAC covers the
     whole file, which only the chain reader reassembles.
     """
     mac = sealer.new_mac() if sealer else None
-    blocks = BlockCheck(entry) if entry.blocks is not None and mac is not None else None
+    blocks = BlockCheck.of(entry, block_digests) if mac is not None else None
     remaining = entry.payload_size()
     for number, (name, size) in enumerate(entry.sealed):
         data = _read_member(stream, entry, name, size, seconds, path)

@@ -196,7 +196,7 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
                 shutil.rmtree(workdir)
             else:
                 reader.read_body(handle, head, index.entries, path, writing, sealer=sealer,
-                                 progress=report)
+                                 progress=report, block_digests=False)
                 writing.flush()
             writing.close()
             tree.finish()

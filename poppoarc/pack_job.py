@@ -210,15 +210,15 @@ class PackJob:
         (§12.4), or whole.  Returns what was stored and the delta's block numbers
         (None: whole)."""
         previous = self.parent.records.find(entry.target, entry.path) if self.parent else None
-        if previous is not None:
+        if previous is not None and previous.sqlite and previous.blocks is None:
+            self.warnings.add(f"{entry.path}: stored whole: parent {self.parent.id} has no "
+                              "page digests for it (it was packed while incrementals were "
+                              "off); later incrementals store only changed pages")
+        elif chains.delta_base(previous, BLOCK_SIZE):
             # a sealed record's digest is its HMAC: no plain SHA-256 pass for it
             mac = self.sealer.new_mac() if self.seal_all else None
             sha256, blocks = hash_blocks(fd, size, BLOCK_SIZE, extra=mac, whole=mac is None)
             numbers = chains.changed_blocks(previous, BLOCK_SIZE, blocks)
-            if previous.sqlite and previous.blocks is None:
-                self.warnings.add(f"{entry.path}: stored whole: parent {self.parent.id} has no "
-                                  "page digests for it (it was packed while incrementals were "
-                                  "off); later incrementals store only changed pages")
             if numbers is not None:
                 return self._write_delta(writer, entry, fd, size, st_meta, sha256, mac,
                                          blocks, numbers), numbers

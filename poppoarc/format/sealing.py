@@ -131,6 +131,8 @@ class SealingMixin:
         so the frame being compressed here is closed first.
         """
         if not limit:
+            if self._bundle is None and not self._batch and not self._sealing:
+                return          # nothing sealed in flight: the plain per-file path
             self._close_bundle()
             self._submit_batch()
         while len(self._sealing) > limit:

@@ -37,13 +37,17 @@ class IndexSpool:
         self._settled = array("q")          # (sequence, offset, side start, length) ...
 
     def append(self, entry: IndexEntry, *, deferred: bool = False) -> None:
-        item = (self._count, self._file.tell(), entry)
-        if deferred and entry.sealed is not None and not entry.sqlite:
-            self._pending.append(item)
-        elif deferred:
-            self._deferred.append(item)
-        else:
+        if not deferred:        # the common case, once per plain file: no tell()
             self._file.write(encode_entry(entry))
+            self._count += 1
+            if self._pending:
+                self._settle()
+            return
+        item = (self._count, self._file.tell(), entry)
+        if entry.sealed is not None and not entry.sqlite:
+            self._pending.append(item)
+        else:
+            self._deferred.append(item)
         self._count += 1
         self._settle()
 

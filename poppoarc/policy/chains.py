@@ -120,14 +120,20 @@ def reference(previous: IndexEntry, parent_id: str, *, path: str, target: str | 
                       ctime_ns=ctime_ns, ino=ino, stored_in=holder_of(parent_id, previous))
 
 
+def delta_base(previous: IndexEntry | None, block_size: int) -> bool:
+    """Whether the parent's record of a database can be the base of a delta: a snapshot
+    with block digests of this size (§12.4)."""
+    return previous is not None and previous.sqlite and previous.blocks is not None \
+        and previous.blocks["size"] == block_size
+
+
 def changed_blocks(previous: IndexEntry | None, block_size: int, blocks: bytes) -> list[int] | None:
     """Block numbers that differ from the parent's snapshot of the same database.
 
     None when no delta is possible or worth it: no parent snapshot with
     blocks of this size, or every block changed.
     """
-    if previous is None or not previous.sqlite or previous.blocks is None \
-            or previous.blocks["size"] != block_size:
+    if not delta_base(previous, block_size):
         return None
     before, step = block_digests(previous), BLOCK_DIGEST
     numbers = [n for n in range(len(blocks) // step)

@@ -1,13 +1,14 @@
-"""Argon2id for a new archive's passphrase stanza, derived in a helper process.
+"""Argon2id for passphrase stanzas, derived in a helper process.
 
 With the writer's parameters (t = 3, m = 64 MiB) Argon2id costs about 0.3 s
 of CPU and 64 MiB of memory, and the binding holds the GIL while it runs.
-``pack`` starts it as soon as it knows a passphrase is configured, in a
-short-lived child process that imports nothing but the KDF: it then runs
-beside the walk of the installation instead of before the body, and its
-64 MiB are not added to the peak of the packing process (which already
-holds the whole program).  The salt is drawn here, before the child starts.
-If the helper cannot run or fails, the same key is derived in-process.
+It runs in a short-lived child process that imports nothing but the KDF, so
+its 64 MiB are not added to the peak of the process that holds the whole
+program (pack, verify, unpack stay under 100 MiB).  ``pack`` starts it as
+soon as it knows a passphrase is configured, so it runs beside the walk of
+the installation; the salt is drawn here, before the child starts.  Readers
+derive a stanza's key the same way (``derive_apart``).  If the helper cannot
+run or fails, the same key is derived in-process.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ class PendingKek:
     pending key is used at most once (``claim``): a salt is never reused.
     """
 
-    def __init__(self, passphrase: bytes, params: dict, derive):
-        self.salt = os.urandom(16)
+    def __init__(self, passphrase: bytes, params: dict, derive, salt: bytes | None = None):
+        self.salt = os.urandom(16) if salt is None else salt
         self.params = dict(params)
         self._passphrase, self._derive = passphrase, derive
         self._claimed = False
@@ -93,3 +94,14 @@ class PendingKek:
 
     def __del__(self):
         self.close()
+
+
+def derive_apart(passphrase: bytes, salt: bytes, params: dict, derive) -> bytes:
+    """The key of an existing stanza (its salt and parameters), derived in the helper;
+    ``derive`` is the in-process fallback."""
+    pending = PendingKek(passphrase, {k: params[k] for k in ("time_cost", "memory_kib", "lanes")},
+                         derive, salt=salt)
+    try:
+        return pending.result()
+    finally:
+        pending.close()

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import KeyFileError, NoKey, TamperedArchive, WrongKey
 from ..restore.fsops import write_file_durably
-from .kdf import PendingKek
+from .kdf import PendingKek, derive_apart
 from .signing import decode_prefixed
 
 SCHEME = "poppoarc-seg/1"
@@ -160,7 +160,8 @@ def unwrap(stanzas: list[dict], archive_id: str, secrets: Secrets, path: object)
     for stanza in stanzas:
         if stanza["type"] == "argon2id" and secrets.passphrase is not None:
             tried.append("passphrase")
-            kek = _argon2(secrets.passphrase, _unb64(stanza["salt"], 16, "salt", path), stanza)
+            kek = derive_apart(secrets.passphrase, _unb64(stanza["salt"], 16, "salt", path),
+                               stanza, _argon2)
             try:
                 return AESGCM(kek).decrypt(ZERO_NONCE, _unb64(stanza["wrapped"], 48, "key", path),
                                            b"poppoarc/1 argon2id" + aad)

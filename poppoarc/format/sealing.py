@@ -121,7 +121,7 @@ class SealingMixin:
         jobs, self._batch, self._batch_bytes = self._batch, [], 0
         owners = [(job[4], job[6]) for job in jobs]     # before the pool empties ``jobs``
         self._sealing.append((self._pool.submit(sealed_members_frame, jobs, self._level), owners))
-        self._drain(limit=2 * max(1, self._threads))
+        self._drain(limit=max(1, self._threads))
 
     def _drain(self, limit: int = 0) -> None:
         """Write finished sealing jobs, oldest first, until at most ``limit`` are in flight

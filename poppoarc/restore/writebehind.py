@@ -23,7 +23,8 @@ from ..format.reader import MemberSink
 
 BATCH_BYTES = 1 << 20       # hand over at least this much content ...
 BATCH_CALLS = 512           # ... or this many calls (small files)
-MAX_BATCHES = 8             # batches in flight: at most ~8 MiB beyond the one being built
+MAX_IN_FLIGHT = 8 << 20     # content handed over and not yet written (a batch counts
+MIN_BATCH_COST = 64 << 10   # at least this much, so many small ones stay bounded too)
 
 
 class WriteBehind(MemberSink):
@@ -33,7 +34,9 @@ class WriteBehind(MemberSink):
         self.sink = sink
         self._batch: list = []
         self._bytes = 0
-        self._queue: queue.Queue = queue.Queue(MAX_BATCHES)
+        self._queue: queue.Queue = queue.Queue()
+        self._room = threading.Condition()
+        self._in_flight = 0
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="write-behind", daemon=True)
         self._thread.start()
@@ -66,7 +69,7 @@ class WriteBehind(MemberSink):
         if self._thread.is_alive():
             self._batch = []
             self._error = self._error or _Stopped()
-            while True:     # make room for the stop marker: drop what waits
+            while True:     # drop what waits: the stop marker is next
                 try:
                     self._queue.get_nowait()
                 except queue.Empty:
@@ -78,8 +81,13 @@ class WriteBehind(MemberSink):
     def _hand_over(self) -> None:
         self._raise()
         if self._batch:
+            cost = max(self._bytes, MIN_BATCH_COST)
+            with self._room:        # wait for the writing thread to catch up
+                while self._in_flight and self._in_flight + cost > MAX_IN_FLIGHT:
+                    self._room.wait()
+                self._in_flight += cost
             batch, self._batch, self._bytes = self._batch, [], 0
-            self._queue.put(batch)
+            self._queue.put((batch, cost))
 
     def _raise(self) -> None:
         if self._error is not None and not isinstance(self._error, _Stopped):
@@ -93,13 +101,17 @@ class WriteBehind(MemberSink):
             if isinstance(item, threading.Event):   # flush(): everything before it ran
                 item.set()
                 continue
-            if self._error is not None:
-                continue                            # after a failure: drop the rest
+            batch, cost = item
             try:
-                for call in item:
-                    call[0](*call[1:])
+                if self._error is None:             # after a failure: drop the rest
+                    for call in batch:
+                        call[0](*call[1:])
             except BaseException as exc:            # raised on the reading thread
                 self._error = exc
+            finally:
+                with self._room:
+                    self._in_flight -= cost
+                    self._room.notify()
 
 
 class _Stopped(Exception):

@@ -185,9 +185,9 @@ class StagedTree(MemberSink):
         self.written += entry.size
         if entry.sqlite:
             # Checked in the background while the rest of the archive streams in.  The
-            # content's SHA-256 already proved it is the snapshot that passed the full
-            # integrity_check when it was packed (spec §4.3); quick_check (about a quarter
-            # of the cost) still guards against a database that SQLite cannot open.
+            # content's SHA-256 already proved it is the snapshot that passed its check
+            # when it was packed (the manifest names it, spec §4.3); quick_check (a quarter
+            # of integrity_check's cost) still guards against one SQLite cannot open.
             if self._checker is None:
                 self._checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quick_check")
             self.databases.append((entry.path, self._checker.submit(

@@ -41,11 +41,13 @@ class DatabaseFacts:
     user_version: int
     tables: dict[str, int]
     tables_truncated: bool = False
-    check: str = "integrity_check"       # the PRAGMA the snapshot passed
+    check: str | None = None        # the PRAGMA the snapshot passed (``check``)
 
     def to_json(self) -> dict:
         facts = {"page_size": self.page_size, "user_version": self.user_version,
-                 "tables": self.tables, "check": self.check}
+                 "tables": self.tables}
+        if self.check:
+            facts["check"] = self.check
         if self.tables_truncated:
             facts["tables_truncated"] = True
         return facts

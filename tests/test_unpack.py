@@ -281,6 +281,33 @@ def test_a_signed_database_that_sqlite_cannot_read_is_not_restored(cli, installa
     assert not [p for p in installation.iterdir() if p.name.startswith(".poppoarc-stag")]
 
 
+def test_a_disk_that_fills_while_staging_leaves_the_tree_alone(cli, installation, monkeypatch):
+    """The staged tree is written on its own thread (write-behind): a failure there still
+    ends the restore with one line and an exit code, the live tree untouched, no staging."""
+    import errno
+
+    from poppoarc.restore import stage
+
+    packed = cli.pack()
+    before = digest(installation)
+    writes = {"n": 0}
+    real_write = os.write
+
+    def filling_write(fd, data):
+        writes["n"] += 1
+        if writes["n"] > 40:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(stage.os, "write", filling_write)
+    code, _, err = cli("unpack", packed["id"], "--skip-backup")
+    assert code == 23 and "No space left on device" in err and "nothing was changed" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    monkeypatch.setattr(stage.os, "write", real_write)
+    assert digest(installation) == before
+    assert not [p for p in installation.iterdir() if p.name.startswith(".poppoarc-stag")]
+
+
 def test_truncated_and_damaged_archives_leave_the_tree_alone(cli, installation):
     packed = cli.pack()
     vandalize(installation)

@@ -19,6 +19,7 @@ transactional (``swap``).
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -34,6 +35,7 @@ from ..errors import (
     LockHeld,
     NoKey,
     NotWritable,
+    RestoreError,
     UsageError,
     Warnings,
 )
@@ -201,10 +203,15 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
             writing.close()
             tree.finish()
             tree.prune_removed_dirs()
-        except BaseException:
+        except BaseException as exc:
             writing.close()
             tree.close()
             swap.discard(area, on_event=on_event)
+            if isinstance(exc, OSError):    # the disk filled, failed or went read-only
+                error = InsufficientSpace if exc.errno in (errno.ENOSPC, errno.EDQUOT) \
+                    else RestoreError
+                raise error(f"writing the staged tree failed: {exc.strerror or exc}; "
+                            "nothing was changed", path=exc.filename or area.path) from None
             raise
         health = settings.backup.get("restore", {}).get("healthCheck")
         check = (lambda: _run_hook(health, settings, manifest["id"], "healthCheck") == 0) \

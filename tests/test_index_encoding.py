@@ -28,7 +28,7 @@ def entries(draw):
         entry.sealed, entry.hmac_sha256 = [["objects/00000001.0000", 64]], "ab" * 32
     entry.ino, entry.ctime_ns = draw(st.none() | ints), draw(st.none() | ints)
     if draw(st.booleans()):
-        entry.stored_in = "backup-2025-06-19T12-00-00-000Z-abc123"
+        entry.stored_in = draw(st.just("backup-2025-06-19T12-00-00-000Z-abc123") | texts)
     if draw(st.booleans()):
         entry.blocks, entry.delta = {"size": 65536, "digests": "AAAA"}, [0]
     return entry

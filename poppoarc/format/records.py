@@ -18,25 +18,28 @@ _text = json.encoder.encode_basestring     # the C escaper json.dumps(ensure_asc
 
 def encode_entry(entry) -> bytes:
     """One index line: ``canonical_json(entry.to_json()) + b"\\n"``, built directly for
-    the common records (plain files and directories) — a third of the time."""
+    the common records (plain files and directories, and an incremental's references to
+    unchanged files) — a third of the time."""
     if (entry.link is None and entry.sealed is None and entry.hmac_sha256 is None
             and not (entry.sqlite or entry.changed or entry.generated)
-            and entry.stored_in is None and entry.blocks is None and entry.delta is None
-            and entry.bundle is None
+            and entry.blocks is None and entry.delta is None and entry.bundle is None
+            and type(entry.stored_in) in (str, type(None))
             and type(entry.path) is str and type(entry.type) is str
             and type(entry.target) in (str, type(None)) and type(entry.sha256) in (str, type(None))
             and type(entry.ino) in (int, type(None)) and type(entry.ctime_ns) in (int, type(None))
             and type(entry.gid) is int and type(entry.mode) is int and type(entry.uid) is int
             and type(entry.mtime_ns) is int and type(entry.size) is int):
-        # keys in code point order: ctime_ns gid ino mode mtime_ns path sha256 size target
-        # type uid
+        # keys in code point order: ctime_ns gid ino mode mtime_ns path sha256 size
+        # stored_in target type uid
         ctime = "" if entry.ctime_ns is None else f'"ctime_ns":{entry.ctime_ns},'
         ino = "" if entry.ino is None else f'"ino":{entry.ino},'
         digest = "" if entry.sha256 is None else f',"sha256":{_text(entry.sha256)}'
+        holder = "" if entry.stored_in is None else f'"stored_in":{_text(entry.stored_in)},'
         target = "null" if entry.target is None else _text(entry.target)
         return (f'{{{ctime}"gid":{entry.gid},{ino}"mode":{entry.mode},"mtime_ns":{entry.mtime_ns},'
-                f'"path":{_text(entry.path)}{digest},"size":{entry.size},"target":{target},'
-                f'"type":{_text(entry.type)},"uid":{entry.uid}}}\n').encode("utf-8")
+                f'"path":{_text(entry.path)}{digest},"size":{entry.size},{holder}'
+                f'"target":{target},"type":{_text(entry.type)},"uid":{entry.uid}}}\n'
+                ).encode("utf-8")
     return canonical_json(entry.to_json()) + b"\n"
 
 

@@ -59,7 +59,6 @@ class StagedTree(MemberSink):
         self._created_dirs: set[str] = set()
         self.databases: list = []           # (path, future of quick_check errors)
         self._checker: ThreadPoolExecutor | None = None
-        self.written = 0
 
     # -- live content --------------------------------------------------------
     def keep_live(self, names: list[str]) -> None:
@@ -182,7 +181,6 @@ class StagedTree(MemberSink):
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
         finally:
             os.close(fd)
-        self.written += entry.size
         if entry.sqlite:
             # Checked in the background while the rest of the archive streams in.  The
             # content's SHA-256 already proved it is the snapshot that passed its check

@@ -162,7 +162,8 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
         if not os.access(settings.root, os.W_OK | os.X_OK):
             raise NotWritable("installation root is not writable by this user", path=settings.root)
         local_safety = not skip_backup and settings.storage.get("type") != "s3"
-        rebuilt = sum(e.size for e in entries if e.delta is not None)   # chain's databases
+        # databases rebuilt from a chain (only an incremental has delta records: §12.1)
+        rebuilt = sum(e.size for e in entries if e.delta is not None) if links else 0
         needed = plan.bytes_to_stage + rebuilt + (plan.live_bytes // 2 if local_safety else 0) \
             + SPACE_MARGIN
         free = shutil.disk_usage(settings.root).free
@@ -207,10 +208,10 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
             writing.close()
             tree.close()
             swap.discard(area, on_event=on_event)
-            if isinstance(exc, OSError):    # the disk filled, failed or went read-only
+            if isinstance(exc, OSError):    # a disk filled, failed or went read-only
                 error = InsufficientSpace if exc.errno in (errno.ENOSPC, errno.EDQUOT) \
                     else RestoreError
-                raise error(f"writing the staged tree failed: {exc.strerror or exc}; "
+                raise error(f"staging the restore failed: {exc.strerror or exc}; "
                             "nothing was changed", path=exc.filename or area.path) from None
             raise
         health = settings.backup.get("restore", {}).get("healthCheck")

@@ -44,6 +44,7 @@ from pathlib import Path
 from docopt import DocoptExit, docopt
 
 from . import report
+from .graveyard import Graveyard, no_journal_ext4
 from .measure import QUIET, RSS_METHOD, CommandFailed, quick
 from .tools import OPERATIONS, Context, all_tools
 from .trees import fingerprint, tree_stats, warm
@@ -121,7 +122,8 @@ def machine_facts(workdir: Path) -> dict:
     return {"nproc": os.cpu_count(), "cpu": cpu, "memory_gib": mem_kib / 2**20,
             "kernel": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(),
-            "workdir_fs": fs, "free_disk_gb": shutil.disk_usage(workdir).free / 1e9}
+            "workdir_fs": fs, "workdir_ext4_without_journal": no_journal_ext4(workdir),
+            "free_disk_gb": shutil.disk_usage(workdir).free / 1e9}
 
 
 def git_revision() -> str:
@@ -171,7 +173,8 @@ def prepare_scale(scale: str, options: dict, scale_dir: Path, env: dict, poppoar
     return info
 
 
-def one_tool(tool, ctx: Context, rnd: int, warmup: bool, expected: dict) -> list[dict]:
+def one_tool(tool, ctx: Context, rnd: int, warmup: bool, expected: dict,
+             graveyard: Graveyard) -> list[dict]:
     """pack, verify and restore with one tool; a failure ends this tool's round."""
     records = []
     base = {"tool": tool.key, "round": rnd, "warmup": warmup}
@@ -196,7 +199,7 @@ def one_tool(tool, ctx: Context, rnd: int, warmup: bool, expected: dict) -> list
                 if (got["files"], got["bytes"]) != (expected["files"], expected["bytes"]):
                     record["mismatch"] = (f"restored {got['files']} files / {got['bytes']} bytes, "
                                           f"expected {expected['files']} / {expected['bytes']}")
-                shutil.rmtree(target)
+                graveyard.retire(target)
             record.update(m.to_json(), ok=True)
     except (CommandFailed, OSError, ValueError, KeyError) as exc:
         if not records:
@@ -207,16 +210,19 @@ def one_tool(tool, ctx: Context, rnd: int, warmup: bool, expected: dict) -> list
     return records
 
 
-def bench_scale(scale: str, options: dict, tools: list, workdir: Path, env: dict) -> dict:
+def bench_scale(scale: str, options: dict, tools: list, workdir: Path, env: dict,
+                graveyard: Graveyard) -> dict:
     scale_dir = workdir / scale
     scale_dir.mkdir()
     poppoarc = next(t for t in all_tools() if t.key == "poppoarc")
     info = prepare_scale(scale, options, scale_dir, env, poppoarc)
     installation, same = Path(info["path"]), Path(info["same_files"])
     before = fingerprint(installation)
-    records, notes = [], []
+    records, notes, settled = [], [], 0.0
     for rnd in range(options["rounds"] + 1):
         warmup = rnd == 0
+        if rnd == 1:
+            settled = graveyard.settle()
         shift = rnd % len(tools)
         order = tools[shift:] + tools[:shift]
         print(f"[{scale}] round {rnd}{' (warm-up, not counted)' if warmup else ''}: "
@@ -229,7 +235,7 @@ def bench_scale(scale: str, options: dict, tools: list, workdir: Path, env: dict
                 else info["sealed_files_tree"] if tool.key == "poppoarc-encrypted" else info["tree"]
             ctx = Context(source=source, work=round_dir / tool.key, env=env,
                           timeout=options["timeout"], threads=options["threads"])
-            got = one_tool(tool, ctx, rnd, warmup, expected)
+            got = one_tool(tool, ctx, rnd, warmup, expected, graveyard)
             records += got
             line = "  ".join(f"{r['op']} {r['wall_s']:.2f}s" if r.get("ok") else f"{r['op']} FAILED"
                              for r in got)
@@ -237,7 +243,12 @@ def bench_scale(scale: str, options: dict, tools: list, workdir: Path, env: dict
             print(f"    {tool.key:<14} {line}" + (f"  size {size / 1e6:.1f} MB" if size else ""),
                   flush=True)
             if not (options["keep"] and rnd == options["rounds"]):
-                shutil.rmtree(ctx.work, ignore_errors=True)
+                graveyard.retire(ctx.work)
+    if graveyard.defers:
+        notes.append(f"Work file system: {graveyard.fs_note}. Nothing was deleted while this "
+                     f"scale ran, and its timed rounds waited {settled:.0f} s for the previous "
+                     f"deletion to age: there, creating files is slow for up to 6 minutes "
+                     f"after a large delete (bench/graveyard.py).")
     if fingerprint(installation) != before:
         notes.append("The installation tree changed during the benchmark (size or mtime of "
                      "some file): a tool modified its source.")
@@ -351,10 +362,16 @@ def bench(options: dict, workdir: Path) -> int:
            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()},
            "workdir": str(workdir), "rss_method": RSS_METHOD, "scales": {}}
     started = time.perf_counter()
+    graveyard = Graveyard(workdir / "graveyard")
+    if graveyard.defers:
+        print(f"bench: work file system: {graveyard.fs_note}; deletions wait until each scale "
+              "ends (bench/graveyard.py), so a scale's output stays on disk meanwhile",
+              file=sys.stderr)
     for scale in options["scales"]:
-        doc["scales"][scale] = bench_scale(scale, options, tools, workdir, env)
+        doc["scales"][scale] = bench_scale(scale, options, tools, workdir, env, graveyard)
         if not options["keep"]:
-            shutil.rmtree(workdir / scale, ignore_errors=True)
+            graveyard.retire(workdir / scale)
+        graveyard.empty()       # the next scale's timed rounds wait for this to age
     doc["total_s"] = time.perf_counter() - started
     text = report.markdown(doc, tools)
     out = options["out"]

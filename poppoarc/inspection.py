@@ -23,7 +23,7 @@ from .errors import ArchiveError, CorruptArchive, PoppoarcError, Warnings
 from .format import reader
 from .format.manifest import IndexEntry
 from .restore import chain
-from .snapshot.sqlite import integrity_errors
+from .snapshot.sqlite import BackgroundChecks
 from .store import Store, StoredArchive, open_store, verified
 from .store import locate as locate_in_store
 
@@ -171,17 +171,25 @@ def inspect(settings: Settings, reference: str, with_entries: bool = False) -> I
                          (index.entries or []) if with_entries else [], sealed)
 
 
+# Databases written to the temporary directory and not yet checked: at most this many
+# bytes, or one database however large (the disk a verify needs stays bounded).
+CHECK_BACKLOG = 512 << 20
+
+
 class _VerifySink(reader.MemberSink):
-    """Discards content, except SQLite members, which are checked on a temp copy."""
+    """Discards content, except SQLite members: written to temp files and checked on a
+    thread of their own while the archive streams on."""
 
     def __init__(self, workdir: str, path: Path | str):
         self.workdir, self.path = workdir, path
         self._fd: int | None = None
+        self._temp = ""
         self.databases_checked = 0
+        self.checks = BackgroundChecks(quick=False, max_bytes=CHECK_BACKLOG, remove=True)
 
     def begin(self, entry: IndexEntry) -> None:
         if entry.sqlite and entry.delta is None:    # a delta alone is no database (§12.4)
-            self._temp = os.path.join(self.workdir, "check.db")
+            self._temp = os.path.join(self.workdir, f"check-{self.databases_checked}.db")
             self._fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 
     def data(self, entry: IndexEntry, chunk: bytes) -> None:
@@ -193,12 +201,20 @@ class _VerifySink(reader.MemberSink):
             return
         os.close(self._fd)
         self._fd = None
-        errors = integrity_errors(self._temp)
-        os.unlink(self._temp)
-        if errors:
-            raise CorruptArchive(f"member {entry.path}: database fails integrity_check: "
-                                 f"{'; '.join(errors[:2])}", path=self.path)
+        self.checks.submit(entry.path, self._temp, entry.size)
         self.databases_checked += 1
+
+    def finish(self) -> None:
+        """Wait for the database checks; the first failure is raised."""
+        for member, errors in self.checks.failures():
+            raise CorruptArchive(f"member {member}: database fails integrity_check: "
+                                 f"{'; '.join(errors[:2])}", path=self.path)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.checks.close()
 
 
 @dataclass
@@ -264,16 +280,21 @@ def verify_source(settings: Settings, source, path, progress=None,
     report = (lambda done, name: progress(done, total, name)) if progress else None
     with tempfile.TemporaryDirectory(prefix="poppoarc-verify-") as workdir:
         sink = _VerifySink(workdir, path)
-        if head.manifest["incremental"] and store is not None:
-            total = sum(e.size for e in entries if e.type == "file")
-            unchecked = chain.read_chain(links, store, (source, head, entries, path, sealer), sink,
-                                         Path(workdir), chain.ancestor_reader(settings), report)
-            result.chain = [link.id for link in links]
-        else:
-            unchecked = reader.read_body(source, head, entries, path, sink, sealer=sealer,
-                                         progress=report)
-            if head.manifest["incremental"]:
-                result.not_checked.append("its parent archives and the files they hold")
+        try:
+            if head.manifest["incremental"] and store is not None:
+                total = sum(e.size for e in entries if e.type == "file")
+                unchecked = chain.read_chain(links, store, (source, head, entries, path, sealer),
+                                             sink, Path(workdir), chain.ancestor_reader(settings),
+                                             report)
+                result.chain = [link.id for link in links]
+            else:
+                unchecked = reader.read_body(source, head, entries, path, sink, sealer=sealer,
+                                             progress=report)
+                if head.manifest["incremental"]:
+                    result.not_checked.append("its parent archives and the files they hold")
+            sink.finish()
+        finally:
+            sink.close()    # before the temporary directory goes
     if unchecked:
         result.not_checked.append(f"{unchecked} sealed secret file(s): no key available")
     result.bytes, result.databases = total, sink.databases_checked

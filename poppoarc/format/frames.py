@@ -7,6 +7,9 @@ bytes with what the signed index implies.
 
 from __future__ import annotations
 
+import queue
+import threading
+
 from pyzstd import DParameter, ZstdDecompressor, ZstdError
 
 from ..errors import CorruptArchive, TruncatedArchive
@@ -23,18 +26,36 @@ class FrameStream:
     Every frame must start with the zstd magic (skippable frames are
     rejected), the window is capped at 2**27, and output is produced in
     bounded pieces.  ``hasher`` sees every compressed byte consumed.
+
+    ``ahead=True`` reads, hashes and decompresses on a thread of its own, a few
+    pieces ahead of the caller (who then hashes and writes the content while
+    the next piece decompresses: zstd and hashlib release the GIL on large
+    buffers).  Such a stream must be closed; it is a context manager.
     """
 
-    def __init__(self, handle, start: int, end: int, path: object, hasher=None):
+    def __init__(self, handle, start: int, end: int, path: object, hasher=None,
+                 ahead: bool = False):
         self.source = as_source(handle)
         self.position, self.end, self.path = start, end, path
         self.hasher = hasher
         self._input = b""
         self._decompressor: ZstdDecompressor | None = None
+        produced = self._produce()
+        self._pieces = _Ahead(produced) if ahead else produced
         # The latest decompressed piece and how much of it was handed out: content is
         # returned as slices of it (often the whole piece, which is not even copied).
         self._piece = b""
         self._taken = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if isinstance(self._pieces, _Ahead):
+            self._pieces.close()
 
     def _more_input(self) -> bool:
         if self.position >= self.end:
@@ -48,14 +69,14 @@ class FrameStream:
         self._input += chunk
         return True
 
-    def _next_piece(self) -> bool:
-        """Decompress the next piece (at most READ_SIZE bytes); False at the end."""
+    def _produce(self):
+        """Every decompressed piece (at most READ_SIZE bytes each), in order."""
         while True:
             if self._decompressor is None:
                 while len(self._input) < 4 and self._more_input():
                     pass
                 if not self._input:
-                    return False
+                    return
                 if self._input[:4] != ZSTD_MAGIC:
                     raise CorruptArchive("body contains something other than a zstd frame",
                                          path=self.path)
@@ -72,8 +93,14 @@ class FrameStream:
                 self._input = self._decompressor.unused_data
                 self._decompressor = None
             if out:
-                self._piece, self._taken = out, 0
-                return True
+                yield out
+
+    def _next_piece(self) -> bool:
+        piece = next(self._pieces, None)
+        if piece is None:
+            return False
+        self._piece, self._taken = piece, 0
+        return True
 
     def read_some(self, size: int) -> bytes:
         """Between 1 and ``size`` bytes (``b""`` only at the end of the data)."""
@@ -110,3 +137,60 @@ def expect(stream: FrameStream, expected: bytes, what: str, path: object) -> Non
         if len(actual) < len(expected):
             raise TruncatedArchive(f"archive ends before {what}", path=path)
         raise CorruptArchive(f"{what}: tar header differs from the signed index", path=path)
+
+
+AHEAD_PIECES = 1        # decompressed pieces waiting for the caller: 1 MiB at most
+
+
+class _Ahead:
+    """Runs a generator on a thread, ``AHEAD_PIECES`` items ahead of its consumer.
+
+    Its exception is raised to the consumer, with its own type, in order; ``close``
+    stops the thread (also when the consumer gave up half-way).
+    """
+
+    def __init__(self, items):
+        self._items = items
+        self._queue: queue.Queue = queue.Queue(maxsize=AHEAD_PIECES)
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put((True, item)):
+                    return
+        except BaseException as exc:    # handed to the consumer, raised there
+            self._put((False, exc))
+            return
+        self._put((True, None))
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        ok, item = self._queue.get()
+        if ok and item is not None:
+            return item
+        self._done = True
+        self._thread.join()
+        if not ok:
+            raise item
+        raise StopIteration
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()

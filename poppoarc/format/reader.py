@@ -180,77 +180,79 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
     all_sealed = scope(manifest) == "archive"
     seconds = timestamp_seconds(manifest["timestamp"])
     body_hash = hashlib.sha256()
-    stream = FrameStream(source, layout["body_offset"], layout["index_offset"], path, body_hash)
-    done = unchecked = 0
-    bundle: Bundle | None = None
-    for position, entry in enumerate(entries):
-        if entry.stored_in is not None:
-            continue        # the content is in an ancestor's body (§12.3): no member here
-        if all_sealed and entry.type != "file":
-            sink.begin(entry)       # metadata only: no tar member names it
-            sink.end(entry)
-            continue
-        if bundle is not None and (entry.bundle is None or entry.bundle == 0):
-            bundle.finish(path)     # a file with a member of its own ends the bundle
-            bundle = None
-        if entry.bundle is not None:
-            if entry.bundle == 0:
-                bundle = Bundle.read(stream, entry, position, seconds, path, sealer)
-            elif bundle is None or entry.bundle != bundle.cursor:
-                raise CorruptArchive(f"member {entry.path}: its bundle offset does not follow "
-                                     "the file before it", path=path)
-            sink.begin(entry)
-            ok = bundle.take(entry, sink, path, sealer)
-            unchecked += not ok
-            done += entry.size
-            if progress:
-                progress(done, entry.path)
-            if ok:
+    # decompressed on a thread of its own while this one hashes and hands content on
+    with FrameStream(source, layout["body_offset"], layout["index_offset"], path, body_hash,
+                     ahead=True) as stream:
+        done = unchecked = 0
+        bundle: Bundle | None = None
+        for position, entry in enumerate(entries):
+            if entry.stored_in is not None:
+                continue        # the content is in an ancestor's body (§12.3): no member here
+            if all_sealed and entry.type != "file":
+                sink.begin(entry)       # metadata only: no tar member names it
                 sink.end(entry)
-            continue
-        if entry.sealed is not None:
-            sink.begin(entry)
-            ok = read_sealed(stream, entry, position, seconds, path, sink, sealer, block_digests)
-            unchecked += not ok
-            done += entry.payload_size()
-            if progress:
-                progress(done, entry.path)
-            if ok:
-                sink.end(entry)
-            continue
-        expect(stream, expected_header(entry), f"member {entry.path}", path)
-        sink.begin(entry)
-        if entry.type == "file":
-            payload = entry.payload_size()
-            digest = hashlib.sha256() if entry.delta is None else None
-            blocks = BlockCheck.of(entry, block_digests)
-            remaining = payload
-            while remaining:
-                chunk = stream.read_some(min(remaining, READ_SIZE))
-                if not chunk:
-                    raise TruncatedArchive(f"archive ends inside member {entry.path}", path=path)
-                if digest is not None:
-                    digest.update(chunk)
-                if blocks is not None:
-                    check_blocks(blocks.update, chunk, entry, path)
-                sink.data(entry, chunk)
-                remaining -= len(chunk)
-                done += len(chunk)
+                continue
+            if bundle is not None and (entry.bundle is None or entry.bundle == 0):
+                bundle.finish(path)     # a file with a member of its own ends the bundle
+                bundle = None
+            if entry.bundle is not None:
+                if entry.bundle == 0:
+                    bundle = Bundle.read(stream, entry, position, seconds, path, sealer)
+                elif bundle is None or entry.bundle != bundle.cursor:
+                    raise CorruptArchive(f"member {entry.path}: its bundle offset does not follow "
+                                         "the file before it", path=path)
+                sink.begin(entry)
+                ok = bundle.take(entry, sink, path, sealer)
+                unchecked += not ok
+                done += entry.size
                 if progress:
                     progress(done, entry.path)
-            pad = stream.read(tarheader.padding(payload))
-            if pad != bytes(tarheader.padding(payload)):
-                raise CorruptArchive(f"member {entry.path}: padding is not zero", path=path)
-            if blocks is not None:
-                check_blocks(blocks.finish, None, entry, path)
-            if digest is not None and digest.hexdigest() != entry.sha256:
-                raise CorruptArchive(f"member {entry.path}: content does not match its SHA-256",
-                                     path=path)
-        sink.end(entry)
-    if bundle is not None:
-        bundle.finish(path)
-    if not stream.at_end():
-        raise CorruptArchive("body holds data after the last indexed member", path=path)
+                if ok:
+                    sink.end(entry)
+                continue
+            if entry.sealed is not None:
+                sink.begin(entry)
+                ok = read_sealed(stream, entry, position, seconds, path, sink, sealer, block_digests)
+                unchecked += not ok
+                done += entry.payload_size()
+                if progress:
+                    progress(done, entry.path)
+                if ok:
+                    sink.end(entry)
+                continue
+            expect(stream, expected_header(entry), f"member {entry.path}", path)
+            sink.begin(entry)
+            if entry.type == "file":
+                payload = entry.payload_size()
+                digest = hashlib.sha256() if entry.delta is None else None
+                blocks = BlockCheck.of(entry, block_digests)
+                remaining = payload
+                while remaining:
+                    chunk = stream.read_some(min(remaining, READ_SIZE))
+                    if not chunk:
+                        raise TruncatedArchive(f"archive ends inside member {entry.path}", path=path)
+                    if digest is not None:
+                        digest.update(chunk)
+                    if blocks is not None:
+                        check_blocks(blocks.update, chunk, entry, path)
+                    sink.data(entry, chunk)
+                    remaining -= len(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, entry.path)
+                pad = stream.read(tarheader.padding(payload))
+                if pad != bytes(tarheader.padding(payload)):
+                    raise CorruptArchive(f"member {entry.path}: padding is not zero", path=path)
+                if blocks is not None:
+                    check_blocks(blocks.finish, None, entry, path)
+                if digest is not None and digest.hexdigest() != entry.sha256:
+                    raise CorruptArchive(f"member {entry.path}: content does not match its SHA-256",
+                                         path=path)
+            sink.end(entry)
+        if bundle is not None:
+            bundle.finish(path)
+        if not stream.at_end():
+            raise CorruptArchive("body holds data after the last indexed member", path=path)
     _check_body_checksum(handle, manifest, body_hash, path)
     return unchecked
 

@@ -16,13 +16,12 @@ import os
 import posixpath
 import shutil
 import stat
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import CorruptArchive, RestoreError, UnsafeArchiveEntry
 from ..format.manifest import IndexEntry
 from ..format.reader import MemberSink
-from ..snapshot.sqlite import integrity_errors
+from ..snapshot.sqlite import BackgroundChecks
 
 SIDECARS = ("-wal", "-shm", "-journal")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -57,8 +56,11 @@ class StagedTree(MemberSink):
         self._kept_dirs: dict[str, os.stat_result] = {}
         self._structure: dict[str, IndexEntry] = {}
         self._created_dirs: set[str] = set()
-        self.databases: list = []           # (path, future of quick_check errors)
-        self._checker: ThreadPoolExecutor | None = None
+        # Checked while the rest of the archive streams in.  The content's SHA-256
+        # already proved it is the snapshot that passed its check when it was packed
+        # (the manifest names it, spec §4.3); quick_check (a quarter of
+        # integrity_check's cost) still guards against one SQLite cannot open.
+        self.checks = BackgroundChecks(quick=True)
 
     # -- live content --------------------------------------------------------
     def keep_live(self, names: list[str]) -> None:
@@ -182,14 +184,7 @@ class StagedTree(MemberSink):
         finally:
             os.close(fd)
         if entry.sqlite:
-            # Checked in the background while the rest of the archive streams in.  The
-            # content's SHA-256 already proved it is the snapshot that passed its check
-            # when it was packed (the manifest names it, spec §4.3); quick_check (a quarter
-            # of integrity_check's cost) still guards against one SQLite cannot open.
-            if self._checker is None:
-                self._checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quick_check")
-            self.databases.append((entry.path, self._checker.submit(
-                integrity_errors, self.staging / entry.path, True)))
+            self.checks.submit(entry.path, self.staging / entry.path)
 
     def finish(self) -> None:
         """Symlinks last, then directory metadata deepest first; check databases."""
@@ -218,17 +213,14 @@ class StagedTree(MemberSink):
                 kept = self._kept_dirs[path]
                 os.fchmod(fd, stat.S_IMODE(kept.st_mode))
                 os.utime(fd, ns=(kept.st_atime_ns, kept.st_mtime_ns))
+        failures = self.checks.failures()
         self.close()
-        for path, future in self.databases:
-            errors = future.result()
-            if errors:
-                raise CorruptArchive(f"restored database {path} fails quick_check: "
-                                     f"{'; '.join(errors[:2])}")
+        for path, errors in failures:
+            raise CorruptArchive(f"restored database {path} fails quick_check: "
+                                 f"{'; '.join(errors[:2])}")
 
     def close(self) -> None:
-        if self._checker is not None:
-            self._checker.shutdown(wait=True)
-            self._checker = None
+        self.checks.close()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

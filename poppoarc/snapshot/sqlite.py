@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,56 @@ def integrity_errors(path: str | os.PathLike, quick: bool = False) -> list[str]:
     except sqlite3.DatabaseError as exc:
         return [str(exc)]
     return [] if rows == ["ok"] else rows
+
+
+class BackgroundChecks:
+    """PRAGMA checks of database files on a thread of their own, in order.
+
+    A reader queues a database as soon as its bytes are written and reads on while
+    SQLite checks it (``sqlite3`` releases the GIL).  ``max_bytes`` bounds the bytes
+    of the files queued or being checked (they wait on disk meanwhile; one file is
+    always let through); ``remove`` deletes each file once checked.  ``failures``
+    waits for every check.
+    """
+
+    def __init__(self, quick: bool, *, max_bytes: int | None = None, remove: bool = False):
+        self.quick, self.max_bytes, self.remove = quick, max_bytes, remove
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[tuple[str, int, Future]] = []
+        self._failed: list[tuple[str, list[str]]] = []
+
+    def submit(self, label: str, path: str | os.PathLike, size: int = 0) -> None:
+        while self._pending and self.max_bytes is not None \
+                and sum(item[1] for item in self._pending) + size > self.max_bytes:
+            self._collect(self._pending.pop(0))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-check")
+        self._pending.append((label, size, self._pool.submit(self._check, path)))
+
+    def _check(self, path) -> list[str]:
+        try:
+            return integrity_errors(path, self.quick)
+        finally:
+            if self.remove:
+                os.unlink(path)
+
+    def _collect(self, item: tuple[str, int, Future]) -> None:
+        errors = item[2].result()
+        if errors:
+            self._failed.append((item[0], errors))
+
+    def failures(self) -> list[tuple[str, list[str]]]:
+        """(label, error rows) of every database that failed, after all checks ran."""
+        while self._pending:
+            self._collect(self._pending.pop(0))
+        return self._failed
+
+    def close(self) -> None:
+        """Stop: waits for a check that runs, drops the ones that wait."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._pending = []
 
 
 def _open_source(path: Path, timeout: float) -> sqlite3.Connection:

@@ -166,6 +166,10 @@ class IndexEntry:
     delta: list | None = None           # block numbers stored here; the rest is the parent's
     bundle: int | None = None           # offset in the sealed bundle object it shares (§11.4)
 
+    def needs_key(self) -> bool:
+        """Content readable only with a key (also when an ancestor holds it)."""
+        return self.sealed is not None or self.hmac_sha256 is not None
+
     def payload_size(self) -> int:
         """Content bytes this record's member holds in this archive's body."""
         if self.stored_in is not None or self.type != "file":
@@ -246,7 +250,7 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
         if sealed and (not isinstance(sealed_manifest, dict)
                        or set(sealed_manifest) != set(SEALED_MANIFEST_KEYS)):
             raise ValueError("sealed manifest fields are malformed")
-        start, count = spool.tell(), 0
+        start, count, sealed_files = spool.tell(), 0, 0
         seen: set[str] = set()          # every path (duplicates)
         dirs: set[str] = set()
         parents: set[str] = set()       # every path some record lies below
@@ -268,6 +272,7 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
             if entry.type == "dir":
                 dirs.add(entry.path)
             hardlinks = hardlinks or entry.type == "hardlink"
+            sealed_files += entry.needs_key()
             parent = entry.path.rpartition("/")[0]
             while parent and parent not in parents:
                 parents.add(parent)
@@ -280,7 +285,7 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
         if below:
             raise ValueError(f"a path lies below {below[0]!r}, which is not a directory")
         del seen, dirs, parents
-        records = IndexRecords(spool, start, count, IndexEntry)
+        records = IndexRecords(spool, start, count, IndexEntry, sealed_files)
         if hardlinks:
             _check_hardlinks(records)
     except (ValueError, TypeError, UnicodeDecodeError) as exc:

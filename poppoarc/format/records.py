@@ -66,11 +66,14 @@ class IndexRecords:
 
     Iterable any number of times, with ``len``; 100,000 records as objects would
     cost ~60 MB, their lines in a temporary file cost nothing.  The lines passed
-    ``decode_index``, so a pass only parses them.
+    ``decode_index``, so a pass only parses them.  ``sealed`` counts the records of
+    sealed files (a reader without the key skips them), so that nobody needs a pass
+    to learn there are none.
     """
 
-    def __init__(self, spool, start: int, count: int, make):
+    def __init__(self, spool, start: int, count: int, make, sealed: int = 0):
         self._spool, self._start, self._count, self._make = spool, start, count, make
+        self.sealed = sealed
 
     def __len__(self) -> int:
         return self._count

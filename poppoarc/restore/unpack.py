@@ -68,11 +68,6 @@ class UnpackResult:
                 "plan": self.plan.to_json(), "warnings": self.warnings}
 
 
-def _sealed(entry) -> bool:
-    """Content readable only with a key (also when an ancestor holds it)."""
-    return entry.sealed is not None or entry.hmac_sha256 is not None
-
-
 def recover_if_needed(settings: Settings, on_event=None):
     """Finish or undo an interrupted restore before anything else touches the tree."""
     if not (settings.root / ".poppoarc-restore.json").exists():
@@ -136,9 +131,9 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
                         "to restore it", path=path)
         entries = index.entries
         manifest = full_manifest(head, index)
-        if sealer is None and any(_sealed(e) for e in entries):
+        if sealer is None and entries.sealed:
             warnings.add("sealed secret files (.env, tokens) are not restored: no key available")
-            entries = [e for e in entries if not _sealed(e)]
+            entries = [e for e in entries if not e.needs_key()]
         available = tuple(t for t in TARGETS if t in manifest["targets"])
         if targets is None:
             selected = available

@@ -144,3 +144,24 @@ def test_sealed_records_are_encoded_as_soon_as_their_members_are_known():
     write_index(listed, "backup-x", records)
     spool.close()
     assert spooled.getvalue() == listed.getvalue()
+
+
+from dataclasses import fields  # noqa: E402
+
+from poppoarc.format.records import IndexRecords  # noqa: E402
+
+
+@given(st.lists(entries(), max_size=20), st.integers(0, 3000))
+def test_records_read_back_field_for_field_on_every_pass(drawn, filler):
+    # Filler records carry the spool across its 1 MiB read blocks.
+    names = tuple(f.name for f in fields(IndexEntry))
+    records = IndexRecords(IndexEntry, names)
+    big = "x" * 400
+    padding = [IndexEntry(f"state/{n}-{big}", "state", "file", 0o644, 0, 0, n, n, f"{n:064x}")
+               for n in range(filler)]
+    expected = padding[:filler // 2] + drawn + padding[filler // 2:]
+    for entry in expected:
+        records.add(entry)
+    records.close_writing()
+    assert len(records) == len(expected)
+    assert list(records) == expected and list(records) == expected

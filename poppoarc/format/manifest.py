@@ -11,7 +11,7 @@ import base64
 import re
 import secrets
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 
 from ..errors import CorruptArchive, TamperedArchive
@@ -205,6 +205,7 @@ _ENTRY_REQUIRED = {"path", "target", "type", "mode", "uid", "gid", "mtime_ns", "
 _ENTRY_OPTIONAL = {"sha256", "link", "sqlite", "changed", "generated", "sealed", "hmac_sha256",
                    "ctime_ns", "ino", "stored_in", "blocks", "delta", "bundle"}
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
+_FIELDS = tuple(field.name for field in fields(IndexEntry))   # in positional order
 
 
 def write_index(out, archive_id: str, entries, sealed_manifest: dict | None = None) -> None:
@@ -228,8 +229,8 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
     """Check the index; its bytes were already matched against the signed hash.
 
     ``data`` is the index's bytes or a binary file holding them (read from its
-    start; it is kept).  Returns the records and, for an encrypted archive, the
-    manifest fields that were sealed into the index header.
+    start).  Returns the records and, for an encrypted archive, the manifest fields
+    that were sealed into the index header.
     """
     if isinstance(data, (bytes, bytearray)):
         spool = tempfile.TemporaryFile()
@@ -250,7 +251,7 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
         if sealed and (not isinstance(sealed_manifest, dict)
                        or set(sealed_manifest) != set(SEALED_MANIFEST_KEYS)):
             raise ValueError("sealed manifest fields are malformed")
-        start, count, sealed_files = spool.tell(), 0, 0
+        records = IndexRecords(IndexEntry, _FIELDS)
         seen: set[str] = set()          # every path (duplicates)
         dirs: set[str] = set()
         parents: set[str] = set()       # every path some record lies below
@@ -272,20 +273,20 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
             if entry.type == "dir":
                 dirs.add(entry.path)
             hardlinks = hardlinks or entry.type == "hardlink"
-            sealed_files += entry.needs_key()
+            records.sealed += entry.needs_key()
             parent = entry.path.rpartition("/")[0]
             while parent and parent not in parents:
                 parents.add(parent)
                 parent = parent.rpartition("/")[0]
-            count += 1
-        if header["entries"] != count:
+            records.add(entry)
+        records.close_writing()
+        if header["entries"] != len(records):
             raise ValueError("index header does not match the archive")
         # No path may lie below a file or a link: writing it would follow the link.
         below = sorted(p for p in parents if p in seen and p not in dirs)
         if below:
             raise ValueError(f"a path lies below {below[0]!r}, which is not a directory")
         del seen, dirs, parents
-        records = IndexRecords(spool, start, count, IndexEntry, sealed_files)
         if hardlinks:
             _check_hardlinks(records)
     except (ValueError, TypeError, UnicodeDecodeError) as exc:

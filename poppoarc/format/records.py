@@ -9,7 +9,10 @@ function here produces or accepts exactly the canonical JSON that ``head`` defin
 from __future__ import annotations
 
 import json
+import marshal
+import operator
 import os
+import tempfile
 
 from .head import canonical_json
 
@@ -62,31 +65,49 @@ def strict_record(line: bytes) -> object:
 
 
 class IndexRecords:
-    """The records of a checked index, decoded again from its spool file on each pass.
+    """The records of a checked index, read back from a spool file on each pass.
 
     Iterable any number of times, with ``len``; 100,000 records as objects would
-    cost ~60 MB, their lines in a temporary file cost nothing.  The lines passed
-    ``decode_index``, so a pass only parses them.  ``sealed`` counts the records of
-    sealed files (a reader without the key skips them), so that nobody needs a pass
-    to learn there are none.
+    cost ~60 MB, in a temporary file they cost nothing.  ``decode_index`` writes each
+    record it checked with ``add``, as the ``marshal`` form of its fields in order
+    (length-prefixed): a pass then costs a third of parsing the JSON lines again
+    (0.14 against 0.44 s per 100,000 records), and the file holds only what this
+    process wrote itself.  ``sealed`` counts the records of sealed files (a reader
+    without the key skips them), so that nobody needs a pass to learn there are none.
     """
 
-    def __init__(self, spool, start: int, count: int, make, sealed: int = 0):
-        self._spool, self._start, self._count, self._make = spool, start, count, make
-        self.sealed = sealed
+    def __init__(self, make, fields: tuple[str, ...]):
+        self._spool = tempfile.TemporaryFile()
+        self._make = make
+        self._fields = operator.attrgetter(*fields)
+        self._count = 0
+        self.sealed = 0
+
+    def add(self, record) -> None:
+        data = marshal.dumps(self._fields(record))
+        self._spool.write(len(data).to_bytes(4, "little") + data)
+        self._count += 1
+
+    def close_writing(self) -> None:
+        self._spool.flush()
 
     def __len__(self) -> int:
         return self._count
 
     def __iter__(self):
-        fd, position, rest = self._spool.fileno(), self._start, b""
-        decode, make = _RECORD_DECODER.decode, self._make
+        fd, position, rest = self._spool.fileno(), 0, b""
+        loads, make = marshal.loads, self._make
         while True:
             block = os.pread(fd, 1 << 20, position)
             if not block:
                 return
             position += len(block)
-            lines = (rest + block).split(b"\n")
-            rest = lines.pop()
-            for line in lines:
-                yield make(**decode(line.decode("utf-8")))
+            data = memoryview(rest + block)
+            start, end = 0, len(data)
+            while start + 4 <= end:
+                stop = start + 4 + int.from_bytes(data[start:start + 4], "little")
+                if stop > end:
+                    break
+                yield make(*loads(data[start + 4:stop]))
+                start = stop
+            rest = bytes(data[start:])

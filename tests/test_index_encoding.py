@@ -165,3 +165,28 @@ def test_records_read_back_field_for_field_on_every_pass(drawn, filler):
     records.close_writing()
     assert len(records) == len(expected)
     assert list(records) == expected and list(records) == expected
+
+
+from poppoarc.format.manifest import path_problem  # noqa: E402
+
+
+@pytest.mark.parametrize("path, problem", [
+    ("state/a.json", None),
+    ("a/" + "n" * 255, None),                               # a name of exactly 255 bytes
+    ("日" * 85, None),                                       # 255 bytes in UTF-8
+    ("/".join(["d"] * 256), None),
+    ("", "empty path"),
+    ("state/\0", "NUL in path"),
+    ("/etc/passwd", "absolute path"),
+    ("state//a", "empty, '.' or '..' component"),
+    ("state/./a", "empty, '.' or '..' component"),
+    ("state/../../etc", "empty, '.' or '..' component"),
+    ("state/", "empty, '.' or '..' component"),
+    ("..", "empty, '.' or '..' component"),
+    ("a/" + "n" * 256, "name longer than 255 bytes"),
+    ("x/" + "日" * 86, "name longer than 255 bytes"),        # 258 bytes, 86 characters
+    ("/".join(["d" * 200] * 21), "path longer than 4096 bytes"),
+    ("/".join(["d"] * 257), "path deeper than 256 levels"),
+])
+def test_path_rules(path, problem):
+    assert path_problem(path) == problem

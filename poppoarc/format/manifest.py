@@ -73,7 +73,7 @@ def cap_warnings(warnings: list[str]) -> list[str]:
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+    return type(value) is int and 0 <= value < 2**63     # not bool, nor an int subclass
 
 
 def validate_manifest(manifest: dict, path: object) -> None:
@@ -323,11 +323,14 @@ def path_problem(path: object) -> str | None:
     if path.startswith("/"):
         return "absolute path"
     parts = path.split("/")
-    if any(part in ("", ".", "..") for part in parts):
+    if "" in parts or "." in parts or ".." in parts:
         return "empty, '.' or '..' component"
-    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+    length = len(path.encode("utf-8", "surrogatepass"))
+    if length > MAX_PATH_BYTES:
         return "path longer than 4096 bytes"
-    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in parts):
+    # no name can be longer than a whole path that fits (the common case: not checked)
+    if length > MAX_NAME_BYTES and any(len(part.encode("utf-8", "surrogatepass"))
+                                       > MAX_NAME_BYTES for part in parts):
         return "name longer than 255 bytes"
     if len(parts) > MAX_DEPTH:
         return "path deeper than 256 levels"
@@ -368,9 +371,11 @@ def _check_entry(entry: IndexEntry) -> None:
         raise ValueError(f"{entry.path!r}: {problem}")
     if entry.type not in ENTRY_TYPES:
         raise ValueError(f"{entry.path}: unknown entry type {entry.type!r}")
-    for key in ("mode", "uid", "gid", "mtime_ns", "size"):
-        if not _is_int(getattr(entry, key)):
-            raise ValueError(f"{entry.path}: {key} is not a non-negative integer")
+    if not (_is_int(entry.mode) and _is_int(entry.uid) and _is_int(entry.gid)
+            and _is_int(entry.mtime_ns) and _is_int(entry.size)):
+        key = next(k for k in ("mode", "uid", "gid", "mtime_ns", "size")
+                   if not _is_int(getattr(entry, k)))
+        raise ValueError(f"{entry.path}: {key} is not a non-negative integer")
     if entry.mode > 0o7777:
         raise ValueError(f"{entry.path}: mode out of range")
     digest = entry.hmac_sha256 if entry.sealed is not None or entry.hmac_sha256 else entry.sha256

@@ -27,10 +27,10 @@ class FrameStream:
     rejected), the window is capped at 2**27, and output is produced in
     bounded pieces.  ``hasher`` sees every compressed byte consumed.
 
-    ``ahead=True`` reads, hashes and decompresses on a thread of its own, a few
-    pieces ahead of the caller (who then hashes and writes the content while
-    the next piece decompresses: zstd and hashlib release the GIL on large
-    buffers).  Such a stream must be closed; it is a context manager.
+    ``ahead=True`` reads, hashes and decompresses on a thread of its own, one
+    piece ahead of the caller (who hashes and writes the content meanwhile: zstd
+    and hashlib release the GIL on large buffers).  Such a stream must be closed;
+    it is a context manager.
     """
 
     def __init__(self, handle, start: int, end: int, path: object, hasher=None,

@@ -245,10 +245,10 @@ def bench_scale(scale: str, options: dict, tools: list, workdir: Path, env: dict
             if not (options["keep"] and rnd == options["rounds"]):
                 graveyard.retire(ctx.work)
     if graveyard.defers:
-        notes.append(f"Work file system: {graveyard.fs_note}. Nothing was deleted while this "
-                     f"scale ran, and its timed rounds waited {settled:.0f} s for the previous "
-                     f"deletion to age: there, creating files is slow for up to 6 minutes "
-                     f"after a large delete (bench/graveyard.py).")
+        notes.append(f"Work file system: {graveyard.fs_note}. No inode was freed while this "
+                     f"scale ran (outputs were emptied in place), and its timed rounds waited "
+                     f"{settled:.0f} s for the previous deletion to age: there, creating files "
+                     f"is slow for up to 6 minutes after a large delete (bench/graveyard.py).")
     if fingerprint(installation) != before:
         notes.append("The installation tree changed during the benchmark (size or mtime of "
                      "some file): a tool modified its source.")
@@ -364,8 +364,8 @@ def bench(options: dict, workdir: Path) -> int:
     started = time.perf_counter()
     graveyard = Graveyard(workdir / "graveyard")
     if graveyard.defers:
-        print(f"bench: work file system: {graveyard.fs_note}; deletions wait until each scale "
-              "ends (bench/graveyard.py), so a scale's output stays on disk meanwhile",
+        print(f"bench: work file system: {graveyard.fs_note}; no inode is freed until a scale "
+              "ends (outputs are emptied in place meanwhile; bench/graveyard.py)",
               file=sys.stderr)
     for scale in options["scales"]:
         doc["scales"][scale] = bench_scale(scale, options, tools, workdir, env, graveyard)

@@ -23,8 +23,9 @@ from ..format.reader import MemberSink
 
 BATCH_BYTES = 1 << 20       # hand over at least this much content ...
 BATCH_CALLS = 512           # ... or this many calls (small files)
-MAX_IN_FLIGHT = 8 << 20     # content handed over and not yet written (a batch counts
-MIN_BATCH_COST = 64 << 10   # at least this much, so many small ones stay bounded too)
+MAX_IN_FLIGHT = 8 << 20     # what is handed over and not yet written costs at most this:
+CALL_COST = 1 << 10         # its content, and this much per call for the record it holds
+                            # (64 KiB per batch let 65,000 small files' records wait: 13 MiB)
 
 
 class WriteBehind(MemberSink):
@@ -81,7 +82,7 @@ class WriteBehind(MemberSink):
     def _hand_over(self) -> None:
         self._raise()
         if self._batch:
-            cost = max(self._bytes, MIN_BATCH_COST)
+            cost = self._bytes + CALL_COST * len(self._batch)
             with self._room:        # wait for the writing thread to catch up
                 while self._in_flight and self._in_flight + cost > MAX_IN_FLIGHT:
                     self._room.wait()

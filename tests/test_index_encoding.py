@@ -167,7 +167,7 @@ def test_records_read_back_field_for_field_on_every_pass(drawn, filler):
     assert list(records) == expected and list(records) == expected
 
 
-from poppoarc.format.manifest import path_problem  # noqa: E402
+from poppoarc.format.paths import path_problem  # noqa: E402
 
 
 @pytest.mark.parametrize("path, problem", [

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from ..errors import CorruptArchive, TamperedArchive
 from ..crypto.recipients import check_stanzas
 from .head import canonical_json, strict_loads
+from .paths import path_problem
 from .records import IndexRecords, encode_entry, strict_record
 
 FORMAT = "poppoarc/1"
@@ -309,32 +310,6 @@ def _check_hardlinks(records: IndexRecords) -> None:
 
 # a 4 MiB chunk whose zstd frame did not shrink, plus headers and tags
 MAX_SEALED_MEMBER = CHUNK_SIZE + CHUNK_SIZE // 64 + 64 * 1024
-MAX_PATH_BYTES = 4096
-MAX_NAME_BYTES = 255
-MAX_DEPTH = 256
-
-
-def path_problem(path: object) -> str | None:
-    """Why ``path`` is not an acceptable relative archive path, or None."""
-    if not isinstance(path, str) or not path:
-        return "empty path"
-    if "\0" in path:
-        return "NUL in path"
-    if path.startswith("/"):
-        return "absolute path"
-    parts = path.split("/")
-    if "" in parts or "." in parts or ".." in parts:
-        return "empty, '.' or '..' component"
-    length = len(path.encode("utf-8", "surrogatepass"))
-    if length > MAX_PATH_BYTES:
-        return "path longer than 4096 bytes"
-    # no name can be longer than a whole path that fits (the common case: not checked)
-    if length > MAX_NAME_BYTES and any(len(part.encode("utf-8", "surrogatepass"))
-                                       > MAX_NAME_BYTES for part in parts):
-        return "name longer than 255 bytes"
-    if len(parts) > MAX_DEPTH:
-        return "path deeper than 256 levels"
-    return None
 
 
 def _check_sealed(entry: IndexEntry) -> None:

@@ -1,0 +1,31 @@
+"""Which relative paths an archive may name (spec/FORMAT.md §1): the rules a reader
+applies to every index record before anything is written."""
+
+from __future__ import annotations
+
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
+MAX_DEPTH = 256
+
+
+def path_problem(path: object) -> str | None:
+    """Why ``path`` is not an acceptable relative archive path, or None."""
+    if not isinstance(path, str) or not path:
+        return "empty path"
+    if "\0" in path:
+        return "NUL in path"
+    if path.startswith("/"):
+        return "absolute path"
+    parts = path.split("/")
+    if "" in parts or "." in parts or ".." in parts:
+        return "empty, '.' or '..' component"
+    length = len(path.encode("utf-8", "surrogatepass"))
+    if length > MAX_PATH_BYTES:
+        return "path longer than 4096 bytes"
+    # no name can be longer than a whole path that fits (the common case: not checked)
+    if length > MAX_NAME_BYTES and any(len(part.encode("utf-8", "surrogatepass"))
+                                       > MAX_NAME_BYTES for part in parts):
+        return "name longer than 255 bytes"
+    if len(parts) > MAX_DEPTH:
+        return "path deeper than 256 levels"
+    return None

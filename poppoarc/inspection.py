@@ -258,8 +258,9 @@ def verify_source(settings: Settings, source, path, progress=None,
     An incremental archive's chain is resolved in ``store`` and every link is
     verified with it; without a store only the archive itself is checked.
     """
-    head = reader.open_trusted(source, pinned_keys(settings), path)
-    links = chain.resolve(store, head, pinned_keys(settings)) if store is not None else []
+    pinned = pinned_keys(settings)
+    head = reader.open_trusted(source, pinned, path)
+    links = chain.resolve(store, head, pinned) if store is not None else []
     scope = reader.scope(head.manifest)
     sealer = open_sealer(settings, head, path)
     index = reader.read_index(source, head, path, sealer)

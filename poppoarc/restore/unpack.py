@@ -122,9 +122,10 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
     warnings = Warnings()
     with open_archive(settings, reference) as (store, handle, path), \
             InstallationLock(settings.root, "restore"):
-        head = reader.open_trusted(handle, pinned_keys(settings), path)
+        pinned = pinned_keys(settings)
+        head = reader.open_trusted(handle, pinned, path)
         sealer = open_sealer(settings, head, path)      # a wrong key fails here, before any work
-        links = chain.resolve(store, head, pinned_keys(settings))   # a missing parent, too
+        links = chain.resolve(store, head, pinned)      # a missing parent, too
         index = reader.read_index(handle, head, path, sealer)
         if index.entries is None:
             raise NoKey("archive is encrypted; set POPPO_BACKUP_KEY or configure an identity "

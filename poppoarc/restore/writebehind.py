@@ -1,10 +1,13 @@
 """Write-behind: a restore's file system work on a thread of its own.
 
-Reading an archive (decompress, hash) and writing the staged tree (open,
-write, fchmod, utime, close: system calls that release the GIL) take about
-as long as each other, so doing them one after the other leaves a core idle.
+Writing the staged tree (open, write, fchmod, utime, close: system calls that
+release the GIL) can overlap reading the archive (decompress, hash).
 ``WriteBehind`` wraps the staged tree's ``MemberSink`` and runs its calls, in
-order, on one thread, while the reader goes on with the next chunk.
+order, on one thread, while the reader goes on with the next chunk.  Measured on
+2 cores, the overlap pays where the kernel's writes are slow and the files large:
+a 500 MB installation restores about 5 % faster on ext4 than with the calls made
+in place.  With 100,000 small files the threads mostly trade the GIL, and the gain
+is within noise on disk (on tmpfs, writing in place was 9-17 % faster).
 
 Calls are handed over in batches (a list append each, a queue operation per
 batch) because a restore of 100,000 small files makes 300,000 of them.  The

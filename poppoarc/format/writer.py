@@ -43,6 +43,7 @@ DEFAULT_LEVEL = 3
 _ZERO_BLOCK = bytes(tarheader.BLOCK)
 SMALL_MEMBER = 64 << 10       # members up to this size are fed to zstd in one piece
 MT_JOB_SIZE = 2 << 20         # multi-threaded compression: bytes per worker job
+MT_OVERLAP_LOG = 9            # ... and each job sees the whole window before it
 
 
 class BodyWriter(SealingMixin):
@@ -63,6 +64,10 @@ class BodyWriter(SealingMixin):
             # of zstd's buffers (8 MiB: ~60 MB, 4 MiB: ~30 MB, 2 MiB: ~15 MB with two
             # workers) for 0.2-0.9 % of ratio (medium demo installation).
             options[CParameter.jobSize] = MT_JOB_SIZE
+            # Each job is compressed with the previous job's last window as its history.
+            # The default for level 3 gives it only 1/8 of the window: with 2 MiB jobs,
+            # 100,000 small files compressed 9 % worse than in one stream.
+            options[CParameter.overlapLog] = MT_OVERLAP_LOG
         self._compressor = ZstdCompressor(options)
         self._level = level
         self._pending = bytearray()

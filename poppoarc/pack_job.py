@@ -22,7 +22,8 @@ from .config import Settings
 from .errors import DatabaseSnapshotError, SourceError, Warnings
 from .format import tarheader
 from .format.blocks import BlockHasher, hash_blocks, read_blocks
-from .format.manifest import BLOCK_SIZE, BUNDLE_MAX, CHUNK_SIZE, IndexEntry, encode_digests
+from .format.manifest import (BLOCK_SIZE, BUNDLE_MAX, CHUNK_SIZE, IndexEntry, encode_digests,
+                              needs_digest)
 from .format.spool import IndexSpool
 from .format.writer import READ_CHUNK, BodyWriter, StoredFile
 from .policy import chains
@@ -192,7 +193,10 @@ class PackJob:
         if previous is None or not chains.reusable(previous):
             return None
         mode = st.st_mode & 0o7777
-        if self.check_content:
+        if self.check_content and previous.sha256 is None and previous.hmac_sha256 is None:
+            # a small file's record has no digest (§5.4): size and mtime stand in for it
+            same = (previous.size, previous.mtime_ns) == (st.st_size, st.st_mtime_ns)
+        elif self.check_content:
             same = self.parent.content_matches(previous, lambda n: os.read(fd, n))
             os.lseek(fd, 0, os.SEEK_SET)
         else:
@@ -320,7 +324,8 @@ class PackJob:
                 base = self.bytes_done
                 on_chunk = (lambda n: self.progress(base + n, self.bytes_total, entry.path)) \
                     if self.progress else None
-                stored = writer.add_file(entry.path, fd, st.st_size, *st_meta, on_chunk=on_chunk)
+                stored = writer.add_file(entry.path, fd, st.st_size, *st_meta, on_chunk=on_chunk,
+                                         digest=needs_digest(st.st_size, sqlite=False))
             # A file read in one read() was compared with its fstat by size; one read
             # over several calls is also compared by mtime.  (Its content is never older
             # than the recorded mtime, as the fstat came first: a change in between

@@ -141,6 +141,17 @@ def _check_parent(manifest: dict, path: object) -> None:
 
 # -- the index -------------------------------------------------------------
 
+# A plain file smaller than this needs no SHA-256 of its own (spec §5.4): the signed
+# body checksum covers its bytes, and 100,000 small files' digests (3.8 MB compressed)
+# would make their archive 20 % larger.  Larger files and every database keep theirs.
+DIGEST_MIN_SIZE = 1 << 16
+
+
+def needs_digest(size: int, sqlite: bool) -> bool:
+    """Whether a plain (not sealed) file record must carry ``sha256``."""
+    return sqlite or size >= DIGEST_MIN_SIZE
+
+
 @dataclass(slots=True)
 class IndexEntry:
     """One archived path, as recorded in the index (compact in memory)."""
@@ -353,9 +364,16 @@ def _check_entry(entry: IndexEntry) -> None:
         raise ValueError(f"{entry.path}: {key} is not a non-negative integer")
     if entry.mode > 0o7777:
         raise ValueError(f"{entry.path}: mode out of range")
-    digest = entry.hmac_sha256 if entry.sealed is not None or entry.hmac_sha256 else entry.sha256
-    if entry.type in ("file", "hardlink") and not (digest and _SHA256_HEX.match(digest)):
-        raise ValueError(f"{entry.path}: missing or malformed digest")
+    keyed = entry.sealed is not None or entry.hmac_sha256 is not None
+    digest = entry.hmac_sha256 if keyed else entry.sha256
+    if entry.type in ("file", "hardlink"):
+        if digest is None:
+            if keyed or needs_digest(entry.size, entry.sqlite):
+                raise ValueError(f"{entry.path}: missing digest")
+        elif not (isinstance(digest, str) and _SHA256_HEX.match(digest)):
+            raise ValueError(f"{entry.path}: malformed digest")
+    elif entry.sha256 is not None or entry.hmac_sha256 is not None:
+        raise ValueError(f"{entry.path}: a {entry.type} has no content digest")
     if entry.sealed is not None:
         if entry.stored_in is not None:
             raise ValueError(f"{entry.path}: a record stored in an ancestor has no sealed members")

@@ -157,7 +157,8 @@ def read_index(handle, head: TrustedHead, path: object, sealer=None) -> Index:
 
 
 class MemberSink:
-    """Receives verified member content; restore writes it, verify discards it."""
+    """Receives member content; restore stages it, verify discards it.  The archive is
+    only known good when ``read_body`` returns (see there)."""
 
     def begin(self, entry: IndexEntry) -> None: ...
     def data(self, entry: IndexEntry, chunk: bytes) -> None: ...
@@ -168,8 +169,10 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
               sink: MemberSink, progress=None, sealer=None, block_digests: bool = True) -> int:
     """Walk every member in index order, checking header, size and digest.
 
-    ``sink.end`` is called for a member only after its content verified.
-    The body checksum over all compressed bytes is checked at the end.
+    ``sink.end`` is called for a member only after its content verified against its
+    own digest; a small file without one (§5.4) is covered by the body checksum over
+    all compressed bytes, checked at the end: nothing a sink received may be used
+    before this function returned.
     Returns how many sealed files could not be checked for lack of a key.
     ``block_digests=False`` (a restore) skips the page digests of whole databases,
     which their SHA-256 already covers (spec §12.4); a delta's are always checked.
@@ -224,7 +227,9 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
             sink.begin(entry)
             if entry.type == "file":
                 payload = entry.payload_size()
-                digest = hashlib.sha256() if entry.delta is None else None
+                # a small file has no digest of its own: the body checksum covers it (§7)
+                digest = hashlib.sha256() if entry.sha256 is not None and entry.delta is None \
+                    else None
                 blocks = BlockCheck.of(entry, block_digests)
                 remaining = payload
                 while remaining:

@@ -34,6 +34,7 @@ from .manifest import (
     IndexEntry,
     cap_warnings,
     iso_timestamp,
+    needs_digest,
     write_index,
 )
 
@@ -44,6 +45,11 @@ _ZERO_BLOCK = bytes(tarheader.BLOCK)
 SMALL_MEMBER = 64 << 10       # members up to this size are fed to zstd in one piece
 MT_JOB_SIZE = 2 << 20         # multi-threaded compression: bytes per worker job
 MT_OVERLAP_LOG = 9            # ... and each job sees the whole window before it
+
+
+def _stored(hasher, size: int, changed: bool, block_size: int) -> StoredFile:
+    return StoredFile(None if hasher is None else hasher.hexdigest(), size, changed,
+                      blocks=bytes(hasher.blocks) if block_size else None)
 
 
 class BodyWriter(SealingMixin):
@@ -129,28 +135,30 @@ class BodyWriter(SealingMixin):
         self._feed(tarheader.member_header(path, kind, mode=mode, uid=uid, gid=gid,
                                            mtime=mtime_ns // 10**9, linkname=target))
 
-    def add_bytes(self, path: str, data: bytes, mode: int, mtime_ns: int) -> str:
-        """A member whose content poppoarc generated; returns its SHA-256."""
+    def add_bytes(self, path: str, data: bytes, mode: int, mtime_ns: int) -> str | None:
+        """A member whose content poppoarc generated; returns its SHA-256 if it needs one."""
         self._drain()
         self._feed(tarheader.member_header(path, tarheader.REGULAR, mode=mode,
                                            size=len(data), mtime=mtime_ns // 10**9))
         self._feed(data)
         self._feed(bytes(tarheader.padding(len(data))))
-        return hashlib.sha256(data).hexdigest()
+        return hashlib.sha256(data).hexdigest() if needs_digest(len(data), sqlite=False) else None
 
     def add_file(self, path: str, fd: int, size: int, mode: int, mtime_ns: int,
-                 uid: int, gid: int, on_chunk=None, block_size: int = 0) -> StoredFile:
+                 uid: int, gid: int, on_chunk=None, block_size: int = 0,
+                 digest: bool = True) -> StoredFile:
         """Store exactly ``size`` bytes read from ``fd`` (the size seen at open).
 
         A file that shrinks is padded with zeros and one that grows is cut,
         so the member always matches its header; both are reported as changed.
         ``on_chunk(bytes_so_far)`` is called after each chunk of a large file.
-        With ``block_size`` the SHA-256 of every block is returned as well.
+        With ``block_size`` the SHA-256 of every block is returned as well;
+        ``digest=False`` (a small file, spec §5.4) returns no SHA-256 at all.
         """
         self._drain()
         header = tarheader.member_header(path, tarheader.REGULAR, mode=mode, uid=uid,
                                          gid=gid, size=size, mtime=mtime_ns // 10**9)
-        digest = BlockHasher(block_size) if block_size else hashlib.sha256()
+        hasher = BlockHasher(block_size) if block_size else hashlib.sha256() if digest else None
         changed = False
         if size < READ_CHUNK:
             data = os.read(fd, size + 1)
@@ -162,15 +170,15 @@ class BodyWriter(SealingMixin):
             if len(data) != size:
                 changed = True
                 data = data[:size] + bytes(max(0, size - len(data)))
-            digest.update(data)
+            if hasher is not None:
+                hasher.update(data)
             if size <= SMALL_MEMBER:     # one feed: header, content and padding together
                 self._feed(header + data + _ZERO_BLOCK[:tarheader.padding(size)])
             else:
                 self._feed(header)
                 self._feed(data)
                 self._feed(bytes(tarheader.padding(size)))
-            return StoredFile(digest.hexdigest(), size, changed,
-                              blocks=bytes(digest.blocks) if block_size else None)
+            return _stored(hasher, size, changed, block_size)
         self._feed(header)
         view = memoryview(self._buffer)
         remaining = size
@@ -179,11 +187,13 @@ class BodyWriter(SealingMixin):
             if got == 0:
                 changed = True
                 zeros = bytes(remaining)
-                digest.update(zeros)
+                if hasher is not None:
+                    hasher.update(zeros)
                 self._feed(zeros)
                 break
             chunk = view[:got]
-            digest.update(chunk)
+            if hasher is not None:
+                hasher.update(chunk)
             self._feed(chunk)
             remaining -= got
             if on_chunk:
@@ -191,8 +201,7 @@ class BodyWriter(SealingMixin):
         if not changed and os.read(fd, 1):
             changed = True
         self._feed(bytes(tarheader.padding(size)))
-        return StoredFile(digest.hexdigest(), size, changed,
-                          blocks=bytes(digest.blocks) if block_size else None)
+        return _stored(hasher, size, changed, block_size)
 
     def add_delta(self, path: str, fd: int, size: int, blocks: bytes, block_size: int,
                   numbers: list[int], mode: int, mtime_ns: int, uid: int, gid: int) -> int:

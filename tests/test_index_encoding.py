@@ -25,7 +25,10 @@ def entries(draw):
     entry.sqlite, entry.changed, entry.generated = draw(st.tuples(st.booleans(), st.booleans(),
                                                                   st.booleans()))
     if draw(st.booleans()):
-        entry.sealed, entry.hmac_sha256 = [["objects/00000001.0000", 64]], "ab" * 32
+        entry.sealed = draw(st.none() | st.lists(st.tuples(texts, ints).map(list), max_size=3))
+        entry.hmac_sha256 = draw(st.none() | st.text("0123456789abcdef", min_size=64,
+                                                      max_size=64))
+        entry.bundle = draw(st.none() | ints)
     entry.ino, entry.ctime_ns = draw(st.none() | ints), draw(st.none() | ints)
     if draw(st.booleans()):
         entry.stored_in = draw(st.just("backup-2025-06-19T12-00-00-000Z-abc123") | texts)

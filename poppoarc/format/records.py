@@ -21,29 +21,47 @@ _text = json.encoder.encode_basestring     # the C escaper json.dumps(ensure_asc
 
 def encode_entry(entry) -> bytes:
     """One index line: ``canonical_json(entry.to_json()) + b"\\n"``, built directly for
-    the common records (plain files and directories, and an incremental's references to
-    unchanged files) — a third of the time."""
-    if (entry.link is None and entry.sealed is None and entry.hmac_sha256 is None
-            and not (entry.sqlite or entry.changed or entry.generated)
-            and entry.blocks is None and entry.delta is None and entry.bundle is None
+    the common records (plain files and directories, an incremental's references to
+    unchanged files, and sealed files and their bundles) — a third of the time."""
+    if (entry.link is None and not (entry.sqlite or entry.changed or entry.generated)
+            and entry.blocks is None and entry.delta is None
+            and type(entry.bundle) in (int, type(None))
             and type(entry.stored_in) in (str, type(None))
             and type(entry.path) is str and type(entry.type) is str
             and type(entry.target) in (str, type(None)) and type(entry.sha256) in (str, type(None))
+            and type(entry.hmac_sha256) in (str, type(None))
             and type(entry.ino) in (int, type(None)) and type(entry.ctime_ns) in (int, type(None))
             and type(entry.gid) is int and type(entry.mode) is int and type(entry.uid) is int
             and type(entry.mtime_ns) is int and type(entry.size) is int):
-        # keys in code point order: ctime_ns gid ino mode mtime_ns path sha256 size
-        # stored_in target type uid
-        ctime = "" if entry.ctime_ns is None else f'"ctime_ns":{entry.ctime_ns},'
-        ino = "" if entry.ino is None else f'"ino":{entry.ino},'
-        digest = "" if entry.sha256 is None else f',"sha256":{_text(entry.sha256)}'
-        holder = "" if entry.stored_in is None else f'"stored_in":{_text(entry.stored_in)},'
-        target = "null" if entry.target is None else _text(entry.target)
-        return (f'{{{ctime}"gid":{entry.gid},{ino}"mode":{entry.mode},"mtime_ns":{entry.mtime_ns},'
-                f'"path":{_text(entry.path)}{digest},"size":{entry.size},{holder}'
-                f'"target":{target},"type":{_text(entry.type)},"uid":{entry.uid}}}\n'
-                ).encode("utf-8")
+        sealed = "" if entry.sealed is None else _sealed_members(entry.sealed)
+        if sealed is not None:
+            # keys in code point order: bundle ctime_ns gid hmac_sha256 ino mode mtime_ns path
+            # sealed sha256 size stored_in target type uid
+            bundle = "" if entry.bundle is None else f'"bundle":{entry.bundle},'
+            ctime = "" if entry.ctime_ns is None else f'"ctime_ns":{entry.ctime_ns},'
+            mac = "" if entry.hmac_sha256 is None else f'"hmac_sha256":{_text(entry.hmac_sha256)},'
+            ino = "" if entry.ino is None else f'"ino":{entry.ino},'
+            digest = "" if entry.sha256 is None else f',"sha256":{_text(entry.sha256)}'
+            holder = "" if entry.stored_in is None else f'"stored_in":{_text(entry.stored_in)},'
+            target = "null" if entry.target is None else _text(entry.target)
+            return (f'{{{bundle}{ctime}"gid":{entry.gid},{mac}{ino}"mode":{entry.mode},'
+                    f'"mtime_ns":{entry.mtime_ns},"path":{_text(entry.path)}{sealed}{digest},'
+                    f'"size":{entry.size},{holder}"target":{target},"type":{_text(entry.type)},'
+                    f'"uid":{entry.uid}}}\n').encode("utf-8")
     return canonical_json(entry.to_json()) + b"\n"
+
+
+def _sealed_members(members) -> str | None:
+    """``,"sealed":[[name,size],...]``, or None when the list is not of that plain shape."""
+    if type(members) is not list:
+        return None
+    parts = []
+    for member in members:
+        if type(member) is not list or len(member) != 2 or type(member[0]) is not str \
+                or type(member[1]) is not int:
+            return None
+        parts.append(f"[{_text(member[0])},{member[1]}]")
+    return ',"sealed":[' + ",".join(parts) + "]"
 
 
 def _reject(text: str):

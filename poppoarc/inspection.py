@@ -21,7 +21,7 @@ from .crypto import recipients, signing
 from .crypto.sealer import Sealer
 from .errors import ArchiveError, CorruptArchive, PoppoarcError, Warnings
 from .format import reader
-from .format.manifest import IndexEntry
+from .format.entry import IndexEntry
 from .restore import chain
 from .snapshot.sqlite import BackgroundChecks
 from .store import Store, StoredArchive, open_store, verified

@@ -24,8 +24,9 @@ from .crypto import recipients, signing
 from .crypto.sealer import Sealer
 from .errors import NoKey, Warnings
 from .format import head as headfmt
-from .format.manifest import (CHUNK_SIZE, ENCRYPTION_SCHEME, MAX_WARNING_CHARS,
-                              MAX_WARNINGS_IN_HEAD, new_archive_id)
+from .format.entry import CHUNK_SIZE
+from .format.manifest import (ENCRYPTION_SCHEME, MAX_WARNING_CHARS, MAX_WARNINGS_IN_HEAD,
+                              new_archive_id)
 from .format.writer import DEFAULT_LEVEL, BodyWriter, finish_archive
 from .lock import InstallationLock
 from .pack_job import PackJob

@@ -22,8 +22,8 @@ from .config import Settings
 from .errors import DatabaseSnapshotError, SourceError, Warnings
 from .format import tarheader
 from .format.blocks import BlockHasher, hash_blocks, read_blocks
-from .format.manifest import (BLOCK_SIZE, BUNDLE_MAX, CHUNK_SIZE, IndexEntry, encode_digests,
-                              needs_digest)
+from .format.entry import BUNDLE_MAX, CHUNK_SIZE, IndexEntry, encode_digests, needs_digest
+from .format.manifest import BLOCK_SIZE
 from .format.spool import IndexSpool
 from .format.writer import READ_CHUNK, BodyWriter, StoredFile
 from .policy import chains

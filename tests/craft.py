@@ -13,7 +13,8 @@ from pathlib import Path
 
 from poppoarc.crypto import signing
 from poppoarc.format import tarheader
-from poppoarc.format.manifest import IndexEntry, new_archive_id
+from poppoarc.format.entry import IndexEntry
+from poppoarc.format.manifest import new_archive_id
 from poppoarc.format.reader import expected_header
 from poppoarc.format.writer import BodyWriter, finish_archive
 

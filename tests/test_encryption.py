@@ -331,7 +331,7 @@ def test_pool_keeps_members_in_order_across_batches_and_chunks(tmp_path):
     from poppoarc.crypto.sealer import Sealer
     from poppoarc.format import tarheader
     from poppoarc.format.head import head_frame_size
-    from poppoarc.format.manifest import CHUNK_SIZE
+    from poppoarc.format.entry import CHUNK_SIZE
     from poppoarc.format.reader import FrameStream
     from poppoarc.format.writer import BodyWriter
 
@@ -383,7 +383,8 @@ def test_a_signed_index_that_lies_about_a_bundle_is_rejected(cli, key_home, pass
 
     from poppoarc.crypto import recipients, signing
     from poppoarc.crypto.sealer import Sealer
-    from poppoarc.format.manifest import CHUNK_SIZE, ENCRYPTION_SCHEME, IndexEntry, new_archive_id
+    from poppoarc.format.entry import CHUNK_SIZE, IndexEntry
+    from poppoarc.format.manifest import ENCRYPTION_SCHEME, new_archive_id
     from poppoarc.format.writer import BodyWriter, finish_archive
 
     key, _ = signing.load_or_generate(key_home)

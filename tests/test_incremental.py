@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from poppoarc.demo.changes import simulate_day
-from poppoarc.format.manifest import BLOCK_DIGEST, block_digests, encode_digests
+from poppoarc.format.entry import BLOCK_DIGEST, block_digests, encode_digests
 from tests.conftest import CLI
 from tests.rebuild import reindex
 

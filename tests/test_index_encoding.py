@@ -5,7 +5,8 @@ import io
 from hypothesis import given, strategies as st
 
 from poppoarc.format.head import canonical_json
-from poppoarc.format.manifest import IndexEntry, write_index
+from poppoarc.format.entry import IndexEntry
+from poppoarc.format.manifest import write_index
 from poppoarc.format.records import encode_entry
 from poppoarc.format.spool import IndexSpool
 

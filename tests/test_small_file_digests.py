@@ -9,7 +9,8 @@ import shutil
 import pytest
 
 from poppoarc.errors import CorruptArchive
-from poppoarc.format.manifest import DIGEST_MIN_SIZE, IndexEntry, decode_index, write_index
+from poppoarc.format.entry import DIGEST_MIN_SIZE, IndexEntry
+from poppoarc.format.manifest import decode_index, write_index
 from poppoarc.format.reader import read_head
 
 from .conftest import CLI

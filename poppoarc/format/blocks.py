@@ -13,7 +13,7 @@ import hashlib
 import os
 
 from ..errors import CorruptArchive, PoppoarcError
-from .manifest import BLOCK_DIGEST, IndexEntry, block_digests
+from .entry import BLOCK_DIGEST, IndexEntry, block_digests
 
 READ_CHUNK = 4 << 20
 

@@ -33,8 +33,8 @@ from .head import (
     read_head_size,
     signed_message,
 )
-from .manifest import (DELTA_PREFIX, IndexEntry, decode_index, timestamp_seconds,
-                       validate_manifest)
+from .entry import IndexEntry
+from .manifest import DELTA_PREFIX, decode_index, timestamp_seconds, validate_manifest
 from .records import IndexRecords
 from .sealed import Bundle, read_sealed
 

@@ -15,7 +15,8 @@ from ..errors import CorruptArchive, TruncatedArchive
 from . import tarheader
 from .blocks import BlockCheck, check_blocks
 from .frames import FrameStream, expect
-from .manifest import BUNDLE_CHUNK, CHUNK_SIZE, IndexEntry
+from .entry import CHUNK_SIZE, IndexEntry
+from .manifest import BUNDLE_CHUNK
 
 
 def _read_member(stream: FrameStream, entry: IndexEntry, name: str, size: int, seconds: int,

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pyzstd import CParameter, ZstdCompressor
 
 from . import tarheader
-from .manifest import BUNDLE_CHUNK, CHUNK_SIZE
+from .entry import CHUNK_SIZE
+from .manifest import BUNDLE_CHUNK
 
 SEAL_BATCH = 1 << 20          # small sealed chunks go to the pool together, in one frame
 

@@ -13,7 +13,7 @@ import tempfile
 from array import array
 from collections import deque
 
-from .manifest import CHUNK_SIZE, IndexEntry
+from .entry import CHUNK_SIZE, IndexEntry
 from .records import encode_entry
 
 

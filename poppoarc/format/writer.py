@@ -27,16 +27,9 @@ from .access import as_sink
 from .blocks import BlockHasher, read_blocks
 from .head import ENCRYPTED_INDEX_NAME, INDEX_NAME, head_frame_size
 from .sealing import SealingMixin, StoredFile
-from .manifest import (
-    DELTA_PREFIX,
-    FORMAT,
-    SEALED_MANIFEST_KEYS,
-    IndexEntry,
-    cap_warnings,
-    iso_timestamp,
-    needs_digest,
-    write_index,
-)
+from .entry import IndexEntry, needs_digest
+from .manifest import (DELTA_PREFIX, FORMAT, SEALED_MANIFEST_KEYS, cap_warnings, iso_timestamp,
+                       write_index)
 
 FEED_CHUNK = 1 << 20          # compress in 1 MiB pieces: big enough to release the GIL
 READ_CHUNK = 4 << 20

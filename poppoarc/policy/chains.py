@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..format.manifest import BLOCK_DIGEST, IndexEntry, block_digests
+from ..format.entry import BLOCK_DIGEST, IndexEntry, block_digests
 from ..snapshot.catalogue import index_order
 
 NORMAL_TYPES = ("manual", "scheduled")

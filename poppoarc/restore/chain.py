@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import ArchiveError, BrokenChain, CorruptArchive, NoKey
 from ..format import reader
-from ..format.manifest import BLOCK_DIGEST, IndexEntry, block_digests
+from ..format.entry import BLOCK_DIGEST, IndexEntry, block_digests
 from ..policy import chains
 
 COPY_CHUNK = 1 << 20

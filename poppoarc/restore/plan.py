@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..format.manifest import IndexEntry
+from ..format.entry import IndexEntry
 from ..snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry
 
 ADD, CHANGE, REMOVE, KEEP = "add", "change", "remove", "unchanged"

@@ -19,7 +19,7 @@ import stat
 from pathlib import Path
 
 from ..errors import CorruptArchive, RestoreError, UnsafeArchiveEntry
-from ..format.manifest import IndexEntry
+from ..format.entry import IndexEntry
 from ..format.reader import MemberSink
 from ..snapshot.sqlite import BackgroundChecks
 

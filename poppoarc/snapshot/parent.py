@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..errors import PoppoarcError, Warnings
 from ..format import reader
-from ..format.manifest import IndexEntry
+from ..format.entry import IndexEntry
 from ..policy import chains
 
 

@@ -59,15 +59,12 @@ from typing import Callable, Iterable
 from ..errors import RecoveryError, RestoreSwapError
 from . import fsops
 from .journal import (
-    COMMITTED, EXCHANGE, MOVED_ASIDE, RENAME, REVERTING, ROLLED_BACK, ROLLING_BACK, STAGED,
-    SWAPPED, SWAPPED_STATE, SWAPPING, Journal, JournalError, JournalItem, journal_path,
-    process_is_alive, process_start_time, read_journal, remove_journal, valid_entry_name,
-    valid_restore_id, write_journal,
+    COMMITTED, EXCHANGE, RENAME, ROLLING_BACK, STAGED, SWAPPED, SWAPPING, Journal, JournalError,
+    journal_path, process_is_alive, process_start_time, read_journal, remove_journal,
+    valid_entry_name, valid_restore_id, write_journal,
 )
+from .transaction import NEW, RETRY, EventSink, Transaction, describe, emit
 
-OLD, NEW = "old", "new"
-EventSink = Callable[[str], None] | None
-_RETRY = "the journal was kept; the next poppoarc command retries the recovery"
 __all__ = ["RecoveryError", "RecoveryResult", "RestoreSwapError", "StagingArea", "SwapResult",
            "begin", "commit_swap", "discard", "recover"]
 
@@ -137,7 +134,7 @@ def begin(root: str | os.PathLike, restore_id: str, archive_id: str,
                 fsops.remove_tree(path)
             remove_journal(root)
         raise RestoreSwapError(f"cannot create the staging area: {exc}", path=root) from None
-    _emit(on_event, f"staging area {journal.staging} created for archive {archive_id}")
+    emit(on_event, f"staging area {journal.staging} created for archive {archive_id}")
     return StagingArea(root, restore_id, archive_id, root / journal.staging,
                        root / journal.aside, journal)
 
@@ -146,7 +143,7 @@ def discard(area: StagingArea, on_event: EventSink = None) -> None:
     """Give up a restore before ``commit_swap``: delete staging area and journal."""
     if area.journal.phase != STAGED:
         raise RestoreSwapError(f"restore {area.restore_id} is past staging; use recover()")
-    with _Transaction(area.root, area.journal, on_event) as tx:
+    with Transaction(area.root, area.journal, on_event) as tx:
         tx.cleanup()
 
 
@@ -166,7 +163,7 @@ def commit_swap(area: StagingArea, names: Iterable[str],
     if journal.phase != STAGED:
         raise RestoreSwapError(f"restore {area.restore_id} was already swapped or abandoned")
     result = SwapResult("committed", area.restore_id, area.archive_id, RENAME)
-    with _Transaction(area.root, journal, on_event) as tx:
+    with Transaction(area.root, journal, on_event) as tx:
         tx.check_own_journal()
         try:
             journal.items = tx.inventory(_checked_names(names), result)
@@ -182,14 +179,14 @@ def commit_swap(area: StagingArea, names: Iterable[str],
             if isinstance(exc, RestoreSwapError):
                 raise
             raise RestoreSwapError(f"restore {area.restore_id}: cannot start the swap: "
-                                   f"{_describe(exc)}") from exc
+                                   f"{describe(exc)}") from exc
         try:
             tx.settle(NEW)
             tx.save(SWAPPED)
         except Exception as exc:
-            tx.undo(f"swapping in failed ({_describe(exc)})")
+            tx.undo(f"swapping in failed ({describe(exc)})")
             raise RestoreSwapError(f"restore {area.restore_id}: swapping in failed, old entries "
-                                   f"put back: {_describe(exc)}") from exc
+                                   f"put back: {describe(exc)}") from exc
         error, interrupt = _run_health_check(health_check)
         if error is not None:
             result.outcome, result.health_error = "rolled_back", error
@@ -204,7 +201,7 @@ def commit_swap(area: StagingArea, names: Iterable[str],
             tx.cleanup()
         except OSError as exc:
             raise RecoveryError(f"restore {area.restore_id} is in place but finishing it failed "
-                                f"({_describe(exc)}); {_RETRY}") from exc
+                                f"({describe(exc)}); {RETRY}") from exc
     result.details.append(f"{len(journal.items)} top-level entries swapped by {result.method}")
     return result
 
@@ -227,10 +224,10 @@ def recover(root: str | os.PathLike, on_event: EventSink = None) -> RecoveryResu
     if journal.pid != os.getpid() and process_is_alive(journal.pid, journal.pid_start):
         raise RecoveryError(f"restore {journal.restore_id} in progress by pid {journal.pid}")
     phase = journal.phase
-    _emit(on_event, f"recovering restore {journal.restore_id} interrupted in phase {phase}")
+    emit(on_event, f"recovering restore {journal.restore_id} interrupted in phase {phase}")
     result = RecoveryResult("cleaned_up", journal.restore_id, journal.archive_id, False)
     try:
-        with _Transaction(root, journal, on_event) as tx:
+        with Transaction(root, journal, on_event) as tx:
             # Claim the journal, so that another recover() sees a live owner.
             journal.pid, journal.pid_start = os.getpid(), process_start_time(os.getpid())
             tx.save()
@@ -255,164 +252,10 @@ def recover(root: str | os.PathLike, on_event: EventSink = None) -> RecoveryResu
                 result.details.append(f"the restore had already {done}; leftovers removed")
     except OSError as exc:
         raise RecoveryError(f"recovery of restore {journal.restore_id} failed: "
-                            f"{_describe(exc)}; {_RETRY}") from exc
+                            f"{describe(exc)}; {RETRY}") from exc
     for line in result.details:
-        _emit(on_event, line)
+        emit(on_event, line)
     return result
-
-
-class _Transaction:
-    """Steps on one journaled restore, with ROOT held open as a directory fd."""
-
-    def __init__(self, root: Path, journal: Journal, on_event: EventSink):
-        self.root, self.journal, self.on_event = root, journal, on_event
-        self.fd = -1
-
-    def __enter__(self) -> "_Transaction":
-        self.fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        os.close(self.fd)
-
-    def emit(self, message: str) -> None:
-        _emit(self.on_event, message)
-
-    def save(self, phase: str | None = None) -> None:
-        if phase is not None:
-            self.journal.phase = phase
-        write_journal(self.root, self.journal)
-        if phase is not None:
-            self.emit(f"phase {phase}")
-
-    def check_own_journal(self) -> None:
-        try:
-            on_disk = read_journal(self.root)
-        except JournalError as exc:
-            raise RestoreSwapError(f"unreadable restore journal: {exc}") from None
-        if on_disk is None or on_disk.restore_id != self.journal.restore_id:
-            raise RestoreSwapError(f"the journal of restore {self.journal.restore_id} is gone")
-        if on_disk.phase != STAGED:
-            raise RestoreSwapError(f"restore {self.journal.restore_id} is in phase {on_disk.phase}")
-
-    def inode(self, rel: str) -> int | None:
-        """Inode number of the entry at ``rel`` (never followed); -1 if foreign."""
-        try:
-            st = os.lstat(rel, dir_fd=self.fd)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        return st.st_ino if st.st_dev == self.journal.dev else -1
-
-    def inventory(self, names: list[str], result: SwapResult) -> list[JournalItem]:
-        """Record every NAME's old and new entry; refuse what cannot be renamed."""
-        self.journal.dev = os.fstat(self.fd).st_dev
-        if os.listdir(self.root / self.journal.aside):
-            raise RestoreSwapError(f"{self.journal.aside} is not empty", path=self.root)
-        items = []
-        for name in names:
-            staged_rel = f"{self.journal.staging}/{name}"
-            live, staged = self.inode(name), self.inode(staged_rel)
-            for ino, rel in ((live, name), (staged, staged_rel)):
-                if ino == -1:
-                    raise RestoreSwapError("is on another filesystem (a mount point?) and cannot "
-                                           "be swapped atomically", path=self.root / rel)
-            items.append(JournalItem(name, live is not None, staged is not None,
-                                     live_ino=live, staged_ino=staged))
-            if live is not None and live == staged:
-                result.unchanged.append(name)
-            elif live is not None or staged is not None:
-                (result.replaced if live is not None and staged is not None
-                 else result.created if staged is not None else result.removed).append(name)
-        extra = sorted(set(os.listdir(self.root / self.journal.staging)) - set(names))
-        if extra:
-            self.emit(f"ignoring staged entries that were not named: {', '.join(extra)}")
-        return items
-
-    def mark(self, item: JournalItem, state: str) -> None:
-        """Write-ahead: the journal names the step before it is taken."""
-        if item.state != state:
-            item.state = state
-            self.save()
-
-    def place(self, item: JournalItem, want: str) -> None:
-        """Put the ``want`` entry of ``item`` at ROOT/NAME (or nothing, if it has none)."""
-        want_ino, other_ino = ((item.staged_ino, item.live_ino) if want == NEW
-                               else (item.live_ino, item.staged_ino))
-        if want_ino is not None and want_ino == other_ino:
-            return                     # staged as a hard link of the live entry
-        name, forward = item.name, want == NEW
-        slots = [f"{self.journal.staging}/{name}", f"{self.journal.aside}/{name}"]
-        if forward:
-            slots.reverse()            # park old entries in old/, new ones in stage/
-        current = self.inode(name)
-        if current is not None and current not in (want_ino, other_ino):
-            raise RecoveryError(f"{name} is neither the old nor the restored entry; someone "
-                                "changed the tree, resolve by hand", path=self.root / name)
-        if current == want_ino:
-            return
-        source = None
-        if want_ino is not None:
-            source = next((slot for slot in slots if self.inode(slot) == want_ino), None)
-            if source is None:
-                raise RecoveryError(f"the {want} entry of {name} is in neither {slots[0]} "
-                                    f"nor {slots[1]}", path=self.root)
-        if current is not None and source is not None and self.journal.method == EXCHANGE:
-            self.mark(item, SWAPPED_STATE if forward else REVERTING)
-            self.emit(f"exchanging {name} with {source}")
-            try:
-                fsops.rename_exchange(self.fd, name, source)
-                return
-            except OSError as exc:     # e.g. recovery under another kernel: two steps
-                if exc.errno not in fsops.UNSUPPORTED_ERRNOS:
-                    raise
-        if current is not None:
-            parking = next((slot for slot in slots if self.inode(slot) is None), None)
-            if parking is None:
-                raise RecoveryError(f"no free place to move {name} aside", path=self.root)
-            self.mark(item, MOVED_ASIDE if forward else REVERTING)
-            self.emit(f"moving {name} to {parking}")
-            fsops.rename_noreplace(self.fd, name, parking)
-        if source is not None:
-            self.mark(item, SWAPPED_STATE if forward else REVERTING)
-            self.emit(f"moving {source} to {name}")
-            fsops.rename_noreplace(self.fd, source, name)
-
-    def settle(self, want: str) -> None:
-        """Place every item's ``want`` entry, then make the renames durable."""
-        items = self.journal.items if want == NEW else list(reversed(self.journal.items))
-        for item in items:
-            self.place(item, want)
-        # Durable before the next phase is written: once COMMITTED or
-        # ROLLED_BACK is on disk, the entries not in place get deleted.
-        fsops.fsync_dir(self.fd)
-        for name in (self.journal.staging, self.journal.aside):
-            if os.path.isdir(self.root / name):
-                fsops.fsync_dir(self.root / name)
-        self.emit(f"all {want} entries in place")
-
-    def roll_back(self) -> None:
-        if self.journal.phase != ROLLING_BACK:
-            self.save(ROLLING_BACK)
-        self.settle(OLD)
-        self.save(ROLLED_BACK)
-        self.cleanup()
-
-    def undo(self, why: str) -> None:
-        """Roll back inside commit_swap; RecoveryError if that fails too."""
-        try:
-            self.roll_back()
-        except Exception as again:
-            raise RecoveryError(f"restore {self.journal.restore_id}: {why} and putting the "
-                                f"old entries back failed too ({_describe(again)}); "
-                                f"{_RETRY}") from again
-
-    def cleanup(self) -> None:
-        """Delete staging and parked entries, then the journal (final phases only)."""
-        for name in (self.journal.staging, self.journal.aside):
-            self.emit(f"removing {name}")
-            fsops.remove_tree(self.root / name)
-        remove_journal(self.root)
-        self.emit(f"restore {self.journal.restore_id} finished")
 
 
 def _run_health_check(health_check: Callable[[], bool] | None
@@ -423,7 +266,7 @@ def _run_health_check(health_check: Callable[[], bool] | None
     try:
         healthy = health_check()
     except Exception as exc:
-        return f"health check raised {type(exc).__name__}: {_describe(exc)}", None
+        return f"health check raised {type(exc).__name__}: {describe(exc)}", None
     except BaseException as exc:       # KeyboardInterrupt: undo, then let it through
         return f"health check interrupted by {type(exc).__name__}", exc
     return (None, None) if healthy else ("health check failed", None)
@@ -438,12 +281,3 @@ def _checked_names(names: Iterable[str]) -> list[str]:
             raise RestoreSwapError(f"{name!r} is named twice")
         checked.append(name)
     return checked
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
-
-
-def _emit(on_event: EventSink, message: str) -> None:
-    if on_event is not None:
-        on_event(message)

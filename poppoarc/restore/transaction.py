@@ -1,0 +1,189 @@
+"""The steps of one journaled restore (``swap`` explains the protocol and its recovery).
+
+``Transaction`` holds ROOT open as a directory fd and does every rename, each one
+named in the journal before it is taken (write-ahead), finding entries by the
+inode numbers ``inventory`` recorded.  Nothing here prints: see ``on_event``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import RecoveryError, RestoreSwapError
+from . import fsops
+from .journal import (
+    EXCHANGE, MOVED_ASIDE, REVERTING, ROLLED_BACK, ROLLING_BACK, STAGED, SWAPPED_STATE, Journal,
+    JournalError, JournalItem, read_journal, remove_journal, write_journal,
+)
+
+if TYPE_CHECKING:
+    from .swap import SwapResult
+
+OLD, NEW = "old", "new"
+EventSink = Callable[[str], None] | None
+RETRY = "the journal was kept; the next poppoarc command retries the recovery"
+
+
+class Transaction:
+    """Steps on one journaled restore, with ROOT held open as a directory fd."""
+
+    def __init__(self, root: Path, journal: Journal, on_event: EventSink):
+        self.root, self.journal, self.on_event = root, journal, on_event
+        self.fd = -1
+
+    def __enter__(self) -> "Transaction":
+        self.fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        os.close(self.fd)
+
+    def emit(self, message: str) -> None:
+        emit(self.on_event, message)
+
+    def save(self, phase: str | None = None) -> None:
+        if phase is not None:
+            self.journal.phase = phase
+        write_journal(self.root, self.journal)
+        if phase is not None:
+            self.emit(f"phase {phase}")
+
+    def check_own_journal(self) -> None:
+        try:
+            on_disk = read_journal(self.root)
+        except JournalError as exc:
+            raise RestoreSwapError(f"unreadable restore journal: {exc}") from None
+        if on_disk is None or on_disk.restore_id != self.journal.restore_id:
+            raise RestoreSwapError(f"the journal of restore {self.journal.restore_id} is gone")
+        if on_disk.phase != STAGED:
+            raise RestoreSwapError(f"restore {self.journal.restore_id} is in phase {on_disk.phase}")
+
+    def inode(self, rel: str) -> int | None:
+        """Inode number of the entry at ``rel`` (never followed); -1 if foreign."""
+        try:
+            st = os.lstat(rel, dir_fd=self.fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return st.st_ino if st.st_dev == self.journal.dev else -1
+
+    def inventory(self, names: list[str], result: SwapResult) -> list[JournalItem]:
+        """Record every NAME's old and new entry; refuse what cannot be renamed."""
+        self.journal.dev = os.fstat(self.fd).st_dev
+        if os.listdir(self.root / self.journal.aside):
+            raise RestoreSwapError(f"{self.journal.aside} is not empty", path=self.root)
+        items = []
+        for name in names:
+            staged_rel = f"{self.journal.staging}/{name}"
+            live, staged = self.inode(name), self.inode(staged_rel)
+            for ino, rel in ((live, name), (staged, staged_rel)):
+                if ino == -1:
+                    raise RestoreSwapError("is on another filesystem (a mount point?) and cannot "
+                                           "be swapped atomically", path=self.root / rel)
+            items.append(JournalItem(name, live is not None, staged is not None,
+                                     live_ino=live, staged_ino=staged))
+            if live is not None and live == staged:
+                result.unchanged.append(name)
+            elif live is not None or staged is not None:
+                (result.replaced if live is not None and staged is not None
+                 else result.created if staged is not None else result.removed).append(name)
+        extra = sorted(set(os.listdir(self.root / self.journal.staging)) - set(names))
+        if extra:
+            self.emit(f"ignoring staged entries that were not named: {', '.join(extra)}")
+        return items
+
+    def mark(self, item: JournalItem, state: str) -> None:
+        """Write-ahead: the journal names the step before it is taken."""
+        if item.state != state:
+            item.state = state
+            self.save()
+
+    def place(self, item: JournalItem, want: str) -> None:
+        """Put the ``want`` entry of ``item`` at ROOT/NAME (or nothing, if it has none)."""
+        want_ino, other_ino = ((item.staged_ino, item.live_ino) if want == NEW
+                               else (item.live_ino, item.staged_ino))
+        if want_ino is not None and want_ino == other_ino:
+            return                     # staged as a hard link of the live entry
+        name, forward = item.name, want == NEW
+        slots = [f"{self.journal.staging}/{name}", f"{self.journal.aside}/{name}"]
+        if forward:
+            slots.reverse()            # park old entries in old/, new ones in stage/
+        current = self.inode(name)
+        if current is not None and current not in (want_ino, other_ino):
+            raise RecoveryError(f"{name} is neither the old nor the restored entry; someone "
+                                "changed the tree, resolve by hand", path=self.root / name)
+        if current == want_ino:
+            return
+        source = None
+        if want_ino is not None:
+            source = next((slot for slot in slots if self.inode(slot) == want_ino), None)
+            if source is None:
+                raise RecoveryError(f"the {want} entry of {name} is in neither {slots[0]} "
+                                    f"nor {slots[1]}", path=self.root)
+        if current is not None and source is not None and self.journal.method == EXCHANGE:
+            self.mark(item, SWAPPED_STATE if forward else REVERTING)
+            self.emit(f"exchanging {name} with {source}")
+            try:
+                fsops.rename_exchange(self.fd, name, source)
+                return
+            except OSError as exc:     # e.g. recovery under another kernel: two steps
+                if exc.errno not in fsops.UNSUPPORTED_ERRNOS:
+                    raise
+        if current is not None:
+            parking = next((slot for slot in slots if self.inode(slot) is None), None)
+            if parking is None:
+                raise RecoveryError(f"no free place to move {name} aside", path=self.root)
+            self.mark(item, MOVED_ASIDE if forward else REVERTING)
+            self.emit(f"moving {name} to {parking}")
+            fsops.rename_noreplace(self.fd, name, parking)
+        if source is not None:
+            self.mark(item, SWAPPED_STATE if forward else REVERTING)
+            self.emit(f"moving {source} to {name}")
+            fsops.rename_noreplace(self.fd, source, name)
+
+    def settle(self, want: str) -> None:
+        """Place every item's ``want`` entry, then make the renames durable."""
+        items = self.journal.items if want == NEW else list(reversed(self.journal.items))
+        for item in items:
+            self.place(item, want)
+        # Durable before the next phase is written: once COMMITTED or
+        # ROLLED_BACK is on disk, the entries not in place get deleted.
+        fsops.fsync_dir(self.fd)
+        for name in (self.journal.staging, self.journal.aside):
+            if os.path.isdir(self.root / name):
+                fsops.fsync_dir(self.root / name)
+        self.emit(f"all {want} entries in place")
+
+    def roll_back(self) -> None:
+        if self.journal.phase != ROLLING_BACK:
+            self.save(ROLLING_BACK)
+        self.settle(OLD)
+        self.save(ROLLED_BACK)
+        self.cleanup()
+
+    def undo(self, why: str) -> None:
+        """Roll back inside commit_swap; RecoveryError if that fails too."""
+        try:
+            self.roll_back()
+        except Exception as again:
+            raise RecoveryError(f"restore {self.journal.restore_id}: {why} and putting the "
+                                f"old entries back failed too ({describe(again)}); "
+                                f"{RETRY}") from again
+
+    def cleanup(self) -> None:
+        """Delete staging and parked entries, then the journal (final phases only)."""
+        for name in (self.journal.staging, self.journal.aside):
+            self.emit(f"removing {name}")
+            fsops.remove_tree(self.root / name)
+        remove_journal(self.root)
+        self.emit(f"restore {self.journal.restore_id} finished")
+
+
+def describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def emit(on_event: EventSink, message: str) -> None:
+    if on_event is not None:
+        on_event(message)

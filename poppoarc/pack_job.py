@@ -4,7 +4,8 @@
 (checked in the background), seals what must be sealed, stores database
 deltas and references unchanged files of an incremental's parent; it keeps
 the bookkeeping the manifest needs (targets, databases, counts) and spools
-the index records.  ``pack.py`` decides what to pack and finishes the archive.
+the index records.  ``pack.py`` decides what to pack and finishes the archive;
+``pack_databases`` holds the database steps.
 """
 
 from __future__ import annotations
@@ -21,20 +22,19 @@ from pathlib import Path
 from .config import Settings
 from .errors import DatabaseSnapshotError, SourceError, Warnings
 from .format import tarheader
-from .format.blocks import BlockHasher, hash_blocks, read_blocks
 from .format.entry import BUNDLE_MAX, CHUNK_SIZE, IndexEntry, encode_digests, needs_digest
 from .format.manifest import BLOCK_SIZE
 from .format.spool import IndexSpool
 from .format.writer import READ_CHUNK, BodyWriter, StoredFile
+from .pack_databases import DatabaseSteps, SnapshotCopier
 from .policy import chains
-from .snapshot import sqlite as sqlite_snapshot
 from .snapshot.catalogue import TARGETS
 from .snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry
 
 ENVIRONMENT_MEMBER = ".poppoarc/environment.json"
 
 
-class PackJob:
+class PackJob(DatabaseSteps):
     """The body-writing loop, with the bookkeeping the manifest needs."""
 
     def __init__(self, settings: Settings, selected, entries, warnings: Warnings, progress,
@@ -91,7 +91,7 @@ class PackJob:
             writer.end_frame()
         with tempfile.TemporaryDirectory(dir=self.snapshot_dir, prefix=".poppoarc-snap-") as snaps, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="check") as checker, \
-                _Copier() as copier:
+                SnapshotCopier() as copier:
             self._snapshot_databases(groups.get("database", []), Path(snaps), copier, checker)
             for target in TARGETS:
                 if target not in self.selected:
@@ -133,40 +133,6 @@ class PackJob:
                         raise
                     self._mark_damaged(record["path"], exc, "as the backup API copied it")
                     self.databases.remove(record)
-
-    def _snapshot_databases(self, entries: list[SourceEntry], snaps: Path, copier,
-                            checker) -> None:
-        """Copy every database, one after the other (close together in time), on a thread
-        of their own; each copy's check then runs on another.
-
-        The backup API and the checks release the GIL, so both overlap with the files
-        written before each database and with the databases before it.  ``_write``
-        waits for a database's copy when it reaches it (``_snapshot``).
-        """
-        for number, entry in enumerate(entries):
-            snapshot = snaps / f"{number}.db"
-            self._snapshots[entry.path] = copier.submit(self._copy, entry.path, snapshot,
-                                                        checker)
-
-    def _copy(self, path: str, snapshot: Path, checker):
-        sqlite_snapshot.copy(self.root / path, snapshot)
-        return snapshot, checker.submit(sqlite_snapshot.check, snapshot, path,
-                                        self.full_database_check)
-
-    def _snapshot(self, path: str) -> Path | None:
-        """The finished snapshot of the database at ``path`` (None: archive the live
-        file as it is, when a safety archive meets a database the backup API cannot copy)."""
-        try:
-            snapshot, check = self._snapshots.pop(path).result()
-        except DatabaseSnapshotError as exc:
-            if not self.keep_damaged_databases:
-                raise
-            self._mark_damaged(path, exc, "as the raw live file (without its WAL)")
-            return None     # archived from the live file, byte for byte
-        record = {"path": path}
-        self.databases.append(record)
-        self._checks.append((record, check))
-        return snapshot
 
     def _seal(self, writer: BodyWriter, record: IndexEntry, read,
               payload: int | None = None, may_bundle: bool = False) -> StoredFile:
@@ -211,66 +177,6 @@ class PackJob:
         return chains.reference(previous, self.parent.id, path=entry.path, target=entry.target,
                                 mode=mode, uid=st.st_uid, gid=st.st_gid, mtime_ns=st.st_mtime_ns,
                                 ctime_ns=_ctime(st), ino=st.st_ino)
-
-    def _write_database(self, writer: BodyWriter, entry: SourceEntry, fd: int, size: int,
-                        st_meta: tuple) -> tuple[StoredFile, list | None]:
-        """A database snapshot: only the blocks changed since the parent's snapshot
-        (§12.4), or whole.  Returns what was stored and the delta's block numbers
-        (None: whole)."""
-        previous = self.parent.records.find(entry.target, entry.path) if self.parent else None
-        if previous is not None and previous.sqlite and previous.blocks is None:
-            self.warnings.add(f"{entry.path}: stored whole: parent {self.parent.id} has no "
-                              "page digests for it (it was packed while incrementals were "
-                              "off); later incrementals store only changed pages")
-        elif chains.delta_base(previous, BLOCK_SIZE):
-            # a sealed record's digest is its HMAC: no plain SHA-256 pass for it
-            mac = self.sealer.new_mac() if self.seal_all else None
-            sha256, blocks = hash_blocks(fd, size, BLOCK_SIZE, extra=mac, whole=mac is None)
-            numbers = chains.changed_blocks(previous, BLOCK_SIZE, blocks)
-            if numbers is not None:
-                return self._write_delta(writer, entry, fd, size, st_meta, sha256, mac,
-                                         blocks, numbers), numbers
-            os.lseek(fd, 0, os.SEEK_SET)        # every block changed: stored whole
-        block_size = BLOCK_SIZE if self.block_digests else 0
-        if not self.seal_all:
-            return writer.add_file(entry.path, fd, size, *st_meta, block_size=block_size), None
-        mode, mtime_ns, uid, gid = st_meta
-        record = IndexEntry(entry.path, entry.target, "file", mode, uid, gid, mtime_ns, size)
-        if not block_size:
-            return self._seal(writer, record, lambda n: os.read(fd, n)), None
-        hasher = BlockHasher(block_size, whole=False)   # block digests while it is sealed
-
-        def read(n: int) -> bytes:
-            data = os.read(fd, n)
-            hasher.update(data)
-            return data
-
-        stored = self._seal(writer, record, read)
-        hasher.hexdigest()
-        return dataclasses.replace(stored, blocks=bytes(hasher.blocks)), None
-
-    def _write_delta(self, writer: BodyWriter, entry: SourceEntry, fd: int, size: int,
-                     st_meta: tuple, sha256: str | None, mac, blocks: bytes,
-                     numbers: list[int]) -> StoredFile:
-        """The changed blocks of a database, plain or sealed."""
-        if mac is None:
-            writer.add_delta(entry.path, fd, size, blocks, BLOCK_SIZE, numbers, *st_meta)
-            return StoredFile(sha256, size, False, blocks=blocks)
-        mode, mtime_ns, uid, gid = st_meta
-        record = IndexEntry(entry.path, entry.target, "file", mode, uid, gid, mtime_ns, size,
-                            blocks={"size": BLOCK_SIZE, "digests": encode_digests(blocks)},
-                            delta=numbers)
-        read = _Chunks(read_blocks(fd, size, blocks, BLOCK_SIZE, numbers, entry.path)).read
-        stored = self._seal(writer, record, read, record.payload_size())
-        return StoredFile(None, size, False, stored.sealed, mac.hexdigest(), blocks)
-
-    def _mark_damaged(self, path: str, error: Exception, stored_as: str) -> None:
-        self._damaged.add(path)
-        self.warnings.add(f"{error}; stored unchecked, {stored_as}")
-        for record in self.index.deferred:
-            if record.path == path:     # no longer a database: no blocks (a safety
-                record.sqlite = False   # archive is never incremental, so no delta)
-                record.blocks = None
 
     def _write(self, writer: BodyWriter, entry: SourceEntry) -> int:
         """Archive one entry; returns the content bytes stored."""
@@ -428,31 +334,3 @@ def _checked_after_read(stored: StoredFile, fd: int, st: os.stat_result) -> Stor
 def _ctime(st: os.stat_result) -> int | None:
     """The ctime to record: omitted when it equals the mtime (the usual case; §12.2)."""
     return None if st.st_ctime_ns == st.st_mtime_ns else st.st_ctime_ns
-
-
-class _Chunks:
-    """``read(n)`` over an iterator of byte strings."""
-
-    def __init__(self, pieces):
-        self._pieces, self._buffer = iter(pieces), b""
-
-    def read(self, size: int) -> bytes:
-        while len(self._buffer) < size:
-            piece = next(self._pieces, None)
-            if piece is None:
-                break
-            self._buffer += piece
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
-
-
-class _Copier(ThreadPoolExecutor):
-    """The database copying thread; leaving it early (an error) cancels the copies
-    not yet started instead of making them all first."""
-
-    def __init__(self):
-        super().__init__(max_workers=1, thread_name_prefix="snapshot")
-
-    def __exit__(self, *exc_info):
-        self.shutdown(wait=True, cancel_futures=True)
-        return False

@@ -241,7 +241,8 @@ class VerifyResult:
 
 
 def verify(settings: Settings, reference: str, progress=None, record: bool = True) -> VerifyResult:
-    """Check signature, framing, index, every member's SHA-256, every database."""
+    """Check signature, framing, index, the body checksum, every digest a record carries
+    (large files, databases, sealed files) and every database."""
     with open_archive(settings, reference) as (store, source, path):
         result = verify_source(settings, source, path, progress, store=store)
     if record and not result.not_checked and isinstance(path, Path) \

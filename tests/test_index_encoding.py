@@ -109,6 +109,15 @@ def _line(text: str) -> bytes:
     '"type":"dir","uid":0}',                                           # not canonical
     '{"gid":0,"mode":420,"mtime_ns":1,"path":"state","size":0,"target":"state",'
     '"type":"dir","uid":0}',                                           # listed twice
+    '{"gid":0,"mode":420,"mtime_ns":1,"path":"state/x","size":0,"target":"state",'
+    '"type":"dir","uid":0} ',                                          # trailing space
+    '{"gid":0,"mode":420,"mtime_ns":1,"path":"state/x","size":0,"target":"state",'
+    '"type":"dir","uid":0}{}',                                         # extra data
+    ' {"gid":0,"mode":420,"mtime_ns":1,"path":"state/x","size":0,"target":"state",'
+    '"type":"dir","uid":0}',                                           # leading space
+    'NaN', '', '[]', '"state"', '{"gid":0,"mode":NaN}',                 # not a record
+    '{"gid":0,"mode":420,"mtime_ns":1,"path":"state/\\u0078","size":0,"target":"state",'
+    '"type":"dir","uid":0}',                                           # needless escape
 ])
 def test_bad_records_are_rejected(line):
     with pytest.raises(CorruptArchive):

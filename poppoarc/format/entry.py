@@ -173,6 +173,8 @@ def _check_incremental_keys(entry: IndexEntry) -> None:
         value = getattr(entry, key)
         if value is not None and (entry.type != "file" or not is_int(value)):
             raise ValueError(f"{entry.path}: {key} is malformed or on a non-file record")
+    if entry.stored_in is None and entry.blocks is None and entry.delta is None:
+        return          # a full archive's plain record
     if entry.stored_in is not None:
         if entry.type != "file" or entry.sqlite or entry.delta is not None \
                 or not isinstance(entry.stored_in, str) or not ID_PATTERN.match(entry.stored_in):

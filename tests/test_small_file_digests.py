@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+from io import BytesIO
 
 import pytest
 
@@ -23,8 +24,6 @@ SHA = "ab" * 32
 
 
 def decode(*records: IndexEntry):
-    from io import BytesIO
-
     out = BytesIO()
     write_index(out, ARCHIVE_ID, list(records))
     return list(decode_index(out.getvalue(), ARCHIVE_ID, "test")[0])
@@ -45,6 +44,7 @@ def test_a_small_file_may_come_with_or_without_a_digest(size):
     (record(DIGEST_MIN_SIZE, None), "missing digest"),
     (record(10 << 20, None), "missing digest"),
     (record(100, None, sqlite=True), "missing digest"),
+    (record(100, None, sealed=[["objects/00000001.0000", 64]]), "missing digest"),  # no HMAC
     (record(100, "AB" * 32), "malformed digest"),
     (IndexEntry("state", "state", "dir", 0o755, 0, 0, 0, 0, SHA), "has no content digest"),
 ])

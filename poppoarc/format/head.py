@@ -45,11 +45,11 @@ def canonical_json(value: object) -> bytes:
                       ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
-def _reject_constant(name: str):
+def reject_constant(name: str):
     raise ValueError(f"{name} is not allowed")
 
 
-def _reject_float(text: str):
+def reject_float(text: str):
     raise ValueError(f"non-integer number {text} is not allowed")
 
 
@@ -65,7 +65,7 @@ def _no_duplicates(pairs):
 def strict_loads(data: bytes) -> object:
     """Parse canonical JSON; anything non-canonical raises ValueError."""
     value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                       parse_constant=_reject_constant, parse_float=_reject_float)
+                       parse_constant=reject_constant, parse_float=reject_float)
     if canonical_json(value) != data:
         raise ValueError("JSON is not in canonical form")
     return value

@@ -9,13 +9,13 @@ function here produces or accepts exactly the canonical JSON that ``head`` defin
 from __future__ import annotations
 
 import json
-from json.encoder import c_make_encoder
 import marshal
 import operator
 import os
 import tempfile
+from json.encoder import c_make_encoder
 
-from .head import canonical_json
+from .head import canonical_json, reject_constant, reject_float
 
 _text = json.encoder.encode_basestring     # the C escaper json.dumps(ensure_ascii=False) uses
 
@@ -65,29 +65,24 @@ def _sealed_members(members) -> str | None:
     return ',"sealed":[' + ",".join(parts) + "]"
 
 
-def _reject(text: str):
-    raise ValueError(f"{text} is not allowed")
-
-
 def _no_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-_RECORD_DECODER = json.JSONDecoder(parse_float=_reject, parse_constant=_reject)
-_scan_record = _RECORD_DECODER.scan_once
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                              allow_nan=False)
+# head.strict_loads' decoder, without its duplicate-key hook (see strict_record)
+_scan_record = json.JSONDecoder(parse_float=reject_float,
+                                parse_constant=reject_constant).scan_once
 if c_make_encoder is not None:
-    # The C encoder ``JSONEncoder.encode`` builds anew on every call, built once with
-    # _CANONICAL's settings (no cycle check: decoded JSON has no cycles): 0.7 µs of the
-    # ~10 µs that checking one record costs.
+    # head.canonical_json's encoder, built once: json.dumps builds a new one on every call
+    # (0.7 µs of the ~10 µs that checking one record costs).  No cycle check: decoded
+    # JSON has no cycles.
     _canonical_parts = c_make_encoder(None, _no_default, _text, None, ":", ",", True, False,
                                       False)
 
-    def _canonical(value) -> str:
-        return "".join(_canonical_parts(value, 0))
+    def _canonical(value) -> bytes:
+        return "".join(_canonical_parts(value, 0)).encode("utf-8")
 else:                                   # an interpreter without the C accelerator
-    _canonical = _CANONICAL.encode
+    _canonical = canonical_json
 
 
 def strict_record(line: bytes) -> object:
@@ -99,7 +94,7 @@ def strict_record(line: bytes) -> object:
         value, end = _scan_record(text, 0)
     except StopIteration:
         raise ValueError("index line is not JSON") from None
-    if end != len(text) or _canonical(value).encode("utf-8") != line:
+    if end != len(text) or _canonical(value) != line:
         raise ValueError("JSON is not in canonical form")
     return value
 

@@ -93,6 +93,7 @@ class PackJob(DatabaseSteps):
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="check") as checker, \
                 SnapshotCopier() as copier:
             self._snapshot_databases(groups.get("database", []), Path(snaps), copier, checker)
+            plain_path = self.parent is None and not self.seal_all     # see _write_plain
             for target in TARGETS:
                 if target not in self.selected:
                     continue
@@ -100,7 +101,6 @@ class PackJob(DatabaseSteps):
                 size = 0
                 batch = groups.pop(target, [])
                 batch.reverse()
-                plain_path = self.parent is None and not self.seal_all
                 while batch:            # each walk record is dropped once written
                     entry = batch.pop()
                     if type(entry) is str:

@@ -163,11 +163,9 @@ class PackJob(DatabaseSteps):
         if previous is None or not chains.reusable(previous):
             return None
         mode = st.st_mode & 0o7777
-        if self.check_content and previous.sha256 is None and previous.hmac_sha256 is None:
-            # a small file's record has no digest (§5.4): size and mtime stand in for it
-            same = (previous.size, previous.mtime_ns) == (st.st_size, st.st_mtime_ns)
-        elif self.check_content:
-            same = self.parent.content_matches(previous, lambda n: os.read(fd, n))
+        if self.check_content:
+            same = self.parent.content_matches(previous, lambda n: os.read(fd, n), st.st_size,
+                                               st.st_mtime_ns)
             os.lseek(fd, 0, os.SEEK_SET)
         else:
             same = chains.unchanged_by_stat(previous, st.st_size, st.st_mtime_ns,

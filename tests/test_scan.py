@@ -22,3 +22,36 @@ def test_compact_walk_lists_the_same_paths_in_the_same_order(installation):
     assert compact.compact_bytes == sum(plain[p].size for p, _ in tuples)
     kept = [e for e in compact.entries if isinstance(e, SourceEntry) and e.kind == FILE]
     assert kept and all(e.nlink > 1 for e in kept)
+
+
+def test_a_directory_that_fails_while_listed_keeps_what_was_read_and_says_so(installation,
+                                                                            monkeypatch):
+    """The walk reads each directory as it goes (not listed first, for memory), so an
+    error part-way through (EIO on a failing disk) must still become a warning."""
+    real_scandir = os.scandir
+    state = str(installation / "state")
+
+    class FailingAfterOne:
+        def __init__(self, path):
+            self.inner = real_scandir(path)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.inner.close()
+
+        def __iter__(self):
+            entries = sorted(self.inner, key=lambda e: e.name)
+            yield entries[0]
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "scandir",
+                        lambda path: FailingAfterOne(path) if path == state else real_scandir(path))
+    warnings = Warnings()
+    result = scan(installation, build_catalogue({}, None), warnings)
+    in_state = [e.path for e in result.entries if e.path.startswith("state/")]
+    assert len(in_state) == 1 or all(p.startswith(in_state[0]) for p in in_state)
+    assert any(w == "state: cannot read directory: Input/output error; the rest of it skipped"
+               for w in warnings.items), warnings.items
+    assert any(e.path == "config/config.json" for e in result.entries)   # the rest walked on

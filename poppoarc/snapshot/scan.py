@@ -78,15 +78,7 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
     result = ScanResult(entries=found)
 
     def walk(abs_dir: str, rel_dir: str) -> None:
-        try:
-            with os.scandir(abs_dir) as iterator:
-                children = list(iterator)
-        except OSError as exc:
-            if not rel_dir:
-                raise SourceError(f"cannot read installation root: {exc.strerror}", path=abs_dir) from None
-            warnings.add(f"{rel_dir}: cannot read directory: {exc.strerror}; skipped")
-            return
-        for child in children:
+        for child in _children(abs_dir, rel_dir, warnings):
             rel = f"{rel_dir}/{child.name}" if rel_dir else child.name
             try:
                 rel.encode("utf-8")
@@ -151,6 +143,26 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
         group.sort(key=_path_of)
         found += group
     return result
+
+
+def _children(abs_dir: str, rel_dir: str, warnings: Warnings):
+    """The entries of one directory, one at a time.
+
+    Not listed first: with 60,000 files in one directory, the listed entries and
+    their cached lstat results took 20 MB, and the memory stayed with the process.
+    The directory stays open while the walk descends (one descriptor per level).
+    """
+    started = False
+    try:
+        with os.scandir(abs_dir) as iterator:
+            for child in iterator:
+                started = True
+                yield child
+    except OSError as exc:
+        if not rel_dir:
+            raise SourceError(f"cannot read installation root: {exc.strerror}", path=abs_dir) from None
+        skipped = "the rest of it skipped" if started else "skipped"
+        warnings.add(f"{rel_dir}: cannot read directory: {exc.strerror}; {skipped}")
 
 
 def _path_of(entry: SourceEntry | tuple[str, str]) -> str:

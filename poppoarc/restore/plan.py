@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ..format.entry import IndexEntry
 from ..snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry
+from ..streamed import StreamedArray
 
 ADD, CHANGE, REMOVE, KEEP = "add", "change", "remove", "unchanged"
 _LIVE_TYPE = {FILE: "file", DATABASE: "file", DIR: "dir", SYMLINK: "symlink"}
@@ -43,7 +44,8 @@ class TargetPlan:
                    for action in (ADD, CHANGE, REMOVE, KEEP)}
         document = {"target": self.name, **summary}
         if with_paths:
-            document["changes"] = [c.to_json() for c in self.changes if c.action != KEEP]
+            document["changes"] = StreamedArray(         # made while written (memory)
+                lambda: (c.to_json() for c in self.changes if c.action != KEEP))
         return document
 
 

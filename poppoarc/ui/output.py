@@ -7,7 +7,11 @@ CLI adds it here, so no command can forget it.
 from __future__ import annotations
 
 import json
+import re
 import sys
+import uuid
+
+from ..streamed import StreamedArray
 
 from .i18n import _
 from .progress import Progress, make_progress
@@ -26,8 +30,8 @@ class Output:
 
     def json(self, document: dict, kind: str | None = None) -> None:
         """The one JSON document of a command (stdout), with its schema version."""
-        print(json.dumps({"schema_version": SCHEMA_VERSION, **document},
-                         ensure_ascii=False, indent=2))
+        write_json({"schema_version": SCHEMA_VERSION, **document}, sys.stdout.write)
+        sys.stdout.write("\n")
 
     def warn(self, message: str) -> None:
         """A warning (stderr); with --json, warnings are part of the document."""
@@ -45,3 +49,61 @@ class Output:
     def progress(self, label: str) -> Progress:
         """A progress reporter for long work; use it as a context manager."""
         return make_progress(label, quiet=self.quiet, as_json=self.as_json)
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, indent=2)   # what json.dumps(...) would build
+
+
+def write_json(document, write) -> None:
+    """``write(json.dumps(document, ensure_ascii=False, indent=2))``, in pieces: each
+    ``StreamedArray`` in ``document`` is written one item at a time, so a document
+    with 100,000 entries never exists whole in memory.
+
+    Everything else goes through ``json.dumps`` itself, with a placeholder where each
+    streamed array goes; the array is then written in the layout ``json.dumps`` gives
+    a list at that depth (tests/test_streamed_json.py checks the bytes are the same).
+    """
+    _write(document, 0, write)
+
+
+def _write(value, indent: int, write) -> None:
+    """``value`` as ``json.dumps`` lays it out ``indent`` columns in, the first line's
+    indentation already written."""
+    arrays: dict[str, StreamedArray] = {}
+
+    def placeholders(value):
+        if isinstance(value, StreamedArray):
+            token = f"streamed-{uuid.uuid4().hex}"
+            arrays[token] = value
+            return token
+        if isinstance(value, dict):
+            return {key: placeholders(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [placeholders(item) for item in value]
+        return value
+
+    text = _ENCODER.encode(placeholders(value))
+    if indent:
+        text = text.replace("\n", "\n" + " " * indent)
+    if not arrays:
+        write(text)
+        return
+    pattern = re.compile('"(' + "|".join(map(re.escape, arrays)) + ')"')
+    position = 0
+    for match in pattern.finditer(text):
+        write(text[position:match.start()])
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        line = text[line_start:match.start()]
+        column = len(line) - len(line.lstrip(" ")) + (indent if line_start == 0 else 0)
+        _write_array(arrays[match.group(1)], column, write)
+        position = match.end()
+    write(text[position:])
+
+
+def _write_array(items, indent: int, write) -> None:
+    separator = "["
+    for item in items:
+        write(separator + "\n" + " " * (indent + 2))
+        _write(item, indent + 2, write)
+        separator = ","
+    write("[]" if separator == "[" else "\n" + " " * indent + "]")

@@ -31,21 +31,26 @@ class PathChange:
 @dataclass
 class TargetPlan:
     name: str
-    changes: list[PathChange] = field(default_factory=list)
+    changes: list[PathChange] = field(default_factory=list)     # what the restore changes
+    unchanged_paths: int = 0        # unchanged paths are only counted: a restore over a
+    unchanged_bytes: int = 0        # tree of 100,000 files would hold a record for each
 
     def count(self, action: str) -> int:
+        if action == KEEP:
+            return self.unchanged_paths
         return sum(1 for c in self.changes if c.action == action)
 
     def bytes(self, action: str) -> int:
+        if action == KEEP:
+            return self.unchanged_bytes
         return sum(c.size for c in self.changes if c.action == action)
 
     def to_json(self, with_paths: bool = True) -> dict:
         summary = {action: {"paths": self.count(action), "bytes": self.bytes(action)}
                    for action in (ADD, CHANGE, REMOVE, KEEP)}
         document = {"target": self.name, **summary}
-        if with_paths:
-            document["changes"] = StreamedArray(         # made while written (memory)
-                lambda: (c.to_json() for c in self.changes if c.action != KEEP))
+        if with_paths:      # made while written (memory)
+            document["changes"] = StreamedArray(lambda: (c.to_json() for c in self.changes))
         return document
 
 
@@ -78,7 +83,7 @@ class RestorePlan:
 
     @property
     def changes_anything(self) -> bool:
-        return any(c.action != KEEP for t in self.targets for c in t.changes)
+        return any(t.changes for t in self.targets)
 
     def to_json(self) -> dict:
         return {"archive_id": self.archive_id, "targets": [t.to_json() for t in self.targets],
@@ -130,16 +135,17 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
         if entry.target not in selected or entry.generated:
             continue
         path = entry.path
-        restore_paths.add(path)
         current = live_by_path.get(path)
+        if current is not None:
+            path = current.path     # one string for the restored and the live path (memory)
+        restore_paths.add(path)
         size = entry.size if entry.type == "file" else 0
         bytes_to_stage += size
-        if current is None:
-            action = ADD
-        elif _same(entry, current):
-            action = KEEP
-        else:
-            action = CHANGE
+        if current is not None and _same(entry, current):
+            plans[entry.target].unchanged_paths += 1
+            plans[entry.target].unchanged_bytes += size
+            continue
+        action = ADD if current is None else CHANGE
         plans[entry.target].changes.append(PathChange(path, action, size))
     for path, current in live_by_path.items():
         if path not in restore_paths:

@@ -102,6 +102,21 @@ def test_plain_lines_every_interval_without_control_characters():
     assert "\r" not in stream.getvalue() and not ANSI.search(stream.getvalue())
 
 
+def test_plain_lines_count_rate_and_eta_from_the_first_report():
+    """Planning and a safety archive can run long before the first byte is restored:
+    they must not drag the rate towards zero and the ETA towards years."""
+    stream, clock = io.StringIO(), Clock()
+    progress = LineProgress("unpack", stream, interval=5, clock=clock)
+    clock.now = 1000.0                     # 1000 s of planning, nothing reported
+    progress(1_000_000, 100_000_000)
+    clock.now = 1005.0
+    progress(51_000_000, 100_000_000)       # 50 MB in the 5 s since the first report
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "unpack: 51.0 MB of 100.0 MB (51%), 10.0 MB/s, ETA 0:04"
+    assert lines[-1] == "unpack: 51.0 MB in 16:45 (10.0 MB/s)"   # the whole job's time
+
+
 class FakeTerminal(io.StringIO):
     def isatty(self):
         return True

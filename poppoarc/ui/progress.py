@@ -78,17 +78,25 @@ class LineProgress(Progress):
         self.last_line = self.started
         self.done = self.total = 0
         self.lines = 0
+        # (time, bytes) of the first report: the rate and ETA count from there, as the
+        # bar's do, not from the planning or safety archive before it (a restore over a
+        # large tree showed "ETA 22519:00:34" after 18 s of those)
+        self.first: tuple[float, int] | None = None
 
     def __call__(self, done: int, total: int, path: str | None = None) -> None:
         self.done, self.total = done, max(total, done)
         now = self.clock()
+        if self.first is None:          # no rate yet: the first line comes later
+            self.first = (now, done)
+            return
         if now - self.last_line >= self.interval:
             self.last_line = now
             self._line(now)
 
     def _line(self, now: float, final: bool = False) -> None:
         elapsed = max(now - self.started, 1e-6)
-        rate = self.done / elapsed
+        since, done_then = self.first if self.first is not None else (self.started, 0)
+        rate = (self.done - done_then) / (now - since) if now > since else 0.0
         fields = {"label": self.label, "done": human_size(self.done),
                   "total": human_size(self.total), "rate": human_size(int(rate)),
                   "percent": int(100 * self.done / self.total) if self.total else 100,
@@ -96,9 +104,9 @@ class LineProgress(Progress):
         if final:
             text = _("{label}: {done} in {elapsed} ({rate}/s)").format(**fields)
         else:
-            left = (self.total - self.done) / rate if rate > 0 else 0
+            eta = duration((self.total - self.done) / rate) if rate > 0 else "?"
             text = _("{label}: {done} of {total} ({percent}%), {rate}/s, ETA {eta}").format(
-                eta=duration(left), **fields)
+                eta=eta, **fields)
         self.stream.write(text + "\n")
         self.stream.flush()
         self.lines += 1

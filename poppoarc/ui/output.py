@@ -12,7 +12,6 @@ import sys
 import uuid
 
 from ..streamed import StreamedArray
-
 from .i18n import _
 from .progress import Progress, make_progress
 

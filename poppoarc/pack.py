@@ -29,6 +29,7 @@ from .format.manifest import (ENCRYPTION_SCHEME, MAX_WARNING_CHARS, MAX_WARNINGS
                               new_archive_id)
 from .format.writer import DEFAULT_LEVEL, BodyWriter, finish_archive
 from .lock import InstallationLock
+from .pack_databases import SnapshotSession
 from .pack_job import PackJob
 from .snapshot import sqlite as sqlite_snapshot
 from .snapshot.catalogue import build_catalogue, index_order
@@ -135,41 +136,46 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     store = open_store(settings)
     store.ensure()
     cleaned = store.cleanup()
-    # Compact walk records: plain files as (path, target); pack takes their facts from fstat
-    result = scan(settings.root, catalogue, warnings, skip=(settings.store, settings.key_dir),
-                  compact=True)
     archive_id = new_archive_id(now)
-    scope = "archive" if encrypt else "secrets" if secrets.can_encrypt and result.secrets else None
-    encryption = sealer = None
-    if scope:
-        data_key = recipients.new_data_key()
-        encryption = {"scheme": ENCRYPTION_SCHEME, "scope": scope, "chunk_size": CHUNK_SIZE,
-                      "recipients": recipients.wrap(data_key, archive_id, secrets)}
-        sealer = Sealer(data_key, archive_id)
-    by_default, max_incrementals = incremental_settings(settings)
-    # Chains in use: incrementals asked for (or --full, which starts one), configured or
-    # scheduled.  Only then do database records carry the page digests a delta needs.
-    in_chains = incremental is not None or by_default or _schedules_incrementals(settings)
-    # a safety archive is never incremental (readers reject one: spec §12.1)
-    incremental = (by_default if incremental is None else incremental) \
-        and archive_type != "pre-restore"
-    parent = find_parent(settings, store, sealed_whole=scope == "archive", warnings=warnings,
-                         max_incrementals=max_incrementals) if incremental else None
-    entries = result.entries
-    if sealer is not None:
-        entries = _with_secrets(settings.root, entries, result.secrets, warnings)
-    else:
-        for rel in result.secrets:
-            warnings.add(f"{rel}: secret file not archived: secrets are stored only encrypted "
-                         "and no key is configured (POPPO_BACKUP_KEY or backup.storage.recipients)")
     upload = store.begin(archive_id)
-    job = None
+    job = snapshots = None
     try:
+        # Each database's snapshot copy starts as soon as the walk finds it; the body takes it.
+        snapshots = SnapshotSession(settings.root, store.local_dir,
+                                    settings.backup.get("databaseCheck") == "full")
+        # Compact walk records: plain files as (path, target); pack takes their facts from fstat
+        result = scan(settings.root, catalogue, warnings, skip=(settings.store, settings.key_dir),
+                      compact=True, on_database=snapshots.start)
+        scope = ("archive" if encrypt else
+                 "secrets" if secrets.can_encrypt and result.secrets else None)
+        encryption = sealer = None
+        if scope:
+            data_key = recipients.new_data_key()
+            encryption = {"scheme": ENCRYPTION_SCHEME, "scope": scope, "chunk_size": CHUNK_SIZE,
+                          "recipients": recipients.wrap(data_key, archive_id, secrets)}
+            sealer = Sealer(data_key, archive_id)
+        by_default, max_incrementals = incremental_settings(settings)
+        # Chains in use: incrementals asked for (or --full, which starts one), configured or
+        # scheduled.  Only then do database records carry the page digests a delta needs.
+        in_chains = incremental is not None or by_default or _schedules_incrementals(settings)
+        # a safety archive is never incremental (readers reject one: spec §12.1)
+        incremental = (by_default if incremental is None else incremental) \
+            and archive_type != "pre-restore"
+        parent = find_parent(settings, store, sealed_whole=scope == "archive", warnings=warnings,
+                             max_incrementals=max_incrementals) if incremental else None
+        entries = result.entries
+        if sealer is not None:
+            entries = _with_secrets(settings.root, entries, result.secrets, warnings)
+        else:
+            for rel in result.secrets:
+                warnings.add(f"{rel}: secret file not archived: secrets are stored only "
+                             "encrypted and no key is configured (POPPO_BACKUP_KEY or "
+                             "backup.storage.recipients)")
         job = PackJob(settings, catalogue.selected, entries, warnings, progress,
                        keep_damaged_databases=archive_type == "pre-restore",
                        sealer=sealer, seal_all=scope == "archive", secrets=set(result.secrets),
                        archive_mtime_ns=int(now.timestamp()) * 10**9,
-                       snapshot_dir=store.local_dir, parent=parent,
+                       snapshots=snapshots, parent=parent,
                        check_content=check_content, compact_bytes=result.compact_bytes,
                        full_database_check=settings.backup.get("databaseCheck") == "full",
                        block_digests=in_chains and archive_type != "pre-restore")
@@ -211,6 +217,8 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
             pass
         raise
     finally:
+        if snapshots is not None:
+            snapshots.close()
         if job is not None:
             job.index.close()
     final = stored.where

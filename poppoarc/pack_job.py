@@ -14,10 +14,7 @@ import dataclasses
 import io
 import json
 import os
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from pathlib import Path
 
 from .config import Settings
 from .errors import DatabaseSnapshotError, SourceError, Warnings
@@ -26,7 +23,7 @@ from .format.entry import BUNDLE_MAX, CHUNK_SIZE, IndexEntry, encode_digests, ne
 from .format.manifest import BLOCK_SIZE
 from .format.spool import IndexSpool
 from .format.writer import READ_CHUNK, BodyWriter, StoredFile
-from .pack_databases import DatabaseSteps, SnapshotCopier
+from .pack_databases import DatabaseSteps, SnapshotSession
 from .policy import chains
 from .snapshot.catalogue import TARGETS
 from .snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry
@@ -40,7 +37,8 @@ class PackJob(DatabaseSteps):
     def __init__(self, settings: Settings, selected, entries, warnings: Warnings, progress,
                  keep_damaged_databases: bool = False, sealer=None, seal_all: bool = False,
                  secrets: set[str] = frozenset(), archive_mtime_ns: int = 0,
-                 snapshot_dir: Path | None = None, parent=None, check_content: bool = False,
+                 snapshots: SnapshotSession | None = None, parent=None,
+                 check_content: bool = False,
                  compact_bytes: int = 0, full_database_check: bool = False,
                  block_digests: bool = True):
         self.full_database_check = full_database_check
@@ -57,7 +55,8 @@ class PackJob(DatabaseSteps):
         self._damaged: set[str] = set()
         self.root = settings.root
         self._root_text = str(settings.root)   # str concatenation: pathlib costs µs per file
-        self.snapshot_dir = snapshot_dir      # None: the system temp directory ($TMPDIR)
+        # the database copies, started by the walk (pack.py); None: write_body starts them
+        self.snapshots = snapshots
         self.selected = selected
         self.entries = entries
         self.warnings = warnings
@@ -69,7 +68,6 @@ class PackJob(DatabaseSteps):
         self.bytes_done = 0
         self.bytes_total = compact_bytes + sum(e.size for e in entries if type(e) is not tuple)
         self._links: dict[tuple[int, int], IndexEntry] = {}
-        self._snapshots: dict = {}      # path: future of (snapshot, future of its check)
         self._checks: list = []         # (manifest record, future of its DatabaseFacts)
 
     def write_body(self, writer: BodyWriter, env_doc: dict, now: datetime) -> None:
@@ -89,10 +87,11 @@ class PackJob(DatabaseSteps):
             self._write(writer, entry)
         if groups.get(None):
             writer.end_frame()
-        with tempfile.TemporaryDirectory(dir=self.snapshot_dir, prefix=".poppoarc-snap-") as snaps, \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="check") as checker, \
-                SnapshotCopier() as copier:
-            self._snapshot_databases(groups.get("database", []), Path(snaps), copier, checker)
+        if self.snapshots is None:
+            self.snapshots = SnapshotSession(self.root, None, self.full_database_check)
+        with self.snapshots:
+            for entry in groups.get("database", []):
+                self.snapshots.start(entry.path)    # normally already started by the walk
             plain_path = self.parent is None and not self.seal_all     # see _write_plain
             for target in TARGETS:
                 if target not in self.selected:
@@ -204,7 +203,7 @@ class PackJob(DatabaseSteps):
                 self.files += 1
                 return 0
         source = self._root_text + "/" + entry.path
-        if entry.kind == DATABASE and entry.path in self._snapshots:
+        if entry.kind == DATABASE and entry.path in self.snapshots:
             source = self._snapshot(entry.path) or source
         fd = self._open(source, entry.path)
         if fd is None:

@@ -44,3 +44,50 @@ def test_snapshots_hold_a_consistent_prefix_of_a_live_writer(cli, installation, 
         writer.terminate()
         writer.wait(timeout=10)
     assert seen == sorted(seen) and seen[-1] > seen[0], f"writer did not progress: {seen}"
+
+
+def make_db(path: Path, rows: int) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("create table t(x)")
+    conn.executemany("insert into t values (?)", [(n,) for n in range(rows)])
+    conn.commit()
+    conn.close()
+
+
+def test_a_copy_queued_behind_another_is_made_by_the_thread_that_needs_it(tmp_path,
+                                                                           monkeypatch):
+    """The walk starts copies in directory order; the body takes them in path order.  A
+    database still waiting behind a slow copy is copied at once by the body's thread,
+    and every copy is a checked snapshot; leaving the session removes them all."""
+    import threading
+
+    from poppoarc import pack_databases
+    from poppoarc.pack_databases import SnapshotSession
+
+    make_db(tmp_path / "big.db", 1000)
+    make_db(tmp_path / "small.db", 10)
+    release, copied_by = threading.Event(), {}
+    real_copy = pack_databases.sqlite_snapshot.copy
+
+    def copy(source, destination, **kwargs):
+        copied_by[source.name] = threading.current_thread().name
+        if source.name == "big.db":
+            assert release.wait(10)
+        real_copy(source, destination, **kwargs)
+
+    monkeypatch.setattr(pack_databases.sqlite_snapshot, "copy", copy)
+    snaps = tmp_path / "snaps"
+    snaps.mkdir()
+    with SnapshotSession(tmp_path, snaps, full_check=False) as session:
+        session.start("big.db")         # found first: the copy thread is busy with it
+        session.start("small.db")       # queued behind it
+        small, small_check = session.take("small.db").result(timeout=10)
+        assert copied_by["small.db"] == threading.current_thread().name
+        assert not release.is_set(), "small.db did not wait for big.db"
+        release.set()
+        big, big_check = session.take("big.db").result(timeout=10)
+        assert copied_by["big.db"].startswith("snapshot")
+        assert small_check.result(timeout=10).tables == {"t": 10}
+        assert big_check.result(timeout=10).tables == {"t": 1000}
+        assert small.exists() and big.exists() and small != big
+    assert list(snaps.iterdir()) == [], "the session's copies outlived it"

@@ -11,6 +11,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..errors import SourceError, Warnings
 from .catalogue import REFERENCE, SECRET, SQLITE, TARGETS, Catalogue
@@ -64,12 +65,14 @@ def _entry(path: str, target: str | None, kind: str, st: os.stat_result,
 
 
 def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
-         skip: tuple[Path, ...] = (), compact: bool = False) -> ScanResult:
+         skip: tuple[Path, ...] = (), compact: bool = False,
+         on_database: Callable[[str], None] | None = None) -> ScanResult:
     """Entries of the selected targets, grouped by target, sorted by path.
 
     ``compact``: regular files with one link become (path, target) tuples and only
     their total size is kept — for ``pack``, which takes their metadata from fstat
-    (a third of the memory of 100,000 records).
+    (a third of the memory of 100,000 records).  ``on_database(path)`` is called as
+    each database of a selected target is found (``pack`` starts its snapshot then).
     """
     selected = set(catalogue.selected)
     skip_real = {os.path.realpath(p) for p in skip}
@@ -108,6 +111,8 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
                 if stat.S_ISREG(st.st_mode) and is_sqlite_file(child.path):
                     if rule.target in selected:
                         found.append(_entry(rel, rule.target, DATABASE, st))
+                        if on_database is not None:
+                            on_database(rel)
                     continue
                 rules = rules[1:]
                 if not rules:
@@ -160,7 +165,8 @@ def _children(abs_dir: str, rel_dir: str, warnings: Warnings):
                 yield child
     except OSError as exc:
         if not rel_dir:
-            raise SourceError(f"cannot read installation root: {exc.strerror}", path=abs_dir) from None
+            raise SourceError(f"cannot read installation root: {exc.strerror}",
+                              path=abs_dir) from None
         skipped = "the rest of it skipped" if started else "skipped"
         warnings.add(f"{rel_dir}: cannot read directory: {exc.strerror}; {skipped}")
 

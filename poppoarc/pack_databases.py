@@ -139,11 +139,13 @@ class SnapshotSession:
         self._copier = self._stack.enter_context(SnapshotCopier())
         # path: (its snapshot file, future of (snapshot, future of its check))
         self._copies: dict[str, tuple[Path, Future]] = {}
+        self._started = 0               # numbers the snapshot files (taken ones leave _copies)
 
     def start(self, path: str) -> None:
         """Queue the copy of the database at ``path`` (relative to the root), once."""
         if path not in self._copies:
-            snapshot = self._dir / f"{len(self._copies)}.db"
+            snapshot = self._dir / f"{self._started}.db"
+            self._started += 1
             self._copies[path] = snapshot, self._copier.submit(self._copy, path, snapshot)
 
     def __contains__(self, path: str) -> bool:

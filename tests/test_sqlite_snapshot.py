@@ -90,4 +90,8 @@ def test_a_copy_queued_behind_another_is_made_by_the_thread_that_needs_it(tmp_pa
         assert small_check.result(timeout=10).tables == {"t": 10}
         assert big_check.result(timeout=10).tables == {"t": 1000}
         assert small.exists() and big.exists() and small != big
+        make_db(tmp_path / "late.db", 3)        # started after others were taken: a file
+        session.start("late.db")                # of its own, not one still in use
+        late, late_check = session.take("late.db").result(timeout=10)
+        assert late not in (small, big) and late_check.result(timeout=10).tables == {"t": 3}
     assert list(snaps.iterdir()) == [], "the session's copies outlived it"

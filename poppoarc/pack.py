@@ -139,10 +139,10 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     archive_id = new_archive_id(now)
     upload = store.begin(archive_id)
     job = snapshots = None
-    full_check = settings.backup.get("databaseCheck") == "full"
     try:
         # Each database's snapshot copy starts as soon as the walk finds it; the body takes it.
-        snapshots = SnapshotSession(settings.root, store.local_dir, full_check)
+        snapshots = SnapshotSession(settings.root, store.local_dir,
+                                    settings.backup.get("databaseCheck") == "full")
         # Compact walk records: plain files as (path, target); pack takes their facts from fstat
         result = scan(settings.root, catalogue, warnings, skip=(settings.store, settings.key_dir),
                       compact=True, on_database=snapshots.start)
@@ -171,13 +171,11 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                 warnings.add(f"{rel}: secret file not archived: secrets are stored only "
                              "encrypted and no key is configured (POPPO_BACKUP_KEY or "
                              "backup.storage.recipients)")
-        job = PackJob(settings, catalogue.selected, entries, warnings, progress,
+        job = PackJob(settings, catalogue.selected, entries, warnings, progress, snapshots,
                        keep_damaged_databases=archive_type == "pre-restore",
                        sealer=sealer, seal_all=scope == "archive", secrets=set(result.secrets),
-                       archive_mtime_ns=int(now.timestamp()) * 10**9,
-                       snapshots=snapshots, parent=parent,
+                       archive_mtime_ns=int(now.timestamp()) * 10**9, parent=parent,
                        check_content=check_content, compact_bytes=result.compact_bytes,
-                       full_database_check=full_check,
                        block_digests=in_chains and archive_type != "pre-restore")
         references = [describe_reference(str(settings.root / rel), rel)
                       for rel in result.references[:MAX_REFERENCES]]

@@ -30,7 +30,7 @@ class DatabaseSteps:
         """The finished snapshot of the database at ``path`` (None: archive the live
         file as it is, when a safety archive meets a database the backup API cannot copy)."""
         try:
-            snapshot, check = self.snapshots.take(path).result()
+            snapshot, check = self.snapshots.take(path)
         except DatabaseSnapshotError as exc:
             if not self.keep_damaged_databases:
                 raise
@@ -151,19 +151,15 @@ class SnapshotSession:
     def __contains__(self, path: str) -> bool:
         return path in self._copies
 
-    def take(self, path: str) -> Future:
-        """The copy of ``path``: the one made, or making, on the copy thread; or, when it
-        still waits there behind another database (the walk finds them in directory
-        order, the body wants them in path order), one made now on the caller's thread."""
-        snapshot, future = self._copies.pop(path)
-        if not future.cancel():
-            return future
-        made: Future = Future()
-        try:
-            made.set_result(self._copy(path, snapshot))
-        except Exception as exc:
-            made.set_exception(exc)
-        return made
+    def take(self, path: str) -> tuple[Path, Future]:
+        """(The snapshot of ``path``, future of its check); raises DatabaseSnapshotError.
+        Made, or being made, on the copy thread; or, when it still waits there behind
+        another database (the walk finds them in directory order, the body wants them in
+        path order), made now on the caller's thread."""
+        snapshot, copied = self._copies.pop(path)
+        if copied.cancel():
+            return self._copy(path, snapshot)
+        return copied.result()
 
     def _copy(self, path: str, snapshot: Path):
         sqlite_snapshot.copy(self.root / path, snapshot)

@@ -35,13 +35,10 @@ class PackJob(DatabaseSteps):
     """The body-writing loop, with the bookkeeping the manifest needs."""
 
     def __init__(self, settings: Settings, selected, entries, warnings: Warnings, progress,
-                 keep_damaged_databases: bool = False, sealer=None, seal_all: bool = False,
-                 secrets: set[str] = frozenset(), archive_mtime_ns: int = 0,
-                 snapshots: SnapshotSession | None = None, parent=None,
-                 check_content: bool = False,
-                 compact_bytes: int = 0, full_database_check: bool = False,
-                 block_digests: bool = True):
-        self.full_database_check = full_database_check
+                 snapshots: SnapshotSession, keep_damaged_databases: bool = False,
+                 sealer=None, seal_all: bool = False, secrets: set[str] = frozenset(),
+                 archive_mtime_ns: int = 0, parent=None, check_content: bool = False,
+                 compact_bytes: int = 0, block_digests: bool = True):
         # Page digests cost a hash pass over every database and ~0.5 % of the archive;
         # only an archive that may become an incremental's parent needs them (§12.4).
         self.block_digests = block_digests or parent is not None
@@ -55,8 +52,7 @@ class PackJob(DatabaseSteps):
         self._damaged: set[str] = set()
         self.root = settings.root
         self._root_text = str(settings.root)   # str concatenation: pathlib costs µs per file
-        # the database copies, started by the walk (pack.py); None: write_body starts them
-        self.snapshots = snapshots
+        self.snapshots = snapshots      # the database copies; the walk starts them (pack.py)
         self.selected = selected
         self.entries = entries
         self.warnings = warnings
@@ -87,11 +83,9 @@ class PackJob(DatabaseSteps):
             self._write(writer, entry)
         if groups.get(None):
             writer.end_frame()
-        if self.snapshots is None:
-            self.snapshots = SnapshotSession(self.root, None, self.full_database_check)
         with self.snapshots:
             for entry in groups.get("database", []):
-                self.snapshots.start(entry.path)    # normally already started by the walk
+                self.snapshots.start(entry.path)    # a no-op for those the walk started
             plain_path = self.parent is None and not self.seal_all     # see _write_plain
             for target in TARGETS:
                 if target not in self.selected:

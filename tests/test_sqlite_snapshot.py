@@ -81,17 +81,17 @@ def test_a_copy_queued_behind_another_is_made_by_the_thread_that_needs_it(tmp_pa
     with SnapshotSession(tmp_path, snaps, full_check=False) as session:
         session.start("big.db")         # found first: the copy thread is busy with it
         session.start("small.db")       # queued behind it
-        small, small_check = session.take("small.db").result(timeout=10)
+        small, small_check = session.take("small.db")
         assert copied_by["small.db"] == threading.current_thread().name
         assert not release.is_set(), "small.db did not wait for big.db"
         release.set()
-        big, big_check = session.take("big.db").result(timeout=10)
+        big, big_check = session.take("big.db")
         assert copied_by["big.db"].startswith("snapshot")
         assert small_check.result(timeout=10).tables == {"t": 10}
         assert big_check.result(timeout=10).tables == {"t": 1000}
         assert small.exists() and big.exists() and small != big
         make_db(tmp_path / "late.db", 3)        # started after others were taken: a file
         session.start("late.db")                # of its own, not one still in use
-        late, late_check = session.take("late.db").result(timeout=10)
+        late, late_check = session.take("late.db")
         assert late not in (small, big) and late_check.result(timeout=10).tables == {"t": 3}
     assert list(snaps.iterdir()) == [], "the session's copies outlived it"

@@ -189,6 +189,41 @@ def test_before_restore_hook_failure_changes_nothing(cli, installation, tmp_path
     assert digest(installation) == before
 
 
+@pytest.mark.parametrize("safety", [True, False])
+def test_what_the_before_restore_hook_writes_into_a_restored_target_is_replaced(
+        cli, installation, safety):
+    """An application stopping writes its last state; the restored target must still be the
+    archive's, not a mix (the live paths are taken again after the hook)."""
+    packed = cli.pack()
+    config = json.loads((installation / "config/config.json").read_text())
+    config["backup"]["hooks"] = {"beforeRestore": "echo '{\"stopped\": 1}' > state/on-stop.json"
+                                                  " && touch logs/on-stop.log.gz"}
+    (installation / "config/config.json").write_text(json.dumps(config))
+    code, result = cli.json("unpack", packed["id"], "--targets", "state",
+                            *(() if safety else ("--skip-backup",)))
+    assert code in (0, 1) and result["outcome"] == "committed", result
+    assert not (installation / "state/on-stop.json").exists()
+    assert (installation / "logs/on-stop.log.gz").exists(), "logs was not restored: kept"
+    assert (installation / "state/running-tasks.json").exists()
+    if safety:      # what the restore dropped is in the safety archive
+        code, listed = cli.json("inspect", result["safety_archive"], "--entries")
+        assert "state/on-stop.json" in {e["path"] for e in listed["entries"]}
+
+
+def test_hard_links_come_back_as_hard_links(cli, installation):
+    first = installation / "state/shared.json"
+    first.write_text('{"shared": true}')
+    os.link(first, installation / "state/shared-2.json")
+    packed = cli.pack()
+    (installation / "state/shared-2.json").unlink()
+    first.write_text("changed since")
+    code, result = cli.json("unpack", packed["id"], "--targets", "state")
+    assert code in (0, 1) and result["outcome"] == "committed", result
+    again = installation / "state/shared-2.json"
+    assert first.read_text() == again.read_text() == '{"shared": true}'
+    assert os.stat(first).st_ino == os.stat(again).st_ino
+
+
 def test_insufficient_space_is_refused_up_front(cli, installation, monkeypatch):
     packed = cli.pack()
     before = digest(installation)

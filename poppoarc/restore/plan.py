@@ -4,6 +4,9 @@
 (the same catalogue ``pack`` uses) and says, per target, which paths are
 added, changed, removed or unchanged.  ``--dry-run`` prints this object; the
 real restore executes the same object, so the two cannot disagree.
+
+``staging_paths`` gives the staged tree its two path sets: what the archive
+restores, and the live paths of the selected targets, which it replaces.
 """
 
 from __future__ import annotations
@@ -74,7 +77,6 @@ class RestorePlan:
     targets: list[TargetPlan]
     databases: list[DatabasePlan]
     top_level: list[str]                      # names under ROOT the swap replaces
-    restore_paths: set[str]                   # archive paths that will be written
     version_archive: str | None
     version_now: str | None
     bytes_to_stage: int
@@ -106,6 +108,39 @@ def _same(archived: IndexEntry, live: SourceEntry) -> bool:
     return (archived.mode, archived.size, archived.mtime_ns) == (live.mode, live.size, live.mtime_ns)
 
 
+def restores(entry: IndexEntry, selected: tuple[str, ...], keyed: bool = True) -> bool:
+    """Whether a restore of ``selected`` writes this record.  A ``generated`` one (the
+    environment document) describes the packing host and is not content; a sealed
+    file is written only with its key (``keyed``)."""
+    return entry.target in selected and not entry.generated and (keyed or not entry.needs_key())
+
+
+@dataclass
+class StagingPaths:
+    """What the staged tree needs of the archive and the live tree, as paths only.
+
+    Held while live content is linked into staging; past that only ``link_sources``
+    (usually empty) is.
+    """
+
+    restored: set[str]          # archive paths the restore writes
+    dropped: set[str]           # live paths of the selected targets: replaced or removed
+    link_sources: set[str]      # restored files that restored hard links name
+
+
+def staging_paths(entries, selected: tuple[str, ...], keyed: bool, live_paths) -> StagingPaths:
+    """From the index and the paths of a walk of the selected targets; a path both
+    restored and live is one string (memory)."""
+    live = {path: path for path in live_paths}
+    restored, link_sources = set(), set()
+    for entry in entries:
+        if restores(entry, selected, keyed):
+            restored.add(live.get(entry.path, entry.path))
+            if entry.type == "hardlink":
+                link_sources.add(entry.link)
+    return StagingPaths(restored, set(live), link_sources)
+
+
 def version_tuple(version: str | None) -> tuple[int, ...] | None:
     if not version:
         return None
@@ -119,11 +154,12 @@ def version_tuple(version: str | None) -> tuple[int, ...] | None:
 
 def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry],
               selected: tuple[str, ...], live_databases: dict[str, tuple[dict, int]],
-              version_now: str | None) -> RestorePlan:
+              version_now: str | None, keyed: bool = True) -> RestorePlan:
     """Archive × live tree × selection → the restore plan.
 
     ``live`` is the walk of the live tree for the selected targets;
-    ``live_databases`` maps a live database path to (row counts, user_version).
+    ``live_databases`` maps a live database path to (row counts, user_version);
+    ``keyed``: the archive's sealed files can be opened (``restores``).
     """
     # One pass over the records (they may be read back from disk on each pass), and only
     # paths kept: a restore of 100,000 files must not hold 100,000 records.
@@ -132,7 +168,7 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
     restore_paths: set[str] = set()     # index paths are unique (checked when it was read)
     bytes_to_stage = 0
     for entry in entries:
-        if entry.target not in selected or entry.generated:
+        if not restores(entry, selected, keyed):
             continue
         path = entry.path
         current = live_by_path.get(path)
@@ -177,7 +213,6 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
         targets=[plans[name] for name in selected],
         databases=databases,
         top_level=sorted(touched),
-        restore_paths=restore_paths,
         version_archive=archive_version,
         version_now=current_version,
         bytes_to_stage=bytes_to_stage,

@@ -17,6 +17,7 @@ import posixpath
 import shutil
 import stat
 from pathlib import Path
+from typing import Callable
 
 from ..errors import CorruptArchive, RestoreError, UnsafeArchiveEntry
 from ..format.entry import IndexEntry
@@ -42,11 +43,16 @@ def link_target_problem(path: str, target: str) -> str | None:
 class StagedTree(MemberSink):
     """Writes the selected archive entries into ``staging``; keeps the rest of the live tree."""
 
-    def __init__(self, root: Path, staging: Path, restore_paths: set[str],
-                 drop_live: set[str], *, same_owner: bool = False, special_bits: bool = False):
+    def __init__(self, root: Path, staging: Path, writes: Callable[[IndexEntry], bool],
+                 link_sources: set[str], *, same_owner: bool = False,
+                 special_bits: bool = False):
+        """``writes(entry)``: whether the restore writes this record (``plan.restores``);
+        ``link_sources``: the files restored hard links name."""
         self.root, self.staging = root, staging
-        self.restore_paths = restore_paths
-        self.drop_live = drop_live
+        self.writes = writes
+        self.link_sources = link_sources
+        self._linkable: set[str] = set()        # link sources written so far
+        self._dropped_dirs: list[str] = []      # live directories the archive does not have
         self.same_owner = same_owner and os.geteuid() == 0
         self.special_bits = special_bits
         self._dir_fds: dict[str, int] = {}
@@ -63,26 +69,30 @@ class StagedTree(MemberSink):
         self.checks = BackgroundChecks(quick=True)
 
     # -- live content --------------------------------------------------------
-    def keep_live(self, names: list[str]) -> None:
-        """Hard-link every live path under ``names`` that the restore does not replace."""
+    def keep_live(self, names: list[str], restored: set[str], dropped: set[str]) -> None:
+        """Hard-link every live path under ``names`` that the restore does not replace:
+        neither ``restored`` from the archive nor ``dropped`` (a live path of a selected
+        target).  The two sets are not needed afterwards."""
         for name in names:
             live = self.root / name
             if os.path.lexists(live):
-                self._keep(live, name, self.restore_paths)
+                self._keep(live, name, restored, dropped)
 
-    def _keep(self, live: Path, rel: str, restored: set[str]) -> None:
+    def _keep(self, live: Path, rel: str, restored: set[str], dropped: set[str]) -> None:
         st = os.lstat(live)
         if stat.S_ISDIR(st.st_mode):
             target = self.staging / rel
             target.mkdir(mode=0o700, exist_ok=True)
             with os.scandir(live) as children:
                 for child in children:
-                    self._keep(Path(child.path), f"{rel}/{child.name}", restored)
-            if rel not in self.restore_paths:
+                    self._keep(Path(child.path), f"{rel}/{child.name}", restored, dropped)
+            if rel not in restored:
                 # applied in finish(): writing archive files into it would move its mtime
                 self._kept_dirs[rel] = st
+                if rel in dropped:
+                    self._dropped_dirs.append(rel)
             return
-        if rel in self.drop_live or rel in self.restore_paths:
+        if rel in dropped or rel in restored:
             return
         if any(rel.endswith(s) and rel[:-len(s)] in restored for s in SIDECARS):
             return      # a stale sidecar would replay old data onto the restored database
@@ -98,9 +108,9 @@ class StagedTree(MemberSink):
 
     def prune_removed_dirs(self) -> None:
         """Directories the archive does not have and that ended up empty go away."""
-        for rel in sorted(self.drop_live, key=lambda p: -p.count("/")):
+        for rel in sorted(self._dropped_dirs, key=lambda p: -p.count("/")):
             path = self.staging / rel
-            if rel not in self.restore_paths and path.is_dir() and not path.is_symlink():
+            if path.is_dir() and not path.is_symlink():
                 try:
                     path.rmdir()
                 except OSError:
@@ -139,7 +149,7 @@ class StagedTree(MemberSink):
     def begin(self, entry: IndexEntry) -> None:
         if entry.target is None and entry.type == "dir":
             self._structure[entry.path] = entry     # parents shared by targets
-        if entry.path not in self.restore_paths:
+        if not self.writes(entry):
             return
         parent, name = self._parent_fd(entry.path)
         if entry.type == "dir":
@@ -153,13 +163,15 @@ class StagedTree(MemberSink):
         elif entry.type == "file":
             self._fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                                | os.O_CLOEXEC, 0o600, dir_fd=parent)
+            if entry.path in self.link_sources:
+                self._linkable.add(entry.path)
         elif entry.type == "symlink":
             problem = link_target_problem(entry.path, entry.link)
             if problem:
                 raise UnsafeArchiveEntry(f"symlink {entry.path} -> {entry.link}: {problem}")
             self._symlinks.append(entry)
         elif entry.type == "hardlink":
-            if entry.link not in self.restore_paths:
+            if entry.link not in self._linkable:     # the index puts the file first
                 raise UnsafeArchiveEntry(f"hard link {entry.path} -> {entry.link}: "
                                          "its target is not restored with it")
             source_parent, source_name = self._parent_fd(entry.link)

@@ -9,7 +9,10 @@ Order of work (spec/FORMAT.md §7 for the archive checks):
 4. check space and permissions, run the ``beforeRestore`` hook;
 5. write the pre-restore safety archive of the selected targets;
 6. stage: hard-link kept live content, stream and verify the whole archive
-   into staging, check restored databases;
+   into staging, check restored databases.  The live paths the staged tree
+   drops are those of the selected targets *now*: after a hook or a safety
+   archive ran, the tree is walked again (a file the hook wrote into a
+   restored target is replaced too, and is in the safety archive);
 7. swap atomically with the journal, run the health check (rolling back on
    failure), run the ``afterRestore`` hook.
 
@@ -45,9 +48,9 @@ from ..lock import InstallationLock
 from ..pack import installation_version, pack_locked
 from ..snapshot import sqlite as sqlite_snapshot
 from ..snapshot.catalogue import TARGETS, build_catalogue
-from ..snapshot.scan import DATABASE, scan
+from ..snapshot.scan import DATABASE, path_of, scan
 from . import chain, fsops, journal, swap
-from .plan import RestorePlan, make_plan
+from .plan import RestorePlan, make_plan, restores, staging_paths
 from .stage import StagedTree
 from .writebehind import WriteBehind
 
@@ -132,9 +135,9 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
                         "to restore it", path=path)
         entries = index.entries
         manifest = full_manifest(head, index)
-        if sealer is None and entries.sealed:
+        keyed = sealer is not None      # else sealed files are skipped (plan.restores)
+        if not keyed and entries.sealed:
             warnings.add("sealed secret files (.env, tokens) are not restored: no key available")
-            entries = [e for e in entries if not e.needs_key()]
         available = tuple(t for t in TARGETS if t in manifest["targets"])
         if targets is None:
             selected = available
@@ -147,16 +150,22 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
         catalogue = build_catalogue(settings.backup.get("targets", {}), selected)
         live = scan(settings.root, catalogue, warnings,
                     skip=(settings.store, settings.key_dir)).entries
-        plan = make_plan(manifest, entries, live, selected,
-                         _live_databases(settings.root, live), installation_version(settings.root))
+        plan = make_plan(manifest, entries, live, selected, _live_databases(settings.root, live),
+                         installation_version(settings.root), keyed)
         for warning in plan.warnings:
             warnings.add(warning)
         result = UnpackResult(plan, dry_run, warnings=warnings.items)
         if dry_run:
             return result
-        # The walk's records are not needed past the plan: the staged tree needs only their
-        # paths, and the safety archive walks the tree again (100,000 records: ~20 MB).
-        live_paths = {e.path for e in live}
+        hooks = settings.backup.get("hooks", {})
+        take_safety = not skip_backup and bool(live)
+        # The staged tree drops the live paths of the selected targets as they are when
+        # staging starts.  After a hook or a safety archive the tree is walked again: the
+        # hook may write into a restored target, and keeping these paths through the safety
+        # archive's own walk took 116 MB at the peak for 100,000 files.  The walk's records
+        # are not needed past the plan either (100,000: ~20 MB).
+        walk_again = take_safety or bool(hooks.get("beforeRestore"))
+        live_paths = None if walk_again else [e.path for e in live]
         del live
 
         if not os.access(settings.root, os.W_OK | os.X_OK):
@@ -171,23 +180,28 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
             raise InsufficientSpace(f"restore needs about {needed / 1e6:.0f} MB free for staging "
                                     f"and the safety archive; {free / 1e6:.0f} MB available",
                                     path=settings.root)
-        hooks = settings.backup.get("hooks", {})
         if hooks.get("beforeRestore"):
             code = _run_hook(hooks["beforeRestore"], settings, manifest["id"], "beforeRestore")
             if code != 0:
                 raise HookFailed(f"beforeRestore hook exited with {code}; nothing was restored")
-        if not skip_backup and live_paths:
+        if take_safety:
             safety = pack_locked(settings, targets=selected, archive_type="pre-restore",
                                  name=f"before restoring {manifest['id']}")
             result.safety_archive = safety.id
             for warning in safety.warnings:
                 warnings.add(f"safety archive {safety.id}: {warning}")
+        if walk_again:
+            live_paths = map(path_of, scan(settings.root, catalogue, Warnings(), compact=True,
+                                           skip=(settings.store, settings.key_dir)).entries)
+        paths = staging_paths(entries, selected, keyed, live_paths)
+        del live_paths
         area = swap.begin(settings.root, secrets.token_hex(6), manifest["id"], on_event=on_event)
-        tree = StagedTree(settings.root, area.path, plan.restore_paths, live_paths,
-                          same_owner=same_owner, special_bits=special_bits)
+        tree = StagedTree(settings.root, area.path, lambda e: restores(e, selected, keyed),
+                          paths.link_sources, same_owner=same_owner, special_bits=special_bits)
         writing = WriteBehind(tree)     # the staged tree is written on a thread of its own
         try:
-            tree.keep_live(plan.top_level)
+            tree.keep_live(plan.top_level, paths.restored, paths.dropped)
+            del paths       # only paths: 100,000 of them are ~17 MB
             total = plan.bytes_to_stage
             report = (lambda done, name: progress(done, total, name)) if progress else None
             if links:

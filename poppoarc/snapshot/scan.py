@@ -145,7 +145,7 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
     found.clear()
     for target in (None, *TARGETS):
         group = groups.pop(target, [])
-        group.sort(key=_path_of)
+        group.sort(key=path_of)
         found += group
     return result
 
@@ -171,7 +171,7 @@ def _children(abs_dir: str, rel_dir: str, warnings: Warnings):
         warnings.add(f"{rel_dir}: cannot read directory: {exc.strerror}; {skipped}")
 
 
-def _path_of(entry: SourceEntry | tuple[str, str]) -> str:
+def path_of(entry: SourceEntry | tuple[str, str]) -> str:
     return entry[0] if type(entry) is tuple else entry.path
 
 
@@ -186,7 +186,7 @@ def _add_directories(found: list[SourceEntry], walked: dict) -> None:
     needed: dict[str, str | None] = {rel: target for rel, (target, _) in walked.items()
                                      if target is not None}
     for entry in list(found):
-        parent = _path_of(entry).rpartition("/")[0]
+        parent = path_of(entry).rpartition("/")[0]
         while parent and parent not in needed:
             needed[parent] = None
             parent = parent.rpartition("/")[0]

@@ -180,6 +180,19 @@ def test_records_read_back_field_for_field_on_every_pass(drawn, filler):
     assert list(records) == expected and list(records) == expected
 
 
+def test_records_larger_than_a_read_block_read_back_whole():
+    # a database's page digests can make one record several MiB
+    names = tuple(f.name for f in fields(IndexEntry))
+    records = IndexRecords(IndexEntry, names)
+    expected = [IndexEntry(f"data/{n}.db", "database", "file", 0o644, 0, 0, n, n, "a" * 64,
+                           sqlite=True, blocks={"size": 4096, "digests": "A" * size})
+                for n, size in enumerate([10, 3 << 20, 10, (1 << 20) - 7, 5 << 20, 10])]
+    for entry in expected:
+        records.add(entry)
+    records.close_writing()
+    assert list(records) == expected and list(records) == expected
+
+
 from poppoarc.format.paths import path_problem  # noqa: E402
 
 

@@ -130,18 +130,21 @@ class IndexRecords:
         return self._count
 
     def __iter__(self):
-        fd, position, rest = self._spool.fileno(), 0, b""
+        fd, position, rest, want = self._spool.fileno(), 0, b"", 1 << 20
         loads, make = marshal.loads, self._make
         while True:
-            block = os.pread(fd, 1 << 20, position)
+            block = os.pread(fd, want, position)
             if not block:
                 return
             position += len(block)
             data = memoryview(rest + block)
-            start, end = 0, len(data)
+            start, end, want = 0, len(data), 1 << 20
             while start + 4 <= end:
                 stop = start + 4 + int.from_bytes(data[start:start + 4], "little")
                 if stop > end:
+                    # the rest of a record larger than a block comes in one read, not
+                    # block by block with all of it copied each time
+                    want = max(want, stop - end)
                     break
                 yield make(*loads(data[start + 4:stop]))
                 start = stop

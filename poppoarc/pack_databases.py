@@ -14,9 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from .errors import DatabaseSnapshotError
-from .format.blocks import BlockHasher, hash_blocks, read_blocks
+from .format.blocks import BlockHasher, block_size_for, hash_blocks, read_blocks
 from .format.entry import IndexEntry, encode_digests
-from .format.manifest import BLOCK_SIZE
 from .format.writer import BodyWriter, StoredFile
 from .policy import chains
 from .snapshot import sqlite as sqlite_snapshot
@@ -47,20 +46,23 @@ class DatabaseSteps:
         (§12.4), or whole.  Returns what was stored and the delta's block numbers
         (None: whole)."""
         previous = self.parent.records.find(entry.target, entry.path) if self.parent else None
+        block_size = block_size_for(size, previous.blocks["size"] if previous is not None
+                                    and previous.sqlite and previous.blocks else None)
         if previous is not None and previous.sqlite and previous.blocks is None:
             self.warnings.add(f"{entry.path}: stored whole: parent {self.parent.id} has no "
                               "page digests for it (it was packed while incrementals were "
                               "off); later incrementals store only changed pages")
-        elif chains.delta_base(previous, BLOCK_SIZE):
+        elif chains.delta_base(previous, block_size):
             # a sealed record's digest is its HMAC: no plain SHA-256 pass for it
             mac = self.sealer.new_mac() if self.seal_all else None
-            sha256, blocks = hash_blocks(fd, size, BLOCK_SIZE, extra=mac, whole=mac is None)
-            numbers = chains.changed_blocks(previous, BLOCK_SIZE, blocks)
+            sha256, blocks = hash_blocks(fd, size, block_size, extra=mac, whole=mac is None)
+            numbers = chains.changed_blocks(previous, block_size, blocks)
             if numbers is not None:
                 return self._write_delta(writer, entry, fd, size, st_meta, sha256, mac,
-                                         blocks, numbers), numbers
+                                         blocks, block_size, numbers), numbers
             os.lseek(fd, 0, os.SEEK_SET)        # every block changed: stored whole
-        block_size = BLOCK_SIZE if self.block_digests else 0
+        if not self.block_digests:
+            block_size = 0
         if not self.seal_all:
             return writer.add_file(entry.path, fd, size, *st_meta, block_size=block_size), None
         mode, mtime_ns, uid, gid = st_meta
@@ -76,22 +78,23 @@ class DatabaseSteps:
 
         stored = self._seal(writer, record, read)
         hasher.hexdigest()
-        return dataclasses.replace(stored, blocks=bytes(hasher.blocks)), None
+        return dataclasses.replace(stored, blocks=bytes(hasher.blocks), block_size=block_size), None
 
     def _write_delta(self, writer: BodyWriter, entry: SourceEntry, fd: int, size: int,
-                     st_meta: tuple, sha256: str | None, mac, blocks: bytes,
+                     st_meta: tuple, sha256: str | None, mac, blocks: bytes, block_size: int,
                      numbers: list[int]) -> StoredFile:
         """The changed blocks of a database, plain or sealed."""
         if mac is None:
-            writer.add_delta(entry.path, fd, size, blocks, BLOCK_SIZE, numbers, *st_meta)
-            return StoredFile(sha256, size, False, blocks=blocks)
+            writer.add_delta(entry.path, fd, size, blocks, block_size, numbers, *st_meta)
+            return StoredFile(sha256, size, False, blocks=blocks, block_size=block_size)
         mode, mtime_ns, uid, gid = st_meta
         record = IndexEntry(entry.path, entry.target, "file", mode, uid, gid, mtime_ns, size,
-                            blocks={"size": BLOCK_SIZE, "digests": encode_digests(blocks)},
+                            blocks={"size": block_size, "digests": encode_digests(blocks)},
                             delta=numbers)
-        read = _Chunks(read_blocks(fd, size, blocks, BLOCK_SIZE, numbers, entry.path)).read
+        read = _Chunks(read_blocks(fd, size, blocks, block_size, numbers, entry.path)).read
         stored = self._seal(writer, record, read, record.payload_size())
-        return StoredFile(None, size, False, stored.sealed, mac.hexdigest(), blocks)
+        return StoredFile(None, size, False, stored.sealed, mac.hexdigest(), blocks,
+                          block_size=block_size)
 
     def _mark_damaged(self, path: str, error: Exception, stored_as: str) -> None:
         self._damaged.add(path)

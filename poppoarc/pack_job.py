@@ -20,7 +20,6 @@ from .config import Settings
 from .errors import DatabaseSnapshotError, SourceError, Warnings
 from .format import tarheader
 from .format.entry import BUNDLE_MAX, CHUNK_SIZE, IndexEntry, encode_digests, needs_digest
-from .format.manifest import BLOCK_SIZE
 from .format.spool import IndexSpool
 from .format.writer import READ_CHUNK, BodyWriter, StoredFile
 from .pack_databases import DatabaseSteps, SnapshotSession
@@ -234,7 +233,7 @@ class PackJob(DatabaseSteps):
                             hmac_sha256=stored.hmac_sha256,
                             ctime_ns=None if entry.kind == DATABASE else _ctime(st),
                             ino=None if entry.kind == DATABASE else st.st_ino,
-                            blocks={"size": BLOCK_SIZE, "digests": encode_digests(stored.blocks)}
+                            blocks={"size": stored.block_size, "digests": encode_digests(stored.blocks)}
                             if stored.blocks is not None else None, delta=delta,
                             bundle=stored.bundle)
         self._record(record, _link_key(entry))

@@ -146,6 +146,39 @@ def test_page_digests_are_written_only_where_chains_are_in_use(small, tmp_path, 
     assert "blocks" in history(cli.pack())
 
 
+def test_a_large_database_gets_larger_blocks_and_keeps_them_as_it_grows(small, tmp_path, capsys,
+                                                                         monkeypatch):
+    """Page digests stay bounded (§12.4): a database of more than MAX_BLOCKS pages gets
+    larger blocks.  Here the bound is lowered so that the small installation's history
+    database crosses it; it then grows past the next boundary and still gets a delta."""
+    from poppoarc.format import blocks
+    monkeypatch.setattr(blocks, "MAX_BLOCKS", 16)
+    cli = CLI(small, tmp_path / "store", capsys)
+    history = "data/poppo-history.db"
+
+    def record(archive):
+        code, inspected = cli.json("inspect", archive["id"], "--entries")
+        return next(e for e in inspected["entries"] if e["path"] == history)
+
+    full = record(cli.pack("--full"))
+    size = full["blocks"]["size"]
+    assert size > 4096 and -(-full["size"] // size) <= 16
+    connection = sqlite3.connect(small / history)
+    connection.execute("CREATE TABLE IF NOT EXISTS growth (data BLOB)")
+    while os.path.getsize(small / history) <= 16 * size:
+        connection.execute("INSERT INTO growth VALUES (randomblob(8000))")
+        connection.commit()
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    child = cli.pack("--incremental")
+    grown = record(child)
+    assert -(-grown["size"] // size) > 16, "the database did not cross the boundary"
+    assert grown["blocks"]["size"] == size and grown["delta"], grown.get("delta")
+    code, result = restore_into(cli, tmp_path / "restored", child["id"])
+    assert code in (0, 1) and result["outcome"] == "committed", result
+    assert rows(tmp_path / "restored" / history) == rows(small / history)
+
+
 def test_a_missing_parent_is_named_and_nothing_is_restored(chain, tmp_path):
     cli, archives = chain
     parent = next(cli.store.glob(archives[2]["id"] + "*"))
@@ -356,6 +389,23 @@ def test_applying_a_delta_to_the_parent_gives_the_new_content(tmp_path_factory, 
         assert assembly.path.read_bytes() == new
     finally:
         assembly.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(size=st.integers(0, 1 << 44), previous=st.one_of(st.none(), st.sampled_from(
+    [1 << n for n in range(12, 25)])))
+def test_the_block_size_bounds_the_digests_and_keeps_the_parents_near_a_boundary(size, previous):
+    from poppoarc.format.blocks import MAX_BLOCK_SIZE, MAX_BLOCKS, block_size_for
+    chosen = block_size_for(size)
+    assert 4096 <= chosen <= MAX_BLOCK_SIZE and chosen & (chosen - 1) == 0
+    count = -(-size // chosen)
+    assert count <= MAX_BLOCKS or chosen == MAX_BLOCK_SIZE
+    assert chosen == 4096 or -(-size // (chosen // 2)) > MAX_BLOCKS      # the smallest such
+    kept = block_size_for(size, previous)
+    if previous is not None and chosen // 2 <= previous <= chosen * 2:
+        assert kept == previous and (-(-size // kept) <= 2 * MAX_BLOCKS or chosen == MAX_BLOCK_SIZE)
+    else:
+        assert kept == chosen
 
 
 def test_only_good_normal_archives_become_parents():

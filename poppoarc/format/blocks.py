@@ -1,7 +1,7 @@
 """Database block digests (spec/FORMAT.md §12.4): computing, reading and checking them.
 
-A database snapshot is cut into ``BLOCK_SIZE`` blocks (a SQLite page); each
-block's digest is the first ``BLOCK_DIGEST`` bytes of its SHA-256.  Writers
+A database snapshot is cut into blocks (``block_size_for``: a SQLite page, or
+larger for a database of more than 65,536 pages); each block's digest is the first ``BLOCK_DIGEST`` bytes of its SHA-256.  Writers
 compute them while the snapshot streams (``BlockHasher``) or in a pass of
 their own before a delta (``hash_blocks``), read changed blocks back checked
 (``read_blocks``); readers check streamed content against them (``BlockCheck``).
@@ -16,6 +16,27 @@ from ..errors import CorruptArchive, PoppoarcError
 from .entry import BLOCK_DIGEST, IndexEntry, block_digests
 
 READ_CHUNK = 4 << 20
+BLOCK_SIZE = 4096       # a page: inserts touch pages scattered over the file
+MAX_BLOCKS = 1 << 16    # per database, so that its digests are at most 1 MiB (§12.4)
+MAX_BLOCK_SIZE = 1 << 24
+
+
+def block_size_for(size: int, previous: int | None = None) -> int:
+    """The block size a writer uses for a database of ``size`` bytes (§12.4).
+
+    A page, up to ``MAX_BLOCKS`` blocks; beyond, the smallest power of two that keeps
+    the count there.  Without that bound a 10 GB database's digests would be one
+    52 MB string in its index record.  ``previous``, the parent snapshot's block size,
+    is kept while it is within a factor of two of that choice (at most twice the
+    blocks): a database whose size hovers near a boundary keeps its deltas.
+    """
+    chosen = BLOCK_SIZE
+    while chosen < MAX_BLOCK_SIZE and -(-size // chosen) > MAX_BLOCKS:
+        chosen *= 2
+    if previous is not None and chosen // 2 <= previous <= chosen * 2 \
+            and BLOCK_SIZE <= previous <= MAX_BLOCK_SIZE:
+        return previous
+    return chosen
 
 
 class BlockHasher:

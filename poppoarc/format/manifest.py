@@ -38,7 +38,6 @@ ENCRYPTION_KEYS = {"scheme", "scope", "chunk_size", "recipients"}
 ENCRYPTION_SCHEME = "poppoarc-seg/1"
 SCOPES = ("archive", "secrets")     # everything sealed, or only secret files
 DELTA_PREFIX = ".poppoarc/delta/"   # member name of a database's changed blocks (§12.4)
-BLOCK_SIZE = 4096                   # database block size writers use: a page (§12.4)
 BUNDLE_CHUNK = 0xFFFFFFFF           # the chunk number a bundle object's key is bound to
 SEALED_MANIFEST_KEYS = ("host", "root", "databases", "certificates", "warnings")
 LAYOUT_KEYS = {"head_size", "body_offset", "index_offset", "index_length", "index_size",

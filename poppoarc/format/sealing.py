@@ -32,6 +32,7 @@ class StoredFile:
     sealed: list | None = None      # [[member, size], ...] when sealed
     hmac_sha256: str | None = None
     blocks: bytes | None = None     # block digests when asked for (databases, §12.4)
+    block_size: int = 0             # ... of blocks of this size
     bundle: int | None = None       # offset in a shared bundle object (§11.4)
 
 

@@ -42,7 +42,7 @@ MT_OVERLAP_LOG = 9            # ... and each job sees the whole window before it
 
 def _stored(hasher, size: int, changed: bool, block_size: int) -> StoredFile:
     return StoredFile(None if hasher is None else hasher.hexdigest(), size, changed,
-                      blocks=bytes(hasher.blocks) if block_size else None)
+                      blocks=bytes(hasher.blocks) if block_size else None, block_size=block_size)
 
 
 class BodyWriter(SealingMixin):

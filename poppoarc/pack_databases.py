@@ -46,8 +46,8 @@ class DatabaseSteps:
         (§12.4), or whole.  Returns what was stored and the delta's block numbers
         (None: whole)."""
         previous = self.parent.records.find(entry.target, entry.path) if self.parent else None
-        block_size = block_size_for(size, previous.blocks["size"] if previous is not None
-                                    and previous.sqlite and previous.blocks else None)
+        base = previous if previous is not None and previous.sqlite and previous.blocks else None
+        block_size = block_size_for(size, base.blocks["size"] if base else None)
         if previous is not None and previous.sqlite and previous.blocks is None:
             self.warnings.add(f"{entry.path}: stored whole: parent {self.parent.id} has no "
                               "page digests for it (it was packed while incrementals were "
@@ -78,7 +78,8 @@ class DatabaseSteps:
 
         stored = self._seal(writer, record, read)
         hasher.hexdigest()
-        return dataclasses.replace(stored, blocks=bytes(hasher.blocks), block_size=block_size), None
+        stored = dataclasses.replace(stored, blocks=bytes(hasher.blocks), block_size=block_size)
+        return stored, None
 
     def _write_delta(self, writer: BodyWriter, entry: SourceEntry, fd: int, size: int,
                      st_meta: tuple, sha256: str | None, mac, blocks: bytes, block_size: int,

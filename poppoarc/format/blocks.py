@@ -1,10 +1,11 @@
 """Database block digests (spec/FORMAT.md §12.4): computing, reading and checking them.
 
 A database snapshot is cut into blocks (``block_size_for``: a SQLite page, or
-larger for a database of more than 65,536 pages); each block's digest is the first ``BLOCK_DIGEST`` bytes of its SHA-256.  Writers
-compute them while the snapshot streams (``BlockHasher``) or in a pass of
-their own before a delta (``hash_blocks``), read changed blocks back checked
-(``read_blocks``); readers check streamed content against them (``BlockCheck``).
+larger for a database of more than 65,536 pages); each block's digest is the
+first ``BLOCK_DIGEST`` bytes of its SHA-256.  Writers compute them while the
+snapshot streams (``BlockHasher``) or in a pass of their own before a delta
+(``hash_blocks``), read changed blocks back checked (``read_blocks``); readers
+check streamed content against them (``BlockCheck``).
 """
 
 from __future__ import annotations

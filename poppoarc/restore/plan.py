@@ -5,7 +5,7 @@
 added, changed, removed or unchanged.  ``--dry-run`` prints this object; the
 real restore executes the same object, so the two cannot disagree.
 
-``staging_paths`` gives the staged tree its two path sets: what the archive
+``staging_paths`` gives the staged tree the paths it needs: what the archive
 restores, and the live paths of the selected targets, which it replaces.
 """
 

@@ -148,22 +148,24 @@ class SnapshotSession:
     def start(self, path: str) -> None:
         """Queue the copy of the database at ``path`` (relative to the root), once."""
         if path not in self._copies:
-            snapshot = self._dir / f"{self._started}.db"
-            self._started += 1
+            snapshot = self._next_file()
             self._copies[path] = snapshot, self._copier.submit(self._copy, path, snapshot)
-
-    def __contains__(self, path: str) -> bool:
-        return path in self._copies
 
     def take(self, path: str) -> tuple[Path, Future]:
         """(The snapshot of ``path``, future of its check); raises DatabaseSnapshotError.
         Made, or being made, on the copy thread; or, when it still waits there behind
         another database (the walk finds them in directory order, the body wants them in
-        path order), made now on the caller's thread."""
+        path order) or was never started, made now on the caller's thread."""
+        if path not in self._copies:
+            return self._copy(path, self._next_file())
         snapshot, copied = self._copies.pop(path)
         if copied.cancel():
             return self._copy(path, snapshot)
         return copied.result()
+
+    def _next_file(self) -> Path:
+        self._started += 1
+        return self._dir / f"{self._started}.db"
 
     def _copy(self, path: str, snapshot: Path):
         sqlite_snapshot.copy(self.root / path, snapshot)

@@ -82,9 +82,7 @@ class PackJob(DatabaseSteps):
             self._write(writer, entry)
         if groups.get(None):
             writer.end_frame()
-        with self.snapshots:
-            for entry in groups.get("database", []):
-                self.snapshots.start(entry.path)    # a no-op for those the walk started
+        with self.snapshots:            # the copies go once the body is written
             plain_path = self.parent is None and not self.seal_all     # see _write_plain
             for target in TARGETS:
                 if target not in self.selected:
@@ -196,7 +194,7 @@ class PackJob(DatabaseSteps):
                 self.files += 1
                 return 0
         source = self._root_text + "/" + entry.path
-        if entry.kind == DATABASE and entry.path in self.snapshots:
+        if entry.kind == DATABASE:
             source = self._snapshot(entry.path) or source
         fd = self._open(source, entry.path)
         if fd is None:

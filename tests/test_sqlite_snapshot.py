@@ -94,4 +94,9 @@ def test_a_copy_queued_behind_another_is_made_by_the_thread_that_needs_it(tmp_pa
         session.start("late.db")                # of its own, not one still in use
         late, late_check = session.take("late.db")
         assert late not in (small, big) and late_check.result(timeout=10).tables == {"t": 3}
+        make_db(tmp_path / "unstarted.db", 2)   # no walk started it: copied when taken
+        unstarted, unstarted_check = session.take("unstarted.db")
+        assert copied_by["unstarted.db"] == threading.current_thread().name
+        assert unstarted not in (small, big, late)
+        assert unstarted_check.result(timeout=10).tables == {"t": 2}
     assert list(snaps.iterdir()) == [], "the session's copies outlived it"

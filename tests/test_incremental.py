@@ -395,7 +395,8 @@ def test_applying_a_delta_to_the_parent_gives_the_new_content(tmp_path_factory, 
 @given(size=st.integers(0, 1 << 44), previous=st.one_of(st.none(), st.sampled_from(
     [1 << n for n in range(12, 25)])))
 def test_the_block_size_bounds_the_digests_and_keeps_the_parents_near_a_boundary(size, previous):
-    from poppoarc.format.blocks import MAX_BLOCK_SIZE, MAX_BLOCKS, block_size_for
+    from poppoarc.format.blocks import MAX_BLOCKS, block_size_for
+    from poppoarc.format.entry import MAX_BLOCK as MAX_BLOCK_SIZE
     chosen = block_size_for(size)
     assert 4096 <= chosen <= MAX_BLOCK_SIZE and chosen & (chosen - 1) == 0
     count = -(-size // chosen)

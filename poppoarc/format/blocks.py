@@ -14,12 +14,11 @@ import hashlib
 import os
 
 from ..errors import CorruptArchive, PoppoarcError
-from .entry import BLOCK_DIGEST, IndexEntry, block_digests
+from .entry import BLOCK_DIGEST, MAX_BLOCK, IndexEntry, block_digests
 
 READ_CHUNK = 4 << 20
 BLOCK_SIZE = 4096       # a page: inserts touch pages scattered over the file
 MAX_BLOCKS = 1 << 16    # per database, so that its digests are at most 1 MiB (§12.4)
-MAX_BLOCK_SIZE = 1 << 24
 
 
 def block_size_for(size: int, previous: int | None = None) -> int:
@@ -29,13 +28,13 @@ def block_size_for(size: int, previous: int | None = None) -> int:
     the count there.  Without that bound a 10 GB database's digests would be one
     52 MB string in its index record.  ``previous``, the parent snapshot's block size,
     is kept while it is within a factor of two of that choice (at most twice the
-    blocks): a database whose size hovers near a boundary keeps its deltas.
+    blocks): a database whose size hovers near a boundary keeps its deltas.  (It comes
+    from a checked record: a power of two in the range readers accept.)
     """
     chosen = BLOCK_SIZE
-    while chosen < MAX_BLOCK_SIZE and -(-size // chosen) > MAX_BLOCKS:
+    while chosen < MAX_BLOCK and -(-size // chosen) > MAX_BLOCKS:
         chosen *= 2
-    if previous is not None and chosen // 2 <= previous <= chosen * 2 \
-            and BLOCK_SIZE <= previous <= MAX_BLOCK_SIZE:
+    if previous is not None and chosen // 2 <= previous <= chosen * 2:
         return previous
     return chosen
 

@@ -11,6 +11,7 @@ restores, and the live paths of the selected targets, which it replaces.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from ..format.entry import IndexEntry
@@ -124,7 +125,7 @@ class StagingPaths:
     """
 
     restored: set[str]          # archive paths the restore writes
-    dropped: set[str]           # live paths of the selected targets: replaced or removed
+    dropped: Collection[str]    # live paths of the selected targets: replaced or removed
     link_sources: set[str]      # restored files that restored hard links name
 
 
@@ -138,7 +139,7 @@ def staging_paths(entries, selected: tuple[str, ...], keyed: bool, live_paths) -
             restored.add(live.get(entry.path, entry.path))
             if entry.type == "hardlink":
                 link_sources.add(entry.link)
-    return StagingPaths(restored, set(live), link_sources)
+    return StagingPaths(restored, live.keys(), link_sources)
 
 
 def version_tuple(version: str | None) -> tuple[int, ...] | None:

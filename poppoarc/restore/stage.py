@@ -17,7 +17,7 @@ import posixpath
 import shutil
 import stat
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable, Collection
 
 from ..errors import CorruptArchive, RestoreError, UnsafeArchiveEntry
 from ..format.entry import IndexEntry
@@ -69,7 +69,7 @@ class StagedTree(MemberSink):
         self.checks = BackgroundChecks(quick=True)
 
     # -- live content --------------------------------------------------------
-    def keep_live(self, names: list[str], restored: set[str], dropped: set[str]) -> None:
+    def keep_live(self, names: list[str], restored: set[str], dropped: Collection[str]) -> None:
         """Hard-link every live path under ``names`` that the restore does not replace:
         neither ``restored`` from the archive nor ``dropped`` (a live path of a selected
         target).  The two sets are not needed afterwards."""
@@ -78,7 +78,7 @@ class StagedTree(MemberSink):
             if os.path.lexists(live):
                 self._keep(live, name, restored, dropped)
 
-    def _keep(self, live: Path, rel: str, restored: set[str], dropped: set[str]) -> None:
+    def _keep(self, live: Path, rel: str, restored: set[str], dropped: Collection[str]) -> None:
         st = os.lstat(live)
         if stat.S_ISDIR(st.st_mode):
             target = self.staging / rel

@@ -207,12 +207,12 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
             if links:
                 workdir = area.path / ".poppoarc-rebuild"
                 workdir.mkdir(mode=0o700)
-                chain.read_chain(links, store, (handle, head, index.entries, path, sealer),
+                chain.read_chain(links, store, (handle, head, entries, path, sealer),
                                  writing, workdir, chain.ancestor_reader(settings), report)
                 writing.flush()
                 shutil.rmtree(workdir)
             else:
-                reader.read_body(handle, head, index.entries, path, writing, sealer=sealer,
+                reader.read_body(handle, head, entries, path, writing, sealer=sealer,
                                  progress=report, block_digests=False)
                 writing.flush()
             writing.close()

@@ -27,12 +27,13 @@ from .format import head as headfmt
 from .format.entry import CHUNK_SIZE
 from .format.manifest import (ENCRYPTION_SCHEME, MAX_WARNING_CHARS, MAX_WARNINGS_IN_HEAD,
                               new_archive_id)
+from .format.order import index_order
 from .format.writer import DEFAULT_LEVEL, BodyWriter, finish_archive
 from .lock import InstallationLock
 from .pack_databases import SnapshotSession
 from .pack_job import PackJob
 from .snapshot import sqlite as sqlite_snapshot
-from .snapshot.catalogue import build_catalogue, index_order
+from .snapshot.catalogue import build_catalogue
 from .snapshot.certs import describe_reference
 from .snapshot.environment import dotenv_names, environment_document
 from .snapshot.parent import find_parent

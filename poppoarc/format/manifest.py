@@ -18,6 +18,7 @@ from ..errors import CorruptArchive, TamperedArchive
 from ..crypto.recipients import check_stanzas
 from .head import canonical_json, strict_loads
 from .entry import CHUNK_SIZE, ID_PATTERN, SHA256_HEX, IndexEntry, check_entry, is_int
+from .order import PathRules
 from .records import IndexRecords, encode_entry, strict_record
 
 FORMAT = "poppoarc/1"
@@ -181,9 +182,7 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
                        or set(sealed_manifest) != set(SEALED_MANIFEST_KEYS)):
             raise ValueError("sealed manifest fields are malformed")
         records = IndexRecords(IndexEntry, _FIELDS)
-        seen: set[str] = set()          # every path (duplicates)
-        dirs: set[str] = set()
-        parents: set[str] = set()       # every path some record lies below
+        rules = PathRules()
         hardlinks = False
         for line in spool:
             if not line.endswith(b"\n"):
@@ -196,26 +195,16 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
             check_entry(entry)
             if not incremental and (entry.stored_in is not None or entry.delta is not None):
                 raise ValueError(f"{entry.path!r}: ancestor reference in a full archive")
-            if entry.path in seen:
-                raise ValueError(f"{entry.path!r}: listed twice")
-            seen.add(entry.path)
-            if entry.type == "dir":
-                dirs.add(entry.path)
+            rules.add(entry.target, entry.path, entry.type == "dir")
             hardlinks = hardlinks or entry.type == "hardlink"
             records.sealed += entry.needs_key()
-            parent = entry.path.rpartition("/")[0]
-            while parent and parent not in parents:
-                parents.add(parent)
-                parent = parent.rpartition("/")[0]
             records.add(entry)
         records.close_writing()
         if header["entries"] != len(records):
             raise ValueError("index header does not match the archive")
-        # No path may lie below a file or a link: writing it would follow the link.
-        below = sorted(p for p in parents if p in seen and p not in dirs)
-        if below:
-            raise ValueError(f"a path lies below {below[0]!r}, which is not a directory")
-        del seen, dirs, parents
+        # No path twice, and none below a file or a link: writing it would follow the link.
+        rules.finish(records)
+        del rules
         if hardlinks:
             _check_hardlinks(records)
     except (ValueError, TypeError, UnicodeDecodeError) as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..format.entry import BLOCK_DIGEST, IndexEntry, block_digests
-from ..snapshot.catalogue import index_order
+from ..format.order import index_order
 
 NORMAL_TYPES = ("manual", "scheduled")
 

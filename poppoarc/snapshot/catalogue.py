@@ -15,15 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from ..errors import ConfigError, UsageError
-
-TARGETS = ("config", "database", "logs", "agents", "state", "security")
-_RANK = {name: rank for rank, name in enumerate(TARGETS)}
-
-
-def index_order(target: str | None, path: str) -> tuple[int, str]:
-    """Where an entry sits in a walk, a body and an index: shared parent directories
-    first, then by target in ``TARGETS`` order, then by path."""
-    return _RANK.get(target, -1), path
+from ..format.order import TARGETS
 
 
 # What each kind of claim does with a path.

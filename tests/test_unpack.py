@@ -210,6 +210,44 @@ def test_what_the_before_restore_hook_writes_into_a_restored_target_is_replaced(
         assert "state/on-stop.json" in {e["path"] for e in listed["entries"]}
 
 
+def test_a_live_path_the_walk_does_not_list_is_replaced_not_kept(cli, installation):
+    """The staged tree keeps every live path the restore does not write.  A path the
+    archive restores but the walk of the live tree skipped (here a FIFO where the archive
+    has a file) must still count as restored, or it would be kept and collide."""
+    packed = cli.pack()
+    archived = (installation / "state/running-tasks.json").read_bytes()
+    (installation / "state/running-tasks.json").unlink()
+    os.mkfifo(installation / "state/running-tasks.json")
+    code, result = cli.json("unpack", packed["id"], "--targets", "state")
+    assert code in (0, 1) and result["outcome"] == "committed", result
+    assert (installation / "state/running-tasks.json").read_bytes() == archived
+
+
+def test_restore_into_a_partly_present_root_keeps_what_it_does_not_restore(
+        cli, installation, tmp_path, capsys):
+    """Restored paths are looked up in the live tree only where a directory exists:
+    the live files of a restored directory that the archive lacks stay, the rest is
+    written whole."""
+    packed = cli.pack()
+    from .conftest import CLI
+
+    fresh = tmp_path / "half-machine"
+    (fresh / "logs").mkdir(parents=True)
+    (fresh / "logs" / "todays.log").write_text("kept")
+    shutil.copy(installation / "config/config.json", fresh / "stray.json")
+    other = CLI(fresh, cli.store, capsys)
+    code, result = other.json("unpack", packed["path"], "--skip-backup")
+    assert code in (0, 1) and result["outcome"] == "committed", result
+    assert (fresh / "stray.json").exists()
+    assert (fresh / "config/config.json").read_bytes() == \
+        (installation / "config/config.json").read_bytes()
+    assert (fresh / "logs/todays.log").read_text() == "kept"     # no target claims it
+    archived_logs = sorted(p.relative_to(installation) for p in installation.glob("logs/**/*.gz"))
+    assert archived_logs and all((fresh / p).read_bytes() == (installation / p).read_bytes()
+                                 for p in archived_logs)
+    assert result["plan"]["top_level"] and "stray.json" not in result["plan"]["top_level"]
+
+
 def test_hard_links_come_back_as_hard_links(cli, installation):
     first = installation / "state/shared.json"
     first.write_text('{"shared": true}')

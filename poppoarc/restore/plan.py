@@ -11,15 +11,18 @@ restores, and the live paths of the selected targets, which it replaces.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import heapq
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from ..format.entry import IndexEntry
+from ..format.records import IndexRecords
 from ..snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry
 from ..streamed import StreamedArray
 
 ADD, CHANGE, REMOVE, KEEP = "add", "change", "remove", "unchanged"
 _LIVE_TYPE = {FILE: "file", DATABASE: "file", DIR: "dir", SYMLINK: "symlink"}
+_CHANGE_FIELDS = ("path", "action", "size")
 
 
 @dataclass(slots=True)
@@ -32,29 +35,44 @@ class PathChange:
         return {"path": self.path, "action": self.action, "size": self.size}
 
 
-@dataclass
 class TargetPlan:
-    name: str
-    changes: list[PathChange] = field(default_factory=list)     # what the restore changes
-    unchanged_paths: int = 0        # unchanged paths are only counted: a restore over a
-    unchanged_bytes: int = 0        # tree of 100,000 files would hold a record for each
+    """One target's changes, counted in memory and listed from disk: a restore into an
+    empty root adds every path, and 300,000 ``PathChange`` objects took 35 MB."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._totals = {action: [0, 0] for action in (ADD, CHANGE, REMOVE, KEEP)}
+        # archive paths (added, changed) come in index order, live ones (removed) in walk
+        # order: both by path, so the list is their merge (§5.4: writers keep that order)
+        self._from_archive = IndexRecords(PathChange, _CHANGE_FIELDS)
+        self._removed = IndexRecords(PathChange, _CHANGE_FIELDS)
+
+    def add(self, path: str, action: str, size: int = 0) -> None:
+        totals = self._totals[action]
+        totals[0] += 1
+        totals[1] += size
+        if action != KEEP:      # unchanged paths are only counted
+            spool = self._removed if action == REMOVE else self._from_archive
+            spool.add(PathChange(path, action, size))
+
+    def changes(self):
+        """What the restore changes, by path (each call reads it again)."""
+        self._from_archive.close_writing()
+        self._removed.close_writing()
+        return heapq.merge(self._from_archive, self._removed, key=lambda c: c.path)
 
     def count(self, action: str) -> int:
-        if action == KEEP:
-            return self.unchanged_paths
-        return sum(1 for c in self.changes if c.action == action)
+        return self._totals[action][0]
 
     def bytes(self, action: str) -> int:
-        if action == KEEP:
-            return self.unchanged_bytes
-        return sum(c.size for c in self.changes if c.action == action)
+        return self._totals[action][1]
 
     def to_json(self, with_paths: bool = True) -> dict:
         summary = {action: {"paths": self.count(action), "bytes": self.bytes(action)}
                    for action in (ADD, CHANGE, REMOVE, KEEP)}
         document = {"target": self.name, **summary}
         if with_paths:      # made while written (memory)
-            document["changes"] = StreamedArray(lambda: (c.to_json() for c in self.changes))
+            document["changes"] = StreamedArray(lambda: (c.to_json() for c in self.changes()))
         return document
 
 
@@ -86,7 +104,7 @@ class RestorePlan:
 
     @property
     def changes_anything(self) -> bool:
-        return any(t.changes for t in self.targets)
+        return any(t.count(action) for t in self.targets for action in (ADD, CHANGE, REMOVE))
 
     def to_json(self) -> dict:
         return {"archive_id": self.archive_id, "targets": [t.to_json() for t in self.targets],
@@ -129,14 +147,25 @@ class StagingPaths:
     link_sources: set[str]      # restored files that restored hard links name
 
 
-def staging_paths(entries, selected: tuple[str, ...], keyed: bool, live_paths) -> StagingPaths:
+def staging_paths(entries, selected: tuple[str, ...], keyed: bool, live_paths,
+                  is_live: Callable[[str], bool]) -> StagingPaths:
     """From the index and the paths of a walk of the selected targets; a path both
-    restored and live is one string (memory)."""
+    restored and live is one string (memory).
+
+    ``restored`` is asked only about live paths (``keep_live``), so it holds only the
+    restored paths that are live: ``is_live(path)`` for those the walk did not list
+    (another target's, or new).  A restore into an empty root holds none.  Databases
+    are always in it: a live sidecar of a restored database must not be kept.
+    """
     live = {path: path for path in live_paths}
     restored, link_sources = set(), set()
     for entry in entries:
         if restores(entry, selected, keyed):
-            restored.add(live.get(entry.path, entry.path))
+            path = live.get(entry.path)
+            if path is not None:
+                restored.add(path)
+            elif entry.sqlite or is_live(entry.path):
+                restored.add(entry.path)
             if entry.type == "hardlink":
                 link_sources.add(entry.link)
     return StagingPaths(restored, live.keys(), link_sources)
@@ -162,38 +191,40 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
     ``live_databases`` maps a live database path to (row counts, user_version);
     ``keyed``: the archive's sealed files can be opened (``restores``).
     """
-    # One pass over the records (they may be read back from disk on each pass), and only
-    # paths kept: a restore of 100,000 files must not hold 100,000 records.
+    # One pass over the records (they may be read back from disk on each pass), and of
+    # the restored paths only what is asked of them later: which live paths they include
+    # (the other live paths go), their top-level names and their databases.  A restore
+    # of 100,000 files must not hold 100,000 records, or paths when the root is empty.
     live_by_path = {e.path: e for e in live if e.target in selected}
     plans = {name: TargetPlan(name) for name in selected}
-    restore_paths: set[str] = set()     # index paths are unique (checked when it was read)
+    restored_live: set[str] = set()     # index paths are unique (checked when it was read)
+    touched = {path.partition("/")[0] for path in live_by_path}
+    archived_databases = {record["path"] for record in manifest.get("databases", [])}
+    restored_databases = set()
     bytes_to_stage = 0
     for entry in entries:
         if not restores(entry, selected, keyed):
             continue
         path = entry.path
-        current = live_by_path.get(path)
-        if current is not None:
-            path = current.path     # one string for the restored and the live path (memory)
-        restore_paths.add(path)
+        touched.add(path.partition("/")[0])
+        if path in archived_databases:
+            restored_databases.add(path)
         size = entry.size if entry.type == "file" else 0
         bytes_to_stage += size
-        if current is not None and _same(entry, current):
-            plans[entry.target].unchanged_paths += 1
-            plans[entry.target].unchanged_bytes += size
+        current = live_by_path.get(path)
+        if current is None:
+            plans[entry.target].add(path, ADD, size)
             continue
-        action = ADD if current is None else CHANGE
-        plans[entry.target].changes.append(PathChange(path, action, size))
+        path = current.path     # one string for the restored and the live path (memory)
+        restored_live.add(path)
+        plans[entry.target].add(path, KEEP if _same(entry, current) else CHANGE, size)
     for path, current in live_by_path.items():
-        if path not in restore_paths:
-            plans[current.target].changes.append(PathChange(path, REMOVE, current.size))
-    for plan in plans.values():
-        plan.changes.sort(key=lambda c: c.path)
+        if path not in restored_live:
+            plans[current.target].add(path, REMOVE, current.size)
 
-    touched = {p.split("/", 1)[0] for p in restore_paths} | {p.split("/", 1)[0] for p in live_by_path}
     databases = []
     for record in manifest.get("databases", []):
-        if record["path"] in restore_paths:
+        if record["path"] in restored_databases:
             now = live_databases.get(record["path"])
             databases.append(DatabasePlan(record["path"], record.get("tables", {}),
                                           now[0] if now else None,

@@ -40,6 +40,36 @@ def link_target_problem(path: str, target: str) -> str | None:
     return None
 
 
+def live_lookup(root: Path) -> Callable[[str], bool]:
+    """``is_live(path)``: whether ``path`` exists under ``root`` (as anything).
+
+    One ``lstat`` per path, but none under a directory already found missing: a
+    restore into an empty root asks once per directory.  When in doubt (an error
+    other than "not there") the answer is yes, which only costs the restore a set entry.
+    """
+    missing: set[str] = set()
+    base = str(root) + "/"
+
+    def is_live(path: str) -> bool:
+        parent = path.rpartition("/")[0]
+        while parent:
+            if parent in missing:
+                return False
+            parent = parent.rpartition("/")[0]
+        try:
+            os.lstat(base + path)
+        except (FileNotFoundError, NotADirectoryError):
+            parent = path.rpartition("/")[0]
+            if parent and not os.path.lexists(base + parent):
+                missing.add(parent)
+            return False
+        except OSError:
+            return True
+        return True
+
+    return is_live
+
+
 class StagedTree(MemberSink):
     """Writes the selected archive entries into ``staging``; keeps the rest of the live tree."""
 

@@ -51,7 +51,7 @@ from ..snapshot.catalogue import TARGETS, build_catalogue
 from ..snapshot.scan import DATABASE, path_of, scan
 from . import chain, fsops, journal, swap
 from .plan import RestorePlan, make_plan, restores, staging_paths
-from .stage import StagedTree
+from .stage import StagedTree, live_lookup
 from .writebehind import WriteBehind
 
 SPACE_MARGIN = 16 * 1024 * 1024
@@ -193,7 +193,7 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
         if walk_again:
             live_paths = map(path_of, scan(settings.root, catalogue, Warnings(), compact=True,
                                            skip=(settings.store, settings.key_dir)).entries)
-        paths = staging_paths(entries, selected, keyed, live_paths)
+        paths = staging_paths(entries, selected, keyed, live_paths, live_lookup(settings.root))
         del live_paths
         area = swap.begin(settings.root, secrets.token_hex(6), manifest["id"], on_event=on_event)
         tree = StagedTree(settings.root, area.path, lambda e: restores(e, selected, keyed),

@@ -5,8 +5,10 @@
 added, changed, removed or unchanged.  ``--dry-run`` prints this object; the
 real restore executes the same object, so the two cannot disagree.
 
-``staging_paths`` gives the staged tree the paths it needs: what the archive
-restores, and the live paths of the selected targets, which it replaces.
+``staging_paths`` gives the staged tree the paths it needs: the live paths of
+the selected targets, which it replaces, and the restored paths that are live.
+Nothing here holds a path per restored file that is not live: a restore into an
+empty root keeps its memory whatever the archive's size.
 """
 
 from __future__ import annotations

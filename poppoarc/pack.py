@@ -27,7 +27,6 @@ from .format import head as headfmt
 from .format.entry import CHUNK_SIZE
 from .format.manifest import (ENCRYPTION_SCHEME, MAX_WARNING_CHARS, MAX_WARNINGS_IN_HEAD,
                               new_archive_id)
-from .format.order import index_order
 from .format.writer import DEFAULT_LEVEL, BodyWriter, finish_archive
 from .lock import InstallationLock
 from .pack_databases import SnapshotSession
@@ -37,7 +36,7 @@ from .snapshot.catalogue import build_catalogue
 from .snapshot.certs import describe_reference
 from .snapshot.environment import dotenv_names, environment_document
 from .snapshot.parent import find_parent
-from .snapshot.scan import DATABASE, FILE, SourceEntry, scan
+from .snapshot.scan import FILE, SourceEntry, path_of, scan
 from .store import open_store
 
 MAX_REFERENCES = 500
@@ -164,19 +163,19 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
             and archive_type != "pre-restore"
         parent = find_parent(settings, store, sealed_whole=scope == "archive", warnings=warnings,
                              max_incrementals=max_incrementals) if incremental else None
-        entries = result.entries
+        total_bytes = result.total_bytes
         if sealer is not None:
-            entries = _with_secrets(settings.root, entries, result.secrets, warnings)
+            total_bytes += _add_secrets(settings.root, result.entries, result.secrets, warnings)
         else:
             for rel in result.secrets:
                 warnings.add(f"{rel}: secret file not archived: secrets are stored only "
                              "encrypted and no key is configured (POPPO_BACKUP_KEY or "
                              "backup.storage.recipients)")
-        job = PackJob(settings, catalogue.selected, entries, warnings, progress, snapshots,
+        job = PackJob(settings, catalogue.selected, result.entries, warnings, progress, snapshots,
                        keep_damaged_databases=archive_type == "pre-restore",
                        sealer=sealer, seal_all=scope == "archive", secrets=set(result.secrets),
                        archive_mtime_ns=int(now.timestamp()) * 10**9, parent=parent,
-                       check_content=check_content, compact_bytes=result.compact_bytes,
+                       check_content=check_content, total_bytes=total_bytes,
                        block_digests=in_chains and archive_type != "pre-restore")
         references = [describe_reference(str(settings.root / rel), rel)
                       for rel in result.references[:MAX_REFERENCES]]
@@ -185,10 +184,8 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         dotenv = _dotenv_names(settings.root, result.secrets)
         env_doc = environment_document(os.environ if environ is None else environ,
                                        settings.env_prefixes, settings.mask_patterns, dotenv)
-        head_size = _head_size(settings.root, result.entries, references)
-        # the job holds the walk's records now, and drops each one once it is written
-        del entries
-        result.entries = None
+        head_size = _head_size(settings.root, result.databases, references)
+        result.entries = None       # the job holds the walk's records now
         # Sealed content is compressed before encryption; the outer frames then
         # only hold tar framing and ciphertext, where a fast level is enough.
         level = 1 if scope == "archive" else DEFAULT_LEVEL
@@ -226,9 +223,8 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                       job.databases, scope, cleaned, parent.id if parent else None, job.reused)
 
 
-def _with_secrets(root: Path, entries: list[SourceEntry], secrets: list[str],
-                  warnings: Warnings) -> list[SourceEntry]:
-    """Secret files join the security target, to be stored sealed."""
+def _add_secrets(root: Path, groups, secrets: list[str], warnings: Warnings) -> int:
+    """Secret files join the security target, to be stored sealed; returns their bytes."""
     added = []
     for rel in secrets:
         try:
@@ -240,22 +236,20 @@ def _with_secrets(root: Path, entries: list[SourceEntry], secrets: list[str],
             added.append(SourceEntry(rel, "security", FILE, stat.S_IMODE(st.st_mode), st.st_uid,
                                      st.st_gid, st.st_mtime_ns, st.st_size, st.st_dev, st.st_ino, 1,
                                      ctime_ns=st.st_ctime_ns))
-    return sorted(entries + added,
-                  key=lambda e: index_order(e[1], e[0]) if type(e) is tuple
-                  else index_order(e.target, e.path))
+    groups.add_sorted("security", added, key=path_of)
+    return sum(entry.size for entry in added)
 
 
-def _head_size(root: Path, entries: list[SourceEntry], references: list[dict]) -> int:
+def _head_size(root: Path, databases: list[str], references: list[dict]) -> int:
     """Reserve room for the manifest before the body is written.
 
     The variable parts are the databases' table lists (estimated from each
     live schema now), certificate references and the capped warnings.
     """
     estimate = 8192 + MAX_WARNINGS_IN_HEAD * (MAX_WARNING_CHARS + 8)
-    for entry in entries:
-        if type(entry) is not tuple and entry.kind == DATABASE:
-            names = sqlite_snapshot.table_names(root / entry.path)
-            estimate += 512 + sum(len(n.encode()) + 32 for n in names) + 1024
+    for path in databases:
+        names = sqlite_snapshot.table_names(root / path)
+        estimate += 512 + sum(len(n.encode()) + 32 for n in names) + 1024
     estimate += sum(len(headfmt.canonical_json(r)) + 8 for r in references)
     rounded = -(-estimate // 4096) * 4096
     return min(max(rounded, headfmt.MIN_HEAD_SIZE), headfmt.MAX_HEAD_SIZE)

@@ -37,7 +37,7 @@ class PackJob(DatabaseSteps):
                  snapshots: SnapshotSession, keep_damaged_databases: bool = False,
                  sealer=None, seal_all: bool = False, secrets: set[str] = frozenset(),
                  archive_mtime_ns: int = 0, parent=None, check_content: bool = False,
-                 compact_bytes: int = 0, block_digests: bool = True):
+                 total_bytes: int = 0, block_digests: bool = True):
         # Page digests cost a hash pass over every database and ~0.5 % of the archive;
         # only an archive that may become an incremental's parent needs them (§12.4).
         self.block_digests = block_digests or parent is not None
@@ -53,7 +53,7 @@ class PackJob(DatabaseSteps):
         self._root_text = str(settings.root)   # str concatenation: pathlib costs µs per file
         self.snapshots = snapshots      # the database copies; the walk starts them (pack.py)
         self.selected = selected
-        self.entries = entries
+        self.entries = entries          # scan's WalkGroups: by target, each in index order
         self.warnings = warnings
         self.progress = progress
         self.index = IndexSpool()       # records go to a temporary file as they are written
@@ -61,26 +61,19 @@ class PackJob(DatabaseSteps):
         self.databases: list[dict] = []
         self.files = 0
         self.bytes_done = 0
-        self.bytes_total = compact_bytes + sum(e.size for e in entries if type(e) is not tuple)
+        self.bytes_total = total_bytes
         self._links: dict[tuple[int, int], IndexEntry] = {}
         self._checks: list = []         # (manifest record, future of its DatabaseFacts)
 
     def write_body(self, writer: BodyWriter, env_doc: dict, now: datetime) -> None:
         if self.progress:               # the total is known before the databases are copied
             self.progress(0, self.bytes_total, None)
-        # A plain file (no hard links, not sealed) is kept as its path alone: _write takes
-        # its metadata from fstat anyway, and 100,000 walk records cost ~25 MB.
-        groups: dict[str | None, list[SourceEntry | str]] = {}
-        for entry in self.entries:
-            if type(entry) is tuple:    # already compact (scan)
-                groups.setdefault(entry[1], []).append(entry[0])
-                continue
-            plain = entry.kind == FILE and entry.nlink == 1 and entry.path not in self.secrets
-            groups.setdefault(entry.target, []).append(entry.path if plain else entry)
-        self.entries = None         # groups are popped as they are written: memory stays flat
-        for entry in groups.get(None, []):
+        groups, self.entries = self.entries, None
+        shared = 0
+        for entry in groups.take(None):
+            shared += 1
             self._write(writer, entry)
-        if groups.get(None):
+        if shared:
             writer.end_frame()
         with self.snapshots:            # the copies go once the body is written
             plain_path = self.parent is None and not self.seal_all     # see _write_plain
@@ -89,15 +82,12 @@ class PackJob(DatabaseSteps):
                     continue
                 before_files, before_index = self.files, len(self.index)
                 size = 0
-                batch = groups.pop(target, [])
-                batch.reverse()
-                while batch:            # each walk record is dropped once written
-                    entry = batch.pop()
-                    if type(entry) is str:
+                for entry in groups.take(target):
+                    if type(entry) is tuple:        # a plain file: its facts come from fstat
                         if plain_path:
-                            size += self._write_plain(writer, target, entry)
+                            size += self._write_plain(writer, target, entry[0])
                             continue
-                        entry = SourceEntry(entry, target, FILE, 0, 0, 0, 0, 0)
+                        entry = SourceEntry(entry[0], target, FILE, 0, 0, 0, 0, 0)
                     size += self._write(writer, entry)
                 if target == "config":
                     data = json.dumps(env_doc, indent=2, sort_keys=True).encode() + b"\n"

@@ -55,3 +55,44 @@ def test_a_directory_that_fails_while_listed_keeps_what_was_read_and_says_so(ins
     assert any(w == "state: cannot read directory: Input/output error; the rest of it skipped"
                for w in warnings.items), warnings.items
     assert any(e.path == "config/config.json" for e in result.entries)   # the rest walked on
+
+
+def _as_rows(entries):
+    return [e if type(e) is tuple else (e.path, e.target, e.kind, e.mode, e.size, e.mtime_ns,
+                                        e.nlink, e.link) for e in entries]
+
+
+def test_the_walk_meets_paths_in_index_order(installation):
+    """Each directory's children in the order their paths sort: "a" (its own record),
+    "a-b", "a.txt", then a's contents ("a/..."), then "a0" — so no group needs sorting."""
+    state = installation / "state"
+    (state / "a").mkdir()
+    for name in ("a-b", "a.txt", "a0", "a/x", "a/y.json", "a b"):
+        (state / name).write_text(name)
+    (state / "a" / "sub").mkdir()
+    (state / "a" / "sub" / "z").write_text("z")
+    os.symlink("a.txt", state / "a.link")
+    result = scan(installation, build_catalogue({}, None), Warnings())
+    for target in (None, "config", "database", "logs", "agents", "state", "security"):
+        paths = [e.path for e in result.entries.group(target)]
+        assert paths == sorted(paths), target
+    listed = [e.path for e in result.entries]
+    assert listed.index("state/a") < listed.index("state/a-b") < listed.index("state/a.txt") \
+        < listed.index("state/a/sub/z") < listed.index("state/a0")
+
+
+def test_a_walk_past_its_memory_bound_lists_the_same_records(installation):
+    """Past ``spill_at`` records the groups go to disk; read back they are the same, in
+    the same order, compact or not, and as often as asked."""
+    catalogue = build_catalogue({}, None)
+    for compact in (False, True):
+        held = scan(installation, catalogue, Warnings(), compact=compact)
+        spilled = scan(installation, catalogue, Warnings(), compact=compact, spill_at=5)
+        assert len(held.entries) == len(spilled.entries) > 5
+        assert _as_rows(spilled.entries) == _as_rows(held.entries)
+        assert _as_rows(spilled.entries) == _as_rows(held.entries)      # read again
+        assert (spilled.total_bytes, spilled.compact_bytes) == \
+            (held.total_bytes, held.compact_bytes)
+        taken = [e for t in (None, "config", "database", "logs", "agents", "state", "security")
+                 for e in spilled.entries.take(t)]
+        assert _as_rows(taken) == _as_rows(held.entries)

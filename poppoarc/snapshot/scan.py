@@ -1,12 +1,13 @@
 """Walking an installation: which paths exist and which target owns each.
 
 The walk is the only I/O here; decisions come from ``Catalogue.claim``.  It
-stats every candidate once (``os.scandir`` caches the lstat) and reads 16
-bytes of SQLite candidates to check the header magic.
+lists each directory, stats every candidate once and reads 16 bytes of SQLite
+candidates to check the header magic.
 """
 
 from __future__ import annotations
 
+import operator
 import os
 import stat
 from dataclasses import dataclass, field
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import SourceError, Warnings
-from .catalogue import REFERENCE, SECRET, SQLITE, TARGETS, Catalogue
+from .catalogue import REFERENCE, SECRET, SQLITE, Catalogue
+from .groups import WalkGroups
 from .sqlite import is_sqlite_file
 
 FILE, DIR, SYMLINK, DATABASE = "file", "dir", "symlink", "sqlite"
@@ -41,11 +43,25 @@ class SourceEntry:
 
 @dataclass
 class ScanResult:
-    # with ``compact``, a regular file with one link is a (path, target) tuple (memory)
-    entries: list[SourceEntry | tuple[str, str]]
+    # by target, each in path order; with ``compact``, a regular file with one link is a
+    # (path, target) tuple (memory)
+    entries: WalkGroups
     references: list[str] = field(default_factory=list)   # relative paths
     secrets: list[str] = field(default_factory=list)      # relative paths
+    databases: list[str] = field(default_factory=list)    # relative paths
     compact_bytes: int = 0      # the sizes of the files entered as tuples
+    total_bytes: int = 0        # the sizes of all files and databases entered
+
+
+_ENTRY_FIELDS = operator.attrgetter(*SourceEntry.__slots__)
+
+
+def _fields(record) -> tuple:
+    return record if type(record) is tuple else _ENTRY_FIELDS(record)
+
+
+def _make(fields: tuple):
+    return fields if len(fields) == 2 else SourceEntry(*fields)
 
 
 _SMALL_INTS: dict[int, int] = {}     # one object per distinct mode/uid/gid (memory)
@@ -66,51 +82,75 @@ def _entry(path: str, target: str | None, kind: str, st: os.stat_result,
 
 def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
          skip: tuple[Path, ...] = (), compact: bool = False,
-         on_database: Callable[[str], None] | None = None) -> ScanResult:
-    """Entries of the selected targets, grouped by target, sorted by path.
+         on_database: Callable[[str], None] | None = None,
+         spill_at: int | None = None) -> ScanResult:
+    """Entries of the selected targets, grouped by target, each group in path order.
 
-    ``compact``: regular files with one link become (path, target) tuples and only
-    their total size is kept — for ``pack``, which takes their metadata from fstat
-    (a third of the memory of 100,000 records).  ``on_database(path)`` is called as
-    each database of a selected target is found (``pack`` starts its snapshot then).
+    The walk visits each directory's children in the order their paths sort (a
+    directory's own record at its name, its contents at its name plus ``/``), so
+    the records come in index order and nothing needs sorting: past ``spill_at``
+    records (default ``groups.SPILL_AT``) the groups go to disk (``WalkGroups``).  ``compact``: regular files with
+    one link become (path, target) tuples and only their total size is kept — for
+    ``pack``, which takes their metadata from fstat.  ``on_database(path)`` is
+    called as each database of a selected target is found (``pack`` starts its
+    snapshot then).
     """
     selected = set(catalogue.selected)
     skip_real = {os.path.realpath(p) for p in skip}
-    found: list[SourceEntry] = []
-    dirs: dict[str, tuple[str | None, os.stat_result]] = {}
-    result = ScanResult(entries=found)
+    groups = WalkGroups(_fields, _make, spill_at)
+    result = ScanResult(entries=groups)
+    recorded: set[str] = set()          # directories in the index: owned, or needed as parents
+    unowned: dict[str, os.stat_result] = {}     # directories no selected target owns
+
+    def add(target: str, record, path: str, size: int) -> None:
+        groups.add(target, record)
+        result.total_bytes += size
+        parent = path.rpartition("/")[0]
+        while parent and parent not in recorded:    # a shared parent this path needs
+            recorded.add(parent)
+            parent = parent.rpartition("/")[0]
 
     def walk(abs_dir: str, rel_dir: str) -> None:
-        for child in _children(abs_dir, rel_dir, warnings):
-            rel = f"{rel_dir}/{child.name}" if rel_dir else child.name
+        for name, is_dir in _children_in_order(abs_dir, rel_dir, warnings):
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            if is_dir is None:          # the contents of a directory met before
+                if rel in descend:
+                    descend.discard(rel)
+                    walk(f"{abs_dir}/{name}", rel)
+                continue
             try:
                 rel.encode("utf-8")
             except UnicodeEncodeError:
                 warnings.add(f"{rel_dir or '.'}: a file name is not valid UTF-8; skipped")
                 continue
+            child_path = f"{abs_dir}/{name}"
             try:
-                st = child.stat(follow_symlinks=False)
+                st = os.lstat(child_path)
             except OSError as exc:
                 warnings.add(f"{rel}: cannot stat: {exc.strerror}; skipped")
                 continue
             if stat.S_ISDIR(st.st_mode):
-                if os.path.realpath(child.path) in skip_real:
-                    continue
+                if not is_dir or os.path.realpath(child_path) in skip_real:
+                    continue    # a directory that appeared after listing waits for the next walk
                 rules = [r for r in catalogue.claim(rel) if r.action != SQLITE]
-                owned = (rules and rules[0].target in selected
-                         and rules[0].action not in (REFERENCE, SECRET))
-                dirs[rel] = (rules[0].target if owned else None, st)
+                if rules and rules[0].target in selected \
+                        and rules[0].action not in (REFERENCE, SECRET):
+                    groups.add(rules[0].target, _entry(rel, rules[0].target, DIR, st))
+                    recorded.add(rel)
+                else:
+                    unowned[rel] = st
                 if catalogue.worth_descending(rel):
-                    walk(child.path, rel)
+                    descend.add(rel)
                 continue
             rules = catalogue.claim(rel)
             if not rules:
                 continue
             rule = rules[0]
             if rule.action == SQLITE:
-                if stat.S_ISREG(st.st_mode) and is_sqlite_file(child.path):
+                if stat.S_ISREG(st.st_mode) and is_sqlite_file(child_path):
                     if rule.target in selected:
-                        found.append(_entry(rel, rule.target, DATABASE, st))
+                        add(rule.target, _entry(rel, rule.target, DATABASE, st), rel, st.st_size)
+                        result.databases.append(rel)
                         if on_database is not None:
                             on_database(rel)
                     continue
@@ -126,36 +166,48 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
                 result.secrets.append(rel)
             elif stat.S_ISREG(st.st_mode):
                 if compact and st.st_nlink == 1:
-                    found.append((rel, rule.target))
+                    add(rule.target, (rel, rule.target), rel, st.st_size)
                     result.compact_bytes += st.st_size
                 else:
-                    found.append(_entry(rel, rule.target, FILE, st))
+                    add(rule.target, _entry(rel, rule.target, FILE, st), rel, st.st_size)
             elif stat.S_ISLNK(st.st_mode):
-                found.append(_entry(rel, rule.target, SYMLINK, st, os.readlink(child.path)))
+                add(rule.target, _entry(rel, rule.target, SYMLINK, st, os.readlink(child_path)),
+                    rel, 0)
             else:
                 warnings.add(f"{rel}: special file (device, FIFO or socket) not archived")
 
+    descend: set[str] = set()       # directories whose contents the walk enters
     walk(str(root), "")
     del walk    # it refers to itself: without this the walk's records outlive their last use
-    _add_directories(found, dirs)
-    # by target, then path; sorting each target's list by path alone needs no key tuples
-    groups: dict[str | None, list] = {}
-    for entry in found:
-        groups.setdefault(entry[1] if type(entry) is tuple else entry.target, []).append(entry)
-    found.clear()
-    for target in (None, *TARGETS):
-        group = groups.pop(target, [])
-        group.sort(key=path_of)
-        found += group
+    # Shared parents: needed by a path below them, owned by no selected target.
+    for rel in sorted(p for p in recorded if p in unowned):
+        groups.add(None, _entry(rel, None, DIR, unowned[rel]))
     return result
 
 
-def _children(abs_dir: str, rel_dir: str, warnings: Warnings):
-    """The entries of one directory, one at a time.
+def _children_in_order(abs_dir: str, rel_dir: str, warnings: Warnings):
+    """(name, is_dir) of each child, in the order its path sorts, and (name, None) where
+    a directory's contents sort (name + "/": after "a.txt", before "a0").  Only names
+    are held (60,000 in one directory: ~7 MB while it is walked)."""
+    events = []
+    for child in _children(abs_dir, rel_dir, warnings):
+        try:
+            is_dir = child.is_dir(follow_symlinks=False)
+        except OSError:
+            is_dir = False
+        events.append((child.name, is_dir))
+        if is_dir:
+            events.append((child.name + "/", None))
+    events.sort()
+    for name, is_dir in events:
+        yield (name[:-1], None) if is_dir is None else (name, is_dir)
 
-    Not listed first: with 60,000 files in one directory, the listed entries and
-    their cached lstat results took 20 MB, and the memory stayed with the process.
-    The directory stays open while the walk descends (one descriptor per level).
+
+def _children(abs_dir: str, rel_dir: str, warnings: Warnings):
+    """The entries of one directory, one at a time: only their names are kept
+    (``DirEntry`` objects with cached lstat results took 20 MB for 60,000 files, and
+    the memory stayed with the process).  A directory that fails part-way keeps what
+    was read, with a warning.
     """
     started = False
     try:
@@ -173,22 +225,3 @@ def _children(abs_dir: str, rel_dir: str, warnings: Warnings):
 
 def path_of(entry: SourceEntry | tuple[str, str]) -> str:
     return entry[0] if type(entry) is tuple else entry.path
-
-
-def _add_directories(found: list[SourceEntry], walked: dict) -> None:
-    """Add owned directories, and the parents every archived path needs.
-
-    ``walked`` maps every directory seen to (owning target or None, lstat).
-    A parent that no selected target owns (like ``data/``) becomes a shared
-    structure entry with target None, archived first so extraction can
-    create it with its own mode and mtime.
-    """
-    needed: dict[str, str | None] = {rel: target for rel, (target, _) in walked.items()
-                                     if target is not None}
-    for entry in list(found):
-        parent = path_of(entry).rpartition("/")[0]
-        while parent and parent not in needed:
-            needed[parent] = None
-            parent = parent.rpartition("/")[0]
-    for rel, target in needed.items():
-        found.append(_entry(rel, target, DIR, walked[rel][1]))

@@ -1,0 +1,127 @@
+"""The walk's records, by target, in memory up to a bound and on disk past it.
+
+The walk meets paths in index order (spec/FORMAT.md §5.4), so each target's
+records arrive sorted and need only be kept in arrival order.  Up to
+``SPILL_AT`` records stay in lists (the common installation: no disk, no
+decoding); past that every group moves to a temporary file in marshal chunks
+and is read back a chunk at a time, so a walk of a million files does not hold
+a million records (pack: ~150 bytes each, even compact).
+"""
+
+from __future__ import annotations
+
+import heapq
+import marshal
+import os
+import tempfile
+from itertools import chain
+
+from ..format.order import TARGETS
+
+SPILL_AT = 1 << 17          # records held in memory, all groups together, before spilling
+_CHUNK = 4096               # records per marshal chunk on disk (what a reader holds)
+
+
+class WalkGroups:
+    """Records by target (None: shared parent directories first), each group in the
+    order added.  ``make(fields)`` rebuilds a record read back from disk from the
+    tuple ``fields(record)`` gave when it was written."""
+
+    def __init__(self, fields, make, spill_at: int | None = None):
+        self._fields, self._make = fields, make
+        self._spill_at = SPILL_AT if spill_at is None else spill_at
+        self._groups: dict[str | None, _Group] = {t: _Group() for t in (None, *TARGETS)}
+        self._held = 0
+        self._spilled = False
+
+    def add(self, target: str | None, record) -> None:
+        group = self._groups[target]
+        group.held.append(record)
+        group.count += 1
+        if self._spilled:
+            if len(group.held) >= _CHUNK:
+                group.spill(self._fields)
+            return
+        self._held += 1
+        if self._held > self._spill_at:
+            self._spilled = True
+            for each in self._groups.values():
+                each.spill(self._fields)
+
+    def add_sorted(self, target: str | None, records: list, key) -> None:
+        """Records found outside the walk (few: secret files), merged in by ``key``."""
+        group = self._groups[target]
+        group.extra = sorted(group.extra + records, key=key)
+        group.extra_key = key
+        group.count += len(records)
+
+    def group(self, target: str | None):
+        """One group's records, read again on each call."""
+        return self._groups[target].records(self._make)
+
+    def take(self, target: str | None):
+        """One group's records, each dropped as it is yielded: once only."""
+        return self._groups[target].records(self._make, consume=True)
+
+    def __iter__(self):
+        return chain.from_iterable(self.group(t) for t in (None, *TARGETS))
+
+    def __len__(self) -> int:
+        return sum(g.count for g in self._groups.values())
+
+    def close(self) -> None:
+        for group in self._groups.values():
+            group.close()
+
+
+class _Group:
+    def __init__(self) -> None:
+        self.held: list = []
+        self.count = 0
+        self.extra: list = []
+        self.extra_key = None
+        self._file = None
+
+    def spill(self, fields) -> None:
+        if not self.held:
+            return
+        if self._file is None:
+            self._file = tempfile.TemporaryFile()
+        for start in range(0, len(self.held), _CHUNK):
+            data = marshal.dumps([fields(r) for r in self.held[start:start + _CHUNK]])
+            self._file.write(len(data).to_bytes(4, "little") + data)
+        self.held.clear()
+
+    def records(self, make, consume: bool = False):
+        walked = self._walked(make, consume)
+        return heapq.merge(walked, self.extra, key=self.extra_key) if self.extra else walked
+
+    def _walked(self, make, consume: bool):
+        if self._file is not None:
+            self._file.flush()
+            position = 0
+            while True:
+                size = int.from_bytes(_pread(self._file, 4, position) or b"\0\0\0\0", "little")
+                if not size:
+                    break
+                chunk = marshal.loads(_pread(self._file, size, position + 4))
+                position += 4 + size
+                yield from map(make, chunk)
+            if consume:
+                self.close()
+        if not consume:
+            yield from self.held
+            return
+        held = self.held
+        held.reverse()          # popped from the end: each record goes once written
+        while held:
+            yield held.pop()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _pread(handle, size: int, position: int) -> bytes:
+    return os.pread(handle.fileno(), size, position)

@@ -187,20 +187,24 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
 
 def _children_in_order(abs_dir: str, rel_dir: str, warnings: Warnings):
     """(name, is_dir) of each child, in the order its path sorts, and (name, None) where
-    a directory's contents sort (name + "/": after "a.txt", before "a0").  Only names
-    are held (60,000 in one directory: ~7 MB while it is walked)."""
-    events = []
+    a directory's contents sort (name + "/": after "a.txt", before "a0").  Only the names
+    are held, in one list (60,000 in one directory: ~4 MB while it is walked)."""
+    keys: list[str] = []
+    dirs: set[str] = set()
     for child in _children(abs_dir, rel_dir, warnings):
+        keys.append(child.name)
         try:
-            is_dir = child.is_dir(follow_symlinks=False)
+            if child.is_dir(follow_symlinks=False):
+                dirs.add(child.name)
+                keys.append(child.name + "/")   # no file name holds a "/"
         except OSError:
-            is_dir = False
-        events.append((child.name, is_dir))
-        if is_dir:
-            events.append((child.name + "/", None))
-    events.sort()
-    for name, is_dir in events:
-        yield (name[:-1], None) if is_dir is None else (name, is_dir)
+            pass
+    keys.sort()
+    for key in keys:
+        if key[-1] == "/":
+            yield key[:-1], None
+        else:
+            yield key, key in dirs
 
 
 def _children(abs_dir: str, rel_dir: str, warnings: Warnings):

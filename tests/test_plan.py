@@ -3,9 +3,12 @@ the live lookup that lets a restore into an empty root hold no restored paths.""
 
 import os
 
-from poppoarc.restore.plan import ADD, CHANGE, KEEP, REMOVE, TargetPlan, staging_paths
-from poppoarc.restore.stage import live_lookup
 from poppoarc.format.entry import IndexEntry
+from poppoarc.format.order import index_order
+from poppoarc.restore.plan import (ADD, CHANGE, KEEP, REMOVE, TargetPlan, pair_with_live,
+                                   staging_paths)
+from poppoarc.restore.stage import live_lookup
+from poppoarc.snapshot.scan import SourceEntry
 
 
 def test_changes_are_counted_and_listed_by_path_from_both_sides():
@@ -25,24 +28,56 @@ def test_changes_are_counted_and_listed_by_path_from_both_sides():
     assert [c["path"] for c in document["changes"]] == [p for p, _, _ in listed]
 
 
-def test_staging_keeps_only_the_restored_paths_that_are_live():
-    entries = [IndexEntry("state", "state", "dir", 0o755, 0, 0, 1),
-               IndexEntry("state/new.json", "state", "file", 0o644, 0, 0, 1, 2),
-               IndexEntry("state/old.json", "state", "file", 0o644, 0, 0, 1, 2),
-               IndexEntry("state/elsewhere", "state", "file", 0o644, 0, 0, 1, 2),
-               IndexEntry("data/h.db", "database", "file", 0o644, 0, 0, 1, 2, "a" * 64,
-                          sqlite=True)]
+class _Ordered(list):
+    in_index_order = True       # as decode_index marks an index in index order
+
+
+def _records():
+    return [IndexEntry("state", "state", "dir", 0o755, 0, 0, 1),
+            IndexEntry("state/elsewhere", "state", "file", 0o644, 0, 0, 1, 2),
+            IndexEntry("state/new.json", "state", "file", 0o644, 0, 0, 1, 2),
+            IndexEntry("state/old.json", "state", "file", 0o644, 0, 0, 1, 2),
+            IndexEntry("data/h.db", "security", "file", 0o644, 0, 0, 1, 2, "a" * 64,
+                       sqlite=True)]
+
+
+def test_staging_knows_directories_databases_and_live_paths_outside_the_walk():
+    """Paired with the walk, a restored file needs no entry (the walk drops it); the
+    rest are kept only if live: here state/elsewhere, which another target owns now."""
     asked = []
 
     def is_live(path):
         asked.append(path)
-        return path == "state/elsewhere"       # live, but not in the walk of the targets
+        return path == "state/elsewhere"
 
-    paths = staging_paths(entries, ("state", "database"), True, ["state", "state/old.json"],
-                          is_live)
-    assert paths.restored == {"state", "state/old.json", "state/elsewhere", "data/h.db"}
-    assert set(paths.dropped) == {"state", "state/old.json"}
-    assert asked == ["state/new.json", "state/elsewhere"]     # the walk's paths need no lookup
+    walk = [("state/old.json", "state"), ("config/x", "config")]
+    for entries in (_Ordered(_records()), _records()):      # merged, or by dictionary
+        asked.clear()
+        paths = staging_paths(entries, ("state", "security"), True, walk, is_live)
+        assert paths.restored == {"state", "state/elsewhere", "data/h.db"}
+        assert sorted(asked) == ["state/elsewhere", "state/new.json"]
+
+
+def test_pairing_by_order_and_by_dictionary_agree():
+    """The merge (index in index order) and the dictionary (any other order) pair the same
+    records: by target and path, so a path that changed targets is removed and added."""
+    walk = [SourceEntry("state", "state", "dir", 0o755, 0, 0, 1, 0),
+            SourceEntry("state/a", "state", "file", 0o644, 0, 0, 1, 2),
+            SourceEntry("state/new.json", "config", "file", 0o644, 0, 0, 1, 2),
+            SourceEntry("state/old.json", "state", "file", 0o644, 0, 0, 1, 2),
+            SourceEntry("state/z", "state", "file", 0o644, 0, 0, 1, 2)]
+    walk.sort(key=lambda e: index_order(e.target, e.path))
+
+    def pairs(entries):
+        return sorted((r.path if r else "-", l.path if l else "-", (r or l).target)
+                      for r, l in pair_with_live(entries, walk, ("config", "state")))
+
+    merged = pairs(_Ordered(_records()))
+    assert merged == pairs(_records())
+    assert ("state/new.json", "-", "state") in merged and \
+        ("-", "state/new.json", "config") in merged
+    assert ("state/old.json", "state/old.json", "state") in merged
+    assert ("-", "state/a", "state") in merged and ("state/elsewhere", "-", "state") in merged
 
 
 def test_live_lookup_asks_the_disk_once_per_missing_directory(tmp_path, monkeypatch):

@@ -248,6 +248,34 @@ def test_restore_into_a_partly_present_root_keeps_what_it_does_not_restore(
     assert result["plan"]["top_level"] and "stray.json" not in result["plan"]["top_level"]
 
 
+@pytest.mark.parametrize("spill_at", [None, 4])
+def test_kept_and_dropped_live_paths_in_path_order(cli, installation, monkeypatch, spill_at):
+    """The staged tree meets live paths in path order and the walk's in the same order:
+    unclaimed names that sort between a directory and its contents ("archive-notes.txt",
+    "archive.txt" between "archive" and "archive/...") are kept, paths of the restored
+    target the archive lacks go, also when the walk waits on disk (spill_at)."""
+    from poppoarc.snapshot import groups
+
+    if spill_at:
+        monkeypatch.setattr(groups, "SPILL_AT", spill_at)
+    logs = installation / "logs"
+    (logs / "archive").mkdir(exist_ok=True)
+    archived = sorted(p.relative_to(installation) for p in logs.glob("**/*.gz"))
+    packed = cli.pack()
+    kept = {"logs/archive-notes.txt": "a", "logs/archive.txt": "b", "logs/archive/zz.log": "c",
+            "logs/0.log": "d", "logs/~.log": "e"}
+    for rel, text in kept.items():
+        (installation / rel).write_text(text)
+    for rel in ("logs/a.gz", "logs/archive/new.gz", "logs/archive-x.gz"):
+        (installation / rel).write_bytes(b"not in the archive")
+    code, result = cli.json("unpack", packed["id"], "--targets", "logs", "--skip-backup")
+    assert code in (0, 1) and result["outcome"] == "committed", result
+    for rel, text in kept.items():
+        assert (installation / rel).read_text() == text, rel
+    left = sorted(p.relative_to(installation) for p in logs.glob("**/*.gz"))
+    assert left == archived
+
+
 def test_hard_links_come_back_as_hard_links(cli, installation):
     first = installation / "state/shared.json"
     first.write_text('{"shared": true}')

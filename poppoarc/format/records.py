@@ -117,6 +117,7 @@ class IndexRecords:
         self._fields = operator.attrgetter(*fields)
         self._count = 0
         self.sealed = 0
+        self.in_index_order = False     # set by decode_index: restores pair records by order
 
     def add(self, record) -> None:
         data = marshal.dumps(self._fields(record))

@@ -5,21 +5,27 @@
 added, changed, removed or unchanged.  ``--dry-run`` prints this object; the
 real restore executes the same object, so the two cannot disagree.
 
-``staging_paths`` gives the staged tree the paths it needs: the live paths of
-the selected targets, which it replaces, and the restored paths that are live.
-Nothing here holds a path per restored file that is not live: a restore into an
-empty root keeps its memory whatever the archive's size.
+Both pair the archive's records with the walk of the live tree by target and
+path (``pair_with_live``).  Both come in index order (spec/FORMAT.md §5.4), so
+one merge pairs them and nothing is held per path: a restore of a million files
+plans and stages in the memory of a small one.  An index in another order is
+paired through a dictionary of the live entries instead.
+
+``staging_paths`` gives the staged tree the few restored paths it must know
+(directories, databases, and paths live outside the walk); the walk itself says
+which live paths the restore replaces.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..format.entry import IndexEntry
+from ..format.order import index_order
 from ..format.records import IndexRecords
-from ..snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry
+from ..snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry, path_of
 from ..streamed import StreamedArray
 
 ADD, CHANGE, REMOVE, KEEP = "add", "change", "remove", "unchanged"
@@ -136,41 +142,74 @@ def restores(entry: IndexEntry, selected: tuple[str, ...], keyed: bool = True) -
     return entry.target in selected and not entry.generated and (keyed or not entry.needs_key())
 
 
+def pair_with_live(entries, live, selected: tuple[str, ...], keyed: bool = True):
+    """(record, live entry) for every record the restore writes and every live entry of
+    the selected targets, paired when both have the same target and path; (record, None)
+    is added, (None, live entry) removed.  ``live`` is a walk in index order (``scan``),
+    whose compact records are (path, target) tuples."""
+    restored = (e for e in entries if restores(e, selected, keyed))
+    current = (e for e in live if _target(e) in selected)
+    if getattr(entries, "in_index_order", False):
+        return _merge(restored, current)
+    return _by_key(restored, current)
+
+
+def _target(entry) -> str | None:
+    return entry[1] if type(entry) is tuple else entry.target
+
+
+def _order(entry) -> tuple[int, str]:
+    return index_order(entry[1], entry[0]) if type(entry) is tuple \
+        else index_order(entry.target, entry.path)
+
+
+def _merge(restored, current):
+    record, live = next(restored, None), next(current, None)
+    while record is not None or live is not None:
+        if live is None or (record is not None and _order(record) < _order(live)):
+            yield record, None
+            record = next(restored, None)
+        elif record is None or _order(live) < _order(record):
+            yield None, live
+            live = next(current, None)
+        else:
+            yield record, live
+            record, live = next(restored, None), next(current, None)
+
+
+def _by_key(restored, current):
+    waiting = {(_target(e), path_of(e)): e for e in current}
+    for record in restored:
+        yield record, waiting.pop((record.target, record.path), None)
+    for live in waiting.values():
+        yield None, live
+
+
 @dataclass
 class StagingPaths:
-    """What the staged tree needs of the archive and the live tree, as paths only.
+    """The restored paths the staged tree must know beside the walk: directories (a live
+    directory keeps its own metadata unless restored), databases (a live sidecar of one
+    must not be kept), and paths live but not in the walk of their target (another
+    target's now, or a special file): those must not be kept either.  And the files
+    restored hard links name."""
 
-    Held while live content is linked into staging; past that only ``link_sources``
-    (usually empty) is.
-    """
-
-    restored: set[str]          # archive paths the restore writes
-    dropped: Collection[str]    # live paths of the selected targets: replaced or removed
-    link_sources: set[str]      # restored files that restored hard links name
+    restored: set[str]
+    link_sources: set[str]
 
 
-def staging_paths(entries, selected: tuple[str, ...], keyed: bool, live_paths,
+def staging_paths(entries, selected: tuple[str, ...], keyed: bool, live,
                   is_live: Callable[[str], bool]) -> StagingPaths:
-    """From the index and the paths of a walk of the selected targets; a path both
-    restored and live is one string (memory).
-
-    ``restored`` is asked only about live paths (``keep_live``), so it holds only the
-    restored paths that are live: ``is_live(path)`` for those the walk did not list
-    (another target's, or new).  A restore into an empty root holds none.  Databases
-    are always in it: a live sidecar of a restored database must not be kept.
-    """
-    live = {path: path for path in live_paths}
+    """From the index and the walk of the selected targets (``pair_with_live``);
+    ``is_live(path)`` for a restored path the walk does not have."""
     restored, link_sources = set(), set()
-    for entry in entries:
-        if restores(entry, selected, keyed):
-            path = live.get(entry.path)
-            if path is not None:
-                restored.add(path)
-            elif entry.sqlite or is_live(entry.path):
-                restored.add(entry.path)
-            if entry.type == "hardlink":
-                link_sources.add(entry.link)
-    return StagingPaths(restored, live.keys(), link_sources)
+    for record, current in pair_with_live(entries, live, selected, keyed):
+        if record is None:
+            continue
+        if record.type == "hardlink":
+            link_sources.add(record.link)
+        if record.type == "dir" or record.sqlite or (current is None and is_live(record.path)):
+            restored.add(record.path)
+    return StagingPaths(restored, link_sources)
 
 
 def version_tuple(version: str | None) -> tuple[int, ...] | None:
@@ -189,23 +228,24 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
               version_now: str | None, keyed: bool = True) -> RestorePlan:
     """Archive × live tree × selection → the restore plan.
 
-    ``live`` is the walk of the live tree for the selected targets;
+    ``live`` is the walk of the live tree for the selected targets, in index order
+    (``scan``); a path whose target differs between the two is removed from one target
+    and added to the other;
     ``live_databases`` maps a live database path to (row counts, user_version);
     ``keyed``: the archive's sealed files can be opened (``restores``).
     """
-    # One pass over the records (they may be read back from disk on each pass), and of
-    # the restored paths only what is asked of them later: which live paths they include
-    # (the other live paths go), their top-level names and their databases.  A restore
-    # of 100,000 files must not hold 100,000 records, or paths when the root is empty.
-    live_by_path = {e.path: e for e in live if e.target in selected}
+    # One pass over the records (they may be read back from disk on each pass), paired
+    # with the walk: of the paths only the top-level names and the databases are kept.
     plans = {name: TargetPlan(name) for name in selected}
-    restored_live: set[str] = set()     # index paths are unique (checked when it was read)
-    touched = {path.partition("/")[0] for path in live_by_path}
+    touched: set[str] = set()
     archived_databases = {record["path"] for record in manifest.get("databases", [])}
     restored_databases = set()
-    bytes_to_stage = 0
-    for entry in entries:
-        if not restores(entry, selected, keyed):
+    bytes_to_stage = live_bytes = 0
+    for entry, current in pair_with_live(entries, live, selected, keyed):
+        if entry is None:
+            touched.add(current.path.partition("/")[0])
+            live_bytes += current.size
+            plans[current.target].add(current.path, REMOVE, current.size)
             continue
         path = entry.path
         touched.add(path.partition("/")[0])
@@ -213,16 +253,11 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
             restored_databases.add(path)
         size = entry.size if entry.type == "file" else 0
         bytes_to_stage += size
-        current = live_by_path.get(path)
         if current is None:
             plans[entry.target].add(path, ADD, size)
             continue
-        path = current.path     # one string for the restored and the live path (memory)
-        restored_live.add(path)
+        live_bytes += current.size
         plans[entry.target].add(path, KEEP if _same(entry, current) else CHANGE, size)
-    for path, current in live_by_path.items():
-        if path not in restored_live:
-            plans[current.target].add(path, REMOVE, current.size)
 
     databases = []
     for record in manifest.get("databases", []):
@@ -250,6 +285,6 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
         version_archive=archive_version,
         version_now=current_version,
         bytes_to_stage=bytes_to_stage,
-        live_bytes=sum(e.size for e in live_by_path.values()),
+        live_bytes=live_bytes,
         warnings=warnings,
     )

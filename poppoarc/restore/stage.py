@@ -17,11 +17,12 @@ import posixpath
 import shutil
 import stat
 from pathlib import Path
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 
 from ..errors import CorruptArchive, RestoreError, UnsafeArchiveEntry
 from ..format.entry import IndexEntry
 from ..format.reader import MemberSink
+from ..snapshot.scan import in_path_order
 from ..snapshot.sqlite import BackgroundChecks
 
 SIDECARS = ("-wal", "-shm", "-journal")
@@ -38,6 +39,20 @@ def link_target_problem(path: str, target: str) -> str | None:
     if resolved == ".." or resolved.startswith("../") or resolved.startswith("/"):
         return "link target leaves the installation"
     return None
+
+
+class _Ascending:
+    """Whether a path is among ``paths``, for paths asked in increasing order: both
+    sorted, so one forward pass answers every question."""
+
+    def __init__(self, paths):
+        self._paths = iter(paths)
+        self._next = next(self._paths, None)
+
+    def __contains__(self, path: str) -> bool:
+        while self._next is not None and self._next < path:
+            self._next = next(self._paths, None)
+        return self._next == path
 
 
 def live_lookup(root: Path) -> Callable[[str], bool]:
@@ -99,42 +114,51 @@ class StagedTree(MemberSink):
         self.checks = BackgroundChecks(quick=True)
 
     # -- live content --------------------------------------------------------
-    def keep_live(self, names: list[str], restored: set[str], dropped: Collection[str]) -> None:
+    def keep_live(self, names: list[str], restored: set[str], dropped) -> None:
         """Hard-link every live path under ``names`` that the restore does not replace:
-        neither ``restored`` from the archive nor ``dropped`` (a live path of a selected
-        target).  The two sets are not needed afterwards."""
-        for name in names:
-            live = self.root / name
-            if os.path.lexists(live):
-                self._keep(live, name, restored, dropped)
+        neither ``dropped`` (the walk of the selected targets: its paths in path order)
+        nor ``restored`` (``plan.StagingPaths``).  The tree is visited in path order too,
+        so ``dropped`` is one forward pass, however many paths it has."""
+        self._keep_dir(str(self.root), "", restored, _Ascending(dropped), set(names))
 
-    def _keep(self, live: Path, rel: str, restored: set[str], dropped: Collection[str]) -> None:
-        st = os.lstat(live)
-        if stat.S_ISDIR(st.st_mode):
+    def _keep_dir(self, abs_dir: str, rel_dir: str, restored: set[str], dropped: _Ascending,
+                  only: set[str] | None = None) -> None:
+        with os.scandir(abs_dir) as children:
+            ordered = list(in_path_order(c for c in children if only is None or c.name in only))
+        descend = set()
+        for name, is_dir in ordered:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            if is_dir is None:          # the contents of a directory met before
+                if rel in descend:
+                    self._keep_dir(f"{abs_dir}/{name}", rel, restored, dropped)
+                continue
+            live = f"{abs_dir}/{name}"
+            st = os.lstat(live)
+            if stat.S_ISDIR(st.st_mode):
+                if not is_dir:
+                    raise RestoreError("the live tree changed while the restore was staged; "
+                                       "nothing was changed", path=live)
+                (self.staging / rel).mkdir(mode=0o700, exist_ok=True)
+                descend.add(rel)
+                if rel not in restored:
+                    # applied in finish(): writing archive files into it would move its mtime
+                    self._kept_dirs[rel] = st
+                    if rel in dropped:
+                        self._dropped_dirs.append(rel)
+                continue
+            if rel in dropped or rel in restored:
+                continue
+            if any(rel.endswith(s) and rel[:-len(s)] in restored for s in SIDECARS):
+                continue    # a stale sidecar would replay old data onto the restored database
             target = self.staging / rel
-            target.mkdir(mode=0o700, exist_ok=True)
-            with os.scandir(live) as children:
-                for child in children:
-                    self._keep(Path(child.path), f"{rel}/{child.name}", restored, dropped)
-            if rel not in restored:
-                # applied in finish(): writing archive files into it would move its mtime
-                self._kept_dirs[rel] = st
-                if rel in dropped:
-                    self._dropped_dirs.append(rel)
-            return
-        if rel in dropped or rel in restored:
-            return
-        if any(rel.endswith(s) and rel[:-len(s)] in restored for s in SIDECARS):
-            return      # a stale sidecar would replay old data onto the restored database
-        target = self.staging / rel
-        if stat.S_ISLNK(st.st_mode):
-            os.symlink(os.readlink(live), target)
-            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-            return
-        try:
-            os.link(live, target, follow_symlinks=False)
-        except OSError:
-            shutil.copy2(live, target, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(live), target)
+                os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+                continue
+            try:
+                os.link(live, target, follow_symlinks=False)
+            except OSError:
+                shutil.copy2(live, target, follow_symlinks=False)
 
     def prune_removed_dirs(self) -> None:
         """Directories the archive does not have and that ended up empty go away."""

@@ -161,12 +161,13 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
         take_safety = not skip_backup and bool(live)
         # The staged tree drops the live paths of the selected targets as they are when
         # staging starts.  After a hook or a safety archive the tree is walked again: the
-        # hook may write into a restored target, and keeping these paths through the safety
-        # archive's own walk took 116 MB at the peak for 100,000 files.  The walk's records
-        # are not needed past the plan either (100,000: ~20 MB).
+        # hook may write into a restored target.  Else the plan's walk waits on disk.
         walk_again = take_safety or bool(hooks.get("beforeRestore"))
-        live_paths = None if walk_again else [e.path for e in live]
-        del live
+        if walk_again:
+            live.close()
+            live = None
+        else:
+            live.release()
 
         if not os.access(settings.root, os.W_OK | os.X_OK):
             raise NotWritable("installation root is not writable by this user", path=settings.root)
@@ -191,17 +192,17 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
             for warning in safety.warnings:
                 warnings.add(f"safety archive {safety.id}: {warning}")
         if walk_again:
-            live_paths = map(path_of, scan(settings.root, catalogue, Warnings(), compact=True,
-                                           skip=(settings.store, settings.key_dir)).entries)
-        paths = staging_paths(entries, selected, keyed, live_paths, live_lookup(settings.root))
-        del live_paths
+            live = scan(settings.root, catalogue, Warnings(), compact=True,
+                        skip=(settings.store, settings.key_dir)).entries
+        paths = staging_paths(entries, selected, keyed, live, live_lookup(settings.root))
         area = swap.begin(settings.root, secrets.token_hex(6), manifest["id"], on_event=on_event)
         tree = StagedTree(settings.root, area.path, lambda e: restores(e, selected, keyed),
                           paths.link_sources, same_owner=same_owner, special_bits=special_bits)
         writing = WriteBehind(tree)     # the staged tree is written on a thread of its own
         try:
-            tree.keep_live(plan.top_level, paths.restored, paths.dropped)
-            del paths       # only paths: 100,000 of them are ~17 MB
+            tree.keep_live(plan.top_level, paths.restored, live.paths_in_path_order(path_of))
+            live.close()
+            del paths
             total = plan.bytes_to_stage
             report = (lambda done, name: progress(done, total, name)) if progress else None
             if links:

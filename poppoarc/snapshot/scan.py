@@ -186,12 +186,16 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
 
 
 def _children_in_order(abs_dir: str, rel_dir: str, warnings: Warnings):
-    """(name, is_dir) of each child, in the order its path sorts, and (name, None) where
-    a directory's contents sort (name + "/": after "a.txt", before "a0").  Only the names
-    are held, in one list (60,000 in one directory: ~4 MB while it is walked)."""
+    return in_path_order(_children(abs_dir, rel_dir, warnings))
+
+
+def in_path_order(children):
+    """(name, is_dir) of each ``DirEntry``, in the order its path sorts, and (name, None)
+    where a directory's contents sort (name + "/": after "a.txt", before "a0").  Only the
+    names are held, in one list (60,000 in one directory: ~4 MB while it is walked)."""
     keys: list[str] = []
     dirs: set[str] = set()
-    for child in _children(abs_dir, rel_dir, warnings):
+    for child in children:
         keys.append(child.name)
         try:
             if child.is_dir(follow_symlinks=False):

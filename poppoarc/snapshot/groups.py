@@ -18,7 +18,7 @@ from itertools import chain
 
 from ..format.order import TARGETS
 
-SPILL_AT = 1 << 17          # records held in memory, all groups together, before spilling
+SPILL_AT = 1 << 16          # records held in memory, all groups together, before spilling
 _CHUNK = 4096               # records per marshal chunk on disk (what a reader holds)
 
 

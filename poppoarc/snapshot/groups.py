@@ -3,9 +3,10 @@
 The walk meets paths in index order (spec/FORMAT.md §5.4), so each target's
 records arrive sorted and need only be kept in arrival order.  Up to
 ``SPILL_AT`` records stay in lists (the common installation: no disk, no
-decoding); past that every group moves to a temporary file in marshal chunks
-and is read back a chunk at a time, so a walk of a million files does not hold
-a million records (pack: ~150 bytes each, even compact).
+decoding; a full record counts twice); past that every group moves to a
+temporary file in marshal chunks and is read back a chunk at a time, so a walk
+of a million files does not hold a million records (~150 bytes each even
+compact, ~300 full).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from itertools import chain
 
 from ..format.order import TARGETS
 
-SPILL_AT = 1 << 16          # records held in memory, all groups together, before spilling
+# Records held in memory, all groups together, before spilling: 131,072 compact records
+# (pack's plain files, ~150 bytes each) or half as many full ones (~300 bytes each).
+SPILL_AT = 1 << 17
 _CHUNK = 4096               # records per marshal chunk on disk (what a reader holds)
 
 
@@ -42,7 +45,7 @@ class WalkGroups:
             if len(group.held) >= _CHUNK:
                 group.spill(self._fields)
             return
-        self._held += 1
+        self._held += 1 if type(record) is tuple else 2
         if self._held > self._spill_at:
             self._spilled = True
             for each in self._groups.values():

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..format.entry import IndexEntry
-from ..format.order import index_order
+from ..format.order import TARGETS, index_order
 from ..format.records import IndexRecords
 from ..snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry, path_of
 from ..streamed import StreamedArray
@@ -163,18 +163,25 @@ def _order(entry) -> tuple[int, str]:
         else index_order(entry.target, entry.path)
 
 
+_END = (len(TARGETS), "")      # after every key
+
+
 def _merge(restored, current):
     record, live = next(restored, None), next(current, None)
+    record_key = _END if record is None else index_order(record.target, record.path)
+    live_key = _END if live is None else _order(live)
     while record is not None or live is not None:
-        if live is None or (record is not None and _order(record) < _order(live)):
-            yield record, None
+        if record_key <= live_key:
+            yield record, (live if record_key == live_key else None)
+            if record_key == live_key:
+                live = next(current, None)
+                live_key = _END if live is None else _order(live)
             record = next(restored, None)
-        elif record is None or _order(live) < _order(record):
+            record_key = _END if record is None else index_order(record.target, record.path)
+        else:
             yield None, live
             live = next(current, None)
-        else:
-            yield record, live
-            record, live = next(restored, None), next(current, None)
+            live_key = _END if live is None else _order(live)
 
 
 def _by_key(restored, current):

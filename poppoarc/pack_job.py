@@ -69,12 +69,9 @@ class PackJob(DatabaseSteps):
         if self.progress:               # the total is known before the databases are copied
             self.progress(0, self.bytes_total, None)
         groups, self.entries = self.entries, None
-        shared = 0
-        for entry in groups.take(None):
-            shared += 1
+        for entry in groups.take(None):     # shared parents: a frame group of their own
             self._write(writer, entry)
-        if shared:
-            writer.end_frame()
+        writer.end_frame()                  # (nothing at all when there are none)
         with self.snapshots:            # the copies go once the body is written
             plain_path = self.parent is None and not self.seal_all     # see _write_plain
             for target in TARGETS:

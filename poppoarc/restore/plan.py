@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from ..format.entry import IndexEntry
 from ..format.order import TARGETS, index_order
 from ..format.records import IndexRecords
-from ..snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry, path_of
+from ..snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry, path_of, target_of
 from ..streamed import StreamedArray
 
 ADD, CHANGE, REMOVE, KEEP = "add", "change", "remove", "unchanged"
@@ -148,19 +148,14 @@ def pair_with_live(entries, live, selected: tuple[str, ...], keyed: bool = True)
     is added, (None, live entry) removed.  ``live`` is a walk in index order (``scan``),
     whose compact records are (path, target) tuples."""
     restored = (e for e in entries if restores(e, selected, keyed))
-    current = (e for e in live if _target(e) in selected)
+    current = (e for e in live if target_of(e) in selected)
     if getattr(entries, "in_index_order", False):
         return _merge(restored, current)
     return _by_key(restored, current)
 
 
-def _target(entry) -> str | None:
-    return entry[1] if type(entry) is tuple else entry.target
-
-
 def _order(entry) -> tuple[int, str]:
-    return index_order(entry[1], entry[0]) if type(entry) is tuple \
-        else index_order(entry.target, entry.path)
+    return index_order(target_of(entry), path_of(entry))
 
 
 _END = (len(TARGETS), "")      # after every key
@@ -185,7 +180,7 @@ def _merge(restored, current):
 
 
 def _by_key(restored, current):
-    waiting = {(_target(e), path_of(e)): e for e in current}
+    waiting = {(target_of(e), path_of(e)): e for e in current}
     for record in restored:
         yield record, waiting.pop((record.target, record.path), None)
     for live in waiting.values():

@@ -113,12 +113,12 @@ class _Group:
     def _walked(self, make, consume: bool):
         if self._file is not None:
             self._file.flush()
-            position = 0
+            fd, position = self._file.fileno(), 0
             while True:
-                size = int.from_bytes(_pread(self._file, 4, position) or b"\0\0\0\0", "little")
+                size = int.from_bytes(os.pread(fd, 4, position) or b"\0\0\0\0", "little")
                 if not size:
                     break
-                chunk = marshal.loads(_pread(self._file, size, position + 4))
+                chunk = marshal.loads(os.pread(fd, size, position + 4))
                 position += 4 + size
                 yield from map(make, chunk)
             if consume:
@@ -135,7 +135,3 @@ class _Group:
         if self._file is not None:
             self._file.close()
             self._file = None
-
-
-def _pread(handle, size: int, position: int) -> bytes:
-    return os.pread(handle.fileno(), size, position)

@@ -89,11 +89,11 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
     The walk visits each directory's children in the order their paths sort (a
     directory's own record at its name, its contents at its name plus ``/``), so
     the records come in index order and nothing needs sorting: past ``spill_at``
-    records (default ``groups.SPILL_AT``) the groups go to disk (``WalkGroups``).  ``compact``: regular files with
-    one link become (path, target) tuples and only their total size is kept — for
-    ``pack``, which takes their metadata from fstat.  ``on_database(path)`` is
-    called as each database of a selected target is found (``pack`` starts its
-    snapshot then).
+    records (default ``groups.SPILL_AT``) the groups go to disk (``WalkGroups``).
+    ``compact``: regular files with one link become (path, target) tuples and only
+    their total size is kept — for ``pack``, which takes their metadata from fstat.
+    ``on_database(path)`` is called as each database of a selected target is found
+    (``pack`` starts its snapshot then).
     """
     selected = set(catalogue.selected)
     skip_real = {os.path.realpath(p) for p in skip}
@@ -101,6 +101,7 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
     result = ScanResult(entries=groups)
     recorded: set[str] = set()          # directories in the index: owned, or needed as parents
     unowned: dict[str, os.stat_result] = {}     # directories no selected target owns
+    descend: set[str] = set()           # directories whose contents the walk enters
 
     def add(target: str, record, path: str, size: int) -> None:
         groups.add(target, record)
@@ -111,7 +112,7 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
             parent = parent.rpartition("/")[0]
 
     def walk(abs_dir: str, rel_dir: str) -> None:
-        for name, is_dir in _children_in_order(abs_dir, rel_dir, warnings):
+        for name, is_dir in in_path_order(_children(abs_dir, rel_dir, warnings)):
             rel = f"{rel_dir}/{name}" if rel_dir else name
             if is_dir is None:          # the contents of a directory met before
                 if rel in descend:
@@ -176,17 +177,12 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
             else:
                 warnings.add(f"{rel}: special file (device, FIFO or socket) not archived")
 
-    descend: set[str] = set()       # directories whose contents the walk enters
     walk(str(root), "")
     del walk    # it refers to itself: without this the walk's records outlive their last use
     # Shared parents: needed by a path below them, owned by no selected target.
     for rel in sorted(p for p in recorded if p in unowned):
         groups.add(None, _entry(rel, None, DIR, unowned[rel]))
     return result
-
-
-def _children_in_order(abs_dir: str, rel_dir: str, warnings: Warnings):
-    return in_path_order(_children(abs_dir, rel_dir, warnings))
 
 
 def in_path_order(children):
@@ -233,3 +229,7 @@ def _children(abs_dir: str, rel_dir: str, warnings: Warnings):
 
 def path_of(entry: SourceEntry | tuple[str, str]) -> str:
     return entry[0] if type(entry) is tuple else entry.path
+
+
+def target_of(entry: SourceEntry | tuple[str, str]) -> str | None:
+    return entry[1] if type(entry) is tuple else entry.target

@@ -15,7 +15,6 @@ from dataclasses import fields
 from datetime import datetime, timezone
 
 from ..errors import CorruptArchive, TamperedArchive
-from ..crypto.recipients import check_stanzas
 from .head import canonical_json, strict_loads
 from .entry import CHUNK_SIZE, ID_PATTERN, SHA256_HEX, IndexEntry, check_entry, is_int
 from .order import PathRules, index_order
@@ -106,6 +105,8 @@ def validate_manifest(manifest: dict, path: object) -> None:
         if encryption["scheme"] != ENCRYPTION_SCHEME or encryption["scope"] not in SCOPES \
                 or encryption["chunk_size"] != CHUNK_SIZE:
             raise TamperedArchive("unsupported encryption scheme, scope or chunk size", path=path)
+        # imported here: a pack's helper process (pack_helper) needs no cryptography (memory)
+        from ..crypto.recipients import check_stanzas
         check_stanzas(encryption["recipients"], path)
 
 

@@ -22,7 +22,6 @@ from pyzstd import CParameter, ZstdCompressor
 from ..errors import PoppoarcError
 from . import head as headfmt
 from . import tarheader
-from ..crypto import segments
 from .access import as_sink
 from .blocks import BlockHasher, read_blocks
 from .head import ENCRYPTED_INDEX_NAME, INDEX_NAME, head_frame_size
@@ -72,7 +71,7 @@ class BodyWriter(SealingMixin):
         self._pending = bytearray()
         self._frame_start = self.offset
         self._frame_has_data = False
-        self._buffer = bytearray(READ_CHUNK)
+        self._buffer: bytearray | None = None   # for files of READ_CHUNK or more, when met
         self._threads = threads
         self._pool: ThreadPoolExecutor | None = None
         self._sealing: deque = deque()     # (future, [(member name, members list), ...])
@@ -177,6 +176,8 @@ class BodyWriter(SealingMixin):
                 self._feed(bytes(tarheader.padding(size)))
             return _stored(hasher, size, changed, block_size)
         self._feed(header)
+        if self._buffer is None:
+            self._buffer = bytearray(READ_CHUNK)
         view = memoryview(self._buffer)
         remaining = size
         while remaining:
@@ -261,6 +262,7 @@ def finish_archive(out, writer: BodyWriter, *, archive_id: str, now, entries: li
     writer.close()
     fields = dict(fields)
     if encryption is not None and encryption["scope"] == "archive":
+        from ..crypto import segments   # here: a pack's helper process needs no cryptography
         # Paths, hosts, database and certificate details would leak: they move
         # into the encrypted index header; the readable head keeps counts only.
         sealed_manifest = {k: fields[k] for k in SEALED_MANIFEST_KEYS if k != "warnings"}

@@ -171,12 +171,19 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                 warnings.add(f"{rel}: secret file not archived: secrets are stored only "
                              "encrypted and no key is configured (POPPO_BACKUP_KEY or "
                              "backup.storage.recipients)")
-        job = PackJob(settings, catalogue.selected, result.entries, warnings, progress, snapshots,
-                       keep_damaged_databases=archive_type == "pre-restore",
-                       sealer=sealer, seal_all=scope == "archive", secrets=set(result.secrets),
-                       archive_mtime_ns=int(now.timestamp()) * 10**9, parent=parent,
-                       check_content=check_content, total_bytes=total_bytes,
-                       block_digests=in_chains and archive_type != "pre-restore")
+        # Sealed content is compressed before encryption; the outer frames then
+        # only hold tar framing and ciphertext, where a fast level is enough.
+        level = 1 if scope == "archive" else DEFAULT_LEVEL
+        threads = compression_threads()
+        job = PackJob(settings.root, catalogue.selected, result.entries, warnings, progress,
+                      snapshots, keep_damaged_databases=archive_type == "pre-restore",
+                      sealer=sealer, seal_all=scope == "archive", secrets=set(result.secrets),
+                      archive_mtime_ns=int(now.timestamp()) * 10**9, parent=parent,
+                      check_content=check_content, total_bytes=total_bytes,
+                      block_digests=in_chains and archive_type != "pre-restore",
+                      target_bytes=result.target_bytes,
+                      helper_level=level if threads > 1 else None,
+                      scratch_dir=store.local_dir)
         references = [describe_reference(str(settings.root / rel), rel)
                       for rel in result.references[:MAX_REFERENCES]]
         if len(result.references) > MAX_REFERENCES:
@@ -186,10 +193,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                                        settings.env_prefixes, settings.mask_patterns, dotenv)
         head_size = _head_size(settings.root, result.databases, references)
         result.entries = None       # the job holds the walk's records now
-        # Sealed content is compressed before encryption; the outer frames then
-        # only hold tar framing and ciphertext, where a fast level is enough.
-        level = 1 if scope == "archive" else DEFAULT_LEVEL
-        writer = BodyWriter(upload, head_size, level=level, threads=compression_threads())
+        writer = BodyWriter(upload, head_size, level=level, threads=threads)
         job.write_body(writer, env_doc, now)
         fields = {
             "version": installation_version(settings.root),

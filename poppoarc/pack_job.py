@@ -5,7 +5,8 @@
 deltas and references unchanged files of an incremental's parent; it keeps
 the bookkeeping the manifest needs (targets, databases, counts) and spools
 the index records.  ``pack.py`` decides what to pack and finishes the archive;
-``pack_databases`` holds the database steps.
+``pack_databases`` holds the database steps; ``pack_helper`` packs one target of
+many small files in a second process when that shortens the pack.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import io
 import json
 import os
 from datetime import datetime
+from pathlib import Path
 
-from .config import Settings
 from .errors import DatabaseSnapshotError, SourceError, Warnings
 from .format import tarheader
 from .format.entry import BUNDLE_MAX, CHUNK_SIZE, IndexEntry, encode_digests, needs_digest
 from .format.spool import IndexSpool
 from .format.writer import READ_CHUNK, BodyWriter, StoredFile
 from .pack_databases import DatabaseSteps, SnapshotSession
+from .pack_helper import TargetHelper, choose_target
 from .policy import chains
 from .snapshot.catalogue import TARGETS
 from .snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry
@@ -33,11 +35,13 @@ ENVIRONMENT_MEMBER = ".poppoarc/environment.json"
 class PackJob(DatabaseSteps):
     """The body-writing loop, with the bookkeeping the manifest needs."""
 
-    def __init__(self, settings: Settings, selected, entries, warnings: Warnings, progress,
-                 snapshots: SnapshotSession, keep_damaged_databases: bool = False,
+    def __init__(self, root, selected, entries, warnings: Warnings, progress,
+                 snapshots: SnapshotSession | None, keep_damaged_databases: bool = False,
                  sealer=None, seal_all: bool = False, secrets: set[str] = frozenset(),
                  archive_mtime_ns: int = 0, parent=None, check_content: bool = False,
-                 total_bytes: int = 0, block_digests: bool = True):
+                 total_bytes: int = 0, block_digests: bool = True,
+                 target_bytes: dict | None = None, helper_level: int | None = None,
+                 scratch_dir=None):
         # Page digests cost a hash pass over every database and ~0.5 % of the archive;
         # only an archive that may become an incremental's parent needs them (§12.4).
         self.block_digests = block_digests or parent is not None
@@ -49,8 +53,8 @@ class PackJob(DatabaseSteps):
         # (they are often why the restore happens); a normal backup refuses them.
         self.keep_damaged_databases = keep_damaged_databases
         self._damaged: set[str] = set()
-        self.root = settings.root
-        self._root_text = str(settings.root)   # str concatenation: pathlib costs µs per file
+        self.root = Path(root)
+        self._root_text = str(root)     # str concatenation: pathlib costs µs per file
         self.snapshots = snapshots      # the database copies; the walk starts them (pack.py)
         self.selected = selected
         self.entries = entries          # scan's WalkGroups: by target, each in index order
@@ -62,6 +66,10 @@ class PackJob(DatabaseSteps):
         self.files = 0
         self.bytes_done = 0
         self.bytes_total = total_bytes
+        self.target_bytes = target_bytes or {}
+        # compression level for a helper process (pack_helper), None: one process only
+        self.helper_level = helper_level
+        self.scratch_dir = scratch_dir  # its temporary files: beside the archive if local
         self._links: dict[tuple[int, int], IndexEntry] = {}
         self._checks: list = []         # (manifest record, future of its DatabaseFacts)
 
@@ -72,44 +80,94 @@ class PackJob(DatabaseSteps):
         for entry in groups.take(None):     # shared parents: a frame group of their own
             self._write(writer, entry)
         writer.end_frame()                  # (nothing at all when there are none)
-        with self.snapshots:            # the copies go once the body is written
-            plain_path = self.parent is None and not self.seal_all     # see _write_plain
-            for target in TARGETS:
-                if target not in self.selected:
-                    continue
-                before_files, before_index = self.files, len(self.index)
-                size = 0
-                for entry in groups.take(target):
-                    if type(entry) is tuple:        # a plain file: its facts come from fstat
-                        if plain_path:
-                            size += self._write_plain(writer, target, entry[0])
-                            continue
-                        entry = SourceEntry(entry[0], target, FILE, 0, 0, 0, 0, 0)
-                    size += self._write(writer, entry)
-                if target == "config":
-                    data = json.dumps(env_doc, indent=2, sort_keys=True).encode() + b"\n"
-                    mtime_ns = int(now.timestamp()) * 10**9
-                    record = IndexEntry(ENVIRONMENT_MEMBER, "config", "file", 0o600, 0, 0,
-                                        mtime_ns, len(data), generated=True)
-                    if self.seal_all:
-                        self._seal(writer, record, io.BytesIO(data).read, may_bundle=True)
+        # A plain file of a full, unsealed archive takes _write_plain (see there).
+        plain_path = self.parent is None and not self.seal_all
+        helper = self._start_helper(groups) if plain_path else None
+        try:
+            with self.snapshots:            # the copies go once the body is written
+                for target in TARGETS:
+                    if target not in self.selected:
+                        continue
+                    before_files, before_index = self.files, len(self.index)
+                    if helper is not None and target == helper.target:
+                        size, (offset, length) = self._splice(writer, helper)
                     else:
-                        record.sha256 = writer.add_bytes(ENVIRONMENT_MEMBER, data, 0o600, mtime_ns)
-                    self.index.append(record, deferred=record.sealed is not None)
-                offset, length = writer.end_frame()
-                self.targets[target] = {"files": self.files - before_files, "size": size,
-                                        "entries": len(self.index) - before_index,
-                                        "stored": [offset, length]}
-            # A snapshot that fails its check aborts the pack before the head is signed,
-            # so no complete archive ever holds one.
-            for record, future in self._checks:
-                try:
-                    record.update(future.result().to_json())
-                except DatabaseSnapshotError as exc:
-                    if not self.keep_damaged_databases:
-                        raise
-                    self._mark_damaged(record["path"], exc, "as the backup API copied it")
-                    self.databases.remove(record)
+                        size = self.write_records(writer, target, groups.take(target),
+                                                  plain_path)
+                        if target == "config":
+                            self._write_environment(writer, env_doc, now)
+                        offset, length = writer.end_frame()
+                    self.targets[target] = {"files": self.files - before_files, "size": size,
+                                            "entries": len(self.index) - before_index,
+                                            "stored": [offset, length]}
+                # A snapshot that fails its check aborts the pack before the head is signed,
+                # so no complete archive ever holds one.
+                for record, future in self._checks:
+                    try:
+                        record.update(future.result().to_json())
+                    except DatabaseSnapshotError as exc:
+                        if not self.keep_damaged_databases:
+                            raise
+                        self._mark_damaged(record["path"], exc, "as the backup API copied it")
+                        self.databases.remove(record)
+        finally:
+            if helper is not None:
+                helper.close()
+
+    def write_records(self, writer: BodyWriter, target: str, records, plain_path: bool) -> int:
+        """Archive one target's walk records, in order; returns the content bytes stored."""
+        size = 0
+        for entry in records:
+            if type(entry) is tuple:        # a plain file: its facts come from fstat
+                if plain_path:
+                    size += self._write_plain(writer, target, entry[0])
+                    continue
+                entry = SourceEntry(entry[0], target, FILE, 0, 0, 0, 0, 0)
+            size += self._write(writer, entry)
+        return size
+
+    def _write_environment(self, writer: BodyWriter, env_doc: dict, now: datetime) -> None:
+        data = json.dumps(env_doc, indent=2, sort_keys=True).encode() + b"\n"
+        mtime_ns = int(now.timestamp()) * 10**9
+        record = IndexEntry(ENVIRONMENT_MEMBER, "config", "file", 0o600, 0, 0,
+                            mtime_ns, len(data), generated=True)
+        if self.seal_all:
+            self._seal(writer, record, io.BytesIO(data).read, may_bundle=True)
+        else:
+            record.sha256 = writer.add_bytes(ENVIRONMENT_MEMBER, data, 0o600, mtime_ns)
+        self.index.append(record, deferred=record.sealed is not None)
+
+    def _start_helper(self, groups) -> TargetHelper | None:
+        """Hand one target to a helper process when that shortens the pack (pack_helper)."""
+        if self.helper_level is None:
+            return None
+        work = [(t, groups.count(t), self.target_bytes.get(t, 0), t != "config")
+                for t in TARGETS if t in self.selected]
+        target = choose_target(work)
+        if target is None:
+            return None
+        helper = TargetHelper.start(self._root_text, target, groups.group(target),
+                                    self.helper_level, self.scratch_dir)
+        if helper is not None:
+            groups.discard(target)
+        return helper
+
+    def _splice(self, writer: BodyWriter, helper: TargetHelper) -> tuple[int, tuple[int, int]]:
+        """The helper's target: its frames and index records copied in, or, if the
+        helper failed, written here from the records it was given."""
+        part = helper.result()
+        if part is None:
+            size = self.write_records(writer, helper.target, helper.records(), True)
+            return size, writer.end_frame()
+        stored = writer.add_frames(part.data, part.data_length)
+        self.index.extend_encoded(part.index, part.entries)
+        for message in part.warnings:
+            self.warnings.add(message)
+        self.files += part.files
+        self.bytes_done += part.size
+        if self.progress:
+            self.progress(self.bytes_done, self.bytes_total, None)
+        return part.size, stored
 
     def _seal(self, writer: BodyWriter, record: IndexEntry, read,
               payload: int | None = None, may_bundle: bool = False) -> StoredFile:

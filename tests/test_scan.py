@@ -19,7 +19,12 @@ def test_compact_walk_lists_the_same_paths_in_the_same_order(installation):
     plain = {e.path: e for e in full.entries if e.kind == FILE and e.nlink == 1}
     assert tuples and {p for p, _ in tuples} == set(plain)
     assert all(plain[p].target == target for p, target in tuples)
-    assert compact.compact_bytes == sum(plain[p].size for p, _ in tuples)
+    sizes = {}
+    for entry in full.entries:
+        if entry.kind in ("file", "sqlite"):
+            sizes[entry.target] = sizes.get(entry.target, 0) + entry.size
+    assert compact.target_bytes == full.target_bytes == sizes
+    assert compact.total_bytes == sum(sizes.values())
     kept = [e for e in compact.entries if isinstance(e, SourceEntry) and e.kind == FILE]
     assert kept and all(e.nlink > 1 for e in kept)
 
@@ -91,8 +96,8 @@ def test_a_walk_past_its_memory_bound_lists_the_same_records(installation):
         assert len(held.entries) == len(spilled.entries) > 5
         assert _as_rows(spilled.entries) == _as_rows(held.entries)
         assert _as_rows(spilled.entries) == _as_rows(held.entries)      # read again
-        assert (spilled.total_bytes, spilled.compact_bytes) == \
-            (held.total_bytes, held.compact_bytes)
+        assert (spilled.total_bytes, spilled.target_bytes) == \
+            (held.total_bytes, held.target_bytes)
         taken = [e for t in (None, "config", "database", "logs", "agents", "state", "security")
                  for e in spilled.entries.take(t)]
         assert _as_rows(taken) == _as_rows(held.entries)

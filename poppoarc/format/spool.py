@@ -51,6 +51,18 @@ class IndexSpool:
         self._count += 1
         self._settle()
 
+    def extend_encoded(self, source, count: int) -> None:
+        """Append ``count`` records encoded elsewhere (``write_to`` of another spool),
+        read from ``source`` to its end."""
+        self._file.seek(0, io.SEEK_END)
+        lines = 0
+        while chunk := source.read(1 << 20):
+            lines += chunk.count(b"\n")
+            self._file.write(chunk)
+        if lines != count:
+            raise ValueError(f"{lines} encoded records where {count} were expected")
+        self._count += count
+
     def _settle(self) -> None:
         while self._pending and _complete(self._pending[0][2]):
             sequence, offset, entry = self._pending.popleft()

@@ -50,10 +50,12 @@ class BodyWriter(SealingMixin):
     ``out`` is an ``ArchiveSink`` or a seekable binary file (wrapped as one).
     """
 
-    def __init__(self, out, head_size: int, *, level: int = DEFAULT_LEVEL, threads: int = 0):
+    def __init__(self, out, head_size: int | None, *, level: int = DEFAULT_LEVEL,
+                 threads: int = 0):
         self.out = out
         self.sink = as_sink(out)
-        self.offset = head_frame_size(head_size)
+        # None: a part of a body written apart (``add_frames`` copies it into the archive)
+        self.offset = 0 if head_size is None else head_frame_size(head_size)
         self.body_hash = hashlib.sha256()
         options = {CParameter.compressionLevel: level, CParameter.checksumFlag: 1}
         if threads > 1:
@@ -118,6 +120,19 @@ class BodyWriter(SealingMixin):
         self._close_frame()
         start, self._frame_start = self._frame_start, self.offset
         return start, self.offset - start
+
+    def add_frames(self, source, length: int) -> tuple[int, int]:
+        """Copy ``length`` bytes of whole zstd frames from ``source`` (a body part that
+        another ``BodyWriter`` wrote) as a frame group of its own; its (offset, length)."""
+        self.end_frame()
+        remaining = length
+        while remaining:
+            chunk = source.read(min(READ_CHUNK, remaining))
+            if not chunk:
+                raise ValueError("body part ended early")
+            self._emit(chunk)
+            remaining -= len(chunk)
+        return self.end_frame()
 
     # -- members -----------------------------------------------------------
     def add_directory(self, path: str, mode: int, mtime_ns: int, uid: int, gid: int) -> None:

@@ -66,6 +66,15 @@ class WalkGroups:
         """One group's records, each dropped as it is yielded: once only."""
         return self._groups[target].records(self._make, consume=True)
 
+    def count(self, target: str | None) -> int:
+        return self._groups[target].count
+
+    def discard(self, target: str | None) -> None:
+        """Drop one group's records unread (another process writes them)."""
+        group = self._groups[target]
+        group.held, group.extra = [], []
+        group.close()
+
     def release(self) -> None:
         """Move every record to disk now (a walk kept while other work needs the memory)."""
         self._spilled = True

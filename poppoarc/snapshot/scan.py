@@ -49,18 +49,19 @@ class ScanResult:
     references: list[str] = field(default_factory=list)   # relative paths
     secrets: list[str] = field(default_factory=list)      # relative paths
     databases: list[str] = field(default_factory=list)    # relative paths
-    compact_bytes: int = 0      # the sizes of the files entered as tuples
     total_bytes: int = 0        # the sizes of all files and databases entered
+    target_bytes: dict = field(default_factory=dict)    # ... by target
 
 
 _ENTRY_FIELDS = operator.attrgetter(*SourceEntry.__slots__)
 
 
-def _fields(record) -> tuple:
+def record_fields(record) -> tuple:
+    """A walk record as a tuple marshal can write (``record_from_fields`` rebuilds it)."""
     return record if type(record) is tuple else _ENTRY_FIELDS(record)
 
 
-def _make(fields: tuple):
+def record_from_fields(fields: tuple):
     return fields if len(fields) == 2 else SourceEntry(*fields)
 
 
@@ -97,8 +98,9 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
     """
     selected = set(catalogue.selected)
     skip_real = {os.path.realpath(p) for p in skip}
-    groups = WalkGroups(_fields, _make, spill_at)
+    groups = WalkGroups(record_fields, record_from_fields, spill_at)
     result = ScanResult(entries=groups)
+    target_bytes = result.target_bytes
     recorded: set[str] = set()          # directories in the index: owned, or needed as parents
     unowned: dict[str, os.stat_result] = {}     # directories no selected target owns
     descend: set[str] = set()           # directories whose contents the walk enters
@@ -106,6 +108,7 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
     def add(target: str, record, path: str, size: int) -> None:
         groups.add(target, record)
         result.total_bytes += size
+        target_bytes[target] = target_bytes.get(target, 0) + size
         parent = path.rpartition("/")[0]
         while parent and parent not in recorded:    # a shared parent this path needs
             recorded.add(parent)
@@ -168,7 +171,6 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
             elif stat.S_ISREG(st.st_mode):
                 if compact and st.st_nlink == 1:
                     add(rule.target, (rel, rule.target), rel, st.st_size)
-                    result.compact_bytes += st.st_size
                 else:
                     add(rule.target, _entry(rel, rule.target, FILE, st), rel, st.st_size)
             elif stat.S_ISLNK(st.st_mode):

@@ -1,0 +1,185 @@
+"""A pack's helper process: one target packed apart, the same archive either way."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from poppoarc import pack_helper, pack_job
+from poppoarc.errors import SourceError
+from poppoarc.format.spool import IndexSpool
+from poppoarc.pack_helper import MAX_BYTES, MIN_RECORDS, START_RECORDS, choose_target
+
+from .conftest import CLI
+from .test_pack import tree_files
+from .test_unpack import digest
+
+
+def test_the_helper_takes_the_target_that_shortens_the_pack_most():
+    many = [("config", 10, 0, False), ("logs", 5, 0, True), ("agents", 50_000, 0, True),
+            ("state", 50_000, 0, True), ("security", 1, 0, True)]
+    # agents first would leave nothing to do beside it; state runs beside agents
+    assert choose_target(many) == "state"
+    # one target holding nearly everything: this process would only wait
+    assert choose_target([("config", 10, 0, False), ("state", 100_000, 0, True)]) is None
+    # too few records to be worth a process, or too many bytes for a temporary file
+    assert choose_target([("agents", MIN_RECORDS - 1, 0, True),
+                          ("state", MIN_RECORDS - 1, 0, True)]) is None
+    assert choose_target([("agents", 50_000, 0, True),
+                          ("state", 50_000, MAX_BYTES + 1, True)]) is None
+    # a target only this process can write is never chosen
+    assert choose_target([("agents", 50_000, 0, True), ("state", 50_000, 0, False)]) is None
+    # the helper's start counts: a share just above the minimum beside a large target
+    share = MIN_RECORDS + 1
+    assert choose_target([("agents", share + START_RECORDS, 0, True),
+                          ("state", share, 0, True)]) == "state"
+
+
+@pytest.fixture
+def helped(monkeypatch):
+    """Packs hand the agents target to a helper (the tiny installation is far below the
+    real threshold).  Returns the helper results seen: a part, None when the helper
+    failed, or the error it reported."""
+    monkeypatch.setenv("POPPOARC_THREADS", "2")
+    monkeypatch.setattr(pack_job, "choose_target", lambda work: "agents")
+    results = []
+    real = pack_helper.TargetHelper.result
+
+    def spy(self):
+        try:
+            part = real(self)
+        except Exception as exc:
+            results.append(exc)
+            raise
+        results.append(part)
+        return part
+
+    monkeypatch.setattr(pack_helper.TargetHelper, "result", spy)
+    return results
+
+
+def _listed(cli, packed) -> list:
+    code, inspected = cli.json("inspect", packed["path"], "--entries")
+    assert code == 0
+    return [{k: v for k, v in e.items() if k != "mtime_ns" or e["type"] != "dir"}
+            for e in inspected["entries"] if not e.get("generated")]
+
+
+def _alone(cli, monkeypatch) -> list:
+    with monkeypatch.context() as alone:
+        alone.setenv("POPPOARC_THREADS", "1")      # no helper with one thread
+        return _listed(cli, cli.pack())
+
+
+def test_a_helped_pack_holds_the_same_records_and_restores_the_tree(cli, helped, tmp_path,
+                                                                    monkeypatch):
+    expected = _alone(cli, monkeypatch)
+    packed = cli.pack()
+    assert len(helped) == 1 and helped[0] is not None and helped[0].files > 0
+    assert _listed(cli, packed) == expected
+    code, verified = cli.json("verify", packed["path"])
+    assert code == 0 and verified["ok"]
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    code, _ = CLI(fresh, cli.store, cli.capsys).json("unpack", packed["id"], "--skip-backup")
+    assert code == 0
+    helped_part = cli.root / "data" / "ccag"       # what the helper wrote (agents)
+    assert digest(fresh / "data" / "ccag") == digest(helped_part)
+    assert digest(fresh / "state") == digest(cli.root / "state")
+
+
+@pytest.mark.parametrize("failure", ["exits", "killed"])
+def test_a_failed_helper_leaves_the_target_to_this_process(cli, helped, monkeypatch, failure):
+    expected = _alone(cli, monkeypatch)
+    if failure == "exits":
+        monkeypatch.setattr(pack_helper, "_BOOT", "import sys; sys.exit(3)")
+    else:
+        real_start = pack_helper.TargetHelper.start.__func__
+
+        def start_then_kill(cls, *args):
+            helper = real_start(cls, *args)
+            os.kill(helper._process.pid, signal.SIGKILL)
+            return helper
+
+        monkeypatch.setattr(pack_helper.TargetHelper, "start", classmethod(start_then_kill))
+    packed = cli.pack()
+    assert helped == [None]
+    assert _listed(cli, packed) == expected
+    code, _ = cli.json("verify", packed["path"])
+    assert code == 0
+
+
+def _agents_files(root):
+    return sorted(p for p in tree_files(root) if p.startswith("data/ccag/"))
+
+
+def _after_the_walk(monkeypatch, change):
+    """Run ``change`` once the walk has listed the installation, before the body."""
+    from poppoarc import pack
+    real_scan = pack.scan
+
+    def scan_then_change(*args, **kwargs):
+        result = real_scan(*args, **kwargs)
+        change()
+        return result
+
+    monkeypatch.setattr(pack, "scan", scan_then_change)
+
+
+def test_a_file_gone_before_the_helper_reads_it_is_a_warning(cli, helped, monkeypatch):
+    gone = _agents_files(cli.root)[0]
+    _after_the_walk(monkeypatch, lambda: os.unlink(cli.root / gone))
+    packed = cli.pack()
+    assert helped and helped[0] is not None
+    assert any(w.startswith(f"{gone}: cannot open") for w in packed["warnings"])
+    assert gone not in {e["path"] for e in _listed(cli, packed)}
+    code, _ = cli.json("verify", packed["path"])
+    assert code == 0
+
+
+def test_a_file_the_helper_cannot_read_fails_the_pack_and_leaves_no_archive(cli, helped,
+                                                                           monkeypatch):
+    broken = _agents_files(cli.root)[0]
+
+    def replace_by_directory():
+        os.unlink(cli.root / broken)
+        os.mkdir(cli.root / broken)     # opens, then read() fails: EISDIR
+
+    _after_the_walk(monkeypatch, replace_by_directory)
+    code, out, err = cli("pack")
+    assert code == 20 and len(helped) == 1 and isinstance(helped[0], SourceError)
+    assert err.strip().splitlines()[-1] == \
+        f"poppoarc: error: {cli.root / broken}: read failed: Is a directory"
+    assert not [p for p in cli.store.iterdir() if p.name.endswith(".zst")]
+
+
+def test_a_target_with_a_hard_link_stays_in_this_process(cli, helped, monkeypatch):
+    first = _agents_files(cli.root)[0]
+    os.link(cli.root / first, cli.root / (first + ".link"))
+    expected = _alone(cli, monkeypatch)
+    packed = cli.pack()
+    assert helped == []                 # no helper started: the records were not given away
+    assert _listed(cli, packed) == expected
+    assert {"path": first + ".link", "type": "hardlink"}.items() <= \
+        next(e for e in expected if e["path"] == first + ".link").items()
+
+
+def test_encoded_records_must_be_as_many_as_announced(tmp_path):
+    spool = IndexSpool()
+    lines = tmp_path / "lines"
+    lines.write_bytes(b'{"a":1}\n{"b":2}\n')
+    with open(lines, "rb") as source, pytest.raises(ValueError, match="2 encoded records where 3"):
+        spool.extend_encoded(source, 3)
+    spool.close()
+
+
+def test_the_helper_needs_no_cryptography():
+    """Its memory adds to the pack's: it imports only what packing plain files needs."""
+    code = ("import sys; sys.path[:] = %r; import poppoarc.pack_helper, poppoarc.pack_job, "
+            "poppoarc.format.writer; "
+            "print(sorted(m for m in sys.modules if m.startswith('cryptography')))" % sys.path)
+    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

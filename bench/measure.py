@@ -13,6 +13,11 @@ with this process's RSS as its floor (≈ 40 MiB).  GNU time is a small C
 program; what it forks starts at ≈ 2 MiB.  Without ``/usr/bin/time`` the
 benchmark falls back to ``os.wait4`` and says so (``RSS_METHOD``).
 
+``ru_maxrss`` is one process's peak.  ``TreeMemory`` adds what the whole command
+occupies at once: the peak of its processes' summed PSS (shared pages divided among
+the processes that share them), sampled every 50 ms from /proc — poppoarc may pack
+with a helper process, and ``tar | zstd`` is two processes.
+
 Wall time is measured here (``perf_counter`` around the whole launch).  Each
 command runs in its own session, so a time limit kills the whole tree.  After
 the command, ``sync`` is timed separately: tools that do not fsync leave dirty
@@ -51,6 +56,7 @@ class Measurement:
     rss_kb: int
     exit_code: int
     cpu_s: float | None = None   # user + sys of the command's process tree
+    tree_pss_kb: int | None = None  # peak of the summed PSS of its processes (TreeMemory)
     # CPU seconds the rest of the machine (other processes, kernel threads) used while
     # the command ran: the machine-wide busy time minus the command's own.
     other_cpu_s: float | None = None
@@ -119,6 +125,7 @@ def run(argv: list[str], *, cwd: str | os.PathLike, env: dict, timeout: float,
 
         timer = threading.Timer(timeout, kill_tree)
         timer.start()
+        memory = TreeMemory(proc.pid, skip_root=USE_GNU_TIME)
         try:
             try:
                 _pid, status, usage = os.wait4(proc.pid, 0)  # retried on EINTR (PEP 475)
@@ -132,6 +139,7 @@ def run(argv: list[str], *, cwd: str | os.PathLike, env: dict, timeout: float,
                 reaped[0] = True
             timer.cancel()
         wall = time.perf_counter() - started
+        tree_pss_kb = memory.stop()
     busy_after = busy_cpu_seconds()
     proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits again
     sync_started = time.perf_counter()
@@ -150,8 +158,63 @@ def run(argv: list[str], *, cwd: str | os.PathLike, env: dict, timeout: float,
     if busy_before is not None and busy_after is not None:
         other = max(0.0, busy_after - busy_before - cpu_s)
     return Measurement(command=command, wall_s=wall, sync_s=sync_s, rss_kb=rss_kb,
-                       exit_code=proc.returncode, cpu_s=cpu_s, other_cpu_s=other,
+                       exit_code=proc.returncode, cpu_s=cpu_s, tree_pss_kb=tree_pss_kb,
+                       other_cpu_s=other,
                        extra={"quiet_gate": quiet} if quiet else {})
+
+
+class TreeMemory:
+    """Samples the summed PSS of a process and its descendants on a thread of its own;
+    ``stop()`` returns the peak in KiB (None where /proc cannot tell: not Linux).
+
+    Descendants come from ``/proc/PID/task/PID/children`` (no scan of all of /proc);
+    ``skip_root``: leave out the root itself (GNU time, which only waits).  A process
+    that lives less than one interval may be missed; poppoarc's helper lives for most
+    of a pack.
+    """
+
+    def __init__(self, root_pid: int, skip_root: bool = False, interval: float = 0.05):
+        self._root, self._skip_root, self._interval = root_pid, skip_root, interval
+        self._peak: int | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-memory", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            total = self._sample()
+            if total is not None:
+                self._peak = max(self._peak or 0, total)
+            if self._done.wait(self._interval):
+                return
+
+    def _sample(self) -> int | None:
+        pids, queue = [], [self._root]
+        while queue:
+            pid = queue.pop()
+            pids.append(pid)
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+                    queue.extend(int(child) for child in fh.read().split())
+            except (OSError, ValueError):
+                pass
+        total, seen = 0, False
+        for pid in pids[1:] if self._skip_root else pids:
+            try:
+                with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
+                    for line in fh:
+                        if line.startswith("Pss:"):
+                            total += int(line.split()[1])
+                            seen = True
+                            break
+            except (OSError, ValueError):
+                continue
+        return total if seen else None
+
+    def stop(self) -> int | None:
+        self._done.set()
+        self._thread.join()
+        return self._peak
 
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

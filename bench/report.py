@@ -33,6 +33,8 @@ def summarise(records: list[dict], tools: list, nproc: int = 1) -> list[dict]:
                 "wall_min": min(walls, default=None), "wall_max": max(walls, default=None),
                 "durable_s": _median([r["wall_s"] + r["sync_s"] for r in ok]),
                 "rss_mib": _median([r["rss_kb"] / 1024 for r in ok]),
+                "tree_pss_mib": _median([r["tree_pss_kb"] / 1024 for r in ok
+                                         if r.get("tree_pss_kb") is not None]),
                 "cpu_s": _median([r["cpu_s"] for r in ok if r.get("cpu_s") is not None]),
                 "other_pct": _median([100 * r["other_cpu_s"] / (r["wall_s"] * nproc) for r in ok
                                       if r.get("other_cpu_s") is not None and r["wall_s"] > 0]),
@@ -79,8 +81,8 @@ def _f(value, fmt: str, suffix: str = "") -> str:
 def table(rows: list[dict]) -> list[str]:
     lines = ["| tool | operation | median wall s | min–max s | × tar\\|zstd | wall+sync s "
              "| × tar\\|zstd (synced) | CPU s | archive MB | size × tar\\|zstd | peak RSS MiB "
-             "| other load | rounds |",
-             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             "| all processes, PSS MiB | other load | rounds |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for row in rows:
         spread = (f"{row['wall_min']:.2f}–{row['wall_max']:.2f}"
                   if row["wall_min"] is not None else "–")
@@ -91,6 +93,7 @@ def table(rows: list[dict]) -> list[str]:
             f"| {_f(row['durable_ratio'], '.2f', '×')} | {_f(row['cpu_s'], '.2f')} "
             f"| {_f(row['size_bytes'] and row['size_bytes'] / 1e6, '.1f')} "
             f"| {_f(row['size_ratio'], '.3f', '×')} | {_f(row['rss_mib'], '.0f')} "
+            f"| {_f(row['tree_pss_mib'], '.0f')} "
             f"| {_f(row['other_pct'], '.0f', '%')} | {rounds} |")
     return lines
 
@@ -112,7 +115,9 @@ def markdown(doc: dict, tools: list) -> str:
                "archive and syncs the restored tree itself, the peers leave dirty pages behind. "
                "Ratios (×) divide by the same operation of `tar | zstd -3` over the whole "
                "installation; archive size = file or repository bytes (MB = 10^6 B).")
-    out.append(f"- Peak RSS: {doc['rss_method']}; median over rounds. *CPU s* = user + sys "
+    out.append(f"- Peak RSS: {doc['rss_method']}; median over rounds. *all processes, PSS*: "
+               "the peak of the command's processes' PSS summed (shared pages divided among "
+               "them), sampled every 50 ms: what the command occupies at once. *CPU s* = user + sys "
                "of the command's process tree (less sensitive to contention than wall time). "
                "*other load* = CPU time used by anything else on the machine while the command "
                "ran (other processes, kernel threads, hypervisor steal), as a share of all "

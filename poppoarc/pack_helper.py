@@ -9,6 +9,13 @@ its index records) while this process packs the targets before it; the pack then
 copies them in at the target's place.  The archive holds the same members and
 records, in the same order, as a pack in one process writes.
 
+In an encrypted archive every sealed object is bound to its record's index
+position (§11.3), so the helper is told where its target's records will start
+(one record per walk record before it) and gets the data key over its stdin
+pipe, as the KDF helper gets a passphrase (crypto/kdf.py).  If a record before
+the target went missing (a file deleted meanwhile), the positions are off and
+the helper's part is not used.
+
 The helper only saves time.  If it cannot start or fails, the pack writes the
 target itself from the records it gave the helper; a source file the helper
 cannot read is the same error as without it.
@@ -83,15 +90,19 @@ class HelperPart:
 class TargetHelper:
     """A running helper process and the temporary files it reads and writes."""
 
-    def __init__(self, target: str, records, process: subprocess.Popen, data, index):
+    def __init__(self, target: str, records, process: subprocess.Popen, data, index,
+                 index_base: int | None = None):
         self.target = target
+        self.index_base = index_base    # sealed: the index position its records start at
         self._records, self._process, self._data, self._index = records, process, data, index
 
     @classmethod
-    def start(cls, root: str, target: str, records, level: int,
-              scratch_dir=None) -> TargetHelper | None:
+    def start(cls, root: str, target: str, records, level: int, scratch_dir=None,
+              sealing: dict | None = None) -> TargetHelper | None:
         """Start a helper for ``records`` (one target's walk records, index order);
-        its temporary files go to ``scratch_dir`` (None: the system's).
+        its temporary files go to ``scratch_dir`` (None: the system's).  ``sealing``:
+        seal every file (an encrypted archive): the data key, archive id and time, and
+        the index position of the target's first record.
 
         None when the target holds a record only this process can write (a
         database, a file with hard links, a file read by fstat alone) or the
@@ -99,30 +110,33 @@ class TargetHelper:
         """
         if not sys.executable:
             return None
-        files = [tempfile.TemporaryFile(dir=scratch_dir, prefix=".poppoarc-helper-")
-                 for _ in range(3)]
-        records_file, data, index = files
-        if not _write_records(records, records_file):
-            for each in files:
-                each.close()
-            return None
-        records_file.flush()
-        spec = {"path": sys.path, "root": root, "target": target, "level": level,
-                "records": records_file.fileno(), "data": data.fileno(),
-                "index": index.fileno()}
+        files: list = []
+        process = None
         try:
+            for _ in range(3):
+                files.append(tempfile.TemporaryFile(dir=scratch_dir, prefix=".poppoarc-helper-"))
+            records_file, data, index = files
+            _write_records(records, records_file)
+            records_file.flush()
+            spec = {"path": sys.path, "root": root, "target": target, "level": level,
+                    "records": records_file.fileno(), "data": data.fileno(),
+                    "index": index.fileno(), "sealing": sealing}
             process = subprocess.Popen(
                 [sys.executable, "-I", "-c", _BOOT], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 pass_fds=[each.fileno() for each in files])
             process.stdin.write(json.dumps(spec).encode() + b"\n")
             process.stdin.close()
-        except (OSError, ValueError):
+        except (OSError, ValueError, _NotForHelper):    # no room, no process: pack here
+            if process is not None:
+                process.kill()
+                process.wait()
             for each in files:
                 each.close()
             return None
         process.stdin = None        # written and closed: communicate() must not touch it
-        return cls(target, records_file, process, data, index)
+        return cls(target, records_file, process, data, index,
+                   None if sealing is None else sealing["index_base"])
 
     def result(self) -> HelperPart | None:
         """Wait for the helper: its part, or None if it failed (see ``records``).
@@ -156,18 +170,21 @@ class TargetHelper:
             each.close()
 
 
-def _write_records(records, out) -> bool:
-    """Marshal chunks of records into ``out``; False at the first one a helper cannot
-    write: only plain files (tuples), directories and symbolic links go to it."""
+class _NotForHelper(Exception):
+    """The target holds a record the helper cannot write."""
+
+
+def _write_records(records, out) -> None:
+    """Marshal chunks of records into ``out``; ``_NotForHelper`` at the first one a
+    helper cannot write: it takes plain files (tuples), directories and symlinks only."""
     chunk = []
     for record in records:
         if type(record) is not tuple and record.kind not in (DIR, SYMLINK):
-            return False
+            raise _NotForHelper
         chunk.append(record_fields(record))
         if len(chunk) == _CHUNK:
             _write_chunk(out, chunk)
     _write_chunk(out, chunk)
-    return True
 
 
 def _write_chunk(out, chunk: list) -> None:
@@ -190,12 +207,21 @@ def run(spec: dict) -> int:
     from .format.writer import BodyWriter
     from .pack_job import PackJob
     warnings = Warnings()
-    target = spec["target"]
-    job = PackJob(spec["root"], (target,), None, warnings, None, None, block_digests=False)
+    target, sealing = spec["target"], spec["sealing"]
+    if sealing is None:
+        job = PackJob(spec["root"], (target,), None, warnings, None, None, block_digests=False)
+    else:
+        from .crypto.sealer import Sealer
+        job = PackJob(spec["root"], (target,), None, warnings, None, None, block_digests=False,
+                      sealer=Sealer(bytes.fromhex(sealing["key"]), sealing["archive_id"]),
+                      seal_all=True, archive_mtime_ns=sealing["mtime_ns"],
+                      index_base=sealing["index_base"])
     with open(spec["data"], "wb", closefd=False) as data:
-        writer = BodyWriter(data, None, level=spec["level"])
+        # sealing runs on a pool: one thread here, beside this process's two
+        writer = BodyWriter(data, None, level=spec["level"], threads=1)
         try:
-            size = job.write_records(writer, target, _read_records(spec["records"]), True)
+            size = job.write_records(writer, target, _read_records(spec["records"]),
+                                     plain_path=sealing is None)
         except SourceError as exc:
             message = str(exc)
             if exc.path and message.startswith(exc.path + ": "):

@@ -41,7 +41,7 @@ class PackJob(DatabaseSteps):
                  archive_mtime_ns: int = 0, parent=None, check_content: bool = False,
                  total_bytes: int = 0, block_digests: bool = True,
                  target_bytes: dict | None = None, helper_level: int | None = None,
-                 scratch_dir=None):
+                 scratch_dir=None, index_base: int = 0):
         # Page digests cost a hash pass over every database and ~0.5 % of the archive;
         # only an archive that may become an incremental's parent needs them (§12.4).
         self.block_digests = block_digests or parent is not None
@@ -70,6 +70,8 @@ class PackJob(DatabaseSteps):
         # compression level for a helper process (pack_helper), None: one process only
         self.helper_level = helper_level
         self.scratch_dir = scratch_dir  # its temporary files: beside the archive if local
+        # a helper's records start at this index position (sealed objects are bound to theirs)
+        self.index_base = index_base
         self._links: dict[tuple[int, int], IndexEntry] = {}
         self._checks: list = []         # (manifest record, future of its DatabaseFacts)
 
@@ -82,7 +84,7 @@ class PackJob(DatabaseSteps):
         writer.end_frame()                  # (nothing at all when there are none)
         # A plain file of a full, unsealed archive takes _write_plain (see there).
         plain_path = self.parent is None and not self.seal_all
-        helper = self._start_helper(groups) if plain_path else None
+        helper = self._start_helper(groups) if self.parent is None else None
         try:
             with self.snapshots:            # the copies go once the body is written
                 for target in TARGETS:
@@ -146,8 +148,17 @@ class PackJob(DatabaseSteps):
         target = choose_target(work)
         if target is None:
             return None
+        sealing = None
+        if self.seal_all:
+            # Where the target's records will start if every record before it is written
+            # (one per walk record, and the generated environment member); _splice checks.
+            before = TARGETS[:TARGETS.index(target)]
+            base = len(self.index) + sum(groups.count(t) + (t == "config")
+                                         for t in before if t in self.selected)
+            sealing = {"key": self.sealer.data_key.hex(), "archive_id": self.sealer.archive_id,
+                       "mtime_ns": self.archive_mtime_ns, "index_base": base}
         helper = TargetHelper.start(self._root_text, target, groups.group(target),
-                                    self.helper_level, self.scratch_dir)
+                                    self.helper_level, self.scratch_dir, sealing)
         if helper is not None:
             groups.discard(target)
         return helper
@@ -156,8 +167,11 @@ class PackJob(DatabaseSteps):
         """The helper's target: its frames and index records copied in, or, if the
         helper failed, written here from the records it was given."""
         part = helper.result()
+        if part is not None and helper.index_base not in (None, len(self.index)):
+            part = None     # a record before it is missing: its sealed positions are off
         if part is None:
-            size = self.write_records(writer, helper.target, helper.records(), True)
+            size = self.write_records(writer, helper.target, helper.records(),
+                                      plain_path=helper.index_base is None)
             return size, writer.end_frame()
         stored = writer.add_frames(part.data, part.data_length)
         self.index.extend_encoded(part.index, part.entries)
@@ -173,7 +187,7 @@ class PackJob(DatabaseSteps):
               payload: int | None = None, may_bundle: bool = False) -> StoredFile:
         """Write one file (or ``payload`` bytes of a delta) as sealed chunks, or a small
         file into a shared bundle object; fills the record's sealed fields."""
-        position = len(self.index)
+        position = self.index_base + len(self.index)
         if may_bundle and self.seal_all and payload is None and record.size <= BUNDLE_MAX:
             stored = writer.add_bundled_file(read, record.size, position, self.sealer,
                                              self.archive_mtime_ns)

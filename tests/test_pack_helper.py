@@ -16,6 +16,8 @@ from .conftest import CLI
 from .test_pack import tree_files
 from .test_unpack import digest
 
+PASS = "correct horse battery staple"
+
 
 def test_the_helper_takes_the_target_that_shortens_the_pack_most():
     many = [("config", 10, 0, False), ("logs", 5, 0, True), ("agents", 50_000, 0, True),
@@ -61,16 +63,20 @@ def helped(monkeypatch):
 
 
 def _listed(cli, packed) -> list:
+    """The records of an archive, but for what differs between two packs of one tree
+    (directory times, which reading a WAL database touches; an encrypted archive's
+    HMACs, keyed per archive)."""
     code, inspected = cli.json("inspect", packed["path"], "--entries")
     assert code == 0
-    return [{k: v for k, v in e.items() if k != "mtime_ns" or e["type"] != "dir"}
+    return [{k: v for k, v in e.items()
+             if not (k == "mtime_ns" and e["type"] == "dir" or k == "hmac_sha256")}
             for e in inspected["entries"] if not e.get("generated")]
 
 
-def _alone(cli, monkeypatch) -> list:
+def _alone(cli, monkeypatch, *args) -> list:
     with monkeypatch.context() as alone:
         alone.setenv("POPPOARC_THREADS", "1")      # no helper with one thread
-        return _listed(cli, cli.pack())
+        return _listed(cli, cli.pack(*args))
 
 
 def test_a_helped_pack_holds_the_same_records_and_restores_the_tree(cli, helped, tmp_path,
@@ -88,6 +94,50 @@ def test_a_helped_pack_holds_the_same_records_and_restores_the_tree(cli, helped,
     helped_part = cli.root / "data" / "ccag"       # what the helper wrote (agents)
     assert digest(fresh / "data" / "ccag") == digest(helped_part)
     assert digest(fresh / "state") == digest(cli.root / "state")
+
+
+def test_a_helped_encrypted_pack_seals_at_the_same_positions(cli, helped, tmp_path,
+                                                              monkeypatch):
+    """Sealed objects are bound to their record's index position: the helper's records
+    must start where this process's end, or nothing would open."""
+    monkeypatch.setenv("POPPO_BACKUP_KEY", PASS)
+    expected = _alone(cli, monkeypatch, "--encrypt")
+    packed = cli.pack("--encrypt")
+    assert packed["encryption"] == "archive"
+    assert len(helped) == 1 and helped[0] is not None and helped[0].files > 0
+    assert _listed(cli, packed) == expected
+    assert any(e.get("bundle") is not None for e in expected if e["target"] == "agents")
+    code, verified = cli.json("verify", packed["path"])
+    assert code == 0 and verified["ok"] and verified["not_checked"] == []
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    code, _ = CLI(fresh, cli.store, cli.capsys).json("unpack", packed["id"], "--skip-backup")
+    assert code == 0
+    assert digest(fresh / "data" / "ccag") == digest(cli.root / "data" / "ccag")
+
+
+def test_a_record_missing_before_the_helped_target_leaves_it_to_this_process(
+        cli, helped, monkeypatch):
+    """A file of an earlier target deleted after the walk moves every later position by
+    one: the helper's sealed part is not used, this process seals the target again."""
+    monkeypatch.setenv("POPPO_BACKUP_KEY", PASS)
+    gone = next(e["path"] for e in _alone(cli, monkeypatch, "--encrypt")
+                if e["target"] == "config" and e["type"] == "file")
+    _after_the_walk(monkeypatch, lambda: os.unlink(cli.root / gone))
+    written_here = []
+    real = pack_job.PackJob.write_records
+
+    def spy(self, writer, target, records, plain_path):
+        written_here.append(target)
+        return real(self, writer, target, records, plain_path)
+
+    monkeypatch.setattr(pack_job.PackJob, "write_records", spy)
+    packed = cli.pack("--encrypt")
+    assert helped and helped[0] is not None         # the helper did its part ...
+    assert "agents" in written_here                 # ... and it was written again here
+    assert any(w.startswith(f"{gone}: cannot open") for w in packed["warnings"])
+    code, verified = cli.json("verify", packed["path"])
+    assert code == 0 and verified["not_checked"] == []
 
 
 @pytest.mark.parametrize("failure", ["exits", "killed"])
@@ -183,3 +233,9 @@ def test_the_helper_needs_no_cryptography():
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_no_room_for_the_helpers_files_means_no_helper(tmp_path):
+    records = [("data/ccag/a.json", "agents")]
+    assert pack_helper.TargetHelper.start(str(tmp_path), "agents", records, 3,
+                                          scratch_dir=tmp_path / "missing") is None

@@ -24,7 +24,6 @@ cannot read is the same error as without it.
 from __future__ import annotations
 
 import json
-import marshal
 import os
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import tempfile
 from dataclasses import dataclass
 
 from .errors import SourceError
+from .snapshot.groups import CHUNK, read_chunks, write_chunk
 from .snapshot.scan import DIR, SYMLINK, record_fields, record_from_fields
 
 # The cost model of ``choose_target`` counts records: the per-file work is what one
@@ -41,7 +41,6 @@ from .snapshot.scan import DIR, SYMLINK, record_fields, record_from_fields
 START_RECORDS = 8000        # the helper's start, an interpreter and its imports: ~0.1 s
 MIN_RECORDS = 20000         # a smaller share is not worth a process
 MAX_BYTES = 512 << 20       # its members pass through a temporary file: bounded
-_CHUNK = 4096               # records per marshal chunk in the helper's input
 
 _BOOT = r"""
 import json, sys
@@ -175,30 +174,24 @@ class _NotForHelper(Exception):
 
 
 def _write_records(records, out) -> None:
-    """Marshal chunks of records into ``out``; ``_NotForHelper`` at the first one a
-    helper cannot write: it takes plain files (tuples), directories and symlinks only."""
+    """The records into ``out``, in the walk's spill format (``groups.write_chunk``);
+    ``_NotForHelper`` at the first one a helper cannot write: it takes plain files
+    (tuples), directories and symbolic links only."""
     chunk = []
     for record in records:
         if type(record) is not tuple and record.kind not in (DIR, SYMLINK):
             raise _NotForHelper
         chunk.append(record_fields(record))
-        if len(chunk) == _CHUNK:
-            _write_chunk(out, chunk)
-    _write_chunk(out, chunk)
-
-
-def _write_chunk(out, chunk: list) -> None:
+        if len(chunk) == CHUNK:
+            write_chunk(out, chunk)
+            chunk = []
     if chunk:
-        data = marshal.dumps(chunk)
-        out.write(len(data).to_bytes(4, "little") + data)
-        chunk.clear()
+        write_chunk(out, chunk)
 
 
 def _read_records(fd: int):
-    position = 0
-    while size := int.from_bytes(os.pread(fd, 4, position) or bytes(4), "little"):
-        yield from map(record_from_fields, marshal.loads(os.pread(fd, size, position + 4)))
-        position += 4 + size
+    for chunk in read_chunks(fd):
+        yield from map(record_from_fields, chunk)
 
 
 def run(spec: dict) -> int:

@@ -39,6 +39,17 @@ MT_JOB_SIZE = 2 << 20         # multi-threaded compression: bytes per worker job
 MT_OVERLAP_LOG = 9            # ... and each job sees the whole window before it
 
 
+def _pieces(source, size: int, piece: int, what: str):
+    """Exactly ``size`` bytes of the file ``source``, in reads of at most ``piece``."""
+    remaining = size
+    while remaining:
+        chunk = source.read(min(piece, remaining))
+        if not chunk:
+            raise ValueError(f"{what} ended early")
+        yield chunk
+        remaining -= len(chunk)
+
+
 def _stored(hasher, size: int, changed: bool, block_size: int) -> StoredFile:
     return StoredFile(None if hasher is None else hasher.hexdigest(), size, changed,
                       blocks=bytes(hasher.blocks) if block_size else None, block_size=block_size)
@@ -125,13 +136,8 @@ class BodyWriter(SealingMixin):
         """Copy ``length`` bytes of whole zstd frames from ``source`` (a body part that
         another ``BodyWriter`` wrote) as a frame group of its own; its (offset, length)."""
         self.end_frame()
-        remaining = length
-        while remaining:
-            chunk = source.read(min(READ_CHUNK, remaining))
-            if not chunk:
-                raise ValueError("body part ended early")
+        for chunk in _pieces(source, length, READ_CHUNK, "body part"):
             self._emit(chunk)
-            remaining -= len(chunk)
         return self.end_frame()
 
     # -- members -----------------------------------------------------------
@@ -248,14 +254,9 @@ class BodyWriter(SealingMixin):
         self._feed(tarheader.member_header(name, tarheader.REGULAR, mode=0o644, size=size,
                                            mtime=mtime_ns // 10**9))
         digest = hashlib.sha256()
-        remaining = size
-        while remaining:
-            chunk = source.read(min(FEED_CHUNK, remaining))
-            if not chunk:
-                raise ValueError("index source ended early")
+        for chunk in _pieces(source, size, FEED_CHUNK, "index source"):
             digest.update(chunk)
             self._feed(chunk)
-            remaining -= len(chunk)
         self._feed(bytes(tarheader.padding(size)))
         self._feed(tarheader.END_OF_ARCHIVE)
         return (*self.end_frame(), digest.hexdigest())

@@ -22,7 +22,7 @@ from ..format.order import TARGETS
 # Records held in memory, all groups together, before spilling: 131,072 compact records
 # (pack's plain files, ~150 bytes each) or half as many full ones (~300 bytes each).
 SPILL_AT = 1 << 17
-_CHUNK = 4096               # records per marshal chunk on disk (what a reader holds)
+CHUNK = 4096                # records per marshal chunk on disk (what a reader holds)
 
 
 class WalkGroups:
@@ -42,7 +42,7 @@ class WalkGroups:
         group.held.append(record)
         group.count += 1
         if self._spilled:
-            if len(group.held) >= _CHUNK:
+            if len(group.held) >= CHUNK:
                 group.spill(self._fields)
             return
         self._held += 1 if type(record) is tuple else 2
@@ -110,9 +110,8 @@ class _Group:
             return
         if self._file is None:
             self._file = tempfile.TemporaryFile()
-        for start in range(0, len(self.held), _CHUNK):
-            data = marshal.dumps([fields(r) for r in self.held[start:start + _CHUNK]])
-            self._file.write(len(data).to_bytes(4, "little") + data)
+        for start in range(0, len(self.held), CHUNK):
+            write_chunk(self._file, [fields(r) for r in self.held[start:start + CHUNK]])
         self.held.clear()
 
     def records(self, make, consume: bool = False):
@@ -122,13 +121,7 @@ class _Group:
     def _walked(self, make, consume: bool):
         if self._file is not None:
             self._file.flush()
-            fd, position = self._file.fileno(), 0
-            while True:
-                size = int.from_bytes(os.pread(fd, 4, position) or b"\0\0\0\0", "little")
-                if not size:
-                    break
-                chunk = marshal.loads(os.pread(fd, size, position + 4))
-                position += 4 + size
+            for chunk in read_chunks(self._file.fileno()):
                 yield from map(make, chunk)
             if consume:
                 self.close()
@@ -144,3 +137,18 @@ class _Group:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def write_chunk(out, fields: list) -> None:
+    """One chunk of records' fields: its length (4 bytes, little-endian), then marshal."""
+    data = marshal.dumps(fields)
+    out.write(len(data).to_bytes(4, "little") + data)
+
+
+def read_chunks(fd: int):
+    """Every chunk ``write_chunk`` wrote to the file ``fd``, from its start (by pread,
+    so the file's position is left alone)."""
+    position = 0
+    while size := int.from_bytes(os.pread(fd, 4, position) or bytes(4), "little"):
+        yield marshal.loads(os.pread(fd, size, position + 4))
+        position += 4 + size

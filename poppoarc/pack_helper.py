@@ -6,12 +6,14 @@ the other waits.  Every target is a frame group of its own (spec/FORMAT.md
 §4.1), so one can be written apart: a helper process packs a target's plain
 files, directories and symbolic links into temporary files (its zstd frames and
 its index records) while this process packs the targets before it; the pack then
-copies them in at the target's place.  The archive holds the same members and
-records, in the same order, as a pack in one process writes.
+copies them in at the target's place.  When one target holds most of the files,
+the helper takes its last records and this process the first ones.  The archive
+holds the same members and records, in the same order, as a pack in one process
+writes.
 
 In an encrypted archive every sealed object is bound to its record's index
 position (§11.3), so the helper is told where its target's records will start
-(one record per walk record before it) and gets the data key over its stdin
+(one record per walk record before its share) and gets the data key over its stdin
 pipe, as the KDF helper gets a passphrase (crypto/kdf.py).  If a record before
 the target went missing (a file deleted meanwhile), the positions are off and
 the helper's part is not used.
@@ -34,7 +36,7 @@ from .errors import SourceError
 from .snapshot.groups import CHUNK, read_chunks, write_chunk
 from .snapshot.scan import DIR, SYMLINK, record_fields, record_from_fields
 
-# The cost model of ``choose_target`` counts records: the per-file work is what one
+# The cost model of ``choose_share`` counts records: the per-file work is what one
 # process does on one core.  Content bytes are compressed on both cores by zstd's own
 # workers either way (medium installation: a helper for 7,800 files of 106 MB gained
 # nothing), so they only bound what a helper may take.
@@ -51,24 +53,29 @@ sys.exit(run(spec))
 """
 
 
-def choose_target(work: list[tuple[str, int, int, bool]]) -> str | None:
-    """The target a helper should pack, or None when none would shorten the pack.
+def choose_share(work: list[tuple[str, int, int, bool]]) -> tuple[str, int] | None:
+    """What a helper should pack: (target, first), the target's records from position
+    ``first`` on; None when no share would shorten the pack.
 
     ``work`` lists (target, records, content bytes, may be helped) in body order.
-    This process packs the targets before the helped one while the helper runs,
-    waits for it, then packs the rest: the pack takes about
-    ``max(before, helped + start) + after`` records' time, against ``before +
-    helped + after`` alone.  A target is chosen only if that saves a fifth.
+    This process packs the targets before it and the target's first records while
+    the helper packs the rest, then copies the helper's part in and packs the
+    targets after it: about ``max(before + first, share + start) + after``
+    records' time, against ``before + records + after`` alone.  The share is cut
+    so both sides take equally long, and is taken only if it saves a fifth.
     """
     total = sum(records for _, records, _, _ in work)
     best, best_time = None, total * 0.8
     before = 0
     for target, records, size, helpable in work:
         after = total - before - records
-        if helpable and records >= MIN_RECORDS and size <= MAX_BYTES:
-            estimate = max(before, records + START_RECORDS) + after
+        share = min(records, max(0, (before + records - START_RECORDS) // 2))
+        if size and share * size > MAX_BYTES * records:     # content roughly pro rata
+            share = MAX_BYTES * records // size
+        if helpable and share >= MIN_RECORDS:
+            estimate = max(before + records - share, share + START_RECORDS) + after
             if estimate < best_time:
-                best, best_time = target, estimate
+                best, best_time = (target, records - share), estimate
         before += records
     return best
 
@@ -89,17 +96,18 @@ class HelperPart:
 class TargetHelper:
     """A running helper process and the temporary files it reads and writes."""
 
-    def __init__(self, target: str, records, process: subprocess.Popen, data, index,
-                 index_base: int | None = None):
-        self.target = target
+    def __init__(self, target: str, first: int, records, process: subprocess.Popen, data,
+                 index, index_base: int | None = None):
+        self.target, self.first = target, first   # the target's records from ``first`` on
         self.index_base = index_base    # sealed: the index position its records start at
         self._records, self._process, self._data, self._index = records, process, data, index
 
     @classmethod
-    def start(cls, root: str, target: str, records, level: int, scratch_dir=None,
-              sealing: dict | None = None) -> TargetHelper | None:
-        """Start a helper for ``records`` (one target's walk records, index order);
-        its temporary files go to ``scratch_dir`` (None: the system's).  ``sealing``:
+    def start(cls, root: str, target: str, first: int, records, level: int,
+              scratch_dir=None, sealing: dict | None = None) -> TargetHelper | None:
+        """Start a helper for ``records`` (one target's walk records from position
+        ``first`` on, index order); its temporary files go to ``scratch_dir`` (None:
+        the system's).  ``sealing``:
         seal every file (an encrypted archive): the data key, archive id and time, and
         the index position of the target's first record.
 
@@ -134,7 +142,7 @@ class TargetHelper:
                 each.close()
             return None
         process.stdin = None        # written and closed: communicate() must not touch it
-        return cls(target, records_file, process, data, index,
+        return cls(target, first, records_file, process, data, index,
                    None if sealing is None else sealing["index_base"])
 
     def result(self) -> HelperPart | None:

@@ -16,6 +16,7 @@ import io
 import json
 import os
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 
 from .errors import DatabaseSnapshotError, SourceError, Warnings
@@ -24,7 +25,7 @@ from .format.entry import BUNDLE_MAX, CHUNK_SIZE, IndexEntry, encode_digests, ne
 from .format.spool import IndexSpool
 from .format.writer import READ_CHUNK, BodyWriter, StoredFile
 from .pack_databases import DatabaseSteps, SnapshotSession
-from .pack_helper import TargetHelper, choose_target
+from .pack_helper import TargetHelper, choose_share
 from .policy import chains
 from .snapshot.catalogue import TARGETS
 from .snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry
@@ -92,7 +93,12 @@ class PackJob(DatabaseSteps):
                         continue
                     before_files, before_index = self.files, len(self.index)
                     if helper is not None and target == helper.target:
-                        size, (offset, length) = self._splice(writer, helper)
+                        size = self.write_records(writer, target,
+                                                  islice(groups.take(target), helper.first),
+                                                  plain_path)
+                        groups.discard(target)      # the rest is the helper's
+                        more, (offset, length) = self._splice(writer, helper, plain_path)
+                        size += more
                     else:
                         size = self.write_records(writer, target, groups.take(target),
                                                   plain_path)
@@ -140,48 +146,52 @@ class PackJob(DatabaseSteps):
         self.index.append(record, deferred=record.sealed is not None)
 
     def _start_helper(self, groups) -> TargetHelper | None:
-        """Hand one target to a helper process when that shortens the pack (pack_helper)."""
+        """Hand part of a target to a helper process when that shortens the pack."""
         if self.helper_level is None:
             return None
         work = [(t, groups.count(t), self.target_bytes.get(t, 0), t != "config")
                 for t in TARGETS if t in self.selected]
-        target = choose_target(work)
-        if target is None:
+        chosen = choose_share(work)
+        if chosen is None:
             return None
+        target, first = chosen
         sealing = None
         if self.seal_all:
-            # Where the target's records will start if every record before it is written
+            # Where the helper's records will start if every record before them is written
             # (one per walk record, and the generated environment member); _splice checks.
             before = TARGETS[:TARGETS.index(target)]
-            base = len(self.index) + sum(groups.count(t) + (t == "config")
-                                         for t in before if t in self.selected)
+            base = len(self.index) + first + sum(groups.count(t) + (t == "config")
+                                                 for t in before if t in self.selected)
             sealing = {"key": self.sealer.data_key.hex(), "archive_id": self.sealer.archive_id,
                        "mtime_ns": self.archive_mtime_ns, "index_base": base}
-        helper = TargetHelper.start(self._root_text, target, groups.group(target),
-                                    self.helper_level, self.scratch_dir, sealing)
-        if helper is not None:
-            groups.discard(target)
-        return helper
+        return TargetHelper.start(self._root_text, target, first,
+                                  islice(groups.group(target), first, None),
+                                  self.helper_level, self.scratch_dir, sealing)
 
-    def _splice(self, writer: BodyWriter, helper: TargetHelper) -> tuple[int, tuple[int, int]]:
-        """The helper's target: its frames and index records copied in, or, if the
-        helper failed, written here from the records it was given."""
+    def _splice(self, writer: BodyWriter, helper: TargetHelper,
+                plain_path: bool) -> tuple[int, tuple[int, int]]:
+        """The helper's share, after this process's first records of the target: its
+        frames and index records copied in, or, if the helper failed, written here
+        from the records it was given.  Returns its content bytes and the range of
+        the target's whole frame group."""
+        start, _ = writer.end_frame()
         part = helper.result()
         if part is not None and helper.index_base not in (None, len(self.index)):
             part = None     # a record before it is missing: its sealed positions are off
         if part is None:
-            size = self.write_records(writer, helper.target, helper.records(),
-                                      plain_path=helper.index_base is None)
-            return size, writer.end_frame()
-        stored = writer.add_frames(part.data, part.data_length)
-        self.index.extend_encoded(part.index, part.entries)
-        for message in part.warnings:
-            self.warnings.add(message)
-        self.files += part.files
-        self.bytes_done += part.size
-        if self.progress:
-            self.progress(self.bytes_done, self.bytes_total, None)
-        return part.size, stored
+            size = self.write_records(writer, helper.target, helper.records(), plain_path)
+            end = writer.end_frame()
+        else:
+            end = writer.add_frames(part.data, part.data_length)
+            self.index.extend_encoded(part.index, part.entries)
+            for message in part.warnings:
+                self.warnings.add(message)
+            self.files += part.files
+            self.bytes_done += part.size
+            size = part.size
+            if self.progress:
+                self.progress(self.bytes_done, self.bytes_total, None)
+        return size, (start, end[0] + end[1] - start)
 
     def _seal(self, writer: BodyWriter, record: IndexEntry, read,
               payload: int | None = None, may_bundle: bool = False) -> StoredFile:

@@ -10,7 +10,7 @@ import pytest
 from poppoarc import pack_helper, pack_job
 from poppoarc.errors import SourceError
 from poppoarc.format.spool import IndexSpool
-from poppoarc.pack_helper import MAX_BYTES, MIN_RECORDS, START_RECORDS, choose_target
+from poppoarc.pack_helper import MAX_BYTES, MIN_RECORDS, START_RECORDS, choose_share
 
 from .conftest import CLI
 from .test_pack import tree_files
@@ -19,33 +19,34 @@ from .test_unpack import digest
 PASS = "correct horse battery staple"
 
 
-def test_the_helper_takes_the_target_that_shortens_the_pack_most():
+def test_the_helper_takes_the_share_that_shortens_the_pack_most():
     many = [("config", 10, 0, False), ("logs", 5, 0, True), ("agents", 50_000, 0, True),
             ("state", 50_000, 0, True), ("security", 1, 0, True)]
-    # agents first would leave nothing to do beside it; state runs beside agents
-    assert choose_target(many) == "state"
-    # one target holding nearly everything: this process would only wait
-    assert choose_target([("config", 10, 0, False), ("state", 100_000, 0, True)]) is None
-    # too few records to be worth a process, or too many bytes for a temporary file
-    assert choose_target([("agents", MIN_RECORDS - 1, 0, True),
-                          ("state", MIN_RECORDS - 1, 0, True)]) is None
-    assert choose_target([("agents", 50_000, 0, True),
-                          ("state", 50_000, MAX_BYTES + 1, True)]) is None
-    # a target only this process can write is never chosen
-    assert choose_target([("agents", 50_000, 0, True), ("state", 50_000, 0, False)]) is None
-    # the helper's start counts: a share just above the minimum beside a large target
-    share = MIN_RECORDS + 1
-    assert choose_target([("agents", share + START_RECORDS, 0, True),
-                          ("state", share, 0, True)]) == "state"
+    # state runs beside agents; its first records stay here, so both sides take as long
+    target, first = choose_share(many)
+    assert target == "state"
+    assert abs((10 + 5 + 50_000 + first) - (50_000 - first + START_RECORDS)) <= 1
+    # one target holding nearly everything: the helper takes its last half or so
+    target, first = choose_share([("config", 10, 0, False), ("state", 100_000, 0, True)])
+    assert target == "state" and abs((10 + first) - (100_000 - first + START_RECORDS)) <= 1
+    # too few records to be worth a process; a target only this process can write
+    assert choose_share([("agents", 2 * MIN_RECORDS + START_RECORDS - 2, 0, True)]) is None
+    assert choose_share([("config", 100_000, 0, False)]) is None
+    # a share is cut to MAX_BYTES of content (pro rata): here too small to be worth it
+    big = [("agents", 50_000, 0, False), ("state", 50_000, 20 * MAX_BYTES, True)]
+    assert choose_share(big) is None
+    target, first = choose_share([("agents", 50_000, 0, False),
+                                  ("state", 50_000, 2 * MAX_BYTES, True)])
+    assert target == "state" and first == 25_000      # half the records: MAX_BYTES
 
 
-@pytest.fixture
-def helped(monkeypatch):
-    """Packs hand the agents target to a helper (the tiny installation is far below the
-    real threshold).  Returns the helper results seen: a part, None when the helper
-    failed, or the error it reported."""
+@pytest.fixture(params=[0, 20], ids=["whole-target", "last-records"])
+def helped(monkeypatch, request):
+    """Packs hand the agents target to a helper, all of it or its records from the 21st
+    on (the tiny installation is far below the real threshold).  Returns the helper
+    results seen: a part, None when the helper failed, or the error it reported."""
     monkeypatch.setenv("POPPOARC_THREADS", "2")
-    monkeypatch.setattr(pack_job, "choose_target", lambda work: "agents")
+    monkeypatch.setattr(pack_job, "choose_share", lambda work: ("agents", request.param))
     results = []
     real = pack_helper.TargetHelper.result
 
@@ -62,21 +63,24 @@ def helped(monkeypatch):
     return results
 
 
-def _listed(cli, packed) -> list:
+def _listed(cli, packed, *, bundles: bool = True) -> list:
     """The records of an archive, but for what differs between two packs of one tree
     (directory times, which reading a WAL database touches; an encrypted archive's
-    HMACs, keyed per archive)."""
+    HMACs, keyed per archive).  ``bundles=False`` leaves out how sealed small files
+    share objects: a helper's share starts a bundle of its own (spec §11.4: a bundle
+    MAY take the files that follow)."""
     code, inspected = cli.json("inspect", packed["path"], "--entries")
     assert code == 0
+    left_out = {"hmac_sha256"} | (set() if bundles else {"sealed", "bundle"})
     return [{k: v for k, v in e.items()
-             if not (k == "mtime_ns" and e["type"] == "dir" or k == "hmac_sha256")}
+             if not (k == "mtime_ns" and e["type"] == "dir" or k in left_out)}
             for e in inspected["entries"] if not e.get("generated")]
 
 
-def _alone(cli, monkeypatch, *args) -> list:
+def _alone(cli, monkeypatch, *args, bundles: bool = True) -> list:
     with monkeypatch.context() as alone:
         alone.setenv("POPPOARC_THREADS", "1")      # no helper with one thread
-        return _listed(cli, cli.pack(*args))
+        return _listed(cli, cli.pack(*args), bundles=bundles)
 
 
 def test_a_helped_pack_holds_the_same_records_and_restores_the_tree(cli, helped, tmp_path,
@@ -101,12 +105,12 @@ def test_a_helped_encrypted_pack_seals_at_the_same_positions(cli, helped, tmp_pa
     """Sealed objects are bound to their record's index position: the helper's records
     must start where this process's end, or nothing would open."""
     monkeypatch.setenv("POPPO_BACKUP_KEY", PASS)
-    expected = _alone(cli, monkeypatch, "--encrypt")
+    expected = _alone(cli, monkeypatch, "--encrypt", bundles=False)
     packed = cli.pack("--encrypt")
     assert packed["encryption"] == "archive"
     assert len(helped) == 1 and helped[0] is not None and helped[0].files > 0
-    assert _listed(cli, packed) == expected
-    assert any(e.get("bundle") is not None for e in expected if e["target"] == "agents")
+    assert _listed(cli, packed, bundles=False) == expected
+    assert any(e.get("bundle") for e in _listed(cli, packed) if e["target"] == "agents")
     code, verified = cli.json("verify", packed["path"])
     assert code == 0 and verified["ok"] and verified["not_checked"] == []
     fresh = tmp_path / "fresh"
@@ -179,7 +183,7 @@ def _after_the_walk(monkeypatch, change):
 
 
 def test_a_file_gone_before_the_helper_reads_it_is_a_warning(cli, helped, monkeypatch):
-    gone = _agents_files(cli.root)[0]
+    gone = _agents_files(cli.root)[-1]         # among the helper's records either way
     _after_the_walk(monkeypatch, lambda: os.unlink(cli.root / gone))
     packed = cli.pack()
     assert helped and helped[0] is not None
@@ -191,7 +195,7 @@ def test_a_file_gone_before_the_helper_reads_it_is_a_warning(cli, helped, monkey
 
 def test_a_file_the_helper_cannot_read_fails_the_pack_and_leaves_no_archive(cli, helped,
                                                                            monkeypatch):
-    broken = _agents_files(cli.root)[0]
+    broken = _agents_files(cli.root)[-1]
 
     def replace_by_directory():
         os.unlink(cli.root / broken)
@@ -205,15 +209,17 @@ def test_a_file_the_helper_cannot_read_fails_the_pack_and_leaves_no_archive(cli,
     assert not [p for p in cli.store.iterdir() if p.name.endswith(".zst")]
 
 
-def test_a_target_with_a_hard_link_stays_in_this_process(cli, helped, monkeypatch):
-    first = _agents_files(cli.root)[0]
-    os.link(cli.root / first, cli.root / (first + ".link"))
+def test_hard_links_in_the_helpers_share_keep_it_in_this_process(cli, helped, monkeypatch):
+    """A hard link is written against the file it links to, which one process must
+    know: a share holding one is not given away (a link before the share is fine)."""
+    linked = _agents_files(cli.root)[-1]
+    os.link(cli.root / linked, cli.root / (linked + ".link"))
     expected = _alone(cli, monkeypatch)
     packed = cli.pack()
     assert helped == []                 # no helper started: the records were not given away
     assert _listed(cli, packed) == expected
-    assert {"path": first + ".link", "type": "hardlink"}.items() <= \
-        next(e for e in expected if e["path"] == first + ".link").items()
+    assert {"path": linked + ".link", "type": "hardlink"}.items() <= \
+        next(e for e in expected if e["path"] == linked + ".link").items()
 
 
 def test_encoded_records_must_be_as_many_as_announced(tmp_path):
@@ -237,5 +243,5 @@ def test_the_helper_needs_no_cryptography():
 
 def test_no_room_for_the_helpers_files_means_no_helper(tmp_path):
     records = [("data/ccag/a.json", "agents")]
-    assert pack_helper.TargetHelper.start(str(tmp_path), "agents", records, 3,
+    assert pack_helper.TargetHelper.start(str(tmp_path), "agents", 0, records, 3,
                                           scratch_dir=tmp_path / "missing") is None

@@ -107,13 +107,12 @@ class TargetHelper:
               scratch_dir=None, sealing: dict | None = None) -> TargetHelper | None:
         """Start a helper for ``records`` (one target's walk records from position
         ``first`` on, index order); its temporary files go to ``scratch_dir`` (None:
-        the system's).  ``sealing``:
-        seal every file (an encrypted archive): the data key, archive id and time, and
-        the index position of the target's first record.
+        the system's).  ``sealing``: seal every file (an encrypted archive) with the
+        data key, archive id and time given, from the index position given.
 
-        None when the target holds a record only this process can write (a
-        database, a file with hard links, a file read by fstat alone) or the
-        helper cannot start; the records are then untouched.
+        None when the share holds a record only this process can write (a database,
+        a file with hard links, a secret file) or the helper cannot start; the
+        walk's records are then untouched.
         """
         if not sys.executable:
             return None
@@ -166,7 +165,7 @@ class TargetHelper:
                           summary["files"], summary["size"], summary["warnings"])
 
     def records(self):
-        """The records given to the helper, read back (a failed helper's target)."""
+        """The records given to the helper, read back (a failed helper's share)."""
         return _read_records(self._records.fileno())
 
     def close(self) -> None:

@@ -404,3 +404,28 @@ def test_an_incremental_chain_in_a_bucket(s3, installation, tmp_path, capsys):
     s3.client.delete_object(Bucket=s3.bucket, Key=f"prod/{full['id']}.poppo.tar.zst")
     code, _, err = cli("verify", incremental["id"])
     assert code == 17 and full["id"] in err and f"s3://{s3.bucket}/prod" in err
+
+
+def test_a_pack_with_a_helper_process_goes_to_a_bucket(s3, installation, capsys, monkeypatch):
+    """The helper's part is copied into the multipart upload like any body bytes (its
+    temporary files go to $TMPDIR: a bucket has no directory beside the archive)."""
+    from poppoarc import pack_helper, pack_job
+    monkeypatch.setenv("POPPOARC_THREADS", "2")
+    monkeypatch.setattr(pack_job, "choose_share", lambda work: ("agents", 20))
+    parts = []
+    real = pack_helper.TargetHelper.result
+
+    def result(self):
+        parts.append(real(self))
+        return parts[-1]
+
+    monkeypatch.setattr(pack_helper.TargetHelper, "result", result)
+    cli = CLI(installation, f"s3://{s3.bucket}/prod", capsys)
+    mark = s3.mark()
+    packed = cli.pack()
+    assert len(parts) == 1 and parts[0] is not None and parts[0].files > 0
+    writes = [r for r in s3.requests(mark) if r["op"] in ("PutObject", "UploadPart")]
+    assert writes and all(r["checksum_ok"] for r in writes)
+    assert sum(r["sent"] for r in writes) == packed["size"]
+    code, verified = cli.json("verify", packed["id"])
+    assert code == 0 and verified["ok"]

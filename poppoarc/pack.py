@@ -165,7 +165,9 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                              max_incrementals=max_incrementals) if incremental else None
         total_bytes = result.total_bytes
         if sealer is not None:
-            total_bytes += _add_secrets(settings.root, result.entries, result.secrets, warnings)
+            added = _add_secrets(settings.root, result.entries, result.secrets, warnings)
+            total_bytes += added
+            result.target_bytes["security"] = result.target_bytes.get("security", 0) + added
         else:
             for rel in result.secrets:
                 warnings.add(f"{rel}: secret file not archived: secrets are stored only "

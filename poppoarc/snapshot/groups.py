@@ -70,7 +70,7 @@ class WalkGroups:
         return self._groups[target].count
 
     def discard(self, target: str | None) -> None:
-        """Drop one group's records unread (another process writes them)."""
+        """Drop what is left of one group's records (another process writes them)."""
         group = self._groups[target]
         group.held, group.extra = [], []
         group.close()

@@ -154,29 +154,27 @@ def pair_with_live(entries, live, selected: tuple[str, ...], keyed: bool = True)
     return _by_key(restored, current)
 
 
-def _order(entry) -> tuple[int, str]:
-    return index_order(target_of(entry), path_of(entry))
-
-
-_END = (len(TARGETS), "")      # after every key
+def _keyed(items, key):
+    """(index key, item) of each item, then (a key after every other, None)."""
+    for item in items:
+        yield key(item), item
+    yield (len(TARGETS), ""), None
 
 
 def _merge(restored, current):
-    record, live = next(restored, None), next(current, None)
-    record_key = _END if record is None else index_order(record.target, record.path)
-    live_key = _END if live is None else _order(live)
+    records = _keyed(restored, lambda r: index_order(r.target, r.path))
+    lives = _keyed(current, lambda e: index_order(target_of(e), path_of(e)))
+    (record_key, record), (live_key, live) = next(records), next(lives)
     while record is not None or live is not None:
-        if record_key <= live_key:
-            yield record, (live if record_key == live_key else None)
-            if record_key == live_key:
-                live = next(current, None)
-                live_key = _END if live is None else _order(live)
-            record = next(restored, None)
-            record_key = _END if record is None else index_order(record.target, record.path)
-        else:
+        if record_key < live_key:
+            yield record, None
+            record_key, record = next(records)
+        elif record_key > live_key:
             yield None, live
-            live = next(current, None)
-            live_key = _END if live is None else _order(live)
+            live_key, live = next(lives)
+        else:
+            yield record, live
+            (record_key, record), (live_key, live) = next(records), next(lives)
 
 
 def _by_key(restored, current):

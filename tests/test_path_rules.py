@@ -28,12 +28,13 @@ def _expected(listed) -> str | None:
     return None
 
 
-def _verdict(listed) -> str | None:
+def _verdict(listed, generated=()) -> str | None:
+    """``generated``: positions of records flagged generated (runs of their own)."""
     rules = PathRules()
     entries = [IndexEntry(path, target, kind, 0o755, 0, 0, 1) for target, path, kind in listed]
     try:
-        for entry in entries:
-            rules.add(entry.target, entry.path, entry.type == "dir")
+        for n, entry in enumerate(entries):
+            rules.add(entry.target, entry.path, entry.type == "dir", n in generated)
         rules.finish(entries)
     except ValueError as exc:
         return "listed twice" if "listed twice" in str(exc) else \
@@ -57,6 +58,30 @@ def test_hash_collisions_are_checked_on_the_paths(listed, in_index_order, ):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(order, "_hash", lambda path: len(path) % 2)   # collisions everywhere
         assert _verdict(listed) == _expected(listed)
+
+
+@settings(max_examples=200)
+@given(records, st.sets(st.integers(0, 13)))
+def test_generated_records_do_not_change_the_verdict(listed, generated):
+    listed = sorted(listed, key=lambda r: index_order(r[0], r[1]))
+    assert _verdict(listed, generated) == _expected(listed)
+
+
+@settings(max_examples=400)
+@given(st.lists(st.tuples(st.sampled_from([None, "config", "state"]), paths, st.booleans()),
+                max_size=14), st.booleans())
+def test_in_index_order_means_every_record_but_generated_ones_follows_the_last(listed, sort):
+    """What a restore relies on to pair records with the live tree by one merge."""
+    if sort:
+        listed = sorted(listed, key=lambda r: index_order(r[0], r[1]))
+    rules = PathRules()
+    try:
+        for target, path, generated in listed:
+            rules.add(target, path, False, generated)
+    except ValueError:          # a path repeated in a row: the index is rejected anyway
+        return
+    keys = [(-2, "")] + [index_order(t, p) for t, p, generated in listed if not generated]
+    assert rules.in_index_order() == all(a < b for a, b in zip(keys, keys[1:]))
 
 
 def test_many_records_out_of_order_are_checked_exactly():

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from ..errors import CorruptArchive, TamperedArchive
 from .head import canonical_json, strict_loads
 from .entry import CHUNK_SIZE, ID_PATTERN, SHA256_HEX, IndexEntry, check_entry, is_int
-from .order import PathRules, index_order
+from .order import PathRules
 from .records import IndexRecords, encode_entry, strict_record
 
 FORMAT = "poppoarc/1"
@@ -185,7 +185,6 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
         records = IndexRecords(IndexEntry, _FIELDS)
         rules = PathRules()
         hardlinks = False
-        in_order, last = True, (-2, "")     # the generated record aside (§5.4 Order)
         for line in spool:
             if not line.endswith(b"\n"):
                 raise CorruptArchive("index does not end with a newline", path=path)
@@ -197,15 +196,12 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
             check_entry(entry)
             if not incremental and (entry.stored_in is not None or entry.delta is not None):
                 raise ValueError(f"{entry.path!r}: ancestor reference in a full archive")
-            rules.add(entry.target, entry.path, entry.type == "dir")
-            if not entry.generated:
-                key = index_order(entry.target, entry.path)
-                in_order, last = in_order and key > last, key
+            rules.add(entry.target, entry.path, entry.type == "dir", entry.generated)
             hardlinks = hardlinks or entry.type == "hardlink"
             records.sealed += entry.needs_key()
             records.add(entry)
         records.close_writing()
-        records.in_index_order = in_order
+        records.in_index_order = rules.in_index_order()
         if header["entries"] != len(records):
             raise ValueError("index header does not match the archive")
         # No path twice, and none below a file or a link: writing it would follow the link.

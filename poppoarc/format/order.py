@@ -41,20 +41,22 @@ class PathRules:
 
     def __init__(self) -> None:
         self._hashes = array("q")           # hash(path) of every record, in order
-        self._runs: list[list] = []         # [start, end, target, first path, last path]
+        # [start, end, target, first path, last path, generated]: a generated record (the
+        # environment document, last in its target) is a run of its own
+        self._runs: list[list] = []
         self.dirs: set[str] = set()
         self.parents: set[str] = set()      # every path some record lies below
 
-    def add(self, target: str | None, path: str, is_dir: bool) -> None:
+    def add(self, target: str | None, path: str, is_dir: bool, generated: bool = False) -> None:
         run = self._runs[-1] if self._runs else None
-        if run is not None and run[2] == target and path > run[4]:
+        if run is not None and run[2] == target and path >= run[4] and not (generated or run[5]):
+            if path == run[4]:
+                raise ValueError(f"{path!r}: listed twice")
             run[1] += 1
             run[4] = path
-        elif run is not None and run[2] == target and path == run[4]:
-            raise ValueError(f"{path!r}: listed twice")
         else:
             position = len(self._hashes)
-            self._runs.append([position, position + 1, target, path, path])
+            self._runs.append([position, position + 1, target, path, path, generated])
         self._hashes.append(_hash(path))
         if is_dir:
             self.dirs.add(path)
@@ -62,6 +64,17 @@ class PathRules:
         while parent and parent not in self.parents:
             self.parents.add(parent)
             parent = parent.rpartition("/")[0]
+
+    def in_index_order(self) -> bool:
+        """Whether the records came in index order, generated ones aside: each run
+        starts after the one before it ends."""
+        last = (-2, "")
+        for _, _, target, first, final, generated in self._runs:
+            if not generated:
+                if index_order(target, first) <= last:
+                    return False
+                last = index_order(target, final)
+        return True
 
     def finish(self, records) -> None:
         """Raise ValueError if a rule is broken; ``records`` iterates the index again."""
@@ -80,7 +93,7 @@ class PathRules:
             return True
         hashes = memoryview(self._hashes)
         runs = sorted(self._runs, key=lambda run: run[1] - run[0])
-        for n, (start, end, _, first, last) in enumerate(runs):
+        for n, (start, end, _, first, last, _) in enumerate(runs):
             others = [r for r in runs[n + 1:] if r[3] <= last and first <= r[4]]
             if not others:
                 continue

@@ -102,3 +102,16 @@ def test_writers_list_records_in_index_order(cli):
     keys = [index_order(e["target"], e["path"]) for e in inspected["entries"]
             if not e.get("generated")]
     assert len(keys) > 50 and keys == sorted(set(keys))
+    # ... and a reader finds it so: a restore pairs it with the live tree by one merge
+    from poppoarc.restore import plan
+    marked = []
+    real = plan.pair_with_live
+
+    def spy(entries, *args, **kwargs):
+        marked.append(entries.in_index_order)
+        return real(entries, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plan, "pair_with_live", spy)
+        code, _ = cli.json("unpack", packed["id"], "--dry-run")
+    assert code == 0 and marked == [True]

@@ -14,10 +14,13 @@ from pathlib import Path
 
 from ..errors import AmbiguousArchive, ArchiveNotFound, StoreError
 from ..lock import pid_alive
-from ..restore.fsops import fsync_dir
+from ..restore.fsops import fsync_dir, start_writeback
 from ..format.access import FileSink, FileSource
 from .base import SUFFIX, ArchiveUpload, Store, StoredArchive
 _TEMP = re.compile(r"\.(?P<id>.+)\.poppo\.tar\.zst\.tmp-(?P<pid>\d+)\Z")
+# Each time this much more of the archive is written, the disk is asked to start on it,
+# so that the commit's fsync has only the last of it to wait for.
+WRITEBACK_EVERY = 8 << 20
 
 
 
@@ -179,12 +182,21 @@ class LocalUpload(FileSink, ArchiveUpload):
     def __init__(self, store: LocalStore, temp: Path, handle, archive_id: str):
         super().__init__(handle)
         self.store, self.temp, self.archive_id = store, temp, archive_id
+        self._unsent = 0        # where the range not yet handed to writeback starts
+
+    def begin(self, body_offset: int) -> None:
+        super().begin(body_offset)
+        self._unsent = body_offset
 
     def write(self, data) -> None:
         try:
             super().write(data)
         except OSError as exc:
             raise StoreError(f"cannot write archive: {exc.strerror}", path=self.temp) from None
+        end = self.handle.tell()
+        if end - self._unsent >= WRITEBACK_EVERY:
+            start_writeback(self.handle.fileno(), self._unsent, end - self._unsent)
+            self._unsent = end
 
     def commit(self) -> StoredArchive:
         size = self.handle.seek(0, os.SEEK_END)

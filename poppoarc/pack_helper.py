@@ -33,7 +33,7 @@ import tempfile
 from dataclasses import dataclass
 
 from .errors import SourceError
-from .snapshot.groups import CHUNK, read_chunks, write_chunk
+from .format.records import CHUNK, read_chunks, write_chunk
 from .snapshot.scan import DIR, SYMLINK, record_fields, record_from_fields
 
 # The cost model of ``choose_share`` counts records: the per-file work is what one
@@ -181,7 +181,7 @@ class _NotForHelper(Exception):
 
 
 def _write_records(records, out) -> None:
-    """The records into ``out``, in the walk's spill format (``groups.write_chunk``);
+    """The records into ``out``, in the walk's spill format (``records.write_chunk``);
     ``_NotForHelper`` at the first one a helper cannot write: it takes plain files
     (tuples), directories and symbolic links only."""
     chunk = []

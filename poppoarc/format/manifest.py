@@ -15,6 +15,7 @@ from dataclasses import fields
 from datetime import datetime, timezone
 
 from ..errors import CorruptArchive, TamperedArchive
+from . import index_helper
 from .head import canonical_json, strict_loads
 from .entry import CHUNK_SIZE, ID_PATTERN, SHA256_HEX, IndexEntry, check_entry, is_int
 from .order import PathRules
@@ -184,22 +185,21 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
             raise ValueError("sealed manifest fields are malformed")
         records = IndexRecords(IndexEntry, _FIELDS)
         rules = PathRules()
-        hardlinks = False
-        for line in spool:
-            if not line.endswith(b"\n"):
-                raise CorruptArchive("index does not end with a newline", path=path)
-            record = strict_record(line[:-1])
-            keys = set(record) if isinstance(record, dict) else set()
-            if not _ENTRY_REQUIRED <= keys <= _ENTRY_REQUIRED | _ENTRY_OPTIONAL:
-                raise ValueError(f"entry keys wrong: {sorted(keys)}")
-            entry = IndexEntry(**record)
-            check_entry(entry)
-            if not incremental and (entry.stored_in is not None or entry.delta is not None):
-                raise ValueError(f"{entry.path!r}: ancestor reference in a full archive")
-            rules.add(entry.target, entry.path, entry.type == "dir", entry.generated)
-            hardlinks = hardlinks or entry.type == "hardlink"
-            records.sealed += entry.needs_key()
-            records.add(entry)
+        helper = index_helper.start(spool, incremental)
+        try:
+            hardlinks = decode_lines(index_helper.lines_until(spool, helper), records, rules,
+                                     incremental, path)
+            part = helper.result() if helper is not None else None
+            if part is not None:
+                records.extend(part.records, part.count, part.sealed)
+                for call in part.rule_calls():
+                    rules.add(*call)
+                hardlinks = hardlinks or part.hardlinks
+            elif helper is not None:    # it failed, or found a fault: the rest is read here
+                hardlinks = decode_lines(spool, records, rules, incremental, path) or hardlinks
+        finally:
+            if helper is not None:
+                helper.close()
         records.close_writing()
         records.in_index_order = rules.in_index_order()
         if header["entries"] != len(records):
@@ -212,6 +212,29 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise CorruptArchive(f"index is malformed: {exc}", path=path) from None
     return records, sealed_manifest
+
+
+def decode_lines(lines, records: IndexRecords, rules, incremental: bool,
+                 path: object = None) -> bool:
+    """Check index lines one by one into ``records`` and ``rules`` (anything with
+    ``PathRules.add``); whether any is a hard link.  Raises ValueError at the first fault."""
+    hardlinks = False
+    for line in lines:
+        if not line.endswith(b"\n"):
+            raise CorruptArchive("index does not end with a newline", path=path)
+        record = strict_record(line[:-1])
+        keys = set(record) if isinstance(record, dict) else set()
+        if not _ENTRY_REQUIRED <= keys <= _ENTRY_REQUIRED | _ENTRY_OPTIONAL:
+            raise ValueError(f"entry keys wrong: {sorted(keys)}")
+        entry = IndexEntry(**record)
+        check_entry(entry)
+        if not incremental and (entry.stored_in is not None or entry.delta is not None):
+            raise ValueError(f"{entry.path!r}: ancestor reference in a full archive")
+        rules.add(entry.target, entry.path, entry.type == "dir", entry.generated)
+        hardlinks = hardlinks or entry.type == "hardlink"
+        records.sealed += entry.needs_key()
+        records.add(entry)
+    return hardlinks
 
 
 def _check_hardlinks(records: IndexRecords) -> None:

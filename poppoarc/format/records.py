@@ -12,6 +12,7 @@ import json
 import marshal
 import operator
 import os
+import shutil
 import tempfile
 from json.encoder import c_make_encoder
 
@@ -111,8 +112,8 @@ class IndexRecords:
     without the key skips them), so that nobody needs a pass to learn there are none.
     """
 
-    def __init__(self, make, fields: tuple[str, ...]):
-        self._spool = tempfile.TemporaryFile()
+    def __init__(self, make, fields: tuple[str, ...], spool=None):
+        self._spool = tempfile.TemporaryFile() if spool is None else spool
         self._make = make
         self._fields = operator.attrgetter(*fields)
         self._count = 0
@@ -123,6 +124,13 @@ class IndexRecords:
         data = marshal.dumps(self._fields(record))
         self._spool.write(len(data).to_bytes(4, "little") + data)
         self._count += 1
+
+    def extend(self, spooled, count: int, sealed: int) -> None:
+        """Append ``count`` records another ``IndexRecords`` wrote to the binary file
+        ``spooled`` (read from its position), ``sealed`` of them sealed."""
+        shutil.copyfileobj(spooled, self._spool, 1 << 20)
+        self._count += count
+        self.sealed += sealed
 
     def close_writing(self) -> None:
         self._spool.flush()
@@ -150,3 +158,21 @@ class IndexRecords:
                 yield make(*loads(data[start + 4:stop]))
                 start = stop
             rest = bytes(data[start:])
+
+
+CHUNK = 4096                # records per marshal chunk on disk (what a reader holds)
+
+
+def write_chunk(out, fields: list) -> None:
+    """One chunk of records' fields: its length (4 bytes, little-endian), then marshal."""
+    data = marshal.dumps(fields)
+    out.write(len(data).to_bytes(4, "little") + data)
+
+
+def read_chunks(fd: int):
+    """Every chunk ``write_chunk`` wrote to the file ``fd``, from its start (by pread,
+    so the file's position is left alone)."""
+    position = 0
+    while size := int.from_bytes(os.pread(fd, 4, position) or bytes(4), "little"):
+        yield marshal.loads(os.pread(fd, size, position + 4))
+        position += 4 + size

@@ -12,17 +12,15 @@ compact, ~300 full).
 from __future__ import annotations
 
 import heapq
-import marshal
-import os
 import tempfile
 from itertools import chain
 
 from ..format.order import TARGETS
+from ..format.records import CHUNK, read_chunks, write_chunk
 
 # Records held in memory, all groups together, before spilling: 131,072 compact records
 # (pack's plain files, ~150 bytes each) or half as many full ones (~300 bytes each).
 SPILL_AT = 1 << 17
-CHUNK = 4096                # records per marshal chunk on disk (what a reader holds)
 
 
 class WalkGroups:
@@ -137,18 +135,3 @@ class _Group:
         if self._file is not None:
             self._file.close()
             self._file = None
-
-
-def write_chunk(out, fields: list) -> None:
-    """One chunk of records' fields: its length (4 bytes, little-endian), then marshal."""
-    data = marshal.dumps(fields)
-    out.write(len(data).to_bytes(4, "little") + data)
-
-
-def read_chunks(fd: int):
-    """Every chunk ``write_chunk`` wrote to the file ``fd``, from its start (by pread,
-    so the file's position is left alone)."""
-    position = 0
-    while size := int.from_bytes(os.pread(fd, 4, position) or bytes(4), "little"):
-        yield marshal.loads(os.pread(fd, size, position + 4))
-        position += 4 + size

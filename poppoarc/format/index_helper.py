@@ -1,0 +1,215 @@
+"""A large index checked on both cores: a helper process takes the second half of its lines.
+
+Checking one index line costs ~9 µs of Python (canonical JSON, the record's rules, its
+spooled form), so 100,000 records are nearly a second of one core before a verify, a
+restore or an incremental pack can start on the body.  Lines are independent but for
+the rules about paths (``PathRules``: order, no path twice), which follow the records in
+order.  So the helper checks each line of its half as ``decode_lines`` does, writes the
+records it checked in ``IndexRecords``' spool form to a temporary file, and sends back
+the ``PathRules.add`` calls they make (path, target, kind); this process checks the first
+half meanwhile, then appends the helper's records and replays its calls after its own.
+The result, and every error, is the same as one process reading every line:
+
+* the helper reads the bytes this process already matched against the signed SHA-256
+  (the same temporary file, by ``pread``);
+* if it finds any fault, or fails in any way, its half is read again here, where the
+  first fault raises exactly as it would have;
+* only rules about paths remain for a half the helper passed, and they are checked
+  here, in record order, by the replayed calls.
+
+The helper is started as the pack's is (``python -I -c``, ``sys.path`` from its spec).
+"""
+
+from __future__ import annotations
+
+import json
+import marshal
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+from .records import CHUNK, read_chunks, write_chunk
+
+# Below this many bytes of index lines (~20,000 records) a process costs more than it
+# saves: its start (~40 ms) is the time of ~4,000 records.
+MIN_BYTES = 4 << 20
+HELPER_SHARE = 0.45     # it starts later, and this process replays its rule calls
+
+_BOOT = r"""
+import json, sys
+spec = json.loads(sys.stdin.buffer.readline())
+sys.path[:] = spec["path"]
+from poppoarc.format.index_helper import run
+sys.exit(run(spec))
+"""
+
+
+@dataclass
+class HelperPart:
+    """What the helper checked: its records (spool form) and the rule calls they make."""
+
+    records: object             # binary file, read from its start
+    count: int
+    sealed: int
+    hardlinks: bool
+    calls: object               # binary file: chunks of (target, path, is_dir, generated)
+
+    def rule_calls(self):
+        """The ``PathRules.add`` arguments of its records, in record order."""
+        for chunk in read_chunks(self.calls.fileno()):
+            yield from chunk
+
+
+class IndexHelper:
+    """A running helper and the temporary files its records and rule calls go to."""
+
+    def __init__(self, split: int, process: subprocess.Popen, records, calls):
+        self.split = split      # the offset of the first line it checks
+        self._process, self._records, self._calls = process, records, calls
+
+    def result(self) -> HelperPart | None:
+        """Wait for it: its part, or None if it failed or found a fault."""
+        out, _ = self._process.communicate()
+        if self._process.returncode != 0:
+            return None
+        try:
+            summary = marshal.loads(out)
+        except (EOFError, ValueError, TypeError):
+            return None
+        if not isinstance(summary, dict) or "fault" in summary:
+            return None
+        self._records.seek(0)
+        return HelperPart(self._records, summary["count"], summary["sealed"],
+                          summary["hardlinks"], self._calls)
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
+        self._records.close()
+        self._calls.close()
+
+
+def start(spool, incremental: bool) -> IndexHelper | None:
+    """A helper for the second half of the lines that follow ``spool``'s position (a
+    binary file); None when they are too few to gain or no process can start."""
+    try:
+        fd = spool.fileno()
+    except (AttributeError, OSError, ValueError):     # in memory: read here
+        return None
+    position = spool.tell()
+    size = spool.seek(0, os.SEEK_END)
+    spool.seek(position)
+    if size - position < MIN_BYTES or not sys.executable:
+        return None
+    split = _line_start(fd, position + int((size - position) * (1 - HELPER_SHARE)), size)
+    if split is None:
+        return None
+    files: list = []
+    process = None
+    try:
+        for _ in range(2):
+            files.append(tempfile.TemporaryFile(prefix=".poppoarc-index-"))
+        records, calls = files
+        spec = {"path": sys.path, "lines": fd, "from": split,
+                "records": records.fileno(), "calls": calls.fileno(),
+                "incremental": incremental}
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-c", _BOOT], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            pass_fds=[fd, records.fileno(), calls.fileno()])
+        process.stdin.write(json.dumps(spec).encode() + b"\n")
+        process.stdin.close()
+    except (OSError, ValueError):       # no room, no process: every line is read here
+        if process is not None:
+            process.kill()
+            process.wait()
+        for each in files:
+            each.close()
+        return None
+    process.stdin = None        # written and closed: communicate() must not touch it
+    return IndexHelper(split, process, records, calls)
+
+
+def lines_until(spool, helper: IndexHelper | None):
+    """``spool``'s lines up to where the helper's part starts (all of them without one);
+    the file is left at that offset."""
+    if helper is None:
+        yield from spool
+        return
+    position, stop = spool.tell(), helper.split
+    while position < stop:
+        line = spool.readline()
+        if not line:
+            return
+        position += len(line)
+        yield line
+
+
+def _line_start(fd: int, offset: int, size: int) -> int | None:
+    """The offset of the first line that starts at or after ``offset``; None if none does."""
+    while offset < size:
+        block = os.pread(fd, 1 << 16, offset - 1)
+        newline = block.find(b"\n")
+        if newline >= 0:
+            start = offset + newline
+            return start if start < size else None
+        offset += len(block)
+    return None
+
+
+class _RuleCalls:
+    """Stands in for ``PathRules``: the calls go to a file, for the reader to replay."""
+
+    def __init__(self, out):
+        self._out, self._chunk = out, []
+
+    def add(self, target, path, is_dir, generated=False) -> None:
+        self._chunk.append((target, path, is_dir, generated))
+        if len(self._chunk) == CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._chunk:
+            write_chunk(self._out, self._chunk)
+            self._chunk = []
+
+
+def _lines(fd: int, offset: int):
+    """The lines from ``offset`` to the end, read with ``pread`` (the file offset is the
+    reader's: both processes share it)."""
+    rest = b""
+    while True:
+        block = os.pread(fd, 1 << 20, offset)
+        if not block:
+            break
+        offset += len(block)
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            yield line + b"\n"
+    if rest:
+        yield rest          # no newline: decode_lines names the fault
+
+
+def run(spec: dict) -> int:
+    """The helper process: check the lines, write the records and a summary (marshal)."""
+    from .entry import IndexEntry
+    from .manifest import _FIELDS, decode_lines
+    from .records import IndexRecords
+    with open(spec["records"], "wb", closefd=False) as out, \
+            open(spec["calls"], "wb", closefd=False) as calls_out:
+        records = IndexRecords(IndexEntry, _FIELDS, spool=out)
+        calls = _RuleCalls(calls_out)
+        try:
+            hardlinks = decode_lines(_lines(spec["lines"], spec["from"]), records, calls,
+                                     spec["incremental"])
+        except Exception:      # any fault: the reader finds it again, and names it
+            sys.stdout.buffer.write(marshal.dumps({"fault": True}))
+            return 0
+        calls.flush()
+    sys.stdout.buffer.write(marshal.dumps({"count": len(records), "sealed": records.sealed,
+                                           "hardlinks": hardlinks}))
+    return 0

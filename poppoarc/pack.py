@@ -36,7 +36,7 @@ from .snapshot.catalogue import build_catalogue
 from .snapshot.certs import describe_reference
 from .snapshot.environment import dotenv_names, environment_document
 from .snapshot.parent import find_parent
-from .snapshot.scan import FILE, SourceEntry, path_of, scan
+from .snapshot.scan import FILE, SourceEntry, database_candidates, path_of, scan
 from .store import open_store
 
 MAX_REFERENCES = 500
@@ -143,9 +143,12 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         # Each database's snapshot copy starts as soon as the walk finds it; the body takes it.
         snapshots = SnapshotSession(settings.root, store.local_dir,
                                     settings.backup.get("databaseCheck") == "full")
+        skip = (settings.store, settings.key_dir)
+        for path in database_candidates(settings.root, catalogue, skip):
+            snapshots.start(path)       # the largest first, before the walk gets there
         # Compact walk records: plain files as (path, target); pack takes their facts from fstat
-        result = scan(settings.root, catalogue, warnings, skip=(settings.store, settings.key_dir),
-                      compact=True, on_database=snapshots.start)
+        result = scan(settings.root, catalogue, warnings, skip=skip, compact=True,
+                      on_database=snapshots.start)
         scope = ("archive" if encrypt else
                  "secrets" if secrets.can_encrypt and result.secrets else None)
         encryption = sealer = None

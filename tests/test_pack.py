@@ -271,3 +271,28 @@ def test_a_pack_whose_walk_goes_to_disk_archives_the_same_tree(cli, monkeypatch)
     assert listed(packed) == held and len(held) > 8
     code, _ = cli.json("verify", packed["path"])
     assert code == 0
+
+
+def test_database_copies_start_before_the_walk_with_the_largest(cli, installation, monkeypatch):
+    from poppoarc import pack as pack_module
+    from poppoarc.pack_databases import SnapshotSession
+    events = []
+    real_start, real_scan = SnapshotSession.start, pack_module.scan
+
+    def start(self, path):
+        events.append(path)
+        return real_start(self, path)
+
+    def walk(*args, **kwargs):
+        events.append(None)
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(SnapshotSession, "start", start)
+    monkeypatch.setattr(pack_module, "scan", walk)
+    packed = cli.pack()
+    before_walk = events[:events.index(None)]
+    databases = [d["path"] for d in packed["databases"]]
+    largest = max(databases, key=lambda p: (installation / p).stat().st_size)
+    assert before_walk and before_walk[0] == largest
+    assert set(before_walk) <= set(databases) and set(databases) <= set(events)
+    assert cli("verify", packed["id"], "-q")[0] == 0

@@ -101,3 +101,28 @@ def test_a_walk_past_its_memory_bound_lists_the_same_records(installation):
         taken = [e for t in (None, "config", "database", "logs", "agents", "state", "security")
                  for e in spilled.entries.take(t)]
         assert _as_rows(taken) == _as_rows(held.entries)
+
+
+def test_database_candidates_are_the_walks_shallow_databases_largest_first(installation):
+    """Found before the walk, so their snapshot copies start at once (pack.py)."""
+    from poppoarc.snapshot.scan import database_candidates
+    import sqlite3
+    big = sqlite3.connect(installation / "state" / "big.db")
+    big.execute("CREATE TABLE t (x)")
+    big.executemany("INSERT INTO t VALUES (?)", [("x" * 1000,)] * 2000)
+    big.commit()
+    big.close()
+    (installation / "data" / "linked.db").symlink_to(installation / "state" / "big.db")
+    catalogue = build_catalogue({}, None)
+    found = database_candidates(installation, catalogue)
+    walked = scan(installation, catalogue, Warnings()).databases
+    shallow = [p for p in walked if p.count("/") == 1]
+    assert found[0] == "state/big.db" and sorted(found) == sorted(shallow)
+    sizes = [os.path.getsize(installation / p) for p in found]
+    assert sizes == sorted(sizes, reverse=True)
+    assert "data/not-a-db.db" not in found and "data/linked.db" not in found
+    assert not any(p.endswith(("-wal", "-shm")) for p in found)
+    # not selected, or skipped like the walk skips the store: none
+    assert database_candidates(installation, build_catalogue({}, ("state",))) == []
+    assert "state/big.db" not in database_candidates(installation, catalogue,
+                                                     skip=(installation / "state",))

@@ -187,6 +187,41 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
     return result
 
 
+def database_candidates(root: Path, catalogue: Catalogue,
+                        skip: tuple[Path, ...] = ()) -> list[str]:
+    """The databases directly inside the directories the database rules name literally
+    (``data/*``, ``.poppo/*``, ``state/*``), largest first.
+
+    Found before the walk reaches them, their snapshot copies can start at once: the
+    body wants the database target second, and the walk meets a large database in
+    ``data/`` only after thousands of agent files.  The walk still decides what is
+    archived; a candidate it does not take only costs a copy made for nothing.
+    """
+    selected = set(catalogue.selected)
+    skip_real = {os.path.realpath(p) for p in skip}
+    directories = dict.fromkeys(
+        parts[0] for rule in catalogue.rules if rule.action == SQLITE
+        for parts in (pattern.split("/") for pattern in rule.include)
+        if len(parts) == 2 and parts[1] == "*" and not any(ch in parts[0] for ch in "*?["))
+    found = []
+    for directory in directories:
+        path = os.path.join(root, directory)
+        if os.path.realpath(path) in skip_real:
+            continue
+        try:
+            with os.scandir(path) as children:
+                for child in children:
+                    rel = f"{directory}/{child.name}"
+                    rules = catalogue.claim(rel)
+                    if rules and rules[0].action == SQLITE and rules[0].target in selected \
+                            and child.is_file(follow_symlinks=False) \
+                            and is_sqlite_file(child.path):
+                        found.append((child.stat(follow_symlinks=False).st_size, rel))
+        except OSError:     # the walk reports what it cannot read
+            continue
+    return [rel for _, rel in sorted(found, key=lambda item: (-item[0], item[1]))]
+
+
 def in_path_order(children):
     """(name, is_dir) of each ``DirEntry``, in the order its path sorts, and (name, None)
     where a directory's contents sort (name + "/": after "a.txt", before "a0").  Only the

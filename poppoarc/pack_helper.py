@@ -32,6 +32,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
+from . import helper_process
 from .errors import SourceError
 from .format.records import CHUNK, read_chunks, write_chunk
 from .snapshot.scan import DIR, SYMLINK, record_fields, record_from_fields
@@ -43,15 +44,6 @@ from .snapshot.scan import DIR, SYMLINK, record_fields, record_from_fields
 START_RECORDS = 8000        # the helper's start, an interpreter and its imports: ~0.1 s
 MIN_RECORDS = 20000         # a smaller share is not worth a process
 MAX_BYTES = 512 << 20       # its members pass through a temporary file: bounded
-
-_BOOT = r"""
-import json, sys
-spec = json.loads(sys.stdin.buffer.readline())
-sys.path[:] = spec["path"]
-from poppoarc.pack_helper import run
-sys.exit(run(spec))
-"""
-
 
 def choose_share(work: list[tuple[str, int, int, bool]]) -> tuple[str, int] | None:
     """What a helper should pack: (target, first), the target's records from position
@@ -114,33 +106,21 @@ class TargetHelper:
         a file with hard links, a secret file) or the helper cannot start; the
         walk's records are then untouched.
         """
-        if not sys.executable:
-            return None
         files: list = []
-        process = None
         try:
             for _ in range(3):
                 files.append(tempfile.TemporaryFile(dir=scratch_dir, prefix=".poppoarc-helper-"))
             records_file, data, index = files
             _write_records(records, records_file)
             records_file.flush()
-            spec = {"path": sys.path, "root": root, "target": target, "level": level,
-                    "records": records_file.fileno(), "data": data.fileno(),
-                    "index": index.fileno(), "sealing": sealing}
-            process = subprocess.Popen(
-                [sys.executable, "-I", "-c", _BOOT], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                pass_fds=[each.fileno() for each in files])
-            process.stdin.write(json.dumps(spec).encode() + b"\n")
-            process.stdin.close()
+            process = helper_process.start(__name__, {
+                "root": root, "target": target, "level": level,
+                "records": records_file.fileno(), "data": data.fileno(),
+                "index": index.fileno(), "sealing": sealing}, files)
         except (OSError, ValueError, _NotForHelper):    # no room, no process: pack here
-            if process is not None:
-                process.kill()
-                process.wait()
             for each in files:
                 each.close()
             return None
-        process.stdin = None        # written and closed: communicate() must not touch it
         return cls(target, first, records_file, process, data, index,
                    None if sealing is None else sealing["index_base"])
 

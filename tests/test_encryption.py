@@ -299,12 +299,13 @@ def test_rebuild_with_no_change_still_verifies(cli, installation, passphrase, ke
 # -- the passphrase KDF helper ------------------------------------------------------
 
 def test_kdf_helper_derives_the_in_process_key_and_falls_back(monkeypatch):
+    from poppoarc import helper_process
     from poppoarc.crypto import kdf, recipients
     params = {"time_cost": 2, "memory_kib": 19 * 1024, "lanes": 1}
     pending = kdf.PendingKek(b"pass", params, recipients._argon2)
     assert pending._process is not None
     assert pending.result() == recipients._argon2(b"pass", pending.salt, params)
-    monkeypatch.setattr(kdf.sys, "executable", "/nonexistent/python")
+    monkeypatch.setattr(helper_process.sys, "executable", "/nonexistent/python")
     fallback = kdf.PendingKek(b"pass", params, recipients._argon2)
     assert fallback._process is None
     assert fallback.result() == recipients._argon2(b"pass", fallback.salt, params)

@@ -8,6 +8,7 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from poppoarc import helper_process
 from poppoarc.errors import CorruptArchive
 from poppoarc.format import index_helper
 from poppoarc.format.entry import IndexEntry
@@ -132,7 +133,7 @@ def test_a_fault_in_the_helpers_half_is_named_as_one_process_names_it(decode):
     "import sys; sys.stdout.write('not marshal'); sys.exit(0)",
 ])
 def test_a_helper_that_fails_changes_nothing(decode, monkeypatch, boot):
-    monkeypatch.setattr(index_helper, "_BOOT", boot)
+    monkeypatch.setattr(helper_process, "BOOT", boot)
     data = _long_index(300)
     assert decode(data, True) == decode(data, False)
     assert decode.parts == [False]
@@ -142,7 +143,7 @@ def test_no_process_means_every_line_is_read_here(decode, monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError("no process")
 
-    monkeypatch.setattr(index_helper.subprocess, "Popen", refuse)
+    monkeypatch.setattr(helper_process.subprocess, "Popen", refuse)
     data = _long_index(300)
     assert decode(data, True) == decode(data, False)
     assert decode.parts == []

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from poppoarc import pack_helper, pack_job
+from poppoarc import helper_process, pack_helper, pack_job
 from poppoarc.errors import SourceError
 from poppoarc.format.spool import IndexSpool
 from poppoarc.pack_helper import MAX_BYTES, MIN_RECORDS, START_RECORDS, choose_share
@@ -148,7 +148,7 @@ def test_a_record_missing_before_the_helped_target_leaves_it_to_this_process(
 def test_a_failed_helper_leaves_the_target_to_this_process(cli, helped, monkeypatch, failure):
     expected = _alone(cli, monkeypatch)
     if failure == "exits":
-        monkeypatch.setattr(pack_helper, "_BOOT", "import sys; sys.exit(3)")
+        monkeypatch.setattr(helper_process, "BOOT", "import sys; sys.exit(3)")
     else:
         real_start = pack_helper.TargetHelper.start.__func__
 

@@ -13,10 +13,10 @@ run or fails, the same key is derived in-process.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
+
+from .. import helper_process
 
 TIMEOUT = 300       # seconds; the bounded parameters take well under one
 
@@ -44,24 +44,11 @@ class PendingKek:
         self._passphrase, self._derive = passphrase, derive
         self._claimed = False
         self._process: subprocess.Popen | None = None
-        if not sys.executable:
-            return
         try:
-            process = subprocess.Popen([sys.executable, "-I", "-c", _HELPER],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=subprocess.DEVNULL)
+            self._process = helper_process.start(__name__, {"salt": self.salt.hex(), **self.params},
+                                                 payload=passphrase, boot=_HELPER)
         except (OSError, ValueError):
             return
-        spec = {"path": sys.path, "salt": self.salt.hex(), **self.params}
-        try:
-            process.stdin.write(json.dumps(spec).encode() + b"\n" + passphrase)
-            process.stdin.close()
-        except OSError:
-            process.kill()
-            process.wait()
-            return
-        process.stdin = None        # written and closed: communicate() must not touch it
-        self._process = process
 
     def claim(self) -> bool:
         """True the first time only."""

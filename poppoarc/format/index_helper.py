@@ -17,12 +17,11 @@ The result, and every error, is the same as one process reading every line:
 * only rules about paths remain for a half the helper passed, and they are checked
   here, in record order, by the replayed calls.
 
-The helper is started as the pack's is (``python -I -c``, ``sys.path`` from its spec).
+The helper is started as the pack's is (``helper_process``).
 """
 
 from __future__ import annotations
 
-import json
 import marshal
 import os
 import subprocess
@@ -30,21 +29,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
+from .. import helper_process
 from .records import CHUNK, read_chunks, write_chunk
 
 # Below this many bytes of index lines (~20,000 records) a process costs more than it
 # saves: its start (~40 ms) is the time of ~4,000 records.
 MIN_BYTES = 4 << 20
 HELPER_SHARE = 0.45     # it starts later, and this process replays its rule calls
-
-_BOOT = r"""
-import json, sys
-spec = json.loads(sys.stdin.buffer.readline())
-sys.path[:] = spec["path"]
-from poppoarc.format.index_helper import run
-sys.exit(run(spec))
-"""
-
 
 @dataclass
 class HelperPart:
@@ -102,34 +93,23 @@ def start(spool, incremental: bool) -> IndexHelper | None:
     position = spool.tell()
     size = spool.seek(0, os.SEEK_END)
     spool.seek(position)
-    if size - position < MIN_BYTES or not sys.executable:
+    if size - position < MIN_BYTES:
         return None
     split = _line_start(fd, position + int((size - position) * (1 - HELPER_SHARE)), size)
     if split is None:
         return None
     files: list = []
-    process = None
     try:
         for _ in range(2):
             files.append(tempfile.TemporaryFile(prefix=".poppoarc-index-"))
         records, calls = files
-        spec = {"path": sys.path, "lines": fd, "from": split,
-                "records": records.fileno(), "calls": calls.fileno(),
-                "incremental": incremental}
-        process = subprocess.Popen(
-            [sys.executable, "-I", "-c", _BOOT], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            pass_fds=[fd, records.fileno(), calls.fileno()])
-        process.stdin.write(json.dumps(spec).encode() + b"\n")
-        process.stdin.close()
+        process = helper_process.start(__name__, {
+            "lines": fd, "from": split, "records": records.fileno(), "calls": calls.fileno(),
+            "incremental": incremental}, [spool, records, calls])
     except (OSError, ValueError):       # no room, no process: every line is read here
-        if process is not None:
-            process.kill()
-            process.wait()
         for each in files:
             each.close()
         return None
-    process.stdin = None        # written and closed: communicate() must not touch it
     return IndexHelper(split, process, records, calls)
 
 

@@ -14,6 +14,7 @@ import os
 import stat
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +41,9 @@ from .snapshot.scan import FILE, SourceEntry, database_candidates, path_of, scan
 from .store import open_store
 
 MAX_REFERENCES = 500
+# An incremental pack reads its parent's index during the walk; the index helper then
+# takes most of it (this process's part competes with the walk for the interpreter).
+PARENT_HELPER_SHARE = 0.75
 
 
 @dataclass
@@ -124,6 +128,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     started = time.monotonic()
     now = datetime.now(timezone.utc)
     warnings = Warnings()
+    asked = incremental
     environ = os.environ if environ is None else environ
     secrets = recipients.load_secrets(settings.backup, settings.key_dir, environ, warnings)
     encrypt = encrypt or bool(settings.backup.get("storage", {}).get("encrypt"))
@@ -136,10 +141,22 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     store = open_store(settings)
     store.ensure()
     cleaned = store.cleanup()
+    by_default, max_incrementals = incremental_settings(settings)
+    # a safety archive is never incremental (readers reject one: spec §12.1)
+    incremental = (by_default if incremental is None else incremental) \
+        and archive_type != "pre-restore"
     archive_id = new_archive_id(now)
     upload = store.begin(archive_id)
     job = snapshots = None
+    parent_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parent")
     try:
+        parent_warnings = Warnings()
+        # The parent is read beside the walk: its index mostly by a helper process, on the
+        # other core.  Not with a passphrase: its Argon2id would run beside the pack's own.
+        parent_read = parent_reader.submit(
+            find_parent, settings, store, sealed_whole=encrypt, warnings=parent_warnings,
+            max_incrementals=max_incrementals, helper_share=PARENT_HELPER_SHARE) \
+            if incremental and secrets.passphrase is None else None
         # Each database's snapshot copy starts as soon as the walk finds it; the body takes it.
         snapshots = SnapshotSession(settings.root, store.local_dir,
                                     settings.backup.get("databaseCheck") == "full")
@@ -157,15 +174,16 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
             encryption = {"scheme": ENCRYPTION_SCHEME, "scope": scope, "chunk_size": CHUNK_SIZE,
                           "recipients": recipients.wrap(data_key, archive_id, secrets)}
             sealer = Sealer(data_key, archive_id)
-        by_default, max_incrementals = incremental_settings(settings)
         # Chains in use: incrementals asked for (or --full, which starts one), configured or
         # scheduled.  Only then do database records carry the page digests a delta needs.
-        in_chains = incremental is not None or by_default or _schedules_incrementals(settings)
-        # a safety archive is never incremental (readers reject one: spec §12.1)
-        incremental = (by_default if incremental is None else incremental) \
-            and archive_type != "pre-restore"
-        parent = find_parent(settings, store, sealed_whole=scope == "archive", warnings=warnings,
-                             max_incrementals=max_incrementals) if incremental else None
+        in_chains = asked is not None or by_default or _schedules_incrementals(settings)
+        if parent_read is not None:
+            parent = parent_read.result()
+        else:
+            parent = find_parent(settings, store, sealed_whole=encrypt, warnings=parent_warnings,
+                                 max_incrementals=max_incrementals) if incremental else None
+        for warning in parent_warnings:
+            warnings.add(warning)
         total_bytes = result.total_bytes
         if sealer is not None:
             added = _add_secrets(settings.root, result.entries, result.secrets, warnings)
@@ -222,6 +240,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
             pass
         raise
     finally:
+        parent_reader.shutdown(wait=True)   # after a failure, what it read goes unused
         if snapshots is not None:
             snapshots.close()
         if job is not None:

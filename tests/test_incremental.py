@@ -443,3 +443,69 @@ def test_copying_a_chain_oldest_first_verifies_it_at_the_destination(chain, tmp_
         assert code == 0, copied
     assert copied["verified"]["chain"] == [a["id"] for a in archives[:-1]]
     assert copied["verified"]["not_checked"] == []
+
+
+@pytest.fixture
+def parent_calls(monkeypatch):
+    """find_parent's and the walk's calls, in order: (what, thread name, helper share)."""
+    import threading
+    from poppoarc import pack as pack_module
+    calls = []
+    real_find, real_scan = pack_module.find_parent, pack_module.scan
+
+    def find(*args, **kwargs):
+        calls.append(("parent", threading.current_thread().name, kwargs.get("helper_share")))
+        return real_find(*args, **kwargs)
+
+    def walk(*args, **kwargs):
+        calls.append(("walk", threading.current_thread().name, None))
+        result = real_scan(*args, **kwargs)
+        calls.append(("walked", threading.current_thread().name, None))
+        return result
+
+    monkeypatch.setattr(pack_module, "find_parent", find)
+    monkeypatch.setattr(pack_module, "scan", walk)
+    return calls
+
+
+def test_the_parent_is_read_beside_the_walk(cli, installation, parent_calls):
+    from poppoarc.pack import PARENT_HELPER_SHARE
+    full = cli.pack("--full")
+    parent_calls.clear()
+    (installation / "state" / "new.json").write_text("{}")
+    incremental = cli.pack("--incremental")
+    assert incremental["incremental"] and incremental["parent"] == full["id"]
+    assert incremental["reused"] > 0
+    (parent,) = [c for c in parent_calls if c[0] == "parent"]
+    assert parent[1].startswith("parent") and parent[2] == PARENT_HELPER_SHARE
+    assert cli("verify", incremental["id"], "-q")[0] == 0
+
+
+def test_with_a_passphrase_the_parent_is_read_after_the_walk(cli, installation, parent_calls,
+                                                             monkeypatch):
+    # its Argon2id would otherwise run beside the pack's own (64 MiB each)
+    monkeypatch.setenv("POPPO_BACKUP_KEY", "incremental passphrase")
+    cli.pack("--full")
+    parent_calls.clear()
+    incremental = cli.pack("--incremental")
+    assert incremental["incremental"]
+    assert [c[0] for c in parent_calls] == ["walk", "walked", "parent"]
+    assert parent_calls[-1][1] == "MainThread" and parent_calls[-1][2] is None
+
+
+def test_a_walk_that_fails_while_the_parent_is_read_leaves_nothing(cli, installation,
+                                                                   monkeypatch):
+    import threading
+    from poppoarc import pack as pack_module
+    from poppoarc.errors import SourceError
+    cli.pack("--full")
+    before = sorted(p.name for p in cli.store.iterdir())
+
+    def failing_walk(*args, **kwargs):
+        raise SourceError("cannot read installation root: gone", path="x")
+
+    monkeypatch.setattr(pack_module, "scan", failing_walk)
+    code, _, err = cli("pack", "--incremental")
+    assert code == 20 and "gone" in err
+    assert sorted(p.name for p in cli.store.iterdir()) == before
+    assert not [t for t in threading.enumerate() if t.name.startswith("parent")]

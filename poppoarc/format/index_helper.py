@@ -83,9 +83,11 @@ class IndexHelper:
         self._calls.close()
 
 
-def start(spool, incremental: bool) -> IndexHelper | None:
-    """A helper for the second half of the lines that follow ``spool``'s position (a
-    binary file); None when they are too few to gain or no process can start."""
+def start(spool, incremental: bool, share: float = HELPER_SHARE) -> IndexHelper | None:
+    """A helper for the last ``share`` of the lines that follow ``spool``'s position (a
+    binary file); None when they are too few to gain or no process can start.  A reader
+    that runs beside other work of its process (an incremental pack reads its parent's
+    index during the walk) gives the helper more."""
     try:
         fd = spool.fileno()
     except (AttributeError, OSError, ValueError):     # in memory: read here
@@ -95,7 +97,7 @@ def start(spool, incremental: bool) -> IndexHelper | None:
     spool.seek(position)
     if size - position < MIN_BYTES:
         return None
-    split = _line_start(fd, position + int((size - position) * (1 - HELPER_SHARE)), size)
+    split = _line_start(fd, position + int((size - position) * (1 - share)), size)
     if split is None:
         return None
     files: list = []

@@ -157,12 +157,14 @@ def write_index(out, archive_id: str, entries, sealed_manifest: dict | None = No
 
 
 def decode_index(data, archive_id: str, path: object, sealed: bool = False,
-                 incremental: bool = False) -> tuple[IndexRecords, dict | None]:
+                 incremental: bool = False,
+                 helper_share: float | None = None) -> tuple[IndexRecords, dict | None]:
     """Check the index; its bytes were already matched against the signed hash.
 
     ``data`` is the index's bytes or a binary file holding them (read from its
     start).  Returns the records and, for an encrypted archive, the manifest fields
-    that were sealed into the index header.
+    that were sealed into the index header.  ``helper_share``: the part of a large
+    index's lines a helper process checks (default ``index_helper.HELPER_SHARE``).
     """
     if isinstance(data, (bytes, bytearray)):
         spool = tempfile.TemporaryFile()
@@ -185,7 +187,8 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
             raise ValueError("sealed manifest fields are malformed")
         records = IndexRecords(IndexEntry, _FIELDS)
         rules = PathRules()
-        helper = index_helper.start(spool, incremental)
+        helper = index_helper.start(spool, incremental, index_helper.HELPER_SHARE
+                                    if helper_share is None else helper_share)
         try:
             hardlinks = decode_lines(index_helper.lines_until(spool, helper), records, rules,
                                      incremental, path)

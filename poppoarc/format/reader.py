@@ -112,8 +112,10 @@ class Index:
     sealed_manifest: dict | None = None
 
 
-def read_index(handle, head: TrustedHead, path: object, sealer=None) -> Index:
-    """The entry index, checked against the signed hash and size (and opened if sealed)."""
+def read_index(handle, head: TrustedHead, path: object, sealer=None,
+               helper_share: float | None = None) -> Index:
+    """The entry index, checked against the signed hash and size (and opened if sealed);
+    ``helper_share`` as for ``decode_index``."""
     manifest = head.manifest
     layout = manifest["layout"]
     if layout["index_size"] > MAX_INDEX_SIZE:
@@ -150,7 +152,8 @@ def read_index(handle, head: TrustedHead, path: object, sealer=None) -> Index:
             raise CorruptArchive(f"encrypted index: {exc}", path=path) from None
         del sealed_bytes
     entries, sealed_manifest = decode_index(data, manifest["id"], path, sealed=sealed,
-                                            incremental=manifest["incremental"])
+                                            incremental=manifest["incremental"],
+                                            helper_share=helper_share)
     if len(entries) != layout["entries"]:
         raise CorruptArchive("index entry count differs from the manifest", path=path)
     return Index(entries, sealed_manifest)

@@ -58,8 +58,9 @@ class ParentBase:
 
 
 def find_parent(settings, store, *, sealed_whole: bool, warnings: Warnings,
-                max_incrementals: int) -> ParentBase | None:
-    """The parent for an incremental archive, or None (and a warning) for a full one."""
+                max_incrementals: int, helper_share: float | None = None) -> ParentBase | None:
+    """The parent for an incremental archive, or None (and a warning) for a full one;
+    ``helper_share`` as for ``decode_index``."""
     from ..inspection import full_manifest, list_archives, open_sealer, pinned_keys
 
     choice = chains.choose_parent(list_archives(settings, store))
@@ -75,7 +76,7 @@ def find_parent(settings, store, *, sealed_whole: bool, warnings: Warnings,
         with store.open(archive) as source:
             head = reader.open_trusted(source, pinned_keys(settings), where)
             sealer = open_sealer(settings, head, where)
-            index = reader.read_index(source, head, where, sealer)
+            index = reader.read_index(source, head, where, sealer, helper_share)
     except PoppoarcError as exc:
         warnings.add(f"incremental: cannot read {choice.id} ({exc}); making a full archive")
         return None

@@ -128,7 +128,6 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     started = time.monotonic()
     now = datetime.now(timezone.utc)
     warnings = Warnings()
-    asked = incremental
     environ = os.environ if environ is None else environ
     secrets = recipients.load_secrets(settings.backup, settings.key_dir, environ, warnings)
     encrypt = encrypt or bool(settings.backup.get("storage", {}).get("encrypt"))
@@ -143,7 +142,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     cleaned = store.cleanup()
     by_default, max_incrementals = incremental_settings(settings)
     # a safety archive is never incremental (readers reject one: spec §12.1)
-    incremental = (by_default if incremental is None else incremental) \
+    chained = (by_default if incremental is None else incremental) \
         and archive_type != "pre-restore"
     archive_id = new_archive_id(now)
     upload = store.begin(archive_id)
@@ -156,7 +155,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         parent_read = parent_reader.submit(
             find_parent, settings, store, sealed_whole=encrypt, warnings=parent_warnings,
             max_incrementals=max_incrementals, helper_share=PARENT_HELPER_SHARE) \
-            if incremental and secrets.passphrase is None else None
+            if chained and secrets.passphrase is None else None
         # Each database's snapshot copy starts as soon as the walk finds it; the body takes it.
         snapshots = SnapshotSession(settings.root, store.local_dir,
                                     settings.backup.get("databaseCheck") == "full")
@@ -176,12 +175,12 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
             sealer = Sealer(data_key, archive_id)
         # Chains in use: incrementals asked for (or --full, which starts one), configured or
         # scheduled.  Only then do database records carry the page digests a delta needs.
-        in_chains = asked is not None or by_default or _schedules_incrementals(settings)
+        in_chains = incremental is not None or by_default or _schedules_incrementals(settings)
         if parent_read is not None:
             parent = parent_read.result()
         else:
             parent = find_parent(settings, store, sealed_whole=encrypt, warnings=parent_warnings,
-                                 max_incrementals=max_incrementals) if incremental else None
+                                 max_incrementals=max_incrementals) if chained else None
         for warning in parent_warnings:
             warnings.add(warning)
         total_bytes = result.total_bytes

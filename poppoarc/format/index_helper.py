@@ -1,20 +1,20 @@
-"""A large index checked on both cores: a helper process takes the second half of its lines.
+"""A large index checked on both cores: a helper process takes the last part of its lines.
 
 Checking one index line costs ~9 µs of Python (canonical JSON, the record's rules, its
 spooled form), so 100,000 records are nearly a second of one core before a verify, a
 restore or an incremental pack can start on the body.  Lines are independent but for
 the rules about paths (``PathRules``: order, no path twice), which follow the records in
-order.  So the helper checks each line of its half as ``decode_lines`` does, writes the
+order.  So the helper checks each line of its part as ``decode_lines`` does, writes the
 records it checked in ``IndexRecords``' spool form to a temporary file, and sends back
 the ``PathRules.add`` calls they make (path, target, kind); this process checks the first
-half meanwhile, then appends the helper's records and replays its calls after its own.
+part meanwhile, then appends the helper's records and replays its calls after its own.
 The result, and every error, is the same as one process reading every line:
 
 * the helper reads the bytes this process already matched against the signed SHA-256
   (the same temporary file, by ``pread``);
-* if it finds any fault, or fails in any way, its half is read again here, where the
+* if it finds any fault, or fails in any way, its part is read again here, where the
   first fault raises exactly as it would have;
-* only rules about paths remain for a half the helper passed, and they are checked
+* only rules about paths remain for a part the helper passed, and they are checked
   here, in record order, by the replayed calls.
 
 The helper is started as the pack's is (``helper_process``).
@@ -36,6 +36,7 @@ from .records import CHUNK, read_chunks, write_chunk
 # saves: its start (~40 ms) is the time of ~4,000 records.
 MIN_BYTES = 4 << 20
 HELPER_SHARE = 0.45     # it starts later, and this process replays its rule calls
+
 
 @dataclass
 class HelperPart:

@@ -176,3 +176,21 @@ def test_verify_and_restore_of_a_real_archive_with_the_helper(cli, installation,
     assert len(files) > 10
     assert all(original[rel] == moved[rel] for rel in files if not is_database(fresh / rel))
     assert decode.parts and all(decode.parts)
+
+
+def test_an_encrypted_archive_and_an_incremental_chain_with_the_helper(cli, installation,
+                                                                       decode, monkeypatch):
+    """Sealed records (member lists, keyed digests) and an incremental's references to its
+    parent are checked by the helper as here: its part is used, not read again."""
+    monkeypatch.setenv("POPPO_BACKUP_KEY", "helper passphrase")
+    monkeypatch.setattr(index_helper, "MIN_BYTES", 0)
+    sealed = cli.pack("--encrypt")
+    assert sealed["encryption"] == "archive"
+    assert cli("verify", sealed["id"], "-q")[0] == 0
+    monkeypatch.delenv("POPPO_BACKUP_KEY")
+    full = cli.pack("--full")
+    (installation / "state" / "new.json").write_text("{}")
+    incremental = cli.pack("--incremental")
+    assert incremental["parent"] == full["id"] and incremental["reused"] > 0
+    assert cli("verify", incremental["id"], "-q")[0] == 0
+    assert len(decode.parts) >= 4 and all(decode.parts)

@@ -126,3 +126,9 @@ def test_database_candidates_are_the_walks_shallow_databases_largest_first(insta
     assert database_candidates(installation, build_catalogue({}, ("state",))) == []
     assert "state/big.db" not in database_candidates(installation, catalogue,
                                                      skip=(installation / "state",))
+    # a directory that is a symlink is not entered, as the walk does not enter it
+    (installation / "state").rename(installation / "elsewhere")
+    (installation / "state").symlink_to(installation / "elsewhere")
+    assert not any(p.startswith("state/") for p in database_candidates(installation, catalogue))
+    assert not any(p.startswith("state/") for p in scan(installation, catalogue,
+                                                        Warnings()).databases)

@@ -206,8 +206,8 @@ def database_candidates(root: Path, catalogue: Catalogue,
     found = []
     for directory in directories:
         path = os.path.join(root, directory)
-        if os.path.realpath(path) in skip_real:
-            continue
+        if os.path.islink(path) or os.path.realpath(path) in skip_real:
+            continue        # the walk does not enter a symlink, nor a skipped directory
         try:
             with os.scandir(path) as children:
                 for child in children:

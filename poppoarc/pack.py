@@ -183,10 +183,8 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                                  max_incrementals=max_incrementals) if chained else None
         for warning in parent_warnings:
             warnings.add(warning)
-        total_bytes = result.total_bytes
         if sealer is not None:
             added = _add_secrets(settings.root, result.entries, result.secrets, warnings)
-            total_bytes += added
             result.target_bytes["security"] = result.target_bytes.get("security", 0) + added
         else:
             for rel in result.secrets:
@@ -201,7 +199,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                       snapshots, keep_damaged_databases=archive_type == "pre-restore",
                       sealer=sealer, seal_all=scope == "archive", secrets=set(result.secrets),
                       archive_mtime_ns=int(now.timestamp()) * 10**9, parent=parent,
-                      check_content=check_content, total_bytes=total_bytes,
+                      check_content=check_content, total_bytes=result.total_bytes,
                       block_digests=in_chains and archive_type != "pre-restore",
                       target_bytes=result.target_bytes,
                       helper_level=level if threads > 1 else None,

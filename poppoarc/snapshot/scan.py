@@ -49,8 +49,11 @@ class ScanResult:
     references: list[str] = field(default_factory=list)   # relative paths
     secrets: list[str] = field(default_factory=list)      # relative paths
     databases: list[str] = field(default_factory=list)    # relative paths
-    total_bytes: int = 0        # the sizes of all files and databases entered
-    target_bytes: dict = field(default_factory=dict)    # ... by target
+    target_bytes: dict = field(default_factory=dict)    # sizes of files and databases entered
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.target_bytes.values())
 
 
 _ENTRY_FIELDS = operator.attrgetter(*SourceEntry.__slots__)
@@ -107,7 +110,6 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
 
     def add(target: str, record, path: str, size: int) -> None:
         groups.add(target, record)
-        result.total_bytes += size
         target_bytes[target] = target_bytes.get(target, 0) + size
         parent = path.rpartition("/")[0]
         while parent and parent not in recorded:    # a shared parent this path needs

@@ -5,7 +5,8 @@ The pack's helper (``pack_helper``), the index's (``format/index_helper``) and t
 ``python -I`` (no environment, no user site, no current directory on the path: the
 helper imports this installation's poppoarc, from the ``sys.path`` of the process that
 starts it), the spec as one JSON line on its stdin, the temporary files it reads and
-writes inherited by descriptor.  Its answer is its stdout.
+writes inherited by descriptor.  Its answer is its stdout: a JSON object (``reply``,
+``answer``) for the two that run poppoarc's code, a hex key for the KDF's.
 """
 
 from __future__ import annotations
@@ -44,3 +45,30 @@ def start(module: str, spec: dict, files: list = (), payload: bytes = b"",
         raise
     process.stdin = None        # written and closed: communicate() must not touch it
     return process
+
+
+def reply(summary: dict) -> int:
+    """In the helper: its answer, as one JSON object on stdout; the exit status."""
+    sys.stdout.write(json.dumps(summary))
+    return 0
+
+
+def answer(process: subprocess.Popen) -> dict | None:
+    """Wait for the helper: its ``reply``, or None if it failed in any way."""
+    out, _ = process.communicate()
+    try:
+        summary = json.loads(out) if process.returncode == 0 else None
+    except ValueError:
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
+def stop(process: subprocess.Popen | None) -> None:
+    """End a helper whose answer is no longer wanted (or reap one that ended)."""
+    if process is None:
+        return
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    if process.stdout is not None:      # (already closed if ``answer`` read it)
+        process.stdout.close()

@@ -25,10 +25,8 @@ cannot read is the same error as without it.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 
@@ -127,12 +125,8 @@ class TargetHelper:
     def result(self) -> HelperPart | None:
         """Wait for the helper: its part, or None if it failed (see ``records``).
         Raises ``SourceError`` for a source file it could not read."""
-        out, _ = self._process.communicate()
-        try:
-            summary = json.loads(out) if self._process.returncode == 0 else None
-        except ValueError:
-            summary = None
-        if not isinstance(summary, dict):
+        summary = helper_process.answer(self._process)
+        if summary is None:
             return None
         if "error" in summary:
             raise SourceError(summary["error"], path=summary["path"])
@@ -149,9 +143,7 @@ class TargetHelper:
         return _read_records(self._records.fileno())
 
     def close(self) -> None:
-        if self._process.poll() is None:
-            self._process.kill()
-            self._process.communicate()
+        helper_process.stop(self._process)
         for each in (self._records, self._data, self._index):
             each.close()
 
@@ -206,14 +198,12 @@ def run(spec: dict) -> int:
             message = str(exc)
             if exc.path and message.startswith(exc.path + ": "):
                 message = message[len(exc.path) + 2:]
-            sys.stdout.write(json.dumps({"error": message, "path": exc.path}))
-            return 0
+            return helper_process.reply({"error": message, "path": exc.path})
         writer.end_frame()
         writer.close()
         data_length = writer.offset
     with open(spec["index"], "wb", closefd=False) as index:
         job.index.write_to(index)
-    sys.stdout.write(json.dumps({"data_length": data_length, "entries": len(job.index),
+    return helper_process.reply({"data_length": data_length, "entries": len(job.index),
                                  "files": job.files, "size": size,
-                                 "warnings": list(warnings)}))
-    return 0
+                                 "warnings": list(warnings)})

@@ -130,7 +130,7 @@ def test_a_fault_in_the_helpers_half_is_named_as_one_process_names_it(decode):
 @pytest.mark.parametrize("boot", [
     "import sys; sys.exit(3)",
     "import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
-    "import sys; sys.stdout.write('not marshal'); sys.exit(0)",
+    "import sys; sys.stdout.write('not JSON'); sys.exit(0)",
 ])
 def test_a_helper_that_fails_changes_nothing(decode, monkeypatch, boot):
     monkeypatch.setattr(helper_process, "BOOT", boot)

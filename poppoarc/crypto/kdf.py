@@ -74,10 +74,7 @@ class PendingKek:
     def close(self) -> None:
         """Stop an unused helper."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.kill()
-        if process is not None:
-            process.communicate()
+        helper_process.stop(process)
 
     def __del__(self):
         self.close()

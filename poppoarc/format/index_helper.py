@@ -22,10 +22,8 @@ The helper is started as the pack's is (``helper_process``).
 
 from __future__ import annotations
 
-import marshal
 import os
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 
@@ -63,23 +61,15 @@ class IndexHelper:
 
     def result(self) -> HelperPart | None:
         """Wait for it: its part, or None if it failed or found a fault."""
-        out, _ = self._process.communicate()
-        if self._process.returncode != 0:
-            return None
-        try:
-            summary = marshal.loads(out)
-        except (EOFError, ValueError, TypeError):
-            return None
-        if not isinstance(summary, dict) or "fault" in summary:
+        summary = helper_process.answer(self._process)
+        if summary is None or "fault" in summary:
             return None
         self._records.seek(0)
         return HelperPart(self._records, summary["count"], summary["sealed"],
                           summary["hardlinks"], self._calls)
 
     def close(self) -> None:
-        if self._process.poll() is None:
-            self._process.kill()
-            self._process.communicate()
+        helper_process.stop(self._process)
         self._records.close()
         self._calls.close()
 
@@ -178,7 +168,7 @@ def _lines(fd: int, offset: int):
 
 
 def run(spec: dict) -> int:
-    """The helper process: check the lines, write the records and a summary (marshal)."""
+    """The helper process: check the lines, write the records and the calls; its reply."""
     from .entry import IndexEntry
     from .manifest import _FIELDS, decode_lines
     from .records import IndexRecords
@@ -190,9 +180,7 @@ def run(spec: dict) -> int:
             hardlinks = decode_lines(_lines(spec["lines"], spec["from"]), records, calls,
                                      spec["incremental"])
         except Exception:      # any fault: the reader finds it again, and names it
-            sys.stdout.buffer.write(marshal.dumps({"fault": True}))
-            return 0
+            return helper_process.reply({"fault": True})
         calls.flush()
-    sys.stdout.buffer.write(marshal.dumps({"count": len(records), "sealed": records.sealed,
-                                           "hardlinks": hardlinks}))
-    return 0
+    return helper_process.reply({"count": len(records), "sealed": records.sealed,
+                                 "hardlinks": hardlinks})

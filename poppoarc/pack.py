@@ -150,12 +150,16 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     parent_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parent")
     try:
         parent_warnings = Warnings()
+
+        def read_parent(helper_share):
+            return find_parent(settings, store, sealed_whole=encrypt, warnings=parent_warnings,
+                               max_incrementals=max_incrementals, helper_share=helper_share)
+
         # The parent is read beside the walk: its index mostly by a helper process, on the
         # other core.  Not with a passphrase: its Argon2id would run beside the pack's own.
-        parent_read = parent_reader.submit(
-            find_parent, settings, store, sealed_whole=encrypt, warnings=parent_warnings,
-            max_incrementals=max_incrementals, helper_share=PARENT_HELPER_SHARE) \
-            if chained and secrets.passphrase is None else None
+        beside_walk = chained and secrets.passphrase is None
+        parent_read = parent_reader.submit(read_parent, PARENT_HELPER_SHARE) \
+            if beside_walk else None
         # Each database's snapshot copy starts as soon as the walk finds it; the body takes it.
         snapshots = SnapshotSession(settings.root, store.local_dir,
                                     settings.backup.get("databaseCheck") == "full")
@@ -176,11 +180,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         # Chains in use: incrementals asked for (or --full, which starts one), configured or
         # scheduled.  Only then do database records carry the page digests a delta needs.
         in_chains = incremental is not None or by_default or _schedules_incrementals(settings)
-        if parent_read is not None:
-            parent = parent_read.result()
-        else:
-            parent = find_parent(settings, store, sealed_whole=encrypt, warnings=parent_warnings,
-                                 max_incrementals=max_incrementals) if chained else None
+        parent = parent_read.result() if beside_walk else read_parent(None) if chained else None
         for warning in parent_warnings:
             warnings.add(warning)
         if sealer is not None:

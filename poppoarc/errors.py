@@ -35,6 +35,7 @@ class PoppoarcError(Exception):
     exit_code = 9
 
     def __init__(self, message: str, *, path: object = None):
+        self.message = message          # without the path (a helper process passes both on)
         self.path = str(path) if path is not None else None
         super().__init__(f"{self.path}: {message}" if self.path else message)
 

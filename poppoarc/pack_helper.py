@@ -195,10 +195,7 @@ def run(spec: dict) -> int:
             size = job.write_records(writer, target, _read_records(spec["records"]),
                                      plain_path=sealing is None)
         except SourceError as exc:
-            message = str(exc)
-            if exc.path and message.startswith(exc.path + ": "):
-                message = message[len(exc.path) + 2:]
-            return helper_process.reply({"error": message, "path": exc.path})
+            return helper_process.reply({"error": exc.message, "path": exc.path})
         writer.end_frame()
         writer.close()
         data_length = writer.offset

@@ -450,8 +450,9 @@ def parent_calls(monkeypatch):
     """find_parent's and the walk's calls, in order: (what, thread name, helper share)."""
     import threading
     from poppoarc import pack as pack_module
+    from poppoarc.snapshot.scan import Walk
     calls = []
-    real_find, real_scan = pack_module.find_parent, pack_module.scan
+    real_find, real_run = pack_module.find_parent, Walk.run
 
     def find(*args, **kwargs):
         calls.append(("parent", threading.current_thread().name, kwargs.get("helper_share")))
@@ -459,12 +460,12 @@ def parent_calls(monkeypatch):
 
     def walk(*args, **kwargs):
         calls.append(("walk", threading.current_thread().name, None))
-        result = real_scan(*args, **kwargs)
+        result = real_run(*args, **kwargs)
         calls.append(("walked", threading.current_thread().name, None))
         return result
 
     monkeypatch.setattr(pack_module, "find_parent", find)
-    monkeypatch.setattr(pack_module, "scan", walk)
+    monkeypatch.setattr(Walk, "run", walk)
     return calls
 
 
@@ -496,15 +497,15 @@ def test_with_a_passphrase_the_parent_is_read_after_the_walk(cli, installation, 
 def test_a_walk_that_fails_while_the_parent_is_read_leaves_nothing(cli, installation,
                                                                    monkeypatch):
     import threading
-    from poppoarc import pack as pack_module
     from poppoarc.errors import SourceError
+    from poppoarc.snapshot.scan import Walk
     cli.pack("--full")
     before = sorted(p.name for p in cli.store.iterdir())
 
     def failing_walk(*args, **kwargs):
         raise SourceError("cannot read installation root: gone", path="x")
 
-    monkeypatch.setattr(pack_module, "scan", failing_walk)
+    monkeypatch.setattr(Walk, "run", failing_walk)
     code, _, err = cli("pack", "--incremental")
     assert code == 20 and "gone" in err
     assert sorted(p.name for p in cli.store.iterdir()) == before

@@ -274,10 +274,10 @@ def test_a_pack_whose_walk_goes_to_disk_archives_the_same_tree(cli, monkeypatch)
 
 
 def test_database_copies_start_before_the_walk_with_the_largest(cli, installation, monkeypatch):
-    from poppoarc import pack as pack_module
     from poppoarc.pack_databases import SnapshotSession
+    from poppoarc.snapshot.scan import Walk
     events = []
-    real_start, real_scan = SnapshotSession.start, pack_module.scan
+    real_start, real_run = SnapshotSession.start, Walk.run
 
     def start(self, path):
         events.append(path)
@@ -285,10 +285,10 @@ def test_database_copies_start_before_the_walk_with_the_largest(cli, installatio
 
     def walk(*args, **kwargs):
         events.append(None)
-        return real_scan(*args, **kwargs)
+        return real_run(*args, **kwargs)
 
     monkeypatch.setattr(SnapshotSession, "start", start)
-    monkeypatch.setattr(pack_module, "scan", walk)
+    monkeypatch.setattr(Walk, "run", walk)
     packed = cli.pack()
     before_walk = events[:events.index(None)]
     databases = [d["path"] for d in packed["databases"]]

@@ -171,15 +171,15 @@ def _agents_files(root):
 
 def _after_the_walk(monkeypatch, change):
     """Run ``change`` once the walk has listed the installation, before the body."""
-    from poppoarc import pack
-    real_scan = pack.scan
+    from poppoarc.snapshot.scan import Walk
+    real_finish = Walk.finish
 
-    def scan_then_change(*args, **kwargs):
-        result = real_scan(*args, **kwargs)
+    def finish_then_change(self):
+        result = real_finish(self)
         change()
         return result
 
-    monkeypatch.setattr(pack, "scan", scan_then_change)
+    monkeypatch.setattr(Walk, "finish", finish_then_change)
 
 
 def test_a_file_gone_before_the_helper_reads_it_is_a_warning(cli, helped, monkeypatch):

@@ -132,3 +132,15 @@ def test_database_candidates_are_the_walks_shallow_databases_largest_first(insta
     assert not any(p.startswith("state/") for p in database_candidates(installation, catalogue))
     assert not any(p.startswith("state/") for p in scan(installation, catalogue,
                                                         Warnings()).databases)
+
+
+def test_an_owned_directory_needs_the_unowned_directories_above_it(installation):
+    """With only agents selected, data/ccla is agents' but data is no target's: it is a
+    shared parent, so a restore recreates it as it was (mode, times)."""
+    result = scan(installation, build_catalogue({}, ("agents",)), Warnings())
+    shared = [e.path for e in result.entries.group(None)]
+    assert "data" in shared
+    assert all(not p.startswith("data/cc") for p in shared)
+    os.chmod(installation / "data", 0o750)
+    result = scan(installation, build_catalogue({}, ("agents",)), Warnings())
+    assert next(e for e in result.entries.group(None) if e.path == "data").mode == 0o750

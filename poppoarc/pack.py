@@ -1,10 +1,11 @@
 """``pack``: capture an installation into one signed archive.
 
-Order of work: lock the installation, walk it, then stream every selected
-target into the store's upload (databases through the backup API), write
-the index, sign the manifest into the reserved head, and commit: fsync and
-rename in a local store, complete the multipart upload in S3.  Until the
-commit nothing exists under the archive's final name.
+Order of work: lock the installation, walk it (a directory of many files in
+a helper process, ``pack_subtree``), then stream every selected target into
+the store's upload (databases through the backup API), write the index, sign
+the manifest into the reserved head, and commit: fsync and rename in a local
+store, complete the multipart upload in S3.  Until the commit nothing exists
+under the archive's final name.
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ from .format.writer import DEFAULT_LEVEL, BodyWriter, finish_archive
 from .lock import InstallationLock
 from .pack_databases import SnapshotSession
 from .pack_job import PackJob
+from .pack_subtree import SubtreeHelper
 from .snapshot import sqlite as sqlite_snapshot
 from .snapshot.catalogue import build_catalogue
 from .snapshot.certs import describe_reference
 from .snapshot.environment import dotenv_names, environment_document
 from .snapshot.parent import find_parent
-from .snapshot.scan import FILE, SourceEntry, database_candidates, path_of, scan
+from .snapshot.scan import FILE, SourceEntry, Walk, database_candidates, path_of
 from .store import open_store
 
 MAX_REFERENCES = 500
@@ -146,7 +148,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         and archive_type != "pre-restore"
     archive_id = new_archive_id(now)
     upload = store.begin(archive_id)
-    job = snapshots = None
+    job = snapshots = subtree = None
     parent_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parent")
     try:
         parent_warnings = Warnings()
@@ -164,11 +166,23 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         snapshots = SnapshotSession(settings.root, store.local_dir,
                                     settings.backup.get("databaseCheck") == "full")
         skip = (settings.store, settings.key_dir)
+        threads = compression_threads()
+        # A directory of many files is walked by a helper process beside this walk; not
+        # beside an incremental's parent reading or a passphrase's Argon2id (processes
+        # enough for two cores).
+        if threads > 1 and not chained and secrets.passphrase is None:
+            subtree = SubtreeHelper.start(settings.root, catalogue, skip, store.local_dir)
         for path in database_candidates(settings.root, catalogue, skip):
             snapshots.start(path)       # the largest first, before the walk gets there
         # Compact walk records: plain files as (path, target); pack takes their facts from fstat
-        result = scan(settings.root, catalogue, warnings, skip=skip, compact=True,
-                      on_database=snapshots.start)
+        walk = Walk(settings.root, catalogue, warnings, skip=skip, compact=True,
+                    on_database=snapshots.start,
+                    leave=(subtree.directory,) if subtree is not None else ())
+        walk.run()
+        if subtree is not None and not subtree.merge_into(walk):
+            walk.run(within=subtree.directory)      # the helper failed: walked here
+            subtree = None
+        result = walk.finish()
         scope = ("archive" if encrypt else
                  "secrets" if secrets.can_encrypt and result.secrets else None)
         encryption = sealer = None
@@ -194,7 +208,6 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         # Sealed content is compressed before encryption; the outer frames then
         # only hold tar framing and ciphertext, where a fast level is enough.
         level = 1 if scope == "archive" else DEFAULT_LEVEL
-        threads = compression_threads()
         job = PackJob(settings.root, catalogue.selected, result.entries, warnings, progress,
                       snapshots, keep_damaged_databases=archive_type == "pre-restore",
                       sealer=sealer, seal_all=scope == "archive", secrets=set(result.secrets),
@@ -203,7 +216,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                       block_digests=in_chains and archive_type != "pre-restore",
                       target_bytes=result.target_bytes,
                       helper_level=level if threads > 1 else None,
-                      scratch_dir=store.local_dir)
+                      scratch_dir=store.local_dir, subtree=subtree)
         references = [describe_reference(str(settings.root / rel), rel)
                       for rel in result.references[:MAX_REFERENCES]]
         if len(result.references) > MAX_REFERENCES:
@@ -238,6 +251,8 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         raise
     finally:
         parent_reader.shutdown(wait=True)   # after a failure, what it read goes unused
+        if subtree is not None:             # (the body has closed it, unless it failed first)
+            subtree.close()
         if snapshots is not None:
             snapshots.close()
         if job is not None:

@@ -29,6 +29,7 @@ import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from itertools import islice
 
 from . import helper_process
 from .errors import SourceError
@@ -87,10 +88,11 @@ class TargetHelper:
     """A running helper process and the temporary files it reads and writes."""
 
     def __init__(self, target: str, first: int, records, process: subprocess.Popen, data,
-                 index, index_base: int | None = None):
+                 index, index_base: int | None = None, spooled_from: int = 0):
         self.target, self.first = target, first   # the target's records from ``first`` on
         self.index_base = index_base    # sealed: the index position its records start at
         self._records, self._process, self._data, self._index = records, process, data, index
+        self._spooled_from = spooled_from   # the position of the records file's first record
 
     @classmethod
     def start(cls, root: str, target: str, first: int, records, level: int,
@@ -120,7 +122,7 @@ class TargetHelper:
                 each.close()
             return None
         return cls(target, first, records_file, process, data, index,
-                   None if sealing is None else sealing["index_base"])
+                   None if sealing is None else sealing["index_base"], spooled_from=first)
 
     def result(self) -> HelperPart | None:
         """Wait for the helper: its part, or None if it failed (see ``records``).
@@ -140,7 +142,8 @@ class TargetHelper:
 
     def records(self):
         """The records given to the helper, read back (a failed helper's share)."""
-        return _read_records(self._records.fileno())
+        return islice(_read_records(self._records.fileno()), self.first - self._spooled_from,
+                      None)
 
     def close(self) -> None:
         helper_process.stop(self._process)
@@ -175,6 +178,13 @@ def _read_records(fd: int):
 
 def run(spec: dict) -> int:
     """The helper process: pack the records, write the summary line to stdout."""
+    return pack_share(spec, _read_records(spec["records"]))
+
+
+def pack_share(spec: dict, records) -> int:
+    """In a helper process: pack ``records`` (one target's, in index order) as ``spec``
+    says (root, target, level, sealing, the data and index files) and reply with the
+    summary ``TargetHelper.result`` reads."""
     from .errors import Warnings
     from .format.writer import BodyWriter
     from .pack_job import PackJob
@@ -192,8 +202,7 @@ def run(spec: dict) -> int:
         # sealing runs on a pool: one thread here, beside this process's two
         writer = BodyWriter(data, None, level=spec["level"], threads=1)
         try:
-            size = job.write_records(writer, target, _read_records(spec["records"]),
-                                     plain_path=sealing is None)
+            size = job.write_records(writer, target, records, plain_path=sealing is None)
         except SourceError as exc:
             return helper_process.reply({"error": exc.message, "path": exc.path})
         writer.end_frame()

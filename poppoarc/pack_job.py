@@ -26,6 +26,7 @@ from .format.spool import IndexSpool
 from .format.writer import READ_CHUNK, BodyWriter, StoredFile
 from .pack_databases import DatabaseSteps, SnapshotSession
 from .pack_helper import TargetHelper, choose_share
+from .pack_subtree import helper_first
 from .policy import chains
 from .snapshot.catalogue import TARGETS
 from .snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry
@@ -42,7 +43,7 @@ class PackJob(DatabaseSteps):
                  archive_mtime_ns: int = 0, parent=None, check_content: bool = False,
                  total_bytes: int = 0, block_digests: bool = True,
                  target_bytes: dict | None = None, helper_level: int | None = None,
-                 scratch_dir=None, index_base: int = 0):
+                 scratch_dir=None, index_base: int = 0, subtree=None):
         # Page digests cost a hash pass over every database and ~0.5 % of the archive;
         # only an archive that may become an incremental's parent needs them (§12.4).
         self.block_digests = block_digests or parent is not None
@@ -73,6 +74,7 @@ class PackJob(DatabaseSteps):
         self.scratch_dir = scratch_dir  # its temporary files: beside the archive if local
         # a helper's records start at this index position (sealed objects are bound to theirs)
         self.index_base = index_base
+        self.subtree = subtree          # a helper that walked one target's directory (pack_subtree)
         self._links: dict[tuple[int, int], IndexEntry] = {}
         self._checks: list = []         # (manifest record, future of its DatabaseFacts)
 
@@ -146,17 +148,25 @@ class PackJob(DatabaseSteps):
         self.index.append(record, deferred=record.sealed is not None)
 
     def _start_helper(self, groups) -> TargetHelper | None:
-        """Hand part of a target to a helper process when that shortens the pack."""
+        """Hand part of a target to a helper process when that shortens the pack: the
+        one that walked the target's directory, if any (told its share now), else a new one."""
+        subtree, self.subtree = self.subtree, None
         if self.helper_level is None:
+            if subtree is not None:
+                subtree.close()
             return None
         work = [(t, groups.count(t), self.target_bytes.get(t, 0), t != "config")
                 for t in TARGETS if t in self.selected]
-        chosen = choose_share(work)
-        if chosen is None:
-            return None
-        target, first = chosen
+        if subtree is not None:
+            target = subtree.target
+            first = helper_first([w[:3] for w in work], target, subtree.linked)
+        else:
+            chosen = choose_share(work)
+            if chosen is None:
+                return None
+            target, first = chosen
         sealing = None
-        if self.seal_all:
+        if self.seal_all and first is not None:
             # Where the helper's records will start if every record before them is written
             # (one per walk record, and the generated environment member); _splice checks.
             before = TARGETS[:TARGETS.index(target)]
@@ -164,6 +174,8 @@ class PackJob(DatabaseSteps):
                                                  for t in before if t in self.selected)
             sealing = {"key": self.sealer.data_key.hex(), "archive_id": self.sealer.archive_id,
                        "mtime_ns": self.archive_mtime_ns, "index_base": base}
+        if subtree is not None:
+            return subtree.share(first, self.helper_level, sealing)
         return TargetHelper.start(self._root_text, target, first,
                                   islice(groups.group(target), first, None),
                                   self.helper_level, self.scratch_dir, sealing)

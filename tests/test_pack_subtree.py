@@ -1,0 +1,333 @@
+"""A directory of many files walked by the pack's helper process from the start: the
+same archive as one walk and one process give, whatever fails."""
+
+import json
+import os
+import signal
+import sqlite3
+
+import pytest
+
+from poppoarc import helper_process, pack_job, pack_subtree
+from poppoarc.pack_subtree import (MIN_SHARE, candidates, count_entries, helper_first,
+                                   literal_directory)
+from poppoarc.snapshot.catalogue import build_catalogue
+
+from .conftest import CLI
+from .test_pack_helper import _alone, _listed
+from .test_unpack import digest
+
+
+def test_the_directory_is_the_one_every_pattern_names_literally():
+    assert literal_directory(("state/**",)) == "state"
+    assert literal_directory(("logs/**/*.gz",)) == "logs"
+    assert literal_directory(("data/ccla/**", "data/ccla/x/*.json")) == "data/ccla"
+    assert literal_directory(("data/ccla/**", "data/ccag/**")) == "data"
+    assert literal_directory(("data/ccla/**", "agents/**")) is None
+    assert literal_directory(("*/x/**",)) is None
+    assert literal_directory(("state",)) is None            # a file name, not a directory
+    assert literal_directory(("st?te/**",)) is None
+
+
+def test_only_targets_that_store_paths_of_one_directory_are_candidates():
+    # the body's last targets first; config spans config/ and .poppo/, agents three trees,
+    # database and security have rules that are not plain storage
+    assert candidates(build_catalogue({}, None)) == [("state", "state"), ("logs", "logs")]
+    assert candidates(build_catalogue({}, ("agents", "logs"))) == [("logs", "logs")]
+    custom = build_catalogue({"agents": {"include": ["data/ccla/**"]}}, None)
+    assert ("agents", "data/ccla") in candidates(custom)
+
+
+def test_entries_are_counted_up_to_the_cap(tmp_path):
+    for n in range(3):
+        (tmp_path / f"d{n}").mkdir()
+        for m in range(4):
+            (tmp_path / f"d{n}" / f"f{m}").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "d0")      # not followed
+    assert count_entries(str(tmp_path), 1000) == 3 + 12 + 1
+    assert count_entries(str(tmp_path), 5) == 5
+    assert count_entries(str(tmp_path / "missing"), 5) == 0
+
+
+def test_the_share_makes_both_processes_equally_long():
+    work = [("config", 10, 0), ("database", 2, 0), ("agents", 40_000, 0), ("state", 50_000, 0)]
+    first = helper_first(work, "state", linked=False)
+    assert abs((40_012 + first) - (50_000 - first)) <= 1
+    # a target ahead of everything: the helper takes its last half
+    assert helper_first([("state", 60_000, 0)], "state", linked=False) == 30_000
+    # hard links: the helper packs all of the target (a link's first record with it)
+    assert helper_first(work, "state", linked=True) == 0
+    # too small a share is packed here
+    assert helper_first([("state", 2 * MIN_SHARE - 2, 0)], "state", linked=False) is None
+    # content bounds the share (pro rata), and with hard links it cannot be cut
+    big = [("agents", 50_000, 0), ("state", 50_000, 2 * pack_subtree.MAX_BYTES)]
+    assert helper_first(big, "state", linked=False) == 25_000
+    assert helper_first(big, "state", linked=True) is None
+
+
+def _grow_state(root):
+    """A state directory with what a walk can meet there: nested files, a database of
+    another target (and its sidecar), a symbolic link, a FIFO, a file named badly."""
+    state = root / "state"
+    for n in range(6):
+        sub = state / "requests" / f"r{n}"
+        sub.mkdir(parents=True, exist_ok=True)
+        for m in range(5):
+            (sub / f"{m}.json").write_text(json.dumps({"n": n, "m": m}))
+    for path in (state / "extra.db", state / "requests" / "nested.db"):
+        with sqlite3.connect(path) as db:
+            db.execute("create table t (x)")
+            db.execute("insert into t values (1)")
+        db.close()
+    (state / "extra.db-wal").write_bytes(b"stale")
+    (state / "latest").symlink_to("requests/r0/0.json")
+    os.mkfifo(state / "pipe")
+    (state / b"bad-\xff".decode("utf-8", "surrogateescape")).write_text("x")
+
+
+@pytest.fixture
+def apart(monkeypatch, installation):
+    """Packs walk ``state`` in a helper (the tiny installation is far below the real
+    threshold).  Returns what happened: ("merged", bool) for the walk's report and
+    ("part", part or None) for the packed share."""
+    _grow_state(installation)
+    monkeypatch.setenv("POPPOARC_THREADS", "2")
+    monkeypatch.setattr(pack_subtree, "MIN_ENTRIES", 1)
+    seen = []
+    real_merge, real_result = pack_subtree.SubtreeHelper.merge_into, \
+        pack_subtree.TargetHelper.result
+
+    def merge(self, walk):
+        merged = real_merge(self, walk)
+        seen.append(("merged", merged))
+        return merged
+
+    def result(self):
+        part = real_result(self)
+        seen.append(("part", part))
+        return part
+
+    monkeypatch.setattr(pack_subtree.SubtreeHelper, "merge_into", merge)
+    monkeypatch.setattr(pack_subtree.TargetHelper, "result", result)
+    return seen
+
+
+def _first_is(monkeypatch, first):
+    monkeypatch.setattr(pack_job, "helper_first", lambda work, target, linked: first)
+
+
+def _same_state(fresh, root):
+    """The restored state directory is the source's: files, links and modes alike, the
+    databases by content (a snapshot is not the live file byte for byte), and nothing
+    the pack leaves out (the stale sidecar, the badly named file)."""
+    restored, source = digest(fresh / "state"), digest(root / "state")
+    databases = ("extra.db", "requests/nested.db")
+    left_out = ("extra.db-wal", b"bad-\xff".decode("utf-8", "surrogateescape"))
+    assert {k: v for k, v in restored.items() if k not in databases} == \
+        {k: v for k, v in source.items() if k not in databases + left_out}
+    for name in databases:
+        with sqlite3.connect(fresh / "state" / name) as db:
+            assert db.execute("select x from t").fetchall() == [(1,)]
+        db.close()
+
+
+def _restored(cli, packed, tmp_path):
+    """The archive unpacked into an empty root (the source's FIFO, not archived, removed
+    from it so the two trees compare)."""
+    (cli.root / "state/pipe").unlink(missing_ok=True)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    code, _ = CLI(fresh, cli.store, cli.capsys).json("unpack", packed["id"], "--skip-backup")
+    assert code == 0
+    return fresh
+
+
+@pytest.mark.parametrize("first", [0, 7, None], ids=["helper-packs-all", "split",
+                                                       "walk-only"])
+def test_a_directory_walked_apart_gives_the_same_archive(cli, apart, monkeypatch, tmp_path,
+                                                         first):
+    _first_is(monkeypatch, first)
+    with monkeypatch.context() as one:
+        one.setenv("POPPOARC_THREADS", "1")
+        alone = cli.pack()
+    packed = cli.pack()
+    assert apart[0] == ("merged", True)
+    if first is None:
+        assert len(apart) == 1                      # told to stop: packed here
+    else:
+        assert apart[1][0] == "part" and apart[1][1] is not None and apart[1][1].files > 0
+    assert _listed(cli, packed) == _listed(cli, alone)
+    # what the helper found for other targets, and its warnings, are the pack's
+    assert {"state/extra.db", "state/requests/nested.db"} <= \
+        {d["path"] for d in packed["databases"]}
+    assert sorted(packed["warnings"]) == sorted(alone["warnings"])
+    assert any(w.startswith("state/pipe: special file") for w in packed["warnings"])
+    code, verified = cli.json("verify", packed["path"])
+    assert code == 0 and verified["ok"]
+    _same_state(_restored(cli, packed, tmp_path), cli.root)
+
+
+def test_shared_parents_the_helper_finds_are_written_first(cli, apart, monkeypatch, tmp_path):
+    """With state storing only its JSON files, its directories belong to no target: they
+    are shared parents, which the body writes before every target."""
+    config_path = cli.root / "config/config.json"
+    config = json.loads(config_path.read_text())
+    config["backup"]["targets"] = {"state": {"include": ["state/**/*.json"]}}
+    config_path.write_text(json.dumps(config))
+    _first_is(monkeypatch, 3)
+    expected = _alone(cli, monkeypatch)
+    packed = cli.pack()
+    assert apart[0] == ("merged", True) and apart[1][1] is not None
+    listed = _listed(cli, packed)
+    assert listed == expected
+    shared = [e["path"] for e in listed if e["target"] is None]
+    assert "state/requests/r3" in shared and "state" in shared
+    assert cli.json("verify", packed["path"])[0] == 0
+
+
+def test_a_helper_killed_before_its_report_leaves_the_walk_to_this_process(cli, apart,
+                                                                          monkeypatch):
+    expected = _alone(cli, monkeypatch)
+    processes = []
+    real_merge = pack_subtree.SubtreeHelper.merge_into
+
+    def kill_then_merge(self, walk):
+        processes.append(self._process)
+        os.kill(self._process.pid, signal.SIGKILL)
+        return real_merge(self, walk)
+
+    monkeypatch.setattr(pack_subtree.SubtreeHelper, "merge_into", kill_then_merge)
+    packed = cli.pack()
+    assert _listed(cli, packed) == expected
+    assert processes and processes[0].returncode == -signal.SIGKILL
+    assert cli.json("verify", packed["path"])[0] == 0
+
+
+@pytest.mark.parametrize("when", ["after-report", "while-packing"])
+def test_a_helper_that_fails_after_its_report_leaves_its_share_to_this_process(
+        cli, apart, monkeypatch, when):
+    _first_is(monkeypatch, 7)
+    expected = _alone(cli, monkeypatch)
+    if when == "after-report":      # it cannot be told its share
+        real_tell = helper_process.tell
+
+        def tell(process, message):
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+            return real_tell(process, message)
+
+        monkeypatch.setattr(helper_process, "tell", tell)
+    else:                           # told, then gone: its spooled records are packed here
+        real_share = pack_subtree.SubtreeHelper.share
+
+        def share(self, *args):
+            helper = real_share(self, *args)
+            os.kill(self._process.pid, signal.SIGKILL)
+            return helper
+
+        monkeypatch.setattr(pack_subtree.SubtreeHelper, "share", share)
+    packed = cli.pack()
+    assert apart[0] == ("merged", True)
+    assert [p for what, p in apart if what == "part"] == ([None] if when == "while-packing"
+                                                          else [])
+    assert _listed(cli, packed) == expected
+    assert cli.json("verify", packed["path"])[0] == 0
+
+
+def test_hard_links_in_the_directory_are_packed_by_the_helper_whole(cli, apart, monkeypatch,
+                                                                   tmp_path):
+    target = cli.root / "state/requests/r2/1.json"
+    os.link(target, cli.root / "state/requests/r5/linked.json")
+    expected = _alone(cli, monkeypatch)
+    firsts = []
+    real_first = pack_job.helper_first
+
+    def first(work, target, linked):
+        firsts.append((linked, real_first(work, target, linked)))
+        return real_first(work, target, linked)
+
+    monkeypatch.setattr(pack_subtree, "MIN_SHARE", 1)
+    monkeypatch.setattr(pack_job, "helper_first", first)
+    packed = cli.pack()
+    assert firsts == [(True, 0)]
+    assert _listed(cli, packed) == expected
+    link = next(e for e in expected if e["path"] == "state/requests/r5/linked.json")
+    assert link["type"] == "hardlink"
+    fresh = _restored(cli, packed, tmp_path)
+    assert os.stat(fresh / "state/requests/r5/linked.json").st_ino == \
+        os.stat(fresh / "state/requests/r2/1.json").st_ino
+
+
+def test_an_encrypted_pack_seals_the_helpers_share_at_its_positions(cli, apart, monkeypatch,
+                                                                    key_home, tmp_path):
+    code, out, _ = cli("keygen", "--encryption")
+    recipient = next(line.split()[-1] for line in out.splitlines() if "recipient:" in line)
+    config_path = cli.root / "config/config.json"
+    config = json.loads(config_path.read_text())
+    config["backup"]["storage"]["recipients"] = [recipient]
+    config_path.write_text(json.dumps(config))
+    monkeypatch.setenv("POPPO_BACKUP_IDENTITY", str(key_home / "encryption.key"))
+    _first_is(monkeypatch, 7)
+    expected = _alone(cli, monkeypatch, "--encrypt", bundles=False)
+    packed = cli.pack("--encrypt")
+    assert packed["encryption"] == "archive"
+    assert apart[0] == ("merged", True) and apart[1][1] is not None
+    assert _listed(cli, packed, bundles=False) == expected
+    code, verified = cli.json("verify", packed["path"])
+    assert code == 0 and verified["not_checked"] == []
+    _same_state(_restored(cli, packed, tmp_path), cli.root)
+
+
+def test_no_helper_walks_for_an_incremental_a_passphrase_one_thread_or_a_small_directory(
+        cli, apart, monkeypatch):
+    cli.pack("--full")                  # (a full pack, which may use one)
+    apart.clear()
+    assert cli.pack("--incremental")["incremental"]
+    with monkeypatch.context() as one:
+        one.setenv("POPPOARC_THREADS", "1")
+        cli.pack()
+    with monkeypatch.context() as passphrase:
+        passphrase.setenv("POPPO_BACKUP_KEY", "a passphrase")
+        cli.pack("--encrypt")
+    with monkeypatch.context() as small:
+        small.setattr(pack_subtree, "MIN_ENTRIES", 10_000)
+        cli.pack()
+    assert apart == []
+    cli.pack()
+    assert apart[0] == ("merged", True)
+
+
+def test_every_helper_has_ended_when_the_pack_returns(cli, apart, monkeypatch):
+    started = []
+    real_start = helper_process.start
+
+    def start(*args, **kwargs):
+        process = real_start(*args, **kwargs)
+        started.append(process)
+        return process
+
+    monkeypatch.setattr(helper_process, "start", start)
+    for first in (0, None):
+        _first_is(monkeypatch, first)
+        cli.pack()
+    assert len(started) == 2 and all(p.returncode is not None for p in started)
+
+
+def test_a_nested_directory_walked_apart_keeps_the_parents_above_it(cli, apart, monkeypatch,
+                                                                   tmp_path):
+    """agents limited to data/ccla: the helper walks data/ccla, and data, which no
+    selected target owns, must still be written as the shared parent it is."""
+    config_path = cli.root / "config/config.json"
+    config = json.loads(config_path.read_text())
+    config["backup"]["targets"] = {"agents": {"include": ["data/ccla/**"]}}
+    config_path.write_text(json.dumps(config))
+    _first_is(monkeypatch, 2)
+    expected = _alone(cli, monkeypatch, "--targets", "agents")
+    packed = cli.pack("--targets", "agents")
+    assert apart[0] == ("merged", True) and apart[1][1] is not None
+    listed = _listed(cli, packed)
+    assert listed == expected
+    assert [e["path"] for e in listed if e["target"] is None] == ["data"]
+    assert {e["path"] for e in listed if e["target"] == "agents"} >= {"data/ccla"}
+    fresh = _restored(cli, packed, tmp_path)
+    assert digest(fresh / "data/ccla") == digest(cli.root / "data/ccla")

@@ -33,13 +33,13 @@ from .format.writer import DEFAULT_LEVEL, BodyWriter, finish_archive
 from .lock import InstallationLock
 from .pack_databases import SnapshotSession
 from .pack_job import PackJob
-from .pack_subtree import SubtreeHelper
+from .pack_subtree import SubtreeHelper, walk_installation
 from .snapshot import sqlite as sqlite_snapshot
 from .snapshot.catalogue import build_catalogue
 from .snapshot.certs import describe_reference
 from .snapshot.environment import dotenv_names, environment_document
 from .snapshot.parent import find_parent
-from .snapshot.scan import FILE, SourceEntry, Walk, database_candidates, path_of
+from .snapshot.scan import FILE, SourceEntry, database_candidates, path_of
 from .store import open_store
 
 MAX_REFERENCES = 500
@@ -175,14 +175,8 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         for path in database_candidates(settings.root, catalogue, skip):
             snapshots.start(path)       # the largest first, before the walk gets there
         # Compact walk records: plain files as (path, target); pack takes their facts from fstat
-        walk = Walk(settings.root, catalogue, warnings, skip=skip, compact=True,
-                    on_database=snapshots.start,
-                    leave=(subtree.directory,) if subtree is not None else ())
-        walk.run()
-        if subtree is not None and not subtree.merge_into(walk):
-            walk.run(within=subtree.directory)      # the helper failed: walked here
-            subtree = None
-        result = walk.finish()
+        result, subtree = walk_installation(settings.root, catalogue, warnings, skip,
+                                            snapshots.start, subtree)
         scope = ("archive" if encrypt else
                  "secrets" if secrets.can_encrypt and result.secrets else None)
         encryption = sealer = None

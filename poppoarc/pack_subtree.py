@@ -46,47 +46,45 @@ MIN_ENTRIES = 20000
 MIN_SHARE = 2000        # fewer records are packed here rather than sent to the helper
 
 
-def literal_directory(patterns: tuple[str, ...]) -> str | None:
-    """The deepest directory every pattern names literally before its first wildcard
-    (``state/**`` and ``state/locks/*.json``: ``state``), or None."""
-    common: list[str] | None = None
+def literal_directories(patterns: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The directories the patterns name literally before their first wildcard
+    (``state/**``: ``state``; ``data/ccla/**`` and ``data/ccla/x/*.json``: ``data/ccla``),
+    none inside another, in the order their contents sort; None if a pattern names none."""
+    found = []
     for pattern in patterns:
-        parts = pattern.split("/")[:-1]     # the last part names entries, not a directory
         literal = []
-        for part in parts:
+        for part in pattern.split("/")[:-1]:    # the last part names entries
             if part in ("", ".", "..") or any(ch in part for ch in "*?["):
                 break
             literal.append(part)
-        if common is None:
-            common = literal
-        else:
-            same = 0
-            while same < min(len(common), len(literal)) and common[same] == literal[same]:
-                same += 1
-            common = common[:same]
-    return "/".join(common) if common else None
+        if not literal:
+            return None
+        found.append("/".join(literal))
+    outermost = {d for d in found if not any(d.startswith(o + "/") for o in found)}
+    return tuple(sorted(outermost, key=lambda d: d + "/"))
 
 
-def candidates(catalogue: Catalogue) -> list[tuple[str, str]]:
-    """(target, directory) for each selected target whose rules only store paths, all in
-    one literally named directory; the targets the body writes last first (the helper's
-    part is spliced in at its target's place, so a late target keeps this process busy
-    meanwhile)."""
+def candidates(catalogue: Catalogue) -> list[tuple[str, tuple[str, ...]]]:
+    """(target, directories) for each selected target whose rules only store paths, all
+    in literally named directories; the targets the body writes last first (the
+    helper's part is spliced in at its target's place, so a late target keeps this
+    process busy meanwhile).  Not config: its generated environment member is this
+    process's to write (``PackJob.write_body``)."""
     found = []
     for target in reversed(TARGETS):
         rules = [rule for rule in catalogue.rules if rule.target == target]
-        if target not in catalogue.selected or not rules \
+        if target not in catalogue.selected or target == "config" or not rules \
                 or any(rule.action != STORE for rule in rules):
             continue
-        directory = literal_directory(tuple(p for rule in rules for p in rule.include))
-        if directory is not None:
-            found.append((target, directory))
+        directories = literal_directories(tuple(p for rule in rules for p in rule.include))
+        if directories:
+            found.append((target, directories))
     return found
 
 
-def count_entries(path: str, cap: int) -> int:
-    """Entries below ``path`` (not following symbolic links), counted up to ``cap``."""
-    count, pending = 0, [path]
+def count_entries(paths, cap: int) -> int:
+    """Entries below ``paths`` (not following symbolic links), counted up to ``cap``."""
+    count, pending = 0, list(paths)
     while pending and count < cap:
         try:
             with os.scandir(pending.pop()) as children:
@@ -99,24 +97,50 @@ def count_entries(path: str, cap: int) -> int:
     return min(count, cap)
 
 
-def choose_directory(root: str, catalogue: Catalogue, skip=()) -> tuple[str, str] | None:
-    """The (target, directory) for a helper's walk, or None: a real directory (no
-    symbolic link on its way from the root, not skipped) of at least ``MIN_ENTRIES``."""
+def choose_directories(root: str, catalogue: Catalogue,
+                       skip=()) -> tuple[str, tuple[str, ...]] | None:
+    """(target, directories) for a helper's walk, or None: those of a candidate's
+    directories that exist as real directories (no symbolic link on the way from the
+    root, not skipped), if they hold ``MIN_ENTRIES`` or more."""
     skip_real = {os.path.realpath(p) for p in skip}
     root_real = os.path.realpath(root)
-    for target, directory in candidates(catalogue):
-        path = os.path.join(root, directory)
-        try:
-            if not stat.S_ISDIR(os.lstat(path).st_mode):
+    for target, directories in candidates(catalogue):
+        real = []
+        for directory in directories:
+            path = os.path.join(root, directory)
+            try:
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    continue
+            except OSError:
                 continue
-        except OSError:
-            continue
-        real = os.path.realpath(path)
-        if real != os.path.join(root_real, directory) or real in skip_real:
-            continue        # the walk would not enter it (a symbolic link on the way)
-        if count_entries(path, MIN_ENTRIES) >= MIN_ENTRIES:
-            return target, directory
+            resolved = os.path.realpath(path)
+            if resolved == os.path.join(root_real, directory) and resolved not in skip_real:
+                real.append(directory)
+        if real and count_entries([os.path.join(root, d) for d in real],
+                                  MIN_ENTRIES) >= MIN_ENTRIES:
+            return target, tuple(real)
     return None
+
+
+def walk_installation(root, catalogue: Catalogue, warnings: Warnings, skip=(),
+                      on_database=None, helper: SubtreeHelper | None = None):
+    """The pack's walk (compact records): with ``helper``, this process walks all but the
+    helper's directories and merges what the helper found there; if the helper fails,
+    it walks the whole tree again (a rare case, and the simplest that keeps the order).
+    Returns (the walk's ``ScanResult``, the helper if it is still wanted)."""
+    if helper is not None:
+        own = Warnings()
+        walk = Walk(root, catalogue, own, skip, compact=True, on_database=on_database,
+                    leave=helper.directories)
+        walk.run()
+        if helper.merge_into(walk):
+            for message in own:
+                warnings.add(message)
+            return walk.finish(), helper
+        walk.result.entries.close()
+    walk = Walk(root, catalogue, warnings, skip, compact=True, on_database=on_database)
+    walk.run()
+    return walk.finish(), None
 
 
 def helper_first(work: list[tuple[str, int, int]], target: str, linked: bool) -> int | None:
@@ -149,8 +173,9 @@ _REPORTED = {"records", "linked", "found", "bytes", "references", "secrets", "da
 class SubtreeHelper:
     """The helper process of one pack, its files, and the merge of its walk."""
 
-    def __init__(self, root: str, target: str, directory: str, process, files: list):
-        self.root, self.target, self.directory = root, target, directory
+    def __init__(self, root: str, target: str, directories: tuple[str, ...], process,
+                 files: list):
+        self.root, self.target, self.directories = root, target, directories
         self._process = process
         self._records, self._foreign, self._data, self._index = files
         self.linked = False     # the target has records of hard-linked files
@@ -158,18 +183,18 @@ class SubtreeHelper:
 
     @classmethod
     def start(cls, root, catalogue: Catalogue, skip=(), scratch_dir=None) -> SubtreeHelper | None:
-        """A helper walking the directory ``choose_directory`` picks; None when there is
-        none or the helper cannot start."""
-        chosen = choose_directory(str(root), catalogue, skip)
+        """A helper walking the directories ``choose_directories`` picks; None when there
+        are none or the helper cannot start."""
+        chosen = choose_directories(str(root), catalogue, skip)
         if chosen is None:
             return None
-        target, directory = chosen
+        target, directories = chosen
         files: list = []
         try:
             for _ in range(4):
                 files.append(tempfile.TemporaryFile(dir=scratch_dir, prefix=".poppoarc-helper-"))
             process = helper_process.start(__name__, {
-                "root": str(root), "directory": directory, "target": target,
+                "root": str(root), "directories": directories, "target": target,
                 "skip": [str(p) for p in skip], "selected": list(catalogue.selected),
                 "rules": [[r.target, r.action, list(r.include), list(r.exclude)]
                           for r in catalogue.rules], "excludes": list(catalogue.excludes),
@@ -178,11 +203,11 @@ class SubtreeHelper:
             for each in files:
                 each.close()
             return None
-        return cls(str(root), target, directory, process, files)
+        return cls(str(root), target, directories, process, files)
 
     def merge_into(self, walk: Walk) -> bool:
-        """Wait for the helper's walk and merge it into ``walk``, which left its directory
-        out; False (nothing merged) if the helper failed: walk the directory here."""
+        """Wait for the helper's walk and merge it into ``walk``, which left its
+        directories out; False (nothing merged, the helper stopped) if it failed."""
         report = helper_process.read_report(self._process)
         if report is None or not _REPORTED <= report.keys():
             self.close()
@@ -206,8 +231,8 @@ class SubtreeHelper:
                 walk.on_database(path)
         for message in report["warnings"]:
             walk.warnings.add(message)
-        if report["found"]:
-            walk.needs_parents_of(self.directory)
+        for directory in report["found"]:
+            walk.needs_parents_of(directory)
         self.linked = report["linked"]
         return True
 
@@ -239,7 +264,8 @@ def run(spec: dict) -> int:
                           tuple(spec["selected"]), tuple(spec["excludes"]))
     warnings = Warnings()
     walk = Walk(spec["root"], catalogue, warnings, skip=tuple(spec["skip"]), compact=True)
-    walk.run(within=spec["directory"])
+    # in the order their contents sort: each target's records come in path order
+    found = [directory for directory in spec["directories"] if walk.run(within=directory)]
     result = walk.finish()
     groups, target = result.entries, spec["target"]
     linked = False
@@ -266,7 +292,7 @@ def run(spec: dict) -> int:
         if chunk:
             write_chunk(out, chunk)
     helper_process.report({
-        "records": groups.count(target), "linked": linked, "found": len(groups) > 0,
+        "records": groups.count(target), "linked": linked, "found": found,
         "bytes": result.target_bytes, "references": result.references,
         "secrets": result.secrets, "databases": result.databases,
         "warnings": list(warnings)})

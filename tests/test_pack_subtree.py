@@ -10,7 +10,7 @@ import pytest
 
 from poppoarc import helper_process, pack_job, pack_subtree
 from poppoarc.pack_subtree import (MIN_SHARE, candidates, count_entries, helper_first,
-                                   literal_directory)
+                                   literal_directories)
 from poppoarc.snapshot.catalogue import build_catalogue
 
 from .conftest import CLI
@@ -18,24 +18,29 @@ from .test_pack_helper import _alone, _listed
 from .test_unpack import digest
 
 
-def test_the_directory_is_the_one_every_pattern_names_literally():
-    assert literal_directory(("state/**",)) == "state"
-    assert literal_directory(("logs/**/*.gz",)) == "logs"
-    assert literal_directory(("data/ccla/**", "data/ccla/x/*.json")) == "data/ccla"
-    assert literal_directory(("data/ccla/**", "data/ccag/**")) == "data"
-    assert literal_directory(("data/ccla/**", "agents/**")) is None
-    assert literal_directory(("*/x/**",)) is None
-    assert literal_directory(("state",)) is None            # a file name, not a directory
-    assert literal_directory(("st?te/**",)) is None
+def test_the_directories_are_those_the_patterns_name_literally():
+    assert literal_directories(("state/**",)) == ("state",)
+    assert literal_directories(("logs/**/*.gz",)) == ("logs",)
+    assert literal_directories(("data/ccla/**", "data/ccla/x/*.json")) == ("data/ccla",)
+    assert literal_directories(("data/ccla/**", "data/**/*.json")) == ("data",)
+    # in the order their contents sort: "data/cc-x/..." before "data/cc/..."
+    assert literal_directories(("data/cc/**", "agents/**", "data/cc-x/**")) == \
+        ("agents", "data/cc-x", "data/cc")
+    assert literal_directories(("data/ccla/**", "*/x/**")) is None
+    assert literal_directories(("state",)) is None          # a file name, not a directory
+    assert literal_directories(("st?te/**",)) is None
 
 
-def test_only_targets_that_store_paths_of_one_directory_are_candidates():
-    # the body's last targets first; config spans config/ and .poppo/, agents three trees,
-    # database and security have rules that are not plain storage
-    assert candidates(build_catalogue({}, None)) == [("state", "state"), ("logs", "logs")]
-    assert candidates(build_catalogue({}, ("agents", "logs"))) == [("logs", "logs")]
+def test_only_targets_that_store_paths_of_named_directories_are_candidates():
+    # the body's last targets first; database and security have rules that are not
+    # plain storage, config ends with the generated environment member
+    assert candidates(build_catalogue({}, None)) == [
+        ("state", ("state",)), ("agents", ("agents", "config/agents", "data/ccag",
+                                           "data/ccla", "data/ccpm")),
+        ("logs", ("logs",))]
+    assert candidates(build_catalogue({}, ("agents", "logs")))[1] == ("logs", ("logs",))
     custom = build_catalogue({"agents": {"include": ["data/ccla/**"]}}, None)
-    assert ("agents", "data/ccla") in candidates(custom)
+    assert ("agents", ("data/ccla",)) in candidates(custom)
 
 
 def test_entries_are_counted_up_to_the_cap(tmp_path):
@@ -44,9 +49,10 @@ def test_entries_are_counted_up_to_the_cap(tmp_path):
         for m in range(4):
             (tmp_path / f"d{n}" / f"f{m}").write_text("x")
     (tmp_path / "link").symlink_to(tmp_path / "d0")      # not followed
-    assert count_entries(str(tmp_path), 1000) == 3 + 12 + 1
-    assert count_entries(str(tmp_path), 5) == 5
-    assert count_entries(str(tmp_path / "missing"), 5) == 0
+    assert count_entries([str(tmp_path)], 1000) == 3 + 12 + 1
+    assert count_entries([str(tmp_path / "d0"), str(tmp_path / "d1")], 1000) == 8
+    assert count_entries([str(tmp_path)], 5) == 5
+    assert count_entries([str(tmp_path / "missing")], 5) == 0
 
 
 def test_the_share_makes_both_processes_equally_long():
@@ -331,3 +337,36 @@ def test_a_nested_directory_walked_apart_keeps_the_parents_above_it(cli, apart, 
     assert {e["path"] for e in listed if e["target"] == "agents"} >= {"data/ccla"}
     fresh = _restored(cli, packed, tmp_path)
     assert digest(fresh / "data/ccla") == digest(cli.root / "data/ccla")
+
+
+def test_a_target_in_several_directories_is_walked_apart_in_all_of_them(cli, apart,
+                                                                       monkeypatch, tmp_path):
+    """agents lives in data/ccla, data/ccag, data/ccpm (and config/agents, agents): the
+    helper walks each that exists, this process the rest of data/ and config/."""
+    (cli.root / "config/agents").mkdir(exist_ok=True)
+    (cli.root / "config/agents/reviewer.json").write_text("{}")
+    (cli.root / "data/ccla/nested.db").write_bytes((cli.root / "state/extra.db").read_bytes())
+    chosen = []
+    real_choose = pack_subtree.choose_directories
+
+    def choose(*args):
+        chosen.append(real_choose(*args))
+        return chosen[-1]
+
+    monkeypatch.setattr(pack_subtree, "choose_directories", choose)
+    _first_is(monkeypatch, 5)
+    targets = ("--targets", "config,database,agents")
+    expected = _alone(cli, monkeypatch, *targets)
+    chosen.clear()
+    packed = cli.pack(*targets)
+    assert chosen == [("agents", ("config/agents", "data/ccag", "data/ccla", "data/ccpm"))]
+    assert apart[0] == ("merged", True) and apart[1][1] is not None
+    assert _listed(cli, packed) == expected
+    assert "data/ccla/nested.db" in {d["path"] for d in packed["databases"]}
+    fresh = _restored(cli, packed, tmp_path)
+    for directory in ("config", "data/ccla", "data/ccag", "data/ccpm"):
+        # databases are snapshots, not the live files byte for byte (compared elsewhere)
+        restored, source = ({k: v for k, v in digest(where / directory).items()
+                             if not k.endswith((".db", ".sqlite3", "-wal"))}
+                            for where in (fresh, cli.root))
+        assert restored == source, directory

@@ -129,14 +129,17 @@ class Walk:
         self._unowned: dict[str, os.stat_result] = {}   # directories no selected target owns
         self._shared: list[SourceEntry] = []    # shared parents another walk found
 
-    def run(self, within: str | None = None) -> None:
+    def run(self, within: str | None = None) -> bool:
         """Walk the tree; or, ``within`` (a relative path), only that directory: its own
-        entry and its contents, as the whole walk would have met them."""
+        entry and its contents, as the whole walk would have met them.  Returns whether
+        anything was recorded (every record marks its directory, or itself, as needed)."""
+        before = len(self._recorded)
         if within is None:
             self._walk(self.root, "")
         else:
             parent, _, name = within.rpartition("/")
             self._walk(f"{self.root}/{parent}" if parent else self.root, parent, name)
+        return len(self._recorded) > before
 
     def needs_parents_of(self, path: str) -> None:
         """Record the directories above ``path`` as needed (a record below them exists)."""

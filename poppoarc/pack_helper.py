@@ -33,7 +33,7 @@ from itertools import islice
 
 from . import helper_process
 from .errors import SourceError
-from .format.records import CHUNK, read_chunks, write_chunk
+from .format.records import read_chunks, write_chunks
 from .snapshot.scan import DIR, SYMLINK, record_fields, record_from_fields
 
 # The cost model of ``choose_share`` counts records: the per-file work is what one
@@ -156,19 +156,16 @@ class _NotForHelper(Exception):
 
 
 def _write_records(records, out) -> None:
-    """The records into ``out``, in the walk's spill format (``records.write_chunk``);
+    """The records into ``out``, in the walk's spill format (``records.write_chunks``);
     ``_NotForHelper`` at the first one a helper cannot write: it takes plain files
     (tuples), directories and symbolic links only."""
-    chunk = []
-    for record in records:
-        if type(record) is not tuple and record.kind not in (DIR, SYMLINK):
-            raise _NotForHelper
-        chunk.append(record_fields(record))
-        if len(chunk) == CHUNK:
-            write_chunk(out, chunk)
-            chunk = []
-    if chunk:
-        write_chunk(out, chunk)
+    write_chunks(out, map(_helper_fields, records))
+
+
+def _helper_fields(record) -> tuple:
+    if type(record) is not tuple and record.kind not in (DIR, SYMLINK):
+        raise _NotForHelper
+    return record_fields(record)
 
 
 def _read_records(fd: int):

@@ -35,7 +35,7 @@ from itertools import islice
 from . import helper_process
 from .errors import Warnings
 from .format.order import TARGETS
-from .format.records import CHUNK, read_chunks, write_chunk
+from .format.records import read_chunks, write_chunks
 from .pack_helper import MAX_BYTES, TargetHelper, pack_share
 from .snapshot.catalogue import STORE, Catalogue, Rule
 from .snapshot.scan import FILE, Walk, record_fields, record_from_fields
@@ -100,8 +100,9 @@ def count_entries(paths, cap: int) -> int:
 def choose_directories(root: str, catalogue: Catalogue,
                        skip=()) -> tuple[str, tuple[str, ...]] | None:
     """(target, directories) for a helper's walk, or None: those of a candidate's
-    directories that exist as real directories (no symbolic link on the way from the
-    root, not skipped), if they hold ``MIN_ENTRIES`` or more."""
+    directories that the walk would enter (real directories, no symbolic link on the way
+    from the root, neither they nor one above them skipped), if they hold
+    ``MIN_ENTRIES`` or more."""
     skip_real = {os.path.realpath(p) for p in skip}
     root_real = os.path.realpath(root)
     for target, directories in candidates(catalogue):
@@ -114,8 +115,11 @@ def choose_directories(root: str, catalogue: Catalogue,
             except OSError:
                 continue
             resolved = os.path.realpath(path)
-            if resolved == os.path.join(root_real, directory) and resolved not in skip_real:
-                real.append(directory)
+            above = [directory[:at] for at, ch in enumerate(directory) if ch == "/"]
+            if resolved == os.path.join(root_real, directory) and not any(
+                    os.path.realpath(os.path.join(root, each)) in skip_real
+                    or not catalogue.worth_descending(each) for each in above + [directory]):
+                real.append(directory)      # the walk would meet it, and enter it
         if real and count_entries([os.path.join(root, d) for d in real],
                                   MIN_ENTRIES) >= MIN_ENTRIES:
             return target, tuple(real)
@@ -268,29 +272,14 @@ def run(spec: dict) -> int:
     found = [directory for directory in spec["directories"] if walk.run(within=directory)]
     result = walk.finish()
     groups, target = result.entries, spec["target"]
-    linked = False
     with open(records_fd, "wb", closefd=False) as out:
-        chunk = []
-        for record in groups.group(target):
-            linked = linked or (type(record) is not tuple and record.kind == FILE)
-            chunk.append(record_fields(record))
-            if len(chunk) == CHUNK:
-                write_chunk(out, chunk)
-                chunk = []
-        if chunk:
-            write_chunk(out, chunk)
+        write_chunks(out, map(record_fields, groups.group(target)))
     with open(foreign_fd, "wb", closefd=False) as out:
-        chunk = []
-        for name in (None, *TARGETS):
-            if name == target:
-                continue
-            for record in groups.group(name):
-                chunk.append((name, record_fields(record)))
-                if len(chunk) == CHUNK:
-                    write_chunk(out, chunk)
-                    chunk = []
-        if chunk:
-            write_chunk(out, chunk)
+        write_chunks(out, ((name, record_fields(record)) for name in (None, *TARGETS)
+                           if name != target for record in groups.group(name)))
+    # a hard-linked file keeps a full record in the compact walk
+    linked = any(type(record) is not tuple and record.kind == FILE
+                 for record in groups.group(target))
     helper_process.report({
         "records": groups.count(target), "linked": linked, "found": found,
         "bytes": result.target_bytes, "references": result.references,

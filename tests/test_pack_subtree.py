@@ -55,6 +55,33 @@ def test_entries_are_counted_up_to_the_cap(tmp_path):
     assert count_entries([str(tmp_path / "missing")], 5) == 0
 
 
+def test_the_directories_chosen_are_those_the_walk_would_enter(tmp_path, monkeypatch):
+    monkeypatch.setattr(pack_subtree, "MIN_ENTRIES", 3)
+    catalogue = build_catalogue({"agents": {"include": ["data/ccla/**", "agents/**"]}},
+                                ("agents", "database"))
+    root = tmp_path / "root"
+    for name in ("a", "b", "c"):
+        (root / "data/ccla" / name).mkdir(parents=True)
+    (root / "agents").mkdir()
+    (root / "agents/x.json").write_text("{}")
+    choose = pack_subtree.choose_directories
+    assert choose(str(root), catalogue) == ("agents", ("agents", "data/ccla"))
+    # a skipped directory, or one below a skipped one, is not walked: nor by a helper
+    assert choose(str(root), catalogue, skip=(root / "agents",)) == ("agents", ("data/ccla",))
+    assert choose(str(root), catalogue, skip=(root / "data",)) is None     # 1 entry left
+    # a missing directory is left out; too few entries, no helper
+    (root / "agents/x.json").unlink()
+    (root / "agents").rmdir()
+    assert choose(str(root), catalogue) == ("agents", ("data/ccla",))
+    (root / "data/ccla/c").rmdir()
+    assert choose(str(root), catalogue) is None
+    (root / "data/ccla/c").mkdir()
+    # a symbolic link on the way: the walk does not follow it
+    os.rename(root / "data", tmp_path / "elsewhere")
+    (root / "data").symlink_to(tmp_path / "elsewhere")
+    assert choose(str(root), catalogue) is None
+
+
 def test_the_share_makes_both_processes_equally_long():
     work = [("config", 10, 0), ("database", 2, 0), ("agents", 40_000, 0), ("state", 50_000, 0)]
     first = helper_first(work, "state", linked=False)

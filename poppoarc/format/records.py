@@ -169,6 +169,18 @@ def write_chunk(out, fields: list) -> None:
     out.write(len(data).to_bytes(4, "little") + data)
 
 
+def write_chunks(out, items) -> None:
+    """Every item of an iterable, in chunks of ``CHUNK`` (``write_chunk``)."""
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == CHUNK:
+            write_chunk(out, chunk)
+            chunk = []
+    if chunk:
+        write_chunk(out, chunk)
+
+
 def read_chunks(fd: int):
     """Every chunk ``write_chunk`` wrote to the file ``fd``, from its start (by pread,
     so the file's position is left alone)."""

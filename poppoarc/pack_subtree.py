@@ -44,6 +44,7 @@ from .snapshot.scan import FILE, Walk, record_fields, record_from_fields
 # walk then takes ~0.1 s, the helper's start (beside this process's walk) ~0.07 s.
 MIN_ENTRIES = 20000
 MIN_SHARE = 2000        # fewer records are packed here rather than sent to the helper
+HELPER_SPILL_AT = 1 << 15   # walk records the helper holds in memory (groups.SPILL_AT: 1 << 17)
 
 
 def literal_directories(patterns: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -202,7 +203,10 @@ class SubtreeHelper:
                 "skip": [str(p) for p in skip], "selected": list(catalogue.selected),
                 "rules": [[r.target, r.action, list(r.include), list(r.exclude)]
                           for r in catalogue.rules], "excludes": list(catalogue.excludes),
-                "files": [each.fileno() for each in files]}, files, keep_stdin=True)
+                "files": [each.fileno() for each in files],
+                # Its records are spooled for this process anyway: holding fewer before they
+                # go to disk keeps the two processes' memory together near one's bound.
+                "spill_at": HELPER_SPILL_AT}, files, keep_stdin=True)
         except (OSError, ValueError):
             for each in files:
                 each.close()
@@ -267,7 +271,8 @@ def run(spec: dict) -> int:
     catalogue = Catalogue(tuple(Rule(t, a, tuple(i), tuple(e)) for t, a, i, e in spec["rules"]),
                           tuple(spec["selected"]), tuple(spec["excludes"]))
     warnings = Warnings()
-    walk = Walk(spec["root"], catalogue, warnings, skip=tuple(spec["skip"]), compact=True)
+    walk = Walk(spec["root"], catalogue, warnings, skip=tuple(spec["skip"]), compact=True,
+                spill_at=spec["spill_at"])
     # in the order their contents sort: each target's records come in path order
     found = [directory for directory in spec["directories"] if walk.run(within=directory)]
     result = walk.finish()

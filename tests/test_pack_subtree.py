@@ -175,11 +175,13 @@ def _restored(cli, packed, tmp_path):
     return fresh
 
 
-@pytest.mark.parametrize("first", [0, 7, None], ids=["helper-packs-all", "split",
-                                                       "walk-only"])
+@pytest.mark.parametrize("first,spill_at", [(0, 1 << 15), (7, 1 << 15), (None, 1 << 15),
+                                            (7, 4)],
+                         ids=["helper-packs-all", "split", "walk-only", "helper-walk-spilled"])
 def test_a_directory_walked_apart_gives_the_same_archive(cli, apart, monkeypatch, tmp_path,
-                                                         first):
+                                                         first, spill_at):
     _first_is(monkeypatch, first)
+    monkeypatch.setattr(pack_subtree, "HELPER_SPILL_AT", spill_at)
     with monkeypatch.context() as one:
         one.setenv("POPPOARC_THREADS", "1")
         alone = cli.pack()

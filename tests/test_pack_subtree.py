@@ -313,7 +313,7 @@ def test_an_encrypted_pack_seals_the_helpers_share_at_its_positions(cli, apart, 
     _same_state(_restored(cli, packed, tmp_path), cli.root)
 
 
-def test_no_helper_walks_for_an_incremental_a_passphrase_one_thread_or_a_small_directory(
+def test_no_helper_walks_for_an_incremental_one_thread_or_a_small_directory(
         cli, apart, monkeypatch):
     cli.pack("--full")                  # (a full pack, which may use one)
     apart.clear()
@@ -321,15 +321,26 @@ def test_no_helper_walks_for_an_incremental_a_passphrase_one_thread_or_a_small_d
     with monkeypatch.context() as one:
         one.setenv("POPPOARC_THREADS", "1")
         cli.pack()
-    with monkeypatch.context() as passphrase:
-        passphrase.setenv("POPPO_BACKUP_KEY", "a passphrase")
-        cli.pack("--encrypt")
     with monkeypatch.context() as small:
         small.setattr(pack_subtree, "MIN_ENTRIES", 10_000)
         cli.pack()
     assert apart == []
     cli.pack()
     assert apart[0] == ("merged", True)
+
+
+def test_a_passphrase_encrypted_pack_walks_apart_beside_its_key_derivation(
+        cli, apart, monkeypatch, tmp_path):
+    monkeypatch.setenv("POPPO_BACKUP_KEY", "a passphrase")
+    _first_is(monkeypatch, 7)
+    expected = _alone(cli, monkeypatch, "--encrypt", bundles=False)
+    packed = cli.pack("--encrypt")
+    assert packed["encryption"] == "archive"
+    assert apart[0] == ("merged", True) and apart[1][1] is not None
+    assert _listed(cli, packed, bundles=False) == expected
+    code, verified = cli.json("verify", packed["path"])
+    assert code == 0 and verified["not_checked"] == []
+    _same_state(_restored(cli, packed, tmp_path), cli.root)
 
 
 def test_every_helper_has_ended_when_the_pack_returns(cli, apart, monkeypatch):

@@ -221,8 +221,13 @@ class SubtreeHelper:
             self.close()
             return False
         result = walk.result
-        self.aligned = result.entries.count(self.target) == 0
-        walk.merge(self.target, self._spooled())
+        # The target's records stay in the helper's spool (this process would hold them
+        # all, ~150 bytes each, while it packs the targets before), read as they are packed.
+        spool = os.fdopen(os.dup(self._records.fileno()), "rb")
+        self.aligned = walk.adopt(self.target, spool, report["records"])
+        if not self.aligned:        # this walk found records of the target too: in order
+            spool.close()
+            walk.merge(self.target, self._spooled())
         foreign: dict = {}
         for chunk in read_chunks(self._foreign.fileno()):
             for target, fields in chunk:

@@ -144,3 +144,22 @@ def test_an_owned_directory_needs_the_unowned_directories_above_it(installation)
     os.chmod(installation / "data", 0o750)
     result = scan(installation, build_catalogue({}, ("agents",)), Warnings())
     assert next(e for e in result.entries.group(None) if e.path == "data").mode == 0o750
+
+
+def test_records_spooled_by_another_process_are_adopted_only_into_an_empty_group(tmp_path):
+    from poppoarc.format.records import write_chunks
+    from poppoarc.snapshot.groups import WalkGroups
+    from poppoarc.snapshot.scan import record_fields, record_from_fields
+    records = [(f"state/{n:05d}.json", "state") for n in range(5000)] + \
+        [SourceEntry("state/zz", "state", "dir", 0o755, 0, 0, 1, 0)]
+    with open(tmp_path / "spool", "wb") as out:
+        write_chunks(out, map(record_fields, records))
+    groups = WalkGroups(record_fields, record_from_fields)
+    groups.add("agents", ("data/ccla/a", "agents"))
+    spool = open(tmp_path / "spool", "rb")
+    assert not groups.adopt("agents", spool, len(records))     # it has records: merge them
+    assert groups.adopt("state", spool, len(records))
+    assert groups.count("state") == len(records) and len(groups) == len(records) + 1
+    assert list(groups.group("state")) == records               # read again on each call
+    assert list(groups.take("state")) == records and spool.closed
+    groups.close()

@@ -56,6 +56,18 @@ class WalkGroups:
         group.extra_key = key
         group.count += len(records)
 
+    def adopt(self, target: str | None, spool, count: int) -> bool:
+        """Take ``count`` records another process wrote to the open binary file ``spool``
+        (``records.write_chunks`` of ``fields``) as the group of ``target``, read from
+        there like spilled records instead of held; False (and ``spool`` left alone) if
+        the group has records already."""
+        group = self._groups[target]
+        if group.count:
+            return False
+        group.close()
+        group._file, group.count = spool, count
+        return True
+
     def group(self, target: str | None):
         """One group's records, read again on each call."""
         return self._groups[target].records(self._make)

@@ -161,6 +161,12 @@ class Walk:
             for record in records:
                 self.result.entries.add(target, record)
 
+    def adopt(self, target: str, spool, count: int) -> bool:
+        """The records of ``target`` another walk of a directory this one left out found,
+        spooled in the walk's chunk format, when this walk found none: they stay on disk
+        (``WalkGroups.adopt``).  False if it found some (``merge`` them instead)."""
+        return self.result.entries.adopt(target, spool, count)
+
     def finish(self) -> ScanResult:
         """The result, with its shared parents: needed by a path below them, owned by no
         selected target."""

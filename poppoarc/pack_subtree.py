@@ -1,19 +1,19 @@
-"""One directory of many files walked, and mostly packed, by a second process from the
+"""The directories of one target walked, and mostly packed, by a second process from the
 start of a pack.
 
 With ``pack_helper`` the body of a pack runs on both cores, but the walk before it ran
 on one: 100,000 paths take ~0.5 s (an ``lstat`` and a claim each).  When every include
-pattern of one target names the same directory literally (``state/**``: ``state``) and
-that directory holds many entries, a helper process walks it while this process walks
-the rest of the tree:
+pattern of one target names a directory literally (``state/**``: ``state``; agents:
+``data/ccla``, ``data/ccag``, ...) and those directories hold many entries, a helper
+process walks them while this process walks the rest of the tree:
 
-1. The helper walks the directory exactly as the whole walk would (``Walk.run`` with
+1. The helper walks each directory exactly as the whole walk would (``Walk.run`` with
    ``within``), spools the target's records, and reports everything else it found there
    (records of other targets, shared parent directories, databases, secrets,
    certificate references, warnings).  Then it waits.
-2. This process merges that into its own walk (which left the directory out), so the
-   pack sees what one walk would have given.  If the helper fails before its report,
-   this process walks the directory itself.
+2. This process merges that into its own walk (which left the directories out), so the
+   pack sees what one walk would have given; the target's records stay in the helper's
+   spool.  If the helper fails before its report, this process walks the whole tree again.
 3. At the target's place in the body, this process packs the target's first records
    and tells the helper from which record on to pack the rest, with the data key when
    the archive is encrypted: from there it is ``pack_helper``'s share, spliced in the
@@ -178,9 +178,8 @@ _REPORTED = {"records", "linked", "found", "bytes", "references", "secrets", "da
 class SubtreeHelper:
     """The helper process of one pack, its files, and the merge of its walk."""
 
-    def __init__(self, root: str, target: str, directories: tuple[str, ...], process,
-                 files: list):
-        self.root, self.target, self.directories = root, target, directories
+    def __init__(self, target: str, directories: tuple[str, ...], process, files: list):
+        self.target, self.directories = target, directories
         self._process = process
         self._records, self._foreign, self._data, self._index = files
         self.linked = False     # the target has records of hard-linked files
@@ -211,7 +210,7 @@ class SubtreeHelper:
             for each in files:
                 each.close()
             return None
-        return cls(str(root), target, directories, process, files)
+        return cls(target, directories, process, files)
 
     def merge_into(self, walk: Walk) -> bool:
         """Wait for the helper's walk and merge it into ``walk``, which left its

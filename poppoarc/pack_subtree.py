@@ -226,7 +226,7 @@ class SubtreeHelper:
         self.aligned = walk.adopt(self.target, spool, report["records"])
         if not self.aligned:        # this walk found records of the target too: in order
             spool.close()
-            walk.merge(self.target, self._spooled())
+            walk.merge(self.target, list(self._spooled()))
         foreign: dict = {}
         for chunk in read_chunks(self._foreign.fileno()):
             for target, fields in chunk:

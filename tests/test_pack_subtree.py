@@ -410,3 +410,29 @@ def test_a_target_in_several_directories_is_walked_apart_in_all_of_them(cli, apa
                              if not k.endswith((".db", ".sqlite3", "-wal"))}
                             for where in (fresh, cli.root))
         assert restored == source, directory
+
+
+def test_records_of_the_target_found_on_both_sides_are_merged_in_order(cli, apart,
+                                                                     monkeypatch):
+    """Not with the default rules, but a directory created between the helper's choice
+    and the walk (or a bug in the choice) would give this process records of the
+    helper's target too: they are merged in path order and this process packs them all."""
+    monkeypatch.setattr(pack_subtree, "choose_directories",
+                        lambda root, catalogue, skip=(): ("agents", ("data/ccla",)))
+    targets = ("--targets", "config,database,agents")
+    expected = _alone(cli, monkeypatch, *targets)
+    shared = []
+    real_share = pack_subtree.SubtreeHelper.share
+
+    def share(self, *args):
+        shared.append(self.aligned)
+        return real_share(self, *args)
+
+    monkeypatch.setattr(pack_subtree.SubtreeHelper, "share", share)
+    packed = cli.pack(*targets)
+    assert apart == [("merged", True)] and shared == [False]
+    listed = _listed(cli, packed)
+    assert listed == expected
+    agents = [e["path"] for e in listed if e["target"] == "agents"]
+    assert any(p.startswith("data/ccag/") for p in agents) and \
+        any(p.startswith("data/ccla/") for p in agents) and agents == sorted(agents)

@@ -436,3 +436,30 @@ def test_records_of_the_target_found_on_both_sides_are_merged_in_order(cli, apar
     agents = [e["path"] for e in listed if e["target"] == "agents"]
     assert any(p.startswith("data/ccag/") for p in agents) and \
         any(p.startswith("data/ccla/") for p in agents) and agents == sorted(agents)
+
+
+@pytest.mark.parametrize("failure", ["no-room", "no-process"])
+def test_a_helper_that_cannot_start_leaves_the_walk_here(cli, apart, monkeypatch, tmp_path,
+                                                         failure):
+    catalogue = build_catalogue({}, None)
+    if failure == "no-room":
+        assert pack_subtree.SubtreeHelper.start(cli.root, catalogue,
+                                                scratch_dir=tmp_path / "missing") is None
+    opened = []
+    real_file = pack_subtree.tempfile.TemporaryFile
+
+    def temporary(*args, **kwargs):
+        made = real_file(*args, **kwargs)
+        if kwargs.get("prefix") == ".poppoarc-helper-":
+            opened.append(made)
+        return made
+
+    def cannot_start(*args, **kwargs):
+        raise OSError("no interpreter to start a helper with")
+
+    expected = _alone(cli, monkeypatch)
+    monkeypatch.setattr(pack_subtree.tempfile, "TemporaryFile", temporary)
+    monkeypatch.setattr(helper_process, "start", cannot_start)
+    packed = cli.pack()
+    assert apart == [] and _listed(cli, packed) == expected
+    assert len(opened) == 4 and all(f.closed for f in opened)

@@ -44,7 +44,8 @@ START_RECORDS = 8000        # the helper's start, an interpreter and its imports
 MIN_RECORDS = 20000         # a smaller share is not worth a process
 MAX_BYTES = 512 << 20       # its members pass through a temporary file: bounded
 
-def choose_share(work: list[tuple[str, int, int, bool]]) -> tuple[str, int] | None:
+def choose_share(work: list[tuple[str, int, int, bool]], start: int = START_RECORDS,
+                 min_records: int = MIN_RECORDS) -> tuple[str, int] | None:
     """What a helper should pack: (target, first), the target's records from position
     ``first`` on; None when no share would shorten the pack.
 
@@ -52,23 +53,34 @@ def choose_share(work: list[tuple[str, int, int, bool]]) -> tuple[str, int] | No
     This process packs the targets before it and the target's first records while
     the helper packs the rest, then copies the helper's part in and packs the
     targets after it: about ``max(before + first, share + start) + after``
-    records' time, against ``before + records + after`` alone.  The share is cut
-    so both sides take equally long, and is taken only if it saves a fifth.
+    records' time (``share_time``), against ``before + records + after`` alone.  The
+    share is cut so both sides take equally long, and is taken only if it saves a
+    fifth.  ``start``: the helper's start, in records (0 for one already running).
     """
     total = sum(records for _, records, _, _ in work)
     best, best_time = None, total * 0.8
     before = 0
     for target, records, size, helpable in work:
-        after = total - before - records
-        share = min(records, max(0, (before + records - START_RECORDS) // 2))
+        share = min(records, max(0, (before + records - start) // 2))
         if size and share * size > MAX_BYTES * records:     # content roughly pro rata
             share = MAX_BYTES * records // size
-        if helpable and share >= MIN_RECORDS:
-            estimate = max(before + records - share, share + START_RECORDS) + after
+        if helpable and share >= min_records:
+            estimate = share_time(work, target, records - share, start)
             if estimate < best_time:
                 best, best_time = (target, records - share), estimate
         before += records
     return best
+
+
+def share_time(work: list[tuple], target: str, first: int, start: int = START_RECORDS) -> int:
+    """The pack's time, in records, with a helper packing ``target`` from ``first`` on."""
+    total = sum(each[1] for each in work)
+    before = 0
+    for name, records, *_ in work:
+        if name == target:
+            return max(before + first, records - first + start) + total - before - records
+        before += records
+    return total
 
 
 @dataclass
@@ -111,13 +123,13 @@ class TargetHelper:
             for _ in range(3):
                 files.append(tempfile.TemporaryFile(dir=scratch_dir, prefix=".poppoarc-helper-"))
             records_file, data, index = files
-            _write_records(records, records_file)
+            write_helper_records(records, records_file)
             records_file.flush()
             process = helper_process.start(__name__, {
                 "root": root, "target": target, "level": level,
                 "records": records_file.fileno(), "data": data.fileno(),
                 "index": index.fileno(), "sealing": sealing}, files)
-        except (OSError, ValueError, _NotForHelper):    # no room, no process: pack here
+        except (OSError, ValueError, NotForHelper):    # no room, no process: pack here
             for each in files:
                 each.close()
             return None
@@ -151,20 +163,20 @@ class TargetHelper:
             each.close()
 
 
-class _NotForHelper(Exception):
+class NotForHelper(Exception):
     """The target holds a record the helper cannot write."""
 
 
-def _write_records(records, out) -> None:
+def write_helper_records(records, out) -> None:
     """The records into ``out``, in the walk's spill format (``records.write_chunks``);
-    ``_NotForHelper`` at the first one a helper cannot write: it takes plain files
+    ``NotForHelper`` at the first one a helper cannot write: it takes plain files
     (tuples), directories and symbolic links only."""
     write_chunks(out, map(_helper_fields, records))
 
 
 def _helper_fields(record) -> tuple:
     if type(record) is not tuple and record.kind not in (DIR, SYMLINK):
-        raise _NotForHelper
+        raise NotForHelper
     return record_fields(record)
 
 

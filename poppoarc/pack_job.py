@@ -26,7 +26,7 @@ from .format.spool import IndexSpool
 from .format.writer import READ_CHUNK, BodyWriter, StoredFile
 from .pack_databases import DatabaseSteps, SnapshotSession
 from .pack_helper import TargetHelper, choose_share
-from .pack_subtree import helper_first
+from .pack_subtree import helper_plan
 from .policy import chains
 from .snapshot.catalogue import TARGETS
 from .snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry
@@ -157,16 +157,15 @@ class PackJob(DatabaseSteps):
             return None
         work = [(t, groups.count(t), self.target_bytes.get(t, 0), t != "config")
                 for t in TARGETS if t in self.selected]
-        if subtree is not None:
-            target = subtree.target
-            first = helper_first([w[:3] for w in work], target, subtree.linked)
-        else:
-            chosen = choose_share(work)
-            if chosen is None:
-                return None
-            target, first = chosen
+        chosen = choose_share(work) if subtree is None else \
+            helper_plan(work, subtree.target if subtree.aligned else None, subtree.linked)
+        if chosen is None:
+            if subtree is not None:
+                subtree.close()
+            return None
+        target, first = chosen
         sealing = None
-        if self.seal_all and first is not None:
+        if self.seal_all:
             # Where the helper's records will start if every record before them is written
             # (one per walk record, and the generated environment member); _splice checks.
             before = TARGETS[:TARGETS.index(target)]
@@ -175,7 +174,8 @@ class PackJob(DatabaseSteps):
             sealing = {"key": self.sealer.data_key.hex(), "archive_id": self.sealer.archive_id,
                        "mtime_ns": self.archive_mtime_ns, "index_base": base}
         if subtree is not None:
-            return subtree.share(first, self.helper_level, sealing)
+            return subtree.share(target, first, self.helper_level, sealing,
+                                 islice(groups.group(target), first, None))
         return TargetHelper.start(self._root_text, target, first,
                                   islice(groups.group(target), first, None),
                                   self.helper_level, self.scratch_dir, sealing)

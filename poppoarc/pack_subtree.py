@@ -36,7 +36,8 @@ from . import helper_process
 from .errors import Warnings
 from .format.order import TARGETS
 from .format.records import read_chunks, write_chunks
-from .pack_helper import MAX_BYTES, TargetHelper, pack_share
+from .pack_helper import (MAX_BYTES, NotForHelper, TargetHelper, choose_share, pack_share,
+                          share_time, write_helper_records)
 from .snapshot.catalogue import STORE, Catalogue, Rule
 from .snapshot.scan import FILE, Walk, record_fields, record_from_fields
 
@@ -171,6 +172,29 @@ def helper_first(work: list[tuple[str, int, int]], target: str, linked: bool) ->
     return None
 
 
+def helper_plan(work: list[tuple[str, int, int, bool]], own: str | None,
+                linked: bool) -> tuple[str, int] | None:
+    """What the helper that walked ``own``'s directories packs: (target, first), or None.
+
+    Its own target's records from ``helper_first`` on, already in its spool; or, when
+    that target is small beside the others (20,000 records in ``state/`` against 80,000
+    elsewhere), a share of another target, which this process writes for it: whichever
+    shortens the pack more (``pack_helper.share_time``; no start: it runs already).
+    ``work``: (target, records, content bytes, may be helped) in body order; ``own``
+    None: its spool is not the target's records (``SubtreeHelper.aligned``), so any
+    share is written for it.
+    """
+    first = None if own is None else helper_first([each[:3] for each in work], own, linked)
+    plan = None if first is None else (own, first)
+    others = [(target, records, size, helpable and target != own)
+              for target, records, size, helpable in work]
+    chosen = choose_share(others, start=0, min_records=MIN_SHARE)
+    if chosen is not None and (plan is None or
+                               share_time(work, *chosen, 0) < share_time(work, *plan, 0)):
+        plan = chosen
+    return plan
+
+
 _REPORTED = {"records", "linked", "found", "bytes", "references", "secrets", "databases",
              "warnings"}
 
@@ -181,7 +205,7 @@ class SubtreeHelper:
     def __init__(self, target: str, directories: tuple[str, ...], process, files: list):
         self.target, self.directories = target, directories
         self._process = process
-        self._records, self._foreign, self._data, self._index = files
+        self._records, self._foreign, self._data, self._index, self._share = files
         self.linked = False     # the target has records of hard-linked files
         self.aligned = False    # the target's walk records are exactly the helper's, in order
 
@@ -195,7 +219,7 @@ class SubtreeHelper:
         target, directories = chosen
         files: list = []
         try:
-            for _ in range(4):
+            for _ in range(5):
                 files.append(tempfile.TemporaryFile(dir=scratch_dir, prefix=".poppoarc-helper-"))
             process = helper_process.start(__name__, {
                 "root": str(root), "directories": directories, "target": target,
@@ -252,26 +276,39 @@ class SubtreeHelper:
         for chunk in read_chunks(self._records.fileno()):
             yield from map(record_from_fields, chunk)
 
-    def share(self, first: int | None, level: int, sealing: dict | None) -> TargetHelper | None:
-        """Tell the helper to pack the target's records from ``first`` on: the running
-        helper as a ``TargetHelper``; None (and the helper stopped) for ``first`` None or
-        a helper that can no longer be told."""
-        if first is None or not self.aligned or not helper_process.tell(
-                self._process, {"first": first, "level": level, "sealing": sealing}):
+    def share(self, target: str, first: int, level: int, sealing: dict | None,
+              records=None) -> TargetHelper | None:
+        """Tell the helper to pack ``target``'s records from ``first`` on: its own
+        target's from its spool (when ``aligned``), or ``records`` (from ``first`` on),
+        written for it here.  The running
+        helper as a ``TargetHelper``; None (and the helper stopped) for a share it
+        cannot take or a helper that can no longer be told."""
+        own = target == self.target and self.aligned
+        if not own:
+            try:
+                write_helper_records(records, self._share)
+                self._share.flush()
+            except NotForHelper:    # (a hard-linked file, a database, a secret: see there)
+                self.close()
+                return None
+        if not helper_process.tell(self._process, {"target": target, "first": first,
+                                                   "level": level, "sealing": sealing}):
             self.close()
             return None
-        return TargetHelper(self.target, first, self._records, self._process, self._data,
-                            self._index, None if sealing is None else sealing["index_base"])
+        return TargetHelper(target, first, self._records if own else self._share,
+                            self._process, self._data, self._index,
+                            None if sealing is None else sealing["index_base"],
+                            spooled_from=0 if own else first)
 
     def close(self) -> None:
         helper_process.stop(self._process)
-        for each in (self._records, self._foreign, self._data, self._index):
+        for each in (self._records, self._foreign, self._data, self._index, self._share):
             each.close()
 
 
 def run(spec: dict) -> int:
     """The helper process: walk, report, then pack the share it is told (or nothing)."""
-    records_fd, foreign_fd, data_fd, index_fd = spec["files"]
+    records_fd, foreign_fd, data_fd, index_fd, share_fd = spec["files"]
     catalogue = Catalogue(tuple(Rule(t, a, tuple(i), tuple(e)) for t, a, i, e in spec["rules"]),
                           tuple(spec["selected"]), tuple(spec["excludes"]))
     warnings = Warnings()
@@ -299,8 +336,12 @@ def run(spec: dict) -> int:
     if not line:
         return 0            # not wanted: this process packs the target itself
     told = json.loads(line)
-    records = (record_from_fields(fields) for chunk in read_chunks(records_fd)
-               for fields in chunk)
-    return pack_share({"root": spec["root"], "target": target, "level": told["level"],
+    if told["target"] == target:        # its own target, from its spool
+        records = islice((record_from_fields(fields) for chunk in read_chunks(records_fd)
+                          for fields in chunk), told["first"], None)
+    else:                               # another target's share, written for it
+        records = (record_from_fields(fields) for chunk in read_chunks(share_fd)
+                   for fields in chunk)
+    return pack_share({"root": spec["root"], "target": told["target"], "level": told["level"],
                        "sealing": told["sealing"], "data": data_fd, "index": index_fd},
-                      islice(records, told["first"], None))
+                      records)

@@ -98,6 +98,21 @@ def test_the_share_makes_both_processes_equally_long():
     assert helper_first(big, "state", linked=True) is None
 
 
+def test_the_helper_takes_another_targets_share_when_its_own_is_small():
+    from poppoarc.pack_subtree import helper_plan
+    from poppoarc.pack_helper import choose_share, share_time
+    even = [("config", 10, 0, False), ("agents", 50_000, 0, True), ("state", 50_000, 0, True)]
+    assert helper_plan(even, "state", linked=False) == ("state", 0)    # all of its own
+    small = [("config", 10, 0, False), ("agents", 78_000, 0, True), ("state", 22_000, 0, True)]
+    target, first = helper_plan(small, "state", linked=False)
+    assert target == "agents" and abs((10 + first) - (78_000 - first)) <= 1
+    assert share_time(small, target, first, 0) < share_time(small, "state", 0, 0)
+    # its spool not the target's records: a share as a started helper's, no start
+    assert helper_plan(even, None, linked=False) == choose_share(even, 0, MIN_SHARE)
+    assert helper_plan([("config", 100, 0, False), ("state", 100, 0, True)], "state",
+                       linked=False) is None
+
+
 def _grow_state(root):
     """A state directory with what a walk can meet there: nested files, a database of
     another target (and its sidecar), a symbolic link, a FIFO, a file named badly."""
@@ -146,7 +161,9 @@ def apart(monkeypatch, installation):
 
 
 def _first_is(monkeypatch, first):
-    monkeypatch.setattr(pack_job, "helper_first", lambda work, target, linked: first)
+    """The helper packs its own target's records from ``first`` on (None: none)."""
+    monkeypatch.setattr(pack_job, "helper_plan", lambda work, own, linked:
+                        None if first is None or own is None else (own, first))
 
 
 def _same_state(fresh, root):
@@ -275,14 +292,14 @@ def test_hard_links_in_the_directory_are_packed_by_the_helper_whole(cli, apart, 
     os.link(target, cli.root / "state/requests/r5/linked.json")
     expected = _alone(cli, monkeypatch)
     firsts = []
-    real_first = pack_job.helper_first
+    real_first = pack_subtree.helper_first
 
     def first(work, target, linked):
         firsts.append((linked, real_first(work, target, linked)))
         return real_first(work, target, linked)
 
     monkeypatch.setattr(pack_subtree, "MIN_SHARE", 1)
-    monkeypatch.setattr(pack_job, "helper_first", first)
+    monkeypatch.setattr(pack_subtree, "helper_first", first)
     packed = cli.pack()
     assert firsts == [(True, 0)]
     assert _listed(cli, packed) == expected
@@ -413,16 +430,17 @@ def test_records_of_the_target_found_on_both_sides_are_merged_in_order(cli, apar
                         lambda root, catalogue, skip=(): ("agents", ("data/ccla",)))
     targets = ("--targets", "config,database,agents")
     expected = _alone(cli, monkeypatch, *targets)
-    shared = []
-    real_share = pack_subtree.SubtreeHelper.share
+    planned = []
+    real_plan = pack_job.helper_plan
 
-    def share(self, *args):
-        shared.append(self.aligned)
-        return real_share(self, *args)
+    def plan(work, own, linked):
+        planned.append(own)
+        return real_plan(work, own, linked)
 
-    monkeypatch.setattr(pack_subtree.SubtreeHelper, "share", share)
+    monkeypatch.setattr(pack_job, "helper_plan", plan)
     packed = cli.pack(*targets)
-    assert apart == [("merged", True)] and shared == [False]
+    # its spool is not the target's records: it may not pack them
+    assert apart == [("merged", True)] and planned == [None]
     listed = _listed(cli, packed)
     assert listed == expected
     agents = [e["path"] for e in listed if e["target"] == "agents"]
@@ -454,4 +472,34 @@ def test_a_helper_that_cannot_start_leaves_the_walk_here(cli, apart, monkeypatch
     monkeypatch.setattr(helper_process, "start", cannot_start)
     packed = cli.pack()
     assert apart == [] and _listed(cli, packed) == expected
-    assert len(opened) == 4 and all(f.closed for f in opened)
+    assert len(opened) == 5 and all(f.closed for f in opened)
+
+
+@pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
+def test_the_helper_packs_another_targets_share_after_its_walk(cli, apart, monkeypatch,
+                                                              tmp_path, encrypt):
+    """It walked state/, but agents is where the work is: this process writes agents'
+    last records for it, and it packs them as a started helper would."""
+    args = ("--encrypt",) if encrypt else ()
+    if encrypt:
+        monkeypatch.setenv("POPPO_BACKUP_KEY", "a passphrase")
+    monkeypatch.setattr(pack_job, "helper_plan", lambda work, own, linked: ("agents", 4))
+    expected = _alone(cli, monkeypatch, *args, bundles=not encrypt)
+    packed = cli.pack(*args)
+    assert apart[0] == ("merged", True) and apart[1][1] is not None
+    assert apart[1][1].files > 0
+    assert _listed(cli, packed, bundles=not encrypt) == expected
+    code, verified = cli.json("verify", packed["path"])
+    assert code == 0 and verified["not_checked"] == []
+    fresh = _restored(cli, packed, tmp_path)
+    assert digest(fresh / "data/ccag") == digest(cli.root / "data/ccag")
+
+
+def test_another_targets_share_with_a_hard_link_stays_here(cli, apart, monkeypatch):
+    first = next(p for p in sorted((cli.root / "data/ccag").rglob("*")) if p.is_file())
+    os.link(first, cli.root / "data/ccag/zz-linked")
+    monkeypatch.setattr(pack_job, "helper_plan", lambda work, own, linked: ("agents", 0))
+    expected = _alone(cli, monkeypatch)
+    packed = cli.pack()
+    assert apart == [("merged", True)]          # not given: the helper was stopped
+    assert _listed(cli, packed) == expected

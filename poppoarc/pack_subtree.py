@@ -14,10 +14,12 @@ process walks them while this process walks the rest of the tree:
 2. This process merges that into its own walk (which left the directories out), so the
    pack sees what one walk would have given; the target's records stay in the helper's
    spool.  If the helper fails before its report, this process walks the whole tree again.
-3. At the target's place in the body, this process packs the target's first records
-   and tells the helper from which record on to pack the rest, with the data key when
-   the archive is encrypted: from there it is ``pack_helper``'s share, spliced in the
-   same way, with the same fallback (the helper's spooled records, written here).
+3. When the body begins, this process tells the helper its share (``helper_plan``):
+   its own target's records from some record on, read from its spool; or, when another
+   target holds most of the work, that target's last records, written for it here.  With
+   the data key when the archive is encrypted.  From there it is ``pack_helper``'s share,
+   spliced in at the target's place in the same way, with the same fallback (the
+   records it was given, written here).
 
 The archive holds the same members and records, in the same order, as a pack in one
 process writes.

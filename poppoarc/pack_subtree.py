@@ -282,19 +282,19 @@ class SubtreeHelper:
               records=None) -> TargetHelper | None:
         """Tell the helper to pack ``target``'s records from ``first`` on: its own
         target's from its spool (when ``aligned``), or ``records`` (from ``first`` on),
-        written for it here.  The running
-        helper as a ``TargetHelper``; None (and the helper stopped) for a share it
-        cannot take or a helper that can no longer be told."""
+        written for it here.  The running helper as a ``TargetHelper``; None (and the
+        helper stopped) for a share it cannot take or a helper that can no longer be told."""
         own = target == self.target and self.aligned
         if not own:
             try:
                 write_helper_records(records, self._share)
                 self._share.flush()
-            except NotForHelper:    # (a hard-linked file, a database, a secret: see there)
+            except (NotForHelper, OSError):     # a hard-linked file (see there); no room
                 self.close()
                 return None
         if not helper_process.tell(self._process, {"target": target, "first": first,
-                                                   "level": level, "sealing": sealing}):
+                                                   "from_spool": own, "level": level,
+                                                   "sealing": sealing}):
             self.close()
             return None
         return TargetHelper(target, first, self._records if own else self._share,
@@ -338,10 +338,10 @@ def run(spec: dict) -> int:
     if not line:
         return 0            # not wanted: this process packs the target itself
     told = json.loads(line)
-    if told["target"] == target:        # its own target, from its spool
+    if told["from_spool"]:              # its own target's records, from the walk
         records = islice((record_from_fields(fields) for chunk in read_chunks(records_fd)
                           for fields in chunk), told["first"], None)
-    else:                               # another target's share, written for it
+    else:                               # a share written for it
         records = (record_from_fields(fields) for chunk in read_chunks(share_fd)
                    for fields in chunk)
     return pack_share({"root": spec["root"], "target": told["target"], "level": told["level"],

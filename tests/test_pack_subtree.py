@@ -503,3 +503,18 @@ def test_another_targets_share_with_a_hard_link_stays_here(cli, apart, monkeypat
     packed = cli.pack()
     assert apart == [("merged", True)]          # not given: the helper was stopped
     assert _listed(cli, packed) == expected
+
+
+def test_a_share_of_its_own_target_not_in_its_spool_is_written_for_it(cli, apart,
+                                                                      monkeypatch):
+    """When this walk found records of the helper's target too, the helper's spool holds
+    only some of them: a share of that target is written for it like any other."""
+    monkeypatch.setattr(pack_subtree, "choose_directories",
+                        lambda root, catalogue, skip=(): ("agents", ("data/ccla",)))
+    monkeypatch.setattr(pack_job, "helper_plan", lambda work, own, linked: ("agents", 3))
+    targets = ("--targets", "config,database,agents")
+    expected = _alone(cli, monkeypatch, *targets)
+    packed = cli.pack(*targets)
+    assert apart[0] == ("merged", True) and apart[1][1] is not None
+    assert _listed(cli, packed) == expected
+    assert cli.json("verify", packed["path"])[0] == 0

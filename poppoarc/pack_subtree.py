@@ -320,16 +320,21 @@ def run(spec: dict) -> int:
     found = [directory for directory in spec["directories"] if walk.run(within=directory)]
     result = walk.finish()
     groups, target = result.entries, spec["target"]
+    linked = []         # one pass over the target's records (past the spill, from disk)
+
+    def target_fields():
+        for record in groups.group(target):
+            if type(record) is not tuple and record.kind == FILE and not linked:
+                linked.append(True)     # a hard-linked file keeps a full compact record
+            yield record_fields(record)
+
     with open(records_fd, "wb", closefd=False) as out:
-        write_chunks(out, map(record_fields, groups.group(target)))
+        write_chunks(out, target_fields())
     with open(foreign_fd, "wb", closefd=False) as out:
         write_chunks(out, ((name, record_fields(record)) for name in (None, *TARGETS)
                            if name != target for record in groups.group(name)))
-    # a hard-linked file keeps a full record in the compact walk
-    linked = any(type(record) is not tuple and record.kind == FILE
-                 for record in groups.group(target))
     helper_process.report({
-        "records": groups.count(target), "linked": linked, "found": found,
+        "records": groups.count(target), "linked": bool(linked), "found": found,
         "bytes": result.target_bytes, "references": result.references,
         "secrets": result.secrets, "databases": result.databases,
         "warnings": list(warnings)})

@@ -45,7 +45,7 @@ MIN_RECORDS = 20000         # a smaller share is not worth a process
 MAX_BYTES = 512 << 20       # its members pass through a temporary file: bounded
 
 def choose_share(work: list[tuple[str, int, int, bool]], start: int = START_RECORDS,
-                 min_records: int = MIN_RECORDS) -> tuple[str, int] | None:
+                 min_records: int = MIN_RECORDS, saving: float = 0.2) -> tuple[str, int] | None:
     """What a helper should pack: (target, first), the target's records from position
     ``first`` on; None when no share would shorten the pack.
 
@@ -55,10 +55,11 @@ def choose_share(work: list[tuple[str, int, int, bool]], start: int = START_RECO
     targets after it: about ``max(before + first, share + start) + after``
     records' time (``share_time``), against ``before + records + after`` alone.  The
     share is cut so both sides take equally long, and is taken only if it saves a
-    fifth.  ``start``: the helper's start, in records (0 for one already running).
+    fifth (``saving``).  ``start``: the helper's start, in records (0 for one already
+    running, which any saving is worth).
     """
     total = sum(records for _, records, _, _ in work)
-    best, best_time = None, total * 0.8
+    best, best_time = None, total * (1 - saving)
     before = 0
     for target, records, size, helpable in work:
         share = min(records, max(0, (before + records - start) // 2))

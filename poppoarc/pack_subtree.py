@@ -151,49 +151,27 @@ def walk_installation(root, catalogue: Catalogue, warnings: Warnings, skip=(),
     return walk.finish(), None
 
 
-def helper_first(work: list[tuple[str, int, int]], target: str, linked: bool) -> int | None:
-    """From which of ``target``'s records on the helper packs, or None: none (this
-    process packs them all).  ``work``: (target, records, content bytes) in body order.
-
-    The helper has walked already; it packs its share while this process packs the
-    targets before it and the target's first records, so the share is cut to make both
-    sides equally long (``pack_helper.choose_share`` without the start).  With hard
-    links in the target the helper packs all of it: a link's first record must be
-    packed by the process that packs the link.
-    """
-    before = 0
-    for name, records, size in work:
-        if name == target:
-            share = records if linked else min(records, (before + records) // 2)
-            if size and share * size > MAX_BYTES * records:     # content roughly pro rata
-                if linked:
-                    return None
-                share = MAX_BYTES * records // size
-            return records - share if share >= MIN_SHARE else None
-        before += records
-    return None
-
-
 def helper_plan(work: list[tuple[str, int, int, bool]], own: str | None,
                 linked: bool) -> tuple[str, int] | None:
     """What the helper that walked ``own``'s directories packs: (target, first), or None.
 
-    Its own target's records from ``helper_first`` on, already in its spool; or, when
-    that target is small beside the others (20,000 records in ``state/`` against 80,000
-    elsewhere), a share of another target, which this process writes for it: whichever
-    shortens the pack more (``pack_helper.share_time``; no start: it runs already).
-    ``work``: (target, records, content bytes, may be helped) in body order; ``own``
-    None: its spool is not the target's records (``SubtreeHelper.aligned``), so any
-    share is written for it.
+    The share of any target that shortens the pack most, cut as ``pack_helper`` cuts
+    one (``choose_share``) but with no start and no minimum saving: the helper runs
+    already.  Its own target's records are in its spool; another's (agents' 80,000
+    records beside 20,000 in ``state/``) this process writes for it.  With hard links
+    in its own target it packs all of it or none: a link's first record must be packed
+    by the process that packs the link.  ``work``: (target, records, content bytes, may
+    be helped) in body order; ``own`` None: its spool is not the target's records
+    (``SubtreeHelper.aligned``), so any share is written for it.
     """
-    first = None if own is None else helper_first([each[:3] for each in work], own, linked)
-    plan = None if first is None else (own, first)
-    others = [(target, records, size, helpable and target != own)
-              for target, records, size, helpable in work]
-    chosen = choose_share(others, start=0, min_records=MIN_SHARE)
-    if chosen is not None and (plan is None or
-                               share_time(work, *chosen, 0) < share_time(work, *plan, 0)):
-        plan = chosen
+    cut = [(target, records, size, helpable and not (target == own and linked))
+           for target, records, size, helpable in work]
+    plan = choose_share(cut, start=0, min_records=MIN_SHARE, saving=0)
+    if own is not None and linked:
+        records, size = next((r, b) for t, r, b, _ in work if t == own)
+        if records >= MIN_SHARE and size <= MAX_BYTES and (
+                plan is None or share_time(work, own, 0, 0) < share_time(work, *plan, 0)):
+            plan = (own, 0)
     return plan
 
 

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from poppoarc import helper_process, pack_job, pack_subtree
-from poppoarc.pack_subtree import (MIN_SHARE, candidates, count_entries, helper_first,
+from poppoarc.pack_subtree import (MIN_SHARE, candidates, count_entries, helper_plan,
                                    literal_directories)
 from poppoarc.snapshot.catalogue import build_catalogue
 
@@ -82,24 +82,30 @@ def test_the_directories_chosen_are_those_the_walk_would_enter(tmp_path, monkeyp
     assert choose(str(root), catalogue) is None
 
 
+def _own_first(work, linked):
+    """The first of state's records the helper packs when only state may be shared."""
+    plan = helper_plan([(t, n, size, t == "state") for t, n, size in work], "state", linked)
+    assert plan is None or plan[0] == "state"
+    return None if plan is None else plan[1]
+
+
 def test_the_share_makes_both_processes_equally_long():
     work = [("config", 10, 0), ("database", 2, 0), ("agents", 40_000, 0), ("state", 50_000, 0)]
-    first = helper_first(work, "state", linked=False)
+    first = _own_first(work, linked=False)
     assert abs((40_012 + first) - (50_000 - first)) <= 1
     # a target ahead of everything: the helper takes its last half
-    assert helper_first([("state", 60_000, 0)], "state", linked=False) == 30_000
+    assert _own_first([("state", 60_000, 0)], linked=False) == 30_000
     # hard links: the helper packs all of the target (a link's first record with it)
-    assert helper_first(work, "state", linked=True) == 0
+    assert _own_first(work, linked=True) == 0
     # too small a share is packed here
-    assert helper_first([("state", 2 * MIN_SHARE - 2, 0)], "state", linked=False) is None
+    assert _own_first([("state", 2 * MIN_SHARE - 2, 0)], linked=False) is None
     # content bounds the share (pro rata), and with hard links it cannot be cut
     big = [("agents", 50_000, 0), ("state", 50_000, 2 * pack_subtree.MAX_BYTES)]
-    assert helper_first(big, "state", linked=False) == 25_000
-    assert helper_first(big, "state", linked=True) is None
+    assert _own_first(big, linked=False) == 25_000
+    assert _own_first(big, linked=True) is None
 
 
 def test_the_helper_takes_another_targets_share_when_its_own_is_small():
-    from poppoarc.pack_subtree import helper_plan
     from poppoarc.pack_helper import choose_share, share_time
     even = [("config", 10, 0, False), ("agents", 50_000, 0, True), ("state", 50_000, 0, True)]
     assert helper_plan(even, "state", linked=False) == ("state", 0)    # all of its own
@@ -291,17 +297,19 @@ def test_hard_links_in_the_directory_are_packed_by_the_helper_whole(cli, apart, 
     target = cli.root / "state/requests/r2/1.json"
     os.link(target, cli.root / "state/requests/r5/linked.json")
     expected = _alone(cli, monkeypatch)
-    firsts = []
-    real_first = pack_subtree.helper_first
+    plans = []
+    real_plan = pack_job.helper_plan
 
-    def first(work, target, linked):
-        firsts.append((linked, real_first(work, target, linked)))
-        return real_first(work, target, linked)
+    def plan(work, own, linked):
+        # only state may be shared here: the helper takes it whole or not at all
+        only_own = [(t, n, size, t == own) for t, n, size, _ in work]
+        plans.append((linked, real_plan(only_own, own, linked)))
+        return plans[-1][1]
 
     monkeypatch.setattr(pack_subtree, "MIN_SHARE", 1)
-    monkeypatch.setattr(pack_subtree, "helper_first", first)
+    monkeypatch.setattr(pack_job, "helper_plan", plan)
     packed = cli.pack()
-    assert firsts == [(True, 0)]
+    assert plans == [(True, ("state", 0))]
     assert _listed(cli, packed) == expected
     link = next(e for e in expected if e["path"] == "state/requests/r5/linked.json")
     assert link["type"] == "hardlink"

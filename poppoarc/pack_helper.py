@@ -43,6 +43,9 @@ from .snapshot.scan import DIR, SYMLINK, record_fields, record_from_fields
 START_RECORDS = 8000        # the helper's start, an interpreter and its imports: ~0.1 s
 MIN_RECORDS = 20000         # a smaller share is not worth a process
 MAX_BYTES = 512 << 20       # its members pass through a temporary file: bounded
+# config ends with the generated environment member, which only the main process writes
+# (``PackJob.write_body``): no helper takes config's records.
+NOT_HELPED = frozenset({"config"})
 
 def choose_share(work: list[tuple[str, int, int, bool]], start: int = START_RECORDS,
                  min_records: int = MIN_RECORDS, saving: float = 0.2) -> tuple[str, int] | None:

@@ -25,7 +25,7 @@ from .format.entry import BUNDLE_MAX, CHUNK_SIZE, IndexEntry, encode_digests, ne
 from .format.spool import IndexSpool
 from .format.writer import READ_CHUNK, BodyWriter, StoredFile
 from .pack_databases import DatabaseSteps, SnapshotSession
-from .pack_helper import TargetHelper, choose_share
+from .pack_helper import NOT_HELPED, TargetHelper, choose_share
 from .pack_subtree import helper_plan
 from .policy import chains
 from .snapshot.catalogue import TARGETS
@@ -155,7 +155,7 @@ class PackJob(DatabaseSteps):
             if subtree is not None:
                 subtree.close()
             return None
-        work = [(t, groups.count(t), self.target_bytes.get(t, 0), t != "config")
+        work = [(t, groups.count(t), self.target_bytes.get(t, 0), t not in NOT_HELPED)
                 for t in TARGETS if t in self.selected]
         chosen = choose_share(work) if subtree is None else \
             helper_plan(work, subtree.target if subtree.aligned else None, subtree.linked)

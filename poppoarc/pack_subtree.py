@@ -38,8 +38,8 @@ from . import helper_process
 from .errors import Warnings
 from .format.order import TARGETS
 from .format.records import read_chunks, write_chunks
-from .pack_helper import (MAX_BYTES, NotForHelper, TargetHelper, choose_share, pack_share,
-                          share_time, write_helper_records)
+from .pack_helper import (MAX_BYTES, NOT_HELPED, NotForHelper, TargetHelper, choose_share,
+                          pack_share, share_time, write_helper_records)
 from .snapshot.catalogue import STORE, Catalogue, Rule
 from .snapshot.scan import FILE, Walk, record_fields, record_from_fields
 
@@ -72,12 +72,11 @@ def candidates(catalogue: Catalogue) -> list[tuple[str, tuple[str, ...]]]:
     """(target, directories) for each selected target whose rules only store paths, all
     in literally named directories; the targets the body writes last first (the
     helper's part is spliced in at its target's place, so a late target keeps this
-    process busy meanwhile).  Not config: its generated environment member is this
-    process's to write (``PackJob.write_body``)."""
+    process busy meanwhile).  Not config (``pack_helper.NOT_HELPED``)."""
     found = []
     for target in reversed(TARGETS):
         rules = [rule for rule in catalogue.rules if rule.target == target]
-        if target not in catalogue.selected or target == "config" or not rules \
+        if target not in catalogue.selected or target in NOT_HELPED or not rules \
                 or any(rule.action != STORE for rule in rules):
             continue
         directories = literal_directories(tuple(p for rule in rules for p in rule.include))

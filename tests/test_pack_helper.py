@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from poppoarc import helper_process, pack_helper, pack_job
+from poppoarc import helper_process, pack_helper, pack_job, pack_shares
 from poppoarc.errors import SourceError
 from poppoarc.format.spool import IndexSpool
 from poppoarc.pack_helper import MAX_BYTES, MIN_RECORDS, START_RECORDS, choose_share
@@ -46,7 +46,7 @@ def helped(monkeypatch, request):
     on (the tiny installation is far below the real threshold).  Returns the helper
     results seen: a part, None when the helper failed, or the error it reported."""
     monkeypatch.setenv("POPPOARC_THREADS", "2")
-    monkeypatch.setattr(pack_job, "choose_share", lambda work: ("agents", request.param))
+    monkeypatch.setattr(pack_shares, "choose_share", lambda work: ("agents", request.param))
     results = []
     real = pack_helper.TargetHelper.result
 

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from poppoarc import helper_process, pack_job, pack_subtree
+from poppoarc import helper_process, pack_shares, pack_subtree
 from poppoarc.pack_subtree import (MIN_SHARE, candidates, count_entries, helper_plan,
                                    literal_directories)
 from poppoarc.snapshot.catalogue import build_catalogue
@@ -168,7 +168,7 @@ def apart(monkeypatch, installation):
 
 def _first_is(monkeypatch, first):
     """The helper packs its own target's records from ``first`` on (None: none)."""
-    monkeypatch.setattr(pack_job, "helper_plan", lambda work, own, linked:
+    monkeypatch.setattr(pack_shares, "helper_plan", lambda work, own, linked:
                         None if first is None or own is None else (own, first))
 
 
@@ -298,7 +298,7 @@ def test_hard_links_in_the_directory_are_packed_by_the_helper_whole(cli, apart, 
     os.link(target, cli.root / "state/requests/r5/linked.json")
     expected = _alone(cli, monkeypatch)
     plans = []
-    real_plan = pack_job.helper_plan
+    real_plan = pack_shares.helper_plan
 
     def plan(work, own, linked):
         # only state may be shared here: the helper takes it whole or not at all
@@ -307,7 +307,7 @@ def test_hard_links_in_the_directory_are_packed_by_the_helper_whole(cli, apart, 
         return plans[-1][1]
 
     monkeypatch.setattr(pack_subtree, "MIN_SHARE", 1)
-    monkeypatch.setattr(pack_job, "helper_plan", plan)
+    monkeypatch.setattr(pack_shares, "helper_plan", plan)
     packed = cli.pack()
     assert plans == [(True, ("state", 0))]
     assert _listed(cli, packed) == expected
@@ -439,13 +439,13 @@ def test_records_of_the_target_found_on_both_sides_are_merged_in_order(cli, apar
     targets = ("--targets", "config,database,agents")
     expected = _alone(cli, monkeypatch, *targets)
     planned = []
-    real_plan = pack_job.helper_plan
+    real_plan = pack_shares.helper_plan
 
     def plan(work, own, linked):
         planned.append(own)
         return real_plan(work, own, linked)
 
-    monkeypatch.setattr(pack_job, "helper_plan", plan)
+    monkeypatch.setattr(pack_shares, "helper_plan", plan)
     packed = cli.pack(*targets)
     # its spool is not the target's records: it may not pack them
     assert apart == [("merged", True)] and planned == [None]
@@ -491,7 +491,7 @@ def test_the_helper_packs_another_targets_share_after_its_walk(cli, apart, monke
     args = ("--encrypt",) if encrypt else ()
     if encrypt:
         monkeypatch.setenv("POPPO_BACKUP_KEY", "a passphrase")
-    monkeypatch.setattr(pack_job, "helper_plan", lambda work, own, linked: ("agents", 4))
+    monkeypatch.setattr(pack_shares, "helper_plan", lambda work, own, linked: ("agents", 4))
     expected = _alone(cli, monkeypatch, *args, bundles=not encrypt)
     packed = cli.pack(*args)
     assert apart[0] == ("merged", True) and apart[1][1] is not None
@@ -506,7 +506,7 @@ def test_the_helper_packs_another_targets_share_after_its_walk(cli, apart, monke
 def test_another_targets_share_with_a_hard_link_stays_here(cli, apart, monkeypatch):
     first = next(p for p in sorted((cli.root / "data/ccag").rglob("*")) if p.is_file())
     os.link(first, cli.root / "data/ccag/zz-linked")
-    monkeypatch.setattr(pack_job, "helper_plan", lambda work, own, linked: ("agents", 0))
+    monkeypatch.setattr(pack_shares, "helper_plan", lambda work, own, linked: ("agents", 0))
     expected = _alone(cli, monkeypatch)
     packed = cli.pack()
     assert apart == [("merged", True)]          # not given: the helper was stopped
@@ -519,7 +519,7 @@ def test_a_share_of_its_own_target_not_in_its_spool_is_written_for_it(cli, apart
     only some of them: a share of that target is written for it like any other."""
     monkeypatch.setattr(pack_subtree, "choose_directories",
                         lambda root, catalogue, skip=(): ("agents", ("data/ccla",)))
-    monkeypatch.setattr(pack_job, "helper_plan", lambda work, own, linked: ("agents", 3))
+    monkeypatch.setattr(pack_shares, "helper_plan", lambda work, own, linked: ("agents", 3))
     targets = ("--targets", "config,database,agents")
     expected = _alone(cli, monkeypatch, *targets)
     packed = cli.pack(*targets)

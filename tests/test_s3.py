@@ -409,9 +409,9 @@ def test_an_incremental_chain_in_a_bucket(s3, installation, tmp_path, capsys):
 def test_a_pack_with_a_helper_process_goes_to_a_bucket(s3, installation, capsys, monkeypatch):
     """The helper's part is copied into the multipart upload like any body bytes (its
     temporary files go to $TMPDIR: a bucket has no directory beside the archive)."""
-    from poppoarc import pack_helper, pack_job
+    from poppoarc import pack_helper, pack_shares
     monkeypatch.setenv("POPPOARC_THREADS", "2")
-    monkeypatch.setattr(pack_job, "choose_share", lambda work: ("agents", 20))
+    monkeypatch.setattr(pack_shares, "choose_share", lambda work: ("agents", 20))
     parts = []
     real = pack_helper.TargetHelper.result
 

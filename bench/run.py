@@ -30,6 +30,7 @@ Options:
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import platform
@@ -316,6 +317,10 @@ def snapshot_code(workdir: Path, env: dict) -> Path:
     target = workdir / "code"
     shutil.copytree(source, target / "poppoarc",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # Bytecode now, as `pip install` compiles it: with PYTHONDONTWRITEBYTECODE set (or a
+    # read-only copy) every command would compile ~45 modules again, 70-90 ms a process.
+    if not compileall.compile_dir(str(target), quiet=1):
+        raise BenchError(f"cannot compile the copy of poppoarc in {target}")
     env["PYTHONPATH"] = str(target)
     sys.path.insert(0, str(target))
     return target

@@ -26,14 +26,11 @@ import io
 import json
 import os
 import random
-import shutil
-import sqlite3
 import struct
 import sys
 import tarfile
 import time
 import zlib
-from functools import lru_cache
 from pathlib import Path
 
 from cryptography import x509
@@ -41,366 +38,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from . import parse_args
+from .databases import write_databases
+from .tree import (BASE_TIME, DAY, EN_WORDS, LEVELS, MANY_FILES, MANY_PER_DIR, ROTATED_DAYS,
+                   SCALE_BYTES, SCALES, SHARES, STATUSES, TASK_TYPES, Pools, Tree, clf, date_text,
+                   iso)
 
-SCALES = ("tiny", "small", "medium", "manyfiles")
-# Approximate total bytes; manyfiles is a tiny base plus MANY_FILES small JSON files.
-SCALE_BYTES = {"tiny": 1 << 20, "small": 20 << 20, "medium": 500 << 20, "manyfiles": 1 << 20}
-MANY_FILES = 100_000
-MANY_PER_DIR = 2_000
-BASE_TIME = 1_750_334_400            # 2025-06-19 12:00:00 UTC, the "now" of every tree
-DAY = 86_400
-
-# Share of the scale's bytes per part.  About 10 % is incompressible (PNG-ish
-# assets, tar.gz archives, rotated .gz logs); the history database dominates,
-# as it does in real installations.
-SHARES = {"history_db": 0.47, "poppo_db": 0.04, "ccla_db": 0.03, "security_db": 0.03,
-          "cache_db": 0.01, "logs": 0.09, "rotated": 0.02, "access": 0.05, "assets": 0.05,
-          "archives": 0.04, "ccla": 0.05, "ccag": 0.04, "ccpm": 0.03, "state": 0.02}
-ROTATED_DAYS = {"tiny": 3, "small": 7, "medium": 14, "manyfiles": 3}
-
-EN_WORDS = ("issue label comment agent queue task retry backup restore config token rate limit "
-            "github claude process worker session timeout memory dashboard health check schedule "
-            "snapshot archive error warning repair pattern analysis document template priority "
-            "pending running completed failed request response webhook branch commit review merge "
-            "cache index metric alert notify cleanup rotate compress verify signature manifest "
-            "target database state the a to of for with after before while because when was is "
-            "will has been could not successfully again").split()
-JA_WORDS = ("処理 完了 エラー 再試行 タスク イシュー ラベル バックアップ 復元 設定 エージェント ログ 分析 "
-            "文書 生成 監視 通知 状態 確認 実行 失敗 成功 開始 終了 待機 接続 応答 要求 更新 削除 保存 "
-            "検証 署名 暗号化 圧縮 展開 定期実行 優先度 キュー 制限 時間 メモリ 使用量 コメント 学習 修復 "
-            "パターン 品質").split()
-JA_PARTICLES = ("を", "が", "の", "に", "は", "で", "と", "から")
-JA_ENDINGS = ("しました。", "します。", "できます。", "されています。", "が必要です。", "を確認してください。")
-TASK_TYPES = ("claude-cli", "issue-process", "comment-process", "pr-review", "ccla-analysis",
-              "ccag-docs", "ccpm-review", "cleanup")
-# Sixteen slots so that four random bits pick a status with realistic weights.
-STATUSES = ("success",) * 12 + ("failed", "failed", "timeout", "cancelled")
-LEVELS = ("info",) * 10 + ("debug",) * 3 + ("warn", "warn", "error")
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-@lru_cache(maxsize=None)
-def _date(day: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(day * DAY))
-
-
-@lru_cache(maxsize=1)
-def _clock_times() -> list[str]:
-    return [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" for s in range(DAY)]
-
-
-def iso(t: float) -> str:
-    """ISO-8601 UTC with milliseconds; table lookups, as strftime per log line is slow."""
-    s = int(t)
-    day, rest = divmod(s, DAY)
-    return f"{_date(day)}T{_clock_times()[rest]}.{int((t - s) * 1000):03d}Z"
-
-
-def _clf(t: float) -> str:
-    """Common Log Format time; month names from a table, not the locale."""
-    year, month, day = _date(int(t) // DAY).split("-")
-    return f"{day}/{MONTHS[int(month) - 1]}/{year}:{iso(t)[11:19]} +0000"
-
-
-class _Pools:
-    """Sentence pools built once per tree; records pick whole sentences."""
-
-    def __init__(self, rng: random.Random):
-        self.en = [" ".join(rng.choices(EN_WORDS, k=rng.randint(5, 14))).capitalize() + "."
-                   for _ in range(4096)]
-        self.ja = ["".join(w + rng.choice(JA_PARTICLES) for w in rng.choices(JA_WORDS, k=rng.randint(2, 5)))
-                   + rng.choice(JA_WORDS) + rng.choice(JA_ENDINGS) for _ in range(2048)]
-        # ASCII without quotes or backslashes, so slices can go straight into JSON strings.
-        self.filler = " ".join(rng.choices(self.en, k=8192))
-        self.stacks = [self.stack(rng) for _ in range(256)]
-
-    def text(self, rng: random.Random, nbytes: int, ja: bool = False) -> str:
-        """About ``nbytes`` of prose (a Japanese character is 3 bytes)."""
-        if ja:
-            return "".join(rng.choices(self.ja, k=max(1, nbytes // 75)))
-        return " ".join(rng.choices(self.en, k=max(1, nbytes // 60)))
-
-    def stack(self, rng: random.Random) -> str:
-        frames = "".join(f"\n    at {rng.choice(EN_WORDS)}{rng.choice(EN_WORDS).title()} "
-                         f"(/opt/poppo/src/{rng.choice(EN_WORDS)}.js:{rng.randint(1, 900)}:"
-                         f"{rng.randint(1, 80)})" for _ in range(rng.randint(4, 12)))
-        return f"Error: {rng.choice(self.en)}{frames}"
-
-
-class _Tree:
-    """Writes files under ``root`` with explicit modes and mtimes, and counts them."""
-
-    def __init__(self, root: Path, seed: int):
-        self.root = str(root)
-        self.clock = random.Random(f"{seed}:mtime")
-        self.dirs: dict[str, int] = {}
-        self.files = 0
-        self.bytes = 0
-
-    def abs(self, rel: str) -> str:
-        parent = rel.rpartition("/")[0]
-        if parent and parent not in self.dirs:
-            self.mkdir(parent)
-        return os.path.join(self.root, rel)
-
-    def mkdir(self, rel: str, mode: int = 0o755) -> None:
-        if rel not in self.dirs:
-            os.mkdir(self.abs(rel))
-            self.dirs[rel] = mode
-
-    def mtime(self, t: float | None = None) -> int:
-        """Nanoseconds; by default some time in the two weeks before BASE_TIME."""
-        if t is None:
-            return (BASE_TIME - 14 * DAY) * 10**9 + self.clock.randrange(14 * DAY * 10**9)
-        return int(t * 1000) * 10**6
-
-    def write(self, rel: str, data: bytes | str, mode: int = 0o644, t: float | None = None) -> None:
-        if isinstance(data, str):
-            data = data.encode()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(self.abs(rel), flags, mode)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fchmod(fd, mode)          # the umask must not change the result
-            ns = self.mtime(t)
-            os.utime(fd, ns=(ns, ns))
-        finally:
-            os.close(fd)
-        self.files += 1
-        self.bytes += len(data)
-
-    def json(self, rel: str, doc, compact: bool = False, **kwargs) -> None:
-        # Bulk data files are written compact: the indenting encoder is pure
-        # Python and ~10x slower than the C one.
-        layout = {"separators": (",", ":")} if compact else {"indent": 2}
-        text = json.dumps(doc, ensure_ascii=False, **layout)
-        self.write(rel, text + "\n", **kwargs)
-
-    def adopt(self, rel: str, mode: int = 0o644) -> None:
-        """Fix the mode and mtime of a file someone else (SQLite) wrote."""
-        path = os.path.join(self.root, rel)
-        os.chmod(path, mode)
-        ns = self.mtime()
-        os.utime(path, ns=(ns, ns))
-        self.files += 1
-        self.bytes += os.path.getsize(path)
-
-    def symlink(self, rel: str, target: str) -> None:
-        path = self.abs(rel)
-        os.symlink(target, path)
-        ns = self.mtime()
-        os.utime(path, ns=(ns, ns), follow_symlinks=False)
-        self.files += 1
-
-    def finish(self) -> None:
-        """Directory mtimes last, deepest first: creating children changes them."""
-        for rel in sorted(self.dirs, key=lambda r: r.count("/"), reverse=True):
-            path = os.path.join(self.root, rel)
-            os.chmod(path, self.dirs[rel])
-            ns = self.mtime()
-            os.utime(path, ns=(ns, ns))
-        os.utime(self.root, ns=(BASE_TIME * 10**9,) * 2)
-
-
-# -- SQLite ------------------------------------------------------------------
-
-def _reseal_wal(path: str, salts: tuple[int, int]) -> None:
-    """Replace SQLite's random WAL salts with seeded ones and redo the checksums.
-
-    The salts come from sqlite3_randomness, so without this the ``-wal`` bytes
-    would differ between runs.  Checksums (wal.c) are cumulative over the
-    header's first 24 bytes, then each frame's first 8 bytes and page.
-    """
-    data = bytearray(Path(path).read_bytes())
-    magic, _version, page_size = struct.unpack_from(">III", data)
-    order = ">" if magic & 1 else "<"
-
-    def checksum(chunk: bytes, s0: int, s1: int) -> tuple[int, int]:
-        words = struct.unpack(f"{order}{len(chunk) // 4}I", chunk)
-        for i in range(0, len(words), 2):
-            s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
-            s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
-        return s0, s1
-
-    struct.pack_into(">II", data, 16, *salts)
-    s0, s1 = checksum(bytes(data[:24]), 0, 0)
-    struct.pack_into(">II", data, 24, s0, s1)
-    frame = 24 + page_size
-    for offset in range(32, len(data) - frame + 1, frame):
-        struct.pack_into(">II", data, offset + 8, *salts)
-        s0, s1 = checksum(bytes(data[offset:offset + 8] + data[offset + 24:offset + frame]), s0, s1)
-        struct.pack_into(">II", data, offset + 16, s0, s1)
-    Path(path).write_bytes(data)
-
-
-def _database(tree: _Tree, rel: str, schema: str, tables: list, target: int,
-              rng: random.Random, final_rows: int = 25) -> None:
-    """Fill ``tables`` [(name, row_fn(id), rows_per_round)] until the file reaches
-    ``target`` bytes, then commit one more transaction that stays in ``-wal``."""
-    path = tree.abs(rel)
-    next_id = {name: 1 for name, _, _ in tables}
-
-    def insert(conn: sqlite3.Connection, name: str, row_fn, count: int) -> None:
-        first = next_id[name]
-        next_id[name] += count
-        rows = [row_fn(i) for i in range(first, first + count)]
-        conn.executemany(f"INSERT INTO {name} VALUES ({','.join('?' * len(rows[0]))})", rows)
-
-    conn = sqlite3.connect(path, isolation_level=None)
-    # No journal while bulk loading: a crash here just means generating again.
-    conn.executescript("PRAGMA page_size=4096; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + schema)
-    rounds = max(1, target >> 21)     # ~a few MB per round keeps the overshoot small
-    while True:
-        conn.execute("BEGIN")
-        for name, row_fn, count in tables:
-            insert(conn, name, row_fn, count * rounds)
-        conn.execute("COMMIT")
-        if conn.execute("PRAGMA page_count").fetchone()[0] * 4096 >= target:
-            break
-    conn.execute("PRAGMA journal_mode=WAL")      # persistent: stored in the file header
-    conn.close()
-
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA wal_autocheckpoint=0")
-    conn.execute("BEGIN")
-    for name, row_fn, _ in tables:
-        insert(conn, name, row_fn, final_rows)
-    conn.execute("COMMIT")
-    # Closing the last connection checkpoints the WAL into the .db and deletes
-    # it, so keep copies of both files as they are now and put them back after.
-    wal = path + "-wal"
-    shutil.copyfile(path, path + ".keep")
-    shutil.copyfile(wal, wal + ".keep")
-    conn.close()
-    os.replace(path + ".keep", path)
-    os.replace(wal + ".keep", wal)
-    if os.path.exists(path + "-shm"):
-        os.remove(path + "-shm")
-    _reseal_wal(wal, (rng.getrandbits(32), rng.getrandbits(32)))
-    tree.adopt(rel)
-    tree.adopt(rel + "-wal")
-
-
-def _databases(tree: _Tree, seed: int, budget, pools: _Pools) -> None:
-    rng = random.Random(f"{seed}:history")
-    t0 = BASE_TIME - 60 * DAY
-    step = 60 * DAY / max(1, budget("history_db") // 900)   # spread rows over ~60 days
-    titles = [rng.choice(pools.ja) if i % 3 else rng.choice(pools.en) for i in range(4096)]
-
-    def process(i: int) -> tuple:
-        r = rng.getrandbits(64)
-        status = STATUSES[(r >> 11) & 15]
-        started = t0 + i * step + ((r >> 15) & 0xFF)
-        duration = (r >> 23) & 0xFFFFF
-        ok = status == "success"
-        error = None if ok else f"{rng.getrandbits(64):016x} {pools.stacks[r & 255]}"
-        return (i, f"issue-{1 + (r & 0x7FF)}-{rng.getrandbits(32):08x}", TASK_TYPES[(r >> 43) & 7],
-                1 + (r & 0x7FF), titles[(r >> 46) & 4095], iso(started), iso(started + duration / 1000),
-                status, 0 if ok else 1 + (r & 127), duration, 40 + ((r >> 58) & 63) * 3.5, error)
-
-    def metric(i: int) -> tuple:
-        # An f-string, not json.dumps of a dict: this runs for every metrics row.
-        r = rng.getrandbits(64)
-        agents = ",".join(f'"{name}":{{"status":"running","tasks":{(r >> 50 + n) & 7},"lastError":null}}'
-                          for n, name in enumerate(("ccla", "ccag", "ccpm", "ccqa")))
-        snapshot = (f'{{"traceId":"{rng.getrandbits(128):032x}","host":"poppo-01","cpu":{{"user":'
-                    f'{(r & 1023) / 10},"system":{((r >> 10) & 511) / 10},"load":[{(r >> 19 & 255) / 64},'
-                    f'{(r >> 27 & 255) / 64},{(r >> 35 & 255) / 64}]}},"memory":{{'
-                    f'"rss":{rng.getrandbits(28)},"heapUsed":{rng.getrandbits(26)}}},"queue":{{'
-                    f'"pending":{(r >> 43) & 31},"running":{(r >> 48) & 3}}},"agents":{{{agents}}},'
-                    f'"note":"{pools.en[(r >> 52) & 4095]}"}}')
-        return (i, iso(t0 + i * step), 1000 + (r & 0xFFFF), (r & 1023) / 10,
-                40 + ((r >> 20) & 511) / 2, snapshot)
-
-    _database(tree, "data/poppo-history.db", """
-        CREATE TABLE process_history (id INTEGER PRIMARY KEY, task_id TEXT NOT NULL,
-            task_type TEXT NOT NULL, issue_number INTEGER, title TEXT, started_at TEXT NOT NULL,
-            finished_at TEXT, status TEXT NOT NULL, exit_code INTEGER, duration_ms INTEGER,
-            memory_mb REAL, error TEXT);
-        CREATE INDEX idx_process_history_task ON process_history(task_id);
-        CREATE INDEX idx_process_history_started ON process_history(started_at);
-        CREATE INDEX idx_process_history_status ON process_history(status, task_type);
-        CREATE TABLE metrics (id INTEGER PRIMARY KEY, recorded_at TEXT NOT NULL,
-            process_id INTEGER, cpu_percent REAL, memory_mb REAL, snapshot TEXT);
-        CREATE INDEX idx_metrics_recorded ON metrics(recorded_at);
-        PRAGMA user_version = 3;""",
-              [("process_history", process, 12), ("metrics", metric, 8)], budget("history_db"), rng)
-
-    rng = random.Random(f"{seed}:databases")
-    for rel, share, tables in SIDE_DATABASES:
-        schema, fillers = _side_schema(tables, rng, pools)
-        _database(tree, rel, schema, fillers, budget(share), rng)
-    # A .db that is not a database (callers must go by the header magic, like
-    # for data/ccpm/cache.sqlite3, a database without the suffix).
-    tree.write("data/not-a-db.db", "This is not a SQLite database, whatever its name says.\n"
-               "PoppoBuilder once kept a plain-text ledger here; see docs/migration.md.\n")
-
-
-# The smaller databases, as data: "column:kind" with a trailing "+" for an
-# index.  Kinds are filled by _side_schema (one getrandbits per row).
-SIDE_DATABASES = (
-    (".poppo/poppo.db", "poppo_db", {
-        "tasks": "id:key issue_number:int type:type status:status+ priority:small payload:json "
-                 "created_at:ts updated_at:ts",
-        "snapshots": "id:id taken_at:ts kind:word data:json"}),
-    ("data/ccla.db", "ccla_db", {
-        "errors": "id:id hash:hex+ category:word message:en stack:stack first_seen:ts last_seen:ts "
-                  "occurrences:int",
-        "repairs": "id:id error_hash:hex strategy:word success:small patch:en created_at:ts"}),
-    ("data/security.db", "security_db", {
-        "audit_log": "id:id ts:ts+ actor:word action:word resource:word ip:ip result:status "
-                     "details:json"}),
-    ("data/ccpm/cache.sqlite3", "cache_db", {"cache": "key:key value:json expires_at:int"}),
-)
-
-
-def _side_schema(tables: dict, rng: random.Random, pools: _Pools) -> tuple[str, list]:
-    sql_types = {"id": "INTEGER PRIMARY KEY", "key": "TEXT PRIMARY KEY", "int": "INTEGER",
-                 "small": "INTEGER"}
-    schema, fillers = [], []
-    for table, spec in tables.items():
-        columns = [item.split(":") for item in spec.split()]
-        schema.append(f"CREATE TABLE {table} (" + ", ".join(
-            f"{name} {sql_types.get(kind.rstrip('+'), 'TEXT')}" for name, kind in columns) + ");")
-        schema += [f"CREATE INDEX idx_{table}_{name} ON {table}({name});"
-                   for name, kind in columns if kind.endswith("+")]
-        kinds = [kind.rstrip("+") for _, kind in columns]
-
-        def row(i: int, kinds=kinds, table=table) -> tuple:
-            r = rng.getrandbits(64)
-            return tuple(_side_value(kind, i, r, table, rng, pools) for kind in kinds)
-        fillers.append((table, row, 20 // len(tables)))
-    return "\n".join(schema), fillers
-
-
-def _side_value(kind: str, i: int, r: int, table: str, rng: random.Random, pools: _Pools):
-    if kind == "id":
-        return i
-    if kind == "key":
-        return f"{table}-{i:07d}-{r >> 40:06x}"
-    if kind in ("int", "small"):
-        return 1 + (r & 0x7FF) if kind == "int" else (r >> 11) & 3
-    if kind == "ts":
-        return iso(BASE_TIME - 30 * DAY + i * 37 + ((r >> 13) & 1023))
-    if kind == "hex":
-        return f"{rng.getrandbits(160):040x}"
-    if kind == "ip":
-        return f"10.0.{(r >> 23) & 255}.{(r >> 31) & 255}"
-    if kind in ("type", "status", "word"):
-        choices = {"type": TASK_TYPES, "status": STATUSES, "word": EN_WORDS}[kind]
-        return choices[(r >> 39) % len(choices)]
-    if kind == "json":
-        return json.dumps({"requestId": f"{rng.getrandbits(96):024x}", "issue": 1 + (r & 0x7FF),
-                           "labels": ["task:misc", "processing"], "body": pools.text(rng, 600, True),
-                           "elapsedMs": (r >> 20) & 0xFFFFF}, ensure_ascii=False)
-    if kind == "stack":
-        return pools.stacks[(r >> 47) & 255]
-    return rng.choice(pools.en)
-
-
-# -- plain files ---------------------------------------------------------------
+# -- plain files (the databases are ``databases``'s; scales, pools and ``Tree`` ``tree``'s) ---------------------------------------------------------------
 
 BACKUP_SECTION = {"enabled": True, "schedule": "0 2 * * *", "retention": 30, "maxBackups": 10,
                   "storage": {"type": "local", "path": "./backups", "compress": True, "encrypt": False},
@@ -408,7 +51,7 @@ BACKUP_SECTION = {"enabled": True, "schedule": "0 2 * * *", "retention": 30, "ma
                                                 "security")}}
 
 
-def _config(tree: _Tree, rng: random.Random, pools: _Pools) -> None:
+def _config(tree: Tree, rng: random.Random, pools: Pools) -> None:
     agents = {name: {"enabled": True, "pollingInterval": 300000} for name in ("ccla", "ccag", "ccpm")}
     config = {"github": {"owner": "medamap", "repo": "PoppoBuilderSuite"},
               "claude": {"maxConcurrent": 2, "timeout": 86400000, "maxRetries": 3},
@@ -451,7 +94,7 @@ def _config(tree: _Tree, rng: random.Random, pools: _Pools) -> None:
                "require('./poppo').start({ config: '../config/config.json' });\n", mode=0o755)
 
 
-def _certs(tree: _Tree, rng: random.Random) -> None:
+def _certs(tree: Tree, rng: random.Random) -> None:
     """A CA and a server certificate it signed.  Ed25519 keys come from seeded
     bytes and Ed25519 signatures are deterministic, so the PEMs are too."""
     ca_key = Ed25519PrivateKey.from_private_bytes(rng.randbytes(32))
@@ -481,7 +124,7 @@ def _certs(tree: _Tree, rng: random.Random) -> None:
     tree.symlink("certs/current.pem", "server.pem")
 
 
-def _log_lines(rng: random.Random, pools: _Pools, nbytes: int, component: str,
+def _log_lines(rng: random.Random, pools: Pools, nbytes: int, component: str,
                start: float, end: float) -> str:
     """JSON-lines log records, ~240 bytes each, evenly spread over [start, end)."""
     count = max(1, nbytes // 240)
@@ -511,13 +154,13 @@ def _access_lines(rng: random.Random, nbytes: int, start: float, end: float) -> 
         if route.endswith("/"):
             route += str((r >> 20) & 4095)
         lines.append(f'10.0.{(r >> 3) & 255}.{(r >> 11) & 255} - {("admin", "-")[(r >> 19) & 1]} '
-                     f'[{_clf(start + k * step)}] "{route} HTTP/1.1" '
+                     f'[{clf(start + k * step)}] "{route} HTTP/1.1" '
                      f'{(200, 200, 200, 200, 200, 304, 401, 500)[(r >> 32) & 7]} {(r >> 35) & 0xFFFF} "-" '
                      f'"{agents[((r >> 51) & 3) % 3]}" {((r >> 53) & 2047) / 1000:.3f}\n')
     return "".join(lines)
 
 
-def _logs(tree: _Tree, rng: random.Random, pools: _Pools, budget, days: int) -> None:
+def _logs(tree: Tree, rng: random.Random, pools: Pools, budget, days: int) -> None:
     weights = {"poppo-builder": 5, "process-manager": 2, "dashboard": 1, "ccla": 2, "ccag": 1,
                "ccpm": 1, "error": 1}
     for component, weight in weights.items():
@@ -531,11 +174,11 @@ def _logs(tree: _Tree, rng: random.Random, pools: _Pools, budget, days: int) -> 
         day = BASE_TIME - n * DAY
         raw = _log_lines(rng, pools, budget("rotated") * 3 // days, "poppo-builder", day - DAY / 2, day)
         packed = gzip.compress(raw.encode(), 6, mtime=day)
-        tree.write(f"logs/poppo-{_date(day // DAY)}.log.gz", packed, t=day)
+        tree.write(f"logs/poppo-{date_text(day // DAY)}.log.gz", packed, t=day)
     archived = max(2, days // 2)
     for n in range(archived):
         day = BASE_TIME - (40 + n) * DAY
-        name = f"poppo-{_date(day // DAY)}.log"
+        name = f"poppo-{date_text(day // DAY)}.log"
         raw = _log_lines(rng, pools, budget("rotated") * 3 // archived, "poppo-builder", day, day + DAY)
         raw = raw.encode()
         packed = gzip.compress(raw, 6, mtime=day)
@@ -576,7 +219,7 @@ def _records(nbytes: int, make) -> list:
     return [first] + [make() for _ in range(nbytes // (len(json.dumps(first)) + 8))]
 
 
-def _agents(tree: _Tree, rng: random.Random, pools: _Pools, budget) -> None:
+def _agents(tree: Tree, rng: random.Random, pools: Pools, budget) -> None:
     def repair() -> dict:
         r = rng.getrandbits(64)
         return {"id": f"repair-{rng.getrandbits(48):012x}",
@@ -597,7 +240,7 @@ def _agents(tree: _Tree, rng: random.Random, pools: _Pools, budget) -> None:
     count = max(1, budget("archives") // (2 << 20))
     for n in range(count):
         day = BASE_TIME - (7 * n + 7) * DAY
-        tree.write(f"data/ccla/archives/ccla-archive-{_date(day // DAY)}.tar.gz",
+        tree.write(f"data/ccla/archives/ccla-archive-{date_text(day // DAY)}.tar.gz",
                    _tar_gz(rng, budget("archives") // count, day), t=day)
 
     # CCAG documentation: Japanese names, one path longer than 100 bytes.
@@ -637,7 +280,7 @@ def _agents(tree: _Tree, rng: random.Random, pools: _Pools, budget) -> None:
             "suggestions": _records(2048, finding)}, compact=True)
 
 
-def _state(tree: _Tree, rng: random.Random, pools: _Pools, budget) -> None:
+def _state(tree: Tree, rng: random.Random, pools: Pools, budget) -> None:
     issues = sorted(rng.sample(range(1, 100_000), max(10, budget("state") // 300)))
     tree.json("state/running-tasks.json", {f"issue-{n}": {
         "pid": 40000 + rng.getrandbits(12), "type": "claude-cli", "issueNumber": n,
@@ -661,7 +304,7 @@ def _state(tree: _Tree, rng: random.Random, pools: _Pools, budget) -> None:
     tree.mkdir("state/locks")            # empty on purpose
 
 
-def _many(tree: _Tree, rng: random.Random, pools: _Pools) -> None:
+def _many(tree: Tree, rng: random.Random, pools: Pools) -> None:
     """MANY_FILES JSON files of 200 B to 4 KB (mostly small), ≤ MANY_PER_DIR per folder."""
     filler = pools.filler
     half = MANY_FILES // 2
@@ -693,16 +336,16 @@ def make_installation(dest: str | Path, scale: str = "tiny", seed: int = 0) -> d
     else:
         root.mkdir(parents=True)
         os.chmod(root, 0o755)
-    tree = _Tree(root, seed)
+    tree = Tree(root, seed)
 
     def budget(part: str) -> int:
         return int(SCALE_BYTES[scale] * SHARES[part])
 
     # One stream per part, so a change in one part leaves the others' bytes alone.
-    pools = _Pools(random.Random(f"{seed}:pools"))
+    pools = Pools(random.Random(f"{seed}:pools"))
     _config(tree, random.Random(f"{seed}:config"), pools)
     _certs(tree, random.Random(f"{seed}:certs"))
-    _databases(tree, seed, budget, pools)
+    write_databases(tree, seed, budget, pools)
     _logs(tree, random.Random(f"{seed}:logs"), pools, budget, ROTATED_DAYS[scale])
     _agents(tree, random.Random(f"{seed}:agents"), pools, budget)
     _state(tree, random.Random(f"{seed}:state"), pools, budget)

@@ -140,6 +140,9 @@ class DatabaseSnapshotError(SourceError):
     """A SQLite database could not be captured consistently."""
 
     exit_code = 21
+    # True: SQLite could not open or read it (permissions, a locked or unreadable WAL),
+    # as opposed to a database that is damaged; pack skips such a one with a warning
+    unopenable = False
 
 
 class StoreError(PoppoarcError):
@@ -239,12 +242,24 @@ def all_error_classes() -> list[type[PoppoarcError]]:
 
 @dataclass
 class Warnings:
-    """Warnings collected during one operation, in the order they happened."""
+    """Warnings collected during one operation, in the order they happened.
+
+    ``skip`` is a warning about a path that was not archived although a selected
+    target claims it (unreadable, gone, not representable): ``skipped`` lists those
+    paths, so that a caller can tell what an archive lacks (a restore refuses to
+    replace what its safety archive could not save).
+    """
 
     items: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     def add(self, message: str) -> None:
         self.items.append(message)
+
+    def skip(self, path: str, why: str) -> None:
+        """``path`` was not archived: ``why`` ends the warning that names it."""
+        self.items.append(f"{path}: {why}")
+        self.skipped.append(path)
 
     def __bool__(self) -> bool:
         return bool(self.items)

@@ -50,6 +50,8 @@ class ListRow:
     problem: str | None = None
     checksum: str | None = None   # the manifest's body checksum ("sha256:...")
     encrypted: bool = False
+    # the databases its manifest lists; None when sealed (or no head): for doctor only
+    databases: list[str] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
         return {"id": self.id, "path": str(self.path), "size": self.size,
@@ -86,6 +88,13 @@ def _list_row(store: Store, archive: StoredArchive, pinned: dict[str, bytes]) ->
             parent = manifest.get("parent")
             if isinstance(parent, dict) and isinstance(parent.get("id"), str):
                 row.parent = parent["id"]
+            targets, databases = manifest.get("targets"), manifest.get("databases")
+            sealed = isinstance(manifest.get("encryption"), dict) \
+                and manifest["encryption"].get("scope") == "archive"
+            if isinstance(targets, dict) and "database" in targets and not sealed \
+                    and isinstance(databases, list):
+                row.databases = [d["path"] for d in databases
+                                 if isinstance(d, dict) and isinstance(d.get("path"), str)]
             try:
                 head = reader.authenticate(raw, pinned, path)
                 row.signer = head.signer

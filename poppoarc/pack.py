@@ -64,6 +64,7 @@ class PackResult:
     cleaned: list[str] = field(default_factory=list)   # stale temps/uploads removed first
     parent: str | None = None              # an incremental's parent id
     reused: int = 0                        # files whose content stays in an ancestor
+    skipped: list[str] = field(default_factory=list)   # paths not archived (each warned)
 
     def to_json(self) -> dict:
         return {"id": self.id, "path": str(self.path), "size": self.size, "files": self.files,
@@ -71,7 +72,7 @@ class PackResult:
                 "duration_ms": self.duration_ms, "signer": self.signer,
                 "key_created": self.key_created, "encryption": self.encryption,
                 "cleaned": self.cleaned, "incremental": self.parent is not None,
-                "parent": self.parent, "reused": self.reused,
+                "parent": self.parent, "reused": self.reused, "skipped": self.skipped,
                 "databases": [{"path": d["path"], "tables": d["tables"]} for d in self.databases]}
 
 
@@ -197,9 +198,9 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
             result.target_bytes["security"] = result.target_bytes.get("security", 0) + added
         else:
             for rel in result.secrets:
-                warnings.add(f"{rel}: secret file not archived: secrets are stored only "
-                             "encrypted and no key is configured (POPPO_BACKUP_KEY or "
-                             "backup.storage.recipients)")
+                warnings.skip(rel, "secret file not archived: secrets are stored only "
+                                   "encrypted and no key is configured (POPPO_BACKUP_KEY or "
+                                   "backup.storage.recipients)")
         # Sealed content is compressed before encryption; the outer frames then
         # only hold tar framing and ciphertext, where a fast level is enough.
         level = 1 if scope == "archive" else DEFAULT_LEVEL
@@ -255,7 +256,8 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     final = stored.where
     return PackResult(archive_id, final, manifest["size"], job.files, job.targets,
                       list(warnings), manifest["duration"], key.key_id, key_created,
-                      job.databases, scope, cleaned, parent.id if parent else None, job.reused)
+                      job.databases, scope, cleaned, parent.id if parent else None, job.reused,
+                      list(warnings.skipped))
 
 
 def _add_secrets(root: Path, groups, secrets: list[str], warnings: Warnings) -> int:
@@ -265,7 +267,7 @@ def _add_secrets(root: Path, groups, secrets: list[str], warnings: Warnings) -> 
         try:
             st = os.lstat(root / rel)
         except OSError as exc:
-            warnings.add(f"{rel}: cannot stat ({exc.strerror}); not archived")
+            warnings.skip(rel, f"cannot stat ({exc.strerror}); not archived")
             continue
         if stat.S_ISREG(st.st_mode):
             added.append(SourceEntry(rel, "security", FILE, stat.S_IMODE(st.st_mode), st.st_uid,

@@ -25,12 +25,16 @@ from .snapshot.scan import SourceEntry
 class DatabaseSteps:
     """Methods of ``PackJob`` for databases; the state they use is ``PackJob``'s."""
 
-    def _snapshot(self, path: str) -> Path | None:
-        """The finished snapshot of the database at ``path`` (None: archive the live
-        file as it is, when a safety archive meets a database the backup API cannot copy)."""
+    def _snapshot(self, path: str) -> Path | None | bool:
+        """The finished snapshot of the database at ``path``; None: archive the live
+        file as it is, when a safety archive meets a damaged database; False: not
+        archived, as SQLite cannot open it here (a warning names it)."""
         try:
             snapshot, check = self.snapshots.take(path)
         except DatabaseSnapshotError as exc:
+            if exc.unopenable:
+                self.warnings.skip(path, f"{exc.message}; not archived")
+                return False
             if not self.keep_damaged_databases:
                 raise
             self._mark_damaged(path, exc, "as the raw live file (without its WAL)")

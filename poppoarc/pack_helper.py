@@ -98,6 +98,7 @@ class HelperPart:
     files: int
     size: int
     warnings: list[str]
+    skipped: list[str]          # the paths among them it did not archive
 
 
 class TargetHelper:
@@ -154,7 +155,8 @@ class TargetHelper:
         self._data.seek(0)
         self._index.seek(0)
         return HelperPart(self._data, data_length, self._index, summary["entries"],
-                          summary["files"], summary["size"], summary["warnings"])
+                          summary["files"], summary["size"], summary["warnings"],
+                          summary["skipped"])
 
     def records(self):
         """The records given to the helper, read back (a failed helper's share)."""
@@ -225,4 +227,4 @@ def pack_share(spec: dict, records) -> int:
         job.index.write_to(index)
     return helper_process.reply({"data_length": data_length, "entries": len(job.index),
                                  "files": job.files, "size": size,
-                                 "warnings": list(warnings)})
+                                 "warnings": list(warnings), "skipped": warnings.skipped})

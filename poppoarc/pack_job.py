@@ -217,7 +217,10 @@ class PackJob(DatabaseSteps, HelperSteps):
                 return 0
         source = self._root_text + "/" + entry.path
         if entry.kind == DATABASE:
-            source = self._snapshot(entry.path) or source
+            snapshot = self._snapshot(entry.path)
+            if snapshot is False:
+                return 0
+            source = snapshot or source
         fd = self._open(source, entry.path)
         if fd is None:
             return 0
@@ -291,7 +294,7 @@ class PackJob(DatabaseSteps, HelperSteps):
         try:
             return os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
-            self.warnings.add(f"{path}: cannot open ({exc.strerror}); not archived")
+            self.warnings.skip(path, f"cannot open ({exc.strerror}); not archived")
             return None
 
     def _add_plain(self, writer: BodyWriter, path: str, fd: int, size: int,

@@ -71,6 +71,7 @@ class HelperSteps:
             self.index.extend_encoded(part.index, part.entries)
             for message in part.warnings:
                 self.warnings.add(message)
+            self.warnings.skipped.extend(part.skipped)
             self.files += part.files
             self.bytes_done += part.size
             size = part.size

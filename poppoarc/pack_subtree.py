@@ -143,6 +143,7 @@ def walk_installation(root, catalogue: Catalogue, warnings: Warnings, skip=(),
         if helper.merge_into(walk):
             for message in own:
                 warnings.add(message)
+            warnings.skipped.extend(own.skipped)
             return walk.finish(), helper
         walk.result.entries.close()
     walk = Walk(root, catalogue, warnings, skip, compact=True, on_database=on_database)
@@ -175,7 +176,7 @@ def helper_plan(work: list[tuple[str, int, int, bool]], own: str | None,
 
 
 _REPORTED = {"records", "linked", "found", "bytes", "references", "secrets", "databases",
-             "warnings"}
+             "warnings", "skipped"}
 
 
 class SubtreeHelper:
@@ -246,6 +247,7 @@ class SubtreeHelper:
                 walk.on_database(path)
         for message in report["warnings"]:
             walk.warnings.add(message)
+        walk.warnings.skipped.extend(report["skipped"])
         for directory in report["found"]:
             walk.needs_parents_of(directory)
         self.linked = report["linked"]
@@ -314,7 +316,7 @@ def run(spec: dict) -> int:
         "records": groups.count(target), "linked": bool(linked), "found": found,
         "bytes": result.target_bytes, "references": result.references,
         "secrets": result.secrets, "databases": result.databases,
-        "warnings": list(warnings)})
+        "warnings": list(warnings), "skipped": warnings.skipped})
     groups.close()
     line = sys.stdin.buffer.readline()
     if not line:

@@ -87,3 +87,6 @@ def run_poppoarc(*args: str, env=None, **kwargs) -> subprocess.CompletedProcess:
     """The real console entry point in a subprocess."""
     return subprocess.run([sys.executable, "-m", "poppoarc", *args], capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, **kwargs)
+
+
+from .unprivileged import nobody  # noqa: E402,F401  (the fixture, for every test module)

@@ -20,7 +20,7 @@ from ..inspection import ListRow, list_archives
 from ..lock import probe
 from ..restore.journal import JournalError, process_is_alive, read_journal
 from ..snapshot import sqlite as sqlite_snapshot
-from ..snapshot.catalogue import TARGETS, build_catalogue
+from ..snapshot.catalogue import SQLITE, TARGETS, build_catalogue
 from ..snapshot.scan import DATABASE, scan
 from ..store import verified
 from ..ui.i18n import N_
@@ -62,10 +62,22 @@ class Context:
         """Every entry of every target, and the targets pack would take."""
         settings = self.settings
         catalogue = build_catalogue(self.backup.get("targets", {}), TARGETS)
-        entries = scan(settings.root, catalogue, Warnings(),
+        self.walk_warnings = Warnings()
+        entries = scan(settings.root, catalogue, self.walk_warnings,
                        skip=(settings.store, settings.key_dir)).entries
         enabled = build_catalogue(self.backup.get("targets", {}), None).selected
         return entries, enabled
+
+    @property
+    def unreadable_databases(self) -> dict[str, str]:
+        """Paths that may be databases and cannot be read: the walk's warning of each."""
+        self.live       # noqa: B018 (walks once)
+        catalogue = build_catalogue(self.backup.get("targets", {}), TARGETS)
+        found = {}
+        for path in self.walk_warnings.skipped:
+            if any(rule.action == SQLITE for rule in catalogue.claim(path)):
+                found[path] = next(m for m in self.walk_warnings if m.startswith(path + ": "))
+        return found
 
     @cached_property
     def lock(self):
@@ -263,21 +275,47 @@ def check_encryption_key(ctx: Context) -> Finding:
 
 
 def check_databases(ctx: Context) -> Finding:
+    """Every live database passes quick_check, can be read (a backup would leave out
+    one it cannot read), and every database the newest archive holds is still there."""
     title = N_("Databases")
     entries, _enabled = ctx.live
     databases = [e.path for e in entries if e.kind == DATABASE]
+    unreadable = ctx.unreadable_databases
     broken = []
     for rel in databases:
         errors = sqlite_snapshot.integrity_errors(ctx.settings.root / rel, quick=True)
         if errors:
             broken.append(f"{rel}: {errors[0]}")
+    previous = next((r for r in ctx.good_rows
+                     if r.type != "pre-restore" and r.databases is not None), None)
+    missing = [] if previous is None else sorted(
+        set(previous.databases) - set(databases) - set(unreadable))
+    params = dict(total=len(databases), count=len(broken), unreadable=len(unreadable),
+                  missing=len(missing), previous=previous.id if previous else "",
+                  archived=len(previous.databases) if previous else 0)
+    if unreadable:
+        return _f("databases", title, "fail",
+                  N_("{unreadable} database file(s) cannot be read by this user: a backup "
+                     "leaves them out"),
+                  N_("give the user that runs poppoarc read access to them (and write "
+                     "access to their directory, for SQLite's -shm file)"),
+                  list(unreadable.values()) + broken, **params)
     if broken:
         good = [r for r in ctx.good_rows if ctx.is_verified(r)] or ctx.good_rows
         archive = good[0].id if good else "ARCHIVE"
         return _f("databases", title, "fail",
                   N_("{count} of {total} database(s) fail PRAGMA quick_check"),
                   N_("stop PoppoBuilder, then restore them: poppoarc unpack {archive} "
-                     "--targets database"), broken, count=len(broken), total=len(databases),
-                  archive=archive)
+                     "--targets database"), broken, archive=archive, **params)
+    if missing:
+        return _f("databases", title, "warn",
+                  N_("{total} database(s) found, but {missing} of the {archived} in "
+                     "{previous} are not: moved, deleted, or no longer SQLite files"),
+                  N_("if they were lost, restore them: poppoarc unpack {previous} "
+                     "--targets database"), missing, **params)
+    if previous is not None:
+        return _f("databases", title, "ok",
+                  N_("{total} database(s) pass PRAGMA quick_check; all {archived} of "
+                     "{previous} are there"), **params)
     return _f("databases", title, "ok", N_("{total} database(s) pass PRAGMA quick_check"),
-              total=len(databases))
+              **params)

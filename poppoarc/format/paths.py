@@ -3,6 +3,8 @@ applies to every index record before anything is written."""
 
 from __future__ import annotations
 
+import posixpath
+
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
 MAX_DEPTH = 256
@@ -28,4 +30,20 @@ def path_problem(path: object) -> str | None:
         return "name longer than 255 bytes"
     if len(parts) > MAX_DEPTH:
         return "path deeper than 256 levels"
+    return None
+
+
+def link_target_problem(path: str, target: str) -> str | None:
+    """Why a symlink ``path -> target`` could point outside the root, or None.
+
+    A restore refuses such a link (spec/FORMAT.md §4.3), so a pack does not archive
+    one: it names it in a warning instead (pack never writes what a restore rejects).
+    """
+    if not target or "\0" in target:
+        return "empty or NUL link target"
+    if target.startswith("/"):
+        return "absolute link target"
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    if resolved == ".." or resolved.startswith("../") or resolved.startswith("/"):
+        return "link target leaves the installation"
     return None

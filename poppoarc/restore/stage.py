@@ -13,7 +13,6 @@ root, and metadata is applied through file descriptors.
 from __future__ import annotations
 
 import os
-import posixpath
 import shutil
 import stat
 from pathlib import Path
@@ -21,6 +20,7 @@ from collections.abc import Callable
 
 from ..errors import CorruptArchive, RestoreError, UnsafeArchiveEntry
 from ..format.entry import IndexEntry
+from ..format.paths import link_target_problem
 from ..format.reader import MemberSink
 from ..snapshot.scan import in_path_order
 from ..snapshot.sqlite import BackgroundChecks
@@ -31,18 +31,6 @@ SIDECARS = ("-wal", "-shm", "-journal")
 # a call per smaller file would cost more than it saves.
 WRITEBACK_AT = 256 * 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def link_target_problem(path: str, target: str) -> str | None:
-    """Why a symlink ``path -> target`` could point outside the root, or None."""
-    if not target or "\0" in target:
-        return "empty or NUL link target"
-    if target.startswith("/"):
-        return "absolute link target"
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
-    if resolved == ".." or resolved.startswith("../") or resolved.startswith("/"):
-        return "link target leaves the installation"
-    return None
 
 
 class _Ascending:

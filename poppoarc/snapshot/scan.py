@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import SourceError, Warnings
+from ..format.paths import MAX_NAME_BYTES, link_target_problem, path_problem
 from .catalogue import REFERENCE, SECRET, SQLITE, Catalogue
 from .groups import WalkGroups
-from .sqlite import is_sqlite_file
+from .sqlite import has_sqlite_header, is_sqlite_file
 
 FILE, DIR, SYMLINK, DATABASE = "file", "dir", "symlink", "sqlite"
 
@@ -194,6 +195,13 @@ class Walk:
                 recorded.add(parent)
                 parent = parent.rpartition("/")[0]
 
+        def claimable(path: str, maybe_dir: bool) -> bool:
+            """Whether a selected target would have archived ``path`` (or, a directory,
+            something in it): only then is it named when it cannot be."""
+            if any(rule.target in selected for rule in catalogue.claim(path)):
+                return True
+            return maybe_dir and catalogue.worth_descending(path)
+
         def walk(abs_dir: str, rel_dir: str, only: str | None = None) -> None:
             children = _children(abs_dir, rel_dir, warnings)
             if only is not None:
@@ -208,16 +216,20 @@ class Walk:
                         descend.discard(rel)
                         walk(f"{abs_dir}/{name}", rel)
                     continue
-                try:
-                    rel.encode("utf-8")
-                except UnicodeEncodeError:
-                    warnings.add(f"{rel_dir or '.'}: a file name is not valid UTF-8; skipped")
-                    continue
                 child_path = f"{abs_dir}/{name}"
                 try:
                     st = os.lstat(child_path)
                 except OSError as exc:
-                    warnings.add(f"{rel}: cannot stat: {exc.strerror}; skipped")
+                    if claimable(rel, True):
+                        warnings.skip(rel, f"cannot stat ({exc.strerror}); not archived")
+                    continue
+                # what a reader rejects (spec §1) is named here, never written
+                problem = unrepresentable(rel) if len(rel) > MAX_NAME_BYTES or not rel.isascii() \
+                    else None
+                if problem:
+                    if claimable(rel, stat.S_ISDIR(st.st_mode)):
+                        warnings.skip(printable(rel), f"{problem}; not archived"
+                                      + (", nor anything in it" if stat.S_ISDIR(st.st_mode) else ""))
                     continue
                 if stat.S_ISDIR(st.st_mode):
                     if not is_dir or os.path.realpath(child_path) in skip_real:
@@ -240,7 +252,16 @@ class Walk:
                     continue
                 rule = rules[0]
                 if rule.action == SQLITE:
-                    if stat.S_ISREG(st.st_mode) and is_sqlite_file(child_path):
+                    if stat.S_ISREG(st.st_mode):
+                        try:
+                            database = has_sqlite_header(child_path)
+                        except OSError as exc:  # a database or a file: either way not archived
+                            if any(r.target in selected for r in rules):
+                                warnings.skip(rel, f"cannot read ({exc.strerror}); not archived")
+                            continue
+                    else:
+                        database = False
+                    if database:
                         if rule.target in selected:
                             add(rule.target, _entry(rel, rule.target, DATABASE, st), rel,
                                 st.st_size)
@@ -264,13 +285,51 @@ class Walk:
                     else:
                         add(rule.target, _entry(rel, rule.target, FILE, st), rel, st.st_size)
                 elif stat.S_ISLNK(st.st_mode):
-                    add(rule.target, _entry(rel, rule.target, SYMLINK, st,
-                                            os.readlink(child_path)), rel, 0)
+                    try:
+                        link = os.readlink(child_path)
+                    except OSError as exc:
+                        warnings.skip(rel, f"cannot read symbolic link ({exc.strerror}); "
+                                           "not archived")
+                        continue
+                    problem = symlink_problem(rel, link)
+                    if problem:
+                        warnings.skip(rel, problem)
+                        continue
+                    add(rule.target, _entry(rel, rule.target, SYMLINK, st, link), rel, 0)
                 else:
-                    warnings.add(f"{rel}: special file (device, FIFO or socket) not archived")
+                    warnings.skip(rel, "special file (device, FIFO or socket) not archived")
 
         walk(abs_top, rel_top, only)
         del walk    # it refers to itself: without this the walk's records outlive their last use
+
+
+def printable(path: str) -> str:
+    """A path for a message: bytes that are not UTF-8 as ``\\xNN`` escapes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def unrepresentable(path: str) -> str | None:
+    """Why an archive cannot name ``path`` (spec/FORMAT.md §1), or None."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "name is not valid UTF-8 (an archive path is UTF-8)"
+    problem = path_problem(path)
+    return f"{problem} (beyond what an archive may name)" if problem else None
+
+
+def symlink_problem(path: str, link: str) -> str | None:
+    """Why the symbolic link ``path -> link`` is not archived, or None: a restore would
+    refuse it (absolute, or leaving the installation), or its target is not UTF-8."""
+    try:
+        link.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"symbolic link to {printable(link)!r} not archived: its target is not UTF-8"
+    problem = link_target_problem(path, link)
+    if problem:
+        return (f"symbolic link to {link!r} not archived: {problem}, which a restore "
+                "refuses to create")
+    return None
 
 
 def database_candidates(root: Path, catalogue: Catalogue,
@@ -347,7 +406,7 @@ def _children(abs_dir: str, rel_dir: str, warnings: Warnings):
             raise SourceError(f"cannot read installation root: {exc.strerror}",
                               path=abs_dir) from None
         skipped = "the rest of it skipped" if started else "skipped"
-        warnings.add(f"{rel_dir}: cannot read directory: {exc.strerror}; {skipped}")
+        warnings.skip(rel_dir, f"cannot read directory: {exc.strerror}; {skipped}")
 
 
 def path_of(entry: SourceEntry | tuple[str, str]) -> str:

@@ -16,22 +16,29 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DatabaseSnapshotError
+from ..errors import DatabaseSnapshotError, InsufficientSpace
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 MAX_TABLES_LISTED = 200
 
 
-def is_sqlite_file(path: str | os.PathLike, dir_fd: int | None = None) -> bool:
-    """True when the file starts with the SQLite header (the name is not trusted)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError:
-        return False
+def has_sqlite_header(path: str | os.PathLike, dir_fd: int | None = None) -> bool:
+    """True when the file starts with the SQLite header (the name is not trusted);
+    raises OSError when it cannot be read (the caller says so: it may be a database)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                 dir_fd=dir_fd)
     try:
         return os.read(fd, 16) == SQLITE_MAGIC
     finally:
         os.close(fd)
+
+
+def is_sqlite_file(path: str | os.PathLike, dir_fd: int | None = None) -> bool:
+    """``has_sqlite_header``, False when the file cannot be read."""
+    try:
+        return has_sqlite_header(path, dir_fd)
+    except OSError:
+        return False
 
 
 @dataclass
@@ -152,11 +159,24 @@ def _open_source(path: Path, timeout: float) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
 
 
+# SQLite's answers that mean "cannot open or read it here" rather than "it is damaged"
+_UNOPENABLE = ("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_READONLY", "SQLITE_AUTH",
+               "SQLITE_IOERR", "SQLITE_NOTFOUND")
+
+
+def _unopenable(source: Path, why: str) -> DatabaseSnapshotError:
+    error = DatabaseSnapshotError(f"cannot open database ({why})", path=source)
+    error.unopenable = True
+    return error
+
+
 def copy(source: Path, destination: Path, *, timeout: float = 30.0, attempts: int = 5) -> None:
     """Snapshot ``source`` into ``destination`` in one backup step, in DELETE mode.
 
-    Retries while the database is locked by a writer in rollback-journal
-    mode; raises DatabaseSnapshotError naming the file otherwise.
+    Retries while the database is locked by a writer in rollback-journal mode.
+    Raises DatabaseSnapshotError naming the file: ``unopenable`` when SQLite could not
+    open or read it (or it stayed locked), else it is damaged; InsufficientSpace when
+    the copy found no room.
     """
     last_error = ""
     for attempt in range(attempts):
@@ -176,14 +196,21 @@ def copy(source: Path, destination: Path, *, timeout: float = 30.0, attempts: in
             finally:
                 src.close()
             return
-        except sqlite3.OperationalError as exc:
-            last_error = str(exc)
-            if "locked" not in last_error and "busy" not in last_error:
-                raise DatabaseSnapshotError(f"cannot snapshot database: {exc}", path=source) from None
-            time.sleep(0.2 * (attempt + 1))
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
+            name = getattr(exc, "sqlite_errorname", "") or ""
+            if name.startswith("SQLITE_FULL"):
+                destination.unlink(missing_ok=True)
+                raise InsufficientSpace(f"no room for the snapshot of {source}: {exc}",
+                                        path=destination.parent) from None
+            if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or (
+                    not name and ("locked" in str(exc) or "busy" in str(exc))):
+                last_error = str(exc)
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            if name.startswith(_UNOPENABLE):
+                raise _unopenable(source, str(exc)) from None
             raise DatabaseSnapshotError(f"cannot snapshot database: {exc}", path=source) from None
-    raise DatabaseSnapshotError(f"database stayed locked: {last_error}", path=source)
+    raise _unopenable(source, f"it stayed locked: {last_error}")
 
 
 def check(snapshot: Path, source: object, full: bool = False) -> DatabaseFacts:

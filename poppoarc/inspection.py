@@ -10,7 +10,6 @@ ranged GETs.
 from __future__ import annotations
 
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from .format import reader
 from .format.entry import IndexEntry
 from .restore import chain
 from .snapshot.sqlite import BackgroundChecks
-from .store import Store, StoredArchive, open_store, verified
+from .store import Store, StoredArchive, leftovers, open_store, verified
 from .store import locate as locate_in_store
 from .streamed import StreamedArray
 
@@ -290,7 +289,7 @@ def verify_source(settings: Settings, source, path, progress=None,
     entries = index.entries
     total = sum(e.payload_size() for e in entries if e.type == "file")
     report = (lambda done, name: progress(done, total, name)) if progress else None
-    with tempfile.TemporaryDirectory(prefix="poppoarc-verify-") as workdir:
+    with leftovers.temporary_directory(leftovers.VERIFY_PREFIX) as workdir:
         sink = _VerifySink(workdir, path)
         try:
             if head.manifest["incremental"] and store is not None:

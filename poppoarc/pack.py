@@ -40,7 +40,7 @@ from .snapshot.certs import describe_reference
 from .snapshot.environment import dotenv_names, environment_document
 from .snapshot.parent import find_parent
 from .snapshot.scan import FILE, SourceEntry, database_candidates, path_of
-from .store import open_store
+from .store import leftovers, open_store
 
 MAX_REFERENCES = 500
 # An incremental pack reads its parent's index during the walk; the index helper then
@@ -142,7 +142,7 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     key, key_created = signing.load_or_generate(settings.key_dir)
     store = open_store(settings)
     store.ensure()
-    cleaned = store.cleanup()
+    cleaned = leftovers.clean(store)
     by_default, max_incrementals = incremental_settings(settings)
     # a safety archive is never incremental (readers reject one: spec §12.1)
     chained = (by_default if incremental is None else incremental) \

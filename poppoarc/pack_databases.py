@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from .format.entry import IndexEntry, encode_digests
 from .format.writer import BodyWriter, StoredFile
 from .policy import chains
 from .snapshot import sqlite as sqlite_snapshot
+from .store import leftovers
 from .snapshot.scan import SourceEntry
 
 
@@ -140,8 +140,8 @@ class SnapshotSession:
     def __init__(self, root: Path, snapshot_dir: Path | None, full_check: bool):
         self.root, self.full_check = root, full_check
         self._stack = contextlib.ExitStack()
-        self._dir = Path(self._stack.enter_context(
-            tempfile.TemporaryDirectory(dir=snapshot_dir, prefix=".poppoarc-snap-")))
+        self._dir = Path(self._stack.enter_context(     # its name says whose (leftovers)
+            leftovers.temporary_directory(leftovers.SNAPSHOT_PREFIX, snapshot_dir)))
         self._checker = self._stack.enter_context(
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="check"))
         self._copier = self._stack.enter_context(SnapshotCopier())

@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from ..restore.journal import ASIDE_PREFIX, JOURNAL_NAME, STAGE_PREFIX
-from ..store import verified
-from ..lock import pid_alive
-from ..store.local import _TEMP
+from ..store import leftovers
 from ..ui.i18n import N_
 from .checks import Context, _f
 from .schedule import expected_interval
@@ -121,14 +119,9 @@ def check_temps(ctx: Context):
     store, root = ctx.settings.store, ctx.settings.root
     stale, running = [], []
     busy = ctx.lock.held
-    if store.is_dir():
-        for path in sorted(store.iterdir()):
-            match = _TEMP.match(path.name)
-            if match:
-                (running if pid_alive(int(match.group("pid"))) else stale).append(path)
-            elif path.name.startswith(".poppoarc-snap-") or (
-                    path.name.startswith(verified.RECORD_NAME + ".tmp-")):
-                (running if busy else stale).append(path)
+    # the rule the next pack, restore or prune removes them by (store.leftovers)
+    for leftover in leftovers.find([store if store.is_dir() else None, leftovers.temp_dir()]):
+        (stale if leftover.stale else running).append(leftover.path)
     journal = (root / JOURNAL_NAME).exists()
     for path in sorted(root.iterdir()):
         if path.name.startswith((STAGE_PREFIX, ASIDE_PREFIX)) and not journal:
@@ -138,8 +131,8 @@ def check_temps(ctx: Context):
     if stale:
         return _f("temps", title, "warn",
                   N_("{count} stale temporary file(s) left by an interrupted poppoarc"),
-                  N_("delete them (rm -rf PATH); the next pack also removes stale temporary "
-                     "archives"), [str(p) for p in stale], count=len(stale))
+                  N_("the next pack, restore or prune removes them (or: rm -rf PATH)"),
+                  [str(p) for p in stale], count=len(stale))
     if running:
         return _f("temps", title, "info", N_("{count} temporary file(s) of running work"),
                   details=[str(p) for p in running], count=len(running))

@@ -17,7 +17,7 @@ from ..config import Settings
 from ..errors import ArchiveError
 from ..inspection import list_archives, verify
 from ..lock import InstallationLock
-from ..store import open_store
+from ..store import leftovers, open_store
 from .retention import KEEP_NEWEST_FULL, ArchiveInfo, Decision, RetentionPolicy, decide
 from .schedule import resolve_timezone
 
@@ -31,6 +31,7 @@ class PruneResult:
     freed: int = 0
     verified: dict[str, str | None] = field(default_factory=dict)   # id -> problem or None
     warnings: list[str] = field(default_factory=list)
+    cleaned: list[str] = field(default_factory=list)    # leftovers of dead processes removed
 
     @property
     def to_delete(self) -> list[Decision]:
@@ -41,7 +42,7 @@ class PruneResult:
                 "decisions": [d.to_json() for d in self.decisions],
                 "deleted": self.deleted, "freed": self.freed,
                 "would_delete": [d.id for d in self.to_delete] if self.dry_run else [],
-                "verified": self.verified, "warnings": self.warnings}
+                "verified": self.verified, "warnings": self.warnings, "cleaned": self.cleaned}
 
 
 def policy_for(settings: Settings) -> RetentionPolicy:
@@ -91,6 +92,7 @@ def prune_locked(settings: Settings, *, dry_run: bool = False, now: datetime | N
                                    f"{decision.reason}")
     if dry_run:
         return result
+    result.cleaned = leftovers.clean(store)
     stored = {archive.id: archive for archive in store.catalog()}
     for decision in result.to_delete:
         store.delete(stored[decision.id])

@@ -24,6 +24,7 @@ import shutil
 import stat
 import sys
 import tempfile
+from pathlib import Path
 from typing import Callable
 
 AT_FDCWD = -100
@@ -217,12 +218,13 @@ def sync_filesystem(path: str | os.PathLike) -> None:
 def write_file_durably(path: str | os.PathLike, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves old or new, whole.
 
-    The temporary file is ``<name>.<random>.tmp`` in the same directory; a
-    crash can leave one behind (see ``stale_temp_glob``).
+    The temporary file is ``<name>.<pid>-<start>-<random>.tmp`` in the same directory;
+    a crash can leave one behind (see ``stale_temp_glob`` and ``store.leftovers``).
     """
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f"{os.path.basename(path)}.{owner_tag()}-",
+                               suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), mode)
@@ -286,3 +288,26 @@ def _grant_directory_access(top: str) -> None:
         for name in dirnames:
             with contextlib.suppress(OSError):
                 grant(os.path.join(dirpath, name))
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot, None if unknown."""
+    fields = proc_stat(pid)
+    return int(fields[19]) if fields is not None and len(fields) > 19 else None
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state first)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name is in parentheses and may itself contain ") ".
+    return text[text.rfind(")") + 2:].split()
+
+
+def owner_tag() -> str:
+    """``<pid>-<start>``: this process, as the names of poppoarc's temporaries carry it
+    (``store.leftovers``), so that a recycled pid is not mistaken for their owner."""
+    pid = os.getpid()
+    return f"{pid}-{process_start_time(pid) or 0}"

@@ -42,6 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import fsops
+from .fsops import proc_stat, process_start_time  # noqa: F401 (re-exported)
 
 FORMAT = "poppoarc-journal/1"
 JOURNAL_NAME = ".poppoarc-restore.json"
@@ -200,12 +201,6 @@ def utc_now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def process_start_time(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot, None if unknown."""
-    fields = _proc_stat(pid)
-    return int(fields[19]) if fields is not None and len(fields) > 19 else None
-
-
 def process_is_alive(pid: int, start: int | None = None) -> bool:
     """Whether ``pid`` runs and (when known) is the process that started at ``start``.
 
@@ -217,19 +212,9 @@ def process_is_alive(pid: int, start: int | None = None) -> bool:
         return False
     except PermissionError:
         pass                       # exists, owned by someone else
-    fields = _proc_stat(pid)
+    fields = proc_stat(pid)
     if fields is None:
         return True                # no /proc: trust kill(0)
     if fields[0] in ("Z", "X"):
         return False
     return start is None or len(fields) <= 19 or int(fields[19]) == start
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (state first)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name is in parentheses and may itself contain ") ".
-    return text[text.rfind(")") + 2:].split()

@@ -49,6 +49,7 @@ from ..pack import installation_version, pack_locked
 from ..snapshot import sqlite as sqlite_snapshot
 from ..snapshot.catalogue import TARGETS, build_catalogue
 from ..snapshot.scan import DATABASE, path_of, scan
+from ..store import leftovers
 from . import chain, fsops, journal, swap
 from .plan import RestorePlan, make_plan, restores, staging_paths
 from .stage import StagedTree, live_lookup
@@ -64,11 +65,13 @@ class UnpackResult:
     safety_archive: str | None = None
     outcome: str = "planned"          # planned | committed | rolled_back | nothing-to-do
     warnings: list[str] = field(default_factory=list)
+    cleaned: list[str] = field(default_factory=list)   # leftovers of dead processes removed
 
     def to_json(self) -> dict:
         return {"archive_id": self.plan.archive_id, "dry_run": self.dry_run,
                 "outcome": self.outcome, "safety_archive": self.safety_archive,
-                "plan": self.plan.to_json(), "warnings": self.warnings}
+                "plan": self.plan.to_json(), "warnings": self.warnings,
+                "cleaned": self.cleaned}
 
 
 def recover_if_needed(settings: Settings, on_event=None):
@@ -157,6 +160,7 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
         result = UnpackResult(plan, dry_run, warnings=warnings.items)
         if dry_run:
             return result
+        result.cleaned = leftovers.clean(store)
         hooks = settings.backup.get("hooks", {})
         take_safety = not skip_backup and bool(live)
         # The staged tree drops the live paths of the selected targets as they are when

@@ -16,6 +16,7 @@ from ..errors import AmbiguousArchive, ArchiveNotFound, StoreError
 from ..lock import pid_alive
 from ..restore.fsops import fsync_dir, start_writeback
 from ..format.access import FileSink, FileSource
+from . import leftovers
 from .base import SUFFIX, ArchiveUpload, Store, StoredArchive
 _TEMP = re.compile(r"\.(?P<id>.+)\.poppo\.tar\.zst\.tmp-(?P<pid>\d+)\Z")
 # Each time this much more of the archive is written, the disk is asked to start on it,
@@ -69,7 +70,8 @@ class LocalStore(Store):
         return LocalUpload(self, temp, handle, archive_id)
 
     def cleanup(self) -> list[str]:
-        return [str(p) for p in self.remove_stale_temps()]
+        """Temporaries dead processes left in the store (``leftovers``)."""
+        return leftovers.sweep([self.path])
 
     # -- paths ------------------------------------------------------------------
 
@@ -162,18 +164,6 @@ class LocalStore(Store):
             return []
         return [self.path / n for n in os.listdir(self.path)
                 if (m := _TEMP.match(n)) and int(m.group("pid")) == os.getpid()]
-
-    def remove_stale_temps(self) -> list[Path]:
-        """Delete temporary archives whose writer process no longer exists."""
-        removed = []
-        if not self.path.is_dir():
-            return removed
-        for name in os.listdir(self.path):
-            match = _TEMP.match(name)
-            if match and not pid_alive(int(match.group("pid"))):
-                (self.path / name).unlink(missing_ok=True)
-                removed.append(self.path / name)
-        return removed
 
 
 class LocalUpload(FileSink, ArchiveUpload):

@@ -57,7 +57,10 @@ def craft(store: Path, key_dir: Path, members: list[tuple], *, extra_body: bytes
         size = sum(r.size for r, _ in members if r.type == "file")
         fields = {"version": "1.0.0", "tool": {"name": "poppoarc", "version": "test"},
                   "type": "manual", "name": "crafted", "incremental": False, "parent": None,
-                  "host": "test", "root": "/test", "encryption": None, "databases": [],
+                  "host": "test", "root": "/test", "encryption": None,
+                  "databases": [{"path": r.path, "size": r.size, "sha256": r.sha256,
+                                 "page_size": 4096, "user_version": 0, "tables": {},
+                                 "check": "quick_check"} for r, _ in members if r.sqlite],
                   "certificates": [], "files": files, "duration": 0,
                   "targets": {"state": {"files": files, "size": size, "entries": len(members),
                                         "stored": [offset, length]}}}

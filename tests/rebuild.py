@@ -36,8 +36,10 @@ def members(path: Path) -> tuple[dict, list[list]]:
     return raw.manifest, found
 
 
-def rebuild(path: Path, out: Path, key_dir: Path, transform, manifest_edit=None) -> Path:
-    """Write ``out``: ``path`` with its member list transformed, re-signed with the local key."""
+def rebuild(path: Path, out: Path, key_dir: Path, transform, manifest_edit=None,
+            extra: bytes = b"") -> Path:
+    """Write ``out``: ``path`` with its member list transformed, re-signed with the local key;
+    ``extra`` bytes follow the last member."""
     manifest, found = members(path)
     found = transform(found)
     data = path.read_bytes()
@@ -52,6 +54,8 @@ def rebuild(path: Path, out: Path, key_dir: Path, transform, manifest_edit=None)
                                                  size=len(content), mtime=seconds))
             writer._feed(content)
             writer._feed(bytes(tarheader.padding(len(content))))
+        if extra:
+            writer._feed(extra)
         writer.end_frame()
         index_offset = writer.offset
         handle.write(index_frame)
@@ -88,6 +92,7 @@ def reindex(path: Path, out: Path, key_dir: Path, edit) -> Path:
     entries, _ = decode_index(stream.read(layout["index_size"]), manifest["id"], path,
                               incremental=manifest["incremental"])
     entries = edit(list(entries))
+    manifest = recount(manifest, entries)
     spool = io.BytesIO()
     write_index(spool, manifest["id"], entries)
     index = spool.getvalue()
@@ -110,3 +115,20 @@ def reindex(path: Path, out: Path, key_dir: Path, edit) -> Path:
         handle.write(signed_head(manifest, manifest["warnings"], head_size, signing.load(key_dir),
                                  seconds))
     return out
+
+
+def recount(manifest: dict, entries) -> dict:
+    """``manifest`` with the counts and database facts its index now implies (§5.2), as a
+    writer that lies about the records would also write them."""
+    from poppoarc.format.summary import Tally
+
+    tally = Tally()
+    for entry in entries:
+        tally.add(entry)
+    targets = {name: dict(stats, **dict(zip(("entries", "files", "size"),
+                                            tally.targets.get(name, [0, 0, 0]))))
+               for name, stats in manifest["targets"].items()}
+    databases = [dict(d, size=tally.databases[d["path"]][0], sha256=tally.databases[d["path"]][1])
+                 if d["path"] in tally.databases else d for d in manifest["databases"]]
+    return dict(manifest, targets=targets, databases=databases,
+                files=sum(stats["files"] for stats in targets.values()))

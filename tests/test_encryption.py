@@ -422,7 +422,8 @@ def test_a_signed_index_that_lies_about_a_bundle_is_rejected(cli, key_home, pass
                   "type": "manual", "name": None, "incremental": False, "parent": None,
                   "host": None, "root": None, "databases": [], "certificates": [],
                   "files": len(entries) - 1, "duration": 0,
-                  "targets": {"state": {"files": len(entries) - 1, "size": 0,
+                  "targets": {"state": {"files": len(entries) - 1,
+                                        "size": sum(e.size for e in entries[1:]),
                                         "entries": len(entries), "stored": [offset, length]}}}
         finish_archive(handle, writer, archive_id=archive_id, now=now, entries=entries,
                        fields=fields, warnings=[], key=key, head_size=8192, level=1,

@@ -236,7 +236,9 @@ def load_secrets(backup: dict, key_dir: Path, environ, warnings) -> Secrets:
     storage = backup.get("storage", {})
     passphrase = None
     if environ.get("POPPO_BACKUP_KEY"):
-        passphrase = environ["POPPO_BACKUP_KEY"].encode("utf-8")
+        # the bytes as received (spec §11.2): os.environ decoded them with surrogateescape,
+        # so bytes that are not UTF-8 come back as they were instead of failing to encode
+        passphrase = os.fsencode(environ["POPPO_BACKUP_KEY"])
     elif storage.get("keyFile"):
         key_file = Path(storage["keyFile"]).expanduser()
         try:

@@ -45,6 +45,7 @@ class HelperPart:
     sealed: int
     hardlinks: bool
     calls: object               # binary file: chunks of (target, path, is_dir, generated)
+    tally: dict                 # summary.Tally.to_json of its records
 
     def rule_calls(self):
         """The ``PathRules.add`` arguments of its records, in record order."""
@@ -66,7 +67,7 @@ class IndexHelper:
             return None
         self._records.seek(0)
         return HelperPart(self._records, summary["count"], summary["sealed"],
-                          summary["hardlinks"], self._calls)
+                          summary["hardlinks"], self._calls, summary["tally"])
 
     def close(self) -> None:
         helper_process.stop(self._process)
@@ -172,9 +173,11 @@ def run(spec: dict) -> int:
     from .entry import IndexEntry
     from .manifest import _FIELDS, decode_lines
     from .records import IndexRecords
+    from .summary import Tally
     with open(spec["records"], "wb", closefd=False) as out, \
             open(spec["calls"], "wb", closefd=False) as calls_out:
         records = IndexRecords(IndexEntry, _FIELDS, spool=out)
+        records.tally = Tally()
         calls = _RuleCalls(calls_out)
         try:
             hardlinks = decode_lines(_lines(spec["lines"], spec["from"]), records, calls,
@@ -183,4 +186,4 @@ def run(spec: dict) -> int:
             return helper_process.reply({"fault": True})
         calls.flush()
     return helper_process.reply({"count": len(records), "sealed": records.sealed,
-                                 "hardlinks": hardlinks})
+                                 "hardlinks": hardlinks, "tally": records.tally.to_json()})

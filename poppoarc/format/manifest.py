@@ -20,6 +20,7 @@ from .head import canonical_json, strict_loads
 from .entry import CHUNK_SIZE, ID_PATTERN, SHA256_HEX, IndexEntry, check_entry, is_int
 from .order import PathRules
 from .records import IndexRecords, encode_entry, strict_record
+from .summary import Tally
 
 FORMAT = "poppoarc/1"
 INDEX_FORMAT = "poppoarc-index/1"
@@ -186,6 +187,7 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
                        or set(sealed_manifest) != set(SEALED_MANIFEST_KEYS)):
             raise ValueError("sealed manifest fields are malformed")
         records = IndexRecords(IndexEntry, _FIELDS)
+        records.tally = Tally()         # what the manifest must say about the records (§5.2)
         rules = PathRules()
         helper = index_helper.start(spool, incremental, index_helper.HELPER_SHARE
                                     if helper_share is None else helper_share)
@@ -195,6 +197,7 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
             part = helper.result() if helper is not None else None
             if part is not None:
                 records.extend(part.records, part.count, part.sealed)
+                records.tally.merge(part.tally)
                 for call in part.rule_calls():
                     rules.add(*call)
                 hardlinks = hardlinks or part.hardlinks
@@ -236,6 +239,7 @@ def decode_lines(lines, records: IndexRecords, rules, incremental: bool,
         rules.add(entry.target, entry.path, entry.type == "dir", entry.generated)
         hardlinks = hardlinks or entry.type == "hardlink"
         records.sealed += entry.needs_key()
+        records.tally.add(entry)
         records.add(entry)
     return hardlinks
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..crypto import segments, signing
 from ..errors import CorruptArchive, ForeignArchive, TamperedArchive, TruncatedArchive
-from . import tarheader
+from . import summary, tarheader
 from .access import as_source
 from .blocks import BlockCheck, check_blocks
 from .frames import READ_SIZE, FrameStream, expect
@@ -156,6 +156,7 @@ def read_index(handle, head: TrustedHead, path: object, sealer=None,
                                             helper_share=helper_share)
     if len(entries) != layout["entries"]:
         raise CorruptArchive("index entry count differs from the manifest", path=path)
+    summary.check({**manifest, **(sealed_manifest or {})}, entries.tally, path)
     return Index(entries, sealed_manifest)
 
 

@@ -119,6 +119,7 @@ class IndexRecords:
         self._count = 0
         self.sealed = 0
         self.in_index_order = False     # set by decode_index: restores pair records by order
+        self.tally = None               # set by decode_index: the sums §5.2 checks (summary)
 
     def add(self, record) -> None:
         data = marshal.dumps(self._fields(record))

@@ -99,7 +99,8 @@ class UnsupportedFormat(ArchiveError):
 
 
 class CorruptArchive(ArchiveError):
-    """Bytes of the archive do not match what its signed manifest says."""
+    """Bytes of the archive do not match what its signed manifest says, or a signed manifest
+    or index breaks the format's rules."""
 
     exit_code = 13
 
@@ -111,7 +112,7 @@ class TruncatedArchive(CorruptArchive):
 
 
 class TamperedArchive(ArchiveError):
-    """The manifest signature does not verify: the head was modified."""
+    """The manifest signature does not verify, or the head was modified outside what it signs."""
 
     exit_code = 15
 
@@ -123,7 +124,8 @@ class UntrustedSigner(ArchiveError):
 
 
 class BrokenChain(ArchiveError):
-    """An incremental archive's parent is missing, damaged, or not the one it was made from."""
+    """An incremental archive's parent is missing, damaged (head or body), or not the one it
+    was made from."""
 
     exit_code = 17
 

@@ -270,9 +270,9 @@ def verify_source(settings: Settings, source, path, progress=None,
     """
     pinned = pinned_keys(settings)
     head = reader.open_trusted(source, pinned, path)
+    sealer = open_sealer(settings, head, path)      # a wrong key fails first, as in unpack (§7)
     links = chain.resolve(store, head, pinned) if store is not None else []
     scope = reader.scope(head.manifest)
-    sealer = open_sealer(settings, head, path)
     index = reader.read_index(source, head, path, sealer)
     result = VerifyResult(path, head.manifest["id"], head.signer, head.manifest["layout"]["entries"],
                           head.manifest["files"], 0, 0, scope, checksum=head.manifest["checksum"])

@@ -232,7 +232,7 @@ def test_hostile_recipient_stanzas_are_refused_before_any_kdf(edit, fragment, cl
     forged = rebuild(source, tmp_path / "forged.poppo.tar.zst", key_home, lambda items: items,
                      manifest_edit)
     code, _, err = cli("verify", str(forged))
-    assert code == 15 and fragment in err
+    assert code == 13 and fragment in err     # signed as it is: corrupt, not tampered (§7.1)
 
 
 def test_two_passphrase_stanzas_are_refused(cli, passphrase, key_home, tmp_path):
@@ -244,7 +244,7 @@ def test_two_passphrase_stanzas_are_refused(cli, passphrase, key_home, tmp_path)
 
     forged = rebuild(source, tmp_path / "forged.poppo.tar.zst", key_home, lambda i: i, manifest_edit)
     code, _, err = cli("verify", str(forged))
-    assert code == 15 and "more than one passphrase" in err
+    assert code == 13 and "more than one passphrase" in err
 
 
 # -- the segment layer itself ------------------------------------------------------------

@@ -204,15 +204,31 @@ def test_a_parent_replaced_by_a_re_signed_one_is_refused(chain, tmp_path, key_ho
     assert code == 17 and "not the archive it was made from" in err  # ... not the one chained
 
 
-def test_a_damaged_parent_fails_the_chain_naming_it(chain):
+@pytest.mark.parametrize("where", ["body", "index", "head", "end"])
+def test_a_damaged_parent_fails_the_chain_naming_it(chain, where):
+    """§7.1: a parent's damaged body is BrokenChain as much as its damaged head; the
+    parent itself, verified alone, is corrupt (or tampered, or truncated)."""
     cli, archives = chain
     parent = next(cli.store.glob(archives[1]["id"] + "*"))
     data = bytearray(parent.read_bytes())
-    middle = (len(data) + 40000) // 2
-    data[middle] ^= 0xFF
+    with open(parent, "rb") as handle:
+        from poppoarc.format.reader import read_head
+        layout = read_head(handle, parent).manifest["layout"]
+    if where == "end":
+        del data[-10:]
+    else:
+        offset = {"body": (layout["body_offset"] + layout["index_offset"]) // 2,
+                  "index": layout["index_offset"] + 20, "head": 16 + 600}[where]
+        data[offset] ^= 0xFF
     parent.write_bytes(bytes(data))
-    code, _, err = cli("verify", archives[3]["id"])
-    assert code in (13, 14, 17) and archives[1]["id"] in err
+    own = {"body": 13, "index": 13, "head": 15, "end": 14}[where]
+    assert cli("verify", archives[1]["id"])[0] == own
+    before = tree_digest(cli.root)
+    for args in (("verify", archives[3]["id"]), ("unpack", archives[3]["id"], "--skip-backup")):
+        code, _, err = cli(*args)
+        assert code == 17 and archives[1]["id"] in err, (args, err)
+        assert ("damaged" if where in ("body", "index") else "unusable") in err
+    assert tree_digest(cli.root) == before
 
 
 @pytest.mark.parametrize("lie", ["foreign-holder", "wrong-size", "unlisted-block", "delta-digest"])

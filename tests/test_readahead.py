@@ -11,7 +11,7 @@ import threading
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pyzstd import compress
+from pyzstd import CParameter, compress
 
 from poppoarc.errors import CorruptArchive, TruncatedArchive
 from poppoarc.format.frames import READ_SIZE, FrameStream
@@ -19,7 +19,8 @@ from poppoarc.snapshot.sqlite import BackgroundChecks
 
 
 def frames(*contents: bytes) -> bytes:
-    return b"".join(compress(c) for c in contents)
+    """Frames as poppoarc writes them: with a content checksum (readers require it, §4.1)."""
+    return b"".join(compress(c, {CParameter.checksumFlag: 1}) for c in contents)
 
 
 def drain(stream: FrameStream, step: int) -> bytes:
@@ -133,3 +134,12 @@ def test_background_checks_remove_checked_files_and_bound_the_backlog(tmp_path, 
     checks.close()
     assert seen == ["0.db", "1.db", "2.db"]
     assert not any(f.exists() for f in files)
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_a_frame_without_a_content_checksum_is_refused(ahead):
+    """§4.1: the stock zstd decoder accepts it; a poppoarc reader must not."""
+    data = frames(b"checked") + compress(b"unchecked", {CParameter.checksumFlag: 0})
+    with FrameStream(io.BytesIO(data), 0, len(data), "a", ahead=ahead) as stream:
+        with pytest.raises(CorruptArchive, match="no content checksum"):
+            drain(stream, 1 << 20)

@@ -52,7 +52,7 @@ def settings(tmp_path, identity: str | None = None) -> Settings:
 
 @pytest.mark.parametrize("name,expect,fields", list(expectations()))
 def test_reader_reaches_each_vectors_verdict(name, expect, fields, tmp_path, monkeypatch):
-    path = VECTORS / f"{name}.poppo.tar.zst"
+    path = VECTORS / fields.get("file", f"{name}.poppo.tar.zst")
     if fields.get("passphrase"):
         monkeypatch.setenv("POPPO_BACKUP_KEY", fields["passphrase"])
     else:
@@ -88,8 +88,11 @@ def test_every_case_is_committed():
                     reason="compressed bytes depend on the libzstd version the vectors were made with")
 def test_writer_reproduces_committed_vectors_byte_for_byte(tmp_path):
     load_maker().build(tmp_path)
-    for committed in VECTORS.iterdir():
-        fresh = tmp_path / committed.name
+    for committed in VECTORS.rglob("*"):
+        fresh = tmp_path / committed.relative_to(VECTORS)
+        if committed.is_dir():
+            assert fresh.is_dir()
+            continue
         assert fresh.read_bytes() == committed.read_bytes(), (
             f"{committed.name} changed: the format changed; update spec/FORMAT.md and "
             "regenerate with `python fixtures/make_vectors.py`")
@@ -165,3 +168,22 @@ def test_recipient_stanzas_known_answers_and_passphrase_bytes(tmp_path):
     assert x25519["stanza"]["key_id"] == hashlib.sha256(public).hexdigest()[:16]
     assert recipients.unwrap([x25519["stanza"]], archive_id,
                              recipients.Secrets(identities=(key,)), "v") == data_key
+
+
+def test_the_verdict_table_matches_the_error_classes_the_readme_and_the_vectors():
+    """§7.1 is the error-class table of the format: every class a reader of an archive can
+    reach, with poppoarc's exit code (as errors.py and the README's table have it), and
+    vectors whose .expect names that class."""
+    from poppoarc import errors
+
+    section = SPEC.split("### 7.1 Verdicts")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| `(\w+)` \| (\d+) \| .* \| (.*) \|$", section, re.M)
+    readme = dict(re.findall(r"^\|\s*(\d+)\s*\|\s*`(\w+)`", (REPO / "README.md").read_text(), re.M))
+    archive_classes = {cls.__name__ for cls in errors.all_error_classes()
+                       if issubclass(cls, errors.ArchiveError) and cls is not errors.ArchiveError}
+    assert {name for name, _, _ in rows} == archive_classes | {"WrongKey", "NoKey"}
+    verdicts = {name: expect for name, expect, _ in expectations()}
+    for name, code, vectors in rows:
+        assert getattr(errors, name).exit_code == int(code) and readme[code] == name
+        named = re.findall(r"`([\w-]+)`", vectors)
+        assert named and all(verdicts[vector] == name for vector in named), (name, named)

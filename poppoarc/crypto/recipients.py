@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..errors import KeyFileError, NoKey, TamperedArchive, WrongKey
+from ..errors import CorruptArchive, KeyFileError, NoKey, WrongKey
 from ..restore.fsops import write_file_durably
 from .kdf import PendingKek, derive_apart
 from .signing import decode_prefixed
@@ -51,9 +51,9 @@ def _unb64(text: object, length: int, what: str, path: object) -> bytes:
     try:
         raw = base64.b64decode(str(text), validate=True)
     except ValueError:
-        raise TamperedArchive(f"encryption header: {what} is not base64", path=path) from None
+        raise CorruptArchive(f"encryption header: {what} is not base64", path=path) from None
     if len(raw) != length:
-        raise TamperedArchive(f"encryption header: {what} must be {length} bytes", path=path)
+        raise CorruptArchive(f"encryption header: {what} must be {length} bytes", path=path)
     return raw
 
 
@@ -128,29 +128,29 @@ def wrap(data_key: bytes, archive_id: str, secrets: Secrets, argon2: dict | None
 def check_stanzas(stanzas: object, path: object) -> None:
     """Structural rules readers apply before running any KDF."""
     if not isinstance(stanzas, list) or not stanzas:
-        raise TamperedArchive("encryption header has no recipients", path=path)
+        raise CorruptArchive("encryption header has no recipients", path=path)
     passphrases = 0
     for stanza in stanzas:
         kind = stanza.get("type") if isinstance(stanza, dict) else None
         if kind == "argon2id":
             passphrases += 1
             if set(stanza) != {"type", "salt", "wrapped", *ARGON2}:
-                raise TamperedArchive("argon2id stanza has unexpected fields", path=path)
+                raise CorruptArchive("argon2id stanza has unexpected fields", path=path)
             for name, (low, high) in ARGON2_BOUNDS.items():
                 value = stanza[name]
                 if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                    raise TamperedArchive(f"argon2id {name}={value!r} outside [{low}, {high}]", path=path)
+                    raise CorruptArchive(f"argon2id {name}={value!r} outside [{low}, {high}]", path=path)
             _unb64(stanza["salt"], 16, "argon2id salt", path)
             _unb64(stanza["wrapped"], 48, "argon2id wrapped key", path)
         elif kind == "x25519":
             if set(stanza) != {"type", "key_id", "ephemeral", "wrapped"}:
-                raise TamperedArchive("x25519 stanza has unexpected fields", path=path)
+                raise CorruptArchive("x25519 stanza has unexpected fields", path=path)
             _unb64(stanza["ephemeral"], 32, "x25519 ephemeral key", path)
             _unb64(stanza["wrapped"], 48, "x25519 wrapped key", path)
         else:
-            raise TamperedArchive(f"unknown recipient type {kind!r}", path=path)
+            raise CorruptArchive(f"unknown recipient type {kind!r}", path=path)
     if passphrases > 1:
-        raise TamperedArchive("more than one passphrase stanza", path=path)
+        raise CorruptArchive("more than one passphrase stanza", path=path)
 
 
 def unwrap(stanzas: list[dict], archive_id: str, secrets: Secrets, path: object) -> bytes:

@@ -165,8 +165,13 @@ def verify_document(document: dict, message: bytes, pinned: dict[str, bytes],
     if (base64.b64encode(public).decode() != document["public_key"]
             or base64.b64encode(signature).decode() != document["signature"]):
         raise TamperedArchive("signature document is not canonical base64", path=path)
-    if len(public) != 32 or len(signature) != 64 or key_id(public) != document["key_id"]:
+    if len(public) != 32 or len(signature) != 64:
         raise TamperedArchive("signature document is malformed", path=path)
+    # The key id is not signed: one that names another key than the one given could
+    # mislead a reader that looks pinned keys up by id (§6)
+    if key_id(public) != document["key_id"]:
+        raise TamperedArchive(f"signature document names key {document['key_id']!r}, but its "
+                              f"public key is {key_id(public)}", path=path)
     try:
         Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
     except InvalidSignature:

@@ -1,7 +1,7 @@
 """Strict reading of consecutive zstd frames (spec/FORMAT.md §4.1), and byte-exact checks.
 
-Every frame must start with the zstd magic (skippable frames are rejected), the window
-is capped at 2**27, and output comes in bounded pieces; ``expect`` compares the next
+Every frame must start with the zstd magic (skippable frames are rejected) and carry a
+content checksum, the window is capped at 2**27, and output comes in bounded pieces; ``expect`` compares the next
 bytes with what the signed index implies.
 """
 
@@ -17,6 +17,7 @@ from .access import as_source
 from .head import ZSTD_MAGIC
 
 WINDOW_LOG_MAX = 27
+CONTENT_CHECKSUM_FLAG = 0x04    # in a frame's Frame_Header_Descriptor (RFC 8878 3.1.1.1.1)
 READ_SIZE = 1 << 20
 
 
@@ -73,13 +74,17 @@ class FrameStream:
         """Every decompressed piece (at most READ_SIZE bytes each), in order."""
         while True:
             if self._decompressor is None:
-                while len(self._input) < 4 and self._more_input():
+                while len(self._input) < 5 and self._more_input():
                     pass
                 if not self._input:
                     return
                 if self._input[:4] != ZSTD_MAGIC:
                     raise CorruptArchive("body contains something other than a zstd frame",
                                          path=self.path)
+                # Frame_Header_Descriptor bit 2: without it a damaged frame could decode
+                # to wrong bytes unnoticed until the end (§4.1); every writer sets it
+                if len(self._input) > 4 and not self._input[4] & CONTENT_CHECKSUM_FLAG:
+                    raise CorruptArchive("a zstd frame has no content checksum", path=self.path)
                 self._decompressor = ZstdDecompressor(option={DParameter.windowLogMax: WINDOW_LOG_MAX})
             if self._decompressor.needs_input and not self._input and not self._more_input():
                 raise TruncatedArchive("archive ends inside a zstd frame", path=self.path)

@@ -31,6 +31,7 @@ SIGNATURE_NAME = ".poppoarc/manifest.sig"
 INDEX_NAME = ".poppoarc/index.jsonl"
 ENCRYPTED_INDEX_NAME = ".poppoarc/index.enc"
 SIGNATURE_CONTEXT = b"poppoarc/1 manifest\x00"
+FORMAT = "poppoarc/1"
 
 
 def head_frame_size(head_size: int) -> int:
@@ -121,9 +122,12 @@ class RawHead:
     head_size: int
     frame: bytes              # the whole head frame as read
     manifest_member: bytes    # padded manifest bytes (what is signed)
-    manifest: dict            # parsed canonical manifest
+    manifest: dict            # parsed manifest ({} when it is not a JSON object)
     signature: dict           # parsed signature document
     signature_json: bytes
+    # why the signed manifest member breaks §3.2/§1 (padding, not canonical JSON), or None;
+    # only known to be the signer's doing once the signature verified (reader.authenticate)
+    problem: str | None = None
 
 
 def read_head_size(prefix: bytes, path: object) -> int:
@@ -178,20 +182,56 @@ def decode_head(frame: bytes, path: object) -> RawHead:
         raise TamperedArchive("signature member too long", path=path)
     sig_start = 2 * tarheader.BLOCK + manifest_len
     signature_json = bytes(content[sig_start:sig_start + sig_len])
-    body = manifest_member.rstrip(b" \n")
-    if manifest_member[len(body):] != b" " * (len(manifest_member) - len(body) - 1) + b"\n":
-        raise TamperedArchive("manifest padding is not spaces and a newline", path=path)
+    # A later format may change everything after this point, even how it signs: its
+    # name is read first, from any JSON the manifest member holds (§5.3, §7 step 2).
+    declared = declared_format(manifest_member)
+    if declared is not None and declared != FORMAT:
+        raise UnsupportedFormat(f"archive format {declared!r} is not supported (this poppoarc "
+                                f"reads {FORMAT})", path=path)
     try:
-        manifest = strict_loads(body)
         signature = strict_loads(signature_json)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise TamperedArchive(f"manifest is not canonical JSON: {exc}", path=path) from None
-    if not isinstance(manifest, dict) or not isinstance(signature, dict):
-        raise TamperedArchive("manifest or signature is not a JSON object", path=path)
-    fmt = manifest.get("format")
-    if fmt != "poppoarc/1":
-        raise UnsupportedFormat(f"archive format {fmt!r} is not supported (this poppoarc reads poppoarc/1)",
-                                path=path)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise TamperedArchive(f"signature document is not canonical JSON: {exc}",
+                              path=path) from None
+    if not isinstance(signature, dict):
+        raise TamperedArchive("signature document is not a JSON object", path=path)
+    manifest, problem = _parse_manifest(manifest_member)
     return RawHead(head_size=head_size, frame=frame[:head_frame_size(head_size)],
                    manifest_member=manifest_member, manifest=manifest,
-                   signature=signature, signature_json=signature_json)
+                   signature=signature, signature_json=signature_json, problem=problem)
+
+
+class _Pairs(list):
+    """A JSON object as the list of its (name, value) pairs, duplicates kept."""
+
+
+def declared_format(manifest_member: bytes) -> str | None:
+    """The ``format`` a manifest member names, read from any JSON (RFC 8259, canonical or
+    not; its padding is JSON whitespace): None unless it is an object with exactly one
+    ``format`` member whose value is a string."""
+    try:
+        top = json.loads(manifest_member.decode("utf-8"), object_pairs_hook=_Pairs)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(top, _Pairs):
+        return None
+    named = [value for key, value in top if key == "format"]
+    return named[0] if len(named) == 1 and isinstance(named[0], str) else None
+
+
+def _parse_manifest(manifest_member: bytes) -> tuple[dict, str | None]:
+    """(the manifest, None), or (what can be shown of it, why it breaks §3.2 or §1)."""
+    body = manifest_member.rstrip(b" \n")
+    if manifest_member[len(body):] != b" " * (len(manifest_member) - len(body) - 1) + b"\n":
+        return {}, "manifest padding is not spaces and a newline"
+    try:
+        manifest = strict_loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        try:
+            shown = json.loads(body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            shown = {}
+        return (shown if isinstance(shown, dict) else {}), f"manifest is not canonical JSON: {exc}"
+    if not isinstance(manifest, dict):
+        return {}, "manifest is not a JSON object"
+    return manifest, None

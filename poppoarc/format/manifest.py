@@ -14,15 +14,14 @@ import tempfile
 from dataclasses import fields
 from datetime import datetime, timezone
 
-from ..errors import CorruptArchive, TamperedArchive
+from ..errors import CorruptArchive
 from . import index_helper
-from .head import canonical_json, strict_loads
+from .head import FORMAT, canonical_json, strict_loads
 from .entry import CHUNK_SIZE, ID_PATTERN, SHA256_HEX, IndexEntry, check_entry, is_int
 from .order import PathRules
 from .records import IndexRecords, encode_entry, strict_record
 from .summary import Tally
 
-FORMAT = "poppoarc/1"
 INDEX_FORMAT = "poppoarc-index/1"
 ARCHIVE_TYPES = ("manual", "scheduled", "pre-restore")
 MAX_WARNINGS_IN_HEAD = 50
@@ -72,41 +71,44 @@ def cap_warnings(warnings: list[str]) -> list[str]:
 def validate_manifest(manifest: dict, path: object) -> None:
     """Reader rules for the head document (spec/FORMAT.md §5.3).
 
-    Called only after the signature verified, so a failure here means a
-    writer bug or a signed-but-malicious archive: either way, reject.
+    Called only after the signature verified, so a failure here means a writer bug
+    or a signed-but-malicious archive: either way, reject, as corrupt (§7.1: nothing
+    was modified after signing, so it is not "tampered").
     """
     missing = REQUIRED_KEYS - manifest.keys()
     extra = manifest.keys() - REQUIRED_KEYS
     if missing or extra:
-        raise TamperedArchive(f"manifest keys wrong (missing {sorted(missing)}, unknown {sorted(extra)})",
-                              path=path)
+        raise CorruptArchive(f"manifest keys wrong (missing {sorted(missing)}, unknown {sorted(extra)})",
+                             path=path)
+    if manifest["format"] != FORMAT:        # a string naming another format never gets here
+        raise CorruptArchive(f"manifest format {manifest['format']!r} is malformed", path=path)
     match = ID_PATTERN.match(str(manifest["id"]))
     if not match:
-        raise TamperedArchive(f"manifest id {manifest['id']!r} is malformed", path=path)
+        raise CorruptArchive(f"manifest id {manifest['id']!r} is malformed", path=path)
     timestamp = str(manifest["timestamp"])
     if "backup-" + timestamp.replace(":", "-").replace(".", "-") != "backup-" + match.group(1):
-        raise TamperedArchive("manifest timestamp does not match the archive id", path=path)
+        raise CorruptArchive("manifest timestamp does not match the archive id", path=path)
     if manifest["type"] not in ARCHIVE_TYPES:
-        raise TamperedArchive(f"unknown archive type {manifest['type']!r}", path=path)
+        raise CorruptArchive(f"unknown archive type {manifest['type']!r}", path=path)
     _check_parent(manifest, path)
     layout = manifest["layout"]
     if not isinstance(layout, dict) or set(layout) != LAYOUT_KEYS:
-        raise TamperedArchive("manifest layout is malformed", path=path)
+        raise CorruptArchive("manifest layout is malformed", path=path)
     for key in LAYOUT_KEYS - {"index_sha256"}:
         if not is_int(layout[key]):
-            raise TamperedArchive(f"layout.{key} is not a non-negative integer", path=path)
+            raise CorruptArchive(f"layout.{key} is not a non-negative integer", path=path)
     if not is_int(manifest["size"]) or not str(manifest["checksum"]).startswith("sha256:"):
-        raise TamperedArchive("manifest size or checksum is malformed", path=path)
+        raise CorruptArchive("manifest size or checksum is malformed", path=path)
     end = layout["index_offset"] + layout["index_length"]
     if not layout["body_offset"] <= layout["index_offset"] < end == manifest["size"]:
-        raise TamperedArchive("manifest layout offsets are inconsistent", path=path)
+        raise CorruptArchive("manifest layout offsets are inconsistent", path=path)
     encryption = manifest["encryption"]
     if encryption is not None:
         if not isinstance(encryption, dict) or set(encryption) != ENCRYPTION_KEYS:
-            raise TamperedArchive("manifest encryption header is malformed", path=path)
+            raise CorruptArchive("manifest encryption header is malformed", path=path)
         if encryption["scheme"] != ENCRYPTION_SCHEME or encryption["scope"] not in SCOPES \
                 or encryption["chunk_size"] != CHUNK_SIZE:
-            raise TamperedArchive("unsupported encryption scheme, scope or chunk size", path=path)
+            raise CorruptArchive("unsupported encryption scheme, scope or chunk size", path=path)
         # imported here: a pack's helper process (pack_helper) needs no cryptography (memory)
         from ..crypto.recipients import check_stanzas
         check_stanzas(encryption["recipients"], path)
@@ -120,7 +122,7 @@ def _check_parent(manifest: dict, path: object) -> None:
     """``incremental`` and ``parent`` agree, and the parent reference is well formed (§12.1)."""
     parent, incremental = manifest["parent"], manifest["incremental"]
     if not isinstance(incremental, bool) or incremental != (parent is not None):
-        raise TamperedArchive("manifest incremental and parent disagree", path=path)
+        raise CorruptArchive("manifest incremental and parent disagree", path=path)
     if parent is None:
         return
     if not isinstance(parent, dict) or set(parent) != PARENT_KEYS \
@@ -130,7 +132,7 @@ def _check_parent(manifest: dict, path: object) -> None:
             or not SHA256_HEX.match(parent["manifest_sha256"]) \
             or not is_int(parent["depth"]) or not 1 <= parent["depth"] <= MAX_DEPTH_OF_CHAIN \
             or manifest["type"] == "pre-restore":
-        raise TamperedArchive("manifest parent reference is malformed", path=path)
+        raise CorruptArchive("manifest parent reference is malformed", path=path)
 
 
 # -- the index -------------------------------------------------------------

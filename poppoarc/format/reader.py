@@ -64,6 +64,9 @@ def authenticate(raw: RawHead, pinned: dict[str, bytes], path: object) -> Truste
     """Signature by a pinned key, manifest rules, and byte-exact head framing."""
     signer = signing.verify_document(raw.signature, signed_message(raw.manifest_member),
                                      pinned, path)
+    # signed, so the signer wrote it so: corrupt, not tampered (§7.1)
+    if raw.problem is not None:
+        raise CorruptArchive(raw.problem, path=path)
     validate_manifest(raw.manifest, path)
     expected = encode_head(raw.manifest_member, raw.signature_json, raw.head_size,
                            timestamp_seconds(raw.manifest["timestamp"]))

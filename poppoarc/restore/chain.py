@@ -160,6 +160,7 @@ class _LinkSink(reader.MemberSink):
         self.link_id, self.previous_link = link_id, previous_link
         self.consumer, self.wanted, self.assemblies = consumer, wanted, assemblies
         self.final, self.sealer = final, sealer
+        self.fault: CorruptArchive | None = None    # raised for the newest archive's records
         self.delivered = 0
         self.seen: set[str] = set()             # assembled databases this link has
         self._route: str | None = None
@@ -183,8 +184,10 @@ class _LinkSink(reader.MemberSink):
             if entry.type != "file" or entry.stored_in is not None or entry.delta is not None \
                     or (entry.size, entry.sha256, entry.hmac_sha256) != (
                         target.size, target.sha256, target.hmac_sha256):
-                raise CorruptArchive(f"{entry.path}: {self.link_id} does not hold the content "
-                                     "the newer archive refers to")
+                # the newest archive's record is wrong about a genuine ancestor: its fault
+                self.fault = CorruptArchive(f"{entry.path}: {self.link_id} does not hold the "
+                                            "content the newer archive refers to")
+                raise self.fault
             self.consumer.begin(target)
             self._route, self._target = "deliver", target
 
@@ -254,12 +257,20 @@ def read_chain(links: list[Link], store, final: tuple, consumer: reader.MemberSi
     previous: str | None = None
     try:
         for link in links:
-            with store.open(link.archive) as link_source:
-                link_entries, link_sealer = open_link(link, link_source)
-                wanted = chains.Cursor(entries, keep=lambda e, held=link.id: e.stored_in == held)
-                sink = _LinkSink(link.id, previous, consumer, wanted, assemblies, False)
-                unchecked += reader.read_body(link_source, link.head, link_entries, link.path,
-                                              sink, progress=progress, sealer=link_sealer)
+            sink = None
+            try:
+                with store.open(link.archive) as link_source:
+                    link_entries, link_sealer = open_link(link, link_source)
+                    wanted = chains.Cursor(entries, keep=lambda e, held=link.id: e.stored_in == held)
+                    sink = _LinkSink(link.id, previous, consumer, wanted, assemblies, False)
+                    unchecked += reader.read_body(link_source, link.head, link_entries, link.path,
+                                                  sink, progress=progress, sealer=link_sealer)
+            except CorruptArchive as exc:       # TruncatedArchive too
+                if sink is not None and exc is sink.fault:
+                    raise
+                # the ancestor's own bytes fail, as its head could: the chain is broken (§7.1)
+                raise BrokenChain(f"ancestor {link.id} of {head.manifest['id']} is damaged: "
+                                  f"{exc.message}", path=link.path) from None
             for name, assembly in assemblies.items():
                 if name not in sink.seen:
                     assembly.forget()

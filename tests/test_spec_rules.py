@@ -75,7 +75,7 @@ def test_sealed_members_carry_the_archive_time_and_no_owner():
         assert (header["mode"], header["uid"], header["mtime"]) == (
             b"0000600\0", b"0000000\0", b"%011o\0" % VECTOR_TIME)
         body = body[512 + header["size"] + tarheader.padding(header["size"]):]
-    assert names == [b"objects/00000001.b", b"objects/00000004.b", b"objects/00000007.0000"]
+    assert names == [b"objects/00000001.b", b"objects/00000004.0000", b"objects/00000006.b"]
 
 
 def test_the_ascii_rendering_replaces_each_code_point_not_each_byte():
@@ -244,3 +244,18 @@ def test_the_keyless_check_needs_whole_blocks_and_parses_no_header(cli, key_home
     code, _, err = cli("verify", archive["id"])
     assert code == 13 and "whole number of tar blocks" in err, err
 
+
+
+@pytest.mark.parametrize("index", ["minimal.index.jsonl", "chain1.index.jsonl"])
+def test_the_vectors_follow_the_writer_rules_they_illustrate(index):
+    """§5.4 (point 22): records in index order (target order, then code point order of the
+    path), and a SHA-256 only where a writer puts one: 64 KiB and more, or a database."""
+    rank = ("config", "database", "logs", "agents", "state", "security")
+    records = [json.loads(line) for line in (VECTORS / index).read_text().splitlines()[1:]]
+    # code point order is UTF-8 byte order: the spec's two words for one order
+    keys = [(-1 if r["target"] is None else rank.index(r["target"]), r["path"].encode())
+            for r in records]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    for record in records:
+        if record["type"] in ("file", "hardlink"):
+            assert ("sha256" in record) == (record["size"] >= 65536 or bool(record.get("sqlite")))

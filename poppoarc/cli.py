@@ -71,7 +71,7 @@ from . import __version__, doctor
 from .config import resolve
 from .crypto import recipients, signing
 from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_WARNING, ConfigError,
-                     PoppoarcError, UsageError)
+                     PoppoarcError, UsageError, as_space_error)
 from .inspection import inspect, list_archives, verify
 from .pack import pack
 from .policy.prune import prune
@@ -96,7 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Output(bool(args["--json"]), bool(args["--quiet"]))
     try:
         return dispatch(args, out)
-    except PoppoarcError as exc:
+    except BrokenPipeError:     # `poppoarc list | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except (PoppoarcError, OSError) as exc:
+        # a full disk or quota is exit 23 wherever it happened (InsufficientSpace)
+        exc = as_space_error(exc) or exc
+        if not isinstance(exc, PoppoarcError):
+            raise
         if out.as_json:
             out.json({"error": {"type": type(exc).__name__, "message": str(exc),
                                 "exit_code": exc.exit_code}}, "error")
@@ -105,9 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(_("poppoarc: interrupted"), file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:     # `poppoarc list | head`: the reader left, nothing to report
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
 
 
 def dispatch(args: dict, out: Output) -> int:

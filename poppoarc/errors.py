@@ -20,6 +20,7 @@ carries on; the caller decides how to show them.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 
 EXIT_OK = 0
@@ -227,6 +228,52 @@ class NoKey(KeyFileError):
     """The archive is encrypted and no key is available to open it."""
 
     exit_code = 42
+
+
+# A full disk and an exhausted quota are one condition to an operator: exit 23.
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def space_cause(exc: BaseException | None) -> OSError | None:
+    """The OSError of a full disk or quota that ``exc`` is, or was raised from (its
+    ``__cause__`` or ``__context__``, also after ``raise ... from None``); else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def write_error(error: type[PoppoarcError], exc: OSError, message: str,
+                path: object = None) -> PoppoarcError:
+    """``error(message: strerror)`` for a failed write, or InsufficientSpace when the disk
+    or the quota is full: one exit code for "no space" wherever it happens."""
+    cls = InsufficientSpace if exc.errno in NO_SPACE_ERRNOS else error
+    return cls(f"{message}: {exc.strerror or exc}", path=path)
+
+
+def as_space_error(exc: BaseException) -> InsufficientSpace | None:
+    """``exc`` as InsufficientSpace when a full disk or quota caused it, else None.
+    A command's last word on an error (pack's, and the command line's for every
+    command); a RecoveryError stays one (an interrupted restore waits for recovery,
+    whatever stopped it)."""
+    if isinstance(exc, (InsufficientSpace, RecoveryError)):
+        return None
+    cause = space_cause(exc)
+    if cause is None:
+        return None
+    if isinstance(exc, PoppoarcError):
+        text = str(exc) if cause.strerror and cause.strerror in str(exc) \
+            else f"{exc}: {cause.strerror}"
+        return InsufficientSpace(text)
+    if cause.filename is not None:
+        return InsufficientSpace(cause.strerror or str(cause), path=cause.filename)
+    import tempfile     # (rarely needed) a write to an open file: a spool or a copy
+    return InsufficientSpace(f"{cause.strerror or cause} while writing a working file "
+                             f"(in the store, or in the temporary directory "
+                             f"{tempfile.gettempdir()})")
 
 
 def all_error_classes() -> list[type[PoppoarcError]]:

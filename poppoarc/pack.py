@@ -24,7 +24,7 @@ from . import __version__
 from .config import Settings
 from .crypto import recipients, signing
 from .crypto.sealer import Sealer
-from .errors import NoKey, Warnings
+from .errors import NoKey, Warnings, as_space_error
 from .format import head as headfmt
 from .format.entry import CHUNK_SIZE
 from .format.manifest import (ENCRYPTION_SCHEME, MAX_WARNING_CHARS, MAX_WARNINGS_IN_HEAD,
@@ -239,11 +239,14 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
                                   key=key, head_size=head_size, level=level,
                                   encryption=encryption, sealer=sealer)
         stored = upload.commit()
-    except BaseException:
+    except BaseException as exc:
         try:
             upload.abort()
         except Exception:   # the original error matters; a later pack cleans up
             pass
+        space = as_space_error(exc)     # wherever the disk filled: store, spool, snapshot
+        if space is not None:
+            raise space from exc
         raise
     finally:
         parent_reader.shutdown(wait=True)   # after a failure, what it read goes unused

@@ -200,8 +200,9 @@ def copy(source: Path, destination: Path, *, timeout: float = 30.0, attempts: in
             name = getattr(exc, "sqlite_errorname", "") or ""
             if name.startswith("SQLITE_FULL"):
                 destination.unlink(missing_ok=True)
-                raise InsufficientSpace(f"no room for the snapshot of {source}: {exc}",
-                                        path=destination.parent) from None
+                where = destination.parent.parent   # (its own directory is a temporary one)
+                raise InsufficientSpace(f"no room for its snapshot copy in {where}: {exc}",
+                                        path=source) from None
             if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or (
                     not name and ("locked" in str(exc) or "busy" in str(exc))):
                 last_error = str(exc)

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from ..errors import AmbiguousArchive, ArchiveNotFound, StoreError
+from ..errors import AmbiguousArchive, ArchiveNotFound, StoreError, write_error
 from ..lock import pid_alive
 from ..restore.fsops import fsync_dir, start_writeback
 from ..format.access import FileSink, FileSource
@@ -80,7 +80,7 @@ class LocalStore(Store):
         try:
             self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
-            raise StoreError(f"cannot create store: {exc.strerror}", path=self.path) from None
+            raise write_error(StoreError, exc, "cannot create store", self.path) from None
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise StoreError("store is not writable", path=self.path)
 
@@ -120,7 +120,7 @@ class LocalStore(Store):
         try:
             fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise StoreError(f"cannot create archive: {exc.strerror}", path=temp) from None
+            raise write_error(StoreError, exc, "cannot create archive", temp) from None
         return temp, os.fdopen(fd, "w+b", buffering=0)
 
     def commit(self, temp: Path, handle, archive_id: str) -> Path:
@@ -134,7 +134,7 @@ class LocalStore(Store):
             os.rename(temp, final)
             fsync_dir(self.path)
         except OSError as exc:
-            raise StoreError(f"cannot complete archive: {exc.strerror}", path=final) from None
+            raise write_error(StoreError, exc, "cannot complete archive", final) from None
         return final
 
     def discard(self, temp: Path, handle) -> None:
@@ -182,7 +182,7 @@ class LocalUpload(FileSink, ArchiveUpload):
         try:
             super().write(data)
         except OSError as exc:
-            raise StoreError(f"cannot write archive: {exc.strerror}", path=self.temp) from None
+            raise write_error(StoreError, exc, "cannot write archive", self.temp) from None
         end = self.handle.tell()
         if end - self._unsent >= WRITEBACK_EVERY:
             start_writeback(self.handle.fileno(), self._unsent, end - self._unsent)

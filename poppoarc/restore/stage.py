@@ -92,6 +92,8 @@ class StagedTree(MemberSink):
         self._dropped_dirs: list[str] = []      # live directories the archive does not have
         self.same_owner = same_owner and os.geteuid() == 0
         self.special_bits = special_bits
+        # open directories of staging: only the one last used and those above it, so a
+        # restore holds O(depth) descriptors however many directories it writes
         self._dir_fds: dict[str, int] = {}
         self._fd: int | None = None
         self._symlinks: list[IndexEntry] = []
@@ -171,6 +173,8 @@ class StagedTree(MemberSink):
         fd = self._dir_fds.get(rel)
         if fd is not None:
             return fd
+        for other in [p for p in self._dir_fds if p and not rel.startswith(p + "/")]:
+            os.close(self._dir_fds.pop(other))  # not above ``rel``: records come in path order
         if not rel:
             fd = os.open(self.staging, _DIR_FLAGS)
         else:
@@ -186,6 +190,18 @@ class StagedTree(MemberSink):
                                          f"directory in the live tree ({exc.strerror})",
                                          path=self.root / rel) from None
         self._dir_fds[rel] = fd
+        return fd
+
+    def _open_apart(self, rel: str) -> int:
+        """A descriptor of the staged directory ``rel`` (existing, never followed through
+        a link) outside the cache, for the caller to close."""
+        fd = os.open(self.staging, _DIR_FLAGS)
+        for name in rel.split("/") if rel else ():
+            try:
+                inner = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            finally:
+                os.close(fd)
+            fd = inner
         return fd
 
     def _mode(self, entry: IndexEntry) -> int:
@@ -220,9 +236,13 @@ class StagedTree(MemberSink):
             if entry.link not in self._linkable:     # the index puts the file first
                 raise UnsafeArchiveEntry(f"hard link {entry.path} -> {entry.link}: "
                                          "its target is not restored with it")
-            source_parent, source_name = self._parent_fd(entry.link)
-            os.link(source_name, name, src_dir_fd=source_parent, dst_dir_fd=parent,
-                    follow_symlinks=False)
+            source_dir, _, source_name = entry.link.rpartition("/")
+            source_parent = self._open_apart(source_dir)    # (the cache holds one line)
+            try:
+                os.link(source_name, name, src_dir_fd=source_parent, dst_dir_fd=parent,
+                        follow_symlinks=False)
+            finally:
+                os.close(source_parent)
 
     def data(self, entry: IndexEntry, chunk: bytes) -> None:
         if self._fd is not None:

@@ -124,7 +124,8 @@ KEYS: tuple[Key, ...] = (
     Key("hooks.beforeRestore", ("string",), "none", '"systemctl stop poppo"',
         "must exit 0, or nothing is restored"),
     Key("hooks.afterRestore", ("string",), "none", '"systemctl start poppo"',
-        "run after the swap; a failure is a warning"),
+        "run after the swap, also after a rollback or a failed restore "
+        "(`POPPOARC_OUTCOME`); a failure is a warning"),
     Key("restore", ("object",), "`{}`", '{"healthCheck": "npm run health"}', "restore settings"),
     Key("restore.healthCheck", ("string",), "none", '"npm run health"',
         "run after the swap; a failure puts the old tree back"),

@@ -133,6 +133,11 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
     warnings = Warnings()
     environ = os.environ if environ is None else environ
     secrets = recipients.load_secrets(settings.backup, settings.key_dir, environ, warnings)
+    if archive_type == "pre-restore":
+        # A machine that opens archives with an X25519 identity alone seals the secrets of
+        # its safety archive to that identity: else it could not save them (and a restore
+        # that replaces them would not start).
+        secrets = recipients.sealing_to_identities(secrets)
     encrypt = encrypt or bool(settings.backup.get("storage", {}).get("encrypt"))
     if encrypt and not secrets.can_encrypt:
         raise NoKey("encryption is on but no key is configured: set POPPO_BACKUP_KEY, "

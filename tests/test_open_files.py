@@ -15,7 +15,6 @@ import time
 
 import pytest
 
-from .conftest import run_poppoarc
 from .test_unpack import digest
 
 LIMIT = 256

@@ -1,13 +1,10 @@
-"""The restore plan's pieces that keep memory flat: changes listed from disk, and
-the live lookup that lets a restore into an empty root hold no restored paths."""
-
-import os
+"""The restore plan's pieces: changes listed from disk (memory stays flat), the pairing
+with the live walk, and the paths the swap replaces whole (``SwapUnits``)."""
 
 from poppoarc.format.entry import IndexEntry
 from poppoarc.format.order import index_order
-from poppoarc.restore.plan import (ADD, CHANGE, KEEP, REMOVE, TargetPlan, pair_with_live,
-                                   staging_paths)
-from poppoarc.restore.stage import live_lookup
+from poppoarc.restore.plan import (ADD, CHANGE, KEEP, REMOVE, SwapUnits, TargetPlan,
+                                   pair_with_live, staging_paths)
 from poppoarc.snapshot.scan import SourceEntry
 
 
@@ -41,21 +38,33 @@ def _records():
                        sqlite=True)]
 
 
-def test_staging_knows_directories_databases_and_live_paths_outside_the_walk():
-    """Paired with the walk, a restored file needs no entry (the walk drops it); the
-    rest are kept only if live: here state/elsewhere, which another target owns now."""
-    asked = []
+def test_staging_paths_give_units_link_sources_and_the_directories_inside_units():
+    walk = [SourceEntry("state", "state", "dir", 0o755, 0, 0, 1, 0, ctime_ns=7),
+            SourceEntry("state/old.json", "state", "file", 0o644, 0, 0, 1, 2)]
+    records = _records() + [IndexEntry("state/copy", "state", "hardlink", 0o644, 0, 0, 1, 2,
+                                       link="state/new.json")]
+    for entries in (_Ordered(records), records):
+        paths = staging_paths(entries, ("state", "security"), True, walk, {"data"},
+                              ["data/h.db-wal"])
+        assert paths.units.sorted() == ["data/h.db", "data/h.db-wal", "state"]
+        assert paths.link_sources == {"state/new.json"}
+        assert paths.unit_dirs == [("state", 7)]
 
-    def is_live(path):
-        asked.append(path)
-        return path == "state/elsewhere"
 
-    walk = [("state/old.json", "state"), ("config/x", "config")]
-    for entries in (_Ordered(_records()), _records()):      # merged, or by dictionary
-        asked.clear()
-        paths = staging_paths(entries, ("state", "security"), True, walk, is_live)
-        assert paths.restored == {"state", "state/elsewhere", "data/h.db"}
-        assert sorted(asked) == ["state/elsewhere", "state/new.json"]
+def test_a_unit_is_the_highest_path_with_nothing_foreign_below():
+    """data/ holds the agents' files (not restored): a database restore swaps the
+    database files, never data/; state/ holds nothing foreign: swapped whole."""
+    units = SwapUnits({"data", "data/ccla"})
+    for path in ("data/ccla.db", "data/ccla/x.db", "state/a/b.json", "state/c.json", "new/x"):
+        units.add(path, False, True)
+    assert units.sorted() == ["data/ccla.db", "data/ccla/x.db", "new", "state"]
+    assert units.covers("state/a") and units.covers("data/ccla.db")
+    assert not units.covers("data") and not units.covers("data/ccla/y.json")
+    assert units.conflicts == []
+    units.add("data/ccla", False, True)         # a file where a foreign directory is
+    units.add("data", True, True)               # a directory that stays in place
+    assert units.conflicts == ["data/ccla"]
+    assert "data" not in units.units
 
 
 def test_pairing_by_order_and_by_dictionary_agree():
@@ -78,19 +87,3 @@ def test_pairing_by_order_and_by_dictionary_agree():
         ("-", "state/new.json", "config") in merged
     assert ("state/old.json", "state/old.json", "state") in merged
     assert ("-", "state/a", "state") in merged and ("state/elsewhere", "-", "state") in merged
-
-
-def test_live_lookup_asks_the_disk_once_per_missing_directory(tmp_path, monkeypatch):
-    (tmp_path / "state").mkdir()
-    (tmp_path / "state" / "here.json").write_text("{}")
-    os.symlink("nowhere", tmp_path / "state" / "dangling")
-    calls = []
-    real_lstat = os.lstat
-    monkeypatch.setattr(os, "lstat", lambda path, *a, **k: calls.append(path) or real_lstat(path))
-    is_live = live_lookup(tmp_path)
-    assert is_live("state/here.json") and is_live("state/dangling")
-    assert not is_live("state/gone.json")
-    assert not is_live("state/here.json/below")             # under a file: not there
-    calls.clear()
-    assert not any(is_live(f"data/agents/{n}.json") for n in range(100))
-    assert len(calls) <= 3       # the first path and its parent; then the cache answers

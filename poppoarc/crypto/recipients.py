@@ -75,6 +75,14 @@ class Secrets:
         return self.passphrase is not None or bool(self.recipients)
 
 
+def sealing_to_identities(secrets: Secrets) -> Secrets:
+    """``secrets`` that can encrypt: with no passphrase and no recipients, the public
+    halves of its identities become its recipients (whoever opens with those can open)."""
+    if secrets.can_encrypt or not secrets.identities:
+        return secrets
+    return replace(secrets, recipients=tuple(_public(i) for i in secrets.identities))
+
+
 def start_passphrase_kdf(secrets: Secrets) -> Secrets:
     """Begin deriving the passphrase stanza's key for the next ``wrap`` (``kdf.py``)."""
     if secrets.passphrase is None or secrets.pending is not None:

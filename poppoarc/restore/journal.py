@@ -18,7 +18,8 @@ Document (``format`` = ``poppoarc-journal/1``)::
     staging, aside           directory names relative to ROOT
     method                   "exchange" | "rename"; null until the swap starts
     dev                      st_dev of ROOT; null until the swap starts
-    items                    one per top-level name, in swap order:
+    items                    one per swapped path (a top-level name, or a path below one
+                             whose parent the restore leaves in place), in swap order:
         name, live_exists, staged_exists, state,
         live_ino, staged_ino  inode numbers of the old (live) and new
                               (staged) entry when the swap started
@@ -73,9 +74,11 @@ def valid_restore_id(restore_id: object) -> bool:
 
 
 def valid_entry_name(name: object) -> bool:
-    """A top-level entry of ROOT that a restore may replace or remove."""
-    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
-            and "\0" not in name and not name.startswith(RESERVED_PREFIX))
+    """A path under ROOT (relative, ``/``-separated: a top-level name, or deeper when a
+    restore swaps only what its targets own) that a restore may replace or remove."""
+    return (isinstance(name, str) and "\0" not in name
+            and all(part not in ("", ".", "..") and not part.startswith(RESERVED_PREFIX)
+                    for part in name.split("/")))
 
 
 class JournalError(ValueError):

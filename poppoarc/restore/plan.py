@@ -11,15 +11,18 @@ one merge pairs them and nothing is held per path: a restore of a million files
 plans and stages in the memory of a small one.  An index in another order is
 paired through a dictionary of the live entries instead.
 
-``staging_paths`` gives the staged tree the few restored paths it must know
-(directories, databases, and paths live outside the walk); the walk itself says
-which live paths the restore replaces.
+A restore changes only what its targets own.  ``SwapUnits`` picks the paths the swap
+replaces whole: the highest ones with nothing below them that the restore does not own
+(another target's path, an unclaimed one, a special file, a directory no selected target
+owns).  A restore of ``database`` swaps each database file and drops its stale sidecars,
+never ``data/`` with the agents' files in it; an application writing those meanwhile loses
+nothing.  ``staging_paths`` gives the staged tree the units and the files restored hard
+links name.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..format.entry import IndexEntry
@@ -98,17 +101,84 @@ class DatabasePlan:
                 "user_version_now": self.user_version_now}
 
 
+class SwapUnits:
+    """The paths a restore swaps whole, found one path at a time (in path order they
+    share most of the work).  ``impure``: the live directories that are, or hold, a
+    path the restore does not own (the walk's ``ScanResult.impure``).
+
+    A path's unit is its highest ancestor-or-self that is not impure: every restored
+    record and owned live path lies at or under one, and no path the restore does not
+    own ever does.  A restored file where a live directory holds such paths is a
+    conflict (the restore refuses it); a restored directory that is impure keeps its
+    live place and gets its mode and times after the swap (``outside``).
+    """
+
+    def __init__(self, impure: set[str]):
+        self.impure = impure
+        self.units: set[str] = set()
+        self.conflicts: list[str] = []
+        self._last: str | None = None
+
+    def unit_of(self, path: str) -> str | None:
+        last = self._last
+        if last is not None and (path == last or path.startswith(last + "/")):
+            return last
+        prefix = ""
+        for part in path.split("/"):
+            prefix = f"{prefix}/{part}" if prefix else part
+            if prefix not in self.impure:
+                self._last = prefix
+                return prefix
+        return None
+
+    def add(self, path: str, directory: bool, restored: bool) -> None:
+        unit = self.unit_of(path)
+        if unit is not None:
+            self.units.add(unit)
+        elif restored and not directory:
+            self.conflicts.append(path)
+
+    def add_record(self, record: IndexEntry) -> None:
+        self.add(record.path, record.type == "dir", True)
+
+    def add_live(self, entry) -> None:
+        self.add(path_of(entry), type(entry) is not tuple and entry.kind == DIR, False)
+
+    def covers(self, path: str) -> bool:
+        """Whether the swap replaces ``path`` (it lies at or under a unit)."""
+        prefix = ""
+        for part in path.split("/"):
+            prefix = f"{prefix}/{part}" if prefix else part
+            if prefix in self.units:
+                return True
+        return False
+
+    def sorted(self) -> list[str]:
+        return sorted(self.units)
+
+
+def conflict_message(conflicts: list[str]) -> str:
+    shown = ", ".join(conflicts[:3]) + (f" and {len(conflicts) - 3} more" if len(conflicts) > 3
+                                        else "")
+    return (f"the archive restores a file where the live tree has a directory holding paths "
+            f"no restored target owns: {shown}; move it aside, then restore")
+
+
 @dataclass
 class RestorePlan:
     archive_id: str
     targets: list[TargetPlan]
     databases: list[DatabasePlan]
-    top_level: list[str]                      # names under ROOT the swap replaces
+    top_level: list[str]                      # names under ROOT the swap changes
     version_archive: str | None
     version_now: str | None
     bytes_to_stage: int
     live_bytes: int                           # what a safety archive would hold
     warnings: list[str] = field(default_factory=list)
+    units: list[str] = field(default_factory=list)        # the paths the swap replaces whole
+    conflicts: list[str] = field(default_factory=list)    # see SwapUnits
+    unreadable: list[str] = field(default_factory=list)   # live paths it replaces, unreadable
+    changed_while_packed: list[str] = field(default_factory=list)   # records flagged changed
 
     @property
     def changes_anything(self) -> bool:
@@ -117,9 +187,12 @@ class RestorePlan:
     def to_json(self) -> dict:
         return {"archive_id": self.archive_id, "targets": [t.to_json() for t in self.targets],
                 "databases": [d.to_json() for d in self.databases],
-                "top_level": self.top_level, "version_archive": self.version_archive,
+                "top_level": self.top_level, "units": self.units,
+                "version_archive": self.version_archive,
                 "version_now": self.version_now, "bytes_to_stage": self.bytes_to_stage,
-                "live_bytes": self.live_bytes, "warnings": self.warnings}
+                "live_bytes": self.live_bytes, "unreadable": self.unreadable,
+                "conflicts": self.conflicts, "changed_while_packed": self.changed_while_packed,
+                "warnings": self.warnings}
 
 
 def _same(archived: IndexEntry, live: SourceEntry) -> bool:
@@ -187,29 +260,32 @@ def _by_key(restored, current):
 
 @dataclass
 class StagingPaths:
-    """The restored paths the staged tree must know beside the walk: directories (a live
-    directory keeps its own metadata unless restored), databases (a live sidecar of one
-    must not be kept), and paths live but not in the walk of their target (another
-    target's now, or a special file): those must not be kept either.  And the files
-    restored hard links name."""
+    """What the staged tree must know beside the archive: the swap's units (``SwapUnits``),
+    the files restored hard links name, and the live directories inside units with
+    their status-change times (a path that appears in one before the swap changes it)."""
 
-    restored: set[str]
+    units: SwapUnits
     link_sources: set[str]
+    unit_dirs: list[tuple[str, int]]
 
 
-def staging_paths(entries, selected: tuple[str, ...], keyed: bool, live,
-                  is_live: Callable[[str], bool]) -> StagingPaths:
-    """From the index and the walk of the selected targets (``pair_with_live``);
-    ``is_live(path)`` for a restored path the walk does not have."""
-    restored, link_sources = set(), set()
+def staging_paths(entries, selected: tuple[str, ...], keyed: bool, live, impure: set[str],
+                  sidecars: list[str]) -> StagingPaths:
+    """From the index and the walk of the selected targets (``pair_with_live``, its
+    ``impure`` and ``sidecars``)."""
+    units, link_sources, dirs = SwapUnits(impure), set(), []
     for record, current in pair_with_live(entries, live, selected, keyed):
-        if record is None:
-            continue
-        if record.type == "hardlink":
-            link_sources.add(record.link)
-        if record.type == "dir" or record.sqlite or (current is None and is_live(record.path)):
-            restored.add(record.path)
-    return StagingPaths(restored, link_sources)
+        if record is not None:
+            units.add_record(record)
+            if record.type == "hardlink":
+                link_sources.add(record.link)
+        if current is not None:
+            units.add_live(current)
+            if type(current) is not tuple and current.kind == DIR:
+                dirs.append((current.path, current.ctime_ns))
+    for path in sidecars:
+        units.add(path, False, False)
+    return StagingPaths(units, link_sources, [(p, c) for p, c in dirs if units.covers(p)])
 
 
 def version_tuple(version: str | None) -> tuple[int, ...] | None:
@@ -225,30 +301,37 @@ def version_tuple(version: str | None) -> tuple[int, ...] | None:
 
 def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry],
               selected: tuple[str, ...], live_databases: dict[str, tuple[dict, int]],
-              version_now: str | None, keyed: bool = True) -> RestorePlan:
+              version_now: str | None, keyed: bool = True, impure: set[str] = frozenset(),
+              sidecars: list[str] = (), unreadable: list[str] = ()) -> RestorePlan:
     """Archive × live tree × selection → the restore plan.
 
     ``live`` is the walk of the live tree for the selected targets, in index order
     (``scan``); a path whose target differs between the two is removed from one target
     and added to the other;
     ``live_databases`` maps a live database path to (row counts, user_version);
-    ``keyed``: the archive's sealed files can be opened (``restores``).
+    ``keyed``: the archive's sealed files can be opened (``restores``);
+    ``impure``, ``sidecars``, ``unreadable``: the walk's (``ScanResult``), for the swap's
+    units (``SwapUnits``) and the live paths it would replace that cannot be read.
     """
     # One pass over the records (they may be read back from disk on each pass), paired
-    # with the walk: of the paths only the top-level names and the databases are kept.
+    # with the walk: of the paths only the units and the databases are kept.
     plans = {name: TargetPlan(name) for name in selected}
-    touched: set[str] = set()
+    units = SwapUnits(set(impure))
+    changed = []
     archived_databases = {record["path"] for record in manifest.get("databases", [])}
     restored_databases = set()
     bytes_to_stage = live_bytes = 0
     for entry, current in pair_with_live(entries, live, selected, keyed):
+        if current is not None:
+            units.add_live(current)
         if entry is None:
-            touched.add(current.path.partition("/")[0])
             live_bytes += current.size
             plans[current.target].add(current.path, REMOVE, current.size)
             continue
         path = entry.path
-        touched.add(path.partition("/")[0])
+        units.add_record(entry)
+        if entry.changed:
+            changed.append(path)
         if path in archived_databases:
             restored_databases.add(path)
         size = entry.size if entry.type == "file" else 0
@@ -277,14 +360,29 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
         if db.user_version_now is not None and db.user_version_now != db.user_version_archive:
             warnings.append(f"{db.path}: schema user_version {db.user_version_now} now, "
                             f"{db.user_version_archive} in the archive")
+    for path in sidecars:
+        units.add(path, False, False)
+    if changed:
+        warnings.append(changed_message(changed))
     return RestorePlan(
         archive_id=manifest["id"],
         targets=[plans[name] for name in selected],
         databases=databases,
-        top_level=sorted(touched),
+        top_level=sorted({unit.partition("/")[0] for unit in units.units}),
         version_archive=archive_version,
         version_now=current_version,
         bytes_to_stage=bytes_to_stage,
         live_bytes=live_bytes,
         warnings=warnings,
+        units=units.sorted(),
+        conflicts=units.conflicts,
+        unreadable=[path for path in unreadable if units.covers(path)],
+        changed_while_packed=changed,
     )
+
+
+def changed_message(paths: list[str]) -> str:
+    """The warning that names the files a pack saw change while it read them."""
+    shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    return (f"{len(paths)} file(s) changed while they were packed and are restored as read "
+            f"(their content may be inconsistent): {shown}")

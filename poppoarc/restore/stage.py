@@ -1,19 +1,19 @@
-"""Building the staged tree: live content kept, archive content written safely.
+"""Building the staged tree: the archive's records of the swap's units, written safely.
 
-For every top-level name the restore touches, the staging directory gets a
-complete replacement: paths of unselected targets and unclaimed paths are
-hard-linked from the live tree (no copy, same inode), paths of the selected
-targets come from the archive.  Archive content is written by poppoarc
-itself, never by ``tarfile``: parents are opened component by component
-with ``O_NOFOLLOW`` relative to the staging root, files are created with
-``O_EXCL``, symlinks are created last and only when they stay inside the
-root, and metadata is applied through file descriptors.
+The swap replaces only what the restored targets own (``plan.SwapUnits``): for each
+unit, staging gets its complete replacement from the archive, at the same relative
+path; above the units, staging holds plain directories the swap never moves.  Nothing
+is taken from the live tree.  Archive content is written by poppoarc itself, never by
+``tarfile``: parents are opened component by component with ``O_NOFOLLOW`` relative
+to the staging root, files are created with ``O_EXCL``, symlinks are created last and
+only when they stay inside the root, and metadata is applied through file descriptors.
+A restored directory that stays in place (it holds paths no restored target owns) gets
+its mode and times after the swap (``apply_in_place``).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from pathlib import Path
 from collections.abc import Callable
@@ -22,74 +22,29 @@ from ..errors import CorruptArchive, RestoreError, UnsafeArchiveEntry
 from ..format.entry import IndexEntry
 from ..format.paths import link_target_problem
 from ..format.reader import MemberSink
-from ..snapshot.scan import in_path_order
 from ..snapshot.sqlite import BackgroundChecks
 from . import fsops
 
-SIDECARS = ("-wal", "-shm", "-journal")
 # Files this large start on their way to disk when written (``fsops.start_writeback``);
 # a call per smaller file would cost more than it saves.
 WRITEBACK_AT = 256 * 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class _Ascending:
-    """Whether a path is among ``paths``, for paths asked in increasing order: both
-    sorted, so one forward pass answers every question."""
-
-    def __init__(self, paths):
-        self._paths = iter(paths)
-        self._next = next(self._paths, None)
-
-    def __contains__(self, path: str) -> bool:
-        while self._next is not None and self._next < path:
-            self._next = next(self._paths, None)
-        return self._next == path
-
-
-def live_lookup(root: Path) -> Callable[[str], bool]:
-    """``is_live(path)``: whether ``path`` exists under ``root`` (as anything).
-
-    One ``lstat`` per path, but none under a directory already found missing: a
-    restore into an empty root asks once per directory.  When in doubt (an error
-    other than "not there") the answer is yes, which only costs the restore a set entry.
-    """
-    missing: set[str] = set()
-    base = str(root) + "/"
-
-    def is_live(path: str) -> bool:
-        parent = path.rpartition("/")[0]
-        while parent:
-            if parent in missing:
-                return False
-            parent = parent.rpartition("/")[0]
-        try:
-            os.lstat(base + path)
-        except (FileNotFoundError, NotADirectoryError):
-            parent = path.rpartition("/")[0]
-            if parent and not os.path.lexists(base + parent):
-                missing.add(parent)
-            return False
-        except OSError:
-            return True
-        return True
-
-    return is_live
-
-
 class StagedTree(MemberSink):
-    """Writes the selected archive entries into ``staging``; keeps the rest of the live tree."""
+    """Writes the restored archive entries of the swap's units into ``staging``."""
 
     def __init__(self, root: Path, staging: Path, writes: Callable[[IndexEntry], bool],
-                 link_sources: set[str], *, same_owner: bool = False,
-                 special_bits: bool = False):
+                 link_sources: set[str], covers: Callable[[str], bool], *,
+                 same_owner: bool = False, special_bits: bool = False):
         """``writes(entry)``: whether the restore writes this record (``plan.restores``);
-        ``link_sources``: the files restored hard links name."""
+        ``link_sources``: the files restored hard links name; ``covers(path)``: whether
+        the path lies in a unit of the swap (``SwapUnits.covers``)."""
         self.root, self.staging = root, staging
         self.writes = writes
         self.link_sources = link_sources
+        self.covers = covers
         self._linkable: set[str] = set()        # link sources written so far
-        self._dropped_dirs: list[str] = []      # live directories the archive does not have
         self.same_owner = same_owner and os.geteuid() == 0
         self.special_bits = special_bits
         # open directories of staging: only the one last used and those above it, so a
@@ -98,71 +53,14 @@ class StagedTree(MemberSink):
         self._fd: int | None = None
         self._symlinks: list[IndexEntry] = []
         self._dirs: dict[str, IndexEntry] = {}
-        self._kept_dirs: dict[str, os.stat_result] = {}
         self._structure: dict[str, IndexEntry] = {}
         self._created_dirs: set[str] = set()
+        self.in_place: list[IndexEntry] = []    # restored directories the swap leaves live
         # Checked while the rest of the archive streams in.  The content's SHA-256
         # already proved it is the snapshot that passed its check when it was packed
         # (the manifest names it, spec §4.3); quick_check (a quarter of
         # integrity_check's cost) still guards against one SQLite cannot open.
         self.checks = BackgroundChecks(quick=True)
-
-    # -- live content --------------------------------------------------------
-    def keep_live(self, names: list[str], restored: set[str], dropped) -> None:
-        """Hard-link every live path under ``names`` that the restore does not replace:
-        neither ``dropped`` (the walk of the selected targets: its paths in path order)
-        nor ``restored`` (``plan.StagingPaths``).  The tree is visited in path order too,
-        so ``dropped`` is one forward pass, however many paths it has."""
-        self._keep_dir(str(self.root), "", restored, _Ascending(dropped), set(names))
-
-    def _keep_dir(self, abs_dir: str, rel_dir: str, restored: set[str], dropped: _Ascending,
-                  only: set[str] | None = None) -> None:
-        with os.scandir(abs_dir) as children:
-            ordered = list(in_path_order(c for c in children if only is None or c.name in only))
-        descend = set()
-        for name, is_dir in ordered:
-            rel = f"{rel_dir}/{name}" if rel_dir else name
-            if is_dir is None:          # the contents of a directory met before
-                if rel in descend:
-                    self._keep_dir(f"{abs_dir}/{name}", rel, restored, dropped)
-                continue
-            live = f"{abs_dir}/{name}"
-            st = os.lstat(live)
-            if stat.S_ISDIR(st.st_mode):
-                if not is_dir:
-                    raise RestoreError("the live tree changed while the restore was staged; "
-                                       "nothing was changed", path=live)
-                (self.staging / rel).mkdir(mode=0o700, exist_ok=True)
-                descend.add(rel)
-                if rel not in restored:
-                    # applied in finish(): writing archive files into it would move its mtime
-                    self._kept_dirs[rel] = st
-                    if rel in dropped:
-                        self._dropped_dirs.append(rel)
-                continue
-            if rel in dropped or rel in restored:
-                continue
-            if any(rel.endswith(s) and rel[:-len(s)] in restored for s in SIDECARS):
-                continue    # a stale sidecar would replay old data onto the restored database
-            target = self.staging / rel
-            if stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(live), target)
-                os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-                continue
-            try:
-                os.link(live, target, follow_symlinks=False)
-            except OSError:
-                shutil.copy2(live, target, follow_symlinks=False)
-
-    def prune_removed_dirs(self) -> None:
-        """Directories the archive does not have and that ended up empty go away."""
-        for rel in sorted(self._dropped_dirs, key=lambda p: -p.count("/")):
-            path = self.staging / rel
-            if path.is_dir() and not path.is_symlink():
-                try:
-                    path.rmdir()
-                except OSError:
-                    pass    # it holds content no selected target owns: keep it
 
     # -- archive content -------------------------------------------------------
     def _parent_fd(self, path: str) -> tuple[int, str]:
@@ -187,7 +85,7 @@ class StagedTree(MemberSink):
                 self._created_dirs.add(rel)
             except (NotADirectoryError, OSError) as exc:
                 raise UnsafeArchiveEntry(f"cannot restore under {rel!r}: it is not a plain "
-                                         f"directory in the live tree ({exc.strerror})",
+                                         f"directory in the staged tree ({exc.strerror})",
                                          path=self.root / rel) from None
         self._dir_fds[rel] = fd
         return fd
@@ -212,6 +110,12 @@ class StagedTree(MemberSink):
         if entry.target is None and entry.type == "dir":
             self._structure[entry.path] = entry     # parents shared by targets
         if not self.writes(entry):
+            return
+        if not self.covers(entry.path):
+            if entry.type != "dir":     # (``SwapUnits.conflicts``: refused before staging)
+                raise RestoreError(f"{entry.path} lies in no part of the tree the restore "
+                                   "swaps; nothing was changed", path=self.root / entry.path)
+            self.in_place.append(entry)     # a directory that stays: its metadata later
             return
         parent, name = self._parent_fd(entry.path)
         if entry.type == "dir":
@@ -278,22 +182,18 @@ class StagedTree(MemberSink):
                      follow_symlinks=False)
             if self.same_owner:
                 os.chown(name, entry.uid, entry.gid, dir_fd=parent, follow_symlinks=False)
-        # Parents this restore had to create take the archive's shared-parent record.
+        # Parents made inside a unit take the archive's shared-parent record; those above
+        # the units are scaffolding the swap never moves (0700, as made).
         for path in self._created_dirs:
-            if path in self._structure and path not in self._dirs:
+            if path in self._structure and path not in self._dirs and self.covers(path):
                 self._dirs[path] = self._structure[path]
-        for path in sorted(set(self._dirs) | set(self._kept_dirs), key=lambda p: -p.count("/")):
+        for path in sorted(self._dirs, key=lambda p: -p.count("/")):
+            entry = self._dirs[path]
             fd = self._open_dir(path)
-            if path in self._dirs:
-                entry = self._dirs[path]
-                if self.same_owner:
-                    os.fchown(fd, entry.uid, entry.gid)
-                os.fchmod(fd, self._mode(entry))
-                os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
-            else:
-                kept = self._kept_dirs[path]
-                os.fchmod(fd, stat.S_IMODE(kept.st_mode))
-                os.utime(fd, ns=(kept.st_atime_ns, kept.st_mtime_ns))
+            if self.same_owner:
+                os.fchown(fd, entry.uid, entry.gid)
+            os.fchmod(fd, self._mode(entry))
+            os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
         failures = self.checks.failures()
         self.close()
         for path, errors in failures:
@@ -308,6 +208,30 @@ class StagedTree(MemberSink):
         for fd in self._dir_fds.values():
             os.close(fd)
         self._dir_fds.clear()
+
+
+def apply_in_place(root: Path, entries: list[IndexEntry], *, same_owner: bool = False,
+                   special_bits: bool = False) -> list[str]:
+    """Give the restored directories the swap left in place (they hold paths no restored
+    target owns) the archive's mode, times (and owner); after the swap, since renames in
+    them change their times.  Returns a warning per directory that could not be set."""
+    problems = []
+    for entry in sorted(entries, key=lambda e: -e.path.count("/")):
+        try:
+            fd = os.open(root / entry.path, _DIR_FLAGS)
+        except OSError as exc:
+            problems.append(f"{entry.path}: mode and times not restored ({exc.strerror})")
+            continue
+        try:
+            if same_owner and os.geteuid() == 0:
+                os.fchown(fd, entry.uid, entry.gid)
+            os.fchmod(fd, entry.mode if special_bits else entry.mode & ~0o6000)
+            os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+        except OSError as exc:
+            problems.append(f"{entry.path}: mode and times not restored ({exc.strerror})")
+        finally:
+            os.close(fd)
+    return problems
 
 
 def check_writable(root: Path) -> None:

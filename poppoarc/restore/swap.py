@@ -1,4 +1,4 @@
-"""Swapping staged top-level entries into an installation, all or nothing.
+"""Swapping staged entries into an installation, all or nothing.
 
 Layout inside ROOT while a restore runs: the journal ``.poppoarc-restore.json``
 (see ``journal``), the new entries ``.poppoarc-stage-<id>/NAME`` built by the
@@ -42,6 +42,11 @@ recreates entries in ROOT meanwhile: the installation lock.)  A NAME staged
 as a hard link of the live entry is left as is.  Entries move as entries: a
 live symlink is replaced, never followed; mount points are refused up front.
 
+A NAME is a top-level name or a path below one (``plan.SwapUnits``: a targeted restore
+swaps only what its targets own, so ``data/ccla.db`` rather than ``data``).  The parent
+of a deeper NAME stays in place in ROOT; staging and the aside directory hold the same
+parents, made before the swap, so every move is still one rename.
+
 Callers hold the installation lock around begin/commit_swap and ``recover``,
 which every command runs first.  Nothing here prints: see ``on_event``.
 """
@@ -56,7 +61,7 @@ from typing import Callable, Iterable
 
 # Both errors live in poppoarc.errors with the rest of the exit-code table;
 # re-exported here as the swap's API.
-from ..errors import RecoveryError, RestoreSwapError
+from ..errors import PoppoarcError, RecoveryError, RestoreSwapError
 from . import fsops
 from .journal import (
     COMMITTED, EXCHANGE, RENAME, ROLLING_BACK, STAGED, SWAPPED, SWAPPING, Journal, JournalError,
@@ -149,10 +154,13 @@ def discard(area: StagingArea, on_event: EventSink = None) -> None:
 
 def commit_swap(area: StagingArea, names: Iterable[str],
                 health_check: Callable[[], bool] | None = None,
-                on_event: EventSink = None) -> SwapResult:
+                on_event: EventSink = None,
+                precheck: Callable[[], None] | None = None) -> SwapResult:
     """Make ``ROOT/NAME`` the staged ``area.path/NAME`` for every NAME, atomically.
 
-    A NAME missing from the staging area is removed from ROOT.  Returns
+    A NAME missing from the staging area is removed from ROOT.  ``precheck()`` runs
+    last before anything live changes (after the staged bytes are on disk): an error
+    it raises drops the staging area and is raised as it is.  Returns
     outcome "committed", or "rolled_back" when ``health_check`` returned
     False or raised (the old tree is back; a KeyboardInterrupt is re-raised
     after the rollback).  Raises RestoreSwapError when the swap fails (the
@@ -170,13 +178,15 @@ def commit_swap(area: StagingArea, names: Iterable[str],
             journal.method = result.method = (EXCHANGE if fsops.supports_exchange(area.path)
                                               else RENAME)
             fsops.sync_filesystem(area.path)
+            if precheck is not None:
+                precheck()
             tx.save(SWAPPING)
-        except (OSError, RestoreSwapError) as exc:
+        except (OSError, PoppoarcError) as exc:
             # Nothing live was touched (even if SWAPPING reached the disk):
             # dropping the staging area is the whole undo, as in recover().
             with contextlib.suppress(OSError):
                 tx.cleanup()
-            if isinstance(exc, RestoreSwapError):
+            if isinstance(exc, PoppoarcError):
                 raise
             raise RestoreSwapError(f"restore {area.restore_id}: cannot start the swap: "
                                    f"{describe(exc)}") from exc
@@ -202,7 +212,7 @@ def commit_swap(area: StagingArea, names: Iterable[str],
         except OSError as exc:
             raise RecoveryError(f"restore {area.restore_id} is in place but finishing it failed "
                                 f"({describe(exc)}); {RETRY}") from exc
-    result.details.append(f"{len(journal.items)} top-level entries swapped by {result.method}")
+    result.details.append(f"{len(journal.items)} entries swapped by {result.method}")
     return result
 
 
@@ -276,8 +286,12 @@ def _checked_names(names: Iterable[str]) -> list[str]:
     checked: list[str] = []
     for name in names:
         if not valid_entry_name(name):
-            raise RestoreSwapError(f"{name!r} is not a top-level entry name that can be restored")
+            raise RestoreSwapError(f"{name!r} is not a path that can be restored")
         if name in checked:
             raise RestoreSwapError(f"{name!r} is named twice")
         checked.append(name)
+    below = sorted(checked)
+    for upper, lower in zip(below, below[1:]):
+        if lower.startswith(upper + "/"):
+            raise RestoreSwapError(f"{lower!r} lies inside {upper!r}: a path is swapped once")
     return checked

@@ -8,6 +8,7 @@ inode numbers ``inventory`` recorded.  Nothing here prints: see ``on_event``.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
 OLD, NEW = "old", "new"
 EventSink = Callable[[str], None] | None
 RETRY = "the journal was kept; the next poppoarc command retries the recovery"
+# Item states are written ahead of each step for a human reading the journal; recovery
+# finds entries by inode and never needs them.  Past this many items (a swap of many
+# paths) they are not, so that the journal is written O(items) times, not O(items^2).
+MARKED_ITEMS = 256
 
 
 class Transaction:
@@ -73,6 +78,7 @@ class Transaction:
         self.journal.dev = os.fstat(self.fd).st_dev
         if os.listdir(self.root / self.journal.aside):
             raise RestoreSwapError(f"{self.journal.aside} is not empty", path=self.root)
+        self._make_parents(names)
         items = []
         for name in names:
             staged_rel = f"{self.journal.staging}/{name}"
@@ -88,16 +94,48 @@ class Transaction:
             elif live is not None or staged is not None:
                 (result.replaced if live is not None and staged is not None
                  else result.created if staged is not None else result.removed).append(name)
-        extra = sorted(set(os.listdir(self.root / self.journal.staging)) - set(names))
+        extra = sorted(set(os.listdir(self.root / self.journal.staging))
+                       - {name.partition("/")[0] for name in names})
         if extra:
             self.emit(f"ignoring staged entries that were not named: {', '.join(extra)}")
         return items
+
+    def _make_parents(self, names: list[str]) -> None:
+        """The parents of deeper NAMEs: real directories in ROOT (never followed through a
+        link), and made in staging and aside, so each move stays one rename."""
+        parents = sorted({name.rpartition("/")[0] for name in names if "/" in name})
+        for parent in parents:
+            prefix = ""
+            for part in parent.split("/"):
+                prefix = f"{prefix}/{part}" if prefix else part
+                try:
+                    st = os.lstat(prefix, dir_fd=self.fd)
+                except FileNotFoundError:
+                    st = None
+                if st is None or not stat.S_ISDIR(st.st_mode):
+                    raise RestoreSwapError(f"{prefix} is no longer a directory; the tree "
+                                           "changed while the restore was staged",
+                                           path=self.root / prefix)
+            for area in (self.journal.staging, self.journal.aside):
+                os.makedirs(self.root / area / parent, mode=0o700, exist_ok=True)
+
+    def parent_dirs(self) -> list[str]:
+        """Every directory a swap renames in: ROOT's, staging's and aside's parents of
+        the items (relative to ROOT), for the fsync that makes the renames durable."""
+        found = {""}
+        for item in self.journal.items:
+            parent = item.name.rpartition("/")[0]
+            found.add(parent)
+            for area in (self.journal.staging, self.journal.aside):
+                found.add(f"{area}/{parent}" if parent else area)
+        return sorted(found)
 
     def mark(self, item: JournalItem, state: str) -> None:
         """Write-ahead: the journal names the step before it is taken."""
         if item.state != state:
             item.state = state
-            self.save()
+            if len(self.journal.items) <= MARKED_ITEMS:
+                self.save()
 
     def place(self, item: JournalItem, want: str) -> None:
         """Put the ``want`` entry of ``item`` at ROOT/NAME (or nothing, if it has none)."""
@@ -150,8 +188,8 @@ class Transaction:
         # Durable before the next phase is written: once COMMITTED or
         # ROLLED_BACK is on disk, the entries not in place get deleted.
         fsops.fsync_dir(self.fd)
-        for name in (self.journal.staging, self.journal.aside):
-            if os.path.isdir(self.root / name):
+        for name in self.parent_dirs():
+            if name and os.path.isdir(self.root / name):
                 fsops.fsync_dir(self.root / name)
         self.emit(f"all {want} entries in place")
 

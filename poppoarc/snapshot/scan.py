@@ -51,6 +51,12 @@ class ScanResult:
     secrets: list[str] = field(default_factory=list)      # relative paths
     databases: list[str] = field(default_factory=list)    # relative paths
     target_bytes: dict = field(default_factory=dict)    # sizes of files and databases entered
+    # a restore's walk (``foreign``): directories with a path below them that no selected
+    # target owns (another target's, unclaimed, special, unreadable: a restore never
+    # replaces those), and the SQLite sidecars of the selected databases' paths
+    impure: set = field(default_factory=set)
+    sidecars: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)   # owned paths this user cannot read
 
     @property
     def total_bytes(self) -> int:
@@ -88,7 +94,7 @@ def _entry(path: str, target: str | None, kind: str, st: os.stat_result,
 def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
          skip: tuple[Path, ...] = (), compact: bool = False,
          on_database: Callable[[str], None] | None = None,
-         spill_at: int | None = None) -> ScanResult:
+         spill_at: int | None = None, foreign: bool = False) -> ScanResult:
     """Entries of the selected targets, grouped by target, each group in path order.
 
     The walk visits each directory's children in the order their paths sort (a
@@ -98,9 +104,12 @@ def scan(root: Path, catalogue: Catalogue, warnings: Warnings,
     ``compact``: regular files with one link become (path, target) tuples and only
     their total size is kept — for ``pack``, which takes their metadata from fstat.
     ``on_database(path)`` is called as each database of a selected target is found
-    (``pack`` starts its snapshot then).
+    (``pack`` starts its snapshot then).  ``foreign`` (a restore's walk): also note
+    what no selected target owns (``ScanResult.impure``, ``sidecars``) and the owned
+    paths this user cannot read (``unreadable``).
     """
-    walk = Walk(root, catalogue, warnings, skip, compact, on_database, spill_at)
+    walk = Walk(root, catalogue, warnings, skip, compact, on_database, spill_at,
+                foreign=foreign)
     walk.run()
     return walk.finish()
 
@@ -117,8 +126,10 @@ class Walk:
     def __init__(self, root: Path, catalogue: Catalogue, warnings: Warnings,
                  skip: tuple[Path, ...] = (), compact: bool = False,
                  on_database: Callable[[str], None] | None = None,
-                 spill_at: int | None = None, leave: tuple[str, ...] = ()):
+                 spill_at: int | None = None, leave: tuple[str, ...] = (),
+                 foreign: bool = False):
         self.root, self.catalogue, self.warnings = str(root), catalogue, warnings
+        self.foreign = foreign
         self.skip_real = {os.path.realpath(p) for p in skip}
         self.compact, self.on_database = compact, on_database
         self.result = ScanResult(entries=WalkGroups(record_fields, record_from_fields, spill_at))
@@ -186,6 +197,24 @@ class Walk:
         groups, target_bytes = result.entries, result.target_bytes
         recorded, unowned, leave = self._recorded, self._unowned, self._leave
         descend: set[str] = set()           # directories whose contents the walk enters
+        tracking = self.foreign
+        impure, unreadable = result.impure, result.unreadable
+        sidecar_owner = "database" in selected
+
+        def foreign(path: str, itself: bool = False) -> None:
+            """A path no selected target owns (``itself``: a directory whose contents are
+            not known): the directories above it are impure."""
+            if itself:
+                impure.add(path)
+            parent = path.rpartition("/")[0]
+            while parent and parent not in impure:
+                impure.add(parent)
+                parent = parent.rpartition("/")[0]
+
+        def readable(path: str, rel: str, directory: bool) -> None:
+            if not os.access(path, os.R_OK | os.X_OK if directory else os.R_OK,
+                             effective_ids=os.access in os.supports_effective_ids):
+                unreadable.append(rel)
 
         def add(target: str, record, path: str, size: int) -> None:
             groups.add(target, record)
@@ -203,7 +232,8 @@ class Walk:
             return maybe_dir and catalogue.worth_descending(path)
 
         def walk(abs_dir: str, rel_dir: str, only: str | None = None) -> None:
-            children = _children(abs_dir, rel_dir, warnings)
+            failed: list[str] = []
+            children = _children(abs_dir, rel_dir, warnings, failed)
             if only is not None:
                 children = (c for c in children if c.name == only)
             elif rel_dir in leave:
@@ -222,6 +252,8 @@ class Walk:
                 except OSError as exc:
                     if claimable(rel, True):
                         warnings.skip(rel, f"cannot stat ({exc.strerror}); not archived")
+                    if tracking:
+                        foreign(rel, True)
                     continue
                 # what a reader rejects (spec §1) is named here, never written
                 problem = unrepresentable(rel) if len(rel) > MAX_NAME_BYTES or not rel.isascii() \
@@ -230,9 +262,13 @@ class Walk:
                     if claimable(rel, stat.S_ISDIR(st.st_mode)):
                         warnings.skip(printable(rel), f"{problem}; not archived"
                                       + (", nor anything in it" if stat.S_ISDIR(st.st_mode) else ""))
+                    if tracking:
+                        foreign(rel, True)
                     continue
                 if stat.S_ISDIR(st.st_mode):
                     if not is_dir or os.path.realpath(child_path) in skip_real:
+                        if tracking:    # the store or key directory; or one just made
+                            foreign(rel, True)
                         continue    # a directory that appeared after listing waits for the next walk
                     rules = [r for r in catalogue.claim(rel) if r.action != SQLITE]
                     if rules and rules[0].target in selected \
@@ -242,13 +278,23 @@ class Walk:
                         while parent and parent not in recorded:    # it needs its parents
                             recorded.add(parent)
                             parent = parent.rpartition("/")[0]
+                        if tracking:
+                            readable(child_path, rel, True)
                     else:
                         unowned[rel] = st
+                        if tracking:    # a shared parent, or another target's: never swapped
+                            foreign(rel, True)  # whole (its own mode and times are not ours)
                     if catalogue.worth_descending(rel):
                         descend.add(rel)
+                    elif tracking:
+                        foreign(rel, True)
                     continue
                 rules = catalogue.claim(rel)
                 if not rules:
+                    if tracking and not (sidecar_owner and _sidecar_of_database(catalogue, rel)):
+                        foreign(rel)
+                    elif tracking:
+                        result.sidecars.append(rel)
                     continue
                 rule = rules[0]
                 if rule.action == SQLITE:
@@ -258,6 +304,11 @@ class Walk:
                         except OSError as exc:  # a database or a file: either way not archived
                             if any(r.target in selected for r in rules):
                                 warnings.skip(rel, f"cannot read ({exc.strerror}); not archived")
+                            if tracking:    # replaced if it may be a restored database
+                                if rule.target in selected:
+                                    unreadable.append(rel)
+                                else:
+                                    foreign(rel)
                             continue
                     else:
                         database = False
@@ -268,22 +319,34 @@ class Walk:
                             result.databases.append(rel)
                             if on_database is not None:
                                 on_database(rel)
+                        elif tracking:
+                            foreign(rel)
                         continue
                     rules = rules[1:]
                     if not rules:
+                        if tracking:
+                            foreign(rel)
                         continue
                     rule = rules[0]
                 if rule.target not in selected:
+                    if tracking:
+                        foreign(rel)
                     continue
                 if rule.action == REFERENCE:
                     result.references.append(rel)
+                    if tracking:
+                        foreign(rel)
                 elif rule.action == SECRET:
                     result.secrets.append(rel)
+                    if tracking:
+                        foreign(rel)
                 elif stat.S_ISREG(st.st_mode):
                     if compact and st.st_nlink == 1:
                         add(rule.target, (rel, rule.target), rel, st.st_size)
                     else:
                         add(rule.target, _entry(rel, rule.target, FILE, st), rel, st.st_size)
+                    if tracking:
+                        readable(child_path, rel, False)
                 elif stat.S_ISLNK(st.st_mode):
                     try:
                         link = os.readlink(child_path)
@@ -297,7 +360,12 @@ class Walk:
                         continue
                     add(rule.target, _entry(rel, rule.target, SYMLINK, st, link), rel, 0)
                 else:
-                    warnings.skip(rel, "special file (device, FIFO or socket) not archived")
+                    # named, not counted as skipped: it has no content to lose
+                    warnings.add(f"{rel}: special file (device, FIFO or socket) not archived")
+                    if tracking:    # (a running application's socket: a restore keeps it)
+                        foreign(rel)
+            if failed and tracking:     # its contents are not known
+                foreign(rel_dir, True)
 
         walk(abs_top, rel_top, only)
         del walk    # it refers to itself: without this the walk's records outlive their last use
@@ -389,11 +457,55 @@ def in_path_order(children):
             yield key, key in dirs
 
 
-def _children(abs_dir: str, rel_dir: str, warnings: Warnings):
+def claimed_by_walk(catalogue: Catalogue, root: str, rel: str) -> bool:
+    """Whether a walk of the selected targets would take the path ``rel`` (a directory:
+    and everything in it), or it is a sidecar of a database path they own: what a
+    restore of those targets may replace.  The walk's rules, one path at a time."""
+    path = f"{root}/{rel}"
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    selected = set(catalogue.selected)
+    if stat.S_ISDIR(st.st_mode):
+        rules = [r for r in catalogue.claim(rel) if r.action != SQLITE]
+        if not rules or rules[0].target not in selected or rules[0].action in (REFERENCE, SECRET):
+            return False
+        try:
+            names = os.listdir(path)
+        except OSError:
+            return False
+        return all(claimed_by_walk(catalogue, root, f"{rel}/{name}") for name in names)
+    rules = catalogue.claim(rel)
+    if not rules:
+        return "database" in selected and _sidecar_of_database(catalogue, rel)
+    if rules[0].action == SQLITE:
+        if stat.S_ISREG(st.st_mode) and is_sqlite_file(path):
+            return rules[0].target in selected
+        rules = rules[1:]
+    return bool(rules) and rules[0].target in selected \
+        and rules[0].action not in (REFERENCE, SECRET) \
+        and (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode))
+
+
+def _sidecar_of_database(catalogue: Catalogue, path: str) -> bool:
+    """Whether ``path`` is a SQLite sidecar (``-wal``, ``-shm``, ``-journal``) of a path the
+    database rules claim: a restore of that database drops it (it would replay old data)."""
+    for suffix in SIDECAR_SUFFIXES:
+        if path.endswith(suffix):
+            rules = catalogue.claim(path[:-len(suffix)])
+            return bool(rules) and rules[0].action == SQLITE
+    return False
+
+
+SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")
+
+
+def _children(abs_dir: str, rel_dir: str, warnings: Warnings, failed: list | None = None):
     """The entries of one directory, one at a time: only their names are kept
     (``DirEntry`` objects with cached lstat results took 20 MB for 60,000 files, and
     the memory stayed with the process).  A directory that fails part-way keeps what
-    was read, with a warning.
+    was read, with a warning (and its path in ``failed``).
     """
     started = False
     try:
@@ -407,6 +519,8 @@ def _children(abs_dir: str, rel_dir: str, warnings: Warnings):
                               path=abs_dir) from None
         skipped = "the rest of it skipped" if started else "skipped"
         warnings.skip(rel_dir, f"cannot read directory: {exc.strerror}; {skipped}")
+        if failed is not None:
+            failed.append(rel_dir)
 
 
 def path_of(entry: SourceEntry | tuple[str, str]) -> str:

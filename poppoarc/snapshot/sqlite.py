@@ -164,6 +164,13 @@ _UNOPENABLE = ("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_READONLY", "SQLITE_AUTH
                "SQLITE_IOERR", "SQLITE_NOTFOUND")
 
 
+def is_unopenable(exc: sqlite3.Error) -> bool:
+    """Whether SQLite's error says it could not open or read the file here (permissions,
+    an unreadable WAL, a read-only directory), rather than that the file is damaged."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(_UNOPENABLE)
+
+
 def _unopenable(source: Path, why: str) -> DatabaseSnapshotError:
     error = DatabaseSnapshotError(f"cannot open database ({why})", path=source)
     error.unopenable = True
@@ -208,7 +215,7 @@ def copy(source: Path, destination: Path, *, timeout: float = 30.0, attempts: in
                 last_error = str(exc)
                 time.sleep(0.2 * (attempt + 1))
                 continue
-            if name.startswith(_UNOPENABLE):
+            if is_unopenable(exc):
                 raise _unopenable(source, str(exc)) from None
             raise DatabaseSnapshotError(f"cannot snapshot database: {exc}", path=source) from None
     raise _unopenable(source, f"it stayed locked: {last_error}")

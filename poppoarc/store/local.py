@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 from ..errors import AmbiguousArchive, ArchiveNotFound, StoreError, write_error
-from ..lock import pid_alive
 from ..restore.fsops import fsync_dir, start_writeback
 from ..format.access import FileSink, FileSource
 from . import leftovers

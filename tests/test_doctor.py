@@ -132,7 +132,7 @@ def test_stale_lock_is_harmless_and_held_lock_names_its_holder(cli, healthy):
 def test_stale_temporary_files(cli, healthy):
     temp = cli.store / f".{healthy['id']}.poppo.tar.zst.tmp-{DEAD_PID}"
     temp.write_bytes(b"partial")
-    snap = cli.store / ".poppoarc-snap-abc123"
+    snap = cli.store / f".poppoarc-snap-{DEAD_PID}-1-abc123"    # its pack was killed
     snap.mkdir()
     code, found = checks(cli)
     assert code == 1 and found["temps"]["status"] == "warn"

@@ -110,6 +110,10 @@ def test_restore_and_prune_remove_leftovers_too(cli, command):
     (snap / "1.db").write_bytes(b"a copy of a database")
     legacy = cli.store / f"{leftovers.SNAPSHOT_PREFIX}k2j4h5"     # before owners were named
     legacy.mkdir()
+    recent = cli.store / f"{leftovers.SNAPSHOT_PREFIX}a7b8c9"     # (an older poppoarc's, now)
+    recent.mkdir()
+    an_hour_ago = time.time() - leftovers.UNOWNED_AFTER - 1
+    os.utime(legacy, (an_hour_ago, an_hour_ago))
     record = cli.store / f".poppoarc-verified.json.{DEAD_PID}-7-x1y2.tmp"
     record.write_text("{}")
     mine = cli.store / f"{leftovers.SNAPSHOT_PREFIX}{owner_tag()}-live"   # a running process's
@@ -119,7 +123,7 @@ def test_restore_and_prune_remove_leftovers_too(cli, command):
     assert code in (0, 1), document
     assert set(document["cleaned"]) == {str(snap), str(legacy), str(record)}
     assert not snap.exists() and not legacy.exists() and not record.exists()
-    assert mine.exists()
+    assert mine.exists() and recent.exists()
 
 
 def test_a_dry_run_removes_nothing(cli):

@@ -13,7 +13,8 @@ store, another user the temporary directory):
   (``fsops.write_file_durably``): the verification record, the schedule state.
 
 ``<start>`` is the process's start time (clock ticks since boot), so a recycled pid is
-not taken for the process that made the name.  A restore's staging area and journal
+not taken for the process that made the name.  A name from before owners were recorded
+counts as stale once it is an hour old.  A restore's staging area and journal
 temporaries belong to its journal, which recovery handles (``restore.swap``).
 
 ``find`` lists what is there (``doctor`` shows it, touching nothing); ``sweep`` removes
@@ -26,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,10 +72,19 @@ def classify(name: str) -> tuple[str, int | None, int | None] | None:
     return None
 
 
-def owner_gone(pid: int | None, start: int | None) -> bool:
-    """Whether the process that made a name has ended (a name without one: yes)."""
+# A name without an owner (made before names carried one) is taken for stale once it is
+# this old: an older poppoarc may still be running beside this one and using it.
+UNOWNED_AFTER = 3600
+
+
+def owner_gone(pid: int | None, start: int | None, path: Path | None = None) -> bool:
+    """Whether the process that made a name has ended; for a name without an owner,
+    whether ``path`` was last changed ``UNOWNED_AFTER`` seconds ago or more."""
     if pid is None:
-        return True
+        try:
+            return time.time() - os.lstat(path).st_mtime >= UNOWNED_AFTER
+        except (OSError, TypeError):
+            return False
     return not process_is_alive(pid, start or None)
 
 
@@ -90,7 +101,8 @@ def find(directories) -> list[Leftover]:
         for name in names:
             kind = classify(name)
             if kind is not None:
-                found.append(Leftover(Path(directory) / name, kind[0], owner_gone(*kind[1:])))
+                path = Path(directory) / name
+                found.append(Leftover(path, kind[0], owner_gone(*kind[1:], path)))
     return found
 
 

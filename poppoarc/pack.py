@@ -29,6 +29,7 @@ from .format import head as headfmt
 from .format.entry import CHUNK_SIZE
 from .format.manifest import (ENCRYPTION_SCHEME, MAX_WARNING_CHARS, MAX_WARNINGS_IN_HEAD,
                               new_archive_id)
+from .format.note import note_member
 from .format.writer import DEFAULT_LEVEL, BodyWriter, finish_archive
 from .lock import InstallationLock
 from .pack_databases import SnapshotSession
@@ -228,7 +229,9 @@ def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
         head_size = _head_size(settings.root, result.databases, references)
         result.entries = None       # the job holds the walk's records now
         writer = BodyWriter(upload, head_size, level=level, threads=threads)
-        job.write_body(writer, env_doc, now)
+        note = note_member(archive_id, parent.reference(), int(now.timestamp())) \
+            if parent is not None else None
+        job.write_body(writer, env_doc, now, note)
         fields = {
             "version": installation_version(settings.root),
             "tool": {"name": "poppoarc", "version": __version__},

@@ -77,10 +77,14 @@ class PackJob(DatabaseSteps, HelperSteps):
         self._links: dict[tuple[int, int], IndexEntry] = {}
         self._checks: list = []         # (manifest record, future of its DatabaseFacts)
 
-    def write_body(self, writer: BodyWriter, env_doc: dict, now: datetime) -> None:
+    def write_body(self, writer: BodyWriter, env_doc: dict, now: datetime,
+                   note: bytes | None = None) -> None:
+        """``note``: an incremental's first member (format.note), before everything else."""
         if self.progress:               # the total is known before the databases are copied
             self.progress(0, self.bytes_total, None)
         groups, self.entries = self.entries, None
+        if note is not None:
+            writer.add_member(note)
         for entry in groups.take(None):     # shared parents: a frame group of their own
             self._write(writer, entry)
         writer.end_frame()                  # (nothing at all when there are none)

@@ -15,6 +15,7 @@ from poppoarc.crypto import signing
 from poppoarc.format import tarheader
 from poppoarc.format.entry import IndexEntry
 from poppoarc.format.manifest import new_archive_id
+from poppoarc.format.note import note_member
 from poppoarc.format.reader import expected_header
 from poppoarc.format.writer import BodyWriter, finish_archive
 
@@ -29,12 +30,14 @@ def entry(path, kind="file", data=b"", target="state", mode=None, link=None) -> 
 
 
 def craft(store: Path, key_dir: Path, members: list[tuple], *, extra_body: bytes = b"",
-          header_hook=None, now: datetime | None = None, **manifest) -> Path:
+          header_hook=None, now: datetime | None = None, note: bytes | None = None,
+          **manifest) -> Path:
     """An archive of ``members`` [(IndexEntry, data)] in target ``state``.
 
     ``extra_body`` is fed after the members (smuggled bytes); ``header_hook``
     may replace a member's header bytes; ``now`` sets the creation time and
-    ``manifest`` overrides manifest fields (type, incremental, parent, ...).
+    ``manifest`` overrides manifest fields (type, incremental, parent, ...); ``note``
+    replaces the member an incremental's body opens with (§12.8; ``b""``: none).
     """
     key, _ = signing.load_or_generate(key_dir)
     now = now or datetime.now(timezone.utc)
@@ -43,6 +46,10 @@ def craft(store: Path, key_dir: Path, members: list[tuple], *, extra_body: bytes
     path = store / f"{archive_id}.poppo.tar.zst"
     with open(path, "w+b") as handle:
         writer = BodyWriter(handle, 8192, threads=0)
+        if note is None and manifest.get("incremental"):    # its body opens with it (§12.8)
+            note = note_member(archive_id, {"depth": 1, **manifest["parent"]},
+                               int(now.timestamp()))
+        writer.add_member(note or b"")
         for record, data in members:
             header = _header(record)
             if header_hook:

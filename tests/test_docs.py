@@ -55,3 +55,25 @@ def test_quick_start_is_two_commands():
     block = section("Quick start").split("```sh\n")[1].split("```")[0]
     commands = [line for line in block.splitlines() if line.strip()]
     assert [c.split()[:2] for c in commands] == [["make", "demo"], ["make", "test"]]
+
+
+def test_the_tar_how_to_tells_an_incremental_from_a_full_archive(cli, installation):
+    """The how-to's first commands, run as written on a full and an incremental archive:
+    only the incremental's listing shows the note, and the note says how to restore it."""
+    import subprocess
+
+    block = section("How-to: inspect an archive with standard `tar`").split("```sh\n")[1]
+    first = [line for line in block.split("```")[0].splitlines() if line.strip()][:3]
+    assert first[0].startswith("A=") and "README" in first[2]
+    full = cli.pack("--full")
+    incremental = cli.pack("--incremental")
+    outputs = {}
+    for archive in (full, incremental):
+        path = next(cli.store.glob(archive["id"] + "*"))
+        script = "\n".join([f"A={path}", *first[1:]])
+        outputs[archive["id"]] = subprocess.run(["bash", "-c", script], capture_output=True,
+                                                text=True).stdout
+    assert ".poppoarc/README" not in outputs[full["id"]]
+    shown = outputs[incremental["id"]]
+    assert ".poppoarc/README" in shown and "THIS IS AN INCREMENTAL POPPOARC ARCHIVE" in shown
+    assert f"poppoarc unpack {incremental['id']}" in shown

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from tests.rebuild import rebuild
 
 VECTORS = Path(__file__).resolve().parent.parent / "fixtures" / "vectors"
 VECTOR_TIME = 1750334400            # 2025-06-19T12:00:00.000Z, the vectors' manifest time
+CHAIN1 = "backup-2025-06-20T12-00-00-000Z-chain1.poppo.tar.zst"
 
 
 def decompressed(path: Path, start: int, end: int | None = None) -> bytes:
@@ -259,3 +261,65 @@ def test_the_vectors_follow_the_writer_rules_they_illustrate(index):
     for record in records:
         if record["type"] in ("file", "hardlink"):
             assert ("sha256" in record) == (record["size"] >= 65536 or bool(record.get("sqlite")))
+
+
+def _read_alone(path: Path, key_home: Path) -> None:
+    """Every check of one archive's own bytes (§7 steps 1-9), without its chain."""
+    from poppoarc.crypto import signing
+    from poppoarc.format import reader
+
+    pinned = signing.trusted_keys(key_home, [])
+    with open(path, "rb") as handle:
+        head = reader.open_trusted(handle, pinned, path)
+        index = reader.read_index(handle, head, path)
+        reader.read_body(handle, head, index.entries, path, reader.MemberSink())
+
+
+@pytest.mark.parametrize("case", ["good", "altered", "missing", "in-a-full-archive"])
+def test_an_incremental_opens_with_its_note_and_nothing_else_does(case, tmp_path, key_home):
+    """§12.8: the note's bytes are a function of the manifest; a reader compares them."""
+    from poppoarc.format.note import note_member
+
+    members = [entry("state", "dir"), entry("state/a.json", data=b"{}\n")]
+    parent = {"id": "backup-2025-06-19T12-00-00-000Z-abc123", "manifest_sha256": "0" * 64,
+              "depth": 1}
+    stranger = note_member("backup-2025-06-19T12-00-00-000Z-zzzzzz", parent, 0)
+    note = {"good": None, "altered": stranger, "missing": b"", "in-a-full-archive": stranger}[case]
+    chained = {} if case == "in-a-full-archive" else {"incremental": True, "parent": parent}
+    path = craft(tmp_path / "store", key_home, members, note=note, **chained)
+    if case == "good":
+        _read_alone(path, key_home)
+        layout = manifest_of(path)["layout"]
+        first = fields(decompressed(path, layout["body_offset"], layout["index_offset"])[:512])
+        assert (first["name"], first["mode"], first["uid"]) == (
+            b".poppoarc/README", b"0000644\0", b"0000000\0")
+        return
+    with pytest.raises(CorruptArchive, match="note|tar header differs"):
+        _read_alone(path, key_home)
+
+
+def test_plain_tar_lists_the_note_right_after_the_manifest():
+    """The point of §12.8: `tar -tvf` shows what kind of archive this is, and the text says
+    how to restore it."""
+    listed = subprocess.run(["tar", "--zstd", "-tf", str(VECTORS / CHAIN1)], capture_output=True,
+                            text=True, check=True).stdout.splitlines()
+    assert listed[:3] == [".poppoarc/manifest.json", ".poppoarc/manifest.sig", ".poppoarc/README"]
+    out = subprocess.run(["tar", "--zstd", "-xOf", str(VECTORS / CHAIN1), ".poppoarc/README"],
+                         capture_output=True, check=True).stdout.decode()
+    assert out.startswith("THIS IS AN INCREMENTAL POPPOARC ARCHIVE: "
+                          "backup-2025-06-20T12-00-00-000Z-chain1\n")
+    assert "poppoarc unpack backup-2025-06-20T12-00-00-000Z-chain1" in out
+    listed = subprocess.run(["tar", "--zstd", "-tf", str(VECTORS / "minimal.poppo.tar.zst")],
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    assert ".poppoarc/README" not in listed
+
+
+def test_the_spec_gives_the_notes_text_exactly():
+    from poppoarc.format.note import note_text
+
+    spec = (VECTORS.parent.parent / "spec" / "FORMAT.md").read_text()
+    template = spec.split("<!-- incremental-note:begin -->\n```text\n")[1].split("```\n")[0]
+    parent = {"id": "backup-2025-06-19T12-00-00-000Z-chain0", "depth": 1}
+    expected = template.replace("{id}", "backup-2025-06-20T12-00-00-000Z-chain1").replace(
+        "{parent}", parent["id"]).replace("{depth}", "1")
+    assert note_text("backup-2025-06-20T12-00-00-000Z-chain1", parent) == expected.encode()

@@ -35,6 +35,7 @@ from .head import (
 )
 from .entry import IndexEntry
 from .manifest import DELTA_PREFIX, decode_index, timestamp_seconds, validate_manifest
+from .note import note_member
 from .records import IndexRecords
 from .sealed import Bundle, read_sealed
 
@@ -193,6 +194,9 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
     # decompressed on a thread of its own while this one hashes and hands content on
     with FrameStream(source, layout["body_offset"], layout["index_offset"], path, body_hash,
                      ahead=True) as stream:
+        if manifest["incremental"]:     # its note, before any record's member (§12.8)
+            expect(stream, note_member(manifest["id"], manifest["parent"], seconds),
+                   "the incremental's note (.poppoarc/README)", path)
         done = unchecked = 0
         bundle: Bundle | None = None
         for position, entry in enumerate(entries):

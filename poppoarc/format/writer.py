@@ -152,6 +152,11 @@ class BodyWriter(SealingMixin):
         self._feed(tarheader.member_header(path, kind, mode=mode, uid=uid, gid=gid,
                                            mtime=mtime_ns // 10**9, linkname=target))
 
+    def add_member(self, member: bytes) -> None:
+        """A whole member (header, content, padding) that belongs to no index record."""
+        self._drain()
+        self._feed(member)
+
     def add_bytes(self, path: str, data: bytes, mode: int, mtime_ns: int) -> str | None:
         """A member whose content poppoarc generated; returns its SHA-256 if it needs one."""
         self._drain()

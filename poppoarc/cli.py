@@ -52,7 +52,8 @@ Options:
   --version        Show the version.
 
 Exit codes: 0 success, 1 success with warnings, 2 usage error, 3-49 errors
-(see the table in README.md), 7 doctor found a problem, 130 interrupted.
+(see the table in README.md), 7 doctor found a problem, 70 internal error (a bug:
+the traceback is in the log file named on stderr), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ from docopt import DocoptExit, docopt
 from . import __version__, doctor
 from .config import resolve
 from .crypto import recipients, signing
-from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_WARNING, ConfigError,
-                     PoppoarcError, UsageError, as_space_error)
+from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_WARNING,
+                     ConfigError, PoppoarcError, UsageError, as_space_error)
 from .inspection import inspect, list_archives, verify
 from .pack import pack
 from .policy.prune import prune
@@ -80,7 +81,7 @@ from .policy.service import Scheduler, clock_from_env
 from .transfer import copy_archive
 from .restore.unpack import recover_if_needed, unpack
 from .snapshot.catalogue import parse_target_list
-from .ui import i18n, render
+from .ui import crash, i18n, render
 from .ui.i18n import _
 from .ui.output import Output
 from .ui.text import human_size
@@ -102,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     except (PoppoarcError, OSError) as exc:
         # a full disk or quota is exit 23 wherever it happened (InsufficientSpace)
         exc = as_space_error(exc) or exc
-        if not isinstance(exc, PoppoarcError):
-            raise
+        if not isinstance(exc, PoppoarcError):      # an OSError nobody expected: a bug
+            return internal_error(exc, out, ["poppoarc",
+                                             *(sys.argv[1:] if argv is None else argv)])
         if out.as_json:
             out.json({"error": {"type": type(exc).__name__, "message": str(exc),
                                 "exit_code": exc.exit_code}}, "error")
@@ -112,6 +114,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(_("poppoarc: interrupted"), file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:    # a bug: its own exit code, the traceback in a log file
+        return internal_error(exc, out, ["poppoarc", *(sys.argv[1:] if argv is None else argv)])
+
+
+def internal_error(exc: Exception, out: Output, argv: list[str]) -> int:
+    """One line on stderr naming the log that holds the traceback; exit 70 (never 1,
+    which a scheduler may accept as "success with warnings")."""
+    log = crash.write_crash_log(exc, argv, __version__)
+    where = _("traceback in {log}").format(log=log) if log else _("no log could be written")
+    message = _("internal error ({error}); {where}; please report it").format(
+        error=crash.one_line(exc), where=where)
+    if out.as_json:
+        try:
+            out.json({"error": {"type": "InternalError", "message": message,
+                                "exit_code": EXIT_INTERNAL}}, "error")
+        except Exception:       # stdout itself may be what failed
+            pass
+    out.error(message)
+    return EXIT_INTERNAL
 
 
 def dispatch(args: dict, out: Output) -> int:
@@ -334,7 +355,7 @@ def cmd_schedule(settings, args, out: Output) -> int:
                   "time": datetime.now(timezone.utc).isoformat()}, "schedule")
     failed = [r for r in records if not r.ok]
     if args["--once"] and failed:
-        return getattr(failed[-1].error, "exit_code", 9)
+        return getattr(failed[-1].error, "exit_code", EXIT_INTERNAL)
     if args["--once"] and any(r.warnings or r.checks for r in records):
         return EXIT_WARNING
     # The service itself stopped as asked: failed runs were logged and notified.

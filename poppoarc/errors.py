@@ -12,6 +12,7 @@ that code.  Ranges (after borg):
     20-29    source installation and store
     30-39    restore
     40-49    cryptography and keys
+    70       internal error: a bug (sysexits' EX_SOFTWARE); the traceback goes to a log
     130      interrupted (SIGINT)
 
 Warnings are not raised: library code appends them to a ``Warnings`` list and
@@ -27,6 +28,7 @@ EXIT_OK = 0
 EXIT_WARNING = 1
 EXIT_USAGE = 2
 EXIT_PROBLEMS = 7          # doctor: at least one check failed
+EXIT_INTERNAL = 70         # an unexpected exception (ui/crash.py writes its traceback)
 EXIT_INTERRUPTED = 130
 
 

@@ -152,3 +152,37 @@ def test_no_traceback_for_unreadable_root(tmp_path):
     result = run_poppoarc("--root", str(tmp_path / "missing"), "list")
     assert result.returncode == 3 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_a_bug_exits_70_with_one_line_naming_the_log_of_its_traceback(cli, key_home, monkeypatch):
+    """A crash is not "success with warnings" (1): a scheduler must see it fail."""
+    from poppoarc import cli as cli_module
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug\nover two lines")
+
+    monkeypatch.setattr(cli_module, "list_archives", broken)
+    code, out, err = cli("list")
+    assert code == 70, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "ZeroDivisionError: a bug over two lines" in err
+    log = Path(re.search(r"traceback in (\S+);", err).group(1))
+    assert log.parent == key_home / "logs" and log.stat().st_mode & 0o077 == 0
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "in broken" in text and "list" in text
+    code, document = cli.json("list")
+    assert code == 70 and document["error"]["type"] == "InternalError"
+    assert document["error"]["exit_code"] == 70
+
+
+def test_a_bug_in_the_real_entry_point_exits_70(tmp_path, key_home):
+    """In a process of its own, as the console script runs it: the exit status itself."""
+    boom = tmp_path / "boom.py"
+    boom.write_text("import poppoarc.cli as c\n"
+                    "def f(*a, **k):\n    raise KeyError('x')\n"
+                    "c.list_archives = f\nraise SystemExit(c.main(['--root', %r, 'list']))\n"
+                    % str(tmp_path))
+    result = subprocess.run([sys.executable, str(boom)], capture_output=True, text=True,
+                            env={**os.environ, "POPPOARC_HOME": str(key_home)})
+    assert result.returncode == 70 and result.stderr.count("\n") == 1, result.stderr
+    assert list((key_home / "logs").glob("poppoarc-crash-*.log"))

@@ -66,6 +66,8 @@ def load_json_file(path: Path) -> object:
         raise ConfigError(f"cannot read: {exc.strerror}", path=path) from None
     try:
         return json.loads(text)
+    except RecursionError:
+        raise ConfigError("invalid JSON: nested too deeply to read", path=path) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",

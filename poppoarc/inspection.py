@@ -18,9 +18,10 @@ from pathlib import Path
 from .config import Settings
 from .crypto import recipients, signing
 from .crypto.sealer import Sealer
-from .errors import ArchiveError, CorruptArchive, PoppoarcError, Warnings
+from .errors import ArchiveError, CorruptArchive, PoppoarcError, UntrustedSigner, Warnings
 from .format import reader
-from .format.entry import IndexEntry
+from .format.entry import ID_PATTERN, IndexEntry
+from .format.fields import MAX_TEXT, TIMESTAMP_PATTERN
 from .restore import chain
 from .snapshot.sqlite import BackgroundChecks
 from .store import Store, StoredArchive, leftovers, open_store, verified
@@ -74,38 +75,64 @@ def list_archives(settings: Settings, store: Store | None = None) -> list[ListRo
     return rows
 
 
+def _claimed(manifest: dict) -> dict:
+    """What an unauthenticated head says about itself, for a row of ``list`` (an untrusted
+    or damaged archive is still listed): only values of the right type and shape."""
+    def text(key: str, pattern=None) -> str | None:
+        value = manifest.get(key)
+        if not isinstance(value, str) or len(value) > MAX_TEXT \
+                or (pattern is not None and not pattern.match(value)):
+            return None
+        return value
+
+    parent = manifest.get("parent")
+    parent_id = parent.get("id") if isinstance(parent, dict) else None
+    return {"timestamp": text("timestamp", TIMESTAMP_PATTERN), "type": text("type"),
+            "name": text("name"),
+            "incremental": manifest.get("incremental") is True,
+            "parent": parent_id if isinstance(parent_id, str) and ID_PATTERN.match(parent_id)
+            else None,
+            "checksum": text("checksum"), "encrypted": manifest.get("encryption") is not None,
+            "databases": _claimed_databases(manifest)}
+
+
+def _claimed_databases(manifest: dict) -> list[str] | None:
+    """The database paths a head lists (for doctor); None when it is sealed or has none."""
+    targets, databases = manifest.get("targets"), manifest.get("databases")
+    sealed = isinstance(manifest.get("encryption"), dict) \
+        and manifest["encryption"].get("scope") == "archive"
+    if not (isinstance(targets, dict) and "database" in targets and not sealed
+            and isinstance(databases, list)):
+        return None
+    return [d["path"] for d in databases if isinstance(d, dict) and isinstance(d.get("path"), str)]
+
+
 def _list_row(store: Store, archive: StoredArchive, pinned: dict[str, bytes]) -> ListRow:
+    """One archive's row from its head alone.  Never raises: whatever a file in the store
+    holds, it is a row marked damaged, and the listing (and every command that lists:
+    pack's parent search, prune, doctor) goes on."""
     path = archive.where
     try:
         with store.open(archive) as source:
             raw = reader.read_head(source, path)
             manifest = raw.manifest
-            row = ListRow(archive.id, path, source.size(), manifest.get("timestamp"),
-                          manifest.get("type"), manifest.get("name"),
-                          bool(manifest.get("incremental")), checksum=manifest.get("checksum"),
-                          encrypted=manifest.get("encryption") is not None)
-            parent = manifest.get("parent")
-            if isinstance(parent, dict) and isinstance(parent.get("id"), str):
-                row.parent = parent["id"]
-            targets, databases = manifest.get("targets"), manifest.get("databases")
-            sealed = isinstance(manifest.get("encryption"), dict) \
-                and manifest["encryption"].get("scope") == "archive"
-            if isinstance(targets, dict) and "database" in targets and not sealed \
-                    and isinstance(databases, list):
-                row.databases = [d["path"] for d in databases
-                                 if isinstance(d, dict) and isinstance(d.get("path"), str)]
+            row = ListRow(archive.id, path, source.size(), **_claimed(manifest))
             try:
                 head = reader.authenticate(raw, pinned, path)
                 row.signer = head.signer
                 reader.check_length(source, manifest, path)
             except ArchiveError as exc:
-                row.status = "untrusted" if exc.__class__.__name__ == "UntrustedSigner" else "damaged"
+                row.status = "untrusted" if isinstance(exc, UntrustedSigner) else "damaged"
                 row.problem = str(exc)
             if manifest.get("id") != archive.id and row.status == "ok":
                 row.status, row.problem = "damaged", f"file name does not match archive id {manifest.get('id')}"
             return row
     except (PoppoarcError, OSError) as exc:
         return ListRow(archive.id, path, archive.size or 0, status="damaged", problem=str(exc))
+    except Exception as exc:    # a bug met on a hostile file: named in the row, not fatal
+        return ListRow(archive.id, path, archive.size or 0, status="damaged",
+                       problem=f"{path}: cannot read head (internal error {type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())[:200]})")
 
 
 def find_archive(settings: Settings, reference: str) -> tuple[Store, StoredArchive]:

@@ -35,6 +35,7 @@ from .lock import InstallationLock
 from .pack_databases import SnapshotSession
 from .pack_job import PackJob
 from .pack_subtree import SubtreeHelper, walk_installation
+from .restore.fsops import read_small_file
 from .snapshot import sqlite as sqlite_snapshot
 from .snapshot.catalogue import build_catalogue
 from .snapshot.certs import describe_reference
@@ -80,9 +81,9 @@ class PackResult:
 def installation_version(root: Path) -> str | None:
     """The app version from ``.poppo/config.json`` or ``package.json``, if any."""
     for candidate in (root / ".poppo" / "config.json", root / "package.json"):
-        try:
-            value = json.loads(candidate.read_text(encoding="utf-8")).get("version")
-        except (OSError, ValueError, AttributeError):
+        try:    # the app's file, maybe just restored from an archive: bounded, any shape
+            value = json.loads(read_small_file(candidate, 16 << 20)).get("version")
+        except (OSError, ValueError, AttributeError, RecursionError):
             continue
         if isinstance(value, str):
             return value

@@ -50,27 +50,34 @@ class Sealer:
         pieces.append(compressor.flush(ZstdCompressor.FLUSH_FRAME))
         return segments.seal(self.data_key, self.archive_id, entry, chunk, b"".join(pieces))
 
-    def open_to_file(self, entry: int, chunk: int, sealed: bytes, out, limit: int) -> int:
-        """Decrypt, then decompress into the binary file ``out``, at most ``limit`` bytes;
-        returns how many.  The plaintext never sits in memory whole."""
-        compressed = segments.open_sealed(self.data_key, self.archive_id, entry, chunk, sealed)
-        del sealed
+    def open_to_file(self, entry: int, chunk: int, read, length: int, out, limit: int) -> int:
+        """Decrypt the object of ``length`` bytes that ``read(n)`` gives, segment by
+        segment, and decompress it into the binary file ``out``, at most ``limit``
+        bytes (more is an error); returns how many.  Neither the object nor its
+        plaintext sits in memory whole: an encrypted index may be large."""
         decompressor = ZstdDecompressor(option={DParameter.windowLogMax: 27})
         written = 0
         try:
-            while True:
-                piece = decompressor.decompress(compressed, max_length=1 << 20)
-                compressed = b""
-                written += len(piece)
-                if written > limit:
-                    raise segments.SegmentError("sealed chunk inflates beyond its limit")
-                out.write(piece)
-                if decompressor.eof or (not piece and decompressor.needs_input):
-                    break
+            for compressed in segments.open_stream(self.data_key, self.archive_id, entry, chunk,
+                                                   read, length):
+                while True:
+                    if decompressor.eof:
+                        if compressed or decompressor.unused_data:
+                            raise segments.SegmentError("sealed object has trailing data")
+                        break
+                    piece = decompressor.decompress(compressed, max_length=1 << 20)
+                    compressed = b""
+                    written += len(piece)
+                    if written > limit:
+                        raise segments.SegmentError(
+                            f"sealed object inflates beyond its limit of {limit} bytes")
+                    out.write(piece)
+                    if not piece and decompressor.needs_input:
+                        break
         except ZstdError as exc:
-            raise segments.SegmentError(f"sealed chunk does not decompress ({exc})") from None
+            raise segments.SegmentError(f"sealed object does not decompress ({exc})") from None
         if not decompressor.eof or decompressor.unused_data:
-            raise segments.SegmentError("sealed chunk is cut short or has trailing data")
+            raise segments.SegmentError("sealed object is cut short or has trailing data")
         return written
 
     def open_chunk(self, entry: int, chunk: int, sealed: bytes, expected: int | None,

@@ -91,23 +91,37 @@ def seal(data_key: bytes, archive_id: str, entry: int, chunk: int, plaintext: by
 
 def open_sealed(data_key: bytes, archive_id: str, entry: int, chunk: int, sealed: bytes) -> bytes:
     """Decrypt and authenticate one whole object, or raise SegmentError."""
-    if len(sealed) < HEADER + TAG:
+    view = memoryview(sealed)
+    position = 0
+
+    def read(size: int) -> bytes:
+        nonlocal position
+        position += size
+        return bytes(view[position - size:position])
+
+    return b"".join(open_stream(data_key, archive_id, entry, chunk, read, len(sealed)))
+
+
+def open_stream(data_key: bytes, archive_id: str, entry: int, chunk: int, read, length: int):
+    """The plaintext of an object of ``length`` bytes read with ``read(n)``, one segment
+    at a time: each is authenticated before it is yielded, and a dropped, reordered or
+    cut segment fails (the counter and the last-segment flag are in the nonce), but the
+    object is only known whole when the last segment was yielded."""
+    if length < HEADER + TAG:
         raise SegmentError("sealed object shorter than its header and one tag")
-    header = sealed[:HEADER]
-    if header[:4] != MAGIC or header[4] != AEAD_AES_256_GCM or header[5] != SEGMENT_LOG2 \
-            or header[6:8] != b"\x00\x00":
+    header = read(HEADER)
+    if len(header) != HEADER or header[:4] != MAGIC or header[4] != AEAD_AES_256_GCM \
+            or header[5] != SEGMENT_LOG2 or header[6:8] != b"\x00\x00":
         raise SegmentError("sealed object header is not poppoarc/1 AES-256-GCM with 64 KiB segments")
-    length = plaintext_size(len(sealed))
-    count = segment_count(length)
+    plaintext = plaintext_size(length)
+    count = segment_count(plaintext)
     aead = AESGCM(object_key(data_key, header[8:], archive_id, entry, chunk))
-    out = []
-    position = HEADER
     for index in range(count):
-        size = min(SEGMENT, length - index * SEGMENT) + TAG
+        size = min(SEGMENT, plaintext - index * SEGMENT) + TAG
+        piece = read(size)
+        if len(piece) != size:
+            raise SegmentError("sealed object is cut short")
         try:
-            out.append(aead.decrypt(_nonce(index, index == count - 1),
-                                    sealed[position:position + size], header))
+            yield aead.decrypt(_nonce(index, index == count - 1), piece, header)
         except InvalidTag:
             raise SegmentError(f"segment {index} fails authentication") from None
-        position += size
-    return b"".join(out)

@@ -11,8 +11,10 @@ size, timestamp), a reader re-encodes it and compares every byte.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from dataclasses import dataclass
+from itertools import accumulate
 
 from ..errors import ForeignArchive, TamperedArchive, TruncatedArchive, UnsupportedFormat
 from . import tarheader
@@ -63,8 +65,36 @@ def _no_duplicates(pairs):
     return result
 
 
+# Every JSON document a reader parses before (or without) trusting it is bounded first
+# (spec/FORMAT.md §7.1): in bytes by where it sits (the head, one index line), and in
+# nesting here.  The deepest valid document is an encrypted index's header line (5 levels:
+# sealed_manifest, databases, a database, its tables); a parser that recurses would
+# otherwise meet a hostile 10,000-level array before any signature is checked.
+MAX_JSON_DEPTH = 8
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def json_depth(data: bytes) -> int:
+    """How deeply arrays and objects nest in the JSON text ``data`` (brackets inside
+    strings do not count).  Linear in ``len(data)``, recursion-free: safe on any input."""
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    if not brackets:
+        return 0
+    return max(accumulate(1 if c in b"[{" else -1 for c in brackets))
+
+
+def check_json_depth(data: bytes, limit: int = MAX_JSON_DEPTH) -> None:
+    """Raise ValueError when ``data`` nests deeper than ``limit``; cheap for the common
+    case (a line with few brackets cannot nest deeply)."""
+    if data.count(b"[") + data.count(b"{") > limit and json_depth(data) > limit:
+        raise ValueError(f"JSON nests deeper than {limit} levels")
+
+
 def strict_loads(data: bytes) -> object:
-    """Parse canonical JSON; anything non-canonical raises ValueError."""
+    """Parse canonical JSON; anything non-canonical, or nested deeper than
+    ``MAX_JSON_DEPTH``, raises ValueError."""
+    check_json_depth(data)
     value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates,
                        parse_constant=reject_constant, parse_float=reject_float)
     if canonical_json(value) != data:

@@ -28,7 +28,7 @@ import tempfile
 from dataclasses import dataclass
 
 from .. import helper_process
-from .records import CHUNK, read_chunks, write_chunk
+from .records import CHUNK, MAX_INDEX_LINE, bounded_lines, read_chunks, write_chunk
 
 # Below this many bytes of index lines (~20,000 records) a process costs more than it
 # saves: its start (~40 ms) is the time of ~4,000 records.
@@ -111,13 +111,15 @@ def lines_until(spool, helper: IndexHelper | None):
     """``spool``'s lines up to where the helper's part starts (all of them without one);
     the file is left at that offset."""
     if helper is None:
-        yield from spool
+        yield from bounded_lines(spool)
         return
     position, stop = spool.tell(), helper.split
     while position < stop:
-        line = spool.readline()
+        line = spool.readline(MAX_INDEX_LINE + 1)
         if not line:
             return
+        if len(line) > MAX_INDEX_LINE:
+            raise ValueError(f"index line longer than {MAX_INDEX_LINE} bytes")
         position += len(line)
         yield line
 
@@ -162,6 +164,8 @@ def _lines(fd: int, offset: int):
         offset += len(block)
         lines = (rest + block).split(b"\n")
         rest = lines.pop()
+        if len(rest) > MAX_INDEX_LINE:
+            raise ValueError("index line too long")     # the reader names it
         for line in lines:
             yield line + b"\n"
     if rest:

@@ -16,10 +16,11 @@ from datetime import datetime, timezone
 
 from ..errors import CorruptArchive
 from . import index_helper
+from .fields import field_problem, sealable_problem
 from .head import FORMAT, canonical_json, strict_loads
 from .entry import CHUNK_SIZE, ID_PATTERN, SHA256_HEX, IndexEntry, check_entry, is_int
 from .order import PathRules
-from .records import IndexRecords, encode_entry, strict_record
+from .records import MAX_INDEX_LINE, IndexRecords, bounded_lines, encode_entry, strict_record
 from .summary import Tally
 
 INDEX_FORMAT = "poppoarc-index/1"
@@ -82,13 +83,18 @@ def validate_manifest(manifest: dict, path: object) -> None:
                              path=path)
     if manifest["format"] != FORMAT:        # a string naming another format never gets here
         raise CorruptArchive(f"manifest format {manifest['format']!r} is malformed", path=path)
-    match = ID_PATTERN.match(str(manifest["id"]))
+    match = ID_PATTERN.match(manifest["id"]) if isinstance(manifest["id"], str) else None
     if not match:
         raise CorruptArchive(f"manifest id {manifest['id']!r} is malformed", path=path)
-    timestamp = str(manifest["timestamp"])
-    if "backup-" + timestamp.replace(":", "-").replace(".", "-") != "backup-" + match.group(1):
+    timestamp = manifest["timestamp"]
+    if not isinstance(timestamp, str) \
+            or "backup-" + timestamp.replace(":", "-").replace(".", "-") != "backup-" + match.group(1):
         raise CorruptArchive("manifest timestamp does not match the archive id", path=path)
-    if manifest["type"] not in ARCHIVE_TYPES:
+    try:
+        timestamp_seconds(timestamp)
+    except ValueError:
+        raise CorruptArchive(f"manifest timestamp {timestamp!r} is not a time", path=path) from None
+    if not isinstance(manifest["type"], str) or manifest["type"] not in ARCHIVE_TYPES:
         raise CorruptArchive(f"unknown archive type {manifest['type']!r}", path=path)
     _check_parent(manifest, path)
     layout = manifest["layout"]
@@ -112,6 +118,9 @@ def validate_manifest(manifest: dict, path: object) -> None:
         # imported here: a pack's helper process (pack_helper) needs no cryptography (memory)
         from ..crypto.recipients import check_stanzas
         check_stanzas(encryption["recipients"], path)
+    problem = field_problem(manifest)
+    if problem:
+        raise CorruptArchive(f"manifest {problem}", path=path)
 
 
 PARENT_KEYS = {"id", "manifest_sha256", "depth"}
@@ -176,7 +185,7 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
         spool = data
     spool.seek(0)
     try:
-        line = spool.readline()
+        line = spool.readline(MAX_INDEX_LINE + 1)
         if not line.endswith(b"\n"):
             raise CorruptArchive("index does not end with a newline", path=path)
         header = strict_loads(line[:-1])
@@ -185,9 +194,13 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
                 or header["format"] != INDEX_FORMAT or header["archive_id"] != archive_id \
                 or (sealed_manifest is None) == sealed:
             raise ValueError("index header does not match the archive")
-        if sealed and (not isinstance(sealed_manifest, dict)
-                       or set(sealed_manifest) != set(SEALED_MANIFEST_KEYS)):
-            raise ValueError("sealed manifest fields are malformed")
+        if sealed:
+            if not isinstance(sealed_manifest, dict) \
+                    or set(sealed_manifest) != set(SEALED_MANIFEST_KEYS):
+                raise ValueError("sealed manifest fields are malformed")
+            problem = sealable_problem(sealed_manifest)
+            if problem:
+                raise ValueError(f"sealed manifest: {problem}")
         records = IndexRecords(IndexEntry, _FIELDS)
         records.tally = Tally()         # what the manifest must say about the records (§5.2)
         rules = PathRules()
@@ -204,7 +217,8 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
                     rules.add(*call)
                 hardlinks = hardlinks or part.hardlinks
             elif helper is not None:    # it failed, or found a fault: the rest is read here
-                hardlinks = decode_lines(spool, records, rules, incremental, path) or hardlinks
+                hardlinks = decode_lines(bounded_lines(spool), records, rules, incremental,
+                                         path) or hardlinks
         finally:
             if helper is not None:
                 helper.close()
@@ -217,7 +231,7 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
         del rules
         if hardlinks:
             _check_hardlinks(records)
-    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as exc:
         raise CorruptArchive(f"index is malformed: {exc}", path=path) from None
     return records, sealed_manifest
 

@@ -149,12 +149,14 @@ def read_index(handle, head: TrustedHead, path: object, sealer=None,
         if sealer is None:
             return Index(None)
         data.seek(0)
-        sealed_bytes, data = data.read(), tempfile.TemporaryFile()
-        try:
-            sealer.open_to_file(segments.INDEX_ENTRY, 0, sealed_bytes, data, MAX_INDEX_SIZE)
+        sealed_file, data = data, tempfile.TemporaryFile()
+        try:    # decrypted and inflated as it streams; at most MAX_INDEX_SIZE bytes (§11.4)
+            sealer.open_to_file(segments.INDEX_ENTRY, 0, sealed_file.read, size, data,
+                                MAX_INDEX_SIZE)
         except segments.SegmentError as exc:
             raise CorruptArchive(f"encrypted index: {exc}", path=path) from None
-        del sealed_bytes
+        finally:
+            sealed_file.close()
     entries, sealed_manifest = decode_index(data, manifest["id"], path, sealed=sealed,
                                             incremental=manifest["incremental"],
                                             helper_share=helper_share)

@@ -16,9 +16,26 @@ import shutil
 import tempfile
 from json.encoder import c_make_encoder
 
-from .head import canonical_json, reject_constant, reject_float
+from .head import canonical_json, check_json_depth, reject_constant, reject_float
 
 _text = json.encoder.encode_basestring     # the C escaper json.dumps(ensure_ascii=False) uses
+
+# The longest line a reader takes (spec §5.4): a database's block digests at the writer's
+# bound (131,072 blocks: 2.8 MB of base64) with its delta list fit; so does the sealed
+# member list of a file of up to ~450 GiB.  A reader holds one line at a time.
+MAX_INDEX_LINE = 4 << 20
+
+
+def bounded_lines(handle, limit: int = MAX_INDEX_LINE):
+    """The lines of a binary file from its position, none longer than ``limit`` bytes
+    (ValueError): iterating a file would read a 1 GiB line into memory whole."""
+    while True:
+        line = handle.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit:
+            raise ValueError(f"index line longer than {limit} bytes")
+        yield line
 
 
 def encode_entry(entry) -> bytes:
@@ -90,6 +107,7 @@ def strict_record(line: bytes) -> object:
     """``strict_loads`` for index lines at a third of the cost: no duplicate-key hook, since
     a duplicate key cannot survive the canonical re-encoding (the object comes out shorter),
     and the decoder's and encoder's C parts are called directly."""
+    check_json_depth(line)
     text = line.decode("utf-8")
     try:
         value, end = _scan_record(text, 0)

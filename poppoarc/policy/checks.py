@@ -54,4 +54,6 @@ def pre_backup_checks(settings: Settings) -> list[str]:
             problems.append(f"{rel}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}")
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(f"{rel}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+        except RecursionError:
+            problems.append(f"{rel}: invalid JSON: nested too deeply to read")
     return problems

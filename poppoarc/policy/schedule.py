@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from ..errors import ConfigError, StoreError
-from ..restore.fsops import write_file_durably
+from ..restore.fsops import read_small_file, write_file_durably
 
 FULL, INCREMENTAL = "full", "incremental"
 RUN_TYPES = (FULL, INCREMENTAL)
@@ -240,10 +240,10 @@ def load_state(store: Path) -> tuple[dict, str | None]:
     """The state document and a problem (a damaged file is reported, then replaced)."""
     path = state_path(store)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(read_small_file(path, 16 << 20))
     except FileNotFoundError:
         return {"format": STATE_FORMAT, "entries": {}}, None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         return {"format": STATE_FORMAT, "entries": {}}, f"{path}: unreadable schedule state ({exc}); starting afresh"
     if not isinstance(document, dict) or document.get("format") != STATE_FORMAT \
             or not isinstance(document.get("entries"), dict):

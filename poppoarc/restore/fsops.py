@@ -215,6 +215,20 @@ def sync_filesystem(path: str | os.PathLike) -> None:
     os.sync()
 
 
+def read_small_file(path: str | os.PathLike, limit: int) -> bytes:
+    """A file of poppoarc's own (a journal, a record in the store) that someone else may
+    have replaced: at most ``limit`` bytes, else ValueError, so that no file makes a
+    command hold gigabytes; only regular files (a FIFO would block the read forever)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit} bytes")
+    return data
+
+
 def write_file_durably(path: str | os.PathLike, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves old or new, whole.
 

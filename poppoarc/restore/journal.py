@@ -124,7 +124,7 @@ class Journal:
     def from_json(cls, data: bytes) -> "Journal":
         try:
             doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise JournalError(f"not JSON: {exc}") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise JournalError(f"not a {FORMAT} document")
@@ -183,9 +183,11 @@ def write_journal(root: str | os.PathLike, journal: Journal) -> None:
 def read_journal(root: str | os.PathLike) -> Journal | None:
     """The journal, or None when no restore is unfinished; JournalError if unreadable."""
     try:
-        data = journal_path(root).read_bytes()
+        data = fsops.read_small_file(journal_path(root), 64 << 20)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except (OSError, ValueError) as exc:
+        raise JournalError(f"cannot read: {exc}") from None
     return Journal.from_json(data)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 
 MAX_REFERENCE_BYTES = 1024 * 1024
 
@@ -19,7 +20,10 @@ def describe_reference(path: str, relpath: str) -> dict:
     if os.path.islink(path):
         record["link"] = os.readlink(path)
     try:
-        with open(path, "rb") as handle:
+        # non-blocking: a FIFO named like a certificate would stop the pack forever
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise OSError(0, "not a regular file")
             data = handle.read(MAX_REFERENCE_BYTES + 1)
     except OSError as exc:
         record["kind"] = "unreadable"

@@ -80,6 +80,11 @@ def find_parent(settings, store, *, sealed_whole: bool, warnings: Warnings,
     except PoppoarcError as exc:
         warnings.add(f"incremental: cannot read {choice.id} ({exc}); making a full archive")
         return None
+    except Exception as exc:    # whatever the parent holds, the backup is made (a full one)
+        warnings.add(f"incremental: cannot read {choice.id} (internal error "
+                     f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                     "making a full archive")
+        return None
     if index.entries is None:
         warnings.add(f"incremental: {choice.id} is encrypted and no key here opens its index "
                      "(a public-key-only setup cannot chain); making a full archive")

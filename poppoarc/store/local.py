@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 from ..errors import AmbiguousArchive, ArchiveNotFound, StoreError, write_error
@@ -23,6 +24,21 @@ _TEMP = re.compile(r"\.(?P<id>.+)\.poppo\.tar\.zst\.tmp-(?P<pid>\d+)\Z")
 WRITEBACK_EVERY = 8 << 20
 
 
+
+
+def open_archive_file(path) -> FileSource:
+    """An archive file for reading: only a regular file (a FIFO named like an archive
+    would block every command that lists the store; a device would never end)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ArchiveNotFound("no such archive file", path=path) from None
+    except OSError as exc:
+        raise StoreError(f"cannot open archive: {exc.strerror}", path=path) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StoreError("not a regular file", path=path)
+    return FileSource(os.fdopen(fd, "rb"), path)
 
 
 class LocalStore(Store):
@@ -56,12 +72,7 @@ class LocalStore(Store):
         return self.archive_at(path, path.stat().st_size) if path.is_file() else None
 
     def open(self, archive: StoredArchive) -> FileSource:
-        try:
-            return FileSource(open(archive.key, "rb"), archive.key)
-        except FileNotFoundError:
-            raise ArchiveNotFound("no such archive file", path=archive.key) from None
-        except OSError as exc:
-            raise StoreError(f"cannot open archive: {exc.strerror}", path=archive.key) from None
+        return open_archive_file(archive.key)
 
     def begin(self, archive_id: str) -> "LocalUpload":
         self.ensure()

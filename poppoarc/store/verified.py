@@ -17,10 +17,11 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..restore.fsops import write_file_durably
+from ..restore.fsops import read_small_file, write_file_durably
 
 RECORD_NAME = ".poppoarc-verified.json"
 FORMAT = "poppoarc-verified/1"
+MAX_RECORD_BYTES = 64 << 20     # ~100 bytes an archive: far more archives than any store holds
 
 
 def record_path(store: Path) -> Path:
@@ -30,8 +31,8 @@ def record_path(store: Path) -> Path:
 def load(store: Path) -> dict[str, dict]:
     """Archive id -> {"verified": ISO time, "checksum": "sha256:..."}; {} if none."""
     try:
-        document = json.loads(record_path(store).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        document = json.loads(read_small_file(record_path(store), MAX_RECORD_BYTES))
+    except (OSError, ValueError, RecursionError):     # any damage: the marks are lost, no more
         return {}
     archives = document.get("archives") if isinstance(document, dict) else None
     if not isinstance(archives, dict):

@@ -58,7 +58,7 @@ def test_a_hard_link_to_a_small_file_has_no_digest_either():
     link = IndexEntry("state/link", "state", "hardlink", 0o644, 0, 0, 10**18, 100, None,
                       link=target.path)
     assert [e.sha256 for e in decode(target, link)] == [None, None]
-    with pytest.raises(CorruptArchive, match="same content"):
+    with pytest.raises(CorruptArchive, match="same target and content"):
         decode(target, IndexEntry("state/link", "state", "hardlink", 0o644, 0, 0, 10**18, 100,
                                   SHA, link=target.path))
 

@@ -3,8 +3,8 @@
 Checking one index line costs ~9 µs of Python (canonical JSON, the record's rules, its
 spooled form), so 100,000 records are nearly a second of one core before a verify, a
 restore or an incremental pack can start on the body.  Lines are independent but for
-the rules about paths (``PathRules``: order, no path twice), which follow the records in
-order.  So the helper checks each line of its part as ``decode_lines`` does, writes the
+the index's runs (``PathRules``: where the records' paths stop rising), which follow the
+records in order.  So the helper checks each line of its part as ``decode_lines`` does, writes the
 records it checked in ``IndexRecords``' spool form to a temporary file, and sends back
 the ``PathRules.add`` calls they make (path, target, kind); this process checks the first
 part meanwhile, then appends the helper's records and replays its calls after its own.

@@ -21,6 +21,7 @@ from .head import FORMAT, canonical_json, strict_loads
 from .entry import CHUNK_SIZE, ID_PATTERN, SHA256_HEX, IndexEntry, check_entry, is_int
 from .order import PathRules
 from .records import MAX_INDEX_LINE, IndexRecords, bounded_lines, encode_entry, strict_record
+from .spill import PathTable
 from .summary import Tally
 
 INDEX_FORMAT = "poppoarc-index/1"
@@ -119,7 +120,7 @@ def validate_manifest(manifest: dict, path: object) -> None:
         from ..crypto.recipients import check_stanzas
         check_stanzas(encryption["recipients"], path)
     problem = field_problem(manifest)
-    if problem:
+    if problem:     # signed, so not tampered with: a bad writer or a bad signer
         raise CorruptArchive(f"manifest {problem}", path=path)
 
 
@@ -169,14 +170,16 @@ def write_index(out, archive_id: str, entries, sealed_manifest: dict | None = No
 
 
 def decode_index(data, archive_id: str, path: object, sealed: bool = False,
-                 incremental: bool = False,
-                 helper_share: float | None = None) -> tuple[IndexRecords, dict | None]:
+                 incremental: bool = False, helper_share: float | None = None,
+                 visit=None) -> tuple[IndexRecords, dict | None]:
     """Check the index; its bytes were already matched against the signed hash.
 
     ``data`` is the index's bytes or a binary file holding them (read from its
     start).  Returns the records and, for an encrypted archive, the manifest fields
     that were sealed into the index header.  ``helper_share``: the part of a large
     index's lines a helper process checks (default ``index_helper.HELPER_SHARE``).
+    ``visit(position, record)`` is called for every record in path order once the
+    record passed every rule of this module.
     """
     if isinstance(data, (bytes, bytearray)):
         spool = tempfile.TemporaryFile()
@@ -226,11 +229,16 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
         records.in_index_order = rules.in_index_order()
         if header["entries"] != len(records):
             raise ValueError("index header does not match the archive")
-        # No path twice, and none below a file or a link: writing it would follow the link.
-        rules.finish(records)
-        del rules
-        if hardlinks:
-            _check_hardlinks(records)
+        # No path twice, none below a file or a link (writing it would follow the link),
+        # shared parents above something, hard links to an earlier file: one pass in path
+        # order, which ``visit`` (a reader's own rules: restore/safety.py) shares.
+        with HardLinks(records if hardlinks else ()) as links:
+            def each(position, record):
+                links.visit(position, record)
+                if visit is not None:
+                    visit(position, record)
+            rules.finish(records, each)
+            links.finish()
     except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as exc:
         raise CorruptArchive(f"index is malformed: {exc}", path=path) from None
     return records, sealed_manifest
@@ -260,14 +268,36 @@ def decode_lines(lines, records: IndexRecords, rules, incremental: bool,
     return hardlinks
 
 
-def _check_hardlinks(records: IndexRecords) -> None:
-    """Each hard link names an earlier file of the same content."""
-    wanted = {entry.link for entry in records if entry.type == "hardlink"}
-    files: dict[str, tuple] = {}
-    for entry in records:
-        if entry.type == "file" and entry.path in wanted:
-            files[entry.path] = (entry.size, entry.sha256, entry.hmac_sha256)
-        elif entry.type == "hardlink" and files.get(entry.link) != (
-                entry.size, entry.sha256, entry.hmac_sha256):
-            raise ValueError(f"{entry.path!r}: hard link to {entry.link!r}, "
-                             "which is not an earlier file of the same content")
+class HardLinks:
+    """Each hard link names an earlier file of the same target and content.  The links
+    are noted in index order (a pass, only when there are any), then each file met in
+    the path-ordered pass settles the links that name it; memory bounded (``PathTable``)."""
+
+    def __init__(self, records):
+        self._wanted = PathTable()
+        for position, entry in enumerate(records):
+            if entry.type == "hardlink":
+                self._wanted.add(entry.link, (position, entry.path, entry.target, entry.size,
+                                              entry.sha256, entry.hmac_sha256))
+
+    def visit(self, position: int, entry) -> None:
+        if not self._wanted.count or entry.type != "file" or entry.path not in self._wanted:
+            return
+        for link_position, link, target, size, sha256, hmac_sha256 in self._wanted.pop(entry.path):
+            if not (position < link_position and target == entry.target
+                    and (size, sha256, hmac_sha256) == (entry.size, entry.sha256,
+                                                        entry.hmac_sha256)):
+                raise ValueError(f"{link!r}: hard link to {entry.path!r}, which is not an "
+                                 "earlier file of the same target and content")
+
+    def finish(self) -> None:
+        left = self._wanted.any()
+        if left is not None:
+            raise ValueError(f"{left[1][1]!r}: hard link to {left[0]!r}, which is not an "
+                             "earlier file of the same target and content")
+
+    def __enter__(self) -> "HardLinks":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._wanted.close()

@@ -1,26 +1,29 @@
-"""The order of index records, and the path rules checked with its help.
+"""The order of index records, and the rules about paths checked in path order.
 
 Writers list records in index order (spec/FORMAT.md §5.4): shared parent
 directories (target null) first, then the targets in ``TARGETS`` order, each by
 path; the generated environment document comes last in its target.  Readers do
-not require that order, but use it: within a run of one target's records in path
-order no path can repeat, so ``PathRules`` checks "no path listed twice" without
-holding every path of the archive (100,000 paths: ~11 MB; the bound is on memory
-at any size).
+not require that order, but use it: an index in index order is a few runs, each
+one target's records with increasing paths, and merging those runs gives every
+record in path order without holding any of them.  In path order the rules that
+concern several records at once (no path twice, none below a file or a link, a
+shared parent has a record of a target below it) need only the record before and
+the chain of records above the current one (``TreeRules``): memory bounded by a
+path's length, whatever the number of records, their depth or their order.  An
+index in another order is put in path order by SQLite on disk (``_sorted_on_disk``).
 """
 
 from __future__ import annotations
 
-from array import array
+import heapq
+import sqlite3
+from itertools import islice
 
 TARGETS = ("config", "database", "logs", "agents", "state", "security")
 _RANK = {name: rank for rank, name in enumerate(TARGETS)}
 
-# Beyond this many runs (an index in some other order) or with two long runs whose path
-# ranges overlap, the paths are checked the way any order needs: all of them in one set.
+# An index of more runs than this (not in index order) is sorted on disk instead.
 _MAX_RUNS = 64
-_SHORT_RUN = 1 << 16        # a run this long or shorter is compared by a set of its hashes
-_hash = hash                # a name of its own, so that tests can force collisions
 
 
 def index_order(target: str | None, path: str) -> tuple[int, str]:
@@ -30,44 +33,29 @@ def index_order(target: str | None, path: str) -> tuple[int, str]:
 
 
 class PathRules:
-    """No path listed twice; no path below a file or a link (§5.4), in 8 bytes a record
-    (its path's ``hash``) beside the directories, which the second rule needs anyway.
-
-    The records fall into runs: one target, paths increasing.  Two runs can share a path
-    only where their path ranges overlap; there the shorter run's hashes are looked up in
-    the other's.  A hash found is checked on the paths themselves with one more pass over
-    the records (``finish``), so a collision never decides anything.
-    """
+    """Follows the records as they are read (``add``, in index order) and notes their
+    runs: [start, end, target, first path, last path, generated].  A generated record
+    (the environment document, last in its target) is a run of its own."""
 
     def __init__(self) -> None:
-        self._hashes = array("q")           # hash(path) of every record, in order
-        # [start, end, target, first path, last path, generated]: a generated record (the
-        # environment document, last in its target) is a run of its own
         self._runs: list[list] = []
-        self.dirs: set[str] = set()
-        self.parents: set[str] = set()      # every path some record lies below
+        self._count = 0
 
-    def add(self, target: str | None, path: str, is_dir: bool, generated: bool = False) -> None:
-        run = self._runs[-1] if self._runs else None
-        if run is not None and run[2] == target and path >= run[4] and not (generated or run[5]):
-            if path == run[4]:
-                raise ValueError(f"{path!r}: listed twice")
+    def add(self, target: str | None, path: str, is_dir: bool = False,
+            generated: bool = False) -> None:
+        run = self._runs[-1] if self._runs and len(self._runs) <= _MAX_RUNS else None
+        if run is not None and run[2] == target and path > run[4] and not (generated or run[5]):
             run[1] += 1
             run[4] = path
-        else:
-            position = len(self._hashes)
-            self._runs.append([position, position + 1, target, path, path, generated])
-        self._hashes.append(_hash(path))
-        if is_dir:
-            self.dirs.add(path)
-        parent = path.rpartition("/")[0]
-        while parent and parent not in self.parents:
-            self.parents.add(parent)
-            parent = parent.rpartition("/")[0]
+        elif len(self._runs) <= _MAX_RUNS:
+            self._runs.append([self._count, self._count + 1, target, path, path, generated])
+        self._count += 1
 
     def in_index_order(self) -> bool:
         """Whether the records came in index order, generated ones aside: each run
         starts after the one before it ends."""
+        if len(self._runs) > _MAX_RUNS:
+            return False
         last = (-2, "")
         for _, _, target, first, final, generated in self._runs:
             if not generated:
@@ -76,38 +64,106 @@ class PathRules:
                 last = index_order(target, final)
         return True
 
-    def finish(self, records) -> None:
-        """Raise ValueError if a rule is broken; ``records`` iterates the index again."""
-        if self._may_repeat():
-            _check_unique(records)
-        # a parent that is not a directory record is a file or a link record, or none
-        parent_hashes = {_hash(p) for p in self.parents if p not in self.dirs}
-        if parent_hashes and not parent_hashes.isdisjoint(self._hashes):
-            below = sorted(r.path for r in records if r.type != "dir" and r.path in self.parents)
-            if below:
-                raise ValueError(f"a path lies below {below[0]!r}, which is not a directory")
-
-    def _may_repeat(self) -> bool:
-        """Whether two runs may share a path (then every path is checked)."""
+    def in_path_order(self, records):
+        """(position in the index, record) of every record, by path (then position)."""
         if len(self._runs) > _MAX_RUNS:
-            return True
-        hashes = memoryview(self._hashes)
-        runs = sorted(self._runs, key=lambda run: run[1] - run[0])
-        for n, (start, end, _, first, last, _) in enumerate(runs):
-            others = [r for r in runs[n + 1:] if r[3] <= last and first <= r[4]]
-            if not others:
-                continue
-            if end - start > _SHORT_RUN:
-                return True
-            mine = set(hashes[start:end])
-            if any(not mine.isdisjoint(hashes[r[0]:r[1]]) for r in others):
-                return True
-        return False
+            return _sorted_on_disk(records)
+        runs = [_positions(records, start, end) for start, end, *_ in self._runs]
+        return heapq.merge(*runs, key=lambda item: item[1].path)
+
+    def finish(self, records, visit=None) -> None:
+        """Check the rules about several records (``TreeRules``) over every record in
+        path order, and hand each to ``visit(position, record)`` too; ValueError at the
+        first broken rule."""
+        tree = TreeRules()
+        for position, record in self.in_path_order(records):
+            tree.add(record)
+            if visit is not None:
+                visit(position, record)
+        tree.finish()
 
 
-def _check_unique(records) -> None:
-    seen: set[str] = set()
-    for record in records:
-        if record.path in seen:
-            raise ValueError(f"{record.path!r}: listed twice")
-        seen.add(record.path)
+def _positions(records, start: int, end: int):
+    iterate = getattr(records, "iter_range", None)
+    items = iterate(start, end) if iterate is not None else islice(records, start, end)
+    return zip(range(start, end), items)
+
+
+def _sorted_on_disk(records):
+    """Every record by path, for an index in any order: SQLite sorts them on disk within
+    its own small cache (a private temporary database, gone when closed).  ``records``
+    gives its spooled form (``IndexRecords.spooled``) or is a plain sequence."""
+    spooled = getattr(records, "spooled", None)
+    rebuild = getattr(records, "rebuild", None)
+    if spooled is None:                 # a list (tests): its items as they are
+        items = list(records)
+        rows = ((record.path, n, n) for n, record in enumerate(items))
+        rebuild = items.__getitem__
+    else:
+        rows = ((path, n, data) for n, (path, data) in enumerate(spooled()))
+    database = sqlite3.connect("")
+    try:
+        database.execute("PRAGMA cache_size=-8192")     # KiB: the sort's memory bound
+        database.execute("CREATE TABLE records(path TEXT, position INTEGER, data)")
+        database.executemany("INSERT INTO records VALUES (?, ?, ?)", rows)
+        cursor = database.execute("SELECT position, data FROM records ORDER BY path, position")
+        while chunk := cursor.fetchmany(1024):
+            for position, data in chunk:
+                yield position, rebuild(data)
+    finally:
+        database.close()
+
+
+class TreeRules:
+    """The rules of §5.4 that relate records, checked over records given in path order.
+
+    * no path is listed twice: equal paths are neighbours;
+    * no path lies below a record that is not a directory (writing it would follow a
+      link, or fail);
+    * a shared parent (target null) has a record of some target below it.
+
+    ``_open`` holds the records whose paths are prefixes of the current one and may
+    still have paths below them ("a" stays open for "a-b", which sorts before "a/c").
+    Each is a prefix of the next, so there are at most as many as a path has bytes,
+    whatever the number of records; each knows its nearest ancestor among them.
+    """
+
+    def __init__(self) -> None:
+        self._previous: str | None = None
+        # [path, is a directory, is a shared parent, has a target's record below it,
+        #  position of its nearest ancestor in _open or -1]
+        self._open: list[list] = []
+
+    def add(self, record) -> None:
+        path = record.path
+        if path == self._previous:
+            raise ValueError(f"{path!r}: listed twice")
+        self._previous = path
+        open_ = self._open
+        while open_ and not (path.startswith(open_[-1][0])
+                             and path[len(open_[-1][0])] < "0"):
+            self._close(open_.pop())
+        ancestor = -1
+        if open_:
+            top = open_[-1]
+            # the top is an ancestor, or the path's ancestors are the top's (they are
+            # prefixes of both, followed by the same byte)
+            ancestor = len(open_) - 1 if path[len(top[0])] == "/" else top[4]
+        if ancestor >= 0:
+            parent = open_[ancestor]
+            if not parent[1]:
+                raise ValueError(f"{path!r} lies below {parent[0]!r}, which is not a directory")
+            if record.target is not None:
+                parent[3] = True
+        open_.append([path, record.type == "dir", record.target is None, False, ancestor])
+
+    def _close(self, entry: list) -> None:
+        if entry[2] and not entry[3]:
+            raise ValueError(f"shared parent directory {entry[0]!r} has no record of a "
+                             "target below it")
+        if entry[3] and entry[4] >= 0:      # what is below it is below its ancestor too
+            self._open[entry[4]][3] = True
+
+    def finish(self) -> None:
+        while self._open:
+            self._close(self._open.pop())

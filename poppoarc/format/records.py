@@ -14,6 +14,7 @@ import operator
 import os
 import shutil
 import tempfile
+from array import array
 from json.encoder import c_make_encoder
 
 from .head import canonical_json, check_json_depth, reject_constant, reject_float
@@ -135,6 +136,7 @@ class IndexRecords:
         self._make = make
         self._fields = operator.attrgetter(*fields)
         self._count = 0
+        self._marks, self._marks_for = array("q"), -1     # see _seek
         self.sealed = 0
         self.in_index_order = False     # set by decode_index: restores pair records by order
         self.tally = None               # set by decode_index: the sums §5.2 checks (summary)
@@ -158,8 +160,65 @@ class IndexRecords:
         return self._count
 
     def __iter__(self):
-        fd, position, rest, want = self._spool.fileno(), 0, b"", 1 << 20
         loads, make = marshal.loads, self._make
+        for data in self._blobs(0):
+            yield make(*loads(data))
+
+    def iter_range(self, start: int, end: int):
+        """The records at positions ``start`` to ``end`` (not included), from the nearest
+        mark before ``start`` on (a mark every ``MARK_EVERY`` records: 8 bytes each)."""
+        if start >= end:
+            return
+        offset, skip = self._seek(start)
+        loads, make = marshal.loads, self._make
+        wanted = end - start
+        for data in self._blobs(offset):
+            if skip:
+                skip -= 1
+                continue
+            yield make(*loads(data))
+            wanted -= 1
+            if not wanted:
+                return
+
+    def spooled(self):
+        """(path, spooled bytes) of each record, for ``rebuild`` (sorting on disk)."""
+        loads = marshal.loads
+        for data in self._blobs(0):
+            yield loads(data)[0], bytes(data)
+
+    def rebuild(self, data: bytes):
+        return self._make(*marshal.loads(data))
+
+    def _seek(self, index: int) -> tuple[int, int]:
+        """(byte offset of a record at or before position ``index``, records to skip)."""
+        if self._marks_for != self._count:
+            self._marks = array("q")
+            for n, offset in enumerate(self._offsets()):
+                if n % MARK_EVERY == 0:
+                    self._marks.append(offset)
+            self._marks_for = self._count
+        mark = index // MARK_EVERY
+        return self._marks[mark], index - mark * MARK_EVERY
+
+    def _offsets(self):
+        """The byte offset of every record, from their length prefixes alone."""
+        fd, position = self._spool.fileno(), 0
+        block, block_start = b"", 0        # bytes of the file from block_start on
+        while True:
+            at = position - block_start
+            if at + 4 > len(block):
+                block, block_start = os.pread(fd, 1 << 20, position), position
+                at = 0
+                if len(block) < 4:
+                    return
+            yield position
+            position += 4 + int.from_bytes(block[at:at + 4], "little")
+
+    def _blobs(self, position: int):
+        """Each record's spooled bytes from the byte offset ``position`` on (a view,
+        valid until the next is taken)."""
+        fd, rest, want = self._spool.fileno(), b"", 1 << 20
         while True:
             block = os.pread(fd, want, position)
             if not block:
@@ -174,12 +233,13 @@ class IndexRecords:
                     # block by block with all of it copied each time
                     want = max(want, stop - end)
                     break
-                yield make(*loads(data[start + 4:stop]))
+                yield data[start + 4:stop]
                 start = stop
             rest = bytes(data[start:])
 
 
 CHUNK = 4096                # records per marshal chunk on disk (what a reader holds)
+MARK_EVERY = 4096           # records between two marks of IndexRecords (iter_range)
 
 
 def write_chunk(out, fields: list) -> None:

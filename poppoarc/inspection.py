@@ -23,6 +23,7 @@ from .format import reader
 from .format.entry import ID_PATTERN, IndexEntry
 from .format.fields import MAX_TEXT, TIMESTAMP_PATTERN
 from .restore import chain
+from .restore.safety import Confinement
 from .snapshot.sqlite import BackgroundChecks
 from .store import Store, StoredArchive, leftovers, open_store, verified
 from .store import locate as locate_in_store
@@ -173,6 +174,21 @@ def open_sealer(settings: Settings, head: reader.TrustedHead, path: Path,
     return Sealer(data_key, head.manifest["id"])
 
 
+def read_checked_index(settings: Settings, source, head: reader.TrustedHead, path,
+                       sealer: Sealer | None = None) -> reader.Index:
+    """The index, every record judged by the confinement rule (restore/safety.py) as it is
+    read: what verify, inspect and unpack read, so that they refuse the same archives with
+    the same errors, before a restore writes anything (its safety archive included)."""
+    rules = Confinement.for_settings(settings, head.manifest, path)
+    try:
+        index = reader.read_index(source, head, path, sealer, visit=rules.visit)
+        if index.entries is not None:
+            rules.finish(full_manifest(head, index))
+    finally:
+        rules.close()
+    return index
+
+
 def full_manifest(head: reader.TrustedHead, index: reader.Index) -> dict:
     """The head manifest with the fields an encrypted archive seals into its index."""
     manifest = dict(head.manifest)
@@ -201,7 +217,7 @@ def inspect(settings: Settings, reference: str, with_entries: bool = False) -> I
     with open_archive(settings, reference) as (_, source, path):
         head = reader.open_trusted(source, pinned_keys(settings), path)
         sealer = open_sealer(settings, head, path)
-        index = reader.read_index(source, head, path, sealer)
+        index = read_checked_index(settings, source, head, path, sealer)
     sealed = index.entries is None
     return InspectResult(path, full_manifest(head, index), head.signer,
                          (index.entries or []) if with_entries else [], sealed)
@@ -300,7 +316,7 @@ def verify_source(settings: Settings, source, path, progress=None,
     sealer = open_sealer(settings, head, path)      # a wrong key fails first, as in unpack (§7)
     links = chain.resolve(store, head, pinned) if store is not None else []
     scope = reader.scope(head.manifest)
-    index = reader.read_index(source, head, path, sealer)
+    index = read_checked_index(settings, source, head, path, sealer)
     result = VerifyResult(path, head.manifest["id"], head.signer, head.manifest["layout"]["entries"],
                           head.manifest["files"], 0, 0, scope, checksum=head.manifest["checksum"])
     if index.entries is None:

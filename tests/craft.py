@@ -29,10 +29,26 @@ def entry(path, kind="file", data=b"", target="state", mode=None, link=None) -> 
     return IndexEntry(path, target, kind, mode, os.getuid(), os.getgid(), T, size, digest, link), data
 
 
+def target_counts(records) -> dict[str, dict]:
+    """Per target, what a manifest says of the index (spec §5.2): records, files (and hard
+    links), content bytes of files; the generated environment document is not a file."""
+    counts: dict[str, dict] = {}
+    for record in records:
+        if record.target is None:
+            continue
+        facts = counts.setdefault(record.target, {"files": 0, "size": 0, "entries": 0})
+        facts["entries"] += 1
+        if record.type in ("file", "hardlink") and not record.generated:
+            facts["files"] += 1
+            facts["size"] += record.size if record.type == "file" else 0
+    return counts
+
+
 def craft(store: Path, key_dir: Path, members: list[tuple], *, extra_body: bytes = b"",
           header_hook=None, now: datetime | None = None, note: bytes | None = None,
           **manifest) -> Path:
-    """An archive of ``members`` [(IndexEntry, data)] in target ``state``.
+    """An archive of ``members`` [(IndexEntry, data)], the manifest's targets and counts
+    made to agree with them (a forger who holds the key makes them agree too).
 
     ``extra_body`` is fed after the members (smuggled bytes); ``header_hook``
     may replace a member's header bytes; ``now`` sets the creation time and
@@ -60,17 +76,18 @@ def craft(store: Path, key_dir: Path, members: list[tuple], *, extra_body: bytes
                 writer._feed(bytes(tarheader.padding(len(data))))
         writer._feed(extra_body)
         offset, length = writer.end_frame()
-        files = sum(1 for r, _ in members if r.type in ("file", "hardlink"))
-        size = sum(r.size for r, _ in members if r.type == "file")
+        counts = target_counts(r for r, _ in members)
         fields = {"version": "1.0.0", "tool": {"name": "poppoarc", "version": "test"},
                   "type": "manual", "name": "crafted", "incremental": False, "parent": None,
                   "host": "test", "root": "/test", "encryption": None,
                   "databases": [{"path": r.path, "size": r.size, "sha256": r.sha256,
                                  "page_size": 4096, "user_version": 0, "tables": {},
                                  "check": "quick_check"} for r, _ in members if r.sqlite],
-                  "certificates": [], "files": files, "duration": 0,
-                  "targets": {"state": {"files": files, "size": size, "entries": len(members),
-                                        "stored": [offset, length]}}}
+                  "certificates": [], "files": sum(c["files"] for c in counts.values()),
+                  "duration": 0,
+                  "targets": {name: {**facts, "stored": [offset, length]}
+                              for name, facts in (counts or {"state": {
+                                  "files": 0, "size": 0, "entries": 0}}).items()}}
         fields.update(manifest)
         finish_archive(handle, writer, archive_id=archive_id, now=now,
                        entries=[r for r, _ in members], fields=fields, warnings=[], key=key,

@@ -17,6 +17,7 @@ from poppoarc.format.writer import BodyWriter, signed_head
 from poppoarc.format.manifest import timestamp_seconds
 
 
+
 def members(path: Path) -> tuple[dict, list[list]]:
     """(manifest, [[name, header bytes, data]]) of every body member (no pax in sealed bodies)."""
     with open(path, "rb") as handle:

@@ -218,10 +218,10 @@ def test_list_reads_only_each_archives_head(cli, installation, monkeypatch):
     (installation / "state/big.bin").write_bytes(os.urandom(8 << 20))
     cli.pack()
     cli.pack("--targets", "state")
-    import builtins
+    from poppoarc.store import local
 
     read = {}
-    real_open = builtins.open
+    real_open = local.open_archive_file
 
     class Counting:
         def __init__(self, handle, name):
@@ -241,11 +241,12 @@ def test_list_reads_only_each_archives_head(cli, installation, monkeypatch):
         def __exit__(self, *exc):
             self.handle.close()
 
-    def counting_open(file, mode="r", *args, **kwargs):
-        handle = real_open(file, mode, *args, **kwargs)
-        return Counting(handle, str(file)) if str(file).endswith(".poppo.tar.zst") else handle
+    def counting_open(path):
+        source = real_open(path)
+        source.handle = Counting(source.handle, str(path))
+        return source
 
-    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(local, "open_archive_file", counting_open)
     code, listing = cli.json("list")
     assert code == 0 and len(listing["archives"]) == 2
     assert all(a["status"] == "ok" for a in listing["archives"])

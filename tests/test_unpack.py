@@ -372,9 +372,11 @@ def test_a_signed_database_that_sqlite_cannot_read_is_not_restored(cli, installa
     conn.close()
     damaged = bytearray(source.read_bytes())
     damaged[4096:4096 + 16] = b"\x0d" + b"\xff" * 15       # page 2: a leaf with nonsense cells
-    record, data = entry("state/app.db", data=bytes(damaged))
+    record, data = entry("state/app.db", data=bytes(damaged), target="database")
     record.sqlite = True
-    path = craft(cli.store, key_home, [entry("state", "dir"), (record, data)])
+    listed = {"path": record.path, "size": record.size, "sha256": record.sha256,
+              "page_size": 4096, "user_version": 0, "tables": {"t": 40}, "check": "quick_check"}
+    path = craft(cli.store, key_home, [entry("state", "dir"), (record, data)], databases=[listed])
     before = digest(installation)
     code, _, err = cli("unpack", str(path), "--skip-backup")
     assert code == 13 and "state/app.db" in err and "quick_check" in err, err

@@ -127,9 +127,12 @@ def encode_digests(digests: bytes) -> str:
 
 
 def check_entry(entry: IndexEntry) -> None:
-    problem = path_problem(entry.path)
-    if problem:
-        raise ValueError(f"{entry.path!r}: {problem}")
+    """The rules of one record alone.  What its path may be (§1) and where a restore may
+    write it is restore/safety.py's (every reader that restores or verifies applies it)."""
+    if not isinstance(entry.path, str) or not entry.path \
+            or not (entry.target is None or isinstance(entry.target, str)) \
+            or not (entry.link is None or isinstance(entry.link, str)):
+        raise ValueError(f"{entry.path!r}: path, target or link is not a string")
     if entry.type not in ENTRY_TYPES:
         raise ValueError(f"{entry.path}: unknown entry type {entry.type!r}")
     if not (is_int(entry.mode) and is_int(entry.uid) and is_int(entry.gid)

@@ -66,7 +66,7 @@ def _no_duplicates(pairs):
 
 
 # Every JSON document a reader parses before (or without) trusting it is bounded first
-# (spec/FORMAT.md §7.1): in bytes by where it sits (the head, one index line), and in
+# (spec/FORMAT.md §14): in bytes by where it sits (the head, one index line), and in
 # nesting here.  The deepest valid document is an encrypted index's header line (5 levels:
 # sealed_manifest, databases, a database, its tables); a parser that recurses would
 # otherwise meet a hostile 10,000-level array before any signature is checked.

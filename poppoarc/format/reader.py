@@ -117,9 +117,10 @@ class Index:
 
 
 def read_index(handle, head: TrustedHead, path: object, sealer=None,
-               helper_share: float | None = None) -> Index:
+               helper_share: float | None = None, visit=None) -> Index:
     """The entry index, checked against the signed hash and size (and opened if sealed);
-    ``helper_share`` as for ``decode_index``."""
+    ``helper_share`` and ``visit`` (a reader's own rules for every record: restore/safety.py)
+    as for ``decode_index``."""
     manifest = head.manifest
     layout = manifest["layout"]
     if layout["index_size"] > MAX_INDEX_SIZE:
@@ -159,7 +160,7 @@ def read_index(handle, head: TrustedHead, path: object, sealer=None,
             sealed_file.close()
     entries, sealed_manifest = decode_index(data, manifest["id"], path, sealed=sealed,
                                             incremental=manifest["incremental"],
-                                            helper_share=helper_share)
+                                            helper_share=helper_share, visit=visit)
     if len(entries) != layout["entries"]:
         raise CorruptArchive("index entry count differs from the manifest", path=path)
     summary.check({**manifest, **(sealed_manifest or {})}, entries.tally, path)

@@ -47,7 +47,7 @@ from ..errors import (
     Warnings,
 )
 from ..format import reader
-from ..inspection import full_manifest, open_archive, open_sealer, pinned_keys
+from ..inspection import full_manifest, open_archive, open_sealer, pinned_keys, read_checked_index
 from ..lock import InstallationLock
 from ..pack import installation_version, pack_locked
 from ..snapshot import sqlite as sqlite_snapshot
@@ -173,7 +173,7 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
         head = reader.open_trusted(handle, pinned, path)
         sealer = open_sealer(settings, head, path)      # a wrong key fails here, before any work
         links = chain.resolve(store, head, pinned)      # a missing parent, too
-        index = reader.read_index(handle, head, path, sealer)
+        index = read_checked_index(settings, handle, head, path, sealer)
         if index.entries is None:
             raise NoKey("archive is encrypted; set POPPO_BACKUP_KEY or configure an identity "
                         "to restore it", path=path)

@@ -145,6 +145,17 @@ def _matcher(patterns: tuple[str, ...], directory: str) -> tuple:
     return False, _combined(tuple(names)), _combined(tuple(paths))
 
 
+# Per-directory caches hold at most this many directories, then start afresh: a walk
+# or an index visits one directory after another, and an index may name millions.
+_CACHE_DIRECTORIES = 4096
+
+
+def _remember(cache: dict, key: str, value) -> None:
+    if len(cache) >= _CACHE_DIRECTORIES:
+        cache.clear()
+    cache[key] = value
+
+
 @dataclass
 class Catalogue:
     """The rules in force for one run: defaults, config overrides, selection."""
@@ -156,6 +167,7 @@ class Catalogue:
     _exclude_re: re.Pattern | None = field(default=None, repr=False)
     _per_dir: dict = field(default_factory=dict, repr=False)
     _per_dir_names: dict = field(default_factory=dict, repr=False)
+    _entered: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         # One alternation per rule keeps per-file work to a few regex calls.
@@ -168,7 +180,7 @@ class Catalogue:
         if cached is None:
             cached = [entry for entry in self._compiled
                       if not directory or any(could_match_below(p, directory) for p in entry[0].include)]
-            self._per_dir[directory] = cached
+            _remember(self._per_dir, directory, cached)
         return cached
 
     def _names_in(self, directory: str) -> tuple:
@@ -178,7 +190,8 @@ class Catalogue:
         if cached is None:
             rules = [(rule, *_matcher(rule.include, directory), _combined(rule.exclude))
                      for rule, _, _ in self._rules_for_dir(directory)]
-            cached = self._per_dir_names[directory] = (_matcher(self.excludes, directory), rules)
+            cached = (_matcher(self.excludes, directory), rules)
+            _remember(self._per_dir_names, directory, cached)
         return cached
 
     def claim(self, path: str) -> list[Rule]:
@@ -201,6 +214,39 @@ class Catalogue:
                     break
         return wanted
 
+    def owner(self, path: str, kind: str) -> str | None:
+        """The target a record of ``kind`` ("dir", "file", "symlink" or "sqlite") at
+        ``path`` belongs to, decided as the walk decides (scan.py): the first claim,
+        skipping the database claim unless it is a database; a directory only by a
+        claim that stores it; nothing that a reference claims, nor anything below a
+        directory the walk never enters.  The area rule of a restore (restore/safety.py)."""
+        if not self._reachable(path.rpartition("/")[0]):
+            return None
+        rules = self.claim(path)
+        if kind == "sqlite":
+            return rules[0].target if rules and rules[0].action == SQLITE else None
+        rule = next((r for r in rules if r.action != SQLITE), None)
+        if rule is None or rule.action == REFERENCE or (kind == "dir" and rule.action != STORE):
+            return None
+        return rule.target
+
+    def database_candidate(self, path: str) -> bool:
+        """Whether the walk would test the file at ``path`` for being a database."""
+        rules = self.claim(path) if self._reachable(path.rpartition("/")[0]) else []
+        return bool(rules) and rules[0].action == SQLITE
+
+    def _reachable(self, directory: str) -> bool:
+        """Whether the walk enters ``directory`` (and every directory above it) as far
+        as exclusions go."""
+        if not directory:
+            return True
+        known = self._entered.get(directory)
+        if known is None:
+            known = not self._exclude_re.match(directory) \
+                and self._reachable(directory.rpartition("/")[0])
+            _remember(self._entered, directory, known)
+        return known
+
     def worth_descending(self, directory: str) -> bool:
         """Whether any rule could claim something inside ``directory``."""
         if self._exclude_re.match(directory):
@@ -219,6 +265,16 @@ def parse_target_list(text: str | None) -> tuple[str, ...] | None:
     if unknown:
         raise UsageError(f"unknown target {unknown[0]!r} (known: {', '.join(TARGETS)})")
     return names
+
+
+def area_catalogue(config_targets: dict) -> Catalogue:
+    """The targets' areas for a restore: this installation's catalogue (its ``include``
+    settings) without its ``exclude`` patterns, which say what to back up, not what an
+    archive made before they were set may restore.  The global exclusions (poppoarc's
+    own names, SQLite sidecars) stay: nothing may restore those."""
+    catalogue = build_catalogue(config_targets, TARGETS)
+    return Catalogue(rules=tuple(Rule(r.target, r.action, r.include) for r in catalogue.rules),
+                     selected=TARGETS)
 
 
 def build_catalogue(config_targets: dict, requested: tuple[str, ...] | None) -> Catalogue:

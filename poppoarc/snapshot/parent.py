@@ -63,7 +63,11 @@ def find_parent(settings, store, *, sealed_whole: bool, warnings: Warnings,
     ``helper_share`` as for ``decode_index``."""
     from ..inspection import full_manifest, list_archives, open_sealer, pinned_keys
 
-    choice = chains.choose_parent(list_archives(settings, store))
+    rows = list_archives(settings, store)
+    for row in rows:        # a damaged or foreign file in the store is named, and skipped
+        if row.status != "ok":
+            warnings.add(f"store: {row.id} is {row.status} and cannot be a parent: {row.problem}")
+    choice = chains.choose_parent(rows)
     if choice.id is None:
         warnings.add(f"incremental: {choice.reason}")
         return None

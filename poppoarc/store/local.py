@@ -57,7 +57,9 @@ class LocalStore(Store):
             try:
                 size = path.stat().st_size
             except OSError:
-                continue
+                if not os.path.lexists(path):
+                    continue        # gone since the listing (a prune ran)
+                size = 0            # a dangling symlink: listed, as damaged
             result.append(self.archive_at(path, size))
         return result
 

@@ -183,7 +183,7 @@ def read_checked_index(settings: Settings, source, head: reader.TrustedHead, pat
     try:
         index = reader.read_index(source, head, path, sealer, visit=rules.visit)
         if index.entries is not None:
-            rules.finish(full_manifest(head, index))
+            rules.finish()
     finally:
         rules.close()
     return index

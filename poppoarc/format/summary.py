@@ -13,14 +13,21 @@ from ..errors import CorruptArchive
 from .entry import is_int
 
 
+# A manifest lists at most what its head (1 MiB) or its index header line (4 MiB) holds:
+# more database records' paths than this cannot all be listed, so the tally stops keeping
+# them (memory) and the check fails.
+MAX_DATABASE_BYTES = 8 << 20
+
+
 class Tally:
     """Per target: [records, files, content bytes]; per database record: (size, sha256)."""
 
-    __slots__ = ("targets", "databases")
+    __slots__ = ("targets", "databases", "_database_bytes")
 
     def __init__(self) -> None:
         self.targets: dict[str | None, list[int]] = {}
-        self.databases: dict[str, list] = {}
+        self.databases: dict[str, list] | None = {}
+        self._database_bytes = 0
 
     def add(self, entry) -> None:
         counts = self.targets.get(entry.target)
@@ -32,8 +39,11 @@ class Tally:
         if entry.type == "file":
             counts[1] += 1
             counts[2] += entry.size     # the tree's bytes, also when an ancestor holds them
-            if entry.sqlite:
+            if entry.sqlite and self.databases is not None:
+                self._database_bytes += len(entry.path) + 100
                 self.databases[entry.path] = [entry.size, entry.sha256]
+                if self._database_bytes > MAX_DATABASE_BYTES:
+                    self.databases = None       # more than any manifest can list
         elif entry.type == "hardlink":
             counts[1] += 1              # a file of the tree, whose bytes are counted once
 
@@ -47,7 +57,13 @@ class Tally:
             mine = self.targets.setdefault(target, [0, 0, 0])
             for n, value in enumerate(counts):
                 mine[n] += value
+        if self.databases is None or document["databases"] is None:
+            self.databases = None
+            return
         self.databases.update(document["databases"])
+        self._database_bytes += sum(len(path) + 100 for path in document["databases"])
+        if self._database_bytes > MAX_DATABASE_BYTES:
+            self.databases = None
 
 
 def check(manifest: dict, tally: Tally, path: object) -> None:
@@ -73,7 +89,8 @@ def check(manifest: dict, tally: Tally, path: object) -> None:
     databases = manifest["databases"]
     stated_dbs = {d.get("path"): [d.get("size"), d.get("sha256")] for d in databases
                   if isinstance(d, dict)} if isinstance(databases, list) else None
-    if stated_dbs is None or len(stated_dbs) != len(databases) or stated_dbs != tally.databases:
+    if stated_dbs is None or tally.databases is None or len(stated_dbs) != len(databases) \
+            or stated_dbs != tally.databases:
         raise CorruptArchive("manifest databases differ from the index's database records",
                              path=path)
 

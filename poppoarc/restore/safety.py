@@ -22,18 +22,17 @@ with ``tarfile``):
   resolves it: through the symlinks the archive itself creates (``a -> ..`` then
   ``b -> a/x`` leaves the root, though ``a/x`` does not look like it);
 * owners fit the system's ids (``--same-owner`` sets them; 2^32 - 1 means "unchanged");
-* the manifest's ``targets`` and ``databases`` tell the truth about the index: counts and
-  sizes per target, and a database listed exactly when the index has a database record.
+* a record of target ``database`` is a database record (the manifest's ``targets`` and
+  ``databases`` agreeing with the index is a rule of every reader: format/summary.py).
 
 Decisions are pure; ``Confinement.for_settings`` reads the file system once to place the
-store and the key directory.  Memory is bounded: symlinks and databases wait in a
-``PathTable`` (on disk when many), everything else is counted.
+store and the key directory.  Memory is bounded: the symlinks wait in a ``PathTable``
+(on disk when many) until every one is known.
 """
 
 from __future__ import annotations
 
 import os
-from collections import Counter
 from dataclasses import dataclass
 
 from ..errors import CorruptArchive, UnsafeArchiveEntry
@@ -87,11 +86,7 @@ class Confinement:
         self.manifest, self.catalogue, self.places, self.path = manifest, catalogue, places, path
         self._listed = set(manifest["targets"])
         self._pre_restore = manifest["type"] == "pre-restore"
-        self._entries: Counter = Counter()
-        self._files: Counter = Counter()
-        self._bytes: Counter = Counter()
         self._symlinks = PathTable()
-        self._databases = PathTable()
 
     @classmethod
     def for_settings(cls, settings, manifest: dict, path: object) -> "Confinement":
@@ -175,54 +170,15 @@ class Confinement:
         error = self.problem(entry)
         if error is not None:
             raise error
-        target = entry.target
-        if target is not None:
-            self._entries[target] += 1
-            if entry.type in ("file", "hardlink") and not entry.generated:
-                self._files[target] += 1
-                if entry.type == "file":
-                    self._bytes[target] += entry.size
         if entry.type == "symlink":
             self._symlinks.add(entry.path, (entry.link,))
-        if entry.sqlite:
-            self._databases.add(entry.path, (entry.size, entry.sha256))
 
-    def finish(self, manifest: dict | None = None) -> None:
-        """The rules that need every record; ``manifest`` with the fields an encrypted
-        archive seals into its index (its databases)."""
+    def finish(self) -> None:
+        """The rule that needs every record: symlinks resolved through one another."""
         try:
             self._check_symlinks()
-            self._check_targets()
-            self._check_databases((manifest or self.manifest)["databases"])
         finally:
             self.close()
-
-    def _check_targets(self) -> None:
-        for name, facts in self.manifest["targets"].items():
-            found = (self._entries[name], self._files[name], self._bytes[name])
-            if (facts["entries"], facts["files"], facts["size"]) != found:
-                raise CorruptArchive(
-                    f"manifest says target {name} has {facts['entries']} entries, "
-                    f"{facts['files']} files, {facts['size']} bytes; the index has "
-                    f"{found[0]}, {found[1]}, {found[2]}", path=self.path)
-        if self.manifest["files"] != sum(self._files.values()):
-            raise CorruptArchive(f"manifest says {self.manifest['files']} files; the index has "
-                                 f"{sum(self._files.values())}", path=self.path)
-
-    def _check_databases(self, listed: list) -> None:
-        for record in listed:
-            found = self._databases.pop(record["path"])
-            if not found:
-                raise CorruptArchive(f"manifest lists database {record['path']!r}, which the "
-                                     "index does not hold as a database", path=self.path)
-            size, sha256 = found[0]
-            if size != record["size"] or record["sha256"] != sha256:
-                raise CorruptArchive(f"database {record['path']!r}: size or SHA-256 differs "
-                                     "between the manifest and the index", path=self.path)
-        left = self._databases.any()
-        if left is not None:
-            raise CorruptArchive(f"entry {left[0]!r} is a database the manifest does not list",
-                                 path=self.path)
 
     def _check_symlinks(self) -> None:
         """Resolve every symlink through the archive's symlinks (the kernel's way)."""
@@ -240,7 +196,6 @@ class Confinement:
 
     def close(self) -> None:
         self._symlinks.close()
-        self._databases.close()
 
 
 def escapes(path: str, link: str, lookup) -> bool:

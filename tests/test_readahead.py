@@ -54,17 +54,27 @@ def test_ahead_yields_the_same_bytes_and_hash_as_the_serial_stream(contents, big
 
 
 @pytest.mark.parametrize("damage, error", [
-    (lambda d: d[:-7], TruncatedArchive),                       # ends inside a frame
+    (lambda d: d[:-7], CorruptArchive),     # a frame cut by its range: the layout is wrong
     (lambda d: d[:4] + b"\xff" + d[5:], CorruptArchive),          # reserved header bit
     (lambda d: d + b"junk", CorruptArchive),                    # not a zstd frame
 ])
 def test_ahead_raises_the_serial_streams_error_with_its_type(damage, error):
     data = damage(frames(os.urandom(200_000), b"tail" * 1000))
     for ahead in (False, True):
-        with pytest.raises(error):
+        with pytest.raises(error) as caught:
             with FrameStream(io.BytesIO(data), 0, len(data), "a", ahead=ahead) as stream:
                 drain(stream, 4096)
+        assert type(caught.value) is error
     assert frame_readers() == 0
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_a_file_shorter_than_its_range_is_truncated(ahead):
+    """Only a file that ends before the signed range is truncated (§7.1)."""
+    data = frames(os.urandom(200_000), b"tail" * 1000)
+    with pytest.raises(TruncatedArchive):
+        with FrameStream(io.BytesIO(data[:-7]), 0, len(data), "a", ahead=ahead) as stream:
+            drain(stream, 4096)
 
 
 def test_closing_half_way_stops_the_reading_thread():

@@ -323,3 +323,24 @@ def test_the_spec_gives_the_notes_text_exactly():
     expected = template.replace("{id}", "backup-2025-06-20T12-00-00-000Z-chain1").replace(
         "{parent}", parent["id"]).replace("{depth}", "1")
     assert note_text("backup-2025-06-20T12-00-00-000Z-chain1", parent) == expected.encode()
+
+
+@pytest.mark.parametrize("field,value", [("changed", "false"), ("changed", '"yes"'),
+                                         ("sqlite", "1"), ("generated", "false"),
+                                         ("link", "5"), ("target", "7")])
+def test_a_record_value_of_the_wrong_type_is_corrupt(field, value):
+    """§5.4: flags are only ever true; link and target are strings (target may be null)."""
+    from poppoarc.format.manifest import decode_index
+
+    record = {"gid": 0, "mode": 0o644, "mtime_ns": 0, "path": "a", "size": 3, "target": "state",
+              "type": "file", "uid": 0}
+    if field == "link":
+        record.update(type="symlink", size=0, mode=0o777)
+    line = json.dumps(record, sort_keys=True, separators=(",", ":"))[:-1]
+    line = line.replace('"target":"state"', '"target":7') if field == "target" else \
+        line + f',"{field}":{value}'
+    document = json.dumps(json.loads(line + "}"), sort_keys=True, separators=(",", ":"))
+    index = b'{"archive_id":"backup-x","entries":1,"format":"poppoarc-index/1"}\n' + \
+        document.encode() + b"\n"
+    with pytest.raises(CorruptArchive):
+        decode_index(index, "backup-x", "t")

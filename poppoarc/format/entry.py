@@ -135,6 +135,9 @@ def check_entry(entry: IndexEntry) -> None:
         raise ValueError(f"{entry.path!r}: path, target or link is not a string")
     if entry.type not in ENTRY_TYPES:
         raise ValueError(f"{entry.path}: unknown entry type {entry.type!r}")
+    if not (entry.target is None or type(entry.target) is str) \
+            or not (entry.link is None or type(entry.link) is str):
+        raise ValueError(f"{entry.path}: target or link is not a string")
     if not (is_int(entry.mode) and is_int(entry.uid) and is_int(entry.gid)
             and is_int(entry.mtime_ns) and is_int(entry.size)):
         key = next(k for k in ("mode", "uid", "gid", "mtime_ns", "size")

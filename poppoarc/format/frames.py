@@ -87,7 +87,10 @@ class FrameStream:
                     raise CorruptArchive("a zstd frame has no content checksum", path=self.path)
                 self._decompressor = ZstdDecompressor(option={DParameter.windowLogMax: WINDOW_LOG_MAX})
             if self._decompressor.needs_input and not self._input and not self._more_input():
-                raise TruncatedArchive("archive ends inside a zstd frame", path=self.path)
+                # the file has all its bytes (only a shorter file is truncated, and
+                # _more_input says so): the signed layout cuts a frame (§7.1)
+                raise CorruptArchive("a zstd frame runs past the end of its part of the archive",
+                                     path=self.path)
             try:
                 out = self._decompressor.decompress(self._input, max_length=READ_SIZE)
             except ZstdError as exc:
@@ -140,7 +143,7 @@ def expect(stream: FrameStream, expected: bytes, what: str, path: object) -> Non
     actual = stream.read(len(expected))
     if actual != expected:
         if len(actual) < len(expected):
-            raise TruncatedArchive(f"archive ends before {what}", path=path)
+            raise CorruptArchive(f"the decompressed data ends before {what}", path=path)
         raise CorruptArchive(f"{what}: tar header differs from the signed index", path=path)
 
 

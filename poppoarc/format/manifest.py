@@ -150,6 +150,7 @@ def _check_parent(manifest: dict, path: object) -> None:
 _ENTRY_REQUIRED = {"path", "target", "type", "mode", "uid", "gid", "mtime_ns", "size"}
 _ENTRY_OPTIONAL = {"sha256", "link", "sqlite", "changed", "generated", "sealed", "hmac_sha256",
                    "ctime_ns", "ino", "stored_in", "blocks", "delta", "bundle"}
+_FLAGS = frozenset({"sqlite", "changed", "generated"})   # written only as true (§5.4)
 _FIELDS = tuple(field.name for field in fields(IndexEntry))   # in positional order
 
 
@@ -256,6 +257,8 @@ def decode_lines(lines, records: IndexRecords, rules, incremental: bool,
         keys = set(record) if isinstance(record, dict) else set()
         if not _ENTRY_REQUIRED <= keys <= _ENTRY_REQUIRED | _ENTRY_OPTIONAL:
             raise ValueError(f"entry keys wrong: {sorted(keys)}")
+        if not _FLAGS.isdisjoint(keys) and any(record[f] is not True for f in _FLAGS & keys):
+            raise ValueError(f"{record['path']!r}: a flag other than true")     # §5.4
         entry = IndexEntry(**record)
         check_entry(entry)
         if not incremental and (entry.stored_in is not None or entry.delta is not None):

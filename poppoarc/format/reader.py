@@ -249,7 +249,8 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
                 while remaining:
                     chunk = stream.read_some(min(remaining, READ_SIZE))
                     if not chunk:
-                        raise TruncatedArchive(f"archive ends inside member {entry.path}", path=path)
+                        raise CorruptArchive(f"the decompressed body ends inside member "
+                                             f"{entry.path}", path=path)
                     if digest is not None:
                         digest.update(chunk)
                     if blocks is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 
 from ..crypto import segments
-from ..errors import CorruptArchive, TruncatedArchive
+from ..errors import CorruptArchive
 from . import tarheader
 from .blocks import BlockCheck, check_blocks
 from .frames import FrameStream, expect
@@ -26,7 +26,7 @@ def _read_member(stream: FrameStream, entry: IndexEntry, name: str, size: int, s
     expect(stream, header, f"member {entry.path}", path)
     data = stream.read(size)
     if len(data) < size:
-        raise TruncatedArchive(f"archive ends inside member {entry.path}", path=path)
+        raise CorruptArchive(f"the decompressed body ends inside member {entry.path}", path=path)
     if stream.read(tarheader.padding(size)) != bytes(tarheader.padding(size)):
         raise CorruptArchive(f"member {entry.path}: padding is not zero", path=path)
     return data

@@ -189,3 +189,51 @@ def test_both_readers_agree_on_crafted_archives(case, key_home, tmp_path):
         theirs = type(exc).__name__
     pinned = [public_key((key_home / "signing.pub").read_text())]
     assert verdict(path, pinned) == theirs == ("ok" if case == "good" else "CorruptArchive")
+
+
+NAMES = ["config", "data", "state", "logs", "agents", ".poppo", "certs", "ccla", "x.db",
+         "a.sqlite3", ".env", ".env.local", "t.token", "k.pem", "c.crt", "access.log.1", "x.gz",
+         "y.json", "poppoarc", ".poppoarc-x", "z.db-wal", "j-journal"]
+
+
+def test_the_areas_of_section_13_as_written_are_poppoarcs():
+    """§13 rule 3's table and its words, read by the independent reader, give every record
+    kind at every path of three names the target poppoarc's catalogue gives it."""
+    import itertools
+
+    from poppoarc.snapshot.catalogue import area_catalogue
+    from tests.independent.confinement import area
+
+    catalogue = area_catalogue({})
+    differ = []
+    for depth in (1, 2, 3):
+        for names in itertools.product(NAMES, repeat=depth):
+            path = "/".join(names)
+            for kind in ("file", "dir", "symlink", "sqlite"):
+                record = {"path": path, "type": "file" if kind == "sqlite" else kind,
+                          "sqlite": kind == "sqlite"}
+                if area(record) != catalogue.owner(path, kind):
+                    differ.append((kind, path))
+    assert not differ, differ[:10]
+
+
+def test_the_link_rule_of_section_13_as_written_is_poppoarcs():
+    """§13 rule 5 on random sets of links whose texts climb, loop and pass through others."""
+    import random
+
+    from poppoarc.format.paths import link_target_problem
+    from poppoarc.restore.safety import escapes
+    from tests.independent.confinement import _escapes
+
+    rng = random.Random(29)
+    checked = 0
+    for _ in range(3000):
+        links = {"/".join(rng.choice("abcd") for _ in range(rng.randint(1, 3))):
+                 "/".join(rng.choice(["..", "a", "b", "x", ".", "c"])
+                          for _ in range(rng.randint(1, 4))) for _ in range(rng.randint(1, 4))}
+        links = {p: t for p, t in links.items() if not any(p.startswith(q + "/") for q in links)}
+        for path, text in links.items():
+            theirs = link_target_problem(path, text) is not None or escapes(path, text, links.get)
+            assert _escapes(path, text, links) == theirs, (path, text, links)
+            checked += 1
+    assert checked > 3000

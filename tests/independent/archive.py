@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from . import sealed
+from . import confinement, sealed
 from .tar import (MAGIC, canonical, fail, fixed_header, frames, header, is_int, octal_field,
                   strict_json)
 
@@ -170,6 +170,8 @@ def read_index(archive: Archive) -> tuple[list, dict | None]:
     stream = frames(data[layout["index_offset"]:m["size"]])
     name = ".poppoarc/index.enc" if whole else ".poppoarc/index.jsonl"
     size = layout["index_size"]
+    if size > 1 << 30:
+        fail("CorruptArchive", "index_size beyond 2^30 (§14)")
     if stream[:512] != fixed_header(name, 0o644, size, archive.seconds):
         fail("CorruptArchive", "the index member's header (§4.3)")
     index = stream[512:512 + size]
@@ -183,6 +185,8 @@ def read_index(archive: Archive) -> tuple[list, dict | None]:
     lines = index.split(b"\n")
     if lines.pop() != b"":
         fail("CorruptArchive", "the index does not end with a newline")
+    if any(len(line) >= 4 << 20 for line in lines):
+        fail("CorruptArchive", "an index line beyond 4 MiB (§14)")
     first = strict_json(lines[0], "CorruptArchive", "the index header")
     extra = first.pop("sealed_manifest", None) if isinstance(first, dict) else None
     if first != {"archive_id": m["id"], "entries": len(lines) - 1,
@@ -192,6 +196,7 @@ def read_index(archive: Archive) -> tuple[list, dict | None]:
     records = [strict_json(line, "CorruptArchive", "an index record") for line in lines[1:]]
     _check_records(records, m["incremental"])
     _check_counts({**m, **(extra or {})}, records)
+    confinement.check(m, records)
     return records, extra
 
 
@@ -205,6 +210,8 @@ def _check_records(records: list, incremental: bool) -> None:
     """§1, §5.4, §11.3-§11.4, §12.3-§12.4: each record alone, then paths and links."""
     seen, files = {}, {}
     for r in records:
+        if isinstance(r, dict) and isinstance(r.get("path"), str) and not _path_ok(r["path"]):
+            fail("UnsafeArchiveEntry", f"{r['path']!r}: a path §1 rejects (§13 rule 1)")
         if not isinstance(r, dict) or not REQUIRED <= set(r) <= REQUIRED | OPTIONAL \
                 or not _path_ok(r["path"]) or r["type"] not in TYPES \
                 or not all(is_int(r[k]) for k in ("mode", "uid", "gid", "mtime_ns", "size")) \
@@ -236,15 +243,24 @@ def _check_records(records: list, incremental: bool) -> None:
         if r["path"] in seen:
             fail("CorruptArchive", f"{r['path']}: listed twice")
         seen[r["path"]] = r["type"]
+        if r["target"] is None and r["type"] != "dir":
+            fail("CorruptArchive", f"{r['path']}: a shared parent that is not a directory")
         if r["type"] == "file":
-            files[r["path"]] = (r["size"], r.get("sha256"), r.get("hmac_sha256"))
+            files[r["path"]] = (r["target"], r["size"], r.get("sha256"), r.get("hmac_sha256"))
         elif r["type"] == "hardlink" and files.get(r["link"]) != (
-                r["size"], r.get("sha256"), r.get("hmac_sha256")):
+                r["target"], r["size"], r.get("sha256"), r.get("hmac_sha256")):
             fail("CorruptArchive", f"{r['path']}: not a link to an earlier file of its content")
-    for path in seen:               # in any order: writing below a link would follow it
-        parts = path.split("/")
-        if any(seen.get("/".join(parts[:n]), "dir") != "dir" for n in range(1, len(parts))):
-            fail("CorruptArchive", f"{path}: below a record that is not a directory")
+    targeted = set()
+    for r in records:               # in any order: writing below a link would follow it
+        parts = r["path"].split("/")
+        above = ["/".join(parts[:n]) for n in range(1, len(parts))]
+        if any(seen.get(p, "dir") != "dir" for p in above):
+            fail("CorruptArchive", f"{r['path']}: below a record that is not a directory")
+        if r["target"] is not None:
+            targeted.update(above)
+    for r in records:
+        if r["target"] is None and r["path"] not in targeted:
+            fail("CorruptArchive", f"{r['path']}: a shared parent of nothing")
 
 
 def _blocks_ok(r) -> bool:

@@ -18,7 +18,7 @@ from .tar import fail, is_int
 
 CHUNK = 4194304
 SEGMENT = 65536
-BOUNDS = {"time_cost": (2, 16), "memory_kib": (19456, 1048576), "lanes": (1, 16)}
+BOUNDS = {"time_cost": (2, 8), "memory_kib": (19456, 262144), "lanes": (1, 8)}
 
 
 def _b64(text, length: int, what: str) -> bytes:
@@ -76,7 +76,7 @@ def unwrap(encryption: dict, archive_id: str, passphrase: bytes | None, identity
                                                       serialization.PublicFormat.Raw)
             shared = identity.exchange(X25519PublicKey.from_public_bytes(ephemeral))
             if shared == bytes(32):
-                continue
+                fail("CorruptArchive", "a low-order ephemeral key (§11.2)")
             kek = HKDF(hashes.SHA256(), 32, ephemeral + mine, b"poppoarc/1 x25519").derive(shared)
             aad = b"poppoarc/1 x25519" + aad_id
         else:

@@ -42,8 +42,28 @@ def _refuse(text):
     raise ValueError(f"{text} is not allowed")
 
 
+def depth(data: bytes) -> int:
+    """§14: how deeply arrays and objects nest, brackets inside strings not counted."""
+    deepest = level = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (byte == 0x5C, byte != 0x22)
+        elif byte == 0x22:
+            in_string = True
+        elif byte in b"[{":
+            level += 1
+            deepest = max(deepest, level)
+        elif byte in b"]}":
+            level -= 1
+    return deepest
+
+
 def strict_json(data: bytes, verdict: str, what: str):
-    """§1: a value whose re-encoding is the input, without duplicates, floats, NaN."""
+    """§1: a value whose re-encoding is the input, without duplicates, floats, NaN; §14:
+    nested at most 8 deep, checked before parsing."""
+    if depth(data) > 8:
+        fail(verdict, f"{what} nests deeper than 8 levels")
     try:
         value = json.loads(data.decode("utf-8"), object_pairs_hook=_unique,
                            parse_float=_refuse, parse_constant=_refuse)

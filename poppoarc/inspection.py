@@ -204,10 +204,11 @@ class InspectResult:
     signer: str
     entries: list[IndexEntry] = field(default_factory=list)
     sealed: bool = False          # encrypted and no key here: only the public head is shown
+    changed: list[str] = field(default_factory=list)    # files that changed while packed
 
     def to_json(self, with_entries: bool = False) -> dict:
         data = {"path": str(self.path), "signer": self.signer, "manifest": self.manifest,
-                "sealed": self.sealed}
+                "sealed": self.sealed, "changed_while_packed": self.changed}
         if with_entries:     # made while written: 100,000 entries as dicts took 300 MB
             data["entries"] = StreamedArray(lambda: (e.to_json() for e in self.entries))
         return data
@@ -219,8 +220,9 @@ def inspect(settings: Settings, reference: str, with_entries: bool = False) -> I
         sealer = open_sealer(settings, head, path)
         index = read_checked_index(settings, source, head, path, sealer)
     sealed = index.entries is None
+    changed = [e.path for e in index.entries or () if e.changed]
     return InspectResult(path, full_manifest(head, index), head.signer,
-                         (index.entries or []) if with_entries else [], sealed)
+                         (index.entries or []) if with_entries else [], sealed, changed)
 
 
 # Databases written to the temporary directory and not yet checked: at most this many
@@ -237,9 +239,12 @@ class _VerifySink(reader.MemberSink):
         self._fd: int | None = None
         self._temp = ""
         self.databases_checked = 0
+        self.changed: list[str] = []    # records flagged: the file changed while packed
         self.checks = BackgroundChecks(quick=False, max_bytes=CHECK_BACKLOG, remove=True)
 
     def begin(self, entry: IndexEntry) -> None:
+        if entry.changed:
+            self.changed.append(entry.path)
         if entry.sqlite and entry.delta is None:    # a delta alone is no database (§12.4)
             self._temp = os.path.join(self.workdir, f"check-{self.databases_checked}.db")
             self._fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -283,13 +288,14 @@ class VerifyResult:
     recorded: bool = False        # noted in the store's verification record
     checksum: str = ""            # the archive's signed checksum (for the record)
     chain: list[str] = field(default_factory=list)   # ancestors checked, oldest first
+    changed: list[str] = field(default_factory=list)   # files that changed while packed
 
     def to_json(self) -> dict:
         return {"path": str(self.path), "id": self.id, "ok": True, "signer": self.signer,
                 "entries": self.entries, "files": self.files, "bytes": self.bytes,
                 "databases_checked": self.databases, "encryption": self.encryption,
                 "not_checked": self.not_checked, "recorded": self.recorded,
-                "chain": self.chain}
+                "chain": self.chain, "changed_while_packed": self.changed}
 
 
 def verify(settings: Settings, reference: str, progress=None, record: bool = True) -> VerifyResult:
@@ -352,4 +358,5 @@ def verify_source(settings: Settings, source, path, progress=None,
     if unchecked:
         result.not_checked.append(f"{unchecked} sealed secret file(s): no key available")
     result.bytes, result.databases = total, sink.databases_checked
+    result.changed = sink.changed
     return result

@@ -15,6 +15,7 @@ import dataclasses
 import io
 import json
 import os
+import stat
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
@@ -31,6 +32,9 @@ from .snapshot.catalogue import TARGETS
 from .snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry
 
 ENVIRONMENT_MEMBER = ".poppoarc/environment.json"
+# A sealed file's record lists one member per 4 MiB chunk; an index line holds at most
+# 4 MiB (spec §14): past 64 Ki chunks the list would come near it.
+MAX_SEALED_FILE = 256 << 30
 
 
 class PackJob(DatabaseSteps, HelperSteps):
@@ -230,7 +234,13 @@ class PackJob(DatabaseSteps, HelperSteps):
             return 0
         delta = None
         try:
-            st = os.fstat(fd)
+            st = self._regular(fd, entry.path)
+            if st is None:
+                return 0
+            if (self.seal_all or entry.path in self.secrets) and st.st_size >= MAX_SEALED_FILE:
+                self.warnings.skip(entry.path, f"{st.st_size} bytes: too large to seal in one "
+                                               "index record (spec §14); not archived")
+                return 0
             if self.parent is not None and entry.kind == FILE:
                 reused = self._reuse(entry, fd, st)
                 if reused is not None:
@@ -247,6 +257,9 @@ class PackJob(DatabaseSteps, HelperSteps):
                 stored = self._seal(writer, record, lambda n: os.read(fd, n), may_bundle=True)
             else:
                 stored = self._add_plain(writer, entry.path, fd, st.st_size, st_meta)
+                if stored.reread is not None:   # it changed while read: read again whole
+                    st = stored.reread
+                    st_meta = (st.st_mode & 0o7777, st.st_mtime_ns, st.st_uid, st.st_gid)
             if entry.kind == FILE:
                 stored = _checked_after_read(stored, fd, st)
         except OSError as exc:
@@ -279,10 +292,13 @@ class PackJob(DatabaseSteps, HelperSteps):
         if fd is None:
             return 0
         try:
-            st = os.fstat(fd)
-            stored = _checked_after_read(self._add_plain(
-                writer, path, fd, st.st_size,
-                (st.st_mode & 0o7777, st.st_mtime_ns, st.st_uid, st.st_gid)), fd, st)
+            st = self._regular(fd, path)
+            if st is None:
+                return 0
+            stored = self._add_plain(writer, path, fd, st.st_size,
+                                     (st.st_mode & 0o7777, st.st_mtime_ns, st.st_uid, st.st_gid))
+            st = stored.reread or st        # read again whole: it changed while read
+            stored = _checked_after_read(stored, fd, st)
         except OSError as exc:
             raise SourceError(f"read failed: {exc.strerror}", path=source) from None
         finally:
@@ -295,11 +311,21 @@ class PackJob(DatabaseSteps, HelperSteps):
         return stored.size
 
     def _open(self, source: str, path: str) -> int | None:
-        try:
-            return os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:        # (non-blocking: a FIFO put where the walk saw a file must not hang it)
+            return os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError as exc:
             self.warnings.skip(path, f"cannot open ({exc.strerror}); not archived")
             return None
+
+    def _regular(self, fd: int, path: str) -> os.stat_result | None:
+        """The fstat of an opened file; None (named, not archived) when it is no longer a
+        regular file: something else took its name since the walk."""
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            return st
+        self.warnings.skip(path, "no longer a regular file (replaced since the walk); "
+                                 "not archived")
+        return None
 
     def _add_plain(self, writer: BodyWriter, path: str, fd: int, size: int,
                    st_meta: tuple) -> StoredFile:
@@ -309,7 +335,7 @@ class PackJob(DatabaseSteps, HelperSteps):
             base = self.bytes_done
             on_chunk = lambda n: self.progress(base + n, self.bytes_total, path)  # noqa: E731
         return writer.add_file(path, fd, size, *st_meta, on_chunk=on_chunk,
-                               digest=needs_digest(size, sqlite=False))
+                               digest=needs_digest(size, sqlite=False), reread=True)
 
     def _warn_changed(self, path: str) -> None:
         self.warnings.add(f"{path}: changed while being read; archived as read")

@@ -8,7 +8,6 @@ import sys
 import pytest
 
 from poppoarc import helper_process, pack_helper, pack_job, pack_shares
-from poppoarc.errors import SourceError
 from poppoarc.format.spool import IndexSpool
 from poppoarc.pack_helper import MAX_BYTES, MIN_RECORDS, START_RECORDS, choose_share
 
@@ -193,20 +192,24 @@ def test_a_file_gone_before_the_helper_reads_it_is_a_warning(cli, helped, monkey
     assert code == 0
 
 
-def test_a_file_the_helper_cannot_read_fails_the_pack_and_leaves_no_archive(cli, helped,
-                                                                           monkeypatch):
+def test_a_file_replaced_by_a_directory_before_the_helper_reads_it_is_named(cli, helped,
+                                                                            monkeypatch):
+    """Something else took the file's name since the walk (it used to fail the whole
+    pack when read() met a directory): named as skipped, by the helper too."""
     broken = _agents_files(cli.root)[-1]
 
     def replace_by_directory():
         os.unlink(cli.root / broken)
-        os.mkdir(cli.root / broken)     # opens, then read() fails: EISDIR
+        os.mkdir(cli.root / broken)
 
     _after_the_walk(monkeypatch, replace_by_directory)
-    code, out, err = cli("pack")
-    assert code == 20 and len(helped) == 1 and isinstance(helped[0], SourceError)
-    assert err.strip().splitlines()[-1] == \
-        f"poppoarc: error: {cli.root / broken}: read failed: Is a directory"
-    assert not [p for p in cli.store.iterdir() if p.name.endswith(".zst")]
+    code, packed = cli.json("pack")
+    assert code == 1 and len(helped) == 1 and helped[0] is not None
+    assert f"{broken}: no longer a regular file (replaced since the walk); not archived" \
+        in packed["warnings"]
+    assert broken in packed["skipped"]
+    assert broken not in {e["path"] for e in _listed(cli, packed)}
+    assert cli.json("verify", packed["path"])[0] == 0
 
 
 def test_hard_links_in_the_helpers_share_keep_it_in_this_process(cli, helped, monkeypatch):

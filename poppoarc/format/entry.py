@@ -22,6 +22,20 @@ def is_int(value: object) -> bool:
     return type(value) is int and 0 <= value < 2**63     # not bool, nor an int subclass
 
 
+# Times are nanoseconds since the epoch, signed: any time a 64-bit time_t holds (a file
+# from before 1970 has a negative mtime, one after 2262-04-11 more than 2^63 ns), so that
+# pack never writes a time a reader rejects (spec §5.4).
+TIME_LIMIT = 2**63 * 10**9
+
+
+def is_time(value: object) -> bool:
+    return type(value) is int and -TIME_LIMIT <= value < TIME_LIMIT
+
+
+def is_inode(value: object) -> bool:
+    return type(value) is int and 0 <= value < 2**64     # st_ino is unsigned 64-bit
+
+
 # A plain file smaller than this needs no SHA-256 of its own (spec §5.4): the signed
 # body checksum covers its bytes, and 100,000 small files' digests (3.8 MB compressed)
 # would make their archive 20 % larger.  Larger files and every database keep theirs.
@@ -139,10 +153,11 @@ def check_entry(entry: IndexEntry) -> None:
             or not (entry.link is None or type(entry.link) is str):
         raise ValueError(f"{entry.path}: target or link is not a string")
     if not (is_int(entry.mode) and is_int(entry.uid) and is_int(entry.gid)
-            and is_int(entry.mtime_ns) and is_int(entry.size)):
-        key = next(k for k in ("mode", "uid", "gid", "mtime_ns", "size")
-                   if not is_int(getattr(entry, k)))
+            and is_int(entry.size)):
+        key = next(k for k in ("mode", "uid", "gid", "size") if not is_int(getattr(entry, k)))
         raise ValueError(f"{entry.path}: {key} is not a non-negative integer")
+    if not is_time(entry.mtime_ns):
+        raise ValueError(f"{entry.path}: mtime_ns is not a time in range")
     if entry.mode > 0o7777:
         raise ValueError(f"{entry.path}: mode out of range")
     keyed = entry.sealed is not None or entry.hmac_sha256 is not None
@@ -175,9 +190,9 @@ MIN_BLOCK, MAX_BLOCK = 4096, 1 << 24
 
 def _check_incremental_keys(entry: IndexEntry) -> None:
     """The §12 keys: stat facts, ancestor references, database blocks and deltas."""
-    for key in ("ctime_ns", "ino"):
+    for key, valid in (("ctime_ns", is_time), ("ino", is_inode)):
         value = getattr(entry, key)
-        if value is not None and (entry.type != "file" or not is_int(value)):
+        if value is not None and (entry.type != "file" or not valid(value)):
             raise ValueError(f"{entry.path}: {key} is malformed or on a non-file record")
     if entry.stored_in is None and entry.blocks is None and entry.delta is None:
         return          # a full archive's plain record

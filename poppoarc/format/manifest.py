@@ -154,14 +154,19 @@ _FLAGS = frozenset({"sqlite", "changed", "generated"})   # written only as true 
 _FIELDS = tuple(field.name for field in fields(IndexEntry))   # in positional order
 
 
-def write_index(out, archive_id: str, entries, sealed_manifest: dict | None = None) -> None:
+def write_index(out, archive_id: str, entries, sealed_manifest: dict | None = None,
+                warnings: list[str] | None = None) -> None:
     """Write the index line by line (100,000 entries never sit in memory twice).
 
     ``entries`` is a list of records or a ``spool.IndexSpool`` (it has ``write_to``).
+    ``warnings``: every warning of the run, for the header line of an archive not sealed
+    whole (the head holds at most the first 50, cut; §5.4).
     """
     header = {"format": INDEX_FORMAT, "archive_id": archive_id, "entries": len(entries)}
     if sealed_manifest is not None:
         header["sealed_manifest"] = sealed_manifest
+    if warnings:
+        header["warnings"] = list(warnings)
     out.write(canonical_json(header) + b"\n")
     if hasattr(entries, "write_to"):
         entries.write_to(out)
@@ -194,6 +199,7 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
             raise CorruptArchive("index does not end with a newline", path=path)
         header = strict_loads(line[:-1])
         sealed_manifest = header.pop("sealed_manifest", None) if isinstance(header, dict) else None
+        every_warning = header.pop("warnings", None) if isinstance(header, dict) else None
         if not isinstance(header, dict) or set(header) != {"format", "archive_id", "entries"} \
                 or header["format"] != INDEX_FORMAT or header["archive_id"] != archive_id \
                 or (sealed_manifest is None) == sealed:
@@ -205,6 +211,11 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
             problem = sealable_problem(sealed_manifest)
             if problem:
                 raise ValueError(f"sealed manifest: {problem}")
+        if every_warning is not None:       # all the run's warnings, the head's 50 and more
+            if sealed or not every_warning or not isinstance(every_warning, list) \
+                    or not all(isinstance(w, str) for w in every_warning):
+                raise ValueError("index header warnings are malformed")
+            sealed_manifest = {"warnings": every_warning}
         records = IndexRecords(IndexEntry, _FIELDS)
         records.tally = Tally()         # what the manifest must say about the records (§5.2)
         rules = PathRules()

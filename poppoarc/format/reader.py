@@ -163,6 +163,10 @@ def read_index(handle, head: TrustedHead, path: object, sealer=None,
                                             helper_share=helper_share, visit=visit)
     if len(entries) != layout["entries"]:
         raise CorruptArchive("index entry count differs from the manifest", path=path)
+    if sealed_manifest is not None and \
+            len(sealed_manifest["warnings"]) > manifest["warnings_total"]:
+        raise CorruptArchive("the index header lists more warnings than the manifest counts",
+                             path=path)
     summary.check({**manifest, **(sealed_manifest or {})}, entries.tally, path)
     return Index(entries, sealed_manifest)
 

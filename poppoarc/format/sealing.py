@@ -34,6 +34,9 @@ class StoredFile:
     blocks: bytes | None = None     # block digests when asked for (databases, §12.4)
     block_size: int = 0             # ... of blocks of this size
     bundle: int | None = None       # offset in a shared bundle object (§11.4)
+    # a small file that changed while it was read, read again whole: the fstat its stored
+    # content matches (its size, mode and times replace those seen at open)
+    reread: object = None
 
 
 def _read_exactly(read, size: int) -> tuple[bytes, bool]:
@@ -83,7 +86,10 @@ class SealingMixin:
         changed = changed or bool(read(1))
         mac = sealer.new_mac()
         mac.update(data)
-        if self._bundle is not None and len(self._bundle[2]) + size > CHUNK_SIZE:
+        if self._bundle is not None and (len(self._bundle[2]) + size > CHUNK_SIZE
+                                         or not self._bundle[2]):
+            # (after nothing but empty files a file's offset would be 0, which names the
+            # first of a bundle, §11.4: it starts a bundle of its own)
             self._close_bundle()
         members = None
         if self._bundle is None:

@@ -10,9 +10,11 @@ upload that holds the head's part back until the head is signed.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
+import stat
 import tempfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +34,7 @@ from .manifest import (DELTA_PREFIX, FORMAT, SEALED_MANIFEST_KEYS, cap_warnings,
 
 FEED_CHUNK = 1 << 20          # compress in 1 MiB pieces: big enough to release the GIL
 READ_CHUNK = 4 << 20
+REREADS = 3                   # a small file that keeps changing is read at most this often
 DEFAULT_LEVEL = 3
 _ZERO_BLOCK = bytes(tarheader.BLOCK)
 SMALL_MEMBER = 64 << 10       # members up to this size are fed to zstd in one piece
@@ -48,6 +51,22 @@ def _pieces(source, size: int, piece: int, what: str):
             raise ValueError(f"{what} ended early")
         yield chunk
         remaining -= len(chunk)
+
+
+def _read_small(fd: int, size: int, offset: int | None) -> bytes:
+    """Up to ``size + 1`` bytes of ``fd`` (one more tells a file that grew), from its
+    position or, with ``offset``, from there (a file read again)."""
+    if offset is None:
+        data = os.read(fd, size + 1)
+    else:
+        data = os.pread(fd, size + 1, offset)
+    while len(data) < size:
+        more = os.read(fd, size + 1 - len(data)) if offset is None else \
+            os.pread(fd, size + 1 - len(data), offset + len(data))
+        if not more:
+            break
+        data += more
+    return data
 
 
 def _stored(hasher, size: int, changed: bool, block_size: int) -> StoredFile:
@@ -168,30 +187,40 @@ class BodyWriter(SealingMixin):
 
     def add_file(self, path: str, fd: int, size: int, mode: int, mtime_ns: int,
                  uid: int, gid: int, on_chunk=None, block_size: int = 0,
-                 digest: bool = True) -> StoredFile:
+                 digest: bool = True, reread: bool = False) -> StoredFile:
         """Store exactly ``size`` bytes read from ``fd`` (the size seen at open).
 
         A file that shrinks is padded with zeros and one that grows is cut,
         so the member always matches its header; both are reported as changed.
+        ``reread`` (a plain file): a file under ``READ_CHUNK`` whose size changed while
+        it was read is first read again whole, up to ``REREADS`` times, with the size,
+        mode and times of a new fstat (``StoredFile.reread``), and only flagged if it
+        never holds still; its digest follows its new size (spec §5.4).
         ``on_chunk(bytes_so_far)`` is called after each chunk of a large file.
         With ``block_size`` the SHA-256 of every block is returned as well;
         ``digest=False`` (a small file, spec §5.4) returns no SHA-256 at all.
         """
         self._drain()
-        header = tarheader.member_header(path, tarheader.REGULAR, mode=mode, uid=uid,
-                                         gid=gid, size=size, mtime=mtime_ns // 10**9)
-        hasher = BlockHasher(block_size) if block_size else hashlib.sha256() if digest else None
-        changed = False
+        changed, again = False, None
         if size < READ_CHUNK:
-            data = os.read(fd, size + 1)
-            while len(data) < size:
-                more = os.read(fd, size + 1 - len(data))
-                if not more:
+            data = _read_small(fd, size, 0 if reread else None)
+            for _ in range(REREADS if reread else 0):
+                if len(data) == size:
                     break
-                data += more
+                st = os.fstat(fd)       # it changed while read: read it as it is now
+                if not stat.S_ISREG(st.st_mode) or st.st_size >= READ_CHUNK:
+                    break
+                again, size = st, st.st_size
+                mode, mtime_ns = stat.S_IMODE(st.st_mode), st.st_mtime_ns
+                uid, gid, digest = st.st_uid, st.st_gid, needs_digest(size, sqlite=False)
+                data = _read_small(fd, size, 0)
             if len(data) != size:
                 changed = True
                 data = data[:size] + bytes(max(0, size - len(data)))
+        header = tarheader.member_header(path, tarheader.REGULAR, mode=mode, uid=uid,
+                                         gid=gid, size=size, mtime=mtime_ns // 10**9)
+        hasher = BlockHasher(block_size) if block_size else hashlib.sha256() if digest else None
+        if size < READ_CHUNK:
             if hasher is not None:
                 hasher.update(data)
             if size <= SMALL_MEMBER:     # one feed: header, content and padding together
@@ -200,7 +229,8 @@ class BodyWriter(SealingMixin):
                 self._feed(header)
                 self._feed(data)
                 self._feed(bytes(tarheader.padding(size)))
-            return _stored(hasher, size, changed, block_size)
+            stored = _stored(hasher, size, changed, block_size)
+            return stored if again is None else dataclasses.replace(stored, reread=again)
         self._feed(header)
         if self._buffer is None:
             self._buffer = bytearray(READ_CHUNK)
@@ -287,7 +317,7 @@ def finish_archive(out, writer: BodyWriter, *, archive_id: str, now, entries: li
         # Paths, hosts, database and certificate details would leak: they move
         # into the encrypted index header; the readable head keeps counts only.
         sealed_manifest = {k: fields[k] for k in SEALED_MANIFEST_KEYS if k != "warnings"}
-        sealed_manifest["warnings"] = list(warnings)
+        sealed_manifest["warnings"] = index_warnings(warnings)
         fields.update(host=None, root=None, databases=[], certificates=[])
         with tempfile.TemporaryFile() as plain:        # 100,000 records: ~25 MB, not in memory
             write_index(plain, archive_id, entries, sealed_manifest)
@@ -296,7 +326,7 @@ def finish_archive(out, writer: BodyWriter, *, archive_id: str, now, entries: li
         index_name, head_warnings = ENCRYPTED_INDEX_NAME, []
     else:
         spool = tempfile.TemporaryFile()
-        write_index(spool, archive_id, entries)
+        write_index(spool, archive_id, entries, warnings=index_warnings(warnings))
         index_name, head_warnings = INDEX_NAME, warnings
     with spool:
         index_size = spool.seek(0, io.SEEK_END)
@@ -319,6 +349,21 @@ def finish_archive(out, writer: BodyWriter, *, archive_id: str, now, entries: li
     sink = writer.sink if out is writer.out else as_sink(out)
     sink.write_head(signed_head(manifest, head_warnings, head_size, key, seconds))
     return manifest
+
+
+INDEX_WARNINGS_BYTES = 1 << 20     # an index line is at most 4 MiB (spec §14)
+
+
+def index_warnings(warnings: list[str]) -> list[str]:
+    """The run's warnings for the index header (§5.4): in order and uncut, as many as fit
+    in ``INDEX_WARNINGS_BYTES`` of JSON."""
+    kept, used = [], 2
+    for warning in warnings:
+        used += len(headfmt.canonical_json(warning)) + 1
+        if used > INDEX_WARNINGS_BYTES:
+            break
+        kept.append(warning)
+    return kept
 
 
 def signed_head(manifest: dict, warnings: list[str], head_size: int, key, mtime: int) -> bytes:

@@ -113,6 +113,7 @@ def inspect(out, result) -> None:
         out.text(_("Warnings ({count}):").format(count=m["warnings_total"]))
         for warning in m["warnings"]:
             out.text(f"  {warning}")
+    _changed_while_packed(out, result.changed)
     for entry in result.entries:
         out.text(f"  {entry.type:<8} {oct(entry.mode)[2:]:>4} {entry.size:>12}  {entry.path}")
 
@@ -127,6 +128,19 @@ def verify(out, result) -> None:
             count=len(result.chain), first=result.chain[0]))
     for item in result.not_checked:
         out.text(_("  not checked without a key: {what}").format(what=item))
+    _changed_while_packed(out, result.changed)
+
+
+def _changed_while_packed(out, paths: list[str]) -> None:
+    """The files a pack saw change while it read them (index records flagged ``changed``)."""
+    if not paths:
+        return
+    out.text(_("  {count} file(s) changed while they were packed and are stored as read "
+               "(their content may be inconsistent):").format(count=len(paths)))
+    for path in paths[:20]:
+        out.text(f"    {path}")
+    if len(paths) > 20:
+        out.text(_("    ... and {count} more").format(count=len(paths) - 20))
 
 
 def unpack(out, result) -> None:

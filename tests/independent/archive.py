@@ -189,15 +189,28 @@ def read_index(archive: Archive) -> tuple[list, dict | None]:
         fail("CorruptArchive", "an index line beyond 4 MiB (§14)")
     first = strict_json(lines[0], "CorruptArchive", "the index header")
     extra = first.pop("sealed_manifest", None) if isinstance(first, dict) else None
+    every = first.pop("warnings", None) if isinstance(first, dict) else None
     if first != {"archive_id": m["id"], "entries": len(lines) - 1,
                  "format": "poppoarc-index/1"} or (extra is None) == whole or len(lines) - 1 != \
             layout["entries"] or (whole and (not isinstance(extra, dict) or set(extra) != SEALED_FIELDS)):
         fail("CorruptArchive", "the index header line (§5.4)")
+    if every is not None:       # §5.4: the run's warnings, at most warnings_total of them
+        if whole or not isinstance(every, list) or not every \
+                or not all(isinstance(w, str) for w in every) or len(every) > m["warnings_total"]:
+            fail("CorruptArchive", "the index header's warnings (§5.4)")
+        extra = {"warnings": every}
+    if whole and len(extra["warnings"]) > m["warnings_total"]:
+        fail("CorruptArchive", "the sealed manifest's warnings (§5.4)")
     records = [strict_json(line, "CorruptArchive", "an index record") for line in lines[1:]]
     _check_records(records, m["incremental"])
     _check_counts({**m, **(extra or {})}, records)
     confinement.check(m, records)
     return records, extra
+
+
+def _time_ok(value) -> bool:
+    """§5.4: nanoseconds since the epoch, any time a signed 64-bit time_t holds."""
+    return type(value) is int and -(2**63) * 10**9 <= value < 2**63 * 10**9
 
 
 def _path_ok(path) -> bool:
@@ -214,7 +227,9 @@ def _check_records(records: list, incremental: bool) -> None:
             fail("UnsafeArchiveEntry", f"{r['path']!r}: a path §1 rejects (§13 rule 1)")
         if not isinstance(r, dict) or not REQUIRED <= set(r) <= REQUIRED | OPTIONAL \
                 or not _path_ok(r["path"]) or r["type"] not in TYPES \
-                or not all(is_int(r[k]) for k in ("mode", "uid", "gid", "mtime_ns", "size")) \
+                or not all(is_int(r[k]) for k in ("mode", "uid", "gid", "size")) \
+                or not all(_time_ok(r[k]) for k in ("mtime_ns", "ctime_ns") if k in r) \
+                or not (type(r.get("ino", 0)) is int and 0 <= r.get("ino", 0) < 2**64) \
                 or r["mode"] > 0o7777 or not (r["target"] is None or isinstance(r["target"], str)) \
                 or any(r.get(flag, True) is not True for flag in ("sqlite", "changed", "generated")) \
                 or not isinstance(r.get("link", ""), str):

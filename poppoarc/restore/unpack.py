@@ -52,7 +52,8 @@ from ..lock import InstallationLock
 from ..pack import installation_version, pack_locked
 from ..snapshot import sqlite as sqlite_snapshot
 from ..snapshot.catalogue import TARGETS, build_catalogue
-from ..snapshot.scan import DATABASE, claimed_by_walk, scan
+from ..snapshot.ownership import claimed_by_walk
+from ..snapshot.scan import DATABASE, scan
 from ..store import leftovers, open_store
 from . import chain, fsops, journal, swap
 from .plan import RestorePlan, conflict_message, make_plan, restores, staging_paths

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import SourceError, Warnings
-from ..format.paths import MAX_NAME_BYTES, link_target_problem, path_problem
+from ..format.paths import MAX_NAME_BYTES
 from .catalogue import REFERENCE, SECRET, SQLITE, Catalogue
 from .groups import WalkGroups
+from .naming import printable, symlink_problem, unrepresentable
+from .ownership import sidecar_of_database
 from .sqlite import has_sqlite_header, is_sqlite_file
 
 FILE, DIR, SYMLINK, DATABASE = "file", "dir", "symlink", "sqlite"
@@ -291,7 +293,7 @@ class Walk:
                     continue
                 rules = catalogue.claim(rel)
                 if not rules:
-                    if tracking and not (sidecar_owner and _sidecar_of_database(catalogue, rel)):
+                    if tracking and not (sidecar_owner and sidecar_of_database(catalogue, rel)):
                         foreign(rel)
                     elif tracking:
                         result.sidecars.append(rel)
@@ -371,35 +373,6 @@ class Walk:
         del walk    # it refers to itself: without this the walk's records outlive their last use
 
 
-def printable(path: str) -> str:
-    """A path for a message: bytes that are not UTF-8 as ``\\xNN`` escapes."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def unrepresentable(path: str) -> str | None:
-    """Why an archive cannot name ``path`` (spec/FORMAT.md §1), or None."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return "name is not valid UTF-8 (an archive path is UTF-8)"
-    problem = path_problem(path)
-    return f"{problem} (beyond what an archive may name)" if problem else None
-
-
-def symlink_problem(path: str, link: str) -> str | None:
-    """Why the symbolic link ``path -> link`` is not archived, or None: a restore would
-    refuse it (absolute, or leaving the installation), or its target is not UTF-8."""
-    try:
-        link.encode("utf-8")
-    except UnicodeEncodeError:
-        return f"symbolic link to {printable(link)!r} not archived: its target is not UTF-8"
-    problem = link_target_problem(path, link)
-    if problem:
-        return (f"symbolic link to {link!r} not archived: {problem}, which a restore "
-                "refuses to create")
-    return None
-
-
 def database_candidates(root: Path, catalogue: Catalogue,
                         skip: tuple[Path, ...] = ()) -> list[str]:
     """The databases directly inside the directories the database rules name literally
@@ -455,50 +428,6 @@ def in_path_order(children):
             yield key[:-1], None
         else:
             yield key, key in dirs
-
-
-def claimed_by_walk(catalogue: Catalogue, root: str, rel: str) -> bool:
-    """Whether a walk of the selected targets would take the path ``rel`` (a directory:
-    and everything in it), or it is a sidecar of a database path they own: what a
-    restore of those targets may replace.  The walk's rules, one path at a time."""
-    path = f"{root}/{rel}"
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    selected = set(catalogue.selected)
-    if stat.S_ISDIR(st.st_mode):
-        rules = [r for r in catalogue.claim(rel) if r.action != SQLITE]
-        if not rules or rules[0].target not in selected or rules[0].action in (REFERENCE, SECRET):
-            return False
-        try:
-            names = os.listdir(path)
-        except OSError:
-            return False
-        return all(claimed_by_walk(catalogue, root, f"{rel}/{name}") for name in names)
-    rules = catalogue.claim(rel)
-    if not rules:
-        return "database" in selected and _sidecar_of_database(catalogue, rel)
-    if rules[0].action == SQLITE:
-        if stat.S_ISREG(st.st_mode) and is_sqlite_file(path):
-            return rules[0].target in selected
-        rules = rules[1:]
-    return bool(rules) and rules[0].target in selected \
-        and rules[0].action not in (REFERENCE, SECRET) \
-        and (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode))
-
-
-def _sidecar_of_database(catalogue: Catalogue, path: str) -> bool:
-    """Whether ``path`` is a SQLite sidecar (``-wal``, ``-shm``, ``-journal``) of a path the
-    database rules claim: a restore of that database drops it (it would replay old data)."""
-    for suffix in SIDECAR_SUFFIXES:
-        if path.endswith(suffix):
-            rules = catalogue.claim(path[:-len(suffix)])
-            return bool(rules) and rules[0].action == SQLITE
-    return False
-
-
-SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")
 
 
 def _children(abs_dir: str, rel_dir: str, warnings: Warnings, failed: list | None = None):

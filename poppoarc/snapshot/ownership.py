@@ -1,0 +1,54 @@
+"""What a restore of the selected targets may replace, one path at a time: the walk's
+rules (``scan``) for a path met outside a walk (a restore's last look before its swap)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from .catalogue import REFERENCE, SECRET, SQLITE, Catalogue
+from .sqlite import is_sqlite_file
+
+SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")
+
+
+def claimed_by_walk(catalogue: Catalogue, root: str, rel: str) -> bool:
+    """Whether a walk of the selected targets would take the path ``rel`` (a directory:
+    and everything in it), or it is a sidecar of a database path they own: what a
+    restore of those targets may replace.  The walk's rules, one path at a time."""
+    path = f"{root}/{rel}"
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    selected = set(catalogue.selected)
+    if stat.S_ISDIR(st.st_mode):
+        rules = [r for r in catalogue.claim(rel) if r.action != SQLITE]
+        if not rules or rules[0].target not in selected or rules[0].action in (REFERENCE, SECRET):
+            return False
+        try:
+            names = os.listdir(path)
+        except OSError:
+            return False
+        return all(claimed_by_walk(catalogue, root, f"{rel}/{name}") for name in names)
+    rules = catalogue.claim(rel)
+    if not rules:
+        return "database" in selected and sidecar_of_database(catalogue, rel)
+    if rules[0].action == SQLITE:
+        if stat.S_ISREG(st.st_mode) and is_sqlite_file(path):
+            return rules[0].target in selected
+        rules = rules[1:]
+    return bool(rules) and rules[0].target in selected \
+        and rules[0].action not in (REFERENCE, SECRET) \
+        and (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode))
+
+
+def sidecar_of_database(catalogue: Catalogue, path: str) -> bool:
+    """Whether ``path`` is a SQLite sidecar (``-wal``, ``-shm``, ``-journal``) of a path the
+    database rules claim: a restore of that database drops it (it would replay old data)."""
+    for suffix in SIDECAR_SUFFIXES:
+        if path.endswith(suffix):
+            rules = catalogue.claim(path[:-len(suffix)])
+            return bool(rules) and rules[0].action == SQLITE
+    return False
+

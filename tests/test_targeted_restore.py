@@ -91,7 +91,7 @@ def test_an_application_writing_another_targets_files_loses_nothing(
             units = result["plan"]["units"]
             assert not any(u in ("data", "config", "data/ccla", "config/agents")
                            or u.startswith(("data/ccla/", "config/agents/")) for u in units), units
-            assert json.loads(probe.read_text())["n"] > first, "the writer went on meanwhile"
+        assert json.loads(probe.read_text())["n"] > first, "the writer went on meanwhile"
     finally:
         lost, failed = _lost_updates(writer, out)
     assert restores == 4

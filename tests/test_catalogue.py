@@ -128,3 +128,39 @@ def test_claim_agrees_with_glob_matching(parts, which):
     catalogue = CATALOGUES[which]
     path = "/".join(parts)
     assert catalogue.claim(path) == reference_claim(catalogue, path)
+
+
+# -- the area rule of a restore: Catalogue.owner decides as the walk does ----------------
+
+_OWNER_NAMES = ["config", "state", "data", "logs", ".poppo", "agents", "ccla", "certs",
+                "a.db", "a.db-wal", "x-journal", "b.gz", "access.log", ".env", ".env.x",
+                "k.pem", "t.token", ".poppoarc", ".poppoarc-stage-1", "poppoarc", "n"]
+
+
+def _walk_owner(catalogue, path: str, kind: str):
+    """The walk's decision, spelled out: it enters every directory above ``path`` (none
+    excluded, each worth descending), then takes the first claim as scan.py does."""
+    parts = path.split("/")
+    if not all(catalogue.worth_descending("/".join(parts[:n])) for n in range(1, len(parts))):
+        return None
+    rules = catalogue.claim(path)
+    if kind == "sqlite":
+        return rules[0].target if rules and rules[0].action == "sqlite" else None
+    rules = [r for r in rules if r.action != "sqlite"]
+    if not rules or rules[0].action == "reference":
+        return None
+    if kind == "dir" and rules[0].action != "store":
+        return None
+    return rules[0].target
+
+
+@settings(max_examples=600)
+@given(st.lists(st.sampled_from(_OWNER_NAMES), min_size=1, max_size=5),
+       st.sampled_from(["dir", "file", "symlink", "sqlite"]), st.booleans())
+def test_owner_decides_as_the_walk_does(names, kind, configured):
+    from poppoarc.snapshot.catalogue import area_catalogue
+
+    config = {"config": {"include": ["config/**", ".poppo/**", "n/**"]}} if configured else {}
+    catalogue = area_catalogue(config)
+    path = "/".join(names)
+    assert catalogue.owner(path, kind) == _walk_owner(catalogue, path, kind), path

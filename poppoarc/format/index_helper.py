@@ -34,6 +34,7 @@ from .records import CHUNK, MAX_INDEX_LINE, bounded_lines, read_chunks, write_ch
 # saves: its start (~40 ms) is the time of ~4,000 records.
 MIN_BYTES = 4 << 20
 HELPER_SHARE = 0.45     # it starts later, and this process replays its rule calls
+CHUNK_BYTES = 1 << 20   # path bytes of rule calls per chunk
 
 
 @dataclass
@@ -140,17 +141,19 @@ class _RuleCalls:
     """Stands in for ``PathRules``: the calls go to a file, for the reader to replay."""
 
     def __init__(self, out):
-        self._out, self._chunk = out, []
+        self._out, self._chunk, self._bytes = out, [], 0
 
     def add(self, target, path, is_dir, generated=False) -> None:
         self._chunk.append((target, path, is_dir, generated))
-        if len(self._chunk) == CHUNK:
+        self._bytes += len(path)
+        # a chunk is what the reader holds at once: bounded in bytes too (4 KiB paths)
+        if len(self._chunk) == CHUNK or self._bytes >= CHUNK_BYTES:
             self.flush()
 
     def flush(self) -> None:
         if self._chunk:
             write_chunk(self._out, self._chunk)
-            self._chunk = []
+            self._chunk, self._bytes = [], 0
 
 
 def _lines(fd: int, offset: int):

@@ -147,13 +147,34 @@ def _matcher(patterns: tuple[str, ...], directory: str) -> tuple:
 
 # Per-directory caches hold at most this many directories, then start afresh: a walk
 # or an index visits one directory after another, and an index may name millions.
-_CACHE_DIRECTORIES = 4096
+_CACHE_DIRECTORIES = 256
 
 
 def _remember(cache: dict, key: str, value) -> None:
     if len(cache) >= _CACHE_DIRECTORIES:
         cache.clear()
     cache[key] = value
+
+
+def _ancestry(patterns: tuple[str, ...]) -> tuple[re.Pattern, re.Pattern | None]:
+    """(a regex that finds a path, or a directory above it, that one of ``patterns``
+    matches, for the patterns it can express; the rest combined, or None)."""
+    def name(glob: str) -> str:
+        return "".join("[^/]*" if ch == "*" else "[^/]" if ch == "?" else re.escape(ch)
+                       for ch in glob)
+
+    parts, others = [], []
+    for pattern in patterns:
+        pieces = pattern.split("/")
+        if len(pieces) == 2 and pieces[0] == "**" and "**" not in pieces[1]:
+            parts.append(f"(?:^|/){name(pieces[1])}(?:/|$)")       # a name, any depth
+        elif len(pieces) == 1 and "**" not in pattern:
+            parts.append(f"^{name(pattern)}(?:/|$)")               # a first name
+        elif pieces[-1] == "**" and not any(ch in "*?[" for ch in "/".join(pieces[:-1])):
+            parts.append(f"^{re.escape('/'.join(pieces[:-1]))}(?:/|$)")     # a prefix
+        else:
+            others.append(pattern)
+    return re.compile("|".join(parts) or "(?!)", re.S), _combined(tuple(others))
 
 
 @dataclass
@@ -167,7 +188,8 @@ class Catalogue:
     _exclude_re: re.Pattern | None = field(default=None, repr=False)
     _per_dir: dict = field(default_factory=dict, repr=False)
     _per_dir_names: dict = field(default_factory=dict, repr=False)
-    _entered: dict = field(default_factory=dict, repr=False)
+    _ancestry_re: re.Pattern | None = field(default=None, repr=False)
+    _other_excludes: re.Pattern | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # One alternation per rule keeps per-file work to a few regex calls.
@@ -218,11 +240,21 @@ class Catalogue:
         """The target a record of ``kind`` ("dir", "file", "symlink" or "sqlite") at
         ``path`` belongs to, decided as the walk decides (scan.py): the first claim,
         skipping the database claim unless it is a database; a directory only by a
-        claim that stores it; nothing that a reference claims, nor anything below a
-        directory the walk never enters.  The area rule of a restore (restore/safety.py)."""
-        if not self._reachable(path.rpartition("/")[0]):
+        claim that stores it; nothing that a reference claims, nor anything at or below
+        a name an exclusion matches.  The area rule of a restore (restore/safety.py).
+
+        One regex per rule on the whole path: an index names directories one path at a
+        time, where the walk's per-directory specialisation (``claim``) would cost more
+        than it saves (a path of 250 levels under a directory of its own)."""
+        if self._excluded_here_or_above(path):
             return None
-        rules = self.claim(path)
+        rules = []
+        for rule, include, exclude in self._compiled:
+            if include is not None and include.match(path) \
+                    and not (exclude is not None and exclude.match(path)):
+                rules.append(rule)
+                if rule.action != SQLITE:
+                    break
         if kind == "sqlite":
             return rules[0].target if rules and rules[0].action == SQLITE else None
         rule = next((r for r in rules if r.action != SQLITE), None)
@@ -232,20 +264,28 @@ class Catalogue:
 
     def database_candidate(self, path: str) -> bool:
         """Whether the walk would test the file at ``path`` for being a database."""
-        rules = self.claim(path) if self._reachable(path.rpartition("/")[0]) else []
-        return bool(rules) and rules[0].action == SQLITE
+        if self._excluded_here_or_above(path):
+            return False
+        rule, include, exclude = next(((r, i, e) for r, i, e in self._compiled
+                                       if i is not None and i.match(path)
+                                       and not (e is not None and e.match(path))),
+                                      (None, None, None))
+        return rule is not None and rule.action == SQLITE
 
-    def _reachable(self, directory: str) -> bool:
-        """Whether the walk enters ``directory`` (and every directory above it) as far
-        as exclusions go."""
-        if not directory:
+    def _excluded_here_or_above(self, path: str) -> bool:
+        """Whether an exclusion matches ``path`` or a directory above it (the walk does
+        not enter an excluded directory).  Exclusions of one name at any depth
+        (``**/G``), of a first name (``G``) and of a literal prefix (``P/**``) are decided
+        by one regex over the whole path; any other kind, directory by directory."""
+        if self._ancestry_re is None:
+            self._ancestry_re, self._other_excludes = _ancestry(self.excludes)
+        if self._ancestry_re.search(path):
             return True
-        known = self._entered.get(directory)
-        if known is None:
-            known = not self._exclude_re.match(directory) \
-                and self._reachable(directory.rpartition("/")[0])
-            _remember(self._entered, directory, known)
-        return known
+        if self._other_excludes is None:
+            return False
+        parts = path.split("/")
+        return any(self._other_excludes.match("/".join(parts[:n]))
+                   for n in range(1, len(parts) + 1))
 
     def worth_descending(self, directory: str) -> bool:
         """Whether any rule could claim something inside ``directory``."""

@@ -8,6 +8,7 @@ import posixpath
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
 MAX_DEPTH = 256
+MAX_LINK_BYTES = 4095       # PATH_MAX less its NUL: symlink(2) refuses a longer target
 
 
 def path_problem(path: object) -> str | None:
@@ -43,6 +44,8 @@ def link_target_problem(path: str, target: str) -> str | None:
         return "empty or NUL link target"
     if target.startswith("/"):
         return "absolute link target"
+    if len(target.encode("utf-8", "surrogatepass")) > MAX_LINK_BYTES:
+        return "link target longer than 4095 bytes (no system can create it)"
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
     if resolved == ".." or resolved.startswith("../") or resolved.startswith("/"):
         return "link target leaves the installation"

@@ -9,6 +9,7 @@ store, not what lies beside them (``scene.assert_refused``)."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 
 import pytest
@@ -96,6 +97,9 @@ ATTACKS = {
                          UNSAFE, "absolute link target", "state"),
     "symlink-lexical-escape": (STATE + [entry("state/l", "symlink", link="../../outside")],
                                UNSAFE, "leaves the installation", "state"),
+    "symlink-longer-than-any-system-makes": (STATE + [entry("state/l", "symlink",
+                                                            link="a/" * 2048)],
+                                             UNSAFE, "longer than 4095 bytes", "state"),
     "write-through-an-archive-symlink": (STATE + [entry("state/d", "symlink", link="../config"),
                                                   entry("state/d/evil.json", data=b"x")],
                                          CORRUPT, "which is not a directory", "state"),
@@ -271,3 +275,44 @@ def test_excludes_set_after_a_backup_do_not_refuse_it(installation, capsys, tmp_
     assert cli("verify", packed["id"])[0] == 0
     code, _, err = cli("unpack", packed["id"], "--skip-backup")
     assert code in (0, 1), err
+
+
+def test_an_archive_at_every_limit_verifies_and_restores(cli, installation, key_home, tmp_path):
+    """The other side of the limits: a path of 4,096 bytes, 256 levels, a name of 255 bytes,
+    a symlink text of 4,095 bytes, an owner of 2^32 - 2: verify accepts, and the restore
+    writes it (into the live tree, and into an empty root)."""
+    deep = "state/" + "/".join(["d"] * 254) + "/" + "f" * 255
+    longest = "state/" + "/".join(["m" * 254] * 16)     # 6 + 16 x 254 + 15 = 4085
+    longest += "/" + "z" * (4096 - len(longest) - 1)
+    link = "../" + "x/" * 2045 + "yy"
+    members = STATE + [entry(deep, data=b"deep"), entry(longest, data=b"long"),
+                       entry("state/link", "symlink", link=link),
+                       owned("state/owner.json", uid=2**32 - 2, data=b"1")]
+    assert len(deep.encode()) <= 4096 and deep.count("/") == 255 and len(link) == 4095
+    assert len(longest.encode()) == 4096
+    archive = craft(cli.store, key_home, members)
+    code, _, err = cli("verify", str(archive))
+    assert code == 0, err
+    code, _, err = cli("unpack", str(archive), "--skip-backup")
+    assert code in (0, 1), err
+    assert (installation / deep).read_bytes() == b"deep"
+    assert os.readlink(installation / "state/link") == link
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = CLI(empty, cli.store, cli.capsys)("unpack", str(archive))
+    assert code in (0, 1), err
+    assert _read_below(empty, longest) == b"long"
+
+
+def _read_below(root, path: str) -> bytes:
+    """A file at a relative path longer than PATH_MAX allows in one call: one directory
+    at a time, as the restore writes it."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in path.split("/")[:-1]:
+            fd, parent = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+            os.close(parent)
+        with open(os.open(path.rsplit("/", 1)[1], os.O_RDONLY, dir_fd=fd), "rb") as handle:
+            return handle.read()
+    finally:
+        os.close(fd)

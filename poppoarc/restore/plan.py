@@ -177,6 +177,7 @@ class RestorePlan:
     warnings: list[str] = field(default_factory=list)
     units: list[str] = field(default_factory=list)        # the paths the swap replaces whole
     conflicts: list[str] = field(default_factory=list)    # see SwapUnits
+    foreign: list[str] = field(default_factory=list)      # see unpack.foreign_units
     unreadable: list[str] = field(default_factory=list)   # live paths it replaces, unreadable
     changed_while_packed: list[str] = field(default_factory=list)   # records flagged changed
 
@@ -191,7 +192,8 @@ class RestorePlan:
                 "version_archive": self.version_archive,
                 "version_now": self.version_now, "bytes_to_stage": self.bytes_to_stage,
                 "live_bytes": self.live_bytes, "unreadable": self.unreadable,
-                "conflicts": self.conflicts, "changed_while_packed": self.changed_while_packed,
+                "conflicts": self.conflicts, "foreign": self.foreign,
+                "changed_while_packed": self.changed_while_packed,
                 "warnings": self.warnings}
 
 

@@ -30,6 +30,7 @@ import os
 import secrets
 import shutil
 import sqlite3
+import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +52,8 @@ from ..inspection import full_manifest, open_archive, open_sealer, pinned_keys, 
 from ..lock import InstallationLock
 from ..pack import installation_version, pack_locked
 from ..snapshot import sqlite as sqlite_snapshot
-from ..snapshot.catalogue import TARGETS, build_catalogue
-from ..snapshot.ownership import claimed_by_walk
+from ..snapshot.catalogue import TARGETS, area_catalogue, build_catalogue
+from ..snapshot.ownership import claimed_by_walk, sidecar_of_database
 from ..snapshot.scan import DATABASE, scan
 from ..store import leftovers, open_store
 from . import chain, fsops, journal, swap
@@ -192,6 +193,8 @@ def unpack(settings: Settings, reference: str, *, targets: tuple[str, ...] | Non
         plan = make_plan(manifest, entries, live, selected, databases,
                          installation_version(settings.root), keyed, walked.impure,
                          walked.sidecars, walked.unreadable + unopenable)
+        areas = area_catalogue(settings.backup.get("targets", {}), selected)
+        plan.foreign = foreign_units(settings.root, areas, plan.units)
         take_safety = not skip_backup and bool(live)
         _plan_warnings(plan, take_safety)
         for warning in plan.warnings:
@@ -232,10 +235,40 @@ def _selection(manifest: dict, targets: tuple[str, ...] | None) -> tuple[str, ..
     return targets
 
 
+def foreign_units(root: Path, catalogue, units) -> list[str]:
+    """The paths the swap would replace whole that are, in the live tree, a file or a
+    symlink no restored target owns (``catalogue``: the areas of the restored targets,
+    ``area_catalogue``; another target's path, or nobody's): the swap would
+    replace it with what the archive has there, or write through it (a restored path
+    below another target's symlink, ``--targets database`` under agents' ``data/ccla``).
+    One ``lstat`` a unit (spec §13: a restore of a target touches only its area)."""
+    found = []
+    for unit in units:
+        try:
+            st = os.lstat(root / unit)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) or ("database" in catalogue.selected
+                                         and sidecar_of_database(catalogue, unit)):
+            continue        # (a restored database's stale sidecar goes with it)
+        kind = "symlink" if stat.S_ISLNK(st.st_mode) else "sqlite" \
+            if stat.S_ISREG(st.st_mode) and sqlite_snapshot.is_sqlite_file(root / unit) else "file"
+        if catalogue.owner(unit, kind) not in catalogue.selected:
+            found.append(unit)
+    return found
+
+
+def foreign_message(paths: list[str]) -> str:
+    return (f"the archive restores {_shown(paths)}, or paths below, where the live tree has a "
+            "file or symlink that no restored target owns; move it aside, then restore")
+
+
 def _plan_warnings(plan: RestorePlan, take_safety: bool) -> None:
     """What the restore would refuse, said in the plan a dry run prints."""
     if plan.conflicts:
         plan.warnings.append(f"the restore would stop: {conflict_message(plan.conflicts)}")
+    if plan.foreign:
+        plan.warnings.append(f"the restore would stop: {foreign_message(plan.foreign)}")
     if plan.unreadable:
         stop = "the restore would stop (exit 30)" if take_safety else \
             "--skip-backup: they are replaced without being saved"
@@ -250,6 +283,8 @@ def _prepare(restore: _Restore, plan: RestorePlan, entries, links, take_safety: 
     settings, manifest, result = restore.settings, restore.manifest, restore.result
     if plan.conflicts:
         raise RestoreError(conflict_message(plan.conflicts) + "; nothing was changed")
+    if plan.foreign:
+        raise RestoreError(foreign_message(plan.foreign) + "; nothing was changed")
     if plan.unreadable and take_safety:
         raise RestoreError(unreadable_message(plan.unreadable))
     if not os.access(settings.root, os.W_OK | os.X_OK):
@@ -289,6 +324,11 @@ def _prepare(restore: _Restore, plan: RestorePlan, entries, links, take_safety: 
         walked.entries.close()
     if paths.units.conflicts:
         raise RestoreError(conflict_message(paths.units.conflicts) + "; nothing was changed")
+    foreign = foreign_units(settings.root, area_catalogue(settings.backup.get("targets", {}),
+                                                          restore.selected),
+                            paths.units.sorted())
+    if foreign:
+        raise RestoreError(foreign_message(foreign) + "; nothing was changed")
     if safety is not None:
         _check_safety_archive(restore, safety, paths.units)
     return paths

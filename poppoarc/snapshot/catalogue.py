@@ -307,14 +307,14 @@ def parse_target_list(text: str | None) -> tuple[str, ...] | None:
     return names
 
 
-def area_catalogue(config_targets: dict) -> Catalogue:
+def area_catalogue(config_targets: dict, selected: tuple[str, ...] = TARGETS) -> Catalogue:
     """The targets' areas for a restore: this installation's catalogue (its ``include``
     settings) without its ``exclude`` patterns, which say what to back up, not what an
     archive made before they were set may restore.  The global exclusions (poppoarc's
     own names, SQLite sidecars) stay: nothing may restore those."""
     catalogue = build_catalogue(config_targets, TARGETS)
     return Catalogue(rules=tuple(Rule(r.target, r.action, r.include) for r in catalogue.rules),
-                     selected=TARGETS)
+                     selected=selected)
 
 
 def build_catalogue(config_targets: dict, requested: tuple[str, ...] | None) -> Catalogue:

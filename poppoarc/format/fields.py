@@ -103,7 +103,8 @@ def sealable_problem(fields: dict) -> str | None:
 def field_problem(manifest: dict) -> str | None:
     """What is wrong with the manifest's descriptive fields, or None (the caller
     checked the key set, id, type, parent, layout and encryption)."""
-    if not isinstance(manifest["timestamp"], str) or not TIMESTAMP_PATTERN.match(manifest["timestamp"]):
+    timestamp = manifest["timestamp"]
+    if not isinstance(timestamp, str) or not TIMESTAMP_PATTERN.match(timestamp):
         return "timestamp is malformed"
     tool = manifest["tool"]
     if not (isinstance(tool, dict) and set(tool) == {"name", "version"}

@@ -104,8 +104,8 @@ class Confinement:
             return unsafe(syntax)
         target = entry.target
         if target is not None and (target not in TARGETS or target not in self._listed):
-            return CorruptArchive(f"entry {entry.path!r} names target {target!r}, which "
-                                  f"{'the manifest does not list' if target in TARGETS else 'is unknown'}",
+            which = "the manifest does not list" if target in TARGETS else "is unknown"
+            return CorruptArchive(f"entry {entry.path!r} names target {target!r}, which {which}",
                                   path=self.path)
         if target is None and entry.type != "dir":
             return CorruptArchive(f"entry {entry.path!r} has no target and is not a directory",

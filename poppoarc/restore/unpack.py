@@ -30,7 +30,6 @@ import os
 import secrets
 import shutil
 import sqlite3
-import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,11 +52,12 @@ from ..lock import InstallationLock
 from ..pack import installation_version, pack_locked
 from ..snapshot import sqlite as sqlite_snapshot
 from ..snapshot.catalogue import TARGETS, area_catalogue, build_catalogue
-from ..snapshot.ownership import claimed_by_walk, sidecar_of_database
+from ..snapshot.ownership import claimed_by_walk, foreign_units
 from ..snapshot.scan import DATABASE, scan
 from ..store import leftovers, open_store
 from . import chain, fsops, journal, swap
-from .plan import RestorePlan, conflict_message, make_plan, restores, staging_paths
+from .plan import (RestorePlan, conflict_message, foreign_message, make_plan, restores,
+                   staging_paths)
 from .stage import StagedTree, apply_in_place
 from .writebehind import WriteBehind
 
@@ -233,34 +233,6 @@ def _selection(manifest: dict, targets: tuple[str, ...] | None) -> tuple[str, ..
         raise UsageError(f"archive {manifest['id']} has no target {absent[0]!r} "
                          f"(it has: {', '.join(available)})")
     return targets
-
-
-def foreign_units(root: Path, catalogue, units) -> list[str]:
-    """The paths the swap would replace whole that are, in the live tree, a file or a
-    symlink no restored target owns (``catalogue``: the areas of the restored targets,
-    ``area_catalogue``; another target's path, or nobody's): the swap would
-    replace it with what the archive has there, or write through it (a restored path
-    below another target's symlink, ``--targets database`` under agents' ``data/ccla``).
-    One ``lstat`` a unit (spec §13: a restore of a target touches only its area)."""
-    found = []
-    for unit in units:
-        try:
-            st = os.lstat(root / unit)
-        except OSError:
-            continue
-        if stat.S_ISDIR(st.st_mode) or ("database" in catalogue.selected
-                                         and sidecar_of_database(catalogue, unit)):
-            continue        # (a restored database's stale sidecar goes with it)
-        kind = "symlink" if stat.S_ISLNK(st.st_mode) else "sqlite" \
-            if stat.S_ISREG(st.st_mode) and sqlite_snapshot.is_sqlite_file(root / unit) else "file"
-        if catalogue.owner(unit, kind) not in catalogue.selected:
-            found.append(unit)
-    return found
-
-
-def foreign_message(paths: list[str]) -> str:
-    return (f"the archive restores {_shown(paths)}, or paths below, where the live tree has a "
-            "file or symlink that no restored target owns; move it aside, then restore")
 
 
 def _plan_warnings(plan: RestorePlan, take_safety: bool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 from .catalogue import REFERENCE, SECRET, SQLITE, Catalogue
 from .sqlite import is_sqlite_file
@@ -52,3 +53,25 @@ def sidecar_of_database(catalogue: Catalogue, path: str) -> bool:
             return bool(rules) and rules[0].action == SQLITE
     return False
 
+
+def foreign_units(root: Path, catalogue: Catalogue, units) -> list[str]:
+    """The paths the swap would replace whole that are, in the live tree, a file or a
+    symlink no restored target owns (``catalogue``: the areas of the restored targets,
+    ``area_catalogue``; another target's path, or nobody's): the swap would
+    replace it with what the archive has there, or write through it (a restored path
+    below another target's symlink, ``--targets database`` under agents' ``data/ccla``).
+    One ``lstat`` a unit (spec §13: a restore of a target touches only its area)."""
+    found = []
+    for unit in units:
+        try:
+            st = os.lstat(root / unit)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) or ("database" in catalogue.selected
+                                         and sidecar_of_database(catalogue, unit)):
+            continue        # (a restored database's stale sidecar goes with it)
+        kind = "symlink" if stat.S_ISLNK(st.st_mode) else "sqlite" \
+            if stat.S_ISREG(st.st_mode) and is_sqlite_file(root / unit) else "file"
+        if catalogue.owner(unit, kind) not in catalogue.selected:
+            found.append(unit)
+    return found

@@ -83,7 +83,8 @@ def build(workdir: Path, scale: int) -> tuple[Path, dict[str, Path]]:
     return keys, {name: craft(store, keys, shape(scale)) for name, shape in SHAPES.items()}
 
 
-def peak_rss(archive: Path, keys: Path, root: Path, code_dir: Path | None = None) -> tuple[int, int]:
+def peak_rss(archive: Path, keys: Path, root: Path,
+             code_dir: Path | None = None) -> tuple[int, int]:
     """(exit code, peak RSS in KiB) of ``poppoarc verify`` in a process of its own."""
     env = {**os.environ, "POPPOARC_HOME": str(keys), "LANG": "C.UTF-8"}
     if code_dir is not None:

@@ -1,6 +1,6 @@
 """Peak memory of ``verify`` on archives shaped to exhaust a reader, within the spec's limits.
 
-    python -m tests.hostile.rss [--scale N] [--baseline DIR] [--keep DIR]
+    python -m tests.hostile.rss [--scale N] [--only SHAPE,...] [--baseline DIR] [--keep DIR]
 
 Each archive is made by the real writer and signed with a fresh key (its public half is
 pinned for the run).  Each verify runs in a process of its own under GNU time
@@ -75,12 +75,13 @@ SHAPES = {"deep-paths": deep_paths, "long-symlinks": long_symlinks, "shuffled": 
           "hard-links": hard_links}
 
 
-def build(workdir: Path, scale: int) -> tuple[Path, dict[str, Path]]:
-    """A key home and the archives of every shape, in ``workdir``."""
+def build(workdir: Path, scale: int, only=None) -> tuple[Path, dict[str, Path]]:
+    """A key home and the archives of every shape (or those ``only`` names), in ``workdir``."""
     keys = workdir / "keys"
     signing.load_or_generate(keys)
     store = workdir / "store"
-    return keys, {name: craft(store, keys, shape(scale)) for name, shape in SHAPES.items()}
+    return keys, {name: craft(store, keys, shape(scale)) for name, shape in SHAPES.items()
+                  if only is None or name in only}
 
 
 def peak_rss(archive: Path, keys: Path, root: Path,
@@ -104,11 +105,12 @@ def main() -> int:
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--baseline", type=Path, help="a checkout of an earlier poppoarc")
     parser.add_argument("--keep", type=Path, help="build the archives here and keep them")
+    parser.add_argument("--only", help="comma-separated shapes: " + ", ".join(SHAPES))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        keys, archives = build(workdir, args.scale)
+        keys, archives = build(workdir, args.scale, args.only.split(",") if args.only else None)
         root = workdir / "root"
         root.mkdir(exist_ok=True)
         print(f"{'archive':<16}{'size':>12}  {'this: exit, peak RSS':>24}"

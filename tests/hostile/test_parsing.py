@@ -21,6 +21,7 @@ from poppoarc.format.manifest import REQUIRED_KEYS, timestamp_seconds
 
 from ..craft import T, craft, entry
 from ..rebuild import reindex
+from .scene import assert_refused
 
 ARCHIVE_CLASSES = set(range(10, 18)) | {31}
 # POPPOARC_PROPERTY_EXAMPLES=2500 for a long run (no crash found in 2 x 2500)
@@ -115,9 +116,9 @@ def test_an_index_line_nested_deep_or_too_long_is_refused_before_it_is_parsed(
     def add(record):
         return lambda entries: entries + [record]
 
+    (tmp_path / "outside").mkdir()
     forged = reindex(packed, tmp_path / "long.poppo.tar.zst", key_home, add(long))
-    code, _, err = cli("verify", str(forged))
-    assert code == 13 and "index line longer than" in err, err
+    assert_refused(cli, forged, 13, "index line longer than", targets="state")
     import poppoarc.format.manifest as manifest_module
 
     real = records.encode_entry
@@ -125,8 +126,7 @@ def test_an_index_line_nested_deep_or_too_long_is_refused_before_it_is_parsed(
         patch.setattr(manifest_module, "encode_entry", lambda e: real(e).replace(
             b'"link":"x"', b'"link":' + b"[" * 50000 + b"]" * 50000) if e is deep else real(e))
         forged = reindex(packed, tmp_path / "deep.poppo.tar.zst", key_home, add(deep))
-    code, _, err = cli("verify", str(forged))
-    assert code == 13 and "nests deeper than 8" in err, err
+    assert_refused(cli, forged, 13, "nests deeper than 8", targets="state")
 
 
 def _sealed_archive(cli, key_home, monkeypatch, **fields) -> Path:

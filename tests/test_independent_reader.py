@@ -18,6 +18,7 @@ from tests.conftest import CLI
 from tests.craft import craft, entry
 from tests.independent.reader import read
 from tests.independent.tar import Verdict
+from tests.test_legacy_archives import LEGACY, legacy, trust
 from tests.test_vectors import VECTORS, expectations, settings
 
 SKIP = (".poppoarc.lock",)
@@ -237,3 +238,24 @@ def test_the_link_rule_of_section_13_as_written_is_poppoarcs():
             assert _escapes(path, text, links) == theirs, (path, text, links)
             checked += 1
     assert checked > 3000
+
+
+@pytest.mark.parametrize("archive_id,fields", legacy(), ids=[f[0][-6:] for f in legacy()])
+def test_the_independent_reader_reads_each_legacy_archive_as_poppoarc_restores_it(
+        archive_id, fields, tmp_path, monkeypatch):
+    """Format 1 by §15's rules: the same verdict (ok) and the same tree."""
+    from poppoarc.config import Settings
+    from poppoarc.restore.unpack import unpack
+
+    monkeypatch.setenv("POPPO_BACKUP_KEY", "poppoarc test vector passphrase")
+    passphrase = fields["passphrase"].encode() if "passphrase" in fields else None
+    key = identity(VECTORS / fields["identity"]) if "identity" in fields else None
+    independent = read(LEGACY / f"{archive_id}.poppo.tar.zst", VECTOR_PINNED, passphrase, key)
+    store = tmp_path / "store"
+    shutil.copytree(LEGACY, store)
+    root = tmp_path / "root"
+    root.mkdir()
+    unpack(Settings(root=root, config_path=tmp_path / "none.json", store=store,
+                    backup=trust(tmp_path), key_dir=tmp_path / "keys"), archive_id,
+           skip_backup=True)
+    assert_same_tree(independent, restored_tree(root))

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from poppoarc import helper_process
 from poppoarc.errors import CorruptArchive
-from poppoarc.format import index_helper
+from poppoarc.format import index_helper, versions
 from poppoarc.format.entry import IndexEntry
 from poppoarc.format.manifest import decode_index
 
@@ -155,12 +155,12 @@ def test_small_indexes_and_files_in_memory_are_read_in_one_process(monkeypatch):
     with tempfile.TemporaryFile() as handle:
         handle.write(_long_index(50))
         handle.seek(0)
-        assert index_helper.start(handle, False) is None
+        assert index_helper.start(handle, False, versions.CURRENT) is None
         monkeypatch.setattr(index_helper, "MIN_BYTES", 0)
-        helper = index_helper.start(handle, False)
+        helper = index_helper.start(handle, False, versions.CURRENT)
         assert helper is not None and handle.tell() == 0
         helper.close()
-    assert index_helper.start(io.BytesIO(_long_index(50)), False) is None
+    assert index_helper.start(io.BytesIO(_long_index(50)), False, versions.CURRENT) is None
 
 
 def test_verify_and_restore_of_a_real_archive_with_the_helper(cli, installation, tmp_path,

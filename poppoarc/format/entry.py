@@ -140,9 +140,10 @@ def encode_digests(digests: bytes) -> str:
     return base64.b64encode(digests).decode("ascii")
 
 
-def check_entry(entry: IndexEntry) -> None:
-    """The rules of one record alone.  What its path may be (§1) and where a restore may
-    write it is restore/safety.py's (every reader that restores or verifies applies it)."""
+def check_entry(entry: IndexEntry, version) -> None:
+    """The rules of one record alone, in an archive of ``version`` (a
+    ``versions.FormatVersion``).  What its path may be (§1) and where a restore may write it
+    is restore/safety.py's (every reader that restores or verifies applies it)."""
     if not isinstance(entry.path, str) or not entry.path \
             or not (entry.target is None or isinstance(entry.target, str)) \
             or not (entry.link is None or isinstance(entry.link, str)):
@@ -178,10 +179,13 @@ def check_entry(entry: IndexEntry) -> None:
         raise ValueError(f"{entry.path}: link without a target")
     _check_incremental_keys(entry)
     if entry.bundle is not None:
-        first = entry.bundle == 0
+        # the first file of a bundle carries its member (``sealed``) at offset 0; the others
+        # follow at their offsets, never 0 but in format 1 (after leading empty files)
+        first = entry.sealed is not None
         if entry.type != "file" or not is_int(entry.bundle) or entry.size > BUNDLE_MAX \
                 or entry.hmac_sha256 is None or entry.sqlite or entry.delta is not None \
-                or entry.stored_in is not None or (entry.sealed is not None) != first:
+                or entry.stored_in is not None or (first and entry.bundle != 0) \
+                or (not first and entry.bundle == 0 and not version.zero_offset_continues):
             raise ValueError(f"{entry.path}: malformed bundle reference")
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from ..errors import ForeignArchive, TamperedArchive, TruncatedArchive, UnsupportedFormat
-from . import tarheader
+from . import tarheader, versions
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 HEAD_FHD = 0xE0                 # 8-byte content size, single segment, no checksum
@@ -32,8 +32,9 @@ MANIFEST_NAME = ".poppoarc/manifest.json"
 SIGNATURE_NAME = ".poppoarc/manifest.sig"
 INDEX_NAME = ".poppoarc/index.jsonl"
 ENCRYPTED_INDEX_NAME = ".poppoarc/index.enc"
+# The same in every format version (§15): it names the signature scheme, which has not
+# changed, and the signed manifest names its own version.
 SIGNATURE_CONTEXT = b"poppoarc/1 manifest\x00"
-FORMAT = "poppoarc/1"
 
 
 def head_frame_size(head_size: int) -> int:
@@ -215,9 +216,9 @@ def decode_head(frame: bytes, path: object) -> RawHead:
     # A later format may change everything after this point, even how it signs: its
     # name is read first, from any JSON the manifest member holds (§5.3, §7 step 2).
     declared = declared_format(manifest_member)
-    if declared is not None and declared != FORMAT:
-        raise UnsupportedFormat(f"archive format {declared!r} is not supported (this poppoarc "
-                                f"reads {FORMAT})", path=path)
+    if declared is not None and versions.named(declared) is None:
+        raise UnsupportedFormat(f"archive format {declared!r} is not one this poppoarc reads "
+                                f"({versions.READABLE}): it needs a newer poppoarc", path=path)
     try:
         signature = strict_loads(signature_json)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:

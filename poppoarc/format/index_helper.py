@@ -76,9 +76,10 @@ class IndexHelper:
         self._calls.close()
 
 
-def start(spool, incremental: bool, share: float = HELPER_SHARE) -> IndexHelper | None:
+def start(spool, incremental: bool, version, share: float = HELPER_SHARE) -> IndexHelper | None:
     """A helper for the last ``share`` of the lines that follow ``spool``'s position (a
-    binary file); None when they are too few to gain or no process can start.  A reader
+    binary file), checked by the rules of ``version`` (a ``versions.FormatVersion``); None
+    when they are too few to gain or no process can start.  A reader
     that runs beside other work of its process (an incremental pack reads its parent's
     index during the walk) gives the helper more."""
     try:
@@ -100,7 +101,7 @@ def start(spool, incremental: bool, share: float = HELPER_SHARE) -> IndexHelper 
         records, calls = files
         process = helper_process.start(__name__, {
             "lines": fd, "from": split, "records": records.fileno(), "calls": calls.fileno(),
-            "incremental": incremental}, [spool, records, calls])
+            "incremental": incremental, "format": version.name}, [spool, records, calls])
     except (OSError, ValueError):       # no room, no process: every line is read here
         for each in files:
             each.close()
@@ -181,6 +182,7 @@ def run(spec: dict) -> int:
     from .manifest import _FIELDS, decode_lines
     from .records import IndexRecords
     from .summary import Tally
+    from .versions import VERSIONS
     with open(spec["records"], "wb", closefd=False) as out, \
             open(spec["calls"], "wb", closefd=False) as calls_out:
         records = IndexRecords(IndexEntry, _FIELDS, spool=out)
@@ -188,7 +190,7 @@ def run(spec: dict) -> int:
         calls = _RuleCalls(calls_out)
         try:
             hardlinks = decode_lines(_lines(spec["lines"], spec["from"]), records, calls,
-                                     spec["incremental"])
+                                     spec["incremental"], version=VERSIONS[spec["format"]])
         except Exception:      # any fault: the reader finds it again, and names it
             return helper_process.reply({"fault": True})
         calls.flush()

@@ -15,16 +15,15 @@ from dataclasses import fields
 from datetime import datetime, timezone
 
 from ..errors import CorruptArchive
-from . import index_helper
+from . import index_helper, versions
 from .fields import field_problem, sealable_problem
-from .head import FORMAT, canonical_json, strict_loads
+from .head import canonical_json, strict_loads
 from .entry import CHUNK_SIZE, ID_PATTERN, SHA256_HEX, IndexEntry, check_entry, is_int
 from .order import PathRules
 from .records import MAX_INDEX_LINE, IndexRecords, bounded_lines, encode_entry, strict_record
 from .spill import PathTable
 from .summary import Tally
 
-INDEX_FORMAT = "poppoarc-index/1"
 ARCHIVE_TYPES = ("manual", "scheduled", "pre-restore")
 MAX_WARNINGS_IN_HEAD = 50
 MAX_WARNING_CHARS = 240
@@ -82,7 +81,7 @@ def validate_manifest(manifest: dict, path: object) -> None:
     if missing or extra:
         raise CorruptArchive(f"manifest keys wrong (missing {sorted(missing)}, unknown {sorted(extra)})",
                              path=path)
-    if manifest["format"] != FORMAT:        # a string naming another format never gets here
+    if versions.named(manifest["format"]) is None:   # another string never gets here (§5.3)
         raise CorruptArchive(f"manifest format {manifest['format']!r} is malformed", path=path)
     match = ID_PATTERN.match(manifest["id"]) if isinstance(manifest["id"], str) else None
     if not match:
@@ -162,7 +161,8 @@ def write_index(out, archive_id: str, entries, sealed_manifest: dict | None = No
     ``warnings``: every warning of the run, for the header line of an archive not sealed
     whole (the head holds at most the first 50, cut; §5.4).
     """
-    header = {"format": INDEX_FORMAT, "archive_id": archive_id, "entries": len(entries)}
+    header = {"format": versions.CURRENT.index_format, "archive_id": archive_id,
+              "entries": len(entries)}
     if sealed_manifest is not None:
         header["sealed_manifest"] = sealed_manifest
     if warnings:
@@ -177,7 +177,8 @@ def write_index(out, archive_id: str, entries, sealed_manifest: dict | None = No
 
 def decode_index(data, archive_id: str, path: object, sealed: bool = False,
                  incremental: bool = False, helper_share: float | None = None,
-                 visit=None) -> tuple[IndexRecords, dict | None]:
+                 visit=None, version: versions.FormatVersion = versions.CURRENT
+                 ) -> tuple[IndexRecords, dict | None]:
     """Check the index; its bytes were already matched against the signed hash.
 
     ``data`` is the index's bytes or a binary file holding them (read from its
@@ -185,7 +186,7 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
     that were sealed into the index header.  ``helper_share``: the part of a large
     index's lines a helper process checks (default ``index_helper.HELPER_SHARE``).
     ``visit(position, record)`` is called for every record in path order once the
-    record passed every rule of this module.
+    record passed every rule of this module.  ``version``: the archive's format (§15).
     """
     if isinstance(data, (bytes, bytearray)):
         spool = tempfile.TemporaryFile()
@@ -201,7 +202,7 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
         sealed_manifest = header.pop("sealed_manifest", None) if isinstance(header, dict) else None
         every_warning = header.pop("warnings", None) if isinstance(header, dict) else None
         if not isinstance(header, dict) or set(header) != {"format", "archive_id", "entries"} \
-                or header["format"] != INDEX_FORMAT or header["archive_id"] != archive_id \
+                or header["format"] != version.index_format or header["archive_id"] != archive_id \
                 or (sealed_manifest is None) == sealed:
             raise ValueError("index header does not match the archive")
         if sealed:
@@ -212,6 +213,8 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
             if problem:
                 raise ValueError(f"sealed manifest: {problem}")
         if every_warning is not None:       # all the run's warnings, the head's 50 and more
+            if not version.index_warnings:
+                raise ValueError(f"the index header lists warnings, which an index of {version.name} cannot")
             if sealed or not every_warning or not isinstance(every_warning, list) \
                     or not all(isinstance(w, str) for w in every_warning):
                 raise ValueError("index header warnings are malformed")
@@ -219,11 +222,11 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
         records = IndexRecords(IndexEntry, _FIELDS)
         records.tally = Tally()         # what the manifest must say about the records (§5.2)
         rules = PathRules()
-        helper = index_helper.start(spool, incremental, index_helper.HELPER_SHARE
+        helper = index_helper.start(spool, incremental, version, index_helper.HELPER_SHARE
                                     if helper_share is None else helper_share)
         try:
             hardlinks = decode_lines(index_helper.lines_until(spool, helper), records, rules,
-                                     incremental, path)
+                                     incremental, path, version)
             part = helper.result() if helper is not None else None
             if part is not None:
                 records.extend(part.records, part.count, part.sealed)
@@ -233,7 +236,7 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
                 hardlinks = hardlinks or part.hardlinks
             elif helper is not None:    # it failed, or found a fault: the rest is read here
                 hardlinks = decode_lines(bounded_lines(spool), records, rules, incremental,
-                                         path) or hardlinks
+                                         path, version) or hardlinks
         finally:
             if helper is not None:
                 helper.close()
@@ -257,7 +260,7 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
 
 
 def decode_lines(lines, records: IndexRecords, rules, incremental: bool,
-                 path: object = None) -> bool:
+                 path: object = None, version: versions.FormatVersion = versions.CURRENT) -> bool:
     """Check index lines one by one into ``records`` and ``rules`` (anything with
     ``PathRules.add``); whether any is a hard link.  Raises ValueError at the first fault."""
     hardlinks = False
@@ -271,7 +274,7 @@ def decode_lines(lines, records: IndexRecords, rules, incremental: bool,
         if not _FLAGS.isdisjoint(keys) and any(record[f] is not True for f in _FLAGS & keys):
             raise ValueError(f"{record['path']!r}: a flag other than true")     # §5.4
         entry = IndexEntry(**record)
-        check_entry(entry)
+        check_entry(entry, version)
         if not incremental and (entry.stored_in is not None or entry.delta is not None):
             raise ValueError(f"{entry.path!r}: ancestor reference in a full archive")
         rules.add(entry.target, entry.path, entry.type == "dir", entry.generated)

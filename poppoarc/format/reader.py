@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..crypto import segments, signing
 from ..errors import CorruptArchive, ForeignArchive, TamperedArchive, TruncatedArchive
-from . import summary, tarheader
+from . import summary, tarheader, versions
 from .access import as_source
 from .blocks import BlockCheck, check_blocks
 from .frames import READ_SIZE, FrameStream, expect
@@ -160,7 +160,8 @@ def read_index(handle, head: TrustedHead, path: object, sealer=None,
             sealed_file.close()
     entries, sealed_manifest = decode_index(data, manifest["id"], path, sealed=sealed,
                                             incremental=manifest["incremental"],
-                                            helper_share=helper_share, visit=visit)
+                                            helper_share=helper_share, visit=visit,
+                                            version=versions.of(manifest))
     if len(entries) != layout["entries"]:
         raise CorruptArchive("index entry count differs from the manifest", path=path)
     if sealed_manifest is not None and \
@@ -201,7 +202,7 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
     # decompressed on a thread of its own while this one hashes and hands content on
     with FrameStream(source, layout["body_offset"], layout["index_offset"], path, body_hash,
                      ahead=True) as stream:
-        if manifest["incremental"]:     # its note, before any record's member (§12.8)
+        if manifest["incremental"] and versions.of(manifest).incremental_note:   # §12.8
             expect(stream, note_member(manifest["id"], manifest["parent"], seconds),
                    "the incremental's note (.poppoarc/README)", path)
         done = unchecked = 0
@@ -213,11 +214,11 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
                 sink.begin(entry)       # metadata only: no tar member names it
                 sink.end(entry)
                 continue
-            if bundle is not None and (entry.bundle is None or entry.bundle == 0):
+            if bundle is not None and (entry.bundle is None or entry.sealed is not None):
                 bundle.finish(path)     # a file with a member of its own ends the bundle
                 bundle = None
             if entry.bundle is not None:
-                if entry.bundle == 0:
+                if entry.sealed is not None:    # its first file (§11.4, check_entry)
                     bundle = Bundle.read(stream, entry, position, seconds, path, sealer)
                 elif bundle is None or entry.bundle != bundle.cursor:
                     raise CorruptArchive(f"member {entry.path}: its bundle offset does not follow "

@@ -23,13 +23,13 @@ from pyzstd import CParameter, ZstdCompressor
 
 from ..errors import PoppoarcError
 from . import head as headfmt
-from . import tarheader
+from . import tarheader, versions
 from .access import as_sink
 from .blocks import BlockHasher, read_blocks
 from .head import ENCRYPTED_INDEX_NAME, INDEX_NAME, head_frame_size
 from .sealing import SealingMixin, StoredFile
 from .entry import IndexEntry, needs_digest
-from .manifest import (DELTA_PREFIX, FORMAT, SEALED_MANIFEST_KEYS, cap_warnings, iso_timestamp,
+from .manifest import (DELTA_PREFIX, SEALED_MANIFEST_KEYS, cap_warnings, iso_timestamp,
                        write_index)
 
 FEED_CHUNK = 1 << 20          # compress in 1 MiB pieces: big enough to release the GIL
@@ -336,7 +336,7 @@ def finish_archive(out, writer: BodyWriter, *, archive_id: str, now, entries: li
     manifest = {
         **fields,
         "encryption": encryption,
-        "format": FORMAT, "id": archive_id, "timestamp": iso_timestamp(now),
+        "format": versions.CURRENT.name, "id": archive_id, "timestamp": iso_timestamp(now),
         "compression": {"alg": "zstd", "level": level, "window_log_max": 27, "checksum": True},
         "layout": {"head_size": head_size, "body_offset": head_frame_size(head_size),
                    "index_offset": index_offset, "index_length": index_length,

@@ -29,6 +29,13 @@ OPTIONAL = {"sha256", "sealed", "bundle", "hmac_sha256", "link", "sqlite", "chan
             "generated", "ino", "ctime_ns", "blocks", "stored_in", "delta"}
 SEALED_FIELDS = {"host", "root", "databases", "certificates", "warnings"}
 INDEX_ENTRY = 2**64 - 1
+# §15: the versions a reader of poppoarc/2 reads, and what differs between them
+VERSIONS = {
+    "poppoarc/1": {"index": "poppoarc-index/1", "note": False, "index_warnings": False,
+                   "zero_offset_continues": True},
+    "poppoarc/2": {"index": "poppoarc-index/2", "note": True, "index_warnings": True,
+                   "zero_offset_continues": False},
+}
 
 
 @dataclass
@@ -41,6 +48,10 @@ class Archive:
     data_key: bytes | None = None
     records: list = field(default_factory=list)
     contents: dict = field(default_factory=dict)    # position -> bytes this body holds
+
+    @property
+    def version(self) -> dict:
+        return VERSIONS[self.manifest["format"]]
 
     @property
     def scope(self) -> str | None:
@@ -103,7 +114,7 @@ def _format_first(member: bytes) -> None:
         return
     if isinstance(top, tuple):
         named = [value for key, value in top[1] if key == "format"]
-        if len(named) == 1 and isinstance(named[0], str) and named[0] != "poppoarc/1":
+        if len(named) == 1 and isinstance(named[0], str) and named[0] not in VERSIONS:
             fail("UnsupportedFormat", f"format {named[0]}")
 
 
@@ -139,7 +150,7 @@ def _authenticate(member: bytes, signature_json: bytes, pinned: list[bytes]) -> 
 
 def _manifest_rules(m) -> None:
     """§5.3 and §12.1."""
-    bad = not isinstance(m, dict) or set(m) != KEYS or m["format"] != "poppoarc/1"
+    bad = not isinstance(m, dict) or set(m) != KEYS or m["format"] not in VERSIONS
     match = None if bad else ID.match(str(m["id"]))
     bad = bad or not match or m["timestamp"] != "{}:{}:{}.{}Z".format(*match.groups()) \
         or m["type"] not in ("manual", "scheduled", "pre-restore")
@@ -191,11 +202,12 @@ def read_index(archive: Archive) -> tuple[list, dict | None]:
     extra = first.pop("sealed_manifest", None) if isinstance(first, dict) else None
     every = first.pop("warnings", None) if isinstance(first, dict) else None
     if first != {"archive_id": m["id"], "entries": len(lines) - 1,
-                 "format": "poppoarc-index/1"} or (extra is None) == whole or len(lines) - 1 != \
+                 "format": archive.version["index"]} or (extra is None) == whole or len(lines) - 1 != \
             layout["entries"] or (whole and (not isinstance(extra, dict) or set(extra) != SEALED_FIELDS)):
         fail("CorruptArchive", "the index header line (§5.4)")
     if every is not None:       # §5.4: the run's warnings, at most warnings_total of them
-        if whole or not isinstance(every, list) or not every \
+        if whole or not archive.version["index_warnings"] or not isinstance(every, list) \
+                or not every \
                 or not all(isinstance(w, str) for w in every) or len(every) > m["warnings_total"]:
             fail("CorruptArchive", "the index header's warnings (§5.4)")
         extra = {"warnings": every}

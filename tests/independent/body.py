@@ -58,21 +58,26 @@ def read_body(archive: Archive) -> None:
     m = archive.manifest
     layout = m["layout"]
     body = _Body(frames(archive.data[layout["body_offset"]:layout["index_offset"]]))
-    if m["incremental"]:
+    if m["incremental"] and archive.version["note"]:     # §12.8, §15
         body.expect(note_bytes(m, archive.seconds), "the incremental note")
     whole = archive.scope == "archive"
     bundle = None
     for position, r in enumerate(archive.records):
         if "stored_in" in r or (whole and r["type"] != "file"):
             continue                                    # no member (§12.3, §11.4)
-        if bundle is not None and (r.get("bundle", 0) == 0 or r["target"] != bundle[2]):
+        first = "sealed" in r       # a bundle's first file names its member (§11.4)
+        if bundle is not None and ("bundle" not in r or first or r["target"] != bundle[2]):
             _finish(bundle)
             bundle = None
         if "bundle" in r:
-            if r["bundle"] == 0:
+            if first:
+                if r["bundle"] != 0 or len(r["sealed"]) != 1:
+                    fail("CorruptArchive", f"{r['path']}: a bundle's first file is not at 0")
                 plain = _sealed_member(archive, body, position, BUNDLE_CHUNK, r["sealed"][0],
                                        sealed.CHUNK)
                 bundle = [plain, 0, r["target"]]
+            elif r["bundle"] == 0 and not archive.version["zero_offset_continues"]:
+                fail("CorruptArchive", f"{r['path']}: offset 0 without the bundle's member")
             elif bundle is None or r["bundle"] != bundle[1]:
                 fail("CorruptArchive", f"{r['path']}: bundle offset is not the running sum")
             content = bundle[0][bundle[1]:bundle[1] + r["size"]]

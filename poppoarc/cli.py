@@ -52,7 +52,7 @@ Options:
   --version        Show the version.
 
 Exit codes: 0 success, 1 success with warnings, 2 usage error, 3-49 errors
-(see the table in README.md), 7 doctor found a problem, 70 internal error (a bug:
+(see docs/exit-codes.md), 7 doctor found a problem, 70 internal error (a bug:
 the traceback is in the log file named on stderr), 130 interrupted.
 """
 

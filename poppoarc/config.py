@@ -1,7 +1,7 @@
 """Reading ``config/config.json`` and resolving where things live.
 
 The application's own configuration file carries a ``backup`` section (see
-the README's configuration reference).  Only that section is interpreted
+docs/configuration.md).  Only that section is interpreted
 here; the rest of the file belongs to PoppoBuilder and is left alone.
 """
 
@@ -151,7 +151,7 @@ _NOTIFY_SCHEMA = {"command": _command, "url": _http_url, "heartbeatUrl": _http_u
 
 
 def _check_policy(backup: dict, config_path: Path) -> None:
-    """Schedule, retention and notification keys (README: configuration)."""
+    """Schedule, retention and notification keys (docs/configuration.md)."""
     # imported here: the policy package is optional to everything but these keys
     from .policy.schedule import RUN_TYPES, cron_problem, resolve_timezone
 

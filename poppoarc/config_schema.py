@@ -2,7 +2,7 @@
 
 This table is the one source for validating ``config/config.json`` (unknown
 keys and wrong types are errors naming the file, line and key) and for the
-README's configuration reference, which a test checks against
+key reference in docs/configuration.md, which a test checks against
 ``python -m poppoarc.config_schema`` (it prints the table).  A feature that
 reads a new key adds one ``Key`` here.
 
@@ -29,7 +29,7 @@ from .snapshot.catalogue import TARGETS
 class Key:
     path: str                   # dotted, below "backup."
     types: tuple[str, ...]
-    default: str                # as shown in the README
+    default: str                # as shown in docs/configuration.md
     example: str                # JSON text
     meaning: str
 
@@ -228,7 +228,7 @@ def _locate(config_path: Path, text: str | None, name: str) -> str:
 
 
 def reference_table() -> str:
-    """The README's configuration reference, as Markdown."""
+    """The key reference of docs/configuration.md, as Markdown."""
     lines = ["| key | type | default | example | meaning |", "| --- | --- | --- | --- | --- |"]
     for key in KEYS:
         types = " or ".join(key.types)

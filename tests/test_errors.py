@@ -15,18 +15,18 @@ from poppoarc.errors import PoppoarcError, all_error_classes
 
 from .conftest import run_poppoarc
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+EXIT_CODES = Path(__file__).resolve().parent.parent / "docs/exit-codes.md"
 
 
-def test_exit_codes_are_unique_and_documented_in_the_readme():
+def test_exit_codes_are_unique_and_documented_in_the_exit_code_table():
     classes = all_error_classes()
     codes = [cls.exit_code for cls in classes if cls is not PoppoarcError]
     assert len(codes) == len(set(codes)), "two error classes share an exit code"
-    table = dict(re.findall(r"^\|\s*(\d+)\s*\|\s*`(\w+)`", README.read_text(), re.M))
+    table = dict(re.findall(r"^\|\s*(\d+)\s*\|\s*`(\w+)`", EXIT_CODES.read_text(), re.M))
     for cls in classes:
         if cls is PoppoarcError:
             continue
-        assert table.get(str(cls.exit_code)) == cls.__name__, f"{cls.__name__} missing from README"
+        assert table.get(str(cls.exit_code)) == cls.__name__, f"{cls.__name__} missing from docs/exit-codes.md"
 
 
 def test_bad_config_json_names_file_line_and_column(cli, installation):

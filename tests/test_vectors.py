@@ -170,15 +170,15 @@ def test_recipient_stanzas_known_answers_and_passphrase_bytes(tmp_path):
                              recipients.Secrets(identities=(key,)), "v") == data_key
 
 
-def test_the_verdict_table_matches_the_error_classes_the_readme_and_the_vectors():
+def test_the_verdict_table_matches_the_error_classes_the_exit_codes_and_the_vectors():
     """§7.1 is the error-class table of the format: every class a reader of an archive can
-    reach, with poppoarc's exit code (as errors.py and the README's table have it), and
+    reach, with poppoarc's exit code (as errors.py and docs/exit-codes.md have it), and
     vectors whose .expect names that class."""
     from poppoarc import errors
 
     section = SPEC.split("### 7.1 Verdicts")[1].split("\n## ")[0]
     rows = re.findall(r"^\| `(\w+)` \| (\d+) \| .* \| (.*) \|$", section, re.M)
-    readme = dict(re.findall(r"^\|\s*(\d+)\s*\|\s*`(\w+)`", (REPO / "README.md").read_text(), re.M))
+    readme = dict(re.findall(r"^\|\s*(\d+)\s*\|\s*`(\w+)`", (REPO / "docs/exit-codes.md").read_text(), re.M))
     archive_classes = {cls.__name__ for cls in errors.all_error_classes()
                        if issubclass(cls, errors.ArchiveError) and cls is not errors.ArchiveError}
     assert {name for name, _, _ in rows} == archive_classes | {"WrongKey", "NoKey",

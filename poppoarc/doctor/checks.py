@@ -100,8 +100,8 @@ def check_config(ctx: Context) -> Finding:
         if "invalid JSON" in problem or "not UTF-8" in problem:
             fix = N_("correct the JSON syntax at {where}")
         else:
-            fix = N_("correct the key at {where}; every key is listed in README.md, "
-                     "\"Configuration\"")
+            fix = N_("correct the key at {where}; every key is listed in "
+                     "docs/configuration.md")
         return _f("config", title, "fail", N_("{problem}"), fix, problem=problem, where=where)
     if not ctx.settings.config_path.exists():
         return _f("config", title, "ok", N_("no configuration file at {path}; defaults apply"),

@@ -56,7 +56,7 @@ class Notifications:
 def payload(event: str, *, archive_id: str | None = None, size: int | None = None,
             duration_ms: int | None = None, warnings_count: int = 0, error: str | None = None,
             schedule: list[str] | None = None, now: datetime | None = None) -> dict:
-    """The document sent for one event (README: notifications)."""
+    """The document sent for one event (docs/scheduling.md)."""
     if error and len(error) > MAX_ERROR_CHARS:
         error = error[:MAX_ERROR_CHARS - 3] + "..."
     return {"event": event, "archive_id": archive_id, "size": size, "duration_ms": duration_ms,

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from poppoarc.cli import main
 from poppoarc.demo.installation import make_installation
+
+from .helpers import CLI
 
 _CACHE: dict[str, Path] = {}
 
@@ -56,37 +53,9 @@ def installation(tmp_path, installation_template):
     return dest
 
 
-class CLI:
-    """Runs poppoarc in-process (fast) against one installation and store."""
-
-    def __init__(self, root: Path, store: Path, capsys):
-        self.root, self.store, self.capsys = root, store, capsys
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        code = main(["--root", str(self.root), "--store", str(self.store), *args])
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-    def json(self, *args: str) -> tuple[int, dict]:
-        code, out, _ = self(*args, "--json")
-        return code, json.loads(out)
-
-    def pack(self, *args: str) -> dict:
-        code, document = self.json("pack", *args)
-        assert code in (0, 1), document
-        return document
-
-
 @pytest.fixture
 def cli(installation, tmp_path, capsys):
     return CLI(installation, tmp_path / "store", capsys)
 
 
-def run_poppoarc(*args: str, env=None, **kwargs) -> subprocess.CompletedProcess:
-    """The real console entry point in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "poppoarc", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, **kwargs)
-
-
-from .unprivileged import nobody  # noqa: E402,F401  (the fixture, for every test module)
+from .helpers.unprivileged import nobody  # noqa: E402,F401  (the fixture, for every test module)

@@ -23,7 +23,7 @@ from pathlib import Path
 from poppoarc.crypto import signing
 from poppoarc.format.entry import IndexEntry
 
-from ..craft import T, craft
+from tests.helpers.craft import T, craft
 
 BOUND_MIB = 100
 NAME = "n" * 14

@@ -16,9 +16,9 @@ import pytest
 
 from poppoarc.format.entry import IndexEntry
 
-from ..conftest import CLI
-from ..craft import T, craft, entry
-from .scene import assert_refused, snapshot
+from tests.helpers import CLI
+from tests.helpers.craft import craft, entry
+from tests.helpers.scene import assert_refused, snapshot
 
 UNSAFE, CORRUPT = 31, 13
 CONFIG = [entry("config", "dir", target="config"),

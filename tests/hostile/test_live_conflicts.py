@@ -9,8 +9,8 @@ import os
 import shutil
 import sqlite3
 
-from ..craft import craft, entry
-from .scene import snapshot
+from tests.helpers.craft import craft, entry
+from tests.helpers.scene import snapshot
 
 RESTORE_ERROR = 30
 

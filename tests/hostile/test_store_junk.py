@@ -16,7 +16,7 @@ import pytest
 from poppoarc.crypto import signing
 from poppoarc.format import head as headfmt
 
-from ..craft import craft, entry
+from tests.helpers.craft import craft, entry
 
 JUNK_ID = "backup-2099-01-01T00-00-00-000Z-junk00"
 SIGNATURE = b'{"alg":"ed25519","key_id":"0000000000000000","public_key":"","signature":""}'

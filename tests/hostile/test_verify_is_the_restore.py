@@ -3,7 +3,7 @@ whatever verify accepts restores into an empty root, and whatever it refuses the
 refuses with the same exit code, having written nothing.
 
 Archives are made by the real writer and signed with the installation's key
-(tests/craft.py): paths from a small alphabet that meets every reserved place and every
+(tests/helpers/craft.py): paths from a small alphabet that meets every reserved place and every
 target's border, records filed under the right target most of the time and under another
 one, a shared parent or an unknown target otherwise, symlinks whose texts climb and chain,
 hard links to earlier and later files, owners out of range.
@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 from poppoarc.format.entry import IndexEntry
 from poppoarc.snapshot.catalogue import area_catalogue
 
-from ..conftest import CLI
-from ..craft import T, craft
-from .scene import snapshot
+from tests.helpers import CLI
+from tests.helpers.craft import T, craft
+from tests.helpers.scene import snapshot
 
 NAMES = ["a", "b", "l", "x.db", "x.db-wal", "y.gz", ".git", "backups", ".poppoarc-stage-1",
          "..", "c"]

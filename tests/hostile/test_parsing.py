@@ -19,9 +19,9 @@ from poppoarc.format import reader
 from poppoarc.format.entry import IndexEntry
 from poppoarc.format.manifest import REQUIRED_KEYS, timestamp_seconds
 
-from ..craft import T, craft, entry
-from ..rebuild import reindex
-from .scene import assert_refused
+from tests.helpers.craft import T, craft, entry
+from tests.helpers.rebuild import reindex
+from tests.helpers.scene import assert_refused
 
 ARCHIVE_CLASSES = set(range(10, 18)) | {31}
 # POPPOARC_PROPERTY_EXAMPLES=2500 for a long run (no crash found in 2 x 2500)

@@ -18,7 +18,8 @@ from pathlib import Path
 from .config import Settings
 from .crypto import recipients, signing
 from .crypto.sealer import Sealer
-from .errors import ArchiveError, CorruptArchive, PoppoarcError, UntrustedSigner, Warnings
+from .errors import (ArchiveError, CorruptArchive, PoppoarcError, UnsupportedFormat,
+                     UntrustedSigner, Warnings)
 from .format import reader
 from .format.entry import ID_PATTERN, IndexEntry
 from .format.fields import MAX_TEXT, TIMESTAMP_PATTERN
@@ -47,7 +48,7 @@ class ListRow:
     incremental: bool = False
     parent: str | None = None     # id of the archive an incremental builds on
     signer: str | None = None
-    status: str = "ok"            # ok | untrusted | damaged
+    status: str = "ok"            # ok | untrusted | damaged | newer (a format to read later)
     problem: str | None = None
     checksum: str | None = None   # the manifest's body checksum ("sha256:...")
     encrypted: bool = False
@@ -128,6 +129,8 @@ def _list_row(store: Store, archive: StoredArchive, pinned: dict[str, bytes]) ->
             if manifest.get("id") != archive.id and row.status == "ok":
                 row.status, row.problem = "damaged", f"file name does not match archive id {manifest.get('id')}"
             return row
+    except UnsupportedFormat as exc:    # a newer poppoarc's (spec §15): not damaged, not ours
+        return ListRow(archive.id, path, archive.size or 0, status="newer", problem=str(exc))
     except (PoppoarcError, OSError) as exc:
         return ListRow(archive.id, path, archive.size or 0, status="damaged", problem=str(exc))
     except Exception as exc:    # a bug met on a hostile file: named in the row, not fatal

@@ -21,16 +21,23 @@ def check_archives(ctx: Context):
                   N_("fix the problem named, then run poppoarc list"), error=str(rows))
     damaged = [f"{r.id}: {r.problem}" for r in rows if r.status == "damaged"]
     untrusted = [f"{r.id}: {r.problem}" for r in rows if r.status == "untrusted"]
-    params = dict(count=len(rows), damaged=len(damaged), untrusted=len(untrusted))
+    newer = [f"{r.id}: {r.problem}" for r in rows if r.status == "newer"]
+    params = dict(count=len(rows), damaged=len(damaged), untrusted=len(untrusted),
+                  newer=len(newer))
     if damaged:
         return _f("archives", title, "fail", N_("{damaged} of {count} archive(s) are damaged"),
                   N_("run poppoarc verify ID for the details; move damaged files out of the "
-                     "store"), damaged + untrusted, **params)
+                     "store"), damaged + untrusted + newer, **params)
     if untrusted:
         return _f("archives", title, "warn",
                   N_("{untrusted} of {count} archive(s) are signed by keys not trusted here"),
                   N_("if you trust the signer, add its public key to "
-                     "backup.signing.trustedKeys"), untrusted, **params)
+                     "backup.signing.trustedKeys"), untrusted + newer, **params)
+    if newer:       # written by a newer poppoarc: kept, and readable after an upgrade
+        return _f("archives", title, "warn",
+                  N_("{newer} of {count} archive(s) have a format only a newer poppoarc reads"),
+                  N_("upgrade poppoarc on this machine to read them; prune keeps them"),
+                  newer, **params)
     return _f("archives", title, "ok", N_("{count} archive(s), every head signed by a "
                                           "trusted key"), **params)
 

@@ -23,7 +23,9 @@ The rules, in the order they are applied:
    normal archives, or of the pre-restore ones when no normal one is good.
 4. Damaged archives are kept and reported unless ``keep.damaged`` is false;
    archives signed by an unpinned key are never deleted (they may be another
-   machine's, and their metadata cannot be trusted).
+   machine's, and their metadata cannot be trusted), nor are archives of a
+   format only a newer poppoarc reads (another machine's, or this one's before
+   a downgrade: spec/FORMAT.md §15).
 5. Last, every parent of a kept archive is kept, transitively: an
    incremental archive is useless without its chain.
 """
@@ -47,6 +49,7 @@ KEEP_PRE_LAST, KEEP_PRE_RECENT = "pre-restore-last", "pre-restore-recent"
 KEEP_NEWEST_FULL = "newest-full"
 KEEP_PARENT = "parent"
 KEEP_DAMAGED, KEEP_UNTRUSTED, KEEP_UNKNOWN = "damaged", "untrusted", "unknown-type"
+KEEP_NEWER = "newer-format"
 DELETE_EXPIRED, DELETE_OVER_MAX = "expired", "over-max"
 DELETE_PRE_EXPIRED, DELETE_DAMAGED, DELETE_UNSELECTED = "pre-restore-expired", "damaged", "unselected"
 
@@ -70,7 +73,7 @@ class ArchiveInfo:
     type: str | None = "scheduled"
     incremental: bool = False
     parent: str | None = None            # id of the archive this one builds on
-    status: str = "ok"                   # ok | damaged | untrusted
+    status: str = "ok"                   # ok | damaged | untrusted | newer
     verified: bool | None = None         # result of a full verify; None: not checked
     size: int = 0
 
@@ -274,6 +277,8 @@ def decide(archives: list[ArchiveInfo], policy: RetentionPolicy, now: datetime) 
             v.keep[KEEP_UNKNOWN] = f"unknown archive type {a.type!r}: never pruned"
         elif a.status == "untrusted":
             v.keep[KEEP_UNTRUSTED] = "signed by a key that is not pinned: never pruned"
+        elif a.status == "newer":       # what this poppoarc cannot read is not damaged
+            v.keep[KEEP_NEWER] = "a format only a newer poppoarc reads: never pruned"
         elif not a.good:
             what = "failed verification" if a.verified is False else "damaged"
             if policy.delete_damaged:

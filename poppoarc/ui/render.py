@@ -63,7 +63,8 @@ def archive_list(out, rows) -> None:
 
 
 def status_word(status: str) -> str:
-    return {"damaged": _("DAMAGED"), "untrusted": _("UNTRUSTED")}.get(status, status.upper())
+    return {"damaged": _("DAMAGED"), "untrusted": _("UNTRUSTED"),
+            "newer": _("NEWER FORMAT")}.get(status, status.upper())
 
 
 def inspect(out, result) -> None:

@@ -230,3 +230,30 @@ def test_a_newer_format_needs_a_newer_poppoarc(tmp_path, capsys):
                  str(VECTORS / "future-format.poppo.tar.zst")])
     err = capsys.readouterr().err
     assert code == 12 and "'poppoarc/3'" in err and "needs a newer poppoarc" in err
+
+
+def test_an_archive_only_a_newer_poppoarc_reads_is_kept_not_called_damaged(cli, installation):
+    """The other way round (§15.2): this poppoarc meeting a later format in its store lists
+    it as newer, never as damaged, and prune keeps it even with keep.damaged false."""
+    (installation / "config/config.json").write_text(json.dumps(
+        {"backup": {"maxBackups": 1, "keep": {"damaged": False}}}))
+    ids = [cli.pack()["id"] for _ in range(2)]
+    cli.store.joinpath("backup-2020-01-01T00-00-00-000Z-broken" + SUFFIX).write_bytes(b"junk")
+    newer = "backup-2025-06-19T12-00-00-000Z-abc123"      # the future-format vector's id
+    shutil.copyfile(VECTORS / "future-format.poppo.tar.zst", cli.store / (newer + SUFFIX))
+    code, rows = cli.json("list")
+    status = {row["id"]: row["status"] for row in rows["archives"]}
+    assert status[newer] == "newer" and status[ids[0]] == "ok", status
+    code, out, _ = cli("list")
+    assert "NEWER FORMAT" in out
+    code, report = cli.json("doctor")
+    archives = next(c for c in report["checks"] if c["id"] == "archives")
+    assert archives["status"] == "fail" and any(newer in d for d in archives["details"])
+    code, done = cli.json("prune")
+    assert sorted(done["deleted"]) == sorted([ids[0], "backup-2020-01-01T00-00-00-000Z-broken"])
+    kept = next(d for d in done["decisions"] if d["id"] == newer)
+    assert kept["action"] == "keep" and kept["rules"] == ["newer-format"], kept
+    assert (cli.store / (newer + SUFFIX)).exists()
+    code, report = cli.json("doctor")
+    archives = next(c for c in report["checks"] if c["id"] == "archives")
+    assert archives["status"] == "warn" and "newer poppoarc" in archives["message"], archives

@@ -73,11 +73,14 @@ from .config import resolve
 from .crypto import recipients, signing
 from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_WARNING,
                      ConfigError, PoppoarcError, UsageError, as_space_error)
-from .inspection import inspect, list_archives, verify
+from .archives.listing import list_archives
+from .archives.pruning import prune
+from .archives.verification import verify
+from .inspection import inspect
 from .pack import pack
-from .policy.prune import prune
-from .policy.schedule import last_runs_of, load_state, next_fires, parse_schedule
-from .policy.service import Scheduler, clock_from_env
+from .policy.schedule import next_fires, parse_schedule
+from .service.scheduler import Scheduler, clock_from_env
+from .service.state import last_runs_of, load_state
 from .transfer import copy_archive
 from .restore.unpack import recover_if_needed, unpack
 from .snapshot.catalogue import parse_target_list

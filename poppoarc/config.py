@@ -90,112 +90,12 @@ def read_backup_section(config_path: Path) -> dict:
     except OSError:
         text = None
     config_schema.validate(backup, config_path, text)   # unknown keys, wrong types
-    _check_policy(backup, config_path)                   # cron syntax, time zone, ranges
+    config_schema.check_values(backup, config_path)     # cron syntax, time zone, ranges
     _check_storage(backup.get("storage", {}), config_path)   # store kind and limits
     if backup.get("databaseCheck", "quick") not in ("quick", "full"):
         raise ConfigError("'backup.databaseCheck' must be \"quick\" or \"full\"",
                           path=config_path)
     return backup
-
-
-def _check_object(value: dict, key: str, schema: dict, config_path: Path) -> None:
-    """Known nested keys and their types; an unknown key is named in full."""
-    for name, item in value.items():
-        if name not in schema:
-            raise ConfigError(f"unknown key '{key}.{name}'", path=config_path)
-        check = schema[name]
-        problem = check(item)
-        if problem:
-            raise ConfigError(f"'{key}.{name}' must be {problem}", path=config_path)
-
-
-def _int_at_least(low: int, high: int | None = None):
-    def check(value):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low \
-                or (high is not None and value > high):
-            return f"an integer from {low}" + (f" to {high}" if high is not None else " up")
-        return None
-    return check
-
-
-def _http_url(value):
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        return "an http:// or https:// URL"
-    return None
-
-
-def _command(value):
-    if isinstance(value, str) and value.strip():
-        return None
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return None
-    return "a shell command string or a non-empty list of strings"
-
-
-def _events(value):
-    if not isinstance(value, list) or not all(v in ("success", "failure") for v in value):
-        return 'a list of "success" and/or "failure"'
-    return None
-
-
-def _boolean(value):
-    return None if isinstance(value, bool) else "true/false"
-
-
-_KEEP_SCHEMA = {"daily": _int_at_least(0), "weekly": _int_at_least(0),
-                "monthly": _int_at_least(0), "damaged": _boolean,
-                "preRestore": lambda v: None if isinstance(v, dict) else "an object"}
-_PRE_RESTORE_SCHEMA = {"last": _int_at_least(0), "days": _int_at_least(0)}
-_NOTIFY_SCHEMA = {"command": _command, "url": _http_url, "heartbeatUrl": _http_url,
-                  "on": _events, "timeoutSeconds": _int_at_least(1, 300)}
-
-
-def _check_policy(backup: dict, config_path: Path) -> None:
-    """Schedule, retention and notification keys (docs/configuration.md)."""
-    # imported here: the policy package is optional to everything but these keys
-    from .policy.schedule import RUN_TYPES, cron_problem, resolve_timezone
-
-    for key in ("retention", "maxBackups"):
-        if key in backup and _int_at_least(1)(backup[key]):
-            raise ConfigError(f"'backup.{key}' must be {_int_at_least(1)(backup[key])}",
-                              path=config_path)
-    keep = backup.get("keep", {})
-    _check_object(keep, "backup.keep", _KEEP_SCHEMA, config_path)
-    _check_object(keep.get("preRestore", {}), "backup.keep.preRestore", _PRE_RESTORE_SCHEMA,
-                  config_path)
-    _check_object(backup.get("notifications", {}), "backup.notifications", _NOTIFY_SCHEMA,
-                  config_path)
-    if "timezone" in backup:
-        try:
-            resolve_timezone(backup)
-        except ConfigError as exc:
-            raise ConfigError(str(exc), path=config_path) from None
-    schedule = backup.get("schedule")
-    if isinstance(schedule, str):
-        problem = cron_problem(schedule)
-        if problem:
-            raise ConfigError(f"'backup.schedule': {schedule!r}: {problem}", path=config_path)
-    elif isinstance(schedule, dict):
-        if not schedule:
-            raise ConfigError("'backup.schedule' must name at least one schedule",
-                              path=config_path)
-        for name, spec in schedule.items():
-            key = f"backup.schedule.{name}"
-            if not isinstance(spec, dict):
-                raise ConfigError(f"'{key}' must be an object with 'cron' and 'type'",
-                                  path=config_path)
-            for item in spec:
-                if item not in ("cron", "type"):
-                    raise ConfigError(f"unknown key '{key}.{item}'", path=config_path)
-            if not isinstance(spec.get("cron"), str):
-                raise ConfigError(f"'{key}.cron' must be a cron expression string",
-                                  path=config_path)
-            problem = cron_problem(spec["cron"])
-            if problem:
-                raise ConfigError(f"'{key}.cron': {spec['cron']!r}: {problem}", path=config_path)
-            if spec.get("type", "full") not in RUN_TYPES:
-                raise ConfigError(f"'{key}.type' must be \"full\" or \"incremental\"",
-                                  path=config_path)
 
 
 # Credentials in the config file are accepted but warned about (config_schema lists the keys).

@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
 
 from .errors import ConfigError
-from .snapshot.catalogue import TARGETS
+from .format.order import TARGETS
 
 
 @dataclass(frozen=True)
@@ -236,6 +241,156 @@ def reference_table() -> str:
         lines.append(f"| `backup.{key.path}` | {types} | {key.default} | `{example}` | "
                      f"{key.meaning} |")
     return "\n".join(lines)
+
+
+
+# -- values: what the key table cannot express -------------------------------------
+
+FULL, INCREMENTAL = "full", "incremental"
+RUN_TYPES = (FULL, INCREMENTAL)
+MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+          "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+          "@hourly": "0 * * * *"}
+
+
+def cron_problem(expression: str) -> str | None:
+    """Why a cron expression is not accepted, or None.  Five fields, as in crontab(5)."""
+    expanded = MACROS.get(expression.strip(), expression)
+    if len(expanded.split()) != 5:
+        return "a cron expression has five fields: minute hour day-of-month month day-of-week"
+    try:
+        CronSim(expanded.upper(), datetime(2000, 1, 1))
+    except CronSimError as exc:
+        return str(exc).lower()
+    return None
+
+
+def local_timezone() -> tuple[tzinfo, str]:
+    """The machine's zone as a ZoneInfo (DST-aware), not a fixed offset."""
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name:
+        try:
+            return ZoneInfo(name), name
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    try:
+        target = os.path.realpath("/etc/localtime")
+        marker = "/zoneinfo/"
+        if marker in target:
+            name = target.split(marker, 1)[1]
+            return ZoneInfo(name), name
+        with open("/etc/localtime", "rb") as handle:
+            return ZoneInfo.from_file(handle, key="localtime"), "localtime"
+    except (OSError, ZoneInfoNotFoundError, ValueError):
+        return timezone.utc, "UTC"
+
+
+def resolve_timezone(backup: dict) -> tuple[tzinfo, str]:
+    name = backup.get("timezone")
+    if not name:
+        return local_timezone()
+    try:
+        return ZoneInfo(name), name
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"'backup.timezone': unknown time zone {name!r}") from None
+
+
+def _check_object(value: dict, key: str, schema: dict, config_path: Path) -> None:
+    """Known nested keys and their types; an unknown key is named in full."""
+    for name, item in value.items():
+        if name not in schema:
+            raise ConfigError(f"unknown key '{key}.{name}'", path=config_path)
+        check = schema[name]
+        problem = check(item)
+        if problem:
+            raise ConfigError(f"'{key}.{name}' must be {problem}", path=config_path)
+
+
+def _int_at_least(low: int, high: int | None = None):
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low \
+                or (high is not None and value > high):
+            return f"an integer from {low}" + (f" to {high}" if high is not None else " up")
+        return None
+    return check
+
+
+def _http_url(value):
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        return "an http:// or https:// URL"
+    return None
+
+
+def _command(value):
+    if isinstance(value, str) and value.strip():
+        return None
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return None
+    return "a shell command string or a non-empty list of strings"
+
+
+def _events(value):
+    if not isinstance(value, list) or not all(v in ("success", "failure") for v in value):
+        return 'a list of "success" and/or "failure"'
+    return None
+
+
+def _boolean(value):
+    return None if isinstance(value, bool) else "true/false"
+
+
+_KEEP_SCHEMA = {"daily": _int_at_least(0), "weekly": _int_at_least(0),
+                "monthly": _int_at_least(0), "damaged": _boolean,
+                "preRestore": lambda v: None if isinstance(v, dict) else "an object"}
+_PRE_RESTORE_SCHEMA = {"last": _int_at_least(0), "days": _int_at_least(0)}
+_NOTIFY_SCHEMA = {"command": _command, "url": _http_url, "heartbeatUrl": _http_url,
+                  "on": _events, "timeoutSeconds": _int_at_least(1, 300)}
+
+
+def check_values(backup: dict, config_path: Path) -> None:
+    """What the key table cannot say about schedule, retention and notification keys:
+    cron syntax, run types, the time zone, ranges (docs/configuration.md)."""
+    for key in ("retention", "maxBackups"):
+        if key in backup and _int_at_least(1)(backup[key]):
+            raise ConfigError(f"'backup.{key}' must be {_int_at_least(1)(backup[key])}",
+                              path=config_path)
+    keep = backup.get("keep", {})
+    _check_object(keep, "backup.keep", _KEEP_SCHEMA, config_path)
+    _check_object(keep.get("preRestore", {}), "backup.keep.preRestore", _PRE_RESTORE_SCHEMA,
+                  config_path)
+    _check_object(backup.get("notifications", {}), "backup.notifications", _NOTIFY_SCHEMA,
+                  config_path)
+    if "timezone" in backup:
+        try:
+            resolve_timezone(backup)
+        except ConfigError as exc:
+            raise ConfigError(str(exc), path=config_path) from None
+    schedule = backup.get("schedule")
+    if isinstance(schedule, str):
+        problem = cron_problem(schedule)
+        if problem:
+            raise ConfigError(f"'backup.schedule': {schedule!r}: {problem}", path=config_path)
+    elif isinstance(schedule, dict):
+        if not schedule:
+            raise ConfigError("'backup.schedule' must name at least one schedule",
+                              path=config_path)
+        for name, spec in schedule.items():
+            key = f"backup.schedule.{name}"
+            if not isinstance(spec, dict):
+                raise ConfigError(f"'{key}' must be an object with 'cron' and 'type'",
+                                  path=config_path)
+            for item in spec:
+                if item not in ("cron", "type"):
+                    raise ConfigError(f"unknown key '{key}.{item}'", path=config_path)
+            if not isinstance(spec.get("cron"), str):
+                raise ConfigError(f"'{key}.cron' must be a cron expression string",
+                                  path=config_path)
+            problem = cron_problem(spec["cron"])
+            if problem:
+                raise ConfigError(f"'{key}.cron': {spec['cron']!r}: {problem}", path=config_path)
+            if spec.get("type", "full") not in RUN_TYPES:
+                raise ConfigError(f"'{key}.type' must be \"full\" or \"incremental\"",
+                                  path=config_path)
 
 
 if __name__ == "__main__":

@@ -35,12 +35,12 @@ from .lock import InstallationLock
 from .pack_databases import SnapshotSession
 from .pack_job import PackJob
 from .pack_subtree import SubtreeHelper, walk_installation
-from .restore.fsops import read_small_file
+from .fs import read_small_file
 from .snapshot import sqlite as sqlite_snapshot
 from .snapshot.catalogue import build_catalogue
 from .snapshot.certs import describe_reference
 from .snapshot.environment import dotenv_names, environment_document
-from .snapshot.parent import find_parent
+from .archives.parent import find_parent
 from .snapshot.scan import FILE, SourceEntry, database_candidates, path_of
 from .store import leftovers, open_store
 
@@ -115,7 +115,8 @@ def incremental_settings(settings: Settings) -> tuple[bool, int]:
 
 def _schedules_incrementals(settings: Settings) -> bool:
     """True when a ``backup.schedule`` entry makes incrementals (its fulls are their parents)."""
-    from .policy.schedule import INCREMENTAL, parse_schedule
+    from .config_schema import INCREMENTAL
+    from .policy.schedule import parse_schedule
     schedule = parse_schedule(settings.backup)
     return schedule is not None and any(e.type == INCREMENTAL for e in schedule.entries)
 

@@ -16,7 +16,7 @@ from .errors import DatabaseSnapshotError
 from .format.blocks import BlockHasher, block_size_for, hash_blocks, read_blocks
 from .format.entry import IndexEntry, encode_digests
 from .format.writer import BodyWriter, StoredFile
-from .policy import chains
+from .format import chains
 from .snapshot import sqlite as sqlite_snapshot
 from .store import leftovers
 from .snapshot.scan import SourceEntry

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from .config import Settings
 from .errors import ArchiveError, CorruptArchive, TruncatedArchive
 from .format import reader
-from .inspection import VerifyResult, find_archive, pinned_keys, verify_source
+from .archives.opening import find_archive, pinned_keys
+from .archives.verification import VerifyResult, verify_source
 from .store import Store, StoredArchive, open_store
 
 COPY_CHUNK = 8 << 20

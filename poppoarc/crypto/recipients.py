@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import CorruptArchive, KeyFileError, NoKey, WrongKey
-from ..restore.fsops import write_file_durably
+from ..fs import write_file_durably
 from .kdf import PendingKek, derive_apart
 from .signing import decode_prefixed
 

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from ..errors import KeyFileError, TamperedArchive, UntrustedSigner
-from ..restore.fsops import write_file_durably
+from ..fs import write_file_durably
 
 PRIVATE_NAME = "signing.key"
 PUBLIC_NAME = "signing.pub"

@@ -16,9 +16,10 @@ from pathlib import Path
 from ..config_schema import parse_size
 from ..crypto import signing
 from ..errors import PoppoarcError, Warnings
-from ..inspection import ListRow, list_archives
+from ..archives.listing import ListRow, list_archives
 from ..lock import probe
-from ..restore.journal import JournalError, process_is_alive, read_journal
+from ..fs import process_is_alive
+from ..restore.journal import JournalError, read_journal
 from ..snapshot import sqlite as sqlite_snapshot
 from ..snapshot.catalogue import SQLITE, TARGETS, build_catalogue
 from ..snapshot.scan import DATABASE, scan

@@ -1,14 +1,11 @@
-"""Policies around the archive: retention (prune), schedules and notifications.
-
-The pure parts are importable without touching the disk:
-``retention.decide`` and ``schedule.due_runs``.  ``prune`` and ``service``
-carry them out and are imported from their modules (they need the store,
-the lock and ``pack``).
+"""Pure rules around the archives: retention (which archives ``prune`` keeps) and
+schedules (when the service packs).  Nothing here touches the disk: ``retention.decide``
+and ``schedule.due_runs`` take values and return decisions; ``archives.pruning`` and
+``service.scheduler`` carry them out.
 """
 
-from .notify import Notifications
 from .retention import ArchiveInfo, Decision, RetentionPolicy, decide
 from .schedule import Run, Schedule, ScheduleEntry, due_runs, next_fires, parse_schedule
 
-__all__ = ["ArchiveInfo", "Decision", "Notifications", "RetentionPolicy", "Run", "Schedule",
+__all__ = ["ArchiveInfo", "Decision", "RetentionPolicy", "Run", "Schedule",
            "ScheduleEntry", "decide", "due_runs", "next_fires", "parse_schedule"]

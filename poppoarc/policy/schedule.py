@@ -16,42 +16,17 @@ comparing datetimes of one tzinfo.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
-from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cronsim import CronSim, CronSimError
+from cronsim import CronSim
 
-from ..errors import ConfigError, StoreError
-from ..restore.fsops import read_small_file, write_file_durably
+from ..config_schema import FULL, MACROS, cron_problem, resolve_timezone
+from ..errors import ConfigError
 
-FULL, INCREMENTAL = "full", "incremental"
-RUN_TYPES = (FULL, INCREMENTAL)
 DEFAULT_NAME = "default"
-STATE_NAME = ".poppoarc-schedule.json"
-STATE_FORMAT = "poppoarc-schedule/1"
 DST_MARGIN = timedelta(hours=3)
 MAX_COUNTED_MISSES = 1000      # counting misses is informational; bound the work
-
-MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
-          "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
-          "@hourly": "0 * * * *"}
-
-
-def cron_problem(expression: str) -> str | None:
-    """Why a cron expression is not accepted, or None.  Five fields, as in crontab(5)."""
-    expanded = MACROS.get(expression.strip(), expression)
-    if len(expanded.split()) != 5:
-        return "a cron expression has five fields: minute hour day-of-month month day-of-week"
-    try:
-        CronSim(expanded.upper(), datetime(2000, 1, 1))
-    except CronSimError as exc:
-        return str(exc).lower()
-    return None
-
 
 @dataclass(frozen=True)
 class ScheduleEntry:
@@ -84,36 +59,6 @@ class Run:
     def to_json(self) -> dict:
         return {"name": self.name, "type": self.type, "fire_time": self.fire_time.isoformat(),
                 "missed": self.missed}
-
-
-def local_timezone() -> tuple[tzinfo, str]:
-    """The machine's zone as a ZoneInfo (DST-aware), not a fixed offset."""
-    name = os.environ.get("TZ", "").lstrip(":")
-    if name:
-        try:
-            return ZoneInfo(name), name
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-    try:
-        target = os.path.realpath("/etc/localtime")
-        marker = "/zoneinfo/"
-        if marker in target:
-            name = target.split(marker, 1)[1]
-            return ZoneInfo(name), name
-        with open("/etc/localtime", "rb") as handle:
-            return ZoneInfo.from_file(handle, key="localtime"), "localtime"
-    except (OSError, ZoneInfoNotFoundError, ValueError):
-        return timezone.utc, "UTC"
-
-
-def resolve_timezone(backup: dict) -> tuple[tzinfo, str]:
-    name = backup.get("timezone")
-    if not name:
-        return local_timezone()
-    try:
-        return ZoneInfo(name), name
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"'backup.timezone': unknown time zone {name!r}") from None
 
 
 def parse_schedule(backup: dict) -> Schedule | None:
@@ -231,41 +176,3 @@ def next_wakeup(schedule: Schedule, now: datetime) -> datetime:
 
 
 # -- state file ------------------------------------------------------------------
-
-def state_path(store: Path) -> Path:
-    return Path(store) / STATE_NAME
-
-
-def load_state(store: Path) -> tuple[dict, str | None]:
-    """The state document and a problem (a damaged file is reported, then replaced)."""
-    path = state_path(store)
-    try:
-        document = json.loads(read_small_file(path, 16 << 20))
-    except FileNotFoundError:
-        return {"format": STATE_FORMAT, "entries": {}}, None
-    except (OSError, ValueError, RecursionError) as exc:
-        return {"format": STATE_FORMAT, "entries": {}}, f"{path}: unreadable schedule state ({exc}); starting afresh"
-    if not isinstance(document, dict) or document.get("format") != STATE_FORMAT \
-            or not isinstance(document.get("entries"), dict):
-        return {"format": STATE_FORMAT, "entries": {}}, f"{path}: unknown schedule state format; starting afresh"
-    return document, None
-
-
-def last_runs_of(state: dict) -> dict[str, datetime]:
-    runs = {}
-    for name, record in state.get("entries", {}).items():
-        try:
-            runs[name] = datetime.fromisoformat(record["last_fire"])
-        except (KeyError, TypeError, ValueError):
-            continue
-    return runs
-
-
-def save_state(store: Path, state: dict) -> None:
-    """Write durably: temp file, fsync, rename, fsync the directory."""
-    path = state_path(store)
-    data = (json.dumps(state, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
-    try:
-        write_file_durably(path, data, 0o600)
-    except OSError as exc:
-        raise StoreError(f"cannot write schedule state: {exc.strerror}", path=path) from None

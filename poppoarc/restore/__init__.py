@@ -1,6 +1,6 @@
 """Restoring an archive into an installation root.
 
-``fsops`` holds the durable filesystem primitives, ``journal`` the on-disk
-record of an unfinished restore, and ``swap`` the transaction that puts the
-staged top-level entries in place atomically and recovers after a crash.
+``journal`` is the on-disk record of an unfinished restore, ``swap`` the transaction
+that puts the staged paths in place atomically and recovers after a crash (on the
+durable primitives of ``poppoarc.fs``).
 """

@@ -42,8 +42,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import fsops
-from .fsops import proc_stat, process_start_time  # noqa: F401 (re-exported)
+from .. import fs
+from ..fs import process_start_time
 
 FORMAT = "poppoarc-journal/1"
 JOURNAL_NAME = ".poppoarc-restore.json"
@@ -177,13 +177,13 @@ def journal_path(root: str | os.PathLike) -> Path:
 def write_journal(root: str | os.PathLike, journal: Journal) -> None:
     """Replace the journal durably (the caller must hold the installation lock)."""
     journal.validate()
-    fsops.write_file_durably(journal_path(root), journal.to_json(), mode=0o600)
+    fs.write_file_durably(journal_path(root), journal.to_json(), mode=0o600)
 
 
 def read_journal(root: str | os.PathLike) -> Journal | None:
     """The journal, or None when no restore is unfinished; JournalError if unreadable."""
     try:
-        data = fsops.read_small_file(journal_path(root), 64 << 20)
+        data = fs.read_small_file(journal_path(root), 64 << 20)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, ValueError) as exc:
@@ -194,32 +194,13 @@ def read_journal(root: str | os.PathLike) -> Journal | None:
 def remove_journal(root: str | os.PathLike) -> None:
     """Delete the journal and any temporary a crashed write left, durably."""
     root = Path(root)
-    for stale in root.glob(fsops.stale_temp_glob(JOURNAL_NAME)):
+    for stale in root.glob(fs.stale_temp_glob(JOURNAL_NAME)):
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
     with contextlib.suppress(FileNotFoundError):
         journal_path(root).unlink()
-    fsops.fsync_dir(root)
+    fs.fsync_dir(root)
 
 
 def utc_now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def process_is_alive(pid: int, start: int | None = None) -> bool:
-    """Whether ``pid`` runs and (when known) is the process that started at ``start``.
-
-    A zombie counts as dead: it will never touch the installation again.
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass                       # exists, owned by someone else
-    fields = proc_stat(pid)
-    if fields is None:
-        return True                # no /proc: trust kill(0)
-    if fields[0] in ("Z", "X"):
-        return False
-    return start is None or len(fields) <= 19 or int(fields[19]) == start

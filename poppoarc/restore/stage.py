@@ -22,9 +22,9 @@ from ..errors import CorruptArchive, RestoreError, UnsafeArchiveEntry
 from ..format.entry import IndexEntry
 from ..format.reader import MemberSink
 from ..snapshot.sqlite import BackgroundChecks
-from . import fsops
+from .. import fs
 
-# Files this large start on their way to disk when written (``fsops.start_writeback``);
+# Files this large start on their way to disk when written (``fs.start_writeback``);
 # a call per smaller file would cost more than it saves.
 WRITEBACK_AT = 256 * 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -161,7 +161,7 @@ class StagedTree(MemberSink):
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
             if entry.size >= WRITEBACK_AT:
                 # the disk writes it while the rest streams in, not all in the swap's syncfs
-                fsops.start_writeback(fd)
+                fs.start_writeback(fd)
         finally:
             os.close(fd)
         if entry.sqlite:

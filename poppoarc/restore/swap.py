@@ -62,10 +62,11 @@ from typing import Callable, Iterable
 # Both errors live in poppoarc.errors with the rest of the exit-code table;
 # re-exported here as the swap's API.
 from ..errors import PoppoarcError, RecoveryError, RestoreSwapError
-from . import fsops
+from .. import fs
+from ..fs import process_is_alive, process_start_time
 from .journal import (
     COMMITTED, EXCHANGE, RENAME, ROLLING_BACK, STAGED, SWAPPED, SWAPPING, Journal, JournalError,
-    journal_path, process_is_alive, process_start_time, read_journal, remove_journal,
+    journal_path, read_journal, remove_journal,
     valid_entry_name, valid_restore_id, write_journal,
 )
 from .transaction import NEW, RETRY, EventSink, Transaction, describe, emit
@@ -132,11 +133,11 @@ def begin(root: str | os.PathLike, restore_id: str, archive_id: str,
         for name in (journal.staging, journal.aside):
             os.mkdir(root / name, 0o700)      # 0700: staged trees may hold secrets
             created.append(root / name)
-        fsops.fsync_dir(root)
+        fs.fsync_dir(root)
     except OSError as exc:
         with contextlib.suppress(OSError):
             for path in created:              # never a directory we did not create
-                fsops.remove_tree(path)
+                fs.remove_tree(path)
             remove_journal(root)
         raise RestoreSwapError(f"cannot create the staging area: {exc}", path=root) from None
     emit(on_event, f"staging area {journal.staging} created for archive {archive_id}")
@@ -175,9 +176,9 @@ def commit_swap(area: StagingArea, names: Iterable[str],
         tx.check_own_journal()
         try:
             journal.items = tx.inventory(_checked_names(names), result)
-            journal.method = result.method = (EXCHANGE if fsops.supports_exchange(area.path)
+            journal.method = result.method = (EXCHANGE if fs.supports_exchange(area.path)
                                               else RENAME)
-            fsops.sync_filesystem(area.path)
+            fs.sync_filesystem(area.path)
             if precheck is not None:
                 precheck()
             tx.save(SWAPPING)

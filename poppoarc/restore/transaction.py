@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import RecoveryError, RestoreSwapError
-from . import fsops
+from .. import fs
 from .journal import (
     EXCHANGE, MOVED_ASIDE, REVERTING, ROLLED_BACK, ROLLING_BACK, STAGED, SWAPPED_STATE, Journal,
     JournalError, JournalItem, read_journal, remove_journal, write_journal,
@@ -163,10 +163,10 @@ class Transaction:
             self.mark(item, SWAPPED_STATE if forward else REVERTING)
             self.emit(f"exchanging {name} with {source}")
             try:
-                fsops.rename_exchange(self.fd, name, source)
+                fs.rename_exchange(self.fd, name, source)
                 return
             except OSError as exc:     # e.g. recovery under another kernel: two steps
-                if exc.errno not in fsops.UNSUPPORTED_ERRNOS:
+                if exc.errno not in fs.UNSUPPORTED_ERRNOS:
                     raise
         if current is not None:
             parking = next((slot for slot in slots if self.inode(slot) is None), None)
@@ -174,11 +174,11 @@ class Transaction:
                 raise RecoveryError(f"no free place to move {name} aside", path=self.root)
             self.mark(item, MOVED_ASIDE if forward else REVERTING)
             self.emit(f"moving {name} to {parking}")
-            fsops.rename_noreplace(self.fd, name, parking)
+            fs.rename_noreplace(self.fd, name, parking)
         if source is not None:
             self.mark(item, SWAPPED_STATE if forward else REVERTING)
             self.emit(f"moving {source} to {name}")
-            fsops.rename_noreplace(self.fd, source, name)
+            fs.rename_noreplace(self.fd, source, name)
 
     def settle(self, want: str) -> None:
         """Place every item's ``want`` entry, then make the renames durable."""
@@ -187,10 +187,10 @@ class Transaction:
             self.place(item, want)
         # Durable before the next phase is written: once COMMITTED or
         # ROLLED_BACK is on disk, the entries not in place get deleted.
-        fsops.fsync_dir(self.fd)
+        fs.fsync_dir(self.fd)
         for name in self.parent_dirs():
             if name and os.path.isdir(self.root / name):
-                fsops.fsync_dir(self.root / name)
+                fs.fsync_dir(self.root / name)
         self.emit(f"all {want} entries in place")
 
     def roll_back(self) -> None:
@@ -213,7 +213,7 @@ class Transaction:
         """Delete staging and parked entries, then the journal (final phases only)."""
         for name in (self.journal.staging, self.journal.aside):
             self.emit(f"removing {name}")
-            fsops.remove_tree(self.root / name)
+            fs.remove_tree(self.root / name)
         remove_journal(self.root)
         self.emit(f"restore {self.journal.restore_id} finished")
 

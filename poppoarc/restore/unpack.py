@@ -47,7 +47,9 @@ from ..errors import (
     Warnings,
 )
 from ..format import reader
-from ..inspection import full_manifest, open_archive, open_sealer, pinned_keys, read_checked_index
+from ..archives import chain
+from ..archives.opening import (full_manifest, open_archive, open_sealer, pinned_keys,
+                                read_checked_index)
 from ..lock import InstallationLock
 from ..pack import installation_version, pack_locked
 from ..snapshot import sqlite as sqlite_snapshot
@@ -55,7 +57,8 @@ from ..snapshot.catalogue import TARGETS, area_catalogue, build_catalogue
 from ..snapshot.ownership import claimed_by_walk, foreign_units
 from ..snapshot.scan import DATABASE, scan
 from ..store import leftovers, open_store
-from . import chain, fsops, journal, swap
+from .. import fs
+from . import journal, swap
 from .plan import (RestorePlan, conflict_message, foreign_message, make_plan, restores,
                    staging_paths)
 from .stage import StagedTree, apply_in_place
@@ -96,7 +99,7 @@ def _remove_stale_journal_temps(root: Path) -> None:
     Nothing was changed yet, so it is simply removed — unless another process
     holds the lock (it may be writing that journal right now).
     """
-    if not any(root.glob(fsops.stale_temp_glob(journal.JOURNAL_NAME))):
+    if not any(root.glob(fs.stale_temp_glob(journal.JOURNAL_NAME))):
         return
     try:
         with InstallationLock(root, "recovery"):

@@ -10,7 +10,7 @@ store, another user the temporary directory):
   ``$TMPDIR``): the database snapshot copies of a pack, each a copy of a database;
 * ``$TMPDIR/poppoarc-verify-<pid>-<start>-<random>/``: databases a verify checks;
 * ``<file>.<pid>-<start>-<random>.tmp`` beside a file replaced whole
-  (``fsops.write_file_durably``): the verification record, the schedule state.
+  (``fs.write_file_durably``): the verification record, the schedule state.
 
 ``<start>`` is the process's start time (clock ticks since boot), so a recycled pid is
 not taken for the process that made the name.  A name from before owners were recorded
@@ -31,9 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..restore import fsops
-from ..restore.fsops import owner_tag
-from ..restore.journal import process_is_alive
+from .. import fs
+from ..fs import owner_tag, process_is_alive
 
 SNAPSHOT_PREFIX = ".poppoarc-snap-"
 VERIFY_PREFIX = "poppoarc-verify-"
@@ -114,7 +113,7 @@ def sweep(directories) -> list[str]:
         if not leftover.stale:
             continue
         try:
-            fsops.remove_tree(leftover.path)
+            fs.remove_tree(leftover.path)
         except OSError:
             continue
         removed.append(str(leftover.path))

@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 
 from ..errors import AmbiguousArchive, ArchiveNotFound, StoreError, write_error
-from ..restore.fsops import fsync_dir, start_writeback
+from ..fs import fsync_dir, start_writeback
 from ..format.access import FileSink, FileSource
 from . import leftovers
 from .base import SUFFIX, ArchiveUpload, Store, StoredArchive

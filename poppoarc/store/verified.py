@@ -17,7 +17,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..restore.fsops import read_small_file, write_file_durably
+from ..fs import read_small_file, write_file_durably
 
 RECORD_NAME = ".poppoarc-verified.json"
 FORMAT = "poppoarc-verified/1"

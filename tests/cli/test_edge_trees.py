@@ -211,7 +211,8 @@ def test_the_edges_vector_restores_its_times_and_names_what_changed(tmp_path, mo
     """The committed vector: times before 1970 and after 2262 come back exactly; verify and
     inspect name the file flagged changed; inspect shows every warning of the run."""
     from poppoarc.config import Settings
-    from poppoarc.inspection import inspect, verify
+    from poppoarc.archives.verification import verify
+    from poppoarc.inspection import inspect
     from poppoarc.restore.unpack import unpack
 
     vectors = Path(__file__).resolve().parents[2] / "fixtures" / "vectors"

@@ -360,8 +360,8 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from poppoarc.format.manifest import IndexEntry  # noqa: E402
 from poppoarc.format.blocks import BlockHasher  # noqa: E402
-from poppoarc.policy import chains  # noqa: E402
-from poppoarc.restore.chain import _Assembly  # noqa: E402
+from poppoarc.format import chains  # noqa: E402
+from poppoarc.archives.chain import _Assembly  # noqa: E402
 
 BLOCK = 4096
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poppoarc.config import resolve
-from poppoarc.policy.prune import prune
+from poppoarc.archives.pruning import prune
 from poppoarc.store.local import SUFFIX, LocalStore
 
 from tests.helpers.craft import craft, entry

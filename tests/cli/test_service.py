@@ -22,10 +22,11 @@ from pathlib import Path
 import pytest
 
 from poppoarc.config import resolve
-from poppoarc.inspection import list_archives, verify
+from poppoarc.archives.listing import list_archives
+from poppoarc.archives.verification import verify
 from poppoarc.lock import InstallationLock
-from poppoarc.policy.schedule import load_state
-from poppoarc.policy.service import SCHEDULE_LOCK, Clock, Scheduler
+from poppoarc.service.state import load_state
+from poppoarc.service.scheduler import SCHEDULE_LOCK, Clock, Scheduler
 from poppoarc.store.local import SUFFIX
 
 from tests.helpers import http_server

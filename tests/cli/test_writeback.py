@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from poppoarc.restore import fsops, stage
+from poppoarc import fs
+from poppoarc.restore import stage
 from poppoarc.store import local
 
 from tests.helpers import CLI
@@ -21,13 +22,13 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
 def calls(monkeypatch):
     """Every start_writeback call, as (file path, offset, length), still made for real."""
     seen = []
-    real = fsops.start_writeback
+    real = fs.start_writeback
 
     def spy(fd, offset=0, length=0):
         seen.append((os.readlink(f"/proc/self/fd/{fd}"), offset, length))
         real(fd, offset, length)
 
-    monkeypatch.setattr(stage.fsops, "start_writeback", spy)
+    monkeypatch.setattr(stage.fs, "start_writeback", spy)
     monkeypatch.setattr(local, "start_writeback", spy)
     return seen
 
@@ -39,26 +40,26 @@ def test_start_writeback_is_the_kernel_call_and_changes_no_byte(tmp_path):
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         os.write(fd, data)
-        fsops.start_writeback(fd)
-        fsops.start_writeback(fd, 1 << 20, 4096)
-        fsops.start_writeback(fd, 10 << 20, 4096)     # past the end: nothing to write
+        fs.start_writeback(fd)
+        fs.start_writeback(fd, 1 << 20, 4096)
+        fs.start_writeback(fd, 10 << 20, 4096)     # past the end: nothing to write
     finally:
         os.close(fd)
-    assert fsops._sync_file_range[0] is not None
+    assert fs._sync_file_range[0] is not None
     assert path.read_bytes() == data
 
 
 def test_without_the_call_nothing_happens(tmp_path, monkeypatch):
-    monkeypatch.setattr(fsops, "_sync_file_range", [])
-    monkeypatch.setattr(fsops.sys, "platform", "darwin")
+    monkeypatch.setattr(fs, "_sync_file_range", [])
+    monkeypatch.setattr(fs.sys, "platform", "darwin")
     path = tmp_path / "f"
     path.write_bytes(b"x" * 10)
     fd = os.open(path, os.O_RDONLY)
     try:
-        fsops.start_writeback(fd)
+        fs.start_writeback(fd)
     finally:
         os.close(fd)
-    assert fsops._sync_file_range == [None]
+    assert fs._sync_file_range == [None]
     assert path.read_bytes() == b"x" * 10
 
 

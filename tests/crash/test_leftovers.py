@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from poppoarc.restore.fsops import owner_tag
+from poppoarc.fs import owner_tag
 from poppoarc.store import leftovers
 
 from tests.helpers import run_poppoarc

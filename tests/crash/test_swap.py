@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from poppoarc.restore import fsops, journal as jr, swap
+from poppoarc import fs
+from poppoarc.restore import journal as jr, swap
 from poppoarc.restore.swap import RecoveryError, RestoreSwapError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,8 +154,8 @@ def case(tmp_path):
 def method(request, monkeypatch, tmp_path):
     """Both swap methods; "rename" is the fallback for filesystems without exchange."""
     if request.param == "rename":
-        monkeypatch.setattr(fsops, "supports_exchange", lambda path: False)
-    elif not fsops.supports_exchange(tmp_path):
+        monkeypatch.setattr(fs, "supports_exchange", lambda path: False)
+    elif not fs.supports_exchange(tmp_path):
         pytest.skip("this filesystem has no RENAME_EXCHANGE")
     return request.param
 
@@ -170,7 +171,7 @@ def crash_at(message_part: str):
     return on_event
 
 
-# -- fsops --------------------------------------------------------------------
+# -- fs --------------------------------------------------------------------
 
 def test_rename_exchange_swaps_entries_of_different_types(tmp_path):
     (tmp_path / "d").mkdir()
@@ -178,9 +179,9 @@ def test_rename_exchange_swaps_entries_of_different_types(tmp_path):
     (tmp_path / "f").write_text("file")
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fsops.rename_exchange(fd, "d", "f")
+        fs.rename_exchange(fd, "d", "f")
         with pytest.raises(FileNotFoundError):
-            fsops.rename_exchange(fd, "d", "nope")
+            fs.rename_exchange(fd, "d", "nope")
     finally:
         os.close(fd)
     assert (tmp_path / "d").read_text() == "file"
@@ -192,34 +193,34 @@ def test_rename_noreplace(tmp_path, monkeypatch, native):
     if not native:      # kernel without RENAME_NOREPLACE: check-then-rename fallback
         def unsupported(*args):
             raise OSError(errno.EINVAL, "unsupported")
-        monkeypatch.setattr(fsops, "_renameat2", unsupported)
+        monkeypatch.setattr(fs, "_renameat2", unsupported)
     (tmp_path / "a").write_text("a")
     (tmp_path / "b").mkdir()                 # plain rename would replace an empty dir
     with pytest.raises(FileExistsError):
-        fsops.rename_noreplace(None, tmp_path / "a", tmp_path / "b")
-    fsops.rename_noreplace(None, tmp_path / "a", tmp_path / "c")
+        fs.rename_noreplace(None, tmp_path / "a", tmp_path / "b")
+    fs.rename_noreplace(None, tmp_path / "a", tmp_path / "c")
     assert (tmp_path / "c").read_text() == "a" and not (tmp_path / "a").exists()
     with pytest.raises(OSError) as info:     # a directory into itself is still refused
-        fsops.rename_noreplace(None, tmp_path / "b", tmp_path / "b" / "x")
+        fs.rename_noreplace(None, tmp_path / "b", tmp_path / "b" / "x")
     assert info.value.errno == errno.EINVAL
 
 
 def test_supports_exchange_probes_without_leftovers(tmp_path):
-    fsops._exchange_support.clear()
-    assert fsops.supports_exchange(tmp_path) is True          # ext4/tmpfs/xfs/btrfs all do
+    fs._exchange_support.clear()
+    assert fs.supports_exchange(tmp_path) is True          # ext4/tmpfs/xfs/btrfs all do
     assert os.listdir(tmp_path) == []
-    assert fsops._exchange_support[os.stat(tmp_path).st_dev] is True
+    assert fs._exchange_support[os.stat(tmp_path).st_dev] is True
 
 
 def test_write_file_durably(tmp_path):
     target = tmp_path / "j.json"
-    fsops.write_file_durably(target, b"one", mode=0o640)
-    fsops.write_file_durably(target, b"two")
+    fs.write_file_durably(target, b"one", mode=0o640)
+    fs.write_file_durably(target, b"two")
     assert target.read_bytes() == b"two"
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert os.listdir(tmp_path) == ["j.json"]
     fd = os.open(tmp_path, os.O_RDONLY)
-    fsops.fsync_dir(fd)                                        # an fd works too
+    fs.fsync_dir(fd)                                        # an fd works too
     os.close(fd)
 
 
@@ -230,12 +231,12 @@ def test_remove_tree_never_follows_symlinks(tmp_path):
     os.symlink(outside / "precious", tree / "a" / "to-file")
     os.chmod(tree / "a", 0o000)
     before = snapshot(outside)
-    fsops.remove_tree(tree)
+    fs.remove_tree(tree)
     assert not os.path.lexists(tree) and snapshot(outside) == before
     os.symlink(outside, tmp_path / "link")                     # the path itself a symlink
-    fsops.remove_tree(tmp_path / "link")
+    fs.remove_tree(tmp_path / "link")
     assert not os.path.lexists(tmp_path / "link") and snapshot(outside) == before
-    fsops.remove_tree(tmp_path / "never-existed")
+    fs.remove_tree(tmp_path / "never-existed")
 
 
 def test_remove_tree_permission_retry_touches_only_directories(tmp_path, monkeypatch):
@@ -245,15 +246,15 @@ def test_remove_tree_permission_retry_touches_only_directories(tmp_path, monkeyp
     os.chmod(live, 0o400)
     tree = materialize(tmp_path / "tree", {"ro": Dir({"sub": Dir({}, 0o500)}, 0o500)})
     os.link(live, tree / "ro" / "hardlink")                   # shares live.env's mode
-    real_rmtree, calls = fsops.shutil.rmtree, []
+    real_rmtree, calls = fs.shutil.rmtree, []
 
     def flaky(path, *args, **kwargs):
         calls.append(path)
         if len(calls) == 1:
             raise PermissionError(errno.EACCES, "denied", path)
         return real_rmtree(path, *args, **kwargs)
-    monkeypatch.setattr(fsops.shutil, "rmtree", flaky)
-    fsops.remove_tree(tree)
+    monkeypatch.setattr(fs.shutil, "rmtree", flaky)
+    fs.remove_tree(tree)
     assert len(calls) == 2 and not tree.exists()
     assert stat.S_IMODE(live.stat().st_mode) == 0o400 and live.read_text() == "secret"
 
@@ -280,11 +281,11 @@ def test_journal_round_trip_and_refusals(tmp_path):
 
 def test_process_liveness():
     me = os.getpid()
-    assert jr.process_is_alive(me, jr.process_start_time(me))
-    assert not jr.process_is_alive(me, (jr.process_start_time(me) or 0) + 1)   # recycled pid
+    assert fs.process_is_alive(me, fs.process_start_time(me))
+    assert not fs.process_is_alive(me, (fs.process_start_time(me) or 0) + 1)   # recycled pid
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    assert not jr.process_is_alive(child.pid)
+    assert not fs.process_is_alive(child.pid)
 
 
 # -- the swap -----------------------------------------------------------------
@@ -364,12 +365,12 @@ def _fail_renames(monkeypatch, fails, error: OSError) -> None:
     """Make the swap's renames raise ``error`` on the calls where ``fails(n)`` is true."""
     calls = {"n": 0}
     for fn_name in ("rename_exchange", "rename_noreplace"):
-        def failing(*args, _real=getattr(fsops, fn_name)):
+        def failing(*args, _real=getattr(fs, fn_name)):
             calls["n"] += 1
             if fails(calls["n"]):
                 raise error
             return _real(*args)
-        monkeypatch.setattr(fsops, fn_name, failing)
+        monkeypatch.setattr(fs, fn_name, failing)
 
 
 def test_failed_rename_midway_rolls_back(case, method, monkeypatch):
@@ -466,7 +467,7 @@ def test_recover_refuses_live_owner_but_not_recycled_pid(case):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         time.sleep(0.05)
-        area.journal.pid, area.journal.pid_start = sleeper.pid, jr.process_start_time(sleeper.pid)
+        area.journal.pid, area.journal.pid_start = sleeper.pid, fs.process_start_time(sleeper.pid)
         jr.write_journal(case.root, area.journal)
         with pytest.raises(RecoveryError, match=f"in progress by pid {sleeper.pid}") as info:
             swap.recover(case.root)
@@ -512,11 +513,12 @@ def test_recover_stops_on_entry_it_does_not_know(case, method):
 CHILD = r"""
 import json, os, signal, sys, time
 from pathlib import Path
-from poppoarc.restore import fsops, swap
+from poppoarc import fs
+from poppoarc.restore import swap
 
 cfg = json.loads(sys.argv[1])
 if cfg["method"] == "rename":
-    fsops.supports_exchange = lambda path: False
+    fs.supports_exchange = lambda path: False
 count = 0
 
 def on_event(message):

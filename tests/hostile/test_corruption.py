@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from poppoarc.config import resolve
 from poppoarc.errors import ArchiveError, PoppoarcError
 from poppoarc.format import head as headfmt
-from poppoarc.inspection import list_archives, verify
+from poppoarc.archives.listing import list_archives
+from poppoarc.archives.verification import verify
 from poppoarc.pack import pack
 
 

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from poppoarc.config import resolve
-from poppoarc.policy import notify
-from poppoarc.policy.checks import pre_backup_checks
-from poppoarc.policy.notify import Notifications
+from poppoarc.service import notify
+from poppoarc.service.checks import pre_backup_checks
+from poppoarc.service.notify import Notifications
 
 from tests.helpers import http_server
 

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poppoarc.policy.schedule import (Run, Schedule, ScheduleEntry, due_runs, fires_after,
-                                      latest_fire, load_state, next_fires, parse_schedule,
-                                      save_state, state_path, with_baseline)
+                                      latest_fire, next_fires, parse_schedule, with_baseline)
+from poppoarc.service.state import load_state, save_state, state_path
 
 BERLIN, TOKYO = ZoneInfo("Europe/Berlin"), ZoneInfo("Asia/Tokyo")
 UTC = timezone.utc

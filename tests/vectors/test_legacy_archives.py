@@ -22,8 +22,8 @@ import pytest
 from poppoarc.cli import main
 from poppoarc.config import Settings
 from poppoarc.format import reader, versions
-from poppoarc.inspection import verify
-from poppoarc.policy import chains as chains_policy
+from poppoarc.archives.verification import verify
+from poppoarc.format import chains as chains_policy
 from poppoarc.restore.unpack import unpack
 
 from tests.helpers import REPO

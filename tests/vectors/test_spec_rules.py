@@ -18,7 +18,7 @@ from poppoarc.errors import CorruptArchive
 from poppoarc.format import tarheader
 from poppoarc.format.entry import IndexEntry
 from poppoarc.format.reader import expected_header
-from poppoarc.restore.chain import _Assembly
+from poppoarc.archives.chain import _Assembly
 from tests.helpers import CLI
 from tests.helpers.craft import craft, entry
 from tests.helpers.rebuild import rebuild

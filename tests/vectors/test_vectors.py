@@ -12,7 +12,7 @@ import pytest
 from poppoarc.config import Settings
 from poppoarc.errors import PoppoarcError, WrongKey
 from poppoarc.format.manifest import LAYOUT_KEYS, REQUIRED_KEYS
-from poppoarc.inspection import verify
+from poppoarc.archives.verification import verify
 from poppoarc.restore.unpack import unpack
 
 from tests.helpers import REPO

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from ..config import Settings
+from ..config_schema import resolve_timezone
 from ..errors import ArchiveError
-from ..inspection import list_archives, verify
 from ..lock import InstallationLock
+from ..policy.retention import KEEP_NEWEST_FULL, ArchiveInfo, Decision, RetentionPolicy, decide
 from ..store import leftovers, open_store
-from .retention import KEEP_NEWEST_FULL, ArchiveInfo, Decision, RetentionPolicy, decide
-from .schedule import resolve_timezone
+from .listing import list_archives
+from .verification import verify
 
 
 @dataclass

@@ -28,16 +28,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from ..archives.pruning import policy_for, prune_locked
 from ..config import Settings
+from ..config_schema import FULL, INCREMENTAL
 from ..errors import ConfigError, PoppoarcError
 from ..lock import InstallationLock
 from ..pack import pack_locked
+from ..policy.schedule import Schedule, due_runs, next_wakeup, parse_schedule, with_baseline
 from ..store.local import LocalStore
 from . import notify
 from .checks import pre_backup_checks
-from .prune import policy_for, prune_locked
-from .schedule import (FULL, INCREMENTAL, Schedule, due_runs, last_runs_of, load_state,
-                       next_wakeup, parse_schedule, save_state, with_baseline)
+from .state import last_runs_of, load_state, save_state
 
 log = logging.getLogger("poppoarc.schedule")
 

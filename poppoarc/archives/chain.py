@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ArchiveError, BrokenChain, CorruptArchive, NoKey
-from ..format import reader
+from ..format import chains, reader
 from ..format.entry import BLOCK_DIGEST, IndexEntry, block_digests
-from ..policy import chains
+from .opening import open_sealer
 
 COPY_CHUNK = 1 << 20
 
@@ -291,8 +291,6 @@ def read_chain(links: list[Link], store, final: tuple, consumer: reader.MemberSi
 
 def ancestor_reader(settings):
     """``open_link`` for ``read_chain``: an ancestor's index, opened with the local keys."""
-    from ..inspection import open_sealer
-
     def open_link(link: Link, source):
         sealer = open_sealer(settings, link.head, link.path)
         index = reader.read_index(source, link.head, link.path, sealer)

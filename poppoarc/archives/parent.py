@@ -3,7 +3,7 @@
 ``find_parent`` returns what the next pack needs to know about the previous
 archive (its records, read lazily in index order; its manifest hash; its chain depth), or None
 with a warning explaining why a full archive is made instead.  Decisions
-are in ``policy/chains.py``; this module only reads.
+are in ``format/chains.py``; this module only reads.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import hmac
 from dataclasses import dataclass, field
 
 from ..errors import PoppoarcError, Warnings
-from ..format import reader
+from ..format import chains, reader
 from ..format.entry import IndexEntry
-from ..policy import chains
+from .listing import list_archives
+from .opening import full_manifest, open_sealer, pinned_keys
 
 
 @dataclass
@@ -61,8 +62,6 @@ def find_parent(settings, store, *, sealed_whole: bool, warnings: Warnings,
                 max_incrementals: int, helper_share: float | None = None) -> ParentBase | None:
     """The parent for an incremental archive, or None (and a warning) for a full one;
     ``helper_share`` as for ``decode_index``."""
-    from ..inspection import full_manifest, list_archives, open_sealer, pinned_keys
-
     rows = list_archives(settings, store)
     for row in rows:        # a damaged or foreign file in the store is named, and skipped
         if row.status != "ok":

@@ -1,4 +1,5 @@
-"""Durable filesystem primitives for the restore transaction (Linux first).
+"""Durable file system primitives (Linux first): the restore transaction, the store and
+the key files all write through them.
 
 Everything here is about two promises: a rename is atomic (a crash sees the
 entry either at the old or at the new name), and something we wrote is on
@@ -318,6 +319,25 @@ def proc_stat(pid: int) -> list[str] | None:
         return None
     # The command name is in parentheses and may itself contain ") ".
     return text[text.rfind(")") + 2:].split()
+
+
+def process_is_alive(pid: int, start: int | None = None) -> bool:
+    """Whether ``pid`` runs and (when known) is the process that started at ``start``.
+
+    A zombie counts as dead: it will never touch the installation again.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass                       # exists, owned by someone else
+    fields = proc_stat(pid)
+    if fields is None:
+        return True                # no /proc: trust kill(0)
+    if fields[0] in ("Z", "X"):
+        return False
+    return start is None or len(fields) <= 19 or int(fields[19]) == start
 
 
 def owner_tag() -> str:

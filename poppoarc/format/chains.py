@@ -4,15 +4,15 @@ An incremental archive lists the complete tree but stores only what changed
 since its parent (spec/FORMAT.md §12).  Which archive becomes the parent,
 whether a chain must restart with a full archive, which files are unchanged
 and which database blocks changed are decided here, from data already read;
-``snapshot/parent.py`` does the reading.
+``archives/parent.py`` does the reading.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..format.entry import BLOCK_DIGEST, IndexEntry, block_digests
-from ..format.order import index_order
+from .entry import BLOCK_DIGEST, IndexEntry, block_digests
+from .order import index_order
 
 NORMAL_TYPES = ("manual", "scheduled")
 

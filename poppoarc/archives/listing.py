@@ -1,0 +1,124 @@
+"""``list``: every archive of a store, newest first, from heads alone.
+
+A head is bounded (spec/FORMAT.md §3.3), so listing reads little even from S3 (ranged
+GETs, several at once).  It never fails because one archive is damaged: that row is
+marked instead, and every command that lists (pack's parent search, prune, doctor) goes on.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import ArchiveError, PoppoarcError, UnsupportedFormat, UntrustedSigner
+from ..format import reader
+from ..format.entry import ID_PATTERN
+from ..format.fields import MAX_TEXT, TIMESTAMP_PATTERN
+from ..store import Store, StoredArchive, open_store
+from .opening import pinned_keys
+
+LIST_WORKERS = 8        # heads fetched at once from a remote store
+
+
+@dataclass
+class ListRow:
+    id: str
+    path: Path | str
+    size: int
+    timestamp: str | None = None
+    type: str | None = None
+    name: str | None = None
+    incremental: bool = False
+    parent: str | None = None     # id of the archive an incremental builds on
+    signer: str | None = None
+    status: str = "ok"            # ok | untrusted | damaged | newer (a format to read later)
+    problem: str | None = None
+    checksum: str | None = None   # the manifest's body checksum ("sha256:...")
+    encrypted: bool = False
+    # the databases its manifest lists; None when sealed (or no head): for doctor only
+    databases: list[str] | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "path": str(self.path), "size": self.size,
+                "timestamp": self.timestamp, "type": self.type, "name": self.name,
+                "incremental": self.incremental, "parent": self.parent, "signer": self.signer,
+                "status": self.status, "problem": self.problem, "checksum": self.checksum,
+                "encrypted": self.encrypted}
+
+
+def list_archives(settings: Settings, store: Store | None = None) -> list[ListRow]:
+    """Every archive in the store, newest first, from heads alone."""
+    pinned = pinned_keys(settings)
+    store = store or open_store(settings)
+    archives = store.catalog()
+    if store.local_dir is not None or len(archives) < 2:
+        rows = [_list_row(store, a, pinned) for a in archives]
+    else:   # remote: fetch heads concurrently, latency is the cost
+        with ThreadPoolExecutor(max_workers=LIST_WORKERS, thread_name_prefix="list") as pool:
+            rows = list(pool.map(lambda a: _list_row(store, a, pinned), archives))
+    rows.sort(key=lambda r: (r.timestamp or "", r.id), reverse=True)
+    return rows
+
+
+def _claimed(manifest: dict) -> dict:
+    """What an unauthenticated head says about itself, for a row of ``list`` (an untrusted
+    or damaged archive is still listed): only values of the right type and shape."""
+    def text(key: str, pattern=None) -> str | None:
+        value = manifest.get(key)
+        if not isinstance(value, str) or len(value) > MAX_TEXT \
+                or (pattern is not None and not pattern.match(value)):
+            return None
+        return value
+
+    parent = manifest.get("parent")
+    parent_id = parent.get("id") if isinstance(parent, dict) else None
+    return {"timestamp": text("timestamp", TIMESTAMP_PATTERN), "type": text("type"),
+            "name": text("name"),
+            "incremental": manifest.get("incremental") is True,
+            "parent": parent_id if isinstance(parent_id, str) and ID_PATTERN.match(parent_id)
+            else None,
+            "checksum": text("checksum"), "encrypted": manifest.get("encryption") is not None,
+            "databases": _claimed_databases(manifest)}
+
+
+def _claimed_databases(manifest: dict) -> list[str] | None:
+    """The database paths a head lists (for doctor); None when it is sealed or has none."""
+    targets, databases = manifest.get("targets"), manifest.get("databases")
+    sealed = isinstance(manifest.get("encryption"), dict) \
+        and manifest["encryption"].get("scope") == "archive"
+    if not (isinstance(targets, dict) and "database" in targets and not sealed
+            and isinstance(databases, list)):
+        return None
+    return [d["path"] for d in databases if isinstance(d, dict) and isinstance(d.get("path"), str)]
+
+
+def _list_row(store: Store, archive: StoredArchive, pinned: dict[str, bytes]) -> ListRow:
+    """One archive's row from its head alone.  Never raises: whatever a file in the store
+    holds, it is a row marked damaged, and the listing (and every command that lists:
+    pack's parent search, prune, doctor) goes on."""
+    path = archive.where
+    try:
+        with store.open(archive) as source:
+            raw = reader.read_head(source, path)
+            manifest = raw.manifest
+            row = ListRow(archive.id, path, source.size(), **_claimed(manifest))
+            try:
+                head = reader.authenticate(raw, pinned, path)
+                row.signer = head.signer
+                reader.check_length(source, manifest, path)
+            except ArchiveError as exc:
+                row.status = "untrusted" if isinstance(exc, UntrustedSigner) else "damaged"
+                row.problem = str(exc)
+            if manifest.get("id") != archive.id and row.status == "ok":
+                row.status, row.problem = "damaged", f"file name does not match archive id {manifest.get('id')}"
+            return row
+    except UnsupportedFormat as exc:    # a newer poppoarc's (spec §15): not damaged, not ours
+        return ListRow(archive.id, path, archive.size or 0, status="newer", problem=str(exc))
+    except (PoppoarcError, OSError) as exc:
+        return ListRow(archive.id, path, archive.size or 0, status="damaged", problem=str(exc))
+    except Exception as exc:    # a bug met on a hostile file: named in the row, not fatal
+        return ListRow(archive.id, path, archive.size or 0, status="damaged",
+                       problem=f"{path}: cannot read head (internal error {type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())[:200]})")

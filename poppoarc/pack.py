@@ -10,7 +10,6 @@ under the archive's final name.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import socket
@@ -24,7 +23,7 @@ from . import __version__
 from .config import Settings
 from .crypto import recipients, signing
 from .crypto.sealer import Sealer
-from .errors import NoKey, Warnings, as_space_error
+from .errors import EXIT_OK, EXIT_WARNING, NoKey, Warnings, as_space_error
 from .format import head as headfmt
 from .format.entry import CHUNK_SIZE
 from .format.manifest import (ENCRYPTION_SCHEME, MAX_WARNING_CHARS, MAX_WARNINGS_IN_HEAD,
@@ -32,14 +31,15 @@ from .format.manifest import (ENCRYPTION_SCHEME, MAX_WARNING_CHARS, MAX_WARNINGS
 from .format.note import note_member
 from .format.writer import DEFAULT_LEVEL, BodyWriter, finish_archive
 from .lock import InstallationLock
+from .options import PackOptions
 from .pack_databases import SnapshotSession
 from .pack_job import PackJob
 from .pack_subtree import SubtreeHelper, walk_installation
-from .fs import read_small_file
 from .snapshot import sqlite as sqlite_snapshot
 from .snapshot.catalogue import build_catalogue
 from .snapshot.certs import describe_reference
 from .snapshot.environment import dotenv_names, environment_document
+from .snapshot.version import installation_version
 from .archives.parent import find_parent
 from .snapshot.scan import FILE, SourceEntry, database_candidates, path_of
 from .store import leftovers, open_store
@@ -68,6 +68,10 @@ class PackResult:
     reused: int = 0                        # files whose content stays in an ancestor
     skipped: list[str] = field(default_factory=list)   # paths not archived (each warned)
 
+    @property
+    def exit_code(self) -> int:
+        return EXIT_WARNING if self.warnings else EXIT_OK
+
     def to_json(self) -> dict:
         return {"id": self.id, "path": str(self.path), "size": self.size, "files": self.files,
                 "targets": self.targets, "warnings": self.warnings,
@@ -78,18 +82,6 @@ class PackResult:
                 "databases": [{"path": d["path"], "tables": d["tables"]} for d in self.databases]}
 
 
-def installation_version(root: Path) -> str | None:
-    """The app version from ``.poppo/config.json`` or ``package.json``, if any."""
-    for candidate in (root / ".poppo" / "config.json", root / "package.json"):
-        try:    # the app's file, maybe just restored from an archive: bounded, any shape
-            value = json.loads(read_small_file(candidate, 16 << 20)).get("version")
-        except (OSError, ValueError, AttributeError, RecursionError):
-            continue
-        if isinstance(value, str):
-            return value
-    return None
-
-
 def compression_threads() -> int:
     configured = os.environ.get("POPPOARC_THREADS")
     if configured:
@@ -97,14 +89,11 @@ def compression_threads() -> int:
     return min(os.cpu_count() or 1, 2)
 
 
-def pack(settings: Settings, *, targets: tuple[str, ...] | None = None, name: str | None = None,
-         archive_type: str = "manual", encrypt: bool = False, progress=None,
-         environ=None, incremental: bool | None = None, check_content: bool = False) -> PackResult:
+def pack(settings: Settings, options: PackOptions = PackOptions(), progress=None,
+         environ=None) -> PackResult:
     """Pack under the installation lock (one writer per installation)."""
     with InstallationLock(settings.root, "pack"):
-        return pack_locked(settings, targets=targets, name=name, archive_type=archive_type,
-                           encrypt=encrypt, progress=progress, environ=environ,
-                           incremental=incremental, check_content=check_content)
+        return pack_locked(settings, options, progress, environ)
 
 
 def incremental_settings(settings: Settings) -> tuple[bool, int]:
@@ -121,16 +110,17 @@ def _schedules_incrementals(settings: Settings) -> bool:
     return schedule is not None and any(e.type == INCREMENTAL for e in schedule.entries)
 
 
-def pack_locked(settings: Settings, *, targets: tuple[str, ...] | None = None,
-                name: str | None = None, archive_type: str = "manual", encrypt: bool = False,
-                progress=None, environ=None, incremental: bool | None = None,
-                check_content: bool = False) -> PackResult:
+def pack_locked(settings: Settings, options: PackOptions, progress=None,
+                environ=None) -> PackResult:
     """Pack; the caller holds the installation lock (restore does, for its safety archive).
 
-    ``incremental``: True stores only what changed since the newest good
+    ``options.incremental``: True stores only what changed since the newest good
     archive (a full archive when there is none or the chain is at its
     maximum), False makes a full archive, None follows the configuration.
     """
+    targets, name, archive_type = options.targets, options.name, options.archive_type
+    encrypt, incremental = options.encrypt, options.incremental
+    check_content = options.check_content
     started = time.monotonic()
     now = datetime.now(timezone.utc)
     warnings = Warnings()

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from ..config import Settings
 from ..config_schema import resolve_timezone
-from ..errors import ArchiveError
+from ..errors import EXIT_OK, EXIT_WARNING, ArchiveError
 from ..lock import InstallationLock
 from ..policy.retention import KEEP_NEWEST_FULL, ArchiveInfo, Decision, RetentionPolicy, decide
 from ..store import leftovers, open_store
@@ -33,6 +33,10 @@ class PruneResult:
     verified: dict[str, str | None] = field(default_factory=dict)   # id -> problem or None
     warnings: list[str] = field(default_factory=list)
     cleaned: list[str] = field(default_factory=list)    # leftovers of dead processes removed
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_WARNING if self.warnings else EXIT_OK
 
     @property
     def to_delete(self) -> list[Decision]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
-from ..errors import CorruptArchive
+from ..errors import EXIT_OK, CorruptArchive
 from ..format import reader
 from ..format.entry import IndexEntry
 from ..snapshot.sqlite import BackgroundChecks
@@ -85,6 +85,7 @@ class VerifyResult:
     checksum: str = ""            # the archive's signed checksum (for the record)
     chain: list[str] = field(default_factory=list)   # ancestors checked, oldest first
     changed: list[str] = field(default_factory=list)   # files that changed while packed
+    exit_code: int = EXIT_OK
 
     def to_json(self) -> dict:
         return {"path": str(self.path), "id": self.id, "ok": True, "signer": self.signer,

@@ -79,7 +79,7 @@ class ArchiveInfo:
 
     @classmethod
     def from_row(cls, row) -> "ArchiveInfo":
-        """From an ``inspection.ListRow`` (duck-typed so this module stays pure)."""
+        """From an ``archives.listing.ListRow`` (duck-typed so this module stays pure)."""
         return cls(row.id, parse_timestamp(row.timestamp), row.type, bool(row.incremental),
                    getattr(row, "parent", None), row.status, None, row.size)
 

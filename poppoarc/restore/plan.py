@@ -157,22 +157,6 @@ class SwapUnits:
         return sorted(self.units)
 
 
-def conflict_message(conflicts: list[str]) -> str:
-    shown = ", ".join(conflicts[:3]) + (f" and {len(conflicts) - 3} more" if len(conflicts) > 3
-                                        else "")
-    return (f"the archive restores a file where the live tree has a directory holding paths "
-            f"no restored target owns: {shown}; move it aside, then restore")
-
-
-def foreign_message(paths: list[str]) -> str:
-    return (f"the archive restores {_shown_paths(paths)}, or paths below, where the live tree "
-            "has a file or symlink that no restored target owns; move it aside, then restore")
-
-
-def _shown_paths(paths: list[str]) -> str:
-    return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
-
-
 @dataclass
 class RestorePlan:
     archive_id: str

@@ -33,6 +33,7 @@ from ..config import Settings
 from ..config_schema import FULL, INCREMENTAL
 from ..errors import ConfigError, PoppoarcError
 from ..lock import InstallationLock
+from ..options import PackOptions
 from ..pack import pack_locked
 from ..policy.schedule import Schedule, due_runs, next_wakeup, parse_schedule, with_baseline
 from ..store.local import LocalStore
@@ -273,8 +274,8 @@ class Scheduler:
             try:
                 if self.stop_signal is not None:
                     raise StopRequested(self.stop_signal)
-                result = pack_locked(self.settings, name=label, archive_type="scheduled",
-                                     incremental=record.type == INCREMENTAL)
+                result = pack_locked(self.settings, PackOptions(
+                    name=label, archive_type="scheduled", incremental=record.type == INCREMENTAL))
             finally:
                 self._interruptible = False
             record.archive_id, record.size = result.id, result.size

@@ -7,9 +7,11 @@ CLI adds it here, so no command can forget it.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import uuid
+from contextlib import contextmanager
 
 from ..streamed import StreamedArray
 from .i18n import _
@@ -106,3 +108,19 @@ def _write_array(items, indent: int, write) -> None:
         _write(item, indent + 2, write)
         separator = ","
     write("[]" if separator == "[" else "\n" + " " * indent + "]")
+
+
+@contextmanager
+def service_log(quiet: bool):
+    """The scheduled-backup service reports through ``logging``: to stderr meanwhile,
+    with times (warnings and errors only with -q)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                           "%Y-%m-%dT%H:%M:%S%z"))
+    logger = logging.getLogger("poppoarc")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)

@@ -7,10 +7,11 @@ writes the text form; the JSON form is the result's ``to_json()``.
 from __future__ import annotations
 
 from ..snapshot.catalogue import TARGETS
-from .i18n import _, ngettext
+from .i18n import N_, _, ngettext
 from .text import display_time, human_size, ljust, rjust, row, width
 
 RULE = "─" * 80
+PROGRESS_LABELS = {"pack": N_("pack"), "verify": N_("verify"), "unpack": N_("unpack")}
 # The seed's list layout: ID, date, type, size, each padded to these cells.
 LIST_COLUMNS = (40, 21, 12, 10)
 
@@ -38,8 +39,9 @@ def pack(out, result) -> None:
         out.warn(warning)
 
 
-def archive_list(out, rows) -> None:
+def archive_list(out, result) -> None:
     """The seed's table: ID, date, type, size; a rule of 80 cells; a total line."""
+    rows = result.rows
     out.text(_("Backups:"))
     out.text(RULE)
     headers = (_("ID"), _("Date"), _("Type"), _("Size"))
@@ -177,8 +179,13 @@ def unpack(out, result) -> None:
         out.warn(warning)
 
 
-def recovered(out, recovery) -> None:
-    if recovery is None:
+def recovered(out, result) -> None:
+    """``unpack --recover``: the recovery's note (also with --json), then its report."""
+    if result.recovery is not None:
+        out.note(recovery_note(result.recovery))
+    if out.as_json:
+        out.json(result.to_json(), "recover")
+    elif result.recovery is None:
         out.text(_("No interrupted restore to recover."))
 
 
@@ -192,23 +199,16 @@ def recovery_note(recovery) -> str:
                            action=recovery.action.replace("_", " "))
 
 
-def recovery_json(recovery) -> dict:
-    return {"recovered": None if recovery is None else {
-        "action": recovery.action, "restore_id": recovery.restore_id,
-        "archive_id": recovery.archive_id, "restored": recovery.restored,
-        "details": recovery.details}}
-
-
-def keygen_encryption(out, path, recipient: str) -> None:
-    out.text(_("Created encryption identity {path}").format(path=path))
-    out.text(_("  recipient: {recipient}").format(recipient=recipient))
-    out.text(_("  add it to backup.storage.recipients where archives are written; "
-               "keep the identity file offline"))
-
-
-def keygen(out, key_id: str, public: str, key_dir) -> None:
-    out.text(_("Created signing key {key} in {dir}").format(key=key_id, dir=key_dir))
-    out.text(_("  public key: {public}").format(public=public))
+def keygen(out, result) -> None:
+    if result.kind == "encryption":
+        out.text(_("Created encryption identity {path}").format(path=result.path))
+        out.text(_("  recipient: {recipient}").format(recipient=result.public_key))
+        out.text(_("  add it to backup.storage.recipients where archives are written; "
+                   "keep the identity file offline"))
+        return
+    out.text(_("Created signing key {key} in {dir}").format(key=result.key_id,
+                                                           dir=result.key_dir))
+    out.text(_("  public key: {public}").format(public=result.public_key))
     out.text(_("  pin it on other machines under backup.signing.trustedKeys"))
 
 
@@ -238,3 +238,64 @@ def doctor(out, report) -> None:
         out.text(_("All clear."))
     else:
         out.text(_("{fails} problem(s), {warns} warning(s).").format(fails=fails, warns=warns))
+
+
+def copy(out, result) -> None:
+    verb = "Copied" if result.outcome == "copied" else "Already present:"
+    out.text(f"{verb} {result.id} ({human_size(result.size)})")
+    out.text(f"  from    {result.source}")
+    out.text(f"  to      {result.destination}")
+    v = result.verified
+    out.text(f"  verified at the destination: signed by key {v.signer}; {v.entries} entries, "
+             f"{human_size(v.bytes)} checked, {v.databases} databases pass integrity_check")
+
+
+def prune(out, result) -> None:
+    doomed = result.to_delete
+    title = "Prune plan (dry run: nothing deleted)" if result.dry_run else "Prune"
+    out.text(f"{title}; policy: {result.policy.describe()}")
+    out.text(RULE)
+    for decision in result.decisions:
+        a = decision.archive
+        when = a.timestamp.strftime("%Y/%m/%d %H:%M:%S") if a.timestamp else "?"
+        kind = (a.type or "?") + ("+inc" if a.incremental else "")
+        out.text(f"{decision.action:<7}{a.id:<40}{when:<21}{kind:<12}{decision.reason}")
+    out.text(RULE)
+    freed = sum(d.archive.size for d in doomed)
+    kept = len(result.decisions) - len(doomed)
+    verb = "Would delete" if result.dry_run else "Deleted"
+    out.text(f"{verb} {len(doomed)} archive{'s' if len(doomed) != 1 else ''} "
+             f"({human_size(freed)}); {kept} kept.")
+    for warning in result.warnings:
+        out.warn(warning)
+
+
+def schedule(out, result) -> None:
+    """``schedule --next``; the service itself reports through its log."""
+    if not hasattr(result, "fires"):
+        return
+    schedule = result.schedule
+    out.text(f"Next scheduled backups (time zone {schedule.timezone_name}):")
+    for entry, when in result.fires:
+        out.text(f"  {when.strftime('%Y-%m-%d %H:%M %z')}  {entry.name:<10} {entry.type}")
+    for name, when in sorted(result.last.items()):
+        out.text(f"  last handled: {name} at "
+                 f"{when.astimezone(schedule.timezone).strftime('%Y-%m-%d %H:%M %z')}")
+    if not schedule.enabled:
+        out.warn("backup.enabled is false: the scheduler does not run these")
+
+
+TEXT = {"pack": pack, "list": archive_list, "inspect": inspect, "verify": verify,
+        "copy": copy, "unpack": unpack, "keygen": keygen, "doctor": doctor, "prune": prune,
+        "schedule": schedule}
+BOTH = {"recover": recovered}       # these write their JSON document themselves
+
+
+def show(out, name: str, result) -> None:
+    """A command's result: its JSON document with ``--json``, else its text report."""
+    if name in BOTH:
+        BOTH[name](out, result)
+    elif out.as_json:
+        out.json(result.to_json(), name)
+    else:
+        TEXT[name](out, result)

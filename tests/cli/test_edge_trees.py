@@ -212,8 +212,7 @@ def test_the_edges_vector_restores_its_times_and_names_what_changed(tmp_path, mo
     inspect name the file flagged changed; inspect shows every warning of the run."""
     from poppoarc.config import Settings
     from poppoarc.archives.verification import verify
-    from poppoarc.inspection import inspect
-    from poppoarc.restore.unpack import unpack
+    from tests.helpers import inspect, unpack
 
     vectors = Path(__file__).resolve().parents[2] / "fixtures" / "vectors"
     pinned = (vectors / "test-signing.pub").read_text().strip()

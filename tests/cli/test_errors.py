@@ -156,12 +156,14 @@ def test_no_traceback_for_unreadable_root(tmp_path):
 
 def test_a_bug_exits_70_with_one_line_naming_the_log_of_its_traceback(cli, key_home, monkeypatch):
     """A crash is not "success with warnings" (1): a scheduler must see it fail."""
-    from poppoarc import cli as cli_module
+    import importlib
+
+    list_command = importlib.import_module("poppoarc.commands.list")
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug\nover two lines")
 
-    monkeypatch.setattr(cli_module, "list_archives", broken)
+    monkeypatch.setattr(list_command, "list_archives", broken)
     code, out, err = cli("list")
     assert code == 70, err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -178,10 +180,10 @@ def test_a_bug_exits_70_with_one_line_naming_the_log_of_its_traceback(cli, key_h
 def test_a_bug_in_the_real_entry_point_exits_70(tmp_path, key_home):
     """In a process of its own, as the console script runs it: the exit status itself."""
     boom = tmp_path / "boom.py"
-    boom.write_text("import poppoarc.cli as c\n"
+    boom.write_text("import importlib\nimport poppoarc.cli as c\n"
                     "def f(*a, **k):\n    raise KeyError('x')\n"
-                    "c.list_archives = f\nraise SystemExit(c.main(['--root', %r, 'list']))\n"
-                    % str(tmp_path))
+                    "importlib.import_module('poppoarc.commands.list').list_archives = f\n"
+                    "raise SystemExit(c.main(['--root', %r, 'list']))\n" % str(tmp_path))
     result = subprocess.run([sys.executable, str(boom)], capture_output=True, text=True,
                             env={**os.environ, "POPPOARC_HOME": str(key_home)})
     assert result.returncode == 70 and result.stderr.count("\n") == 1, result.stderr

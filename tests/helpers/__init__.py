@@ -190,3 +190,17 @@ def http_server():
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def unpack(settings, reference: str, **options):
+    """The unpack command's work called as a library (``UnpackOptions`` fields as keywords)."""
+    from poppoarc.commands import unpack as command
+    from poppoarc.options import UnpackOptions
+    return command.run(settings, UnpackOptions(reference, **options))
+
+
+def inspect(settings, reference: str, entries: bool = False):
+    """The inspect command's work called as a library."""
+    from poppoarc.commands import inspect as command
+    from poppoarc.options import InspectOptions
+    return command.run(settings, InspectOptions(reference, entries))

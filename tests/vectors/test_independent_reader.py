@@ -244,7 +244,7 @@ def test_the_independent_reader_reads_each_legacy_archive_as_poppoarc_restores_i
         archive_id, fields, tmp_path, monkeypatch):
     """Format 1 by §15's rules: the same verdict (ok) and the same tree."""
     from poppoarc.config import Settings
-    from poppoarc.restore.unpack import unpack
+    from tests.helpers import unpack
 
     monkeypatch.setenv("POPPO_BACKUP_KEY", "poppoarc test vector passphrase")
     passphrase = fields["passphrase"].encode() if "passphrase" in fields else None

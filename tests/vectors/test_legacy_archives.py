@@ -24,9 +24,8 @@ from poppoarc.config import Settings
 from poppoarc.format import reader, versions
 from poppoarc.archives.verification import verify
 from poppoarc.format import chains as chains_policy
-from poppoarc.restore.unpack import unpack
 
-from tests.helpers import REPO
+from tests.helpers import REPO, unpack
 from tests.helpers.vectors import LEGACY, VECTORS, legacy, trust
 
 SUFFIX = ".poppo.tar.zst"

@@ -13,9 +13,8 @@ from poppoarc.config import Settings
 from poppoarc.errors import PoppoarcError, WrongKey
 from poppoarc.format.manifest import LAYOUT_KEYS, REQUIRED_KEYS
 from poppoarc.archives.verification import verify
-from poppoarc.restore.unpack import unpack
 
-from tests.helpers import REPO
+from tests.helpers import REPO, unpack
 from tests.helpers.vectors import VECTORS, expectations, load_maker, settings
 
 SPEC = (REPO / "spec" / "FORMAT.md").read_text()

@@ -15,13 +15,20 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from .config import Settings
-from .errors import ArchiveError, CorruptArchive, TruncatedArchive
-from .format import reader
-from .archives.opening import find_archive, pinned_keys
-from .archives.verification import VerifyResult, verify_source
-from .store import Store, StoredArchive, open_store
+from ..archives.opening import find_archive, pinned_keys
+from ..archives.verification import VerifyResult, verify_source
+from ..config import Settings
+from ..errors import EXIT_OK, ArchiveError, CorruptArchive, TruncatedArchive
+from ..format import reader
+from ..options import CopyOptions
+from ..store import Store, StoredArchive, open_store
 
+USAGE = ("copy ARCHIVE --to=STORE [--json]",)
+OPTIONS = """\
+  --to=STORE       With copy: the destination store (a directory or s3://bucket/prefix).
+"""
+STRICT_CONFIG = False
+PROGRESS = False
 COPY_CHUNK = 8 << 20
 
 
@@ -33,6 +40,7 @@ class CopyResult:
     size: int
     outcome: str                # copied | present (already there, verified only)
     verified: VerifyResult
+    exit_code: int = EXIT_OK
 
     def to_json(self) -> dict:
         return {"id": self.id, "source": self.source, "destination": self.destination,
@@ -41,6 +49,18 @@ class CopyResult:
 
 def _display(archive: StoredArchive) -> str:
     return str(archive.where)
+
+
+def matches(args: dict) -> bool:
+    return bool(args["copy"])
+
+
+def options(args: dict) -> CopyOptions:
+    return CopyOptions(args["ARCHIVE"], args["--to"])
+
+
+def run(settings: Settings, options: CopyOptions, progress=None) -> CopyResult:
+    return copy_archive(settings, options.reference, options.destination, progress)
 
 
 def copy_archive(settings: Settings, reference: str, destination: str | Store,

@@ -1,0 +1,88 @@
+"""The commands: one module each, over the noun packages, never printing.
+
+Every command module has
+
+* ``USAGE``: its usage patterns (docopt), below ``poppoarc [options]``;
+* ``OPTIONS``: the option lines it owns (an option two commands share is described
+  with the same line in both, and appears once in the whole usage text);
+* ``options(args) -> <Name>Options``: the parsed command line as a frozen options
+  object (``poppoarc.options``), raising ``UsageError`` for values docopt cannot judge;
+* ``run(settings, options, progress=None) -> result``: the work; the result has
+  ``to_json()`` and ``exit_code``, and ``poppoarc.ui.render`` shows its text form;
+* ``STRICT_CONFIG``: a broken configuration file stops it (commands that write), where
+  the others go on with defaults (a broken config is one of the reasons to restore);
+* ``PROGRESS``: whether it shows a progress bar (long work);
+* optional flags: ``ONLY_LOOKS`` (doctor: no recovery first, no config warnings: it
+  reports them), ``RECOVERS_FIRST = False`` (``unpack --recover``: recovering is its
+  work), ``LOGS`` (schedule: the service's log goes to stderr).
+
+``cli.py`` assembles the usage text from these, picks the command docopt matched and
+maps its errors to exit codes; nothing else imports this package.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..restore.recovery import recover_if_needed
+
+# the order of the usage text; a module's name is its command's (``list`` is a builtin's
+# name too, hence the import by name)
+NAMES = ("pack", "list", "inspect", "verify", "copy", "unpack", "recover", "keygen", "doctor",
+         "prune", "schedule")
+COMMANDS = {name: importlib.import_module(f"{__name__}.{name}") for name in NAMES}
+
+PROGRAM = """poppoarc - backup and transactional restore for PoppoBuilder Suite.
+
+Usage:
+{usage}
+  poppoarc (-h | --help)
+  poppoarc --version
+
+Arguments:
+  ARCHIVE          An archive id, a unique id prefix, a path to a .poppo.tar.zst file,
+                   or an s3://bucket/key URL of one.
+
+Options:
+  --root=DIR       Installation root (else $POPPO_ROOT, else the current directory).
+  --config=FILE    Configuration file (else ROOT/config/config.json).
+  --store=STORE    Where archives are kept: a directory or s3://bucket/prefix
+                   (else backup.storage, else ROOT/backups).
+{options}
+  --json           Print one JSON document instead of text.
+  -q --quiet       Print nothing but errors.
+  -h --help        Show this help.
+  --version        Show the version.
+
+Exit codes: 0 success, 1 success with warnings, 2 usage error, 3-49 errors
+(see docs/exit-codes.md), 7 doctor found a problem, 70 internal error (a bug:
+the traceback is in the log file named on stderr), 130 interrupted.
+"""
+
+
+def usage() -> str:
+    """The whole usage text (docopt's grammar), from every command's part."""
+    patterns, options = [], []
+    for module in COMMANDS.values():
+        for pattern in module.USAGE:
+            lines = pattern.strip("\n").splitlines()
+            patterns.append("  poppoarc [options] " + lines[0])
+            patterns.extend(" " * 21 + line.strip() for line in lines[1:])
+        for line in module.OPTIONS.strip("\n").splitlines():
+            if line not in options:
+                options.append(line)
+    return PROGRAM.format(usage="\n".join(patterns), options="\n".join(options))
+
+
+def recover_first(settings):
+    """Before a command touches the installation: finish or undo an interrupted restore
+    (``restore.recovery``); the recovery, or None."""
+    return recover_if_needed(settings)
+
+
+def chosen(args: dict):
+    """The module of the command docopt matched."""
+    for module in COMMANDS.values():
+        if module.matches(args):
+            return module
+    raise AssertionError("docopt accepted a command no module claims")

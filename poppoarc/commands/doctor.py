@@ -1,0 +1,28 @@
+"""``doctor``: PoppoBuilder's troubleshooting list as checks (``poppoarc.doctor``).
+
+Doctor only looks: it takes no lock and recovers no interrupted restore (it reports one).
+"""
+
+from __future__ import annotations
+
+from .. import doctor
+from ..config import Settings
+from ..options import DoctorOptions
+
+USAGE = ("doctor [--json]",)
+OPTIONS = ""
+STRICT_CONFIG = False
+PROGRESS = False
+ONLY_LOOKS = True       # no config warnings, no recovery: it reports both itself
+
+
+def matches(args: dict) -> bool:
+    return bool(args["doctor"])
+
+
+def options(args: dict) -> DoctorOptions:
+    return DoctorOptions()
+
+
+def run(settings: Settings, options: DoctorOptions, progress=None) -> doctor.Report:
+    return doctor.run(settings)

@@ -1,0 +1,54 @@
+"""``keygen``: create this machine's Ed25519 signing key, or (``--encryption``) an X25519
+encryption identity whose recipient other machines seal archives to."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Settings
+from ..crypto import recipients, signing
+from ..errors import EXIT_OK
+from ..options import KeygenOptions
+
+USAGE = ("keygen [--encryption] [--force] [--json]",)
+OPTIONS = """\
+  --encryption     With keygen: create an X25519 encryption identity instead.
+  --force          With keygen: replace an existing signing key.
+"""
+STRICT_CONFIG = True
+PROGRESS = False
+
+
+@dataclass
+class KeygenResult:
+    kind: str                   # signing | encryption
+    key_id: str
+    public_key: str             # "ed25519:..." or the X25519 recipient ("x25519:...")
+    path: Path                  # the private key or identity file
+    key_dir: Path
+    exit_code: int = EXIT_OK
+
+    def to_json(self) -> dict:
+        return {"key_id": self.key_id, "public_key": self.public_key, "path": str(self.path)}
+
+
+def matches(args: dict) -> bool:
+    return bool(args["keygen"])
+
+
+def options(args: dict) -> KeygenOptions:
+    return KeygenOptions(encryption=bool(args["--encryption"]), force=bool(args["--force"]))
+
+
+def run(settings: Settings, options: KeygenOptions, progress=None) -> KeygenResult:
+    if options.encryption:
+        public = recipients.generate_identity(settings.key_dir, force=options.force)
+        return KeygenResult("encryption", hashlib.sha256(public).hexdigest()[:16],
+                            recipients.X25519_PREFIX + base64.b64encode(public).decode("ascii"),
+                            settings.key_dir / recipients.IDENTITY_NAME, settings.key_dir)
+    key = signing.generate(settings.key_dir, force=options.force)
+    return KeygenResult("signing", key.key_id, signing.format_public(key.public),
+                        settings.key_dir / signing.PRIVATE_NAME, settings.key_dir)

@@ -1,0 +1,42 @@
+"""``pack`` (also ``create``): capture the installation into one signed archive.
+
+Under the installation lock (one writer per installation); the work is ``poppoarc.pack``.
+"""
+
+from __future__ import annotations
+
+from ..config import Settings
+from ..lock import InstallationLock
+from ..options import PackOptions
+from ..pack import PackResult, pack_locked
+from ..snapshot.catalogue import parse_target_list
+
+USAGE = ("""(pack | create) [--targets=LIST] [--name=NAME] [--encrypt]
+            [--incremental | --full] [--check-content] [--json]""",)
+OPTIONS = """\
+  --targets=LIST   Comma-separated targets: config,database,logs,agents,state,security.
+  --name=NAME      A label stored in the archive's manifest.
+  --encrypt        With pack: encrypt the whole archive (also backup.storage.encrypt).
+  --incremental    With pack: store only what changed since the newest good archive
+                   (the default when backup.incremental.enabled is true).
+  --full           With pack: make a full archive even when incrementals are enabled.
+  --check-content  With pack --incremental: compare file contents, not stat facts.
+"""
+STRICT_CONFIG = True
+PROGRESS = True          # long work: a progress bar (ui.render.PROGRESS_LABELS)
+
+
+def matches(args: dict) -> bool:
+    return bool(args["pack"] or args["create"])
+
+
+def options(args: dict) -> PackOptions:
+    incremental = True if args["--incremental"] else False if args["--full"] else None
+    return PackOptions(targets=parse_target_list(args["--targets"]), name=args["--name"],
+                       encrypt=bool(args["--encrypt"]), incremental=incremental,
+                       check_content=bool(args["--check-content"]))
+
+
+def run(settings: Settings, options: PackOptions, progress=None) -> PackResult:
+    with InstallationLock(settings.root, "pack"):
+        return pack_locked(settings, options, progress=progress)

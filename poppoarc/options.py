@@ -1,0 +1,81 @@
+"""What each command is asked to do: one frozen options object per command.
+
+The command line fills them (``commands/<name>.py``: ``options(args)``); the library
+takes them as they are, so a test, the scheduler or the restore's safety archive asks
+for exactly what the command line can.  Where an option is the same for several
+commands (``targets``), it means the same everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PackOptions:
+    targets: tuple[str, ...] | None = None      # None: every target
+    name: str | None = None                     # a label in the manifest
+    archive_type: str = "manual"                # manual | scheduled | pre-restore
+    encrypt: bool = False                       # the whole archive (else as configured)
+    incremental: bool | None = None             # True, False (--full), None: configured
+    check_content: bool = False                 # an incremental compares contents
+
+
+@dataclass(frozen=True)
+class UnpackOptions:
+    reference: str                              # id, id prefix, file or s3:// URL
+    targets: tuple[str, ...] | None = None
+    dry_run: bool = False
+    skip_backup: bool = False                   # no pre-restore safety archive
+    same_owner: bool = False                    # restore uid/gid (as root)
+    special_bits: bool = False                  # keep setuid/setgid
+
+
+@dataclass(frozen=True)
+class RecoverOptions:
+    """``unpack --recover``: only finish or undo an interrupted restore."""
+
+
+@dataclass(frozen=True)
+class ListOptions:
+    pass
+
+
+@dataclass(frozen=True)
+class InspectOptions:
+    reference: str
+    entries: bool = False                       # every archived entry too
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    reference: str
+    record: bool = True                         # note a complete check in the store
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    reference: str
+    destination: str                            # a directory or s3://bucket/prefix
+
+
+@dataclass(frozen=True)
+class PruneOptions:
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class ScheduleOptions:
+    once: bool = False                          # run what is due, then exit
+    next: int | None = None                     # only list this many next fire times
+
+
+@dataclass(frozen=True)
+class KeygenOptions:
+    encryption: bool = False                    # an X25519 identity, not a signing key
+    force: bool = False                         # replace an existing key
+
+
+@dataclass(frozen=True)
+class DoctorOptions:
+    pass

@@ -7,6 +7,7 @@ The grammar of each command lives with it (``commands/<name>.py``: ``USAGE``,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from contextlib import nullcontext
@@ -17,6 +18,7 @@ from . import __version__, commands
 from .config import resolve
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PoppoarcError, \
     as_space_error
+from .parallel import Parallelism
 from .ui import crash, i18n, render
 from .ui.i18n import _
 from .ui.output import Output, service_log
@@ -24,7 +26,9 @@ from .ui.output import Output, service_log
 USAGE = __doc__ = commands.usage()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, parallel: Parallelism | None = None) -> int:
+    """The command line; ``parallel`` replaces the parallelism it would choose (a test's
+    or an embedding program's: thresholds no option sets)."""
     i18n.setup()
     try:
         args = docopt(USAGE, argv=argv, version=f"poppoarc {__version__}")
@@ -33,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     out = Output(bool(args["--json"]), bool(args["--quiet"]))
     try:
-        return dispatch(args, out)
+        return dispatch(args, out, parallel)
     except BrokenPipeError:     # `poppoarc list | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
@@ -72,12 +76,14 @@ def internal_error(exc: Exception, out: Output, argv: list[str]) -> int:
     return EXIT_INTERNAL
 
 
-def dispatch(args: dict, out: Output) -> int:
+def dispatch(args: dict, out: Output, parallel: Parallelism | None = None) -> int:
     command = commands.chosen(args)
     name = command.__name__.rpartition(".")[2]
     options = command.options(args)
     settings = resolve(args["--root"], args["--config"], args["--store"],
-                       strict=command.STRICT_CONFIG)
+                       strict=command.STRICT_CONFIG, parallel=args["--parallel"])
+    if parallel is not None:
+        settings = dataclasses.replace(settings, parallel=parallel)
     if not getattr(command, "ONLY_LOOKS", False):
         if settings.config_problem:
             out.warn(_("{problem}; using default settings").format(

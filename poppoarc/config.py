@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config_schema
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
+from .parallel import ENVIRONMENT as PARALLEL_VARIABLE, Parallelism
+from .parallel import choose as choose_parallelism
 
 DEFAULT_MASK_PATTERNS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
 DEFAULT_ENV_PREFIXES = ("POPPO_", "CLAUDE_", "GITHUB_")
@@ -33,6 +35,8 @@ class Settings:
     # the local directory (the store itself when local; skipped by the walk either way).
     storage: dict = field(default_factory=lambda: {"type": "local"})
     notices: list[str] = field(default_factory=list)   # config warnings to show
+    # where the speed-ups run (``--parallel``, ``POPPOARC_PARALLEL``, ``backup.parallel``)
+    parallel: Parallelism = field(default_factory=choose_parallelism)
 
     @property
     def store_url(self) -> str:
@@ -155,7 +159,8 @@ def default_key_dir() -> Path:
 
 
 def resolve(root: str | None = None, config: str | None = None,
-            store: str | None = None, *, strict: bool = True) -> Settings:
+            store: str | None = None, *, strict: bool = True,
+            parallel: str | None = None) -> Settings:
     """Settings from the command line, the environment and the config file.
 
     Precedence: explicit option, then environment, then config file, then default.
@@ -181,4 +186,16 @@ def resolve(root: str | None = None, config: str | None = None,
     key_dir = Path(backup.get("signing", {}).get("keyDir") or default_key_dir())
     return Settings(root=root_path, config_path=config_path, store=store_path,
                     backup=backup, key_dir=key_dir, config_problem=problem,
-                    storage=storage, notices=notices)
+                    storage=storage, notices=notices,
+                    parallel=resolve_parallelism(parallel, backup.get("parallel")))
+
+
+def resolve_parallelism(option: str | None, configured: str | None) -> Parallelism:
+    """``--parallel``, else ``POPPOARC_PARALLEL``, else ``backup.parallel`` (validated with
+    the config), else auto; an unknown mode is a usage or a configuration error."""
+    try:
+        return choose_parallelism(option, os.environ, configured)
+    except ValueError as exc:
+        if option:
+            raise UsageError(f"--parallel: {exc}") from None
+        raise ConfigError(f"{PARALLEL_VARIABLE}: {exc}") from None

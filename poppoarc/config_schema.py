@@ -107,6 +107,10 @@ KEYS: tuple[Key, ...] = (
         "`quick`: `PRAGMA quick_check` on each database snapshot at pack time (every page and "
         "b-tree); `full`: `PRAGMA integrity_check` (also matches each index with its table, "
         "about 4× the cost). `verify` always runs `integrity_check`"),
+    Key("parallel", ("string",), '`"auto"`', '"serial"',
+        "where pack's and restore's speed-ups run: `two-process` (a helper process and "
+        "threads), `serial` (this process only; the same archives), `auto` (two-process "
+        "with two CPUs or more); `--parallel` and `POPPOARC_PARALLEL` come first"),
     Key("incremental", ("object",), "`{}`", '{"enabled": true}', "incremental backups"),
     Key("incremental.enabled", ("boolean",), "`false`", "true", "take incremental backups"),
     Key("incremental.maxIncrementals", ("integer",), "`7`", "7",
@@ -350,6 +354,9 @@ _NOTIFY_SCHEMA = {"command": _command, "url": _http_url, "heartbeatUrl": _http_u
 def check_values(backup: dict, config_path: Path) -> None:
     """What the key table cannot say about schedule, retention and notification keys:
     cron syntax, run types, the time zone, ranges (docs/configuration.md)."""
+    if backup.get("parallel", "auto") not in ("auto", "serial", "two-process"):
+        raise ConfigError("'backup.parallel' must be \"auto\", \"two-process\" or \"serial\"",
+                          path=config_path)
     for key in ("retention", "maxBackups"):
         if key in backup and _int_at_least(1)(backup[key]):
             raise ConfigError(f"'backup.{key}' must be {_int_at_least(1)(backup[key])}",

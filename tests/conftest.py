@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from poppoarc.demo.installation import make_installation
+from poppoarc.parallel import SERIAL, TWO_PROCESS, Parallelism
 
-from .helpers import CLI
+from .helpers import CLI, EAGER
 
 _CACHE: dict[str, Path] = {}
 
@@ -56,6 +57,14 @@ def installation(tmp_path, installation_template):
 @pytest.fixture
 def cli(installation, tmp_path, capsys):
     return CLI(installation, tmp_path / "store", capsys)
+
+
+@pytest.fixture(params=[TWO_PROCESS, SERIAL])
+def both_ways(request, cli):
+    """``cli`` with every helper eager (each one runs on the tiny installation), first in
+    two processes, then serial: an archive test that asks for this runs both ways."""
+    cli.parallel = Parallelism(request.param, 2, EAGER)
+    return request.param
 
 
 from .helpers.unprivileged import nobody  # noqa: E402,F401  (the fixture, for every test module)

@@ -293,7 +293,8 @@ def ancestor_reader(settings):
     """``open_link`` for ``read_chain``: an ancestor's index, opened with the local keys."""
     def open_link(link: Link, source):
         sealer = open_sealer(settings, link.head, link.path)
-        index = reader.read_index(source, link.head, link.path, sealer)
+        index = reader.read_index(source, link.head, link.path, sealer,
+                                  parallel=settings.parallel)
         if index.entries is None:
             raise NoKey(f"ancestor {link.id} is encrypted; set POPPO_BACKUP_KEY or configure "
                         "an identity to read the chain", path=link.path)

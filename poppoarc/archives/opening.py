@@ -51,7 +51,8 @@ def open_sealer(settings: Settings, head: reader.TrustedHead, path: Path,
     if encryption is None:
         return None
     secrets = recipients.load_secrets(settings.backup, settings.key_dir,
-                                      os.environ if environ is None else environ, Warnings())
+                                      os.environ if environ is None else environ, Warnings(),
+                                      settings.parallel)
     if secrets.passphrase is None and not secrets.identities:
         return None
     data_key = recipients.unwrap(encryption["recipients"], head.manifest["id"], secrets, path)
@@ -65,7 +66,8 @@ def read_checked_index(settings: Settings, source, head: reader.TrustedHead, pat
     the same errors, before a restore writes anything (its safety archive included)."""
     rules = Confinement.for_settings(settings, head.manifest, path)
     try:
-        index = reader.read_index(source, head, path, sealer, visit=rules.visit)
+        index = reader.read_index(source, head, path, sealer, parallel=settings.parallel,
+                                  visit=rules.visit)
         if index.entries is not None:
             rules.finish()
     finally:

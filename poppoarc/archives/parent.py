@@ -59,9 +59,9 @@ class ParentBase:
 
 
 def find_parent(settings, store, *, sealed_whole: bool, warnings: Warnings,
-                max_incrementals: int, helper_share: float | None = None) -> ParentBase | None:
+                max_incrementals: int, index_share: float | None = None) -> ParentBase | None:
     """The parent for an incremental archive, or None (and a warning) for a full one;
-    ``helper_share`` as for ``decode_index``."""
+    ``index_share``: the part of its index the index's helper checks (``decode_index``)."""
     rows = list_archives(settings, store)
     for row in rows:        # a damaged or foreign file in the store is named, and skipped
         if row.status != "ok":
@@ -79,7 +79,8 @@ def find_parent(settings, store, *, sealed_whole: bool, warnings: Warnings,
         with store.open(archive) as source:
             head = reader.open_trusted(source, pinned_keys(settings), where)
             sealer = open_sealer(settings, head, where)
-            index = reader.read_index(source, head, where, sealer, helper_share)
+            index = reader.read_index(source, head, where, sealer, parallel=settings.parallel,
+                                      share=index_share)
     except PoppoarcError as exc:
         warnings.add(f"incremental: cannot read {choice.id} ({exc}); making a full archive")
         return None

@@ -48,6 +48,8 @@ Options:
   --config=FILE    Configuration file (else ROOT/config/config.json).
   --store=STORE    Where archives are kept: a directory or s3://bucket/prefix
                    (else backup.storage, else ROOT/backups).
+  --parallel=MODE  Where speed-ups run: two-process, serial or auto (else
+                   $POPPOARC_PARALLEL, else backup.parallel, else auto).
 {options}
   --json           Print one JSON document instead of text.
   -q --quiet       Print nothing but errors.

@@ -49,7 +49,7 @@ from ..restore.plan import RestorePlan, make_plan, restores, staging_paths
 from ..restore.refusals import (conflict_message, foreign_message, plan_warnings,
                                 unreadable_message, unsaved_message)
 from ..restore.stage import StagedTree, apply_in_place
-from ..restore.writebehind import WriteBehind
+from ..restore.writebehind import behind
 from ..snapshot.catalogue import TARGETS, area_catalogue, build_catalogue, parse_target_list
 from ..snapshot.ownership import foreign_units
 from ..snapshot.scan import scan
@@ -326,7 +326,7 @@ def _stage(restore: _Restore, paths, progress, on_event):
                       lambda e: restores(e, restore.selected, restore.keyed),
                       paths.link_sources, paths.units.covers, same_owner=options.same_owner,
                       special_bits=options.special_bits)
-    writing = WriteBehind(tree)     # the staged tree is written on a thread of its own
+    writing = behind(tree, settings.parallel)   # on a thread of its own (two-process)
     try:
         total = restore.result.plan.bytes_to_stage
         report = (lambda done, name: progress(done, total, name)) if progress else None

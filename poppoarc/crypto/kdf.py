@@ -1,14 +1,13 @@
 """Argon2id for passphrase stanzas, derived in a helper process.
 
-With the writer's parameters (t = 3, m = 64 MiB) Argon2id costs about 0.3 s
-of CPU and 64 MiB of memory, and the binding holds the GIL while it runs.
-It runs in a short-lived child process that imports nothing but the KDF, so
-its 64 MiB are not added to the peak of the process that holds the whole
-program (pack, verify, unpack stay under 100 MiB).  ``pack`` starts it as
-soon as it knows a passphrase is configured, so it runs beside the walk of
-the installation; the salt is drawn here, before the child starts.  Readers
-derive a stanza's key the same way (``derive_apart``).  If the helper cannot
-run or fails, the same key is derived in-process.
+With the writer's parameters (t = 3, m = 64 MiB) Argon2id takes a noticeable part of a
+second of CPU and 64 MiB of memory, and the binding holds the GIL while it runs.  It
+runs in a short-lived child process that imports nothing but the KDF, so its 64 MiB are
+not added to the peak of the process that holds the whole program.  ``pack`` starts it
+as soon as it knows a passphrase is configured, so it runs beside the walk of the
+installation; the salt is drawn here, before the child starts.  Readers derive a
+stanza's key the same way (``derive_apart``).  In serial mode (``Parallelism.apart``),
+or if the helper cannot run or fails, the same key is derived in-process.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from .. import helper_process
+from ..parallel import Parallelism, process
 
 TIMEOUT = 300       # seconds; the bounded parameters take well under one
 
@@ -38,17 +37,14 @@ class PendingKek:
     pending key is used at most once (``claim``): a salt is never reused.
     """
 
-    def __init__(self, passphrase: bytes, params: dict, derive, salt: bytes | None = None):
+    def __init__(self, passphrase: bytes, params: dict, derive, salt: bytes | None = None,
+                 parallel: Parallelism | None = None):
         self.salt = os.urandom(16) if salt is None else salt
         self.params = dict(params)
         self._passphrase, self._derive = passphrase, derive
         self._claimed = False
-        self._process: subprocess.Popen | None = None
-        try:
-            self._process = helper_process.start(__name__, {"salt": self.salt.hex(), **self.params},
-                                                 payload=passphrase, boot=_HELPER)
-        except (OSError, ValueError):
-            return
+        self._process: subprocess.Popen | None = (parallel or Parallelism()).apart(
+            __name__, {"salt": self.salt.hex(), **self.params}, payload=passphrase, boot=_HELPER)
 
     def claim(self) -> bool:
         """True the first time only."""
@@ -56,15 +52,15 @@ class PendingKek:
         return not claimed
 
     def result(self) -> bytes:
-        process, self._process = self._process, None
-        if process is not None:
+        helper, self._process = self._process, None
+        if helper is not None:
             try:
-                out, _ = process.communicate(timeout=TIMEOUT)
+                out, _ = helper.communicate(timeout=TIMEOUT)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.communicate()
+                helper.kill()
+                helper.communicate()
                 out = b""
-            if process.returncode == 0 and len(out) == 64:
+            if helper.returncode == 0 and len(out) == 64:
                 try:
                     return bytes.fromhex(out.decode("ascii"))
                 except ValueError:
@@ -73,18 +69,19 @@ class PendingKek:
 
     def close(self) -> None:
         """Stop an unused helper."""
-        process, self._process = self._process, None
-        helper_process.stop(process)
+        pending, self._process = self._process, None
+        process.stop(pending)
 
     def __del__(self):
         self.close()
 
 
-def derive_apart(passphrase: bytes, salt: bytes, params: dict, derive) -> bytes:
+def derive_apart(passphrase: bytes, salt: bytes, params: dict, derive,
+                 parallel: Parallelism | None = None) -> bytes:
     """The key of an existing stanza (its salt and parameters), derived in the helper;
     ``derive`` is the in-process fallback."""
     pending = PendingKek(passphrase, {k: params[k] for k in ("time_cost", "memory_kib", "lanes")},
-                         derive, salt=salt)
+                         derive, salt=salt, parallel=parallel)
     try:
         return pending.result()
     finally:

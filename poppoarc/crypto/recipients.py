@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import CorruptArchive, KeyFileError, NoKey, WrongKey
 from ..fs import write_file_durably
+from ..parallel import Parallelism
 from .kdf import PendingKek, derive_apart
 from .signing import decode_prefixed
 
@@ -72,6 +73,8 @@ class Secrets:
     identities: tuple[X25519PrivateKey, ...] = ()
     recipients: tuple[bytes, ...] = ()          # X25519 public keys to encrypt to
     pending: PendingKek | None = field(default=None, compare=False, repr=False)
+    # where the passphrase's KDF runs (crypto/kdf.py); None: the default two-process
+    parallel: Parallelism | None = field(default=None, compare=False, repr=False)
 
     @property
     def can_encrypt(self) -> bool:
@@ -90,7 +93,8 @@ def start_passphrase_kdf(secrets: Secrets) -> Secrets:
     """Begin deriving the passphrase stanza's key for the next ``wrap`` (``kdf.py``)."""
     if secrets.passphrase is None or secrets.pending is not None:
         return secrets
-    return replace(secrets, pending=PendingKek(secrets.passphrase, ARGON2, _argon2))
+    return replace(secrets, pending=PendingKek(secrets.passphrase, ARGON2, _argon2,
+                                               parallel=secrets.parallel))
 
 
 def _argon2(passphrase: bytes, salt: bytes, params: dict) -> bytes:
@@ -175,7 +179,7 @@ def unwrap(stanzas: list[dict], archive_id: str, secrets: Secrets, path: object)
         if stanza["type"] == "argon2id" and secrets.passphrase is not None:
             tried.append("passphrase")
             kek = derive_apart(secrets.passphrase, _unb64(stanza["salt"], 16, "salt", path),
-                               stanza, _argon2)
+                               stanza, _argon2, secrets.parallel)
             try:
                 return AESGCM(kek).decrypt(ZERO_NONCE, _unb64(stanza["wrapped"], 48, "key", path),
                                            b"poppoarc/1 argon2id" + aad)
@@ -246,7 +250,8 @@ def load_identity(path: Path) -> X25519PrivateKey:
     return key
 
 
-def load_secrets(backup: dict, key_dir: Path, environ, warnings) -> Secrets:
+def load_secrets(backup: dict, key_dir: Path, environ, warnings,
+                 parallel: Parallelism | None = None) -> Secrets:
     """Passphrase, identities and recipients from the environment and config.
 
     The passphrase comes from ``POPPO_BACKUP_KEY``, else the file named by
@@ -280,4 +285,4 @@ def load_secrets(backup: dict, key_dir: Path, environ, warnings) -> Secrets:
             raise KeyFileError("identity file does not exist", path=candidate)
     recipients = tuple(parse_recipient(r, "backup.storage.recipients")
                        for r in storage.get("recipients", []))
-    return Secrets(passphrase, tuple(identities), recipients)
+    return Secrets(passphrase, tuple(identities), recipients, parallel=parallel)

@@ -15,7 +15,7 @@ from dataclasses import fields
 from datetime import datetime, timezone
 
 from ..errors import CorruptArchive
-from . import index_helper, versions
+from . import index_part, versions
 from .fields import field_problem, sealable_problem
 from .head import canonical_json, strict_loads
 from .entry import CHUNK_SIZE, ID_PATTERN, SHA256_HEX, IndexEntry, check_entry, is_int
@@ -115,7 +115,7 @@ def validate_manifest(manifest: dict, path: object) -> None:
         if encryption["scheme"] != ENCRYPTION_SCHEME or encryption["scope"] not in SCOPES \
                 or encryption["chunk_size"] != CHUNK_SIZE:
             raise CorruptArchive("unsupported encryption scheme, scope or chunk size", path=path)
-        # imported here: a pack's helper process (pack_helper) needs no cryptography (memory)
+        # imported here: a pack's share helper (pack/share.py) needs no cryptography (memory)
         from ..crypto.recipients import check_stanzas
         check_stanzas(encryption["recipients"], path)
     problem = field_problem(manifest)
@@ -176,15 +176,16 @@ def write_index(out, archive_id: str, entries, sealed_manifest: dict | None = No
 
 
 def decode_index(data, archive_id: str, path: object, sealed: bool = False,
-                 incremental: bool = False, helper_share: float | None = None,
+                 incremental: bool = False, parallel=None, share: float | None = None,
                  visit=None, version: versions.FormatVersion = versions.CURRENT
                  ) -> tuple[IndexRecords, dict | None]:
     """Check the index; its bytes were already matched against the signed hash.
 
     ``data`` is the index's bytes or a binary file holding them (read from its
     start).  Returns the records and, for an encrypted archive, the manifest fields
-    that were sealed into the index header.  ``helper_share``: the part of a large
-    index's lines a helper process checks (default ``index_helper.HELPER_SHARE``).
+    that were sealed into the index header.  ``parallel``: a ``Parallelism`` whose
+    index helper checks the last ``share`` of a large index's lines (``index_part``;
+    None: every line is read here).
     ``visit(position, record)`` is called for every record in path order once the
     record passed every rule of this module.  ``version``: the archive's format (§15).
     """
@@ -222,10 +223,9 @@ def decode_index(data, archive_id: str, path: object, sealed: bool = False,
         records = IndexRecords(IndexEntry, _FIELDS)
         records.tally = Tally()         # what the manifest must say about the records (§5.2)
         rules = PathRules()
-        helper = index_helper.start(spool, incremental, version, index_helper.HELPER_SHARE
-                                    if helper_share is None else helper_share)
+        helper = index_part.start(spool, incremental, version, parallel, share)
         try:
-            hardlinks = decode_lines(index_helper.lines_until(spool, helper), records, rules,
+            hardlinks = decode_lines(index_part.lines_until(spool, helper), records, rules,
                                      incremental, path, version)
             part = helper.result() if helper is not None else None
             if part is not None:

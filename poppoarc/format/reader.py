@@ -117,10 +117,10 @@ class Index:
 
 
 def read_index(handle, head: TrustedHead, path: object, sealer=None,
-               helper_share: float | None = None, visit=None) -> Index:
+               parallel=None, share: float | None = None, visit=None) -> Index:
     """The entry index, checked against the signed hash and size (and opened if sealed);
-    ``helper_share`` and ``visit`` (a reader's own rules for every record: restore/safety.py)
-    as for ``decode_index``."""
+    ``parallel``, ``share`` and ``visit`` (a reader's own rules for every record:
+    restore/safety.py) as for ``decode_index``."""
     manifest = head.manifest
     layout = manifest["layout"]
     if layout["index_size"] > MAX_INDEX_SIZE:
@@ -160,7 +160,7 @@ def read_index(handle, head: TrustedHead, path: object, sealer=None,
             sealed_file.close()
     entries, sealed_manifest = decode_index(data, manifest["id"], path, sealed=sealed,
                                             incremental=manifest["incremental"],
-                                            helper_share=helper_share, visit=visit,
+                                            parallel=parallel, share=share, visit=visit,
                                             version=versions.of(manifest))
     if len(entries) != layout["entries"]:
         raise CorruptArchive("index entry count differs from the manifest", path=path)

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from ..format.entry import IndexEntry
 from ..format.order import TARGETS, index_order
 from ..format.records import IndexRecords
-from ..snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry, path_of, target_of
+from ..snapshot.scan import (DATABASE, DIR, FILE, SYMLINK, SourceEntry, is_plain, path_of,
+                             target_of)
 from ..streamed import StreamedArray
 
 ADD, CHANGE, REMOVE, KEEP = "add", "change", "remove", "unchanged"
@@ -142,7 +143,7 @@ class SwapUnits:
         self.add(record.path, record.type == "dir", True)
 
     def add_live(self, entry) -> None:
-        self.add(path_of(entry), type(entry) is not tuple and entry.kind == DIR, False)
+        self.add(path_of(entry), not is_plain(entry) and entry.kind == DIR, False)
 
     def covers(self, path: str) -> bool:
         """Whether the swap replaces ``path`` (it lies at or under a unit)."""
@@ -276,7 +277,7 @@ def staging_paths(entries, selected: tuple[str, ...], keyed: bool, live, impure:
                 link_sources.add(record.link)
         if current is not None:
             units.add_live(current)
-            if type(current) is not tuple and current.kind == DIR:
+            if not is_plain(current) and current.kind == DIR:
                 dirs.append((current.path, current.ctime_ns))
     for path in sidecars:
         units.add(path, False, False)

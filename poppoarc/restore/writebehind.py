@@ -3,11 +3,10 @@
 Writing the staged tree (open, write, fchmod, utime, close: system calls that
 release the GIL) can overlap reading the archive (decompress, hash).
 ``WriteBehind`` wraps the staged tree's ``MemberSink`` and runs its calls, in
-order, on one thread, while the reader goes on with the next chunk.  Measured on
-2 cores, the overlap pays where the kernel's writes are slow and the files large:
-a 500 MB installation restores about 5 % faster on ext4 than with the calls made
-in place.  With 100,000 small files the threads mostly trade the GIL, and the gain
-is within noise on disk (on tmpfs, writing in place was 9-17 % faster).
+order, on one thread, while the reader goes on with the next chunk.  The overlap pays
+where the kernel's writes are slow and the files large; with many small files the two
+threads mostly trade the GIL (bench/RESULTS.md has the measurements).  In serial mode
+(``behind``) the calls are made in place.
 
 Calls are handed over in batches (a list append each, a queue operation per
 batch) because a restore of 100,000 small files makes 300,000 of them.  The
@@ -23,12 +22,32 @@ import queue
 import threading
 
 from ..format.reader import MemberSink
+from ..parallel import Parallelism
 
 BATCH_BYTES = 1 << 20       # hand over at least this much content ...
 BATCH_CALLS = 512           # ... or this many calls (small files)
 MAX_IN_FLIGHT = 8 << 20     # what is handed over and not yet written costs at most this:
 CALL_COST = 1 << 10         # its content, and this much per call for the record it holds
-                            # (64 KiB per batch let 65,000 small files' records wait: 13 MiB)
+
+
+def behind(sink: MemberSink, parallel: Parallelism) -> MemberSink:
+    """``sink`` written behind (two-process), or in place (serial); either way with the
+    ``flush`` and ``close`` of ``WriteBehind``."""
+    return WriteBehind(sink) if parallel.processes else InPlace(sink)
+
+
+class InPlace(MemberSink):
+    """``WriteBehind``'s interface over calls made on the reading thread."""
+
+    def __init__(self, sink: MemberSink):
+        self.sink = sink
+        self.begin, self.data, self.end = sink.begin, sink.data, sink.end
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class WriteBehind(MemberSink):

@@ -23,6 +23,13 @@ from ..format.records import CHUNK, read_chunks, write_chunk
 SPILL_AT = 1 << 17
 
 
+
+def is_plain(record) -> bool:
+    """A compact walk record: a regular file with one link, as the tuple (path, target),
+    whose other facts the pack takes from ``fstat``; anything else is a ``SourceEntry``."""
+    return type(record) is tuple
+
+
 class WalkGroups:
     """Records by target (None: shared parent directories first), each group in the
     order added.  ``make(fields)`` rebuilds a record read back from disk from the
@@ -43,7 +50,7 @@ class WalkGroups:
             if len(group.held) >= CHUNK:
                 group.spill(self._fields)
             return
-        self._held += 1 if type(record) is tuple else 2
+        self._held += 1 if is_plain(record) else 2
         if self._held > self._spill_at:
             self._spilled = True
             for each in self._groups.values():

@@ -17,7 +17,7 @@ from typing import Callable
 from ..errors import SourceError, Warnings
 from ..format.paths import MAX_NAME_BYTES
 from .catalogue import REFERENCE, SECRET, SQLITE, Catalogue
-from .groups import WalkGroups
+from .groups import WalkGroups, is_plain
 from .naming import printable, symlink_problem, unrepresentable
 from .ownership import sidecar_of_database
 from .sqlite import has_sqlite_header, is_sqlite_file
@@ -70,7 +70,7 @@ _ENTRY_FIELDS = operator.attrgetter(*SourceEntry.__slots__)
 
 def record_fields(record) -> tuple:
     """A walk record as a tuple marshal can write (``record_from_fields`` rebuilds it)."""
-    return record if type(record) is tuple else _ENTRY_FIELDS(record)
+    return record if is_plain(record) else _ENTRY_FIELDS(record)
 
 
 def record_from_fields(fields: tuple):
@@ -453,8 +453,8 @@ def _children(abs_dir: str, rel_dir: str, warnings: Warnings, failed: list | Non
 
 
 def path_of(entry: SourceEntry | tuple[str, str]) -> str:
-    return entry[0] if type(entry) is tuple else entry.path
+    return entry[0] if is_plain(entry) else entry.path
 
 
 def target_of(entry: SourceEntry | tuple[str, str]) -> str | None:
-    return entry[1] if type(entry) is tuple else entry.target
+    return entry[1] if is_plain(entry) else entry.target

@@ -30,7 +30,7 @@ def decompressed(path) -> bytes:
 
 # -- round trips ------------------------------------------------------------------
 
-def test_passphrase_round_trip(cli, installation, passphrase, monkeypatch):
+def test_passphrase_round_trip(both_ways, cli, installation, passphrase, monkeypatch):
     packed = cli.pack("--encrypt")
     assert packed["encryption"] == "archive"
     code, verified = cli.json("verify", packed["id"])
@@ -299,13 +299,16 @@ def test_rebuild_with_no_change_still_verifies(cli, installation, passphrase, ke
 # -- the passphrase KDF helper ------------------------------------------------------
 
 def test_kdf_helper_derives_the_in_process_key_and_falls_back(monkeypatch):
-    from poppoarc import helper_process
     from poppoarc.crypto import kdf, recipients
+    from poppoarc.parallel import SERIAL, Parallelism, process
     params = {"time_cost": 2, "memory_kib": 19 * 1024, "lanes": 1}
     pending = kdf.PendingKek(b"pass", params, recipients._argon2)
     assert pending._process is not None
     assert pending.result() == recipients._argon2(b"pass", pending.salt, params)
-    monkeypatch.setattr(helper_process.sys, "executable", "/nonexistent/python")
+    serial = kdf.PendingKek(b"pass", params, recipients._argon2, parallel=Parallelism(SERIAL))
+    assert serial._process is None
+    assert serial.result() == recipients._argon2(b"pass", serial.salt, params)
+    monkeypatch.setattr(process.sys, "executable", "/nonexistent/python")
     fallback = kdf.PendingKek(b"pass", params, recipients._argon2)
     assert fallback._process is None
     assert fallback.result() == recipients._argon2(b"pass", fallback.salt, params)

@@ -465,13 +465,13 @@ def test_copying_a_chain_oldest_first_verifies_it_at_the_destination(chain, tmp_
 def parent_calls(monkeypatch):
     """find_parent's and the walk's calls, in order: (what, thread name, helper share)."""
     import threading
-    from poppoarc import pack as pack_module
+    from poppoarc.pack import steps as pack_module
     from poppoarc.snapshot.scan import Walk
     calls = []
     real_find, real_run = pack_module.find_parent, Walk.run
 
     def find(*args, **kwargs):
-        calls.append(("parent", threading.current_thread().name, kwargs.get("helper_share")))
+        calls.append(("parent", threading.current_thread().name, kwargs.get("index_share")))
         return real_find(*args, **kwargs)
 
     def walk(*args, **kwargs):
@@ -486,7 +486,7 @@ def parent_calls(monkeypatch):
 
 
 def test_the_parent_is_read_beside_the_walk(cli, installation, parent_calls):
-    from poppoarc.pack import PARENT_HELPER_SHARE
+    from poppoarc.parallel import Tuning
     full = cli.pack("--full")
     parent_calls.clear()
     (installation / "state" / "new.json").write_text("{}")
@@ -494,7 +494,7 @@ def test_the_parent_is_read_beside_the_walk(cli, installation, parent_calls):
     assert incremental["incremental"] and incremental["parent"] == full["id"]
     assert incremental["reused"] > 0
     (parent,) = [c for c in parent_calls if c[0] == "parent"]
-    assert parent[1].startswith("parent") and parent[2] == PARENT_HELPER_SHARE
+    assert parent[1].startswith("parent") and parent[2] == Tuning().parent_index_share
     assert cli("verify", incremental["id"], "-q")[0] == 0
 
 

@@ -1,4 +1,4 @@
-"""A large index is checked by two processes (format/index_helper.py): the records, the
+"""A large index is checked by two processes (format/index_part.py): the records, the
 flags and every error are those of one process reading every line, wherever the lines
 are split, and whatever happens to the helper."""
 
@@ -8,15 +8,16 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from poppoarc import helper_process
 from poppoarc.errors import CorruptArchive
-from poppoarc.format import index_helper, versions
+from poppoarc.format import index_part, versions
 from poppoarc.format.entry import IndexEntry
 from poppoarc.format.manifest import decode_index
+from poppoarc.parallel import SERIAL, TWO_PROCESS, Parallelism, Tuning, process
 
-from tests.helpers import CLI
-from tests.helpers import encode_index
-from tests.helpers import digest, is_database
+from tests.helpers import CLI, digest, encode_index, is_database
+
+# an index's helper for any size of index
+HELPED = Parallelism(TWO_PROCESS, tuning=Tuning(index_min_bytes=0))
 
 DIGEST = "a" * 64
 
@@ -37,20 +38,20 @@ class Decoder:
 
     def __init__(self, monkeypatch):
         self.patch, self.parts = monkeypatch, []
-        real = index_helper.IndexHelper.result
+        real = index_part.IndexHelper.result
 
         def result(helper):
             part = real(helper)
             self.parts.append(part is not None)
             return part
 
-        monkeypatch.setattr(index_helper.IndexHelper, "result", result)
+        monkeypatch.setattr(index_part.IndexHelper, "result", result)
 
     def __call__(self, data: bytes, helped: bool, share: float = 0.45):
-        self.patch.setattr(index_helper, "MIN_BYTES", 0 if helped else 1 << 40)
-        self.patch.setattr(index_helper, "HELPER_SHARE", share)
+        parallel = HELPED if helped else Parallelism(SERIAL)
         try:
-            records, sealed_manifest = decode_index(data, "backup-x", "t", incremental=True)
+            records, sealed_manifest = decode_index(data, "backup-x", "t", incremental=True,
+                                                    parallel=parallel, share=share)
         except CorruptArchive as exc:
             return "error", str(exc)
         return ("ok", list(records), len(records), records.sealed, records.in_index_order,
@@ -134,7 +135,7 @@ def test_a_fault_in_the_helpers_half_is_named_as_one_process_names_it(decode):
     "import sys; sys.stdout.write('not JSON'); sys.exit(0)",
 ])
 def test_a_helper_that_fails_changes_nothing(decode, monkeypatch, boot):
-    monkeypatch.setattr(helper_process, "BOOT", boot)
+    monkeypatch.setattr(process, "BOOT", boot)
     data = _long_index(300)
     assert decode(data, True) == decode(data, False)
     assert decode.parts == [False]
@@ -144,33 +145,36 @@ def test_no_process_means_every_line_is_read_here(decode, monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError("no process")
 
-    monkeypatch.setattr(helper_process.subprocess, "Popen", refuse)
+    monkeypatch.setattr(process.subprocess, "Popen", refuse)
     data = _long_index(300)
     assert decode(data, True) == decode(data, False)
     assert decode.parts == []
 
 
-def test_small_indexes_and_files_in_memory_are_read_in_one_process(monkeypatch):
-    assert index_helper.MIN_BYTES >= 1 << 20
+def test_small_indexes_files_in_memory_and_serial_mode_are_read_in_one_process():
+    assert Tuning().index_min_bytes >= 1 << 20
     with tempfile.TemporaryFile() as handle:
         handle.write(_long_index(50))
         handle.seek(0)
-        assert index_helper.start(handle, False, versions.CURRENT) is None
-        monkeypatch.setattr(index_helper, "MIN_BYTES", 0)
-        helper = index_helper.start(handle, False, versions.CURRENT)
+        assert index_part.start(handle, False, versions.CURRENT, Parallelism()) is None
+        assert index_part.start(handle, False, versions.CURRENT,
+                                Parallelism(SERIAL, tuning=HELPED.tuning)) is None
+        assert index_part.start(handle, False, versions.CURRENT, None) is None
+        helper = index_part.start(handle, False, versions.CURRENT, HELPED)
         assert helper is not None and handle.tell() == 0
         helper.close()
-    assert index_helper.start(io.BytesIO(_long_index(50)), False, versions.CURRENT) is None
+    assert index_part.start(io.BytesIO(_long_index(50)), False, versions.CURRENT,
+                            HELPED) is None
 
 
 def test_verify_and_restore_of_a_real_archive_with_the_helper(cli, installation, tmp_path,
                                                               capsys, decode, monkeypatch):
     packed = cli.pack()
-    monkeypatch.setattr(index_helper, "MIN_BYTES", 0)
+    cli.parallel = HELPED
     assert cli("verify", packed["id"], "-q")[0] == 0
     fresh = tmp_path / "elsewhere"
     fresh.mkdir()
-    code, result = CLI(fresh, cli.store, capsys).json("unpack", packed["path"])
+    code, result = CLI(fresh, cli.store, capsys, HELPED).json("unpack", packed["path"])
     assert code in (0, 1) and result["outcome"] == "committed"
     original, moved = digest(installation), digest(fresh)
     files = [rel for rel, value in moved.items() if value[0] == "file"]
@@ -184,7 +188,7 @@ def test_an_encrypted_archive_and_an_incremental_chain_with_the_helper(cli, inst
     """Sealed records (member lists, keyed digests) and an incremental's references to its
     parent are checked by the helper as here: its part is used, not read again."""
     monkeypatch.setenv("POPPO_BACKUP_KEY", "helper passphrase")
-    monkeypatch.setattr(index_helper, "MIN_BYTES", 0)
+    cli.parallel = HELPED
     sealed = cli.pack("--encrypt")
     assert sealed["encryption"] == "archive"
     assert cli("verify", sealed["id"], "-q")[0] == 0

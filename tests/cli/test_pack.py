@@ -15,7 +15,7 @@ def extract_with_tar(archive: Path, dest: Path) -> None:
     subprocess.run(["tar", "--zstd", "-xf", str(archive), "-C", str(dest)], check=True)
 
 
-def test_pack_list_verify_inspect_round_trip(cli, tmp_path):
+def test_pack_list_verify_inspect_round_trip(both_ways, cli, tmp_path):
     packed = cli.pack("--name", "before-upgrade")
     assert set(packed) >= {"id", "path", "size", "files", "targets", "warnings"}
     assert packed["path"].endswith(packed["id"] + ".poppo.tar.zst")
@@ -254,7 +254,7 @@ def test_a_pack_whose_walk_goes_to_disk_archives_the_same_tree(cli, monkeypatch)
 
 
 def test_database_copies_start_before_the_walk_with_the_largest(cli, installation, monkeypatch):
-    from poppoarc.pack_databases import SnapshotSession
+    from poppoarc.pack.databases import SnapshotSession
     from poppoarc.snapshot.scan import Walk
     events = []
     real_start, real_run = SnapshotSession.start, Walk.run

@@ -1,4 +1,5 @@
-"""A pack's helper process: one target packed apart, the same archive either way."""
+"""A target's share packed by a helper (a second process, or this one in serial mode):
+the same records either way, and the same bytes whichever mode runs it."""
 
 import os
 import signal
@@ -7,13 +8,16 @@ import sys
 
 import pytest
 
-from poppoarc import helper_process, pack_helper, pack_job, pack_shares
 from poppoarc.format.spool import IndexSpool
-from poppoarc.pack_helper import MAX_BYTES, MIN_RECORDS, START_RECORDS, choose_share
+from poppoarc.pack import body as body_module, share as share_module
+from poppoarc.pack.share import choose_share
+from poppoarc.parallel import SERIAL, TWO_PROCESS, Parallelism, Tuning, process
 
-from tests.helpers import CLI, listed_records, records_alone
-from tests.helpers import tree_files
-from tests.helpers import digest
+from tests.helpers import CLI, digest, listed_records, records_alone, tree_files
+
+TUNING = Tuning()
+START_RECORDS, MIN_RECORDS, MAX_BYTES = (TUNING.share_start, TUNING.share_min_records,
+                                         TUNING.share_max_bytes)
 
 PASS = "correct horse battery staple"
 
@@ -22,32 +26,36 @@ def test_the_helper_takes_the_share_that_shortens_the_pack_most():
     many = [("config", 10, 0, False), ("logs", 5, 0, True), ("agents", 50_000, 0, True),
             ("state", 50_000, 0, True), ("security", 1, 0, True)]
     # state runs beside agents; its first records stay here, so both sides take as long
-    target, first = choose_share(many)
+    target, first = choose_share(many, TUNING)
     assert target == "state"
     assert abs((10 + 5 + 50_000 + first) - (50_000 - first + START_RECORDS)) <= 1
     # one target holding nearly everything: the helper takes its last half or so
-    target, first = choose_share([("config", 10, 0, False), ("state", 100_000, 0, True)])
+    target, first = choose_share([("config", 10, 0, False), ("state", 100_000, 0, True)],
+                                 TUNING)
     assert target == "state" and abs((10 + first) - (100_000 - first + START_RECORDS)) <= 1
     # too few records to be worth a process; a target only this process can write
-    assert choose_share([("agents", 2 * MIN_RECORDS + START_RECORDS - 2, 0, True)]) is None
-    assert choose_share([("config", 100_000, 0, False)]) is None
+    assert choose_share([("agents", 2 * MIN_RECORDS + START_RECORDS - 2, 0, True)],
+                        TUNING) is None
+    assert choose_share([("config", 100_000, 0, False)], TUNING) is None
     # a share is cut to MAX_BYTES of content (pro rata): here too small to be worth it
     big = [("agents", 50_000, 0, False), ("state", 50_000, 20 * MAX_BYTES, True)]
-    assert choose_share(big) is None
+    assert choose_share(big, TUNING) is None
     target, first = choose_share([("agents", 50_000, 0, False),
-                                  ("state", 50_000, 2 * MAX_BYTES, True)])
+                                  ("state", 50_000, 2 * MAX_BYTES, True)], TUNING)
     assert target == "state" and first == 25_000      # half the records: MAX_BYTES
 
 
-@pytest.fixture(params=[0, 20], ids=["whole-target", "last-records"])
-def helped(monkeypatch, request):
-    """Packs hand the agents target to a helper, all of it or its records from the 21st
-    on (the tiny installation is far below the real threshold).  Returns the helper
-    results seen: a part, None when the helper failed, or the error it reported."""
-    monkeypatch.setenv("POPPOARC_THREADS", "2")
-    monkeypatch.setattr(pack_shares, "choose_share", lambda work: ("agents", request.param))
+@pytest.fixture(params=[(TWO_PROCESS, 0), (TWO_PROCESS, 20), (SERIAL, 20)],
+                ids=["whole-target", "last-records", "serial"])
+def helped(cli, monkeypatch, request):
+    """``cli``'s packs hand the agents target to a helper, all of it or its records from
+    the 21st on (a fixed plan: the tiny installation is far below the cost model's
+    thresholds), in a second process or (serial) in this one.  Returns the helper results
+    seen: a part, None when the helper failed, or the error it reported."""
+    mode, first = request.param
+    cli.parallel = Parallelism(mode, 2, Tuning(plan=("agents", first)))
     results = []
-    real = pack_helper.TargetHelper.result
+    real = share_module.Share.result
 
     def spy(self):
         try:
@@ -58,13 +66,13 @@ def helped(monkeypatch, request):
         results.append(part)
         return part
 
-    monkeypatch.setattr(pack_helper.TargetHelper, "result", spy)
+    monkeypatch.setattr(share_module.Share, "result", spy)
     return results
 
 
 def test_a_helped_pack_holds_the_same_records_and_restores_the_tree(cli, helped, tmp_path,
                                                                     monkeypatch):
-    expected = records_alone(cli, monkeypatch)
+    expected = records_alone(cli)
     packed = cli.pack()
     assert len(helped) == 1 and helped[0] is not None and helped[0].files > 0
     assert listed_records(cli, packed) == expected
@@ -84,7 +92,7 @@ def test_a_helped_encrypted_pack_seals_at_the_same_positions(cli, helped, tmp_pa
     """Sealed objects are bound to their record's index position: the helper's records
     must start where this process's end, or nothing would open."""
     monkeypatch.setenv("POPPO_BACKUP_KEY", PASS)
-    expected = records_alone(cli, monkeypatch, "--encrypt", bundles=False)
+    expected = records_alone(cli, "--encrypt", bundles=False)
     packed = cli.pack("--encrypt")
     assert packed["encryption"] == "archive"
     assert len(helped) == 1 and helped[0] is not None and helped[0].files > 0
@@ -104,17 +112,17 @@ def test_a_record_missing_before_the_helped_target_leaves_it_to_this_process(
     """A file of an earlier target deleted after the walk moves every later position by
     one: the helper's sealed part is not used, this process seals the target again."""
     monkeypatch.setenv("POPPO_BACKUP_KEY", PASS)
-    gone = next(e["path"] for e in records_alone(cli, monkeypatch, "--encrypt")
+    gone = next(e["path"] for e in records_alone(cli, "--encrypt")
                 if e["target"] == "config" and e["type"] == "file")
     _after_the_walk(monkeypatch, lambda: os.unlink(cli.root / gone))
     written_here = []
-    real = pack_job.PackJob.write_records
+    real = body_module.Body.write_records
 
     def spy(self, writer, target, records, plain_path):
         written_here.append(target)
         return real(self, writer, target, records, plain_path)
 
-    monkeypatch.setattr(pack_job.PackJob, "write_records", spy)
+    monkeypatch.setattr(body_module.Body, "write_records", spy)
     packed = cli.pack("--encrypt")
     assert helped and helped[0] is not None         # the helper did its part ...
     assert "agents" in written_here                 # ... and it was written again here
@@ -125,18 +133,20 @@ def test_a_record_missing_before_the_helped_target_leaves_it_to_this_process(
 
 @pytest.mark.parametrize("failure", ["exits", "killed"])
 def test_a_failed_helper_leaves_the_target_to_this_process(cli, helped, monkeypatch, failure):
-    expected = records_alone(cli, monkeypatch)
+    if not cli.parallel.processes:
+        pytest.skip("a helper process fails; serial mode starts none")
+    expected = records_alone(cli)
     if failure == "exits":
-        monkeypatch.setattr(helper_process, "BOOT", "import sys; sys.exit(3)")
+        monkeypatch.setattr(process, "BOOT", "import sys; sys.exit(3)")
     else:
-        real_start = pack_helper.TargetHelper.start.__func__
+        real_start = share_module.Share.start.__func__
 
         def start_then_kill(cls, *args):
             helper = real_start(cls, *args)
-            os.kill(helper._process.pid, signal.SIGKILL)
+            os.kill(helper._helper.process.pid, signal.SIGKILL)
             return helper
 
-        monkeypatch.setattr(pack_helper.TargetHelper, "start", classmethod(start_then_kill))
+        monkeypatch.setattr(share_module.Share, "start", classmethod(start_then_kill))
     packed = cli.pack()
     assert helped == [None]
     assert listed_records(cli, packed) == expected
@@ -197,7 +207,7 @@ def test_hard_links_in_the_helpers_share_keep_it_in_this_process(cli, helped, mo
     know: a share holding one is not given away (a link before the share is fine)."""
     linked = _agents_files(cli.root)[-1]
     os.link(cli.root / linked, cli.root / (linked + ".link"))
-    expected = records_alone(cli, monkeypatch)
+    expected = records_alone(cli)
     packed = cli.pack()
     assert helped == []                 # no helper started: the records were not given away
     assert listed_records(cli, packed) == expected
@@ -216,7 +226,7 @@ def test_encoded_records_must_be_as_many_as_announced(tmp_path):
 
 def test_the_helper_needs_no_cryptography():
     """Its memory adds to the pack's: it imports only what packing plain files needs."""
-    code = ("import sys; sys.path[:] = %r; import poppoarc.pack_helper, poppoarc.pack_job, "
+    code = ("import sys; sys.path[:] = %r; import poppoarc.pack.share, poppoarc.pack.body, "
             "poppoarc.format.writer; "
             "print(sorted(m for m in sys.modules if m.startswith('cryptography')))" % sys.path)
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
@@ -226,5 +236,6 @@ def test_the_helper_needs_no_cryptography():
 
 def test_no_room_for_the_helpers_files_means_no_helper(tmp_path):
     records = [("data/ccag/a.json", "agents")]
-    assert pack_helper.TargetHelper.start(str(tmp_path), "agents", 0, records, 3,
-                                          scratch_dir=tmp_path / "missing") is None
+    body = body_module.Body(tmp_path, ("agents",), None,
+                            plan=body_module.BodyPlan(scratch_dir=tmp_path / "missing"))
+    assert share_module.Share.start(body, "agents", 0, records, 3) is None

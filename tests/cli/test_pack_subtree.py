@@ -1,6 +1,8 @@
-"""A directory of many files walked by the pack's helper process from the start: the
-same archive as one walk and one process give, whatever fails."""
+"""A directory of many files walked by the pack's helper from the start (in a second
+process, or in this one in serial mode): the same archive as one walk and one process
+give, whatever fails."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -8,14 +10,31 @@ import sqlite3
 
 import pytest
 
-from poppoarc import helper_process, pack_shares, pack_subtree
-from poppoarc.pack_subtree import (MIN_SHARE, candidates, count_entries, helper_plan,
-                                   literal_directories)
+from poppoarc.pack import share as share_module, subtree as pack_subtree
+from poppoarc.pack.share import choose_share, share_time
+from poppoarc.pack.subtree import candidates, count_entries, literal_directories
+from poppoarc.parallel import SERIAL, TWO_PROCESS, Parallelism, Tuning, process
 from poppoarc.snapshot.catalogue import build_catalogue
 
-from tests.helpers import CLI
-from tests.helpers import listed_records, records_alone
-from tests.helpers import digest
+from tests.helpers import CLI, digest, listed_records, records_alone
+
+TUNING = Tuning()
+MIN_SHARE = TUNING.subtree_min_share
+
+
+def helper_plan(work, own, linked):
+    return pack_subtree.helper_plan(work, own, linked, TUNING)
+
+
+def _tune(cli, **changes):
+    """``cli``'s parallelism with the thresholds changed."""
+    cli.parallel = dataclasses.replace(
+        cli.parallel, tuning=dataclasses.replace(cli.parallel.tuning, **changes))
+
+
+def _two_process_only(cli):
+    if not cli.parallel.processes:
+        pytest.skip("a helper process fails; serial mode starts none")
 
 
 def test_the_directories_are_those_the_patterns_name_literally():
@@ -55,8 +74,7 @@ def test_entries_are_counted_up_to_the_cap(tmp_path):
     assert count_entries([str(tmp_path / "missing")], 5) == 0
 
 
-def test_the_directories_chosen_are_those_the_walk_would_enter(tmp_path, monkeypatch):
-    monkeypatch.setattr(pack_subtree, "MIN_ENTRIES", 3)
+def test_the_directories_chosen_are_those_the_walk_would_enter(tmp_path):
     catalogue = build_catalogue({"agents": {"include": ["data/ccla/**", "agents/**"]}},
                                 ("agents", "database"))
     root = tmp_path / "root"
@@ -64,7 +82,9 @@ def test_the_directories_chosen_are_those_the_walk_would_enter(tmp_path, monkeyp
         (root / "data/ccla" / name).mkdir(parents=True)
     (root / "agents").mkdir()
     (root / "agents/x.json").write_text("{}")
-    choose = pack_subtree.choose_directories
+    def choose(root, catalogue, skip=()):
+        return pack_subtree.choose_directories(root, catalogue, skip, min_entries=3)
+
     assert choose(str(root), catalogue) == ("agents", ("agents", "data/ccla"))
     # a skipped directory, or one below a skipped one, is not walked: nor by a helper
     assert choose(str(root), catalogue, skip=(root / "agents",)) == ("agents", ("data/ccla",))
@@ -100,13 +120,12 @@ def test_the_share_makes_both_processes_equally_long():
     # too small a share is packed here
     assert _own_first([("state", 2 * MIN_SHARE - 2, 0)], linked=False) is None
     # content bounds the share (pro rata), and with hard links it cannot be cut
-    big = [("agents", 50_000, 0), ("state", 50_000, 2 * pack_subtree.MAX_BYTES)]
+    big = [("agents", 50_000, 0), ("state", 50_000, 2 * TUNING.share_max_bytes)]
     assert _own_first(big, linked=False) == 25_000
     assert _own_first(big, linked=True) is None
 
 
 def test_the_helper_takes_another_targets_share_when_its_own_is_small():
-    from poppoarc.pack_helper import choose_share, share_time
     even = [("config", 10, 0, False), ("agents", 50_000, 0, True), ("state", 50_000, 0, True)]
     assert helper_plan(even, "state", linked=False) == ("state", 0)    # all of its own
     small = [("config", 10, 0, False), ("agents", 78_000, 0, True), ("state", 22_000, 0, True)]
@@ -114,7 +133,7 @@ def test_the_helper_takes_another_targets_share_when_its_own_is_small():
     assert target == "agents" and abs((10 + first) - (78_000 - first)) <= 1
     assert share_time(small, target, first, 0) < share_time(small, "state", 0, 0)
     # its spool not the target's records: a share as a started helper's, no start
-    assert helper_plan(even, None, linked=False) == choose_share(even, 0, MIN_SHARE)
+    assert helper_plan(even, None, linked=False) == choose_share(even, TUNING, 0, MIN_SHARE)
     assert helper_plan([("config", 100, 0, False), ("state", 100, 0, True)], "state",
                        linked=False) is None
 
@@ -139,17 +158,17 @@ def _grow_state(root):
     (state / b"bad-\xff".decode("utf-8", "surrogateescape")).write_text("x")
 
 
-@pytest.fixture
-def apart(monkeypatch, installation):
-    """Packs walk ``state`` in a helper (the tiny installation is far below the real
-    threshold).  Returns what happened: ("merged", bool) for the walk's report and
-    ("part", part or None) for the packed share."""
+@pytest.fixture(params=[TWO_PROCESS, SERIAL])
+def apart(cli, monkeypatch, installation, request):
+    """``cli``'s packs walk ``state`` in a helper (the tiny installation is far below the
+    cost model's threshold), in a second process or (serial) in this one.  Returns what
+    happened: ("merged", bool) for the walk's report and ("part", part or None) for the
+    packed share."""
     _grow_state(installation)
-    monkeypatch.setenv("POPPOARC_THREADS", "2")
-    monkeypatch.setattr(pack_subtree, "MIN_ENTRIES", 1)
+    cli.parallel = Parallelism(request.param, 2, Tuning(subtree_min_entries=1))
     seen = []
     real_merge, real_result = pack_subtree.SubtreeHelper.merge_into, \
-        pack_subtree.TargetHelper.result
+        share_module.Share.result
 
     def merge(self, walk):
         merged = real_merge(self, walk)
@@ -162,14 +181,13 @@ def apart(monkeypatch, installation):
         return part
 
     monkeypatch.setattr(pack_subtree.SubtreeHelper, "merge_into", merge)
-    monkeypatch.setattr(pack_subtree.TargetHelper, "result", result)
+    monkeypatch.setattr(share_module.Share, "result", result)
     return seen
 
 
-def _first_is(monkeypatch, first):
-    """The helper packs its own target's records from ``first`` on (None: none)."""
-    monkeypatch.setattr(pack_shares, "helper_plan", lambda work, own, linked:
-                        None if first is None or own is None else (own, first))
+def _first_is(cli, first):
+    """The helper packs its own target's (state's) records from ``first`` on (None: none)."""
+    _tune(cli, plan=() if first is None else ("state", first))
 
 
 def _same_state(fresh, root):
@@ -203,11 +221,9 @@ def _restored(cli, packed, tmp_path):
                          ids=["helper-packs-all", "split", "walk-only", "helper-walk-spilled"])
 def test_a_directory_walked_apart_gives_the_same_archive(cli, apart, monkeypatch, tmp_path,
                                                          first, spill_at):
-    _first_is(monkeypatch, first)
-    monkeypatch.setattr(pack_subtree, "HELPER_SPILL_AT", spill_at)
-    with monkeypatch.context() as one:
-        one.setenv("POPPOARC_THREADS", "1")
-        alone = cli.pack()
+    _first_is(cli, first)
+    _tune(cli, subtree_spill_at=spill_at)
+    alone = cli.using(Parallelism(SERIAL, 1)).pack()
     packed = cli.pack()
     assert apart[0] == ("merged", True)
     if first is None:
@@ -232,8 +248,8 @@ def test_shared_parents_the_helper_finds_are_written_first(cli, apart, monkeypat
     config = json.loads(config_path.read_text())
     config["backup"]["targets"] = {"state": {"include": ["state/**/*.json"]}}
     config_path.write_text(json.dumps(config))
-    _first_is(monkeypatch, 3)
-    expected = records_alone(cli, monkeypatch)
+    _first_is(cli, 3)
+    expected = records_alone(cli)
     packed = cli.pack()
     assert apart[0] == ("merged", True) and apart[1][1] is not None
     listed = listed_records(cli, packed)
@@ -245,13 +261,14 @@ def test_shared_parents_the_helper_finds_are_written_first(cli, apart, monkeypat
 
 def test_a_helper_killed_before_its_report_leaves_the_walk_to_this_process(cli, apart,
                                                                           monkeypatch):
-    expected = records_alone(cli, monkeypatch)
+    _two_process_only(cli)
+    expected = records_alone(cli)
     processes = []
     real_merge = pack_subtree.SubtreeHelper.merge_into
 
     def kill_then_merge(self, walk):
-        processes.append(self._process)
-        os.kill(self._process.pid, signal.SIGKILL)
+        processes.append(self._helper.process)
+        os.kill(self._helper.process.pid, signal.SIGKILL)
         return real_merge(self, walk)
 
     monkeypatch.setattr(pack_subtree.SubtreeHelper, "merge_into", kill_then_merge)
@@ -264,23 +281,24 @@ def test_a_helper_killed_before_its_report_leaves_the_walk_to_this_process(cli, 
 @pytest.mark.parametrize("when", ["after-report", "while-packing"])
 def test_a_helper_that_fails_after_its_report_leaves_its_share_to_this_process(
         cli, apart, monkeypatch, when):
-    _first_is(monkeypatch, 7)
-    expected = records_alone(cli, monkeypatch)
+    _two_process_only(cli)
+    _first_is(cli, 7)
+    expected = records_alone(cli)
     if when == "after-report":      # it cannot be told its share
-        real_tell = helper_process.tell
+        real_tell = process.tell
 
-        def tell(process, message):
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-            return real_tell(process, message)
+        def tell(helper, message):
+            os.kill(helper.pid, signal.SIGKILL)
+            helper.wait()
+            return real_tell(helper, message)
 
-        monkeypatch.setattr(helper_process, "tell", tell)
+        monkeypatch.setattr(process, "tell", tell)
     else:                           # told, then gone: its spooled records are packed here
         real_share = pack_subtree.SubtreeHelper.share
 
         def share(self, *args):
             helper = real_share(self, *args)
-            os.kill(self._process.pid, signal.SIGKILL)
+            os.kill(self._helper.process.pid, signal.SIGKILL)
             return helper
 
         monkeypatch.setattr(pack_subtree.SubtreeHelper, "share", share)
@@ -296,18 +314,18 @@ def test_hard_links_in_the_directory_are_packed_by_the_helper_whole(cli, apart, 
                                                                    tmp_path):
     target = cli.root / "state/requests/r2/1.json"
     os.link(target, cli.root / "state/requests/r5/linked.json")
-    expected = records_alone(cli, monkeypatch)
+    expected = records_alone(cli)
     plans = []
-    real_plan = pack_shares.helper_plan
+    real_plan = pack_subtree.helper_plan
 
-    def plan(work, own, linked):
+    def plan(work, own, linked, tuning):
         # only state may be shared here: the helper takes it whole or not at all
         only_own = [(t, n, size, t == own) for t, n, size, _ in work]
-        plans.append((linked, real_plan(only_own, own, linked)))
+        plans.append((linked, real_plan(only_own, own, linked, tuning)))
         return plans[-1][1]
 
-    monkeypatch.setattr(pack_subtree, "MIN_SHARE", 1)
-    monkeypatch.setattr(pack_shares, "helper_plan", plan)
+    _tune(cli, subtree_min_share=1)
+    monkeypatch.setattr(pack_subtree, "helper_plan", plan)
     packed = cli.pack()
     assert plans == [(True, ("state", 0))]
     assert listed_records(cli, packed) == expected
@@ -333,8 +351,8 @@ def test_an_encrypted_pack_seals_the_helpers_share_at_its_positions(cli, apart, 
         monkeypatch.setenv("POPPO_BACKUP_IDENTITY", str(key_home / "encryption.key"))
     else:
         monkeypatch.setenv("POPPO_BACKUP_KEY", "a passphrase")
-    _first_is(monkeypatch, 7)
-    expected = records_alone(cli, monkeypatch, "--encrypt", bundles=False)
+    _first_is(cli, 7)
+    expected = records_alone(cli, "--encrypt", bundles=False)
     packed = cli.pack("--encrypt")
     assert packed["encryption"] == "archive"
     assert apart[0] == ("merged", True) and apart[1][1] is not None
@@ -349,29 +367,26 @@ def test_no_helper_walks_for_an_incremental_one_thread_or_a_small_directory(
     cli.pack("--full")                  # (a full pack, which may use one)
     apart.clear()
     assert cli.pack("--incremental")["incremental"]
-    with monkeypatch.context() as one:
-        one.setenv("POPPOARC_THREADS", "1")
-        cli.pack()
-    with monkeypatch.context() as small:
-        small.setattr(pack_subtree, "MIN_ENTRIES", 10_000)
-        cli.pack()
+    cli.using(dataclasses.replace(cli.parallel, compression_threads=1)).pack()
+    cli.using(dataclasses.replace(cli.parallel, tuning=Tuning(subtree_min_entries=10_000))).pack()
     assert apart == []
     cli.pack()
     assert apart[0] == ("merged", True)
 
 
 def test_every_helper_has_ended_when_the_pack_returns(cli, apart, monkeypatch):
+    _two_process_only(cli)
     started = []
-    real_start = helper_process.start
+    real_start = process.start
 
     def start(*args, **kwargs):
-        process = real_start(*args, **kwargs)
-        started.append(process)
-        return process
+        helper = real_start(*args, **kwargs)
+        started.append(helper)
+        return helper
 
-    monkeypatch.setattr(helper_process, "start", start)
+    monkeypatch.setattr(process, "start", start)
     for first in (0, None):
-        _first_is(monkeypatch, first)
+        _first_is(cli, first)
         cli.pack()
     assert len(started) == 2 and all(p.returncode is not None for p in started)
 
@@ -384,8 +399,8 @@ def test_a_nested_directory_walked_apart_keeps_the_parents_above_it(cli, apart, 
     config = json.loads(config_path.read_text())
     config["backup"]["targets"] = {"agents": {"include": ["data/ccla/**"]}}
     config_path.write_text(json.dumps(config))
-    _first_is(monkeypatch, 2)
-    expected = records_alone(cli, monkeypatch, "--targets", "agents")
+    _tune(cli, plan=("agents", 2))
+    expected = records_alone(cli, "--targets", "agents")
     packed = cli.pack("--targets", "agents")
     assert apart[0] == ("merged", True) and apart[1][1] is not None
     listed = listed_records(cli, packed)
@@ -411,9 +426,9 @@ def test_a_target_in_several_directories_is_walked_apart_in_all_of_them(cli, apa
         return chosen[-1]
 
     monkeypatch.setattr(pack_subtree, "choose_directories", choose)
-    _first_is(monkeypatch, 5)
+    _tune(cli, plan=("agents", 5))
     targets = ("--targets", "config,database,agents")
-    expected = records_alone(cli, monkeypatch, *targets)
+    expected = records_alone(cli, *targets)
     chosen.clear()
     packed = cli.pack(*targets)
     assert chosen == [("agents", ("config/agents", "data/ccag", "data/ccla", "data/ccpm"))]
@@ -435,17 +450,18 @@ def test_records_of_the_target_found_on_both_sides_are_merged_in_order(cli, apar
     and the walk (or a bug in the choice) would give this process records of the
     helper's target too: they are merged in path order and this process packs them all."""
     monkeypatch.setattr(pack_subtree, "choose_directories",
-                        lambda root, catalogue, skip=(): ("agents", ("data/ccla",)))
+                        lambda root, catalogue, skip=(), min_entries=0:
+                        ("agents", ("data/ccla",)))
     targets = ("--targets", "config,database,agents")
-    expected = records_alone(cli, monkeypatch, *targets)
+    expected = records_alone(cli, *targets)
     planned = []
-    real_plan = pack_shares.helper_plan
+    real_plan = pack_subtree.helper_plan
 
-    def plan(work, own, linked):
+    def plan(work, own, linked, tuning):
         planned.append(own)
-        return real_plan(work, own, linked)
+        return real_plan(work, own, linked, tuning)
 
-    monkeypatch.setattr(pack_shares, "helper_plan", plan)
+    monkeypatch.setattr(pack_subtree, "helper_plan", plan)
     packed = cli.pack(*targets)
     # its spool is not the target's records: it may not pack them
     assert apart == [("merged", True)] and planned == [None]
@@ -459,9 +475,10 @@ def test_records_of_the_target_found_on_both_sides_are_merged_in_order(cli, apar
 @pytest.mark.parametrize("failure", ["no-room", "no-process"])
 def test_a_helper_that_cannot_start_leaves_the_walk_here(cli, apart, monkeypatch, tmp_path,
                                                          failure):
+    _two_process_only(cli)
     catalogue = build_catalogue({}, None)
     if failure == "no-room":
-        assert pack_subtree.SubtreeHelper.start(cli.root, catalogue,
+        assert pack_subtree.SubtreeHelper.start(cli.root, catalogue, cli.parallel,
                                                 scratch_dir=tmp_path / "missing") is None
     opened = []
     real_file = pack_subtree.tempfile.TemporaryFile
@@ -475,9 +492,9 @@ def test_a_helper_that_cannot_start_leaves_the_walk_here(cli, apart, monkeypatch
     def cannot_start(*args, **kwargs):
         raise OSError("no interpreter to start a helper with")
 
-    expected = records_alone(cli, monkeypatch)
+    expected = records_alone(cli)
     monkeypatch.setattr(pack_subtree.tempfile, "TemporaryFile", temporary)
-    monkeypatch.setattr(helper_process, "start", cannot_start)
+    monkeypatch.setattr(process, "start", cannot_start)
     packed = cli.pack()
     assert apart == [] and listed_records(cli, packed) == expected
     assert len(opened) == 5 and all(f.closed for f in opened)
@@ -491,8 +508,8 @@ def test_the_helper_packs_another_targets_share_after_its_walk(cli, apart, monke
     args = ("--encrypt",) if encrypt else ()
     if encrypt:
         monkeypatch.setenv("POPPO_BACKUP_KEY", "a passphrase")
-    monkeypatch.setattr(pack_shares, "helper_plan", lambda work, own, linked: ("agents", 4))
-    expected = records_alone(cli, monkeypatch, *args, bundles=not encrypt)
+    _tune(cli, plan=("agents", 4))
+    expected = records_alone(cli, *args, bundles=not encrypt)
     packed = cli.pack(*args)
     assert apart[0] == ("merged", True) and apart[1][1] is not None
     assert apart[1][1].files > 0
@@ -506,8 +523,8 @@ def test_the_helper_packs_another_targets_share_after_its_walk(cli, apart, monke
 def test_another_targets_share_with_a_hard_link_stays_here(cli, apart, monkeypatch):
     first = next(p for p in sorted((cli.root / "data/ccag").rglob("*")) if p.is_file())
     os.link(first, cli.root / "data/ccag/zz-linked")
-    monkeypatch.setattr(pack_shares, "helper_plan", lambda work, own, linked: ("agents", 0))
-    expected = records_alone(cli, monkeypatch)
+    _tune(cli, plan=("agents", 0))
+    expected = records_alone(cli)
     packed = cli.pack()
     assert apart == [("merged", True)]          # not given: the helper was stopped
     assert listed_records(cli, packed) == expected
@@ -518,10 +535,11 @@ def test_a_share_of_its_own_target_not_in_its_spool_is_written_for_it(cli, apart
     """When this walk found records of the helper's target too, the helper's spool holds
     only some of them: a share of that target is written for it like any other."""
     monkeypatch.setattr(pack_subtree, "choose_directories",
-                        lambda root, catalogue, skip=(): ("agents", ("data/ccla",)))
-    monkeypatch.setattr(pack_shares, "helper_plan", lambda work, own, linked: ("agents", 3))
+                        lambda root, catalogue, skip=(), min_entries=0:
+                        ("agents", ("data/ccla",)))
+    _tune(cli, plan=("agents", 3))
     targets = ("--targets", "config,database,agents")
-    expected = records_alone(cli, monkeypatch, *targets)
+    expected = records_alone(cli, *targets)
     packed = cli.pack(*targets)
     assert apart[0] == ("merged", True) and apart[1][1] is not None
     assert listed_records(cli, packed) == expected

@@ -409,18 +409,18 @@ def test_an_incremental_chain_in_a_bucket(s3, installation, tmp_path, capsys):
 def test_a_pack_with_a_helper_process_goes_to_a_bucket(s3, installation, capsys, monkeypatch):
     """The helper's part is copied into the multipart upload like any body bytes (its
     temporary files go to $TMPDIR: a bucket has no directory beside the archive)."""
-    from poppoarc import pack_helper, pack_shares
-    monkeypatch.setenv("POPPOARC_THREADS", "2")
-    monkeypatch.setattr(pack_shares, "choose_share", lambda work: ("agents", 20))
+    from poppoarc.pack.share import Share
+    from poppoarc.parallel import TWO_PROCESS, Parallelism, Tuning
     parts = []
-    real = pack_helper.TargetHelper.result
+    real = Share.result
 
     def result(self):
         parts.append(real(self))
         return parts[-1]
 
-    monkeypatch.setattr(pack_helper.TargetHelper, "result", result)
-    cli = CLI(installation, f"s3://{s3.bucket}/prod", capsys)
+    monkeypatch.setattr(Share, "result", result)
+    cli = CLI(installation, f"s3://{s3.bucket}/prod", capsys,
+              Parallelism(TWO_PROCESS, 2, Tuning(plan=("agents", 20))))
     mark = s3.mark()
     packed = cli.pack()
     assert len(parts) == 1 and parts[0] is not None and parts[0].files > 0

@@ -13,7 +13,7 @@ from poppoarc.restore.plan import ADD, CHANGE, KEEP, REMOVE
 from tests.helpers import db_rows, digest, is_database, vandalize
 from tests.helpers.craft import craft, entry
 
-def test_round_trip_restores_the_archived_tree_and_the_safety_archive_undoes_it(cli, installation):
+def test_round_trip_restores_the_archived_tree_and_the_safety_archive_undoes_it(both_ways, cli, installation):
     packed = cli.pack()
     archived_rows = db_rows(installation / "data/poppo-history.db")
     cli.pack("--targets", "config")        # the later archive must not confuse the restore
@@ -69,7 +69,7 @@ def test_dry_run_changes_nothing_and_predicts_the_real_run(cli, installation, tm
     assert real["plan"]["targets"] == planned["plan"]["targets"]
 
 
-def test_targets_state_changes_nothing_outside_state(cli, installation):
+def test_targets_state_changes_nothing_outside_state(both_ways, cli, installation):
     packed = cli.pack()
     vandalize(installation)
     outside = {k: v for k, v in digest(installation).items() if not k.startswith("state")}
@@ -211,7 +211,7 @@ def test_kept_and_dropped_live_paths_in_path_order(cli, installation, monkeypatc
     assert left == archived
 
 
-def test_hard_links_come_back_as_hard_links(cli, installation):
+def test_hard_links_come_back_as_hard_links(both_ways, cli, installation):
     first = installation / "state/shared.json"
     first.write_text('{"shared": true}')
     os.link(first, installation / "state/shared-2.json")

@@ -24,19 +24,29 @@ from pathlib import Path
 
 from poppoarc.cli import main
 from poppoarc.format.manifest import write_index
+from poppoarc.parallel import Tuning
 
 REPO = Path(__file__).resolve().parents[2]
+# thresholds at which every helper runs on the tiny installation (poppoarc.parallel.Tuning)
+EAGER = Tuning(share_start=0, share_min_records=1, share_saving=0, subtree_min_entries=1,
+               subtree_min_share=1, index_min_bytes=0)
 
 
 class CLI:
-    """Runs poppoarc in-process (fast) against one installation and store."""
+    """Runs poppoarc in-process (fast) against one installation and store; ``parallel``
+    (a ``poppoarc.parallel.Parallelism``) replaces the one it would choose."""
 
-    def __init__(self, root: Path, store: Path, capsys):
-        self.root, self.store, self.capsys = root, store, capsys
+    def __init__(self, root: Path, store: Path, capsys, parallel=None):
+        self.root, self.store, self.capsys, self.parallel = root, store, capsys, parallel
+
+    def using(self, parallel) -> "CLI":
+        """The same installation and store, packed and restored with ``parallel``."""
+        return CLI(self.root, self.store, self.capsys, parallel)
 
     def __call__(self, *args: str) -> tuple[int, str, str]:
         self.capsys.readouterr()
-        code = main(["--root", str(self.root), "--store", str(self.store), *args])
+        code = main(["--root", str(self.root), "--store", str(self.store), *args],
+                    parallel=self.parallel)
         out, err = self.capsys.readouterr()
         return code, out, err
 
@@ -147,10 +157,11 @@ def listed_records(cli, packed, *, bundles: bool = True) -> list:
             for e in inspected["entries"] if not e.get("generated")]
 
 
-def records_alone(cli, monkeypatch, *args, bundles: bool = True) -> list:
-    with monkeypatch.context() as alone:
-        alone.setenv("POPPOARC_THREADS", "1")      # no helper with one thread
-        return listed_records(cli, cli.pack(*args), bundles=bundles)
+def records_alone(cli, *args, bundles: bool = True) -> list:
+    """``listed_records`` of a pack in one process with one compression thread, where no
+    share is ever cut: the reference a helped pack must equal."""
+    from poppoarc.parallel import SERIAL, Parallelism
+    return listed_records(cli, cli.using(Parallelism(SERIAL, 1)).pack(*args), bundles=bundles)
 
 
 def encode_index(archive_id, entries) -> bytes:

@@ -61,8 +61,9 @@ def test_a_copy_queued_behind_another_is_made_by_the_thread_that_needs_it(tmp_pa
     and every copy is a checked snapshot; leaving the session removes them all."""
     import threading
 
-    from poppoarc import pack_databases
-    from poppoarc.pack_databases import SnapshotSession
+    from poppoarc.pack import databases as pack_databases
+    from poppoarc.pack.databases import SnapshotSession
+    from poppoarc.parallel import Parallelism
 
     make_db(tmp_path / "big.db", 1000)
     make_db(tmp_path / "small.db", 10)
@@ -78,7 +79,7 @@ def test_a_copy_queued_behind_another_is_made_by_the_thread_that_needs_it(tmp_pa
     monkeypatch.setattr(pack_databases.sqlite_snapshot, "copy", copy)
     snaps = tmp_path / "snaps"
     snaps.mkdir()
-    with SnapshotSession(tmp_path, snaps, full_check=False) as session:
+    with SnapshotSession(tmp_path, snaps, False, Parallelism()) as session:
         session.start("big.db")         # found first: the copy thread is busy with it
         session.start("small.db")       # queued behind it
         small, small_check = session.take("small.db")

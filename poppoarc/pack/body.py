@@ -1,12 +1,11 @@
 """The body of a pack: every selected entry streamed into the archive writer.
 
-``PackJob.write_body`` walks the targets in order, snapshots the databases
-(checked in the background), seals what must be sealed, stores database
-deltas and references unchanged files of an incremental's parent; it keeps
-the bookkeeping the manifest needs (targets, databases, counts) and spools
-the index records.  ``pack.py`` decides what to pack and finishes the archive;
-``pack_databases`` holds the database steps, ``pack_shares`` the hand-off of part of a
-target to a helper process when that shortens the pack.
+``Body.write_body`` walks the targets in order, snapshots the databases (checked in the
+background: ``databases.py``), seals what must be sealed, stores database deltas and
+references unchanged files of an incremental's parent; it keeps the bookkeeping the
+manifest needs (targets, databases, counts) and spools the index records.  A target's
+share may be written by a helper (``share.py``) and spliced in.  ``steps.py`` decides
+what to pack (``plan.py``) and finishes the archive.
 """
 
 from __future__ import annotations
@@ -16,20 +15,20 @@ import io
 import json
 import os
 import stat
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
 
-from .errors import DatabaseSnapshotError, SourceError, Warnings
-from .format import tarheader
-from .format.entry import BUNDLE_MAX, CHUNK_SIZE, IndexEntry, encode_digests, needs_digest
-from .format.spool import IndexSpool
-from .format.writer import READ_CHUNK, BodyWriter, StoredFile
-from .pack_databases import DatabaseSteps, SnapshotSession
-from .pack_shares import HelperSteps
-from .format import chains
-from .snapshot.catalogue import TARGETS
-from .snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry
+from ..errors import DatabaseSnapshotError, SourceError, Warnings
+from ..format import chains, tarheader
+from ..format.entry import BUNDLE_MAX, CHUNK_SIZE, IndexEntry, encode_digests, needs_digest
+from ..format.spool import IndexSpool
+from ..format.writer import READ_CHUNK, BodyWriter, StoredFile
+from ..parallel import Parallelism
+from ..snapshot.catalogue import TARGETS
+from ..snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry, is_plain
+from . import databases, share
 
 ENVIRONMENT_MEMBER = ".poppoarc/environment.json"
 # A sealed file's record lists one member per 4 MiB chunk; an index line holds at most
@@ -37,32 +36,61 @@ ENVIRONMENT_MEMBER = ".poppoarc/environment.json"
 MAX_SEALED_FILE = 256 << 30
 
 
-class PackJob(DatabaseSteps, HelperSteps):
+@dataclass(frozen=True)
+class Sealing:
+    """How an encrypted archive seals its files."""
+
+    sealer: object                  # crypto.sealer.Sealer: the archive's data key
+    everything: bool                # the whole archive (scope "archive"), else the secrets
+    secrets: frozenset = frozenset()   # the secret files' paths (sealed in either scope)
+    mtime_ns: int = 0               # the tar mtime of sealed objects: the archive's time
+    index_base: int = 0             # a share's records start at this index position
+
+
+@dataclass(frozen=True)
+class BodyPlan:
+    """How the body is written, decided before it starts (``plan.py``)."""
+
+    sealing: Sealing | None = None
+    parent: object = None           # archives.parent.ParentBase of an incremental
+    check_content: bool = False     # compare an unchanged file's content, not its stat
+    # Page digests cost a hash pass over every database and ~0.5 % of the archive; only
+    # an archive that may become an incremental's parent needs them (§12.4).
+    block_digests: bool = True
+    # A safety archive must save whatever is there, damaged databases included (they are
+    # often why the restore happens); a normal backup refuses them.
+    keep_damaged_databases: bool = False
+    share_level: int | None = None  # a helper's compression level; None: no share
+    scratch_dir: Path | None = None     # a helper's temporary files (beside the archive)
+    parallel: Parallelism = field(default_factory=Parallelism)
+
+
+class Body:
     """The body-writing loop, with the bookkeeping the manifest needs."""
 
-    def __init__(self, root, selected, entries, warnings: Warnings, progress,
-                 snapshots: SnapshotSession | None, keep_damaged_databases: bool = False,
-                 sealer=None, seal_all: bool = False, secrets: set[str] = frozenset(),
-                 archive_mtime_ns: int = 0, parent=None, check_content: bool = False,
-                 total_bytes: int = 0, block_digests: bool = True,
-                 target_bytes: dict | None = None, helper_level: int | None = None,
-                 scratch_dir=None, index_base: int = 0, subtree=None):
-        # Page digests cost a hash pass over every database and ~0.5 % of the archive;
-        # only an archive that may become an incremental's parent needs them (§12.4).
-        self.block_digests = block_digests or parent is not None
-        self.sealer, self.seal_all, self.secrets = sealer, seal_all, secrets
-        self.parent, self.check_content = parent, check_content
+    def __init__(self, root, selected, warnings: Warnings, progress=None,
+                 plan: BodyPlan = BodyPlan(), walked=None, snapshots=None, subtree=None):
+        """``walked``: the walk's ``ScanResult`` (its records by target, in index order;
+        byte totals for progress and shares); ``snapshots``: the database copies the walk
+        started (``databases.SnapshotSession``); ``subtree``: the helper that walked one
+        target's directories (``subtree.SubtreeHelper``), to be told its share."""
+        sealing = plan.sealing
+        self.plan = plan
+        self.sealer = sealing.sealer if sealing else None
+        self.seal_all = bool(sealing and sealing.everything)
+        self.secrets = sealing.secrets if sealing else frozenset()
+        self.archive_mtime_ns = sealing.mtime_ns if sealing else 0
+        self.index_base = sealing.index_base if sealing else 0
+        self.parent, self.check_content = plan.parent, plan.check_content
+        self.block_digests = plan.block_digests or plan.parent is not None
+        self.keep_damaged_databases = plan.keep_damaged_databases
         self.reused = 0
-        self.archive_mtime_ns = archive_mtime_ns
-        # A safety archive must save whatever is there, damaged databases included
-        # (they are often why the restore happens); a normal backup refuses them.
-        self.keep_damaged_databases = keep_damaged_databases
-        self._damaged: set[str] = set()
+        self.damaged: set[str] = set()
         self.root = Path(root)
         self._root_text = str(root)     # str concatenation: pathlib costs µs per file
-        self.snapshots = snapshots      # the database copies; the walk starts them (pack.py)
+        self.snapshots = snapshots
         self.selected = selected
-        self.entries = entries          # scan's WalkGroups: by target, each in index order
+        self.entries = walked.entries if walked else None   # WalkGroups, by target
         self.warnings = warnings
         self.progress = progress
         self.index = IndexSpool()       # records go to a temporary file as they are written
@@ -70,16 +98,11 @@ class PackJob(DatabaseSteps, HelperSteps):
         self.databases: list[dict] = []
         self.files = 0
         self.bytes_done = 0
-        self.bytes_total = total_bytes
-        self.target_bytes = target_bytes or {}
-        # compression level for a helper process (pack_helper), None: one process only
-        self.helper_level = helper_level
-        self.scratch_dir = scratch_dir  # its temporary files: beside the archive if local
-        # a helper's records start at this index position (sealed objects are bound to theirs)
-        self.index_base = index_base
-        self.subtree = subtree          # a helper that walked one target's directory (pack_subtree)
+        self.bytes_total = walked.total_bytes if walked else 0
+        self.target_bytes = walked.target_bytes if walked else {}
+        self.subtree = subtree
         self._links: dict[tuple[int, int], IndexEntry] = {}
-        self._checks: list = []         # (manifest record, future of its DatabaseFacts)
+        self.checks: list = []         # (manifest record, future of its DatabaseFacts)
 
     def write_body(self, writer: BodyWriter, env_doc: dict, now: datetime,
                    note: bytes | None = None) -> None:
@@ -94,7 +117,7 @@ class PackJob(DatabaseSteps, HelperSteps):
         writer.end_frame()                  # (nothing at all when there are none)
         # A plain file of a full, unsealed archive takes _write_plain (see there).
         plain_path = self.parent is None and not self.seal_all
-        helper = self._start_helper(groups) if self.parent is None else None
+        helper = share.start(self, groups) if self.parent is None else None
         try:
             with self.snapshots:            # the copies go once the body is written
                 for target in TARGETS:
@@ -106,7 +129,8 @@ class PackJob(DatabaseSteps, HelperSteps):
                                                   islice(groups.take(target), helper.first),
                                                   plain_path)
                         groups.discard(target)      # the rest is the helper's
-                        more, (offset, length) = self._splice(writer, helper, plain_path)
+                        more, (offset, length) = share.splice(self, writer, helper,
+                                                              plain_path)
                         size += more
                     else:
                         size = self.write_records(writer, target, groups.take(target),
@@ -119,13 +143,14 @@ class PackJob(DatabaseSteps, HelperSteps):
                                             "stored": [offset, length]}
                 # A snapshot that fails its check aborts the pack before the head is signed,
                 # so no complete archive ever holds one.
-                for record, future in self._checks:
+                for record, future in self.checks:
                     try:
                         record.update(future.result().to_json())
                     except DatabaseSnapshotError as exc:
                         if not self.keep_damaged_databases:
                             raise
-                        self._mark_damaged(record["path"], exc, "as the backup API copied it")
+                        databases.mark_damaged(self, record["path"], exc,
+                                               "as the backup API copied it")
                         self.databases.remove(record)
         finally:
             if helper is not None:
@@ -135,7 +160,7 @@ class PackJob(DatabaseSteps, HelperSteps):
         """Archive one target's walk records, in order; returns the content bytes stored."""
         size = 0
         for entry in records:
-            if type(entry) is tuple:        # a plain file: its facts come from fstat
+            if is_plain(entry):             # a plain file: its facts come from fstat
                 if plain_path:
                     size += self._write_plain(writer, target, entry[0])
                     continue
@@ -149,12 +174,12 @@ class PackJob(DatabaseSteps, HelperSteps):
         record = IndexEntry(ENVIRONMENT_MEMBER, "config", "file", 0o600, 0, 0,
                             mtime_ns, len(data), generated=True)
         if self.seal_all:
-            self._seal(writer, record, io.BytesIO(data).read, may_bundle=True)
+            self.seal(writer, record, io.BytesIO(data).read, may_bundle=True)
         else:
             record.sha256 = writer.add_bytes(ENVIRONMENT_MEMBER, data, 0o600, mtime_ns)
         self.index.append(record, deferred=record.sealed is not None)
 
-    def _seal(self, writer: BodyWriter, record: IndexEntry, read,
+    def seal(self, writer: BodyWriter, record: IndexEntry, read,
               payload: int | None = None, may_bundle: bool = False) -> StoredFile:
         """Write one file (or ``payload`` bytes of a delta) as sealed chunks, or a small
         file into a shared bundle object; fills the record's sealed fields."""
@@ -169,7 +194,7 @@ class PackJob(DatabaseSteps, HelperSteps):
         chunks = max(1, -(-payload // CHUNK_SIZE))
         if self.seal_all:
             names = [f"objects/{position:08x}.{n:04x}" for n in range(chunks)]
-        else:   # the seed's layout: security/env.encrypted for .env
+        else:   # PoppoBuilder's documented layout: security/env.encrypted for .env
             flat = record.path.lstrip(".").replace("/", "_") or f"{position:08x}"
             names = [f"security/{flat}.encrypted" + (f".{n}" if n else "") for n in range(chunks)]
         stored = writer.add_sealed_file(read, payload, position, names, self.sealer,
@@ -225,7 +250,7 @@ class PackJob(DatabaseSteps, HelperSteps):
                 return 0
         source = self._root_text + "/" + entry.path
         if entry.kind == DATABASE:
-            snapshot = self._snapshot(entry.path)
+            snapshot = databases.snapshot_of(self, entry.path)
             if snapshot is False:
                 return 0
             source = snapshot or source
@@ -249,12 +274,12 @@ class PackJob(DatabaseSteps, HelperSteps):
                 st_meta = (entry.mode, entry.mtime_ns, entry.uid, entry.gid)
             else:
                 st_meta = (st.st_mode & 0o7777, st.st_mtime_ns, st.st_uid, st.st_gid)
-            if entry.kind == DATABASE and entry.path not in self._damaged:
-                stored, delta = self._write_database(writer, entry, fd, st.st_size, st_meta)
+            if entry.kind == DATABASE and entry.path not in self.damaged:
+                stored, delta = databases.write(self, writer, entry, fd, st.st_size, st_meta)
             elif self.seal_all or entry.path in self.secrets:
                 record = IndexEntry(entry.path, entry.target, "file", st_meta[0], st_meta[2],
                                     st_meta[3], st_meta[1], st.st_size)
-                stored = self._seal(writer, record, lambda n: os.read(fd, n), may_bundle=True)
+                stored = self.seal(writer, record, lambda n: os.read(fd, n), may_bundle=True)
             else:
                 stored = self._add_plain(writer, entry.path, fd, st.st_size, st_meta)
                 if stored.reread is not None:   # it changed while read: read again whole
@@ -266,7 +291,7 @@ class PackJob(DatabaseSteps, HelperSteps):
             raise SourceError(f"read failed: {exc.strerror}", path=source) from None
         finally:
             os.close(fd)
-        is_database = entry.kind == DATABASE and entry.path not in self._damaged
+        is_database = entry.kind == DATABASE and entry.path not in self.damaged
         record = IndexEntry(entry.path, entry.target, "file", st_meta[0], st_meta[2], st_meta[3],
                             st_meta[1], stored.size, stored.sha256, sqlite=is_database,
                             changed=stored.changed, sealed=stored.sealed,

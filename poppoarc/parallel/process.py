@@ -1,14 +1,20 @@
-"""Starting a helper process: a fresh interpreter that runs one module's ``run(spec)``.
+"""A helper process: a fresh interpreter that runs one module's ``run(spec)``.
 
-The pack's helpers (``pack_helper``, ``pack_subtree``), the index's
-(``format/index_helper``) and the KDF's (``crypto/kdf``, with a boot of its own that
-imports only Argon2id) are started so: ``python -I`` (no environment, no user site, no
-current directory on the path: the helper imports this installation's poppoarc, from the
-``sys.path`` of the process that starts it), the spec as one JSON line on its stdin, the
-temporary files it reads and writes inherited by descriptor.  Its answer is its stdout: a
-JSON object (``reply``, ``answer``) for those that run poppoarc's code, a hex key for the
-KDF's.  ``pack_subtree``'s helper also reports once before its answer (``report``,
-``read_report``) and is then told its share on its stdin (``tell``).
+The helpers (a target's share of a pack, a directory walked apart, the last part of a
+large index, the KDF with a boot of its own that imports only Argon2id) are started so:
+``python -I`` (no environment, no user site, no current directory on the path: the helper
+imports this installation's poppoarc, from the ``sys.path`` of the process that starts
+it), the spec as one JSON line on its stdin, the temporary files it reads and writes
+inherited by descriptor.  Its answer is its stdout: the JSON of what ``run`` returned (a
+hex key for the KDF's).  A ``run`` that is a generator reports once first (what it
+yields, one JSON line) and is then told its share on its stdin (``tell``); what it
+returns is its answer.
+
+This is a hand-made protocol rather than ``multiprocessing``: a spawned or forkserver
+child imports the main module again (``poppoarc.__main__``, hence the whole command
+line: more than twice the start of this one and some 20 MB more per helper), which the
+cost models of the helpers (a start is worth a few thousand records) cannot afford, and
+the KDF's helper exists to import nothing but Argon2id.
 """
 
 from __future__ import annotations
@@ -21,7 +27,17 @@ BOOT = r"""
 import importlib, json, sys
 spec = json.loads(sys.stdin.buffer.readline())
 sys.path[:] = spec["path"]
-sys.exit(importlib.import_module(spec["module"]).run(spec))
+work = importlib.import_module(spec["module"]).run(spec)
+if hasattr(work, "send"):           # reports, then is told its share (or nothing)
+    sys.stdout.write(json.dumps(next(work)) + "\n")
+    sys.stdout.flush()
+    line = sys.stdin.buffer.readline()
+    try:
+        work.send(json.loads(line) if line else None)
+        raise RuntimeError("a helper reports once")
+    except StopIteration as done:
+        work = done.value
+sys.stdout.write(json.dumps(work))
 """
 
 
@@ -53,9 +69,35 @@ def start(module: str, spec: dict, files: list = (), payload: bytes = b"",
     return process
 
 
+class ProcessHelper:
+    """A helper running in its own process (``Parallelism.helper`` in two-process mode)."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.process = process
+
+    def report(self) -> dict | None:
+        """Wait for its report: the object, or None if it ended or wrote garbage."""
+        try:
+            line = self.process.stdout.readline()
+            summary = json.loads(line)
+        except (OSError, ValueError):
+            return None
+        return summary if isinstance(summary, dict) else None
+
+    def tell(self, message: dict) -> bool:
+        """Its second and last message (one JSON line, then end of input); False if it can
+        no longer read it."""
+        return tell(self.process, message)
+
+    def answer(self) -> dict | None:
+        """Wait for it: its answer, or None if it failed in any way."""
+        return answer(self.process)
+
+    def stop(self) -> None:
+        stop(self.process)
+
+
 def tell(process: subprocess.Popen, message: dict) -> bool:
-    """Send a helper started with ``keep_stdin`` its second and last message (one JSON
-    line, then end of input); False if it can no longer read it."""
     try:
         process.stdin.write(json.dumps(message).encode() + b"\n")
         process.stdin.close()
@@ -66,30 +108,8 @@ def tell(process: subprocess.Popen, message: dict) -> bool:
     return True
 
 
-def report(summary: dict) -> None:
-    """In a helper: a first answer, before its last (one JSON line on stdout)."""
-    sys.stdout.write(json.dumps(summary) + "\n")
-    sys.stdout.flush()
-
-
-def read_report(process: subprocess.Popen) -> dict | None:
-    """Wait for a helper's ``report``: the object, or None if it ended or wrote garbage."""
-    try:
-        line = process.stdout.readline()
-        summary = json.loads(line)
-    except (OSError, ValueError):
-        return None
-    return summary if isinstance(summary, dict) else None
-
-
-def reply(summary: dict) -> int:
-    """In the helper: its answer, as one JSON object on stdout; the exit status."""
-    sys.stdout.write(json.dumps(summary))
-    return 0
-
-
 def answer(process: subprocess.Popen) -> dict | None:
-    """Wait for the helper: its ``reply``, or None if it failed in any way."""
+    """Wait for a helper: its answer, or None if it failed in any way."""
     out, _ = process.communicate()
     try:
         summary = json.loads(out) if process.returncode == 0 else None

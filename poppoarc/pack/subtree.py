@@ -1,8 +1,8 @@
-"""The directories of one target walked, and mostly packed, by a second process from the
-start of a pack.
+"""The directories of one target walked, and mostly packed, by a helper from the start of
+a pack.
 
-With ``pack_helper`` the body of a pack runs on both cores, but the walk before it ran
-on one: 100,000 paths take ~0.5 s (an ``lstat`` and a claim each).  When every include
+With a share (``share.py``) the body of a pack runs on both cores, but the walk before it
+ran on one (an ``lstat`` and a claim per path).  When every include
 pattern of one target names a directory literally (``state/**``: ``state``; agents:
 ``data/ccla``, ``data/ccag``, ...) and those directories hold many entries, a helper
 process walks them while this process walks the rest of the tree:
@@ -17,37 +17,30 @@ process walks them while this process walks the rest of the tree:
 3. When the body begins, this process tells the helper its share (``helper_plan``):
    its own target's records from some record on, read from its spool; or, when another
    target holds most of the work, that target's last records, written for it here.  With
-   the data key when the archive is encrypted.  From there it is ``pack_helper``'s share,
+   the data key when the archive is encrypted.  From there it is a ``share.Share``,
    spliced in at the target's place in the same way, with the same fallback (the
    records it was given, written here).
 
 The archive holds the same members and records, in the same order, as a pack in one
-process writes.
+process writes.  In serial mode the helper's walk runs in this process when its report
+is asked for (step 2), and its share when its answer is: the same archive again.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-import sys
 import tempfile
 from itertools import islice
 
-from . import helper_process
-from .errors import Warnings
-from .format.order import TARGETS
-from .format.records import read_chunks, write_chunks
-from .pack_helper import (MAX_BYTES, NOT_HELPED, NotForHelper, TargetHelper, choose_share,
-                          pack_share, share_time, write_helper_records)
-from .snapshot.catalogue import STORE, Catalogue, Rule
-from .snapshot.scan import FILE, Walk, record_fields, record_from_fields
-
-# A directory is worth a process from this many entries (files and directories) on: its
-# walk then takes ~0.1 s, the helper's start (beside this process's walk) ~0.07 s.
-MIN_ENTRIES = 20000
-MIN_SHARE = 2000        # fewer records are packed here rather than sent to the helper
-HELPER_SPILL_AT = 1 << 15   # walk records the helper holds in memory (groups.SPILL_AT: 1 << 17)
+from ..errors import Warnings
+from ..format.order import TARGETS
+from ..format.records import read_chunks, write_chunks
+from ..parallel import Parallelism, Tuning
+from ..snapshot.catalogue import STORE, Catalogue, Rule
+from ..snapshot.scan import FILE, Walk, is_plain, record_fields, record_from_fields
+from .share import NOT_HELPED, NotForHelper, Share, choose_share, pack_share, share_time, \
+    write_helper_records
 
 
 def literal_directories(patterns: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -72,7 +65,7 @@ def candidates(catalogue: Catalogue) -> list[tuple[str, tuple[str, ...]]]:
     """(target, directories) for each selected target whose rules only store paths, all
     in literally named directories; the targets the body writes last first (the
     helper's part is spliced in at its target's place, so a late target keeps this
-    process busy meanwhile).  Not config (``pack_helper.NOT_HELPED``)."""
+    process busy meanwhile).  Not config (``share.NOT_HELPED``)."""
     found = []
     for target in reversed(TARGETS):
         rules = [rule for rule in catalogue.rules if rule.target == target]
@@ -100,12 +93,14 @@ def count_entries(paths, cap: int) -> int:
     return min(count, cap)
 
 
-def choose_directories(root: str, catalogue: Catalogue,
-                       skip=()) -> tuple[str, tuple[str, ...]] | None:
+def choose_directories(root: str, catalogue: Catalogue, skip=(),
+                       min_entries: int = Tuning.subtree_min_entries
+                       ) -> tuple[str, tuple[str, ...]] | None:
     """(target, directories) for a helper's walk, or None: those of a candidate's
     directories that the walk would enter (real directories, no symbolic link on the way
     from the root, neither they nor one above them skipped), if they hold
-    ``MIN_ENTRIES`` or more."""
+    ``min_entries`` or more (``Tuning.subtree_min_entries``: then their walk takes about
+    as long as a helper's start)."""
     skip_real = {os.path.realpath(p) for p in skip}
     root_real = os.path.realpath(root)
     for target, directories in candidates(catalogue):
@@ -124,40 +119,17 @@ def choose_directories(root: str, catalogue: Catalogue,
                     or not catalogue.worth_descending(each) for each in above + [directory]):
                 real.append(directory)      # the walk would meet it, and enter it
         if real and count_entries([os.path.join(root, d) for d in real],
-                                  MIN_ENTRIES) >= MIN_ENTRIES:
+                                  min_entries) >= min_entries:
             return target, tuple(real)
     return None
 
 
-def walk_installation(root, catalogue: Catalogue, warnings: Warnings, skip=(),
-                      on_database=None, helper: SubtreeHelper | None = None):
-    """The pack's walk (compact records): with ``helper``, this process walks all but the
-    helper's directories and merges what the helper found there; if the helper fails,
-    it walks the whole tree again (a rare case, and the simplest that keeps the order).
-    Returns (the walk's ``ScanResult``, the helper if it is still wanted)."""
-    if helper is not None:
-        own = Warnings()
-        walk = Walk(root, catalogue, own, skip, compact=True, on_database=on_database,
-                    leave=helper.directories)
-        walk.run()
-        if helper.merge_into(walk):
-            for message in own:
-                warnings.add(message)
-            warnings.skipped.extend(own.skipped)
-            return walk.finish(), helper
-        walk.result.entries.close()
-    walk = Walk(root, catalogue, warnings, skip, compact=True, on_database=on_database)
-    walk.run()
-    return walk.finish(), None
-
-
 def helper_plan(work: list[tuple[str, int, int, bool]], own: str | None,
-                linked: bool) -> tuple[str, int] | None:
+                linked: bool, tuning: Tuning) -> tuple[str, int] | None:
     """What the helper that walked ``own``'s directories packs: (target, first), or None.
 
-    The share of any target that shortens the pack most, cut as ``pack_helper`` cuts
-    one (``choose_share``) but with no start and no minimum saving: the helper runs
-    already.  Its own target's records are in its spool; another's (agents' 80,000
+    The share of any target that shortens the pack most, cut as ``share.choose_share``
+    cuts one but with no start and no minimum saving: the helper runs already.  Its own target's records are in its spool; another's (agents' 80,000
     records beside 20,000 in ``state/``) this process writes for it.  With hard links
     in its own target it packs all of it or none: a link's first record must be packed
     by the process that packs the link.  ``work``: (target, records, content bytes, may
@@ -166,10 +138,10 @@ def helper_plan(work: list[tuple[str, int, int, bool]], own: str | None,
     """
     cut = [(target, records, size, helpable and not (target == own and linked))
            for target, records, size, helpable in work]
-    plan = choose_share(cut, start=0, min_records=MIN_SHARE, saving=0)
+    plan = choose_share(cut, tuning, start=0, min_records=tuning.subtree_min_share, saving=0)
     if own is not None and linked:
         records, size = next((r, b) for t, r, b, _ in work if t == own)
-        if records >= MIN_SHARE and size <= MAX_BYTES and (
+        if records >= tuning.subtree_min_share and size <= tuning.share_max_bytes and (
                 plan is None or share_time(work, own, 0, 0) < share_time(work, *plan, 0)):
             plan = (own, 0)
     return plan
@@ -180,20 +152,22 @@ _REPORTED = {"records", "linked", "found", "bytes", "references", "secrets", "da
 
 
 class SubtreeHelper:
-    """The helper process of one pack, its files, and the merge of its walk."""
+    """The helper of one pack, its files, and the merge of its walk."""
 
-    def __init__(self, target: str, directories: tuple[str, ...], process, files: list):
+    def __init__(self, target: str, directories: tuple[str, ...], helper, files: list):
         self.target, self.directories = target, directories
-        self._process = process
+        self._helper = helper
         self._records, self._foreign, self._data, self._index, self._share = files
         self.linked = False     # the target has records of hard-linked files
         self.aligned = False    # the target's walk records are exactly the helper's, in order
 
     @classmethod
-    def start(cls, root, catalogue: Catalogue, skip=(), scratch_dir=None) -> SubtreeHelper | None:
+    def start(cls, root, catalogue: Catalogue, parallel: Parallelism, skip=(),
+              scratch_dir=None) -> SubtreeHelper | None:
         """A helper walking the directories ``choose_directories`` picks; None when there
         are none or the helper cannot start."""
-        chosen = choose_directories(str(root), catalogue, skip)
+        tuning = parallel.tuning
+        chosen = choose_directories(str(root), catalogue, skip, tuning.subtree_min_entries)
         if chosen is None:
             return None
         target, directories = chosen
@@ -201,7 +175,7 @@ class SubtreeHelper:
         try:
             for _ in range(5):
                 files.append(tempfile.TemporaryFile(dir=scratch_dir, prefix=".poppoarc-helper-"))
-            process = helper_process.start(__name__, {
+            helper = parallel.helper(__name__, {
                 "root": str(root), "directories": directories, "target": target,
                 "skip": [str(p) for p in skip], "selected": list(catalogue.selected),
                 "rules": [[r.target, r.action, list(r.include), list(r.exclude)]
@@ -209,17 +183,19 @@ class SubtreeHelper:
                 "files": [each.fileno() for each in files],
                 # Its records are spooled for this process anyway: holding fewer before they
                 # go to disk keeps the two processes' memory together near one's bound.
-                "spill_at": HELPER_SPILL_AT}, files, keep_stdin=True)
+                "spill_at": tuning.subtree_spill_at}, files, keep_stdin=True)
+            if helper is None:
+                raise OSError("no helper process")
         except (OSError, ValueError):
             for each in files:
                 each.close()
             return None
-        return cls(target, directories, process, files)
+        return cls(target, directories, helper, files)
 
     def merge_into(self, walk: Walk) -> bool:
         """Wait for the helper's walk and merge it into ``walk``, which left its
         directories out; False (nothing merged, the helper stopped) if it failed."""
-        report = helper_process.read_report(self._process)
+        report = self._helper.report()
         if report is None or not _REPORTED <= report.keys():
             self.close()
             return False
@@ -258,10 +234,10 @@ class SubtreeHelper:
             yield from map(record_from_fields, chunk)
 
     def share(self, target: str, first: int, level: int, sealing: dict | None,
-              records=None) -> TargetHelper | None:
+              records=None) -> Share | None:
         """Tell the helper to pack ``target``'s records from ``first`` on: its own
         target's from its spool (when ``aligned``), or ``records`` (from ``first`` on),
-        written for it here.  The running helper as a ``TargetHelper``; None (and the
+        written for it here.  The running helper as a ``share.Share``; None (and the
         helper stopped) for a share it cannot take or a helper that can no longer be told."""
         own = target == self.target and self.aligned
         if not own:
@@ -271,24 +247,23 @@ class SubtreeHelper:
             except (NotForHelper, OSError):     # a hard-linked file (see there); no room
                 self.close()
                 return None
-        if not helper_process.tell(self._process, {"target": target, "first": first,
-                                                   "from_spool": own, "level": level,
-                                                   "sealing": sealing}):
+        if not self._helper.tell({"target": target, "first": first, "from_spool": own,
+                                  "level": level, "sealing": sealing}):
             self.close()
             return None
-        return TargetHelper(target, first, self._records if own else self._share,
-                            self._process, self._data, self._index,
-                            None if sealing is None else sealing["index_base"],
-                            spooled_from=0 if own else first)
+        return Share(target, first, self._records if own else self._share, self._helper,
+                     self._data, self._index, None if sealing is None else sealing["index_base"],
+                     spooled_from=0 if own else first)
 
     def close(self) -> None:
-        helper_process.stop(self._process)
+        self._helper.stop()
         for each in (self._records, self._foreign, self._data, self._index, self._share):
             each.close()
 
 
-def run(spec: dict) -> int:
-    """The helper process: walk, report, then pack the share it is told (or nothing)."""
+def run(spec: dict):
+    """The helper: walk, report (what it yields), then pack the share it is told (what it
+    returns: ``share.pack_share``'s summary), or nothing if it is not told one."""
     records_fd, foreign_fd, data_fd, index_fd, share_fd = spec["files"]
     catalogue = Catalogue(tuple(Rule(t, a, tuple(i), tuple(e)) for t, a, i, e in spec["rules"]),
                           tuple(spec["selected"]), tuple(spec["excludes"]))
@@ -303,7 +278,7 @@ def run(spec: dict) -> int:
 
     def target_fields():
         for record in groups.group(target):
-            if type(record) is not tuple and record.kind == FILE and not linked:
+            if not is_plain(record) and record.kind == FILE and not linked:
                 linked.append(True)     # a hard-linked file keeps a full compact record
             yield record_fields(record)
 
@@ -312,16 +287,14 @@ def run(spec: dict) -> int:
     with open(foreign_fd, "wb", closefd=False) as out:
         write_chunks(out, ((name, record_fields(record)) for name in (None, *TARGETS)
                            if name != target for record in groups.group(name)))
-    helper_process.report({
-        "records": groups.count(target), "linked": bool(linked), "found": found,
-        "bytes": result.target_bytes, "references": result.references,
-        "secrets": result.secrets, "databases": result.databases,
-        "warnings": list(warnings), "skipped": warnings.skipped})
+    report = {"records": groups.count(target), "linked": bool(linked), "found": found,
+              "bytes": result.target_bytes, "references": result.references,
+              "secrets": result.secrets, "databases": result.databases,
+              "warnings": list(warnings), "skipped": warnings.skipped}
     groups.close()
-    line = sys.stdin.buffer.readline()
-    if not line:
-        return 0            # not wanted: this process packs the target itself
-    told = json.loads(line)
+    told = yield report
+    if told is None:
+        return None         # not wanted: the pack writes the target itself
     if told["from_spool"]:              # its own target's records, from the walk
         records = islice((record_from_fields(fields) for chunk in read_chunks(records_fd)
                           for fields in chunk), told["first"], None)

@@ -1,4 +1,4 @@
-"""A large index checked on both cores: a helper process takes the last part of its lines.
+"""A large index checked in two parts: a helper process takes the last part of its lines.
 
 Checking one index line costs ~9 µs of Python (canonical JSON, the record's rules, its
 spooled form), so 100,000 records are nearly a second of one core before a verify, a
@@ -17,7 +17,8 @@ The result, and every error, is the same as one process reading every line:
 * only rules about paths remain for a part the helper passed, and they are checked
   here, in record order, by the replayed calls.
 
-The helper is started as the pack's is (``helper_process``).
+The helper runs in a second process only (``Parallelism.apart``): in serial mode, or
+when no process starts, every line is read here.
 """
 
 from __future__ import annotations
@@ -27,13 +28,9 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 
-from .. import helper_process
+from ..parallel import Parallelism, process
 from .records import CHUNK, MAX_INDEX_LINE, bounded_lines, read_chunks, write_chunk
 
-# Below this many bytes of index lines (~20,000 records) a process costs more than it
-# saves: its start (~40 ms) is the time of ~4,000 records.
-MIN_BYTES = 4 << 20
-HELPER_SHARE = 0.45     # it starts later, and this process replays its rule calls
 CHUNK_BYTES = 1 << 20   # path bytes of rule calls per chunk
 
 
@@ -57,13 +54,13 @@ class HelperPart:
 class IndexHelper:
     """A running helper and the temporary files its records and rule calls go to."""
 
-    def __init__(self, split: int, process: subprocess.Popen, records, calls):
+    def __init__(self, split: int, helper: subprocess.Popen, records, calls):
         self.split = split      # the offset of the first line it checks
-        self._process, self._records, self._calls = process, records, calls
+        self._process, self._records, self._calls = helper, records, calls
 
     def result(self) -> HelperPart | None:
         """Wait for it: its part, or None if it failed or found a fault."""
-        summary = helper_process.answer(self._process)
+        summary = process.answer(self._process)
         if summary is None or "fault" in summary:
             return None
         self._records.seek(0)
@@ -71,17 +68,23 @@ class IndexHelper:
                           summary["hardlinks"], self._calls, summary["tally"])
 
     def close(self) -> None:
-        helper_process.stop(self._process)
+        process.stop(self._process)
         self._records.close()
         self._calls.close()
 
 
-def start(spool, incremental: bool, version, share: float = HELPER_SHARE) -> IndexHelper | None:
+def start(spool, incremental: bool, version, parallel: Parallelism | None,
+          share: float | None = None) -> IndexHelper | None:
     """A helper for the last ``share`` of the lines that follow ``spool``'s position (a
     binary file), checked by the rules of ``version`` (a ``versions.FormatVersion``); None
-    when they are too few to gain or no process can start.  A reader
-    that runs beside other work of its process (an incremental pack reads its parent's
-    index during the walk) gives the helper more."""
+    when they are too few to gain (below ``Tuning.index_min_bytes``: a process's start is
+    the time of a few thousand records), the parallelism is serial (or None) or no process
+    starts.  ``share`` defaults to ``Tuning.index_share``; a reader that runs beside other
+    work of its process (an incremental pack reads its parent's index during the walk)
+    gives the helper more."""
+    if parallel is None or not parallel.processes:
+        return None
+    share = parallel.tuning.index_share if share is None else share
     try:
         fd = spool.fileno()
     except (AttributeError, OSError, ValueError):     # in memory: read here
@@ -89,7 +92,7 @@ def start(spool, incremental: bool, version, share: float = HELPER_SHARE) -> Ind
     position = spool.tell()
     size = spool.seek(0, os.SEEK_END)
     spool.seek(position)
-    if size - position < MIN_BYTES:
+    if size - position < parallel.tuning.index_min_bytes:
         return None
     split = _line_start(fd, position + int((size - position) * (1 - share)), size)
     if split is None:
@@ -99,14 +102,16 @@ def start(spool, incremental: bool, version, share: float = HELPER_SHARE) -> Ind
         for _ in range(2):
             files.append(tempfile.TemporaryFile(prefix=".poppoarc-index-"))
         records, calls = files
-        process = helper_process.start(__name__, {
+        helper = parallel.apart(__name__, {
             "lines": fd, "from": split, "records": records.fileno(), "calls": calls.fileno(),
             "incremental": incremental, "format": version.name}, [spool, records, calls])
-    except (OSError, ValueError):       # no room, no process: every line is read here
+    except OSError:                     # no room: every line is read here
+        helper = None
+    if helper is None:
         for each in files:
             each.close()
         return None
-    return IndexHelper(split, process, records, calls)
+    return IndexHelper(split, helper, records, calls)
 
 
 def lines_until(spool, helper: IndexHelper | None):
@@ -176,8 +181,8 @@ def _lines(fd: int, offset: int):
         yield rest          # no newline: decode_lines names the fault
 
 
-def run(spec: dict) -> int:
-    """The helper process: check the lines, write the records and the calls; its reply."""
+def run(spec: dict) -> dict:
+    """The helper process: check the lines, write the records and the calls; its answer."""
     from .entry import IndexEntry
     from .manifest import _FIELDS, decode_lines
     from .records import IndexRecords
@@ -192,7 +197,7 @@ def run(spec: dict) -> int:
             hardlinks = decode_lines(_lines(spec["lines"], spec["from"]), records, calls,
                                      spec["incremental"], version=VERSIONS[spec["format"]])
         except Exception:      # any fault: the reader finds it again, and names it
-            return helper_process.reply({"fault": True})
+            return {"fault": True}
         calls.flush()
-    return helper_process.reply({"count": len(records), "sealed": records.sealed,
-                                 "hardlinks": hardlinks, "tally": records.tally.to_json()})
+    return {"count": len(records), "sealed": records.sealed, "hardlinks": hardlinks,
+            "tally": records.tally.to_json()}

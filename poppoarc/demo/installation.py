@@ -14,6 +14,7 @@ once, and a record draws one ``getrandbits(64)`` and slices it into fields
 instead of making a random call per field or per character.
 
     python -m poppoarc.demo.installation DEST [--scale S] [--seed N]
+    python -m poppoarc.demo.installation DEST --layout=real [--seed N]
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from . import parse_args
 from .databases import write_databases
+from .real_layout import make_real_layout
 from .tree import (BASE_TIME, DAY, EN_WORDS, LEVELS, MANY_FILES, MANY_PER_DIR, ROTATED_DAYS,
                    SCALE_BYTES, SCALES, SHARES, STATUSES, TASK_TYPES, Pools, Tree, clf, date_text,
                    iso)
@@ -359,10 +361,12 @@ USAGE = """Make a demo PoppoBuilder installation.
 
 Usage:
   installation DEST [--scale=SCALE] [--seed=N]
+  installation DEST --layout=real [--seed=N]
   installation (-h | --help)
 
 Options:
   --scale=SCALE  tiny, small, medium or manyfiles [default: tiny].
+  --layout=real  The upstream repository's layout and shipped config (demo/real_layout.py).
   --seed=N       Random seed; same seed, same bytes [default: 0].
 """
 
@@ -374,7 +378,10 @@ def main(argv: list[str] | None = None) -> int:
         return seed
     started = time.monotonic()
     try:
-        summary = make_installation(args["DEST"], args["--scale"], seed)
+        if args["--layout"] not in (None, "real"):
+            raise ValueError(f"unknown layout {args['--layout']!r}; expected real")
+        summary = make_real_layout(args["DEST"], seed) if args["--layout"] \
+            else make_installation(args["DEST"], args["--scale"], seed)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -246,6 +246,12 @@ class Catalogue:
         One regex per rule on the whole path: an index names directories one path at a
         time, where the walk's per-directory specialisation (``claim``) would cost more
         than it saves (a path of 250 levels under a directory of its own)."""
+        rule = self.owning_rule(path, kind)
+        return rule.target if rule is not None else None
+
+    def owning_rule(self, path: str, kind: str) -> Rule | None:
+        """The claim ``owner`` decides by (its target is the owner): a secret's claim
+        tells a caller the walk archives it only sealed."""
         if self._excluded_here_or_above(path):
             return None
         rules = []
@@ -256,11 +262,11 @@ class Catalogue:
                 if rule.action != SQLITE:
                     break
         if kind == "sqlite":
-            return rules[0].target if rules and rules[0].action == SQLITE else None
+            return rules[0] if rules and rules[0].action == SQLITE else None
         rule = next((r for r in rules if r.action != SQLITE), None)
         if rule is None or rule.action == REFERENCE or (kind == "dir" and rule.action != STORE):
             return None
-        return rule.target
+        return rule
 
     def database_candidate(self, path: str) -> bool:
         """Whether the walk would test the file at ``path`` for being a database."""

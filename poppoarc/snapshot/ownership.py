@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from .catalogue import REFERENCE, SECRET, SQLITE, Catalogue
+from .catalogue import SECRET, Catalogue
 from .sqlite import is_sqlite_file
 
 SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")
@@ -16,32 +16,36 @@ SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")
 def claimed_by_walk(catalogue: Catalogue, root: str, rel: str) -> bool:
     """Whether a walk of the selected targets would take the path ``rel`` (a directory:
     and everything in it), or it is a sidecar of a database path they own: what a
-    restore of those targets may replace.  The walk's rules, one path at a time."""
+    restore of those targets may replace.  The ownership is ``Catalogue.owner``'s (the
+    one rule of which target a path belongs to), for the kind the path has here; the
+    walk leaves out a secret (archived sealed, or not at all: restored in place) and a
+    special file."""
     path = f"{root}/{rel}"
     try:
         st = os.lstat(path)
     except OSError:
         return False
-    selected = set(catalogue.selected)
     if stat.S_ISDIR(st.st_mode):
-        rules = [r for r in catalogue.claim(rel) if r.action != SQLITE]
-        if not rules or rules[0].target not in selected or rules[0].action in (REFERENCE, SECRET):
-            return False
-        try:
-            names = os.listdir(path)
-        except OSError:
-            return False
-        return all(claimed_by_walk(catalogue, root, f"{rel}/{name}") for name in names)
-    rules = catalogue.claim(rel)
-    if not rules:
-        return "database" in selected and sidecar_of_database(catalogue, rel)
-    if rules[0].action == SQLITE:
-        if stat.S_ISREG(st.st_mode) and is_sqlite_file(path):
-            return rules[0].target in selected
-        rules = rules[1:]
-    return bool(rules) and rules[0].target in selected \
-        and rules[0].action not in (REFERENCE, SECRET) \
-        and (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode))
+        kind = "dir"
+    elif stat.S_ISLNK(st.st_mode):
+        kind = "symlink"
+    elif stat.S_ISREG(st.st_mode):
+        kind = "sqlite" if catalogue.database_candidate(rel) and is_sqlite_file(path) else "file"
+    else:
+        return False
+    rule = catalogue.owning_rule(rel, kind)
+    if rule is None:
+        return kind != "dir" and "database" in catalogue.selected \
+            and sidecar_of_database(catalogue, rel)
+    if rule.target not in catalogue.selected or rule.action == SECRET:
+        return False
+    if kind != "dir":
+        return True
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return False
+    return all(claimed_by_walk(catalogue, root, f"{rel}/{name}") for name in names)
 
 
 def sidecar_of_database(catalogue: Catalogue, path: str) -> bool:
@@ -49,8 +53,7 @@ def sidecar_of_database(catalogue: Catalogue, path: str) -> bool:
     database rules claim: a restore of that database drops it (it would replay old data)."""
     for suffix in SIDECAR_SUFFIXES:
         if path.endswith(suffix):
-            rules = catalogue.claim(path[:-len(suffix)])
-            return bool(rules) and rules[0].action == SQLITE
+            return catalogue.database_candidate(path[:-len(suffix)])
     return False
 
 

@@ -163,3 +163,30 @@ def test_records_spooled_by_another_process_are_adopted_only_into_an_empty_group
     assert list(groups.group("state")) == records               # read again on each call
     assert list(groups.take("state")) == records and spool.closed
     groups.close()
+
+
+def test_one_path_ownership_is_the_walks(installation, tmp_path):
+    """claimed_by_walk (a restore's last look, one path at a time, by Catalogue.owner)
+    decides every path of two trees as the restore's walk does: a file it archives,
+    a database sidecar, a directory of the target with nothing foreign below it."""
+    from poppoarc.demo.real_layout import make_real_layout
+    from poppoarc.snapshot.ownership import claimed_by_walk
+
+    real = tmp_path / "real"
+    make_real_layout(real)
+    (installation / "state" / "pipe").mkdir()
+    os.mkfifo(installation / "state" / "pipe" / "fifo")
+    (installation / "config" / "x.token").write_text("secret")
+    for root in (installation, real):
+        for selected in (None, ("config", "state"), ("database",), ("agents", "security")):
+            catalogue = build_catalogue({}, selected)
+            result = scan(root, catalogue, Warnings(), foreign=True)
+            records = {e.path: e.kind for e in result.entries if e.target is not None}
+            for directory, dirs, files in os.walk(root):
+                for name in dirs + files:
+                    rel = os.path.relpath(os.path.join(directory, name), root)
+                    if name in dirs:
+                        walk = records.get(rel) == "dir" and rel not in result.impure
+                    else:
+                        walk = rel in records or rel in result.sidecars
+                    assert claimed_by_walk(catalogue, str(root), rel) == walk, (root, selected, rel)

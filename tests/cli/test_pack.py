@@ -73,7 +73,7 @@ def test_database_copies_include_the_wal_and_pass_integrity_check(cli, installat
     assert not (out / "data/poppo-history.db-wal").exists()
     conn = sqlite3.connect(copy)
     assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
-    assert conn.execute("pragma journal_mode").fetchone()[0] == "delete"
+    assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"   # as the live one
     assert conn.execute("select count(*) from process_history").fetchone()[0] == live_rows
     assert (out / "data/ccpm/cache.sqlite3").exists(), "SQLite found by magic, not by name"
     assert not (out / "data/not-a-db.db").exists() or not is_database(out / "data/not-a-db.db")

@@ -121,7 +121,7 @@ def test_background_checks_remove_checked_files_and_bound_the_backlog(tmp_path, 
     running, seen = threading.Event(), []
     release = threading.Event()
 
-    def slow(path, quick):
+    def slow(path, quick, private=False):
         seen.append(os.path.basename(path))
         running.set()
         release.wait(5)

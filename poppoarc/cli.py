@@ -19,8 +19,9 @@ from .config import resolve
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PoppoarcError, \
     as_space_error
 from .parallel import Parallelism
-from .ui import crash, i18n, render
-from .ui.i18n import _
+from . import i18n
+from .i18n import _
+from .ui import crash, render
 from .ui.output import Output, service_log
 
 USAGE = __doc__ = commands.usage()

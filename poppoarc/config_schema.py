@@ -247,7 +247,6 @@ def reference_table() -> str:
     return "\n".join(lines)
 
 
-
 # -- values: what the key table cannot express -------------------------------------
 
 FULL, INCREMENTAL = "full", "incremental"
@@ -355,7 +354,7 @@ def check_values(backup: dict, config_path: Path) -> None:
     """What the key table cannot say about schedule, retention and notification keys:
     cron syntax, run types, the time zone, ranges (docs/configuration.md)."""
     if backup.get("parallel", "auto") not in ("auto", "serial", "two-process"):
-        raise ConfigError("'backup.parallel' must be \"auto\", \"two-process\" or \"serial\"",
+        raise ConfigError("'backup.parallel' must be auto, two-process or serial",
                           path=config_path)
     for key in ("retention", "maxBackups"):
         if key in backup and _int_at_least(1)(backup[key]):

@@ -46,7 +46,7 @@ class Link:
         return self.head.manifest["id"]
 
 
-def resolve(store, head: reader.TrustedHead, pinned: dict, *, open_head=None) -> list[Link]:
+def resolve(store, head: reader.TrustedHead, pinned: dict) -> list[Link]:
     """The ancestors of an archive, oldest first; [] for a full archive.
 
     Raises BrokenChain naming the first parent that is missing, damaged,

@@ -35,11 +35,10 @@ from ..parallel import Parallelism
 from .kdf import PendingKek, derive_apart
 from .signing import decode_prefixed
 
-SCHEME = "poppoarc-seg/1"
 ARGON2 = {"time_cost": 3, "memory_kib": 65536, "lanes": 4}       # RFC 9106 second choice
 # What a reader accepts before it derives anything (spec §11.2): a hostile stanza at the
-# ceilings costs 256 MiB (in the KDF's own process, kdf.py) and 8 passes, ~1.5 s on a
-# current core, not 1 GiB and 16 passes; the writer's choice sits well inside.
+# ceilings costs 256 MiB (in the KDF's own process, kdf.py) and 8 passes, not 1 GiB and
+# 16 passes; the writer's choice sits well inside.
 ARGON2_BOUNDS = {"time_cost": (2, 8), "memory_kib": (19 * 1024, 256 * 1024), "lanes": (1, 8)}
 X25519_PREFIX = "x25519:"
 IDENTITY_NAME = "encryption.key"
@@ -255,7 +254,7 @@ def load_secrets(backup: dict, key_dir: Path, environ, warnings,
     """Passphrase, identities and recipients from the environment and config.
 
     The passphrase comes from ``POPPO_BACKUP_KEY``, else the file named by
-    ``backup.storage.keyFile``; ``backup.storage.encryptionKey`` (the seed's
+    ``backup.storage.keyFile``; ``backup.storage.encryptionKey`` (PoppoBuilder's
     key in the config file) still works but is warned about.
     """
     storage = backup.get("storage", {})

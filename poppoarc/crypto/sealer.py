@@ -1,4 +1,6 @@
-"""Sealing file content: compress each 4 MiB chunk, then encrypt it as an object.
+"""An encrypted archive's data key (``Sealer``): compress each 4 MiB chunk, then encrypt it
+as an object; the HMAC of each sealed file.  (Where the objects go in the body, and how
+they are read back, is ``format/sealed.py``; the AES-GCM segments, ``segments.py``.)
 
 Compression comes first because ciphertext does not compress; the outer
 zstd frames of an encrypted archive then only carry the tar framing.  A

@@ -1,4 +1,4 @@
-"""``doctor``: the seed's troubleshooting list as checks.
+"""``doctor``: the troubleshooting list of PoppoBuilder's backup documentation, as checks.
 
 Each check returns one ``Finding``: a status (``ok``, ``info``, ``n/a``,
 ``warn``, ``fail``), a one-line message and, for warnings and failures, a
@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 from ..config import Settings
 from ..errors import EXIT_OK, EXIT_PROBLEMS, EXIT_WARNING, PoppoarcError
-from ..ui.i18n import N_
+from ..i18n import N_
 
 STATUSES = ("ok", "info", "n/a", "warn", "fail")
 _SEVERITY = {"ok": 0, "info": 0, "n/a": 0, "warn": 1, "fail": 2}

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from ..restore.journal import ASIDE_PREFIX, JOURNAL_NAME, STAGE_PREFIX
 from ..store import leftovers
-from ..ui.i18n import N_
+from ..i18n import N_
 from .checks import Context, _f
 from .schedule import expected_interval
 

@@ -24,8 +24,8 @@ from ..snapshot import sqlite as sqlite_snapshot
 from ..snapshot.catalogue import SQLITE, TARGETS, build_catalogue
 from ..snapshot.scan import DATABASE, scan
 from ..store import verified
-from ..ui.i18n import N_
-from ..ui.text import human_size
+from ..i18n import N_
+from ..text import human_size
 from . import Finding
 
 KEY_ENV = "POPPO_BACKUP_KEY"

@@ -37,8 +37,8 @@ def is_inode(value: object) -> bool:
 
 
 # A plain file smaller than this needs no SHA-256 of its own (spec §5.4): the signed
-# body checksum covers its bytes, and 100,000 small files' digests (3.8 MB compressed)
-# would make their archive 20 % larger.  Larger files and every database keep theirs.
+# body checksum covers its bytes, and the digests of many small files (incompressible)
+# would make their archive much larger.  Larger files and every database keep theirs.
 DIGEST_MIN_SIZE = 1 << 16
 
 

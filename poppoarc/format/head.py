@@ -25,7 +25,6 @@ FRAME_HEADER_SIZE = 4 + 1 + 8
 RAW_BLOCK_MAX = 128 * 1024      # largest zstd block
 MIN_HEAD_SIZE = 4096
 MAX_HEAD_SIZE = 1024 * 1024     # the bound on what `list` reads (plus framing)
-DEFAULT_HEAD_SIZE = 64 * 1024
 SIG_MEMBER_SIZE = 512
 
 MANIFEST_NAME = ".poppoarc/manifest.json"

@@ -1,8 +1,8 @@
 """A large index checked in two parts: a helper process takes the last part of its lines.
 
-Checking one index line costs ~9 µs of Python (canonical JSON, the record's rules, its
-spooled form), so 100,000 records are nearly a second of one core before a verify, a
-restore or an incremental pack can start on the body.  Lines are independent but for
+Checking one index line is Python's work (canonical JSON, the record's rules, its spooled
+form), so a large index keeps one core busy before a verify, a restore or an incremental
+pack can start on the body.  Lines are independent but for
 the index's runs (``PathRules``: where the records' paths stop rising), which follow the
 records in order.  So the helper checks each line of its part as ``decode_lines`` does, writes the
 records it checked in ``IndexRecords``' spool form to a temporary file, and sends back

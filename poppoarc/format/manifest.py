@@ -54,7 +54,7 @@ def new_archive_id(now: datetime) -> str:
 
 
 def iso_timestamp(now: datetime) -> str:
-    """``2025-06-19T12:00:00.000Z`` as in the seed's metadata.json."""
+    """``2025-06-19T12:00:00.000Z``, as in the metadata.json of PoppoBuilder's documentation."""
     now = now.astimezone(timezone.utc)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 

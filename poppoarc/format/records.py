@@ -92,9 +92,8 @@ def _no_default(value):
 _scan_record = json.JSONDecoder(parse_float=reject_float,
                                 parse_constant=reject_constant).scan_once
 if c_make_encoder is not None:
-    # head.canonical_json's encoder, built once: json.dumps builds a new one on every call
-    # (0.7 µs of the ~10 µs that checking one record costs).  No cycle check: decoded
-    # JSON has no cycles.
+    # head.canonical_json's encoder, built once: json.dumps builds a new one on every call,
+    # a noticeable part of checking one record.  No cycle check: decoded JSON has none.
     _canonical_parts = c_make_encoder(None, _no_default, _text, None, ":", ",", True, False,
                                       False)
 
@@ -122,12 +121,11 @@ def strict_record(line: bytes) -> object:
 class IndexRecords:
     """The records of a checked index, read back from a spool file on each pass.
 
-    Iterable any number of times, with ``len``; 100,000 records as objects would
-    cost ~60 MB, in a temporary file they cost nothing.  ``decode_index`` writes each
+    Iterable any number of times, with ``len``; records held as objects would grow with
+    the index, in a temporary file they cost no memory.  ``decode_index`` writes each
     record it checked with ``add``, as the ``marshal`` form of its fields in order
-    (length-prefixed): a pass then costs a third of parsing the JSON lines again
-    (0.14 against 0.44 s per 100,000 records), and the file holds only what this
-    process wrote itself.  ``sealed`` counts the records of sealed files (a reader
+    (length-prefixed): a pass then costs far less than parsing the JSON lines again,
+    and the file holds only what this process wrote itself.  ``sealed`` counts the records of sealed files (a reader
     without the key skips them), so that nobody needs a pass to learn there are none.
     """
 

@@ -30,10 +30,6 @@ def padding(size: int) -> int:
     return -size % BLOCK
 
 
-def _octal(value: int, width: int) -> bytes:
-    return b"%0*o\0" % (width - 1, value)
-
-
 def _pax_record(key: str, value: str) -> bytes:
     payload = f" {key}={value}\n".encode("utf-8")
     # The length prefix counts its own digits, so find the fixed point.

@@ -27,7 +27,7 @@ from . import tarheader, versions
 from .access import as_sink
 from .blocks import BlockHasher, read_blocks
 from .head import ENCRYPTED_INDEX_NAME, INDEX_NAME, head_frame_size
-from .sealing import SealingMixin, StoredFile
+from .sealed import SealingMixin, StoredFile
 from .entry import IndexEntry, needs_digest
 from .manifest import (DELTA_PREFIX, SEALED_MANIFEST_KEYS, cap_warnings, iso_timestamp,
                        write_index)
@@ -91,12 +91,11 @@ class BodyWriter(SealingMixin):
         if threads > 1:
             options[CParameter.nbWorkers] = threads
             # The default job size at level 3 is 8 MiB.  Each halving saves about half
-            # of zstd's buffers (8 MiB: ~60 MB, 4 MiB: ~30 MB, 2 MiB: ~15 MB with two
-            # workers) for 0.2-0.9 % of ratio (medium demo installation).
+            # of zstd's buffers for a fraction of a percent of ratio (bench/RESULTS.md).
             options[CParameter.jobSize] = MT_JOB_SIZE
             # Each job is compressed with the previous job's last window as its history.
-            # The default for level 3 gives it only 1/8 of the window: with 2 MiB jobs,
-            # 100,000 small files compressed 9 % worse than in one stream.
+            # The default for level 3 gives it only 1/8 of the window: with small jobs,
+            # many small files compress clearly worse than in one stream.
             options[CParameter.overlapLog] = MT_OVERLAP_LOG
         self._compressor = ZstdCompressor(options)
         self._level = level
@@ -125,8 +124,8 @@ class BodyWriter(SealingMixin):
             if self._pending:
                 self._emit(self._compressor.compress(self._pending))
                 self._pending.clear()
-            # One FEED_CHUNK per call: with two workers, a 4 MiB piece of incompressible
-            # data returned up to 10 MiB at once (the output of jobs before it too).
+            # One FEED_CHUNK per call: with workers, a large piece of incompressible data
+            # returns its output and that of the jobs before it at once.
             view = memoryview(data)
             for start in range(0, len(view), FEED_CHUNK):
                 self._emit(self._compressor.compress(view[start:start + FEED_CHUNK]))

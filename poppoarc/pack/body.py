@@ -15,7 +15,6 @@ import io
 import json
 import os
 import stat
-from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
@@ -25,44 +24,15 @@ from ..format import chains, tarheader
 from ..format.entry import BUNDLE_MAX, CHUNK_SIZE, IndexEntry, encode_digests, needs_digest
 from ..format.spool import IndexSpool
 from ..format.writer import READ_CHUNK, BodyWriter, StoredFile
-from ..parallel import Parallelism
 from ..snapshot.catalogue import TARGETS
 from ..snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry, is_plain
 from . import databases, share
+from .bodyplan import BodyPlan
 
 ENVIRONMENT_MEMBER = ".poppoarc/environment.json"
 # A sealed file's record lists one member per 4 MiB chunk; an index line holds at most
 # 4 MiB (spec §14): past 64 Ki chunks the list would come near it.
 MAX_SEALED_FILE = 256 << 30
-
-
-@dataclass(frozen=True)
-class Sealing:
-    """How an encrypted archive seals its files."""
-
-    sealer: object                  # crypto.sealer.Sealer: the archive's data key
-    everything: bool                # the whole archive (scope "archive"), else the secrets
-    secrets: frozenset = frozenset()   # the secret files' paths (sealed in either scope)
-    mtime_ns: int = 0               # the tar mtime of sealed objects: the archive's time
-    index_base: int = 0             # a share's records start at this index position
-
-
-@dataclass(frozen=True)
-class BodyPlan:
-    """How the body is written, decided before it starts (``plan.py``)."""
-
-    sealing: Sealing | None = None
-    parent: object = None           # archives.parent.ParentBase of an incremental
-    check_content: bool = False     # compare an unchanged file's content, not its stat
-    # Page digests cost a hash pass over every database and ~0.5 % of the archive; only
-    # an archive that may become an incremental's parent needs them (§12.4).
-    block_digests: bool = True
-    # A safety archive must save whatever is there, damaged databases included (they are
-    # often why the restore happens); a normal backup refuses them.
-    keep_damaged_databases: bool = False
-    share_level: int | None = None  # a helper's compression level; None: no share
-    scratch_dir: Path | None = None     # a helper's temporary files (beside the archive)
-    parallel: Parallelism = field(default_factory=Parallelism)
 
 
 class Body:
@@ -223,31 +193,47 @@ class Body:
 
     def _write(self, writer: BodyWriter, entry: SourceEntry) -> int:
         """Archive one entry; returns the content bytes stored."""
+        if entry.kind in (DIR, SYMLINK):
+            return self._write_node(writer, entry)
+        if entry.kind == FILE and entry.nlink > 1 and self._write_hard_link(writer, entry):
+            return 0
+        return self._write_file(writer, entry)
+
+    def _write_node(self, writer: BodyWriter, entry: SourceEntry) -> int:
+        """A directory or a symbolic link: its header (none in a sealed archive, which
+        names no path in the tar stream) and its record."""
         if entry.kind == DIR:
-            if not self.seal_all:       # sealed archives name no path in the tar stream
+            if not self.seal_all:
                 writer.add_directory(entry.path, entry.mode, entry.mtime_ns, entry.uid, entry.gid)
             self.index.append(IndexEntry(entry.path, entry.target, "dir", entry.mode, entry.uid,
                                          entry.gid, entry.mtime_ns))
             return 0
-        if entry.kind == SYMLINK:
-            if not self.seal_all:
-                writer.add_link(entry.path, tarheader.SYMLINK, entry.link, entry.mode,
-                                entry.mtime_ns, entry.uid, entry.gid)
-            self.index.append(IndexEntry(entry.path, entry.target, "symlink", entry.mode,
-                                         entry.uid, entry.gid, entry.mtime_ns, link=entry.link))
-            return 0
-        if entry.kind == FILE and entry.nlink > 1:
-            first = self._links.get((entry.dev, entry.ino))
-            if first is not None and first.target == entry.target:
-                if not self.seal_all:
-                    writer.add_link(entry.path, tarheader.HARDLINK, first.path, first.mode,
-                                    first.mtime_ns, first.uid, first.gid)
-                self.index.append(IndexEntry(entry.path, entry.target, "hardlink", first.mode,
-                                             first.uid, first.gid, first.mtime_ns, first.size,
-                                             first.sha256, link=first.path,
-                                             hmac_sha256=first.hmac_sha256))
-                self.files += 1
-                return 0
+        if not self.seal_all:
+            writer.add_link(entry.path, tarheader.SYMLINK, entry.link, entry.mode,
+                            entry.mtime_ns, entry.uid, entry.gid)
+        self.index.append(IndexEntry(entry.path, entry.target, "symlink", entry.mode,
+                                     entry.uid, entry.gid, entry.mtime_ns, link=entry.link))
+        return 0
+
+    def _write_hard_link(self, writer: BodyWriter, entry: SourceEntry) -> bool:
+        """A further link to a file of the same target written before: a hard link record
+        (True), or False when it is the first one met."""
+        first = self._links.get((entry.dev, entry.ino))
+        if first is None or first.target != entry.target:
+            return False
+        if not self.seal_all:
+            writer.add_link(entry.path, tarheader.HARDLINK, first.path, first.mode,
+                            first.mtime_ns, first.uid, first.gid)
+        self.index.append(IndexEntry(entry.path, entry.target, "hardlink", first.mode,
+                                     first.uid, first.gid, first.mtime_ns, first.size,
+                                     first.sha256, link=first.path,
+                                     hmac_sha256=first.hmac_sha256))
+        self.files += 1
+        return True
+
+    def _write_file(self, writer: BodyWriter, entry: SourceEntry) -> int:
+        """A regular file or a database snapshot: stored plain, sealed, as a delta, or
+        referenced in the parent; returns the content bytes."""
         source = self._root_text + "/" + entry.path
         if entry.kind == DATABASE:
             snapshot = databases.snapshot_of(self, entry.path)
@@ -291,6 +277,11 @@ class Body:
             raise SourceError(f"read failed: {exc.strerror}", path=source) from None
         finally:
             os.close(fd)
+        return self._file_record(entry, stored, delta, st, st_meta)
+
+    def _file_record(self, entry: SourceEntry, stored: StoredFile, delta, st,
+                     st_meta: tuple) -> int:
+        """The index record of a file just stored (and its database's manifest facts)."""
         is_database = entry.kind == DATABASE and entry.path not in self.damaged
         record = IndexEntry(entry.path, entry.target, "file", st_meta[0], st_meta[2], st_meta[3],
                             st_meta[1], stored.size, stored.sha256, sqlite=is_database,

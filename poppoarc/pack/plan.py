@@ -81,5 +81,3 @@ def head_size(root: Path, databases: list[str], references: list[dict]) -> int:
     estimate += sum(len(headfmt.canonical_json(r)) + 8 for r in references)
     rounded = -(-estimate // 4096) * 4096
     return min(max(rounded, headfmt.MIN_HEAD_SIZE), headfmt.MAX_HEAD_SIZE)
-
-

@@ -280,7 +280,8 @@ def pack_share(spec: dict, records) -> dict:
     level, sealing, the data and index files); the summary ``Share.result`` reads."""
     from ..crypto.sealer import Sealer
     from ..errors import Warnings
-    from .body import Body, BodyPlan, Sealing
+    from .body import Body
+    from .bodyplan import BodyPlan, Sealing
     warnings = Warnings()
     target, sealing = spec["target"], spec["sealing"]
     if sealing is not None:

@@ -46,7 +46,8 @@ from ..snapshot.scan import database_candidates
 from ..snapshot.version import installation_version
 from ..store import leftovers, open_store
 from . import plan
-from .body import Body, BodyPlan, Sealing
+from .body import Body
+from .bodyplan import BodyPlan, Sealing
 from .databases import SnapshotSession
 from .subtree import SubtreeHelper
 from .walk import add_secrets, dotenv_names_of, walk_installation

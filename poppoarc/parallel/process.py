@@ -12,9 +12,9 @@ returns is its answer.
 
 This is a hand-made protocol rather than ``multiprocessing``: a spawned or forkserver
 child imports the main module again (``poppoarc.__main__``, hence the whole command
-line: more than twice the start of this one and some 20 MB more per helper), which the
-cost models of the helpers (a start is worth a few thousand records) cannot afford, and
-the KDF's helper exists to import nothing but Argon2id.
+line), which more than doubles a helper's start and adds to its memory (measured: the
+commit that made this module); the cost models of the helpers count a start as a few
+thousand records, and the KDF's helper exists to import nothing but Argon2id.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ class PathChange:
 
 class TargetPlan:
     """One target's changes, counted in memory and listed from disk: a restore into an
-    empty root adds every path, and 300,000 ``PathChange`` objects took 35 MB."""
+    empty root adds every path, and a ``PathChange`` object for each would grow with the
+    tree."""
 
     def __init__(self, name: str):
         self.name = name
@@ -174,10 +175,6 @@ class RestorePlan:
     foreign: list[str] = field(default_factory=list)      # see unpack.foreign_units
     unreadable: list[str] = field(default_factory=list)   # live paths it replaces, unreadable
     changed_while_packed: list[str] = field(default_factory=list)   # records flagged changed
-
-    @property
-    def changes_anything(self) -> bool:
-        return any(t.count(action) for t in self.targets for action in (ADD, CHANGE, REMOVE))
 
     def to_json(self) -> dict:
         return {"archive_id": self.archive_id, "targets": [t.to_json() for t in self.targets],

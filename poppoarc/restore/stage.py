@@ -230,6 +230,3 @@ def apply_in_place(root: Path, entries: list[IndexEntry], *, same_owner: bool = 
     return problems
 
 
-def check_writable(root: Path) -> None:
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise RestoreError("installation root is not writable by this user", path=root)

@@ -1,4 +1,5 @@
-"""Integrity checks run before each scheduled backup (the seed's troubleshooting list).
+"""Integrity checks run before each scheduled backup (the troubleshooting list of
+PoppoBuilder's backup documentation).
 
 ``PRAGMA quick_check`` on every database the ``database`` target would
 capture (found by header, opened read-only), and a JSON parse of the

@@ -111,7 +111,7 @@ def _run_command(config: Notifications, document: dict, cwd: str | None) -> list
 
 def _urllib():
     """``urllib.request``, imported when a notification is sent: it brings http.client,
-    email and ssl: 1.6 MB more in every pack and restore process otherwise."""
+    email and ssl, whose memory every pack and restore process would carry otherwise."""
     import urllib.error
     import urllib.request
     return urllib

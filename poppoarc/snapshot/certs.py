@@ -34,7 +34,7 @@ def describe_reference(path: str, relpath: str) -> dict:
         record["kind"] = "private-key"
         return record
     # imported here, by the one pack step that parses a certificate: restore and verify
-    # processes are 1 MB smaller without it
+    # processes do without its memory
     from cryptography import x509
 
     try:

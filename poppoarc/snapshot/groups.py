@@ -98,11 +98,6 @@ class WalkGroups:
         for group in self._groups.values():
             group.spill(self._fields)
 
-    def paths_in_path_order(self, path_of):
-        """Every record's path, all groups merged by path (how a walk of the tree meets
-        them, whatever their targets)."""
-        return heapq.merge(*(map(path_of, self.group(t)) for t in (None, *TARGETS)))
-
     def __iter__(self):
         return chain.from_iterable(self.group(t) for t in (None, *TARGETS))
 

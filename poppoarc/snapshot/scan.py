@@ -411,7 +411,7 @@ def database_candidates(root: Path, catalogue: Catalogue,
 def in_path_order(children):
     """(name, is_dir) of each ``DirEntry``, in the order its path sorts, and (name, None)
     where a directory's contents sort (name + "/": after "a.txt", before "a0").  Only the
-    names are held, in one list (60,000 in one directory: ~4 MB while it is walked)."""
+    names are held, in one list, while the directory is walked."""
     keys: list[str] = []
     dirs: set[str] = set()
     for child in children:
@@ -432,8 +432,8 @@ def in_path_order(children):
 
 def _children(abs_dir: str, rel_dir: str, warnings: Warnings, failed: list | None = None):
     """The entries of one directory, one at a time: only their names are kept
-    (``DirEntry`` objects with cached lstat results took 20 MB for 60,000 files, and
-    the memory stayed with the process).  A directory that fails part-way keeps what
+    (``DirEntry`` objects with their cached lstat results cost many times more for a
+    large directory, and the memory stayed with the process).  A directory that fails part-way keeps what
     was read, with a warning (and its path in ``failed``).
     """
     started = False

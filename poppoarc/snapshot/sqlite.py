@@ -72,7 +72,7 @@ def _uri(path: str | os.PathLike, private: bool) -> str:
 
 def describe(path: str | os.PathLike, private: bool = False) -> DatabaseFacts:
     """Row counts per table (sqlite-utils), page size and user_version."""
-    import sqlite_utils     # here: it costs ~12 MB and 0.1 s to import, and only this needs it
+    import sqlite_utils     # here: only this needs it, and its import is not cheap
 
     db = sqlite_utils.Database(sqlite3.connect(_uri(path, private), uri=True))
     try:
@@ -243,7 +243,7 @@ def check(snapshot: Path, source: object, full: bool = False) -> DatabaseFacts:
 
     quick_check verifies every page, b-tree, cell and the freelist in O(N);
     integrity_check also matches every index entry with its row, O(N log N),
-    about four times the cost (0.17 s against 0.71 s for a 250 MB database).
+    several times the cost (bench/RESULTS.md).
     """
     pragma = "integrity_check" if full else "quick_check"
     errors = integrity_errors(snapshot, quick=not full, private=True)

@@ -197,7 +197,6 @@ class S3Source(ArchiveSource):
         self._size = archive.size
         self._buffer, self._start = b"", 0
         self._window = FIRST_WINDOW
-        self.requests = 0
 
     def size(self) -> int:
         return self._size
@@ -206,7 +205,6 @@ class S3Source(ArchiveSource):
         params = {"Key": self.archive.key, "Range": f"bytes={start}-{end - 1}"}
         if self.archive.etag:
             params["IfMatch"] = self.archive.etag
-        self.requests += 1
         response = self.store.call("get_object", missing=ArchiveNotFound, **params)
         _, botocore = _boto()
         try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import tempfile
 import traceback
 from datetime import datetime, timezone
@@ -58,6 +57,3 @@ def one_line(error: BaseException) -> str:
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
-
-def argv_of_process() -> list[str]:
-    return list(sys.argv)

@@ -17,7 +17,7 @@ import struct
 import sys
 from pathlib import Path
 
-from .i18n import DOMAIN, LOCALE_DIR
+from ..i18n import DOMAIN, LOCALE_DIR
 
 PACKAGE = Path(__file__).resolve().parent.parent
 HEADER = ("Project-Id-Version: poppoarc\nMIME-Version: 1.0\n"

@@ -14,7 +14,7 @@ import uuid
 from contextlib import contextmanager
 
 from ..streamed import StreamedArray
-from .i18n import _
+from ..i18n import _
 from .progress import Progress, make_progress
 
 SCHEMA_VERSION = 1

@@ -19,8 +19,8 @@ import os
 import sys
 import time
 
-from .i18n import _
-from .text import duration, human_size
+from ..i18n import _
+from ..text import duration, human_size
 
 DEFAULT_INTERVAL = 5.0
 
@@ -79,8 +79,8 @@ class LineProgress(Progress):
         self.done = self.total = 0
         self.lines = 0
         # (time, bytes) of the first report: the rate and ETA count from there, as the
-        # bar's do, not from the planning or safety archive before it (a restore over a
-        # large tree showed "ETA 22519:00:34" after 18 s of those)
+        # bar's do, not from the planning or safety archive before it (counted from the
+        # start, a long plan makes the rate tiny and the ETA absurd)
         self.first: tuple[float, int] | None = None
 
     def __call__(self, done: int, total: int, path: str | None = None) -> None:

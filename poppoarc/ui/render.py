@@ -6,13 +6,13 @@ writes the text form; the JSON form is the result's ``to_json()``.
 
 from __future__ import annotations
 
-from ..snapshot.catalogue import TARGETS
-from .i18n import N_, _, ngettext
-from .text import display_time, human_size, ljust, rjust, row, width
+from ..format.order import TARGETS
+from ..i18n import N_, _, ngettext
+from ..text import display_time, human_size, ljust, rjust, row, width
 
 RULE = "─" * 80
 PROGRESS_LABELS = {"pack": N_("pack"), "verify": N_("verify"), "unpack": N_("unpack")}
-# The seed's list layout: ID, date, type, size, each padded to these cells.
+# The list layout of PoppoBuilder's documentation: ID, date, type, size, padded to these cells.
 LIST_COLUMNS = (40, 21, 12, 10)
 
 
@@ -40,7 +40,7 @@ def pack(out, result) -> None:
 
 
 def archive_list(out, result) -> None:
-    """The seed's table: ID, date, type, size; a rule of 80 cells; a total line."""
+    """PoppoBuilder's documented table: ID, date, type, size; a rule of 80 cells; a total."""
     rows = result.rows
     out.text(_("Backups:"))
     out.text(RULE)

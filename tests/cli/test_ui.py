@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from poppoarc.ui import i18n
+from poppoarc import i18n
 from poppoarc.ui.msgfmt import check, compile_mo, parse_po, po_files
 from poppoarc.ui.progress import BarProgress, LineProgress, Progress, make_progress
-from poppoarc.ui.text import ljust, width
+from poppoarc.text import ljust, width
 
 from tests.helpers import run_poppoarc
 

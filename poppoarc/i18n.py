@@ -20,8 +20,7 @@ import os
 from pathlib import Path
 
 DOMAIN = "poppoarc"
-LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
-LANGUAGES = ("en", "ja")
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 
 _current: _gettext.NullTranslations = _gettext.NullTranslations()
 _language = "en"
@@ -46,10 +45,6 @@ def setup(environ=None) -> str:
     else:
         _current = _gettext.translation(DOMAIN, LOCALE_DIR, languages=[_language],
                                         fallback=True)
-    return _language
-
-
-def language() -> str:
     return _language
 
 

@@ -34,7 +34,7 @@ def row(cells: list[tuple[str, int]]) -> str:
 
 
 def human_size(size: int) -> str:
-    """Decimal units, as in the seed's list output (125.3 MB)."""
+    """Decimal units, as PoppoBuilder's documented list output shows them (125.3 MB)."""
     value = float(size)
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if value < 1000 or unit == "TB":

@@ -68,7 +68,8 @@ def find_parent(settings, store, *, sealed_whole: bool, warnings: Warnings,
             warnings.add(f"store: {row.id} is {row.status} and cannot be a parent: {row.problem}")
     choice = chains.choose_parent(rows)
     if choice.id is None:
-        warnings.add(f"incremental: {choice.reason}")
+        if choice.warn:
+            warnings.add(f"incremental: {choice.reason}")
         return None
     archive = store.lookup(choice.id)
     if archive is None:

@@ -21,6 +21,7 @@ NORMAL_TYPES = ("manual", "scheduled")
 class ParentChoice:
     id: str | None              # None: make a full archive
     reason: str                 # why this parent, or why a full archive
+    warn: bool = True           # a full archive worth a warning (not the first of a store)
 
 
 def choose_parent(rows: list) -> ParentChoice:
@@ -39,6 +40,8 @@ def choose_parent(rows: list) -> ParentChoice:
             continue
         note = f"; skipped {', '.join(skipped)}" if skipped else ""
         return ParentChoice(row.id, f"newest good archive{note}")
+    if not skipped:     # the store's first archive: a chain starts with a full one
+        return ParentChoice(None, "no archive in the store yet: making a full archive", False)
     return ParentChoice(None, "no earlier good archive in the store: making a full archive")
 
 

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from cronsim import CronSim
 
-from ..config_schema import FULL, MACROS, cron_problem, resolve_timezone
+from ..config_schema import FULL, INCREMENTAL, MACROS, cron_problem, resolve_timezone
 from ..errors import ConfigError
 
 DEFAULT_NAME = "default"
@@ -67,8 +67,9 @@ def parse_schedule(backup: dict) -> Schedule | None:
     if raw is None:
         return None
     tz, tz_name = resolve_timezone(backup)
-    if isinstance(raw, str):
-        entries = (ScheduleEntry(DEFAULT_NAME, raw, FULL),)
+    if isinstance(raw, str):    # one cron expression: incremental when so configured
+        incremental = backup.get("incremental", {}).get("enabled", False)
+        entries = (ScheduleEntry(DEFAULT_NAME, raw, INCREMENTAL if incremental else FULL),)
     else:
         entries = tuple(ScheduleEntry(name, spec["cron"], spec.get("type", FULL))
                         for name, spec in sorted(raw.items()))

@@ -299,8 +299,8 @@ def test_the_chain_restarts_after_max_incrementals(small, tmp_path, capsys):
     document.setdefault("backup", {})["incremental"] = {"enabled": True, "maxIncrementals": 2}
     config.write_text(json.dumps(document))
     cli = CLI(small, tmp_path / "store", capsys)
-    first = cli.pack()                          # nothing to chain onto: full, with a warning
-    assert not first["incremental"] and any("no earlier good archive" in w for w in first["warnings"])
+    first = cli.pack()              # the store's first archive: full, and nothing to warn of
+    assert not first["incremental"] and not any("incremental" in w for w in first["warnings"])
     kinds = []
     for day in range(4):
         simulate_day(small, seed=day)
@@ -431,7 +431,9 @@ def test_only_good_normal_archives_become_parents():
             Row("a", "manual", "ok")]
     choice = chains.choose_parent(rows)
     assert choice.id == "a" and "skipped b (damaged)" in choice.reason
-    assert chains.choose_parent(rows[:2]).id is None
+    assert chains.choose_parent(rows[:2]).id is None and chains.choose_parent(rows[:2]).warn
+    # the store's first archive starts a chain: a full one, nothing to warn of
+    assert not chains.choose_parent(rows[:1]).warn and not chains.choose_parent([]).warn
 
 
 def test_a_file_is_unchanged_only_when_every_stat_fact_matches():

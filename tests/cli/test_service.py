@@ -107,6 +107,24 @@ def test_missed_runs_run_once_after_downtime_and_rotate(installation, tmp_path, 
     assert [r.incremental for r in rows] == [True, False] and rows[0].parent == rows[1].id
 
 
+def test_one_cron_expression_makes_incrementals_when_they_are_enabled(installation, tmp_path):
+    """The seed's config and the one PoppoBuilder ships: "schedule": "0 2 * * *" with
+    incrementals on (issue 26): a full archive starts the chain, incrementals follow, a
+    full one again after maxIncrementals."""
+    store = tmp_path / "store"
+    configure(installation, schedule="0 2 * * *", timezone="UTC",
+              incremental={"enabled": True, "maxIncrementals": 2})
+    clock = FakeClock(T0)
+    scheduler(installation, store, clock).run_once()                   # baseline
+    kinds = []
+    for day in range(1, 5):
+        clock.t = T0 + timedelta(days=day)
+        (record,) = scheduler(installation, store, clock).run_once()
+        assert record.ok and record.type == "incremental"
+        kinds.append(list_archives(resolve(str(installation), store=str(store)))[0].incremental)
+    assert kinds == [False, True, True, False]
+
+
 def test_retries_back_off_exponentially_while_the_installation_is_locked(installation, tmp_path):
     store = tmp_path / "store"
     configure(installation, schedule="0 * * * *")

@@ -31,6 +31,9 @@ def utc(*args) -> datetime:
 def test_a_string_is_one_full_schedule_and_a_map_names_several():
     plain = parse_schedule({"schedule": "0 2 * * *", "timezone": "Asia/Tokyo"})
     assert plain.entries == (ScheduleEntry("default", "0 2 * * *", "full"),)
+    # with incrementals on (the seed's config and the one PoppoBuilder ships), it makes them
+    chained = parse_schedule({"schedule": "0 2 * * *", "incremental": {"enabled": True}})
+    assert chained.entries == (ScheduleEntry("default", "0 2 * * *", "incremental"),)
     assert plain.timezone == TOKYO and plain.enabled
     seed = parse_schedule({"enabled": False, "schedule": {
         "daily": {"cron": "0 2 * * *", "type": "incremental"},

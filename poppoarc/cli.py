@@ -89,7 +89,7 @@ def dispatch(args: dict, out: Output, parallel: Parallelism | None = None) -> in
         if settings.config_problem:
             out.warn(_("{problem}; using default settings").format(
                 problem=settings.config_problem))
-        for notice in settings.notices:
+        for notice in settings.notices if getattr(command, "CONFIG_NOTICES", True) else ():
             out.warn(notice)
         if getattr(command, "RECOVERS_FIRST", True):
             recovered = commands.recover_first(settings)

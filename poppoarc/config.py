@@ -12,8 +12,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import config_schema
-from .errors import ConfigError, UsageError
+from . import config_legacy, config_schema
+from .config_legacy import N_
+from .errors import ConfigError, Message, UsageError
 from .parallel import ENVIRONMENT as PARALLEL_VARIABLE, Parallelism
 from .parallel import choose as choose_parallelism
 
@@ -37,6 +38,7 @@ class Settings:
     notices: list[str] = field(default_factory=list)   # config warnings to show
     # where the speed-ups run (``--parallel``, ``POPPOARC_PARALLEL``, ``backup.parallel``)
     parallel: Parallelism = field(default_factory=choose_parallelism)
+    legacy: list = field(default_factory=list)     # config_legacy.Mapping of each legacy key
 
     @property
     def store_url(self) -> str:
@@ -81,8 +83,14 @@ def load_json_file(path: Path) -> object:
 
 def read_backup_section(config_path: Path) -> dict:
     """The ``backup`` object of the config file, validated; {} if absent."""
+    return read_config(config_path)[0]
+
+
+def read_config(config_path: Path) -> tuple[dict, list[config_legacy.Mapping], list[str]]:
+    """(the ``backup`` section in the modern shape, validated; what its legacy keys became
+    (config_legacy); notices about the file)."""
     if not config_path.exists():
-        return {}
+        return {}, [], []
     document = load_json_file(config_path)
     if not isinstance(document, dict):
         raise ConfigError("top level must be a JSON object", path=config_path)
@@ -93,13 +101,22 @@ def read_backup_section(config_path: Path) -> dict:
         text = config_path.read_text(encoding="utf-8")
     except OSError:
         text = None
-    config_schema.validate(backup, config_path, text)   # unknown keys, wrong types
+    backup, mappings = config_legacy.modernise(config_legacy.drop_nulls(backup), config_path)
+    notices = config_legacy.notice(config_path, mappings)
+    sections = config_legacy.backup_members(text) if text else []
+    if len(sections) > 1:
+        notices.append(Message(N_("{path}: {count} 'backup' sections; the last (line {line}) "
+                                  "is read, as every JSON reader reads it; poppoarc config "
+                                  "--upgrade --write removes the others"),
+                               path=str(config_path), count=len(sections), line=sections[-1]))
+    config_schema.validate(backup, config_path, text,   # unknown keys, wrong types
+                           also_top=config_legacy.LEGACY_KEYS)
     config_schema.check_values(backup, config_path)     # cron syntax, time zone, ranges
     _check_storage(backup.get("storage", {}), config_path)   # store kind and limits
     if backup.get("databaseCheck", "quick") not in ("quick", "full"):
         raise ConfigError("'backup.databaseCheck' must be \"quick\" or \"full\"",
                           path=config_path)
-    return backup
+    return backup, mappings, notices
 
 
 # Credentials in the config file are accepted but warned about (config_schema lists the keys).
@@ -174,9 +191,9 @@ def resolve(root: str | None = None, config: str | None = None,
     config_path = Path(config) if config else root_path / "config" / "config.json"
     if config and not config_path.exists():
         raise ConfigError("config file does not exist", path=config_path)
-    problem = None
+    problem, legacy, file_notices = None, [], []
     try:
-        backup = read_backup_section(config_path)
+        backup, legacy, file_notices = read_config(config_path)
     except ConfigError as exc:
         if strict:
             raise
@@ -186,7 +203,7 @@ def resolve(root: str | None = None, config: str | None = None,
     key_dir = Path(backup.get("signing", {}).get("keyDir") or default_key_dir())
     return Settings(root=root_path, config_path=config_path, store=store_path,
                     backup=backup, key_dir=key_dir, config_problem=problem,
-                    storage=storage, notices=notices,
+                    storage=storage, notices=file_notices + notices, legacy=legacy,
                     parallel=resolve_parallelism(parallel, backup.get("parallel")))
 
 

@@ -103,6 +103,9 @@ KEYS: tuple[Key, ...] = (
     Key("targets.*.include", ("strings",), "the built-in globs", '["config/**"]',
         "replaces the target's include globs (`*`, `?` in one segment, `**` any depth)"),
     Key("targets.*.exclude", ("strings",), "`[]`", '["config/cache/**"]', "adds exclusions"),
+    Key("exclude", ("strings",), "`[]`", '["*.tmp", "node_modules"]',
+        "left out of every target: a pattern without `/` names a file or directory at any "
+        "depth (a directory with everything in it), one with `/` a path from the root"),
     Key("databaseCheck", ("string",), '`"quick"`', '"full"',
         "`quick`: `PRAGMA quick_check` on each database snapshot at pack time (every page and "
         "b-tree); `full`: `PRAGMA integrity_check` (also matches each index with its table, "
@@ -200,19 +203,23 @@ def _children(path: str) -> dict[str, Key]:
             if k.path.startswith(prefix) and "." not in k.path[len(prefix):]}
 
 
-def validate(backup: dict, config_path: Path, text: str | None = None) -> None:
-    """Raise ConfigError for the first unknown key or wrong type in ``backup``."""
-    _walk(backup, "", "backup", config_path, text)
+def validate(backup: dict, config_path: Path, text: str | None = None,
+             also_top: tuple[str, ...] = ()) -> None:
+    """Raise ConfigError for the first unknown key or wrong type in ``backup``;
+    ``also_top``: other top-level names to suggest (the legacy ones)."""
+    _walk(backup, "", "backup", config_path, text, also_top)
 
 
-def _walk(node: dict, path: str, shown: str, config_path: Path, text: str | None) -> None:
+def _walk(node: dict, path: str, shown: str, config_path: Path, text: str | None,
+          also_top: tuple[str, ...] = ()) -> None:
     children = _children(path)
     for name, value in node.items():
         key = children.get(name) or children.get("*")
         full = f"{shown}.{name}"
         where = _locate(config_path, text, name)
         if key is None:
-            hint = difflib.get_close_matches(name, [c for c in children if c != "*"], n=1)
+            known = [c for c in children if c != "*"] + (list(also_top) if not path else [])
+            hint = difflib.get_close_matches(name, known, n=1)
             raise ConfigError(f"unknown key '{full}'"
                               + (f" (did you mean '{hint[0]}'?)" if hint else ""), path=where)
         allowed = _NAMED.get(key.path)

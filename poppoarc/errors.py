@@ -291,6 +291,22 @@ def all_error_classes() -> list[type[PoppoarcError]]:
     return found
 
 
+class Message(str):
+    """An English message (the string itself) that a user interface can also show in the
+    operator's language: its template (marked ``N_`` where it is written, so the catalog
+    has it) and the fields it is formatted with; a field may be a Message too."""
+
+    def __new__(cls, template: str, **fields):
+        message = super().__new__(cls, template.format(**fields))
+        message.template, message.fields = template, fields
+        return message
+
+    def translated(self, translate) -> str:
+        return translate(self.template).format(**{
+            k: v.translated(translate) if isinstance(v, Message) else v
+            for k, v in self.fields.items()})
+
+
 @dataclass
 class Warnings:
     """Warnings collected during one operation, in the order they happened.

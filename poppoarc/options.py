@@ -79,3 +79,9 @@ class KeygenOptions:
 @dataclass(frozen=True)
 class DoctorOptions:
     pass
+
+
+@dataclass(frozen=True)
+class ConfigOptions:
+    upgrade: bool = True                        # the backup section in the documented shape
+    write: bool = False                         # and write it into the file

@@ -14,7 +14,8 @@ Every command module has
 * ``PROGRESS``: whether it shows a progress bar (long work);
 * optional flags: ``ONLY_LOOKS`` (doctor: no recovery first, no config warnings: it
   reports them), ``RECOVERS_FIRST = False`` (``unpack --recover``: recovering is its
-  work), ``LOGS`` (schedule: the service's log goes to stderr).
+  work), ``LOGS`` (schedule: the service's log goes to stderr), ``CONFIG_NOTICES = False``
+  (config: it reports what the notices about the configuration file say).
 
 ``cli.py`` assembles the usage text from these, picks the command docopt matched and
 maps its errors to exit codes; nothing else imports this package.
@@ -29,7 +30,7 @@ from ..restore.recovery import recover_if_needed
 # the order of the usage text; a module's name is its command's (``list`` is a builtin's
 # name too, hence the import by name)
 NAMES = ("pack", "list", "inspect", "verify", "copy", "unpack", "recover", "keygen", "doctor",
-         "prune", "schedule")
+         "prune", "schedule", "config")
 COMMANDS = {name: importlib.import_module(f"{__name__}.{name}") for name in NAMES}
 
 PROGRAM = """poppoarc - backup and transactional restore for PoppoBuilder Suite.

@@ -62,7 +62,8 @@ class Context:
     def live(self):
         """Every entry of every target, and the targets pack would take."""
         settings = self.settings
-        catalogue = build_catalogue(self.backup.get("targets", {}), TARGETS)
+        catalogue = build_catalogue(self.backup.get("targets", {}), TARGETS,
+                                    self.backup.get("exclude", ()))
         self.walk_warnings = Warnings()
         entries = scan(settings.root, catalogue, self.walk_warnings,
                        skip=(settings.store, settings.key_dir)).entries
@@ -73,7 +74,8 @@ class Context:
     def unreadable_databases(self) -> dict[str, str]:
         """Paths that may be databases and cannot be read: the walk's warning of each."""
         self.live       # noqa: B018 (walks once)
-        catalogue = build_catalogue(self.backup.get("targets", {}), TARGETS)
+        catalogue = build_catalogue(self.backup.get("targets", {}), TARGETS,
+                                    self.backup.get("exclude", ()))
         found = {}
         for path in self.walk_warnings.skipped:
             if any(rule.action == SQLITE for rule in catalogue.claim(path)):
@@ -107,6 +109,16 @@ def check_config(ctx: Context) -> Finding:
     if not ctx.settings.config_path.exists():
         return _f("config", title, "ok", N_("no configuration file at {path}; defaults apply"),
                   path=path)
+    legacy = ctx.settings.legacy
+    if legacy:
+        problems = [m for m in legacy if m.problem]
+        return _f("config", title, "warn" if problems else "info",
+                  N_("{path} has the backup section PoppoBuilder ships: {count} legacy key(s) "
+                     "read as the documented ones"),
+                  N_("poppoarc config --upgrade --write puts the section into the documented "
+                     "shape; each key's meaning is listed above"),
+                  details=[m.describe() for m in problems + [m for m in legacy if not m.problem]],
+                  path=path, count=len(legacy))
     return _f("config", title, "ok", N_("{path} is valid"), path=path)
 
 

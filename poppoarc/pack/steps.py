@@ -184,7 +184,8 @@ def _begin(run: _Pack) -> None:
         raise NoKey("encryption is on but no key is configured: set POPPO_BACKUP_KEY, "
                     "backup.storage.keyFile or backup.storage.recipients")
     run.secrets = recipients.start_passphrase_kdf(secrets)     # runs beside the walk
-    run.catalogue = build_catalogue(settings.backup.get("targets", {}), options.targets)
+    run.catalogue = build_catalogue(settings.backup.get("targets", {}), options.targets,
+                                    settings.backup.get("exclude", ()))
     run.key, run.key_created = signing.load_or_generate(settings.key_dir)
     run.store = open_store(settings)
     run.store.ensure()

@@ -33,7 +33,8 @@ def pre_backup_checks(settings: Settings) -> list[str]:
     problems: list[str] = []
     root = settings.root
     try:
-        catalogue = build_catalogue(settings.backup.get("targets", {}), ("database",))
+        catalogue = build_catalogue(settings.backup.get("targets", {}), ("database",),
+                                    settings.backup.get("exclude", ()))
         entries = scan(root, catalogue, Warnings(), skip=(settings.store, settings.key_dir)).entries
     except PoppoarcError as exc:
         return [f"databases not checked: {exc}"]

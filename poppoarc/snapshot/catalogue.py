@@ -323,11 +323,22 @@ def area_catalogue(config_targets: dict, selected: tuple[str, ...] = TARGETS) ->
                      selected=selected)
 
 
-def build_catalogue(config_targets: dict, requested: tuple[str, ...] | None) -> Catalogue:
+def exclusion_glob(pattern: str) -> str:
+    """A ``backup.exclude`` pattern as a path glob: one without ``/`` names a file or
+    directory at any depth (``node_modules``, ``*.tmp``), as the application's own
+    ``excludePatterns`` did; one with ``/`` is a path from the root."""
+    pattern = pattern.strip().removeprefix("./").rstrip("/")
+    return pattern if "/" in pattern else f"**/{pattern}"
+
+
+def build_catalogue(config_targets: dict, requested: tuple[str, ...] | None,
+                    exclude: tuple[str, ...] | list[str] = ()) -> Catalogue:
     """Apply ``backup.targets`` from config and the ``--targets`` selection.
 
     A target set to false in config is skipped unless named on the command
     line; an object may replace ``include`` and add ``exclude`` patterns.
+    ``exclude`` (``backup.exclude``) leaves paths out of every target, a directory
+    with everything in it.
     """
     for name in config_targets:
         if name not in TARGETS:
@@ -347,4 +358,6 @@ def build_catalogue(config_targets: dict, requested: tuple[str, ...] | None) -> 
             exclude = rule.exclude + tuple(setting.get("exclude", ()))
             rule = Rule(rule.target, rule.action, include, exclude)
         rules.append(rule)
-    return Catalogue(rules=tuple(rules), selected=tuple(selected))
+    excludes = GLOBAL_EXCLUDES + tuple(dict.fromkeys(exclusion_glob(p) for p in exclude
+                                                     if p.strip().strip("./")))
+    return Catalogue(rules=tuple(rules), selected=tuple(selected), excludes=excludes)

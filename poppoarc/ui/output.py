@@ -20,6 +20,12 @@ from .progress import Progress, make_progress
 SCHEMA_VERSION = 1
 
 
+def _shown(message: str) -> str:
+    """A message in the operator's language when it carries its template (errors.Message)."""
+    translated = getattr(message, "translated", None)
+    return translated(_) if translated is not None else message
+
+
 class Output:
     def __init__(self, as_json: bool, quiet: bool):
         self.as_json, self.quiet = as_json, quiet
@@ -37,12 +43,12 @@ class Output:
     def warn(self, message: str) -> None:
         """A warning (stderr); with --json, warnings are part of the document."""
         if not self.quiet and not self.as_json:
-            print(_("warning: {message}").format(message=message), file=sys.stderr)
+            print(_("warning: {message}").format(message=_shown(message)), file=sys.stderr)
 
     def note(self, message: str) -> None:
         """Something the operator must hear about even with --json (stderr)."""
         if not self.quiet:
-            print(f"poppoarc: {message}", file=sys.stderr)
+            print(f"poppoarc: {_shown(message)}", file=sys.stderr)
 
     def error(self, message: str) -> None:
         print(_("poppoarc: error: {message}").format(message=message), file=sys.stderr)

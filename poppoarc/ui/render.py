@@ -6,6 +6,8 @@ writes the text form; the JSON form is the result's ``to_json()``.
 
 from __future__ import annotations
 
+import json
+
 from ..format.order import TARGETS
 from ..i18n import N_, _, ngettext
 from ..text import display_time, human_size, ljust, rjust, row, width
@@ -227,7 +229,8 @@ def doctor(out, report) -> None:
         out.text("  " + ljust(label, label_cells) + ljust(_(finding.title), title_cells)
                  + finding.render(_))
         for detail in finding.details[:10]:
-            out.text(indent + "- " + detail)
+            translated = getattr(detail, "translated", None)     # (an errors.Message)
+            out.text(indent + "- " + (translated(_) if translated else detail))
         if len(finding.details) > 10:
             out.text(indent + _("- ... and {count} more").format(count=len(finding.details) - 10))
         if finding.fix and finding.status in ("warn", "fail"):
@@ -285,9 +288,34 @@ def schedule(out, result) -> None:
         out.warn("backup.enabled is false: the scheduler does not run these")
 
 
+def config(out, result) -> None:
+    """``config --upgrade``: the section to paste (or written), and where each key went."""
+    if not result.changed:
+        out.text(_("The backup section of {path} is in the documented shape: nothing to "
+                   "change.").format(path=result.path))
+        return
+    if result.written:
+        out.text(_("Wrote the backup section of {path} in the documented shape (the rest of "
+                   "the file is unchanged):").format(path=result.path))
+    else:
+        out.text(_("The backup section of {path} in the documented shape (poppoarc config "
+                   "--upgrade --write puts it into the file):").format(path=result.path))
+    out.text('"backup": ' + json.dumps(result.section, ensure_ascii=False, indent=2))
+    if result.mappings:
+        out.text(_("What each legacy key became:"))
+        for mapping in result.mappings:
+            if not mapping.problem:         # (those are warnings, below)
+                out.text("  " + mapping.describe().translated(_))
+    if result.removed_sections:
+        out.text(_("An earlier 'backup' section, which JSON readers ignore, is removed."))
+    for mapping in result.problems:
+        out.warn(_("backup.{key}: {note}").format(key=mapping.legacy,
+                                                  note=mapping.note.translated(_)))
+
+
 TEXT = {"pack": pack, "list": archive_list, "inspect": inspect, "verify": verify,
         "copy": copy, "unpack": unpack, "keygen": keygen, "doctor": doctor, "prune": prune,
-        "schedule": schedule}
+        "schedule": schedule, "config": config}
 BOTH = {"recover": recovered}       # these write their JSON document themselves
 
 

@@ -146,7 +146,11 @@ def test_configuration_reference_is_generated_from_the_schema_table():
 
 
 def key_exists(path: str) -> bool:
-    """Whether a dotted key below ``backup.`` is in the schema (``*`` matches any name)."""
+    """Whether a dotted key below ``backup.`` is in the schema (``*`` matches any name), or
+    a legacy key poppoarc reads in its modern meaning (config_legacy)."""
+    from poppoarc.config_legacy import LEGACY_PATHS
+    if path in LEGACY_PATHS:
+        return True
     for key in KEYS:
         pattern = re.escape(key.path).replace(r"\*", r"[^.]+")
         if re.fullmatch(pattern, path) or key.path == path:

@@ -104,3 +104,13 @@ def test_policy_command_outputs_match_their_schemas(cli, installation, key_home,
     monkeypatch.setenv("POPPO_BACKUP_KEY", "schema test")
     document = run(cli, "keygen", "keygen", "--encryption")
     assert document["public_key"].startswith("x25519:")
+
+
+def test_config_upgrade_matches_its_schema(cli, installation):
+    from poppoarc.demo.real_layout import LEGACY_BACKUP, config_text
+    (installation / "config/config.json").write_text(config_text([("backup", LEGACY_BACKUP)]))
+    document = run(cli, "config", "config", "--upgrade")
+    assert document["changed"] and not document["written"]
+    assert any(m["kind"] == "problem" for m in document["mappings"])
+    document = run(cli, "config", "config", "--upgrade", "--write")
+    assert document["written"]

@@ -56,3 +56,46 @@ def test_restored_databases_keep_their_journal_mode(real, tmp_path, capsys, monk
     code, out, err = cli("unpack", full["id"])                # over the live tree
     assert code in (0, 1), err
     assert {rel: header_modes(real / rel) for rel in DATABASES} == live
+
+
+def test_config_upgrade_writes_only_the_backup_section(real, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("POPPOARC_HOME", str(tmp_path / "keys"))
+    path = real / "config" / "config.json"
+    os.chmod(path, 0o640)
+    before = path.read_text()
+    cli = CLI(real, tmp_path / "store", capsys)
+    code, out, err = cli("config", "--upgrade")
+    assert code == 1 and path.read_text() == before                  # printed only
+    assert '"backup": {' in out and "backupPath → storage.path" in out
+    assert "'uploads': names no target" in err and "warning: " + str(path) not in err
+    code, out, err = cli("config", "--upgrade", "--write")
+    after = path.read_text()
+    assert code == 1 and "Wrote the backup section" in out
+    assert (path.stat().st_mode & 0o777) == 0o640
+    # every byte outside the sections is kept: the text before the first one, between
+    # them (the earlier, ignored one is gone) and after the last one
+    first, last = before.index('  "backup": {'), before.rindex('  "backup": {')
+    assert after.startswith(before[:first]) and '"redis"' in after
+    assert after.endswith(before[before.index('  "disasterRecovery"') - 4:])
+    assert before[before.index('  "redis"'):last] in after
+    code, out, err = cli("doctor")
+    assert "PoppoBuilder ships" not in out              # no legacy key left
+    code, out, err = cli("config", "--upgrade")
+    assert code == 0 and "nothing to change" in out
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_pack_reads_the_shipped_config_with_one_notice(real, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("POPPOARC_HOME", str(tmp_path / "keys"))
+    monkeypatch.setenv("POPPO_BACKUP_KEY", "real layout")
+    cli = CLI(real, tmp_path / "store", capsys)
+    code, out, err = cli("pack")
+    assert code in (0, 1), err
+    notices = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert len(notices) == 3, notices
+    assert "read as the documented keys: backupPath → storage.path" in notices[0]
+    assert "'uploads': names no target" in notices[1]
+    assert "2 'backup' sections" in notices[2]
+    code, out, err = cli("doctor")
+    assert "12 legacy key(s) read as the documented ones" in out
+    assert "- excludePatterns → exclude" in out

@@ -23,6 +23,7 @@ LAYERS = [
     {"lock", "crypto"},
     {"format"},
     {"config_schema", "store", "snapshot"},
+    {"config_legacy"},
     {"config", "policy"},
     {"restore"},
     {"archives"},

@@ -1,8 +1,10 @@
-"""The command line: parse (docopt, over the usage text the commands assemble), dispatch
-to the command, show its result (``ui``), map errors to exit codes.
+"""The command line: parse (docopt, over the grammar of the command named: ``ui/usage.py``),
+dispatch to the command, show its result (``ui``), map errors to exit codes.
 
-The grammar of each command lives with it (``commands/<name>.py``: ``USAGE``,
-``OPTIONS``); ``USAGE`` here is the whole text, as ``poppoarc --help`` prints it.
+The grammar of each command lives with it (``commands/<name>.py``: ``SUMMARY``,
+``USAGE``, ``OPTIONS``); ``USAGE`` here is the whole grammar in one text (what
+docs/commands.md shows); ``GRAMMAR`` is the same as data, which parses, helps and
+explains a command line that does not fit.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ import os
 import sys
 from contextlib import nullcontext
 
-from docopt import DocoptExit, docopt
-
 from . import __version__, commands
 from .config import resolve
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PoppoarcError, \
@@ -21,24 +21,39 @@ from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Poppoa
 from .parallel import Parallelism
 from . import i18n
 from .i18n import _
-from .ui import crash, render
+from .ui import crash, help, render
 from .ui.output import Output, service_log
+from .ui.usage import CommandGrammar, Grammar, UsageProblem, argument_specs, option_specs
 
 USAGE = __doc__ = commands.usage()
+GRAMMAR = Grammar(
+    tuple(CommandGrammar(name, module.SUMMARY, module.USAGE, tuple(option_specs(module.OPTIONS)),
+                         tuple(argument_specs(getattr(module, "ARGUMENTS", ""))))
+          for name, module in commands.COMMANDS.items()),
+    tuple(option_specs(commands.GLOBAL_OPTIONS)), tuple(argument_specs(commands.ARGUMENTS)))
 
 
 def main(argv: list[str] | None = None, *, parallel: Parallelism | None = None) -> int:
     """The command line; ``parallel`` replaces the parallelism it would choose (a test's
     or an embedding program's: thresholds no option sets)."""
     i18n.setup()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = docopt(USAGE, argv=argv, version=f"poppoarc {__version__}")
-    except DocoptExit as exc:
-        print(str(exc).strip(), file=sys.stderr)
-        return EXIT_USAGE
-    out = Output(bool(args["--json"]), bool(args["--quiet"]))
+        parsed = GRAMMAR.parse(argv)
+    except UsageProblem as problem:
+        return Output("--json" in argv, False).fail(
+            "UsageError", help.problem_message(problem, GRAMMAR), EXIT_USAGE)
+    if parsed.version:
+        print(f"poppoarc {__version__}")
+        return EXIT_OK
+    if parsed.help:
+        print(help.command_help(GRAMMAR, parsed.group) if parsed.group
+              else help.overview(GRAMMAR, __version__), end="")
+        return EXIT_OK
+    args = parsed.args
+    out = Output(bool(args["--json"]), bool(args["--quiet"]), bool(args["--verbose"]))
     try:
-        return dispatch(args, out, parallel)
+        return dispatch(args, out, parallel, [c.name for c in parsed.group])
     except BrokenPipeError:     # `poppoarc list | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
@@ -46,18 +61,13 @@ def main(argv: list[str] | None = None, *, parallel: Parallelism | None = None) 
         # a full disk or quota is exit 23 wherever it happened (InsufficientSpace)
         exc = as_space_error(exc) or exc
         if not isinstance(exc, PoppoarcError):      # an OSError nobody expected: a bug
-            return internal_error(exc, out, ["poppoarc",
-                                             *(sys.argv[1:] if argv is None else argv)])
-        if out.as_json:
-            out.json({"error": {"type": type(exc).__name__, "message": str(exc),
-                                "exit_code": exc.exit_code}}, "error")
-        out.error(str(exc))
-        return exc.exit_code
+            return internal_error(exc, out, ["poppoarc", *argv])
+        return out.fail(type(exc).__name__, str(exc), exc.exit_code, exc.details)
     except KeyboardInterrupt:
         print(_("poppoarc: interrupted"), file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:    # a bug: its own exit code, the traceback in a log file
-        return internal_error(exc, out, ["poppoarc", *(sys.argv[1:] if argv is None else argv)])
+        return internal_error(exc, out, ["poppoarc", *argv])
 
 
 def internal_error(exc: Exception, out: Output, argv: list[str]) -> int:
@@ -67,18 +77,12 @@ def internal_error(exc: Exception, out: Output, argv: list[str]) -> int:
     where = _("traceback in {log}").format(log=log) if log else _("no log could be written")
     message = _("internal error ({error}); {where}; please report it").format(
         error=crash.one_line(exc), where=where)
-    if out.as_json:
-        try:
-            out.json({"error": {"type": "InternalError", "message": message,
-                                "exit_code": EXIT_INTERNAL}}, "error")
-        except Exception:       # stdout itself may be what failed
-            pass
-    out.error(message)
-    return EXIT_INTERNAL
+    return out.fail("InternalError", message, EXIT_INTERNAL)
 
 
-def dispatch(args: dict, out: Output, parallel: Parallelism | None = None) -> int:
-    command = commands.chosen(args)
+def dispatch(args: dict, out: Output, parallel: Parallelism | None = None,
+             names=commands.NAMES) -> int:
+    command = commands.chosen(args, names)
     name = command.__name__.rpartition(".")[2]
     options = command.options(args)
     settings = resolve(args["--root"], args["--config"], args["--store"],

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import config_legacy, config_schema
 from .config_legacy import N_
-from .errors import ConfigError, Message, UsageError
+from .errors import ConfigError, Message, SourceError, UsageError
 from .parallel import ENVIRONMENT as PARALLEL_VARIABLE, Parallelism
 from .parallel import choose as choose_parallelism
 
@@ -187,7 +187,9 @@ def resolve(root: str | None = None, config: str | None = None,
     """
     root_path = Path(root or os.environ.get("POPPO_ROOT") or os.getcwd()).absolute()
     if not root_path.is_dir():
-        raise ConfigError("installation root is not a directory", path=root_path)
+        # the installation is not there (a typo in --root or POPPO_ROOT): exit 20
+        raise SourceError("installation root does not exist" if not root_path.exists()
+                          else "installation root is not a directory", path=root_path)
     config_path = Path(config) if config else root_path / "config" / "config.json"
     if config and not config_path.exists():
         raise ConfigError("config file does not exist", path=config_path)

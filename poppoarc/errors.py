@@ -37,9 +37,12 @@ class PoppoarcError(Exception):
 
     exit_code = 9
 
-    def __init__(self, message: str, *, path: object = None):
+    def __init__(self, message: str, *, path: object = None, details=()):
         self.message = message          # without the path (a helper process passes both on)
         self.path = str(path) if path is not None else None
+        # what an operator needs only to dig deeper (a checker's report, a library's own
+        # words): shown with -v, never in the one line
+        self.details = tuple(str(line) for line in details)
         super().__init__(f"{self.path}: {message}" if self.path else message)
 
 
@@ -84,7 +87,8 @@ class MissingDependency(PoppoarcError):
 # -- archive content (10-19) -------------------------------------------------
 
 class ArchiveError(PoppoarcError):
-    """Something is wrong with an archive file."""
+    """Something is wrong with an archive file other than its content: not a regular file,
+    or it cannot be opened or read."""
 
     exit_code = 10
 
@@ -136,7 +140,7 @@ class BrokenChain(ArchiveError):
 # -- source installation and store (20-29) ----------------------------------
 
 class SourceError(PoppoarcError):
-    """The installation root or one of its files cannot be read."""
+    """The installation root does not exist, or it or one of its files cannot be read."""
 
     exit_code = 20
 

@@ -48,6 +48,11 @@ def setup(environ=None) -> str:
     return _language
 
 
+def language() -> str:
+    """The language ``setup`` chose ('ja' or 'en')."""
+    return _language
+
+
 def _(message: str) -> str:
     """The translation of ``message`` (itself when there is none)."""
     return _current.gettext(message)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LockHeld, StoreError
+from .errors import LockHeld, StoreError, write_error
 
 LOCK_NAME = ".poppoarc.lock"
 
@@ -31,7 +31,7 @@ class InstallationLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise StoreError(f"cannot open lock file: {exc.strerror}", path=self.path) from None
+            raise write_error(StoreError, exc, "cannot open lock file", self.path) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -39,8 +39,12 @@ class InstallationLock:
             os.close(fd)
             raise LockHeld(f"{self.what} is locked by {holder}; wait for it to finish",
                            path=self.path) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} ({self.purpose})\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} ({self.purpose})\n".encode())
+        except OSError as exc:      # a full disk: nothing else could be written either
+            os.close(fd)
+            raise write_error(StoreError, exc, "cannot write lock file", self.path) from None
         self._fd = fd
         return self
 

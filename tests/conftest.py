@@ -32,6 +32,14 @@ def english(monkeypatch):
     monkeypatch.setenv("LANG", "C.UTF-8")
 
 
+@pytest.fixture
+def japanese(monkeypatch):
+    """Messages in Japanese (a ja_JP locale)."""
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "ja_JP.UTF-8")
+
+
 @pytest.fixture(scope="session")
 def installation_template(tmp_path_factory):
     """Generated installations, built once per session and copied per test."""

@@ -2,9 +2,13 @@
 
 Every command module has
 
+* ``SUMMARY``: what it does, one sentence (``N_(...)``: ``poppoarc --help`` lists it);
 * ``USAGE``: its usage patterns (docopt), below ``poppoarc [options]``;
 * ``OPTIONS``: the option lines it owns (an option two commands share is described
-  with the same line in both, and appears once in the whole usage text);
+  with the same line in both, and appears once in the whole usage text); optional
+  ``ARGUMENTS``: lines describing its own arguments (``ARCHIVE`` is described here);
+  these are the grammar, declared once: each command is parsed with its own part,
+  its help (``poppoarc COMMAND --help``) and the one-line usage errors come from it;
 * ``options(args) -> <Name>Options``: the parsed command line as a frozen options
   object (``poppoarc.options``), raising ``UsageError`` for values docopt cannot judge;
 * ``run(settings, options, progress=None) -> result``: the work; the result has
@@ -33,30 +37,38 @@ NAMES = ("pack", "list", "inspect", "verify", "copy", "unpack", "recover", "keyg
          "prune", "schedule", "config")
 COMMANDS = {name: importlib.import_module(f"{__name__}.{name}") for name in NAMES}
 
-PROGRAM = """poppoarc - backup and transactional restore for PoppoBuilder Suite.
-
-Usage:
-{usage}
-  poppoarc (-h | --help)
-  poppoarc --version
-
-Arguments:
-  ARCHIVE          An archive id, a unique id prefix, a path to a .poppo.tar.zst file,
-                   or an s3://bucket/key URL of one.
-
-Options:
+# Options every command takes, and arguments several share (their descriptions are
+# messages: the catalog's extractor reads these tables, ui/msgfmt.py)
+GLOBAL_OPTIONS = """\
   --root=DIR       Installation root (else $POPPO_ROOT, else the current directory).
   --config=FILE    Configuration file (else ROOT/config/config.json).
   --store=STORE    Where archives are kept: a directory or s3://bucket/prefix
                    (else backup.storage, else ROOT/backups).
   --parallel=MODE  Where speed-ups run: two-process, serial or auto (else
                    $POPPOARC_PARALLEL, else backup.parallel, else auto).
-{options}
   --json           Print one JSON document instead of text.
   -q --quiet       Print nothing but errors.
-  -h --help        Show this help.
+  -v --verbose     Also print the details of an error.
+  -h --help        Show this help (with a command: that command's).
   --version        Show the version.
+"""
+ARGUMENTS = """\
+  ARCHIVE          An archive id, a unique id prefix, a path to a .poppo.tar.zst file,
+                   or an s3://bucket/key URL of one.
+"""
 
+PROGRAM = """poppoarc - backup and transactional restore for PoppoBuilder Suite.
+
+Usage:
+{usage}
+  poppoarc (-h | --help)
+  poppoarc COMMAND (-h | --help)
+  poppoarc --version
+
+Arguments:
+{arguments}
+Options:
+{options}
 Exit codes: 0 success, 1 success with warnings, 2 usage error, 3-49 errors
 (see docs/exit-codes.md), 7 doctor found a problem, 70 internal error (a bug:
 the traceback is in the log file named on stderr), 130 interrupted.
@@ -64,8 +76,9 @@ the traceback is in the log file named on stderr), 130 interrupted.
 
 
 def usage() -> str:
-    """The whole usage text (docopt's grammar), from every command's part."""
-    patterns, options = [], []
+    """The whole grammar in one text (docs/commands.md shows it; each command is parsed
+    with its own part, ``ui/usage.py``)."""
+    patterns, options = [], GLOBAL_OPTIONS.strip("\n").splitlines()
     for module in COMMANDS.values():
         for pattern in module.USAGE:
             lines = pattern.strip("\n").splitlines()
@@ -74,7 +87,8 @@ def usage() -> str:
         for line in module.OPTIONS.strip("\n").splitlines():
             if line not in options:
                 options.append(line)
-    return PROGRAM.format(usage="\n".join(patterns), options="\n".join(options))
+    return PROGRAM.format(usage="\n".join(patterns), arguments=ARGUMENTS,
+                          options="\n".join(options) + "\n")
 
 
 def recover_first(settings):
@@ -83,9 +97,9 @@ def recover_first(settings):
     return recover_if_needed(settings)
 
 
-def chosen(args: dict):
-    """The module of the command docopt matched."""
-    for module in COMMANDS.values():
+def chosen(args: dict, names=NAMES):
+    """The module of the command docopt matched (among ``names``)."""
+    for module in (COMMANDS[name] for name in names):
         if module.matches(args):
             return module
     raise AssertionError("docopt accepted a command no module claims")

@@ -20,8 +20,10 @@ from ..config import Settings, load_json_file, read_config
 from ..config_legacy import backup_members, upgraded_text
 from ..errors import EXIT_OK, EXIT_WARNING, ConfigError
 from ..fs import fsync_dir, owner_tag
+from ..i18n import N_
 from ..options import ConfigOptions
 
+SUMMARY = N_("Print (and with --write, write) the backup section in the documented shape.")
 USAGE = ("config --upgrade [--write] [--json]",)
 OPTIONS = """\
   --upgrade        With config: print the backup section in the documented shape.

@@ -20,9 +20,11 @@ from ..archives.verification import VerifyResult, verify_source
 from ..config import Settings
 from ..errors import EXIT_OK, ArchiveError, CorruptArchive, TruncatedArchive
 from ..format import reader
+from ..i18n import N_
 from ..options import CopyOptions
 from ..store import Store, StoredArchive, open_store
 
+SUMMARY = N_("Copy an archive to another store, then verify it there.")
 USAGE = ("copy ARCHIVE --to=STORE [--json]",)
 OPTIONS = """\
   --to=STORE       With copy: the destination store (a directory or s3://bucket/prefix).

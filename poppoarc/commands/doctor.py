@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from .. import doctor
 from ..config import Settings
+from ..i18n import N_
 from ..options import DoctorOptions
 
+SUMMARY = N_("Check the installation, the store and the backups, and name a fix for each problem.")
 USAGE = ("doctor [--json]",)
 OPTIONS = ""
 STRICT_CONFIG = False

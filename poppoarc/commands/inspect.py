@@ -12,9 +12,11 @@ from ..config import Settings
 from ..errors import EXIT_OK
 from ..format import reader
 from ..format.entry import IndexEntry
+from ..i18n import N_
 from ..options import InspectOptions
 from ..streamed import StreamedArray
 
+SUMMARY = N_("Show an archive's signed manifest: targets, databases, warnings.")
 USAGE = ("inspect ARCHIVE [--entries] [--json]",)
 OPTIONS = """\
   --entries        With inspect: also list every archived entry.

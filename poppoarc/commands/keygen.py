@@ -11,8 +11,10 @@ from pathlib import Path
 from ..config import Settings
 from ..crypto import recipients, signing
 from ..errors import EXIT_OK
+from ..i18n import N_
 from ..options import KeygenOptions
 
+SUMMARY = N_("Create the signing key pair, or an X25519 encryption identity.")
 USAGE = ("keygen [--encryption] [--force] [--json]",)
 OPTIONS = """\
   --encryption     With keygen: create an X25519 encryption identity instead.

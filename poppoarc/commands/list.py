@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from ..archives.listing import ListRow, list_archives
 from ..config import Settings
 from ..errors import EXIT_OK
+from ..i18n import N_
 from ..options import ListOptions
 
+SUMMARY = N_("List the archives of the store, newest first.")
 USAGE = ("list [--json]",)
 OPTIONS = ""
 STRICT_CONFIG = False

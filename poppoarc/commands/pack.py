@@ -6,11 +6,13 @@ Under the installation lock (one writer per installation); the work is ``poppoar
 from __future__ import annotations
 
 from ..config import Settings
+from ..i18n import N_
 from ..lock import InstallationLock
 from ..options import PackOptions
 from ..pack import PackResult, pack_locked
 from ..snapshot.catalogue import parse_target_list
 
+SUMMARY = N_("Write one signed archive of the installation into the store.")
 USAGE = ("""(pack | create) [--targets=LIST] [--name=NAME] [--encrypt]
             [--incremental | --full] [--check-content] [--json]""",)
 OPTIONS = """\

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from ..archives.pruning import PruneResult, prune
 from ..config import Settings
+from ..i18n import N_
 from ..options import PruneOptions
 
+SUMMARY = N_("Delete the archives the retention policy no longer keeps.")
 USAGE = ("prune [--dry-run] [--json]",)
 OPTIONS = """\
   --dry-run        With unpack or prune: print what would change and change nothing.

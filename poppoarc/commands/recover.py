@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 from ..config import Settings
 from ..errors import EXIT_OK
+from ..i18n import N_
 from ..options import RecoverOptions
 from ..restore.recovery import recover_if_needed
 
+SUMMARY = N_("Finish or undo an interrupted restore.")
 USAGE = ("(unpack | restore) --recover [--json]",)
 OPTIONS = """\
   --recover        With unpack: only finish or undo an interrupted restore.

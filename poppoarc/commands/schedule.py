@@ -12,11 +12,13 @@ from datetime import datetime, timezone
 
 from ..config import Settings
 from ..errors import EXIT_INTERNAL, EXIT_OK, EXIT_WARNING, ConfigError, UsageError
+from ..i18n import N_
 from ..options import ScheduleOptions
 from ..policy.schedule import Schedule, ScheduleEntry, next_fires, parse_schedule
 from ..service.scheduler import RunRecord, Scheduler, clock_from_env
 from ..service.state import last_runs_of, load_state
 
+SUMMARY = N_("Run the scheduled backups: as a service, once, or list the next ones.")
 USAGE = ("schedule [--once] [--json]", "schedule --next [--count=N] [--json]")
 OPTIONS = """\
   --once           With schedule: run what is due now, then exit (for system cron).

@@ -39,6 +39,7 @@ from ..config import Settings
 from ..errors import (EXIT_OK, EXIT_WARNING, HealthCheckFailed, HookFailed, InsufficientSpace,
                       NoKey, NotWritable, RestoreError, UsageError, Warnings)
 from ..format import reader
+from ..i18n import N_
 from ..lock import InstallationLock
 from ..options import PackOptions, UnpackOptions
 from ..pack import pack_locked
@@ -56,6 +57,7 @@ from ..snapshot.scan import scan
 from ..snapshot.version import installation_version
 from ..store import leftovers, open_store
 
+SUMMARY = N_("Restore an archive into the installation, all or nothing.")
 USAGE = ("""(unpack | restore) ARCHIVE [--targets=LIST] [--dry-run] [--skip-backup]
             [--same-owner] [--keep-special-bits] [--json]""",)
 OPTIONS = """\

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from ..archives.verification import VerifyResult, verify
 from ..config import Settings
+from ..i18n import N_
 from ..options import VerifyOptions
 
+SUMMARY = N_("Check every byte of an archive as a restore would read it, its chain included.")
 USAGE = ("verify ARCHIVE [--json]",)
 OPTIONS = ""
 STRICT_CONFIG = False

@@ -206,10 +206,23 @@ def unwrap(stanzas: list[dict], archive_id: str, secrets: Secrets, path: object)
                     continue
     if tried:
         raise WrongKey(f"the {' and the '.join(tried)} cannot open this archive", path=path)
-    kinds = sorted({s["type"] for s in stanzas})
-    raise NoKey("archive is encrypted and no matching key is available "
-                f"(it accepts: {', '.join(kinds)}; set POPPO_BACKUP_KEY or configure an identity)",
-                path=path)
+    accepts = _accepted(stanzas)
+    if secrets.passphrase is not None or secrets.identities:
+        # a key is here, only not one this archive was sealed for: the wrong key (41)
+        have = (["passphrase"] if secrets.passphrase is not None else []) + [
+            f"x25519 key {hashlib.sha256(_public(i)).hexdigest()[:16]}"
+            for i in secrets.identities]
+        raise WrongKey(f"this archive is sealed for {accepts}, not for the "
+                       f"{' or the '.join(have)} configured here", path=path)
+    raise NoKey(f"archive is encrypted (for {accepts}) and no key is available here; set "
+                "POPPO_BACKUP_KEY or configure an identity", path=path)
+
+
+def _accepted(stanzas: list[dict]) -> str:
+    """What opens an archive, as its stanzas say: "a passphrase or x25519 key 0123..."."""
+    kinds = ["a passphrase" if s["type"] == "argon2id" else f"x25519 key {s['key_id']}"
+             for s in stanzas]
+    return " or ".join(dict.fromkeys(kinds))
 
 
 # -- key material on this machine ----------------------------------------------
@@ -236,6 +249,16 @@ def parse_recipient(text: str, source: object) -> bytes:
 
 
 def load_identity(path: Path) -> X25519PrivateKey:
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(len(X25519_PREFIX))
+    except OSError as exc:
+        raise KeyFileError(f"cannot read identity: {exc.strerror}", path=path) from None
+    if start in (X25519_PREFIX.encode(), b"ed25519"):
+        # a recipient (or a signing public key) where the private identity belongs
+        raise KeyFileError(f"this is a public key, not an identity: give the private identity "
+                           f"file (the {IDENTITY_NAME} beside the {RECIPIENT_NAME} keygen "
+                           f"wrote)", path=path)
     try:
         if path.stat().st_mode & 0o077:
             raise KeyFileError("identity is readable by others; run: chmod 600 " + str(path), path=path)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 
+from ..errors import ArchiveError
+
 
 class ArchiveSink:
     """Receives an archive's bytes: the body in order, then the head."""
@@ -92,13 +94,17 @@ class FileSource(ArchiveSource):
         self.name = name if name is not None else getattr(handle, "name", None)
 
     def read_at(self, offset: int, size: int) -> bytes:
-        self.handle.seek(offset)
-        data = self.handle.read(size)
-        while len(data) < size:
-            more = self.handle.read(size - len(data))
-            if not more:
-                break
-            data += more
+        try:
+            self.handle.seek(offset)
+            data = self.handle.read(size)
+            while len(data) < size:
+                more = self.handle.read(size - len(data))
+                if not more:
+                    break
+                data += more
+        except OSError as exc:      # a bad sector, a vanished network file system
+            raise ArchiveError(f"cannot read the archive: {exc.strerror or exc}",
+                               path=self.name) from None
         return data
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from ..errors import CorruptArchive, PoppoarcError
+from ..errors import CorruptArchive, DatabaseSnapshotError
 from .entry import BLOCK_DIGEST, MAX_BLOCK, IndexEntry, block_digests
 
 READ_CHUNK = 4 << 20
@@ -104,7 +104,8 @@ def read_blocks(fd: int, size: int, blocks: bytes, block_size: int, numbers, pat
         data = os.pread(fd, length, number * block_size)
         expected = blocks[number * BLOCK_DIGEST:(number + 1) * BLOCK_DIGEST]
         if len(data) != length or hashlib.sha256(data).digest()[:BLOCK_DIGEST] != expected:
-            raise PoppoarcError(f"{path}: snapshot changed while its delta was written")
+            raise DatabaseSnapshotError("its snapshot changed while its delta was written",
+                                        path=path)
         yield data
 
 

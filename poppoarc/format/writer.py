@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pyzstd import CParameter, ZstdCompressor
 
-from ..errors import PoppoarcError
+from ..errors import SourceError
 from . import head as headfmt
 from . import tarheader, versions
 from .access import as_sink
@@ -375,8 +375,9 @@ def signed_head(manifest: dict, warnings: list[str], head_size: int, key, mtime:
             break
         except OverflowError:
             if not kept:
-                raise PoppoarcError("archive manifest does not fit the head; "
-                                    "too many databases or certificates") from None
+                raise SourceError("the archive's manifest does not fit its head: the "
+                                  "installation has too many databases or certificates "
+                                  "to list") from None
             kept = kept[:len(kept) // 2]
     signature = headfmt.canonical_json(key.sign_document(headfmt.signed_message(member)))
     return headfmt.encode_head(member, signature, head_size, mtime)

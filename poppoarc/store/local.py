@@ -13,7 +13,7 @@ import re
 import stat
 from pathlib import Path
 
-from ..errors import AmbiguousArchive, ArchiveNotFound, StoreError, write_error
+from ..errors import AmbiguousArchive, ArchiveError, ArchiveNotFound, StoreError, write_error
 from ..fs import fsync_dir, start_writeback
 from ..format.access import FileSink, FileSource
 from . import leftovers
@@ -34,10 +34,10 @@ def open_archive_file(path) -> FileSource:
     except FileNotFoundError:
         raise ArchiveNotFound("no such archive file", path=path) from None
     except OSError as exc:
-        raise StoreError(f"cannot open archive: {exc.strerror}", path=path) from None
+        raise ArchiveError(f"cannot open archive: {exc.strerror}", path=path) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise StoreError("not a regular file", path=path)
+        raise ArchiveError("not a regular file, so not an archive", path=path)
     return FileSource(os.fdopen(fd, "rb"), path)
 
 

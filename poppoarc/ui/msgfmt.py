@@ -5,7 +5,9 @@
     python -m poppoarc.ui.msgfmt --pot      # write locale/poppoarc.pot from the sources
 
 Messages are found by reading the sources' syntax trees for calls of ``_``,
-``N_`` and ``ngettext`` with literal strings, so nothing is imported or run.
+``N_`` and ``ngettext`` with literal strings, and for the descriptions in the
+commands' tables of options and arguments (``OPTIONS``, ``GLOBAL_OPTIONS``,
+``ARGUMENTS``: the help shows them translated), so nothing is imported or run.
 The ``.mo`` files are committed (small, deterministic output of this
 module), so neither ``pip install`` nor a wheel build needs gettext tools.
 """
@@ -18,11 +20,16 @@ import sys
 from pathlib import Path
 
 from ..i18n import DOMAIN, LOCALE_DIR
+from .usage import descriptions
 
 PACKAGE = Path(__file__).resolve().parent.parent
 HEADER = ("Project-Id-Version: poppoarc\nMIME-Version: 1.0\n"
           "Content-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n"
           "Plural-Forms: nplurals=1; plural=0;\n")
+
+
+# module-level names whose text is a table of option or argument lines (commands/)
+TABLES = ("OPTIONS", "GLOBAL_OPTIONS", "ARGUMENTS")
 
 
 def extract(package: Path = PACKAGE) -> dict[str, str | None]:
@@ -31,6 +38,11 @@ def extract(package: Path = PACKAGE) -> dict[str, str | None]:
     for path in sorted(package.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and \
+                    any(isinstance(t, ast.Name) and t.id in TABLES for t in node.targets):
+                for description in descriptions(node.value.value):
+                    found.setdefault(description, None)
+                continue
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
                 continue
             args = [a.value if isinstance(a, ast.Constant) and isinstance(a.value, str) else None

@@ -27,8 +27,8 @@ def _shown(message: str) -> str:
 
 
 class Output:
-    def __init__(self, as_json: bool, quiet: bool):
-        self.as_json, self.quiet = as_json, quiet
+    def __init__(self, as_json: bool, quiet: bool, verbose: bool = False):
+        self.as_json, self.quiet, self.verbose = as_json, quiet, verbose
 
     def text(self, line: str = "") -> None:
         """A line of the text report (stdout); silent with --json or -q."""
@@ -50,12 +50,42 @@ class Output:
         if not self.quiet:
             print(f"poppoarc: {_shown(message)}", file=sys.stderr)
 
-    def error(self, message: str) -> None:
-        print(_("poppoarc: error: {message}").format(message=message), file=sys.stderr)
+    def fail(self, kind: str, message: str, exit_code: int, details=()) -> int:
+        """A command's failure: with --json its document on stdout
+        (``{"error": {type, message, details, exit_code}}``, the same one line), and the
+        line on stderr; returns the exit code."""
+        if self.as_json:
+            first, *rest = one_line(message)
+            try:
+                self.json({"error": {"type": kind, "message": first,
+                                     "details": [*rest, *details], "exit_code": exit_code}})
+            except Exception:       # stdout itself may be what failed
+                pass
+        self.error(message, details)
+        return exit_code
+
+    def error(self, message: str, details=()) -> None:
+        """The one line of an error (stderr), also with -q and --json; its details (and
+        any line but the first of ``message``) follow only with -v."""
+        first, *rest = one_line(message)
+        details = [*rest, *details]
+        if details and not self.verbose:
+            first = _("{message} (-v shows the details)").format(message=first)
+        print(_("poppoarc: error: {message}").format(message=first), file=sys.stderr)
+        if self.verbose:
+            for line in details:
+                print("  " + line, file=sys.stderr)
 
     def progress(self, label: str) -> Progress:
         """A progress reporter for long work; use it as a context manager."""
         return make_progress(label, quiet=self.quiet, as_json=self.as_json)
+
+
+def one_line(message: str) -> list[str]:
+    """``message`` as its first line, then the other non-empty ones: an error is one line,
+    whatever a library put into its text."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    return lines or [""]
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, indent=2)   # what json.dumps(...) would build
@@ -119,13 +149,13 @@ def _write_array(items, indent: int, write) -> None:
 @contextmanager
 def service_log(quiet: bool):
     """The scheduled-backup service reports through ``logging``: to stderr meanwhile,
-    with times (warnings and errors only with -q)."""
+    with times (only errors with -q, which prints nothing but errors)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
                                            "%Y-%m-%dT%H:%M:%S%z"))
     logger = logging.getLogger("poppoarc")
     logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.setLevel(logging.ERROR if quiet else logging.INFO)
     try:
         yield
     finally:

@@ -17,13 +17,6 @@ ANSI = re.compile(r"\x1b\[")
 LOCALE_VARS = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
 
 
-@pytest.fixture
-def japanese(monkeypatch):
-    for name in LOCALE_VARS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("LANG", "ja_JP.UTF-8")
-
-
 def test_display_width_counts_wide_characters_twice():
     assert width("日時") == 4 and width("ID") == 2 and width("タイプ") == 6
     assert ljust("日時", 21) == "日時" + " " * 17

@@ -10,18 +10,24 @@ Order of work (spec/FORMAT.md §7 for the archive checks), one function each:
    live paths it would replace that this user cannot read — a dry run stops here;
 4. ``_refuse``: refuse what cannot be done whole (a conflict, a foreign path, a live path
    the safety archive could not save, unless ``--skip-backup``); check space and
-   permissions; ``_before_hook``: run ``beforeRestore``;
-5. ``_safety_archive``: write the pre-restore safety archive of the selected targets;
-   ``_units``: walk again (the hook may have written into a restored target) and refuse,
-   deleting that archive, if it could not save a path the swap replaces;
-6. ``_stage``: stream and verify the whole archive into staging, check restored databases;
+   permissions;
+5. ``_stage``: stream and verify the whole archive into staging (every byte against its
+   checksum, every restored database checked), while the application still runs: a
+   damaged archive fails here with verify's error class, before the application is
+   stopped or a safety archive written;
+6. ``_before_hook``: run ``beforeRestore``; ``_safety_archive``: write the pre-restore
+   safety archive of the selected targets; ``_units``: walk again (the hook or the
+   application may have written into a restored target meanwhile) and refuse, deleting
+   that archive, if it could not save a path the swap replaces (staging again in the rare
+   case the paths to swap moved);
 7. ``_swap``: swap atomically with the journal — unless a path no restored target owns
    appeared in a swapped directory meanwhile — run the health check (rolling back on
    failure), run the ``afterRestore`` hook.
 
 The live tree is untouched by every failure before step 7, and step 7 is transactional
-(``restore.swap``).  The ``afterRestore`` hook also runs when a restore fails after
-``beforeRestore`` ran, so an application it stopped is started again.
+(``restore.swap``); a staging area is journalled (phase STAGED) from step 5 on, so a crash
+before the swap leaves only what recovery removes.  The ``afterRestore`` hook also runs when
+a restore fails after ``beforeRestore`` ran, so an application it stopped is started again.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from ..lock import InstallationLock
 from ..options import PackOptions, UnpackOptions
 from ..pack import pack_locked
 from ..restore import swap
-from ..restore.hooks import run_hook
+from ..restore.hooks import how_it_ended, run_hook
 from ..restore.live import live_databases, nothing_foreign_appeared
 from ..restore.plan import RestorePlan, make_plan, restores, staging_paths
 from ..restore.refusals import (conflict_message, foreign_message, plan_warnings,
@@ -150,9 +156,15 @@ def run(settings: Settings, options: UnpackOptions, progress=None,
             return restore.result
         restore.result.cleaned = leftovers.clean(store)
         try:
-            paths = _prepare(restore, walked)
-            tree = _stage(restore, paths, progress, on_event)
-            _swap(restore, paths, tree, on_event)
+            _refuse(restore, restore.take_safety)
+            paths = _units(restore, walked)
+            staged = _stage(restore, paths, progress, on_event)
+            try:
+                paths, staged = _prepare(restore, paths, staged, progress, on_event)
+            except BaseException:
+                _discard(staged, on_event)
+                raise
+            _swap(restore, paths, staged, on_event)
         except BaseException:
             if restore.hook_ran and restore.hooks.get("afterRestore"):
                 run_hook(restore.hooks["afterRestore"], settings, archive.manifest["id"],
@@ -201,10 +213,7 @@ def _plan(settings: Settings, options: UnpackOptions, archive: _Archive, warning
                        settings.backup.get("hooks", {}), take_safety)
     if options.dry_run:
         return restore, None
-    if take_safety or restore.hooks.get("beforeRestore"):
-        live.close()
-        return restore, None
-    live.release()          # the plan's walk waits on disk for the next step
+    live.release()          # the plan's walk waits on disk: staging's paths come from it
     return restore, walked
 
 
@@ -219,16 +228,29 @@ def _selection(manifest: dict, targets: tuple[str, ...] | None) -> tuple[str, ..
     return targets
 
 
-def _prepare(restore: _Restore, walked):
-    """Steps 4 and 5: refusals, space, the hook, the safety archive, the walk again
-    (``walked``: the plan's walk when nothing ran since; None: walk again)."""
-    _refuse(restore, restore.take_safety)
+def _prepare(restore: _Restore, paths, staged, progress, on_event):
+    """Step 6, with the archive staged and verified: the hook, the safety archive, the
+    walk again; (the paths to swap, the staged tree) as they now are."""
     _before_hook(restore)
     safety = _safety_archive(restore) if restore.take_safety else None
-    paths = _units(restore, walked)
+    if not restore.hook_ran and safety is None:
+        return paths, staged        # nothing ran since the plan's walk
+    again = _units(restore, None)
     if safety is not None:
-        _check_safety_archive(restore, safety, paths.units)
-    return paths
+        _check_safety_archive(restore, safety, again.units)
+    if again.units.sorted() != paths.units.sorted():
+        # the hook or the application moved what the swap replaces (a path of another
+        # target appeared in a restored directory): stage again along the new paths
+        _discard(staged, on_event)
+        staged = _stage(restore, again, progress, on_event)
+    return again, staged
+
+
+def _discard(staged, on_event) -> None:
+    """A staged tree that will not be swapped in: removed, its journal with it."""
+    tree, area = staged
+    tree.close()
+    swap.discard(area, on_event=on_event)
 
 
 def _refuse(restore: _Restore, take_safety: bool) -> None:
@@ -262,7 +284,8 @@ def _before_hook(restore: _Restore) -> None:
     code = run_hook(command, restore.settings, restore.archive.manifest["id"], "beforeRestore")
     restore.hook_ran = True
     if code != 0:
-        raise HookFailed(f"beforeRestore hook exited with {code}; nothing was restored")
+        raise HookFailed(f"the beforeRestore hook ({command}) "
+                         f"{how_it_ended(code, restore.settings)}; nothing was restored")
 
 
 def _safety_archive(restore: _Restore):
@@ -367,10 +390,14 @@ def _swap(restore: _Restore, paths, staged, on_event) -> None:
         restore.result
     tree, area = staged
     health = settings.backup.get("restore", {}).get("healthCheck")
-    check = (lambda: run_hook(health, settings, archive_id, "healthCheck") == 0) \
-        if health else None
+    status = {}
+
+    def check() -> bool:
+        status["code"] = run_hook(health, settings, archive_id, "healthCheck")
+        return status["code"] == 0
+
     outcome = swap.commit_swap(
-        area, paths.units.sorted(), health_check=check, on_event=on_event,
+        area, paths.units.sorted(), health_check=check if health else None, on_event=on_event,
         precheck=lambda: nothing_foreign_appeared(settings.root, restore.catalogue,
                                                   paths.unit_dirs))
     result.outcome = outcome.outcome
@@ -384,9 +411,12 @@ def _swap(restore: _Restore, paths, staged, on_event) -> None:
         code = run_hook(restore.hooks["afterRestore"], settings, archive_id, "afterRestore",
                         outcome.outcome)
         if code != 0:
-            restore.warnings.add(f"afterRestore hook exited with {code}")
+            restore.warnings.add(f"the afterRestore hook ({restore.hooks['afterRestore']}) "
+                                 f"{how_it_ended(code, settings)}")
     if outcome.outcome == "rolled_back":
-        raise HealthCheckFailed(f"health check failed ({outcome.health_error}); the previous "
+        why = how_it_ended(status["code"], settings) if "code" in status \
+            else outcome.health_error
+        raise HealthCheckFailed(f"the health check ({health}) {why}; the previous "
                                 "installation was put back" +
                                 (f"; safety archive {result.safety_archive}"
                                  if result.safety_archive else ""))

@@ -19,7 +19,20 @@ def run_hook(command: str, settings: Settings, archive_id: str, phase: str,
         env["POPPOARC_OUTCOME"] = outcome
     try:
         return subprocess.run(command, shell=True, cwd=settings.root, env=env,
-                              timeout=settings.backup.get("restore", {}).get("hookTimeout", 600),
-                              stdin=subprocess.DEVNULL).returncode
+                              timeout=hook_timeout(settings), stdin=subprocess.DEVNULL).returncode
     except subprocess.TimeoutExpired:
         return -1
+
+
+def hook_timeout(settings: Settings) -> int:
+    return settings.backup.get("restore", {}).get("hookTimeout", 600)
+
+
+def how_it_ended(code: int, settings: Settings) -> str:
+    """What a hook's status means to an operator: "exited with 3", "was stopped after
+    600 s" (backup.restore.hookTimeout), "was killed by signal 9"."""
+    if code == -1:
+        return f"was stopped after {hook_timeout(settings)} s (backup.restore.hookTimeout)"
+    if code < 0:
+        return f"was killed by signal {-code}"
+    return f"exited with {code}"

@@ -6,7 +6,8 @@ import statistics
 
 SIZE_TARGETS = {"manyfiles": 1.15}    # issue #8: 1.15× for 100,000 small files
 SIZE_TARGET = 1.02                      # ... and 1.02× otherwise
-OP_NAMES = {"pack": "pack / backup", "verify": "verify / check", "restore": "restore (empty dir)"}
+OP_NAMES = {"pack": "pack / backup", "verify": "verify / check", "restore": "restore (empty dir)",
+            "restore-live": "restore over the live tree (a day's changes)"}
 
 
 def _median(values: list[float]) -> float | None:
@@ -18,7 +19,7 @@ def summarise(records: list[dict], tools: list, nproc: int = 1) -> list[dict]:
     timed = [r for r in records if not r["warmup"]]
     rows = []
     for tool in tools:
-        for op in ("pack", "verify", "restore"):
+        for op in OP_NAMES:
             mine = [r for r in timed if r["tool"] == tool.key and r["op"] == op]
             ok = [r for r in mine if r.get("ok")]
             failed = [r for r in mine if not r.get("ok")]

@@ -18,8 +18,8 @@ Options:
                       else a new temporary directory under /tmp.
   --keep              Keep the work directory (it is removed otherwise, also after an error).
   --tools=LIST        Tools, comma-separated: poppoarc, poppoarc-encrypted,
-                      poppoarc-incremental, tar-zstd, tar-zstd-same, restic, borg
-                      [default: all]. tar-zstd is the reference the ratios divide by.
+                      poppoarc-incremental, tar-zstd, tar-zstd-same, restic,
+                      restic-incremental, borg, borg-incremental [default: all]. tar-zstd is the reference the ratios divide by.
   --threads=N         zstd worker threads for `zstd -T` and POPPOARC_THREADS [default: 2].
   --timeout=SECONDS   Time limit for each command [default: 1800].
   --seed=N            Seed of the installation generator [default: 1].
@@ -174,6 +174,18 @@ def prepare_scale(scale: str, options: dict, scale_dir: Path, env: dict, poppoar
     return info
 
 
+def live_copy(ctx: Context) -> Path:
+    """The tool's source copied (untimed) with a day's changes applied: the live tree a
+    restore over the installation meets (``poppoarc.demo.changes.simulate_day``)."""
+    from poppoarc.demo.changes import simulate_day
+
+    live = ctx.work / "live"
+    live.mkdir()
+    quick(["cp", "-a", f"{ctx.source}/.", f"{live}/"], timeout=ctx.timeout)
+    simulate_day(live, seed=7)
+    return live
+
+
 def one_tool(tool, ctx: Context, rnd: int, warmup: bool, expected: dict,
              graveyard: Graveyard) -> list[dict]:
     """pack, verify and restore with one tool; a failure ends this tool's round."""
@@ -191,6 +203,13 @@ def one_tool(tool, ctx: Context, rnd: int, warmup: bool, expected: dict,
                 record["size_bytes"] = size
             elif op == "verify":
                 m = tool.verify(ctx)
+            elif op == "restore-live":
+                if not tool.restores_live:
+                    records.pop()
+                    continue
+                live = live_copy(ctx)
+                m = tool.restore_live(ctx, live)
+                graveyard.retire(live)
             else:
                 target = ctx.work / "restored"
                 m = tool.restore(ctx, target)

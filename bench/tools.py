@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .measure import CommandFailed, Measurement, quick, run, shell
 
-OPERATIONS = ("pack", "verify", "restore")
+OPERATIONS = ("pack", "verify", "restore", "restore-live")
 
 
 @dataclass
@@ -89,6 +89,12 @@ class Tool:
     def restore(self, ctx: Context, target: Path) -> Measurement:
         raise NotImplementedError
 
+    restores_live = False       # whether restore_live is measured for this tool
+
+    def restore_live(self, ctx: Context, live: Path) -> Measurement:
+        """Restore the backup over ``live`` (a copy of the source with a day's changes)."""
+        raise NotImplementedError
+
     def _run(self, ctx: Context, op: str, argv: list[str], *, cwd: Path | None = None,
              ok_codes: tuple[int, ...] = (0,)) -> Measurement:
         return run(argv, cwd=cwd or ctx.work, env=self.env(ctx), timeout=ctx.timeout,
@@ -152,11 +158,21 @@ class Poppoarc(Tool):
         m.extra["restored_root"] = str(root)
         return m
 
+    restores_live = True
+
+    def restore_live(self, ctx, live):
+        # --skip-backup: as the peers, no safety archive of the tree it replaces (that is a
+        # pack of the live tree; the pack rows measure it)
+        return self._run(ctx, "restore-live", self.command(live, ctx.work / "store")
+                         + ["unpack", str(self.archive), "--skip-backup", "-q"],
+                         ok_codes=(0, 1))
+
 
 class PoppoarcEncrypted(Poppoarc):
     """The same commands with ``pack --encrypt`` and a passphrase (Argon2id, AES-256-GCM)."""
 
     key, label = "poppoarc-encrypted", "poppoarc --encrypt"
+    restores_live = False
     pack_flags = ("--encrypt",)
     notes = ("As poppoarc, with `pack --encrypt` and `POPPO_BACKUP_KEY` set: every file sealed "
              "in AES-256-GCM segments, the index encrypted; verify and restore decrypt.")
@@ -171,6 +187,7 @@ class PoppoarcIncremental(Poppoarc):
     """An incremental pack of an unchanged tree on a full archive made untimed before it."""
 
     key, label = "poppoarc-incremental", "poppoarc --incremental (unchanged)"
+    restores_live = False
     pack_flags = ("--incremental",)
     notes = ("An untimed full `pack` first, then the timed `pack --incremental --json` of the "
              "same, unchanged tree (every file referenced, every database a zero-block delta); "
@@ -216,9 +233,16 @@ class TarZstd(Tool):
         return self._run(ctx, "restore", shell(f"zstd -dc {_q(self.archive)} | "
                                                f"tar -xf - -C {_q(target)}"))
 
+    restores_live = True
+
+    def restore_live(self, ctx, live):
+        return self._run(ctx, "restore-live", shell(f"zstd -dc {_q(self.archive)} | "
+                                                    f"tar -xf - -C {_q(live)}"))
+
 
 class TarZstdSameFiles(TarZstd):
     key, label, reference = "tar-zstd-same", "tar \\| zstd -3 (poppoarc's files)", False
+    restores_live = False
     notes = ("The same pipeline over exactly the files poppoarc archives: the tree "
              "`tar --zstd -xf` makes of a poppoarc archive, minus its `.poppoarc/` folder. "
              "The reference for the size target (poppoarc ≤ 1.02× this).")
@@ -262,6 +286,28 @@ class Restic(Tool):
         return self._run(ctx, "restore", ["restic", "restore", "latest", "--target", str(target),
                                           "-q"])
 
+    restores_live = True
+
+    def restore_live(self, ctx, live):
+        # restic 0.14 rewrites every file of the snapshot over what is there
+        return self._run(ctx, "restore-live", ["restic", "restore", "latest", "--target",
+                                               str(live), "-q"])
+
+
+class ResticIncremental(Restic):
+    """restic's second backup of an unchanged tree (its parent snapshot made untimed)."""
+
+    key, label = "restic-incremental", "restic (unchanged 2nd backup)"
+    restores_live = False
+    notes = ("As restic, with an untimed first `restic backup .` before the timed one: the "
+             "second backup of the unchanged tree (parent snapshot found by path), as a "
+             "nightly run; verify and restore as restic.")
+
+    def prepare(self, ctx):
+        super().prepare(ctx)
+        quick(["restic", "backup", ".", "-q"], env=self.env(ctx), cwd=ctx.source,
+              timeout=ctx.timeout)
+
 
 class Borg(Tool):
     key, label = "borg", "borg"
@@ -303,9 +349,23 @@ class Borg(Tool):
                          ok_codes=(0, 1))
 
 
+class BorgIncremental(Borg):
+    """borg's second archive of an unchanged tree (files cache filled by an untimed first)."""
+
+    key, label = "borg-incremental", "borg (unchanged 2nd create)"
+    notes = ("As borg, with an untimed first `borg create ::first .` before the timed "
+             "`::bench`: the files cache makes it skip unchanged files; verify and restore as "
+             "borg.")
+
+    def prepare(self, ctx):
+        super().prepare(ctx)
+        quick(["borg", "create", "--compression", "zstd,3", "::first", "."], env=self.env(ctx),
+              cwd=ctx.source, timeout=ctx.timeout, ok_codes=(0, 1))
+
+
 def all_tools() -> list[Tool]:
     return [Poppoarc(), PoppoarcEncrypted(), PoppoarcIncremental(), TarZstd(), TarZstdSameFiles(),
-            Restic(), Borg()]
+            Restic(), ResticIncremental(), Borg(), BorgIncremental()]
 
 
 __all__ = ["OPERATIONS", "Context", "Tool", "all_tools", "tree_bytes", "CommandFailed"]

@@ -113,7 +113,8 @@ KEYS: tuple[Key, ...] = (
     Key("parallel", ("string",), '`"auto"`', '"serial"',
         "where pack's and restore's speed-ups run: `two-process` (a helper process and "
         "threads), `serial` (this process only; the same archives), `auto` (two-process "
-        "with two CPUs or more); `--parallel` and `POPPOARC_PARALLEL` come first"),
+        "when this process may use two CPUs or more: affinity and cgroup quota); "
+        "`--parallel` and `POPPOARC_PARALLEL` come first"),
     Key("incremental", ("object",), "`{}`", '{"enabled": true}', "incremental backups"),
     Key("incremental.enabled", ("boolean",), "`false`", "true", "take incremental backups"),
     Key("incremental.maxIncrementals", ("integer",), "`7`", "7",

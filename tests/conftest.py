@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from poppoarc.config import resolve
 from poppoarc.demo.installation import make_installation
-from poppoarc.parallel import SERIAL, TWO_PROCESS, Parallelism
+from poppoarc.options import PackOptions
+from poppoarc.pack import share, steps
+from poppoarc.parallel import SERIAL, TWO_PROCESS, Parallelism, process
 
 from .helpers import CLI, EAGER
 
@@ -73,6 +79,48 @@ def both_ways(request, cli):
     two processes, then serial: an archive test that asks for this runs both ways."""
     cli.parallel = Parallelism(request.param, 2, EAGER)
     return request.param
+
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
+FIXED_ID = "backup-2026-01-02T03-04-05-678Z-aaaaaa"
+
+
+@pytest.fixture
+def fixed_pack(installation, tmp_path, monkeypatch):
+    """Packs of the installation with the clock and the archive id fixed (what else a
+    pack records of its run: the host, the root, are the same here); returns the bytes,
+    the processes started and the shares used."""
+    store = tmp_path / "store"
+    started, shares = [], []
+    real_start, real_result = process.start, share.Share.result
+
+    def start(*args, **kwargs):
+        started.append(args[0])
+        return real_start(*args, **kwargs)
+
+    def result(self):
+        part = real_result(self)
+        shares.append(part is not None)
+        return part
+
+    monkeypatch.setattr(process, "start", start)
+    monkeypatch.setattr(share.Share, "result", result)
+
+    def pack(parallel: Parallelism, incremental: bool | None = None) -> bytes:
+        started.clear()
+        shares.clear()
+        settings = dataclasses.replace(resolve(str(installation), store=str(store)),
+                                       parallel=parallel)
+        with monkeypatch.context() as fixed:
+            fixed.setattr(steps, "new_archive_id", lambda now: FIXED_ID)
+            packed = steps.pack_locked(settings, PackOptions(incremental=incremental),
+                                       clock=(lambda: NOW, lambda: 1000.0))
+        data = Path(packed.path).read_bytes()
+        os.unlink(packed.path)
+        return data
+
+    pack.store, pack.started, pack.shares = store, started, shares
+    return pack
 
 
 from .helpers.unprivileged import nobody  # noqa: E402,F401  (the fixture, for every test module)

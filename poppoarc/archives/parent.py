@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from ..errors import PoppoarcError, Warnings
 from ..format import chains, reader
 from ..format.entry import IndexEntry
+from . import facts
 from .listing import list_archives
 from .opening import full_manifest, open_sealer, pinned_keys
 
@@ -25,6 +26,7 @@ class ParentBase:
     manifest_sha256: str
     depth: int                                  # the new archive's depth is this + 1
     records: chains.Cursor                      # the parent's records, in index order
+    # (or its cached facts: format.facts.CachedFacts, whose find gives tuples for files)
     sealers: dict = field(default_factory=dict)  # archive id -> Sealer, for keyed digests
     opener: object = None                       # archive id -> Sealer | None (lazy)
 
@@ -59,9 +61,12 @@ class ParentBase:
 
 
 def find_parent(settings, store, *, sealed_whole: bool, warnings: Warnings,
-                max_incrementals: int, index_share: float | None = None) -> ParentBase | None:
+                max_incrementals: int, index_share: float | None = None,
+                facts_key: bytes | None = None) -> ParentBase | None:
     """The parent for an incremental archive, or None (and a warning) for a full one;
-    ``index_share``: the part of its index the index's helper checks (``decode_index``)."""
+    ``index_share``: the part of its index the index's helper checks (``decode_index``);
+    ``facts_key``: read the parent's facts cache (``facts.py``) with this key, when there
+    is a valid one, instead of its index."""
     rows = list_archives(settings, store)
     for row in rows:        # a damaged or foreign file in the store is named, and skipped
         if row.status != "ok":
@@ -79,6 +84,10 @@ def find_parent(settings, store, *, sealed_whole: bool, warnings: Warnings,
     try:
         with store.open(archive) as source:
             head = reader.open_trusted(source, pinned_keys(settings), where)
+            if facts_key is not None and not sealed_whole:
+                cached = _cached(settings, head, facts_key, max_incrementals, warnings)
+                if cached is not None:
+                    return cached
             sealer = open_sealer(settings, head, where)
             index = reader.read_index(source, head, where, sealer, parallel=settings.parallel,
                                       share=index_share)
@@ -117,3 +126,25 @@ def find_parent(settings, store, *, sealed_whole: bool, warnings: Warnings,
     depth = manifest["parent"]["depth"] if manifest["parent"] else 0
     return ParentBase(choice.id, digest, depth, chains.Cursor(index.entries),
                       {choice.id: sealer} if sealer else {}, opener)
+
+
+def _cached(settings, head, key: bytes, max_incrementals: int,
+            warnings: Warnings) -> ParentBase | None:
+    """The parent from its facts cache, or None (its index is read): no cache, one that
+    fails its check (named), or a parent its signed manifest says cannot take a link
+    (the index's reading says why)."""
+    manifest = head.manifest
+    if manifest.get("encryption") and manifest["encryption"]["scope"] == "archive":
+        return None
+    try:
+        cached = facts.load(settings, key, manifest["id"], manifest["layout"]["index_sha256"])
+    except facts.FactsRejected as exc:
+        warnings.add(f"incremental: the facts cache of {manifest['id']} is ignored ({exc}); "
+                     "its index is read instead")
+        return None
+    if cached is None or chains.parent_problem(manifest, max_incrementals=max_incrementals,
+                                               sealed_whole=False, root=str(settings.root)):
+        return None
+    digest = hashlib.sha256(head.raw.manifest_member).hexdigest()
+    depth = manifest["parent"]["depth"] if manifest["parent"] else 0
+    return ParentBase(manifest["id"], digest, depth, cached)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import heapq
 import io
+import json
 import shutil
 import tempfile
 from array import array
 from collections import deque
 
 from .entry import CHUNK_SIZE, IndexEntry
+from .facts import file_facts, reference_line
 from .records import encode_entry
 
 
@@ -28,7 +30,10 @@ class IndexSpool:
     a side file as soon as it is complete, so 100,000 sealed files do not pile up.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, facts=None) -> None:
+        """``facts``: a ``facts.FactsWriter`` that collects the next incremental's facts
+        of the records as they come (None: no facts cache)."""
+        self.facts = facts
         self._file = tempfile.TemporaryFile()
         self._count = 0
         self._deferred: list[tuple[int, int, IndexEntry]] = []   # (sequence, offset, record)
@@ -40,6 +45,10 @@ class IndexSpool:
         if not deferred:        # the common case, once per plain file: no tell()
             self._file.write(encode_entry(entry))
             self._count += 1
+            if self.facts is not None:
+                found = file_facts(entry)
+                if found is not None:
+                    self.facts.add(found)
             if self._pending:
                 self._settle()
             return
@@ -51,14 +60,30 @@ class IndexSpool:
         self._count += 1
         self._settle()
 
+    def append_reference(self, facts: tuple) -> None:
+        """The reference to an unchanged file, from its cached facts (``facts.referenced``):
+        the line ``append`` would write for it."""
+        self._file.write(reference_line(facts))
+        self._count += 1
+        if self.facts is not None:
+            self.facts.add(facts)
+        if self._pending:
+            self._settle()
+
     def extend_encoded(self, source, count: int) -> None:
         """Append ``count`` records encoded elsewhere (``write_to`` of another spool),
         read from ``source`` to its end."""
         self._file.seek(0, io.SEEK_END)
-        lines = 0
+        lines, partial = 0, b""
         while chunk := source.read(1 << 20):
             lines += chunk.count(b"\n")
             self._file.write(chunk)
+            if self.facts is not None:     # (a share of a full pack: its records decoded)
+                *whole, partial = (partial + chunk).split(b"\n")
+                for line in whole:
+                    found = file_facts(IndexEntry(**json.loads(line)))
+                    if found is not None:
+                        self.facts.add(found)
         if lines != count:
             raise ValueError(f"{lines} encoded records where {count} were expected")
         self._count += count
@@ -94,7 +119,10 @@ class IndexSpool:
             shutil.copyfileobj(_Limited(self._file, offset - done), out)
             done = offset
             if length is None:
-                out.write(encode_entry(what))
+                line = encode_entry(what)
+                out.write(line)
+                if self.facts is not None and what.sqlite:
+                    self.facts.add_database(line)
             else:
                 self._side.seek(what)
                 out.write(self._side.read(length))

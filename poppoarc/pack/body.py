@@ -20,7 +20,7 @@ from itertools import islice
 from pathlib import Path
 
 from ..errors import DatabaseSnapshotError, SourceError, Warnings
-from ..format import chains, tarheader
+from ..format import chains, facts, tarheader
 from ..format.entry import BUNDLE_MAX, CHUNK_SIZE, IndexEntry, encode_digests, needs_digest
 from ..format.spool import IndexSpool
 from ..format.writer import READ_CHUNK, BodyWriter, StoredFile
@@ -39,11 +39,13 @@ class Body:
     """The body-writing loop, with the bookkeeping the manifest needs."""
 
     def __init__(self, root, selected, warnings: Warnings, progress=None,
-                 plan: BodyPlan = BodyPlan(), walked=None, snapshots=None, subtree=None):
+                 plan: BodyPlan = BodyPlan(), walked=None, snapshots=None, subtree=None,
+                 facts=None):
         """``walked``: the walk's ``ScanResult`` (its records by target, in index order;
         byte totals for progress and shares); ``snapshots``: the database copies the walk
         started (``databases.SnapshotSession``); ``subtree``: the helper that walked one
-        target's directories (``subtree.SubtreeHelper``), to be told its share."""
+        target's directories (``subtree.SubtreeHelper``), to be told its share; ``facts``:
+        the ``format.facts.FactsWriter`` of the next incremental's facts cache, or None."""
         sealing = plan.sealing
         self.plan = plan
         self.sealer = sealing.sealer if sealing else None
@@ -63,7 +65,7 @@ class Body:
         self.entries = walked.entries if walked else None   # WalkGroups, by target
         self.warnings = warnings
         self.progress = progress
-        self.index = IndexSpool()       # records go to a temporary file as they are written
+        self.index = IndexSpool(facts)  # records go to a temporary file as they are written
         self.targets: dict[str, dict] = {}
         self.databases: list[dict] = []
         self.files = 0
@@ -129,11 +131,18 @@ class Body:
     def write_records(self, writer: BodyWriter, target: str, records, plain_path: bool) -> int:
         """Archive one target's walk records, in order; returns the content bytes stored."""
         size = 0
+        find = self.parent.records.find if self.parent is not None else None
         for entry in records:
             if is_plain(entry):             # a plain file: its facts come from fstat
                 if plain_path:
                     size += self._write_plain(writer, target, entry[0])
                     continue
+                if find is not None and len(entry) == 3:    # ... or the walk's lstat
+                    previous = find(target, entry[0])
+                    if type(previous) is tuple and facts.unchanged(previous, *entry[2]):
+                        size += self._record_reference(facts.referenced(previous,
+                                                                        self.parent.id))
+                        continue
                 entry = SourceEntry(entry[0], target, FILE, 0, 0, 0, 0, 0)
             size += self._write(writer, entry)
         return size
@@ -172,9 +181,18 @@ class Body:
         record.sealed, record.hmac_sha256 = stored.sealed, stored.hmac_sha256
         return stored
 
-    def _reuse(self, entry: SourceEntry, fd: int, st: os.stat_result) -> IndexEntry | None:
-        """The record of a file unchanged since the parent, or None to store it."""
+    def _reuse(self, entry: SourceEntry, fd: int, st: os.stat_result
+               ) -> IndexEntry | tuple | None:
+        """The record of a file unchanged since the parent (the facts of its reference when
+        the parent's facts came from the cache), or None to store it."""
         previous = self.parent.records.find(entry.target, entry.path)
+        if type(previous) is tuple:     # a file's facts from the cache (format/facts.py)
+            if not facts.unchanged(previous, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                   st.st_ino, st.st_mode & 0o7777, st.st_uid, st.st_gid):
+                return None
+            if entry.nlink > 1:         # later links name its record: a whole one
+                return facts.reference_entry(previous, self.parent.id)
+            return facts.referenced(previous, self.parent.id)
         if previous is None or not chains.reusable(previous):
             return None
         mode = st.st_mode & 0o7777
@@ -254,6 +272,8 @@ class Body:
                 return 0
             if self.parent is not None and entry.kind == FILE:
                 reused = self._reuse(entry, fd, st)
+                if type(reused) is tuple:       # cached facts: the reference's line
+                    return self._record_reference(reused)
                 if reused is not None:
                     return self._record(reused, _link_key(entry))
             if entry.kind == DATABASE:
@@ -355,6 +375,17 @@ class Body:
 
     def _warn_changed(self, path: str) -> None:
         self.warnings.add(f"{path}: changed while being read; archived as read")
+
+    def _record_reference(self, reference: tuple) -> int:
+        """``_record`` for an unchanged file referenced from its cached facts."""
+        self.index.append_reference(reference)
+        size = reference[facts.SIZE]
+        self.reused += 1
+        self.files += 1
+        self.bytes_done += size
+        if self.progress:
+            self.progress(self.bytes_done, self.bytes_total, reference[facts.PATH])
+        return size
 
     def _record(self, record: IndexEntry, link_key: tuple | None = None) -> int:
         """Account for a written or referenced file record; returns its content bytes

@@ -49,6 +49,8 @@ def write(body, writer: BodyWriter, entry: SourceEntry, fd: int, size: int,
     (§12.4), or whole.  Returns what was stored and the delta's block numbers
     (None: whole)."""
     previous = body.parent.records.find(entry.target, entry.path) if body.parent else None
+    if type(previous) is tuple:     # a plain file's cached facts (format/facts.py)
+        previous = None
     base = previous if previous is not None and previous.sqlite and previous.blocks else None
     block_size = block_size_for(size, base.blocks["size"] if base else None)
     if previous is not None and previous.sqlite and previous.blocks is None:

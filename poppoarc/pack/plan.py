@@ -10,6 +10,7 @@ from pathlib import Path
 from ..config import Settings
 from ..config_schema import INCREMENTAL
 from ..format import head as headfmt
+from ..format.chains import NORMAL_TYPES
 from ..format.manifest import MAX_WARNING_CHARS, MAX_WARNINGS_IN_HEAD
 from ..format.writer import DEFAULT_LEVEL
 from ..options import PackOptions
@@ -42,6 +43,14 @@ def in_chains(settings: Settings, options: PackOptions) -> bool:
         return False
     by_default, _ = incremental_settings(settings)
     return options.incremental is not None or by_default or schedules_incrementals(settings)
+
+
+def keeps_facts(settings: Settings, options: PackOptions) -> bool:
+    """Whether this pack writes the facts cache its next incremental reads
+    (``archives/facts.py``): an archive that can be a parent, in a chain, not sealed whole
+    (whose index only its key opens; its cache would hold its paths in clear)."""
+    return (in_chains(settings, options) and options.archive_type in NORMAL_TYPES
+            and not encrypts(settings, options))
 
 
 def schedules_incrementals(settings: Settings) -> bool:

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__
+from ..archives import facts
 from ..archives.parent import find_parent
 from ..config import Settings
 from ..crypto import recipients, signing
@@ -125,6 +126,7 @@ class _Pack:
     references: list = field(default_factory=list)     # certificates, described
     head_size: int = 0                  # room reserved for the signed head
     writer: BodyWriter | None = None
+    facts: facts.PendingFacts | None = None     # the next incremental's facts cache
 
     @property
     def parallel(self):
@@ -214,8 +216,11 @@ def _walk(run: _Pack) -> None:
                                           run.store.local_dir)
     for path in database_candidates(settings.root, run.catalogue, skip):
         run.snapshots.start(path)       # the largest first, before the walk gets there
+    # An incremental compares plain files' lstat facts with its parent's cached ones.
+    stat_facts = plan.chained(settings, run.options) and not run.options.check_content
     run.walked, run.subtree = walk_installation(settings.root, run.catalogue, run.warnings,
-                                                skip, run.snapshots.start, run.subtree)
+                                                skip, run.snapshots.start, run.subtree,
+                                                stat_facts)
 
 
 def _parent_beside_walk(run: _Pack) -> bool:
@@ -224,10 +229,13 @@ def _parent_beside_walk(run: _Pack) -> bool:
 
 def _read_parent(run: _Pack, index_share: float | None):
     _, max_incrementals = plan.incremental_settings(run.settings)
+    # --check-content compares digests, which only the index's full records carry
+    use = run.parallel.tuning.facts_cache and not run.options.check_content
+    key = facts.key_of(run.key) if use else None
     return find_parent(run.settings, run.store, sealed_whole=plan.encrypts(run.settings,
                                                                            run.options),
                        warnings=run.parent_warnings, max_incrementals=max_incrementals,
-                       index_share=index_share)
+                       index_share=index_share, facts_key=key)
 
 
 def _seal(run: _Pack) -> None:
@@ -277,8 +285,11 @@ def _write_body(run: _Pack) -> None:
                          keep_damaged_databases=options.archive_type == "pre-restore",
                          share_level=level if run.parallel.shares else None,
                          scratch_dir=run.store.local_dir, parallel=run.parallel)
+    if plan.keeps_facts(settings, options) and run.parallel.tuning.facts_cache:
+        run.facts = facts.PendingFacts.start(settings, facts.key_of(run.key), run.archive_id)
     run.body = Body(settings.root, run.catalogue.selected, run.warnings, run.progress,
-                    body_plan, run.walked, run.snapshots, run.subtree)
+                    body_plan, run.walked, run.snapshots, run.subtree,
+                    facts=run.facts.writer if run.facts else None)
     run.references = _references(run)
     dotenv = dotenv_names_of(settings.root, run.walked.secrets)
     env_doc = environment_document(run.environ, settings.env_prefixes, settings.mask_patterns,
@@ -320,7 +331,11 @@ def _finish(run: _Pack, monotonic):
                               entries=body.index, fields=fields, warnings=list(run.warnings),
                               key=run.key, head_size=run.head_size, level=plan.level(run.scope),
                               encryption=run.encryption, sealer=run.sealer)
-    return manifest, run.upload.commit()
+    stored = run.upload.commit()
+    if run.facts is not None:
+        run.facts.commit(manifest["layout"]["index_sha256"])
+        run.facts = None
+    return manifest, stored
 
 
 def _close(run: _Pack) -> None:
@@ -333,3 +348,5 @@ def _close(run: _Pack) -> None:
         run.snapshots.close()
     if run.body is not None:
         run.body.index.close()
+    if run.facts is not None:           # the pack failed: no cache for it
+        run.facts.abort()

@@ -19,11 +19,12 @@ from ..snapshot.scan import FILE, SourceEntry, Walk, path_of
 
 
 def walk_installation(root, catalogue: Catalogue, warnings: Warnings, skip=(),
-                      on_database=None, helper=None):
+                      on_database=None, helper=None, stat_facts: bool = False):
     """The pack's walk (compact records): with ``helper``, this process walks all but the
     helper's directories and merges what the helper found there; if the helper fails,
     it walks the whole tree again (a rare case, and the simplest that keeps the order).
-    Returns (the walk's ``ScanResult``, the helper if it is still wanted)."""
+    ``stat_facts``: plain files' records carry their lstat facts (``Walk``; not with a
+    helper, whose records do not).  Returns (the walk's ``ScanResult``, the helper if it is still wanted)."""
     if helper is not None:
         own = Warnings()
         walk = Walk(root, catalogue, own, skip, compact=True, on_database=on_database,
@@ -35,7 +36,8 @@ def walk_installation(root, catalogue: Catalogue, warnings: Warnings, skip=(),
             warnings.skipped.extend(own.skipped)
             return walk.finish(), helper
         walk.result.entries.close()
-    walk = Walk(root, catalogue, warnings, skip, compact=True, on_database=on_database)
+    walk = Walk(root, catalogue, warnings, skip, compact=True, on_database=on_database,
+                stat_facts=stat_facts)
     walk.run()
     return walk.finish(), None
 

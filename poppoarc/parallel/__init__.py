@@ -9,7 +9,9 @@ Everything poppoarc does only to be faster goes through one ``Parallelism`` obje
   (``format/index_part.py``), for verify, inspect, unpack and an incremental's parent;
 * the KDF's helper: Argon2id derived in a process of its own (``crypto/kdf.py``);
 * threads beside the main one: the restore's write-behind (``restore/writebehind.py``),
-  the pack's reading of its parent beside the walk, the database snapshot copies.
+  the pack's reading of its parent beside the walk, the database snapshot copies;
+* the facts cache an incremental reads instead of its parent's index
+  (``archives/facts.py``; ``Tuning.facts_cache``, in both modes).
 
 Two implementations, chosen by ``mode``:
 
@@ -26,7 +28,8 @@ own worker threads (``compression_threads``) are a compression setting, not one 
 these: the frames are the same bytes with any number of workers from one on.
 
 The mode comes from ``--parallel``, else ``POPPOARC_PARALLEL``, else ``backup.parallel``
-(``auto``: two-process where there are two CPUs or more).  ``Tuning`` holds the cost
+(``auto``: two-process where this process may use two CPUs or more: its affinity
+mask and cgroup quota, ``cpus.py``).  ``Tuning`` holds the cost
 models' thresholds; tests make them small to exercise the helpers on small trees.
 """
 
@@ -37,6 +40,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import process
+from .cpus import available_cpus
 from .inline import DeferredExecutor, InlineHelper
 from .process import ProcessHelper
 
@@ -44,6 +48,9 @@ SERIAL, TWO_PROCESS, AUTO = "serial", "two-process", "auto"
 MODES = (SERIAL, TWO_PROCESS)
 CHOICES = (AUTO, *MODES)
 ENVIRONMENT = "POPPOARC_PARALLEL"
+# zstd's workers at most: each holds a job's input and output (``format/writer.py``'s
+# job size) and its match state, so a pack stays within its memory budget on any machine.
+MAX_COMPRESSION_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,9 @@ class Tuning:
     index_min_bytes: int = 4 << 20      # below this, a process costs more than it saves
     index_share: float = 0.45           # the helper's part (it starts later)
     parent_index_share: float = 0.75    # ... beside the walk of an incremental pack
+    # an incremental compares its parent's facts from the cache a pack in a chain leaves
+    # (archives/facts.py) instead of reading the parent's index: the same archive either way
+    facts_cache: bool = True
     # a fixed share, (target, first record), or () for none, instead of the cost model's
     plan: tuple[str, int] | tuple[()] | None = None
 
@@ -120,12 +130,13 @@ def choose(option: str | None = None, environ=None, configured: str | None = Non
            tuning: Tuning | None = None) -> Parallelism:
     """The parallelism asked for: ``option`` (``--parallel``), else the environment's
     ``POPPOARC_PARALLEL``, else ``configured`` (``backup.parallel``), else ``auto``.
-    ``POPPOARC_THREADS`` sets zstd's workers (default: the CPUs, at most 2)."""
+    ``POPPOARC_THREADS`` sets zstd's workers (default: the CPUs this process may use,
+    ``cpus.available_cpus``, at most ``MAX_COMPRESSION_THREADS``)."""
     environ = os.environ if environ is None else environ
     choice = option or environ.get(ENVIRONMENT) or configured or AUTO
     if choice not in CHOICES:
         raise ValueError(f"parallel mode {choice!r} (known: {', '.join(CHOICES)})")
-    cpus = os.cpu_count() or 1
-    threads = int(environ.get("POPPOARC_THREADS") or min(cpus, 2))
+    cpus = available_cpus()
+    threads = int(environ.get("POPPOARC_THREADS") or min(cpus, MAX_COMPRESSION_THREADS))
     mode = (TWO_PROCESS if cpus > 1 else SERIAL) if choice == AUTO else choice
     return Parallelism(mode, threads, tuning or Tuning())

@@ -26,7 +26,8 @@ SPILL_AT = 1 << 17
 
 def is_plain(record) -> bool:
     """A compact walk record: a regular file with one link, as the tuple (path, target),
-    whose other facts the pack takes from ``fstat``; anything else is a ``SourceEntry``."""
+    whose other facts the pack takes from ``fstat`` (or (path, target, lstat facts) for an
+    incremental: ``Walk.stat_facts``); anything else is a ``SourceEntry``."""
     return type(record) is tuple
 
 
@@ -50,7 +51,7 @@ class WalkGroups:
             if len(group.held) >= CHUNK:
                 group.spill(self._fields)
             return
-        self._held += 1 if is_plain(record) else 2
+        self._held += 1 if is_plain(record) and len(record) == 2 else 2
         if self._held > self._spill_at:
             self._spilled = True
             for each in self._groups.values():

@@ -47,7 +47,7 @@ class SourceEntry:
 @dataclass
 class ScanResult:
     # by target, each in path order; with ``compact``, a regular file with one link is a
-    # (path, target) tuple (memory)
+    # (path, target) tuple (memory), or (path, target, stat facts) (``Walk.stat_facts``)
     entries: WalkGroups
     references: list[str] = field(default_factory=list)   # relative paths
     secrets: list[str] = field(default_factory=list)      # relative paths
@@ -74,7 +74,7 @@ def record_fields(record) -> tuple:
 
 
 def record_from_fields(fields: tuple):
-    return fields if len(fields) == 2 else SourceEntry(*fields)
+    return fields if len(fields) <= 3 else SourceEntry(*fields)
 
 
 _SMALL_INTS: dict[int, int] = {}     # one object per distinct mode/uid/gid (memory)
@@ -129,11 +129,15 @@ class Walk:
                  skip: tuple[Path, ...] = (), compact: bool = False,
                  on_database: Callable[[str], None] | None = None,
                  spill_at: int | None = None, leave: tuple[str, ...] = (),
-                 foreign: bool = False):
+                 foreign: bool = False, stat_facts: bool = False):
+        """``stat_facts`` (with ``compact``): a plain file's record also carries its lstat
+        facts, (path, target, (size, mtime_ns, ctime_ns, ino, mode, uid, gid)), which an
+        incremental compares with its parent's without opening the file."""
         self.root, self.catalogue, self.warnings = str(root), catalogue, warnings
         self.foreign = foreign
         self.skip_real = {os.path.realpath(p) for p in skip}
         self.compact, self.on_database = compact, on_database
+        self.stat_facts = stat_facts
         self.result = ScanResult(entries=WalkGroups(record_fields, record_from_fields, spill_at))
         self._leave: dict[str, set[str]] = {}       # directory: names of it not visited
         for rel in leave:
@@ -196,6 +200,7 @@ class Walk:
         catalogue, warnings, result = self.catalogue, self.warnings, self.result
         selected = set(catalogue.selected)
         skip_real, compact, on_database = self.skip_real, self.compact, self.on_database
+        stat_facts = self.stat_facts
         groups, target_bytes = result.entries, result.target_bytes
         recorded, unowned, leave = self._recorded, self._unowned, self._leave
         descend: set[str] = set()           # directories whose contents the walk enters
@@ -344,7 +349,10 @@ class Walk:
                         foreign(rel)
                 elif stat.S_ISREG(st.st_mode):
                     if compact and st.st_nlink == 1:
-                        add(rule.target, (rel, rule.target), rel, st.st_size)
+                        add(rule.target, (rel, rule.target, (
+                            st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+                            stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
+                            if stat_facts else (rel, rule.target), rel, st.st_size)
                     else:
                         add(rule.target, _entry(rel, rule.target, FILE, st), rel, st.st_size)
                     if tracking:

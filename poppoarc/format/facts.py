@@ -167,6 +167,7 @@ class CachedFacts:
         self._records: list = []
         self._at = 0
         self._current = self._next()
+        self._matched = False           # the current record was found (paths only rise)
         self._databases = {(d.target, d.path): d for d in databases}
 
     def _next(self):
@@ -181,9 +182,17 @@ class CachedFacts:
 
     def find(self, target: str | None, path: str):
         """A file's facts (a tuple), a database's record (an ``IndexEntry``), or None."""
-        current = self._current         # the common case: the next record is this path's
-        if current is not None and current[PATH] == path and current[TARGET] == target:
-            return current
+        current = self._current
+        if current is not None:
+            if current[PATH] == path and current[TARGET] == target:
+                self._matched = True
+                return current
+            if self._matched:           # the common case: the one after the last found
+                current = self._current = self._next()
+                self._matched = False
+                if current is not None and current[PATH] == path and current[TARGET] == target:
+                    self._matched = True
+                    return current
         database = self._databases.get((target, path))
         if database is not None:
             return database
@@ -193,6 +202,7 @@ class CachedFacts:
             self._current = self._next()
         current = self._current
         if current is not None and current[PATH] == path and current[TARGET] == target:
+            self._matched = True
             return current
         return None
 

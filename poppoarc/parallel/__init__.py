@@ -50,7 +50,7 @@ CHOICES = (AUTO, *MODES)
 ENVIRONMENT = "POPPOARC_PARALLEL"
 # zstd's workers at most: each holds a job's input and output (``format/writer.py``'s
 # job size) and its match state, so a pack stays within its memory budget on any machine.
-MAX_COMPRESSION_THREADS = 8
+MAX_COMPRESSION_THREADS = 4
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ BENCH_ARGS="..."`).
 Usage:
   bench.run [--scales=LIST] [--rounds=N] [--out=DIR] [--workdir=DIR] [--keep]
             [--tools=LIST] [--threads=N] [--timeout=SECONDS] [--seed=N]
-            [--quiet-wait=SECONDS]
+            [--quiet-wait=SECONDS] [--live=LIST]
   bench.run (-h | --help)
 
 Options:
@@ -25,6 +25,8 @@ Options:
   --seed=N            Seed of the installation generator [default: 1].
   --quiet-wait=SECONDS  Before each timed command, wait up to this long for the machine to
                       be idle (other work < 15 % of the cores); 0 disables [default: 15].
+  --live=LIST         Scales whose restore over the live tree is measured (a copy of the
+                      installation per tool and round) [default: medium].
   -h --help           Show this help.
 """
 
@@ -85,7 +87,8 @@ def parse(argv: list[str] | None) -> dict:
     return {"scales": scales, "rounds": number("--rounds"), "out": Path(args["--out"]),
             "workdir": args["--workdir"], "keep": bool(args["--keep"]), "tools": wanted,
             "threads": number("--threads"), "timeout": number("--timeout", float),
-            "seed": number("--seed", int, 0), "quiet_wait": number("--quiet-wait", float, 0)}
+            "seed": number("--seed", int, 0), "quiet_wait": number("--quiet-wait", float, 0),
+            "live": [s.strip() for s in args["--live"].split(",") if s.strip()]}
 
 
 def base_env(workdir: Path) -> dict:
@@ -195,6 +198,8 @@ def one_tool(tool, ctx: Context, rnd: int, warmup: bool, expected: dict,
         ctx.work.mkdir(parents=True)
         tool.prepare(ctx)
         for op in OPERATIONS:
+            if op not in tool.operations or op == "restore-live" and not ctx.live:
+                continue
             record = dict(base, op=op)
             records.append(record)
             if op == "pack":
@@ -254,7 +259,8 @@ def bench_scale(scale: str, options: dict, tools: list, workdir: Path, env: dict
                 or source == same \
                 else info["sealed_files_tree"] if tool.key == "poppoarc-encrypted" else info["tree"]
             ctx = Context(source=source, work=round_dir / tool.key, env=env,
-                          timeout=options["timeout"], threads=options["threads"])
+                          timeout=options["timeout"], threads=options["threads"],
+                          live=scale in options["live"])
             got = one_tool(tool, ctx, rnd, warmup, expected, graveyard)
             records += got
             line = "  ".join(f"{r['op']} {r['wall_s']:.2f}s" if r.get("ok") else f"{r['op']} FAILED"

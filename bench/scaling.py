@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -30,14 +31,17 @@ from .run import base_env, git_revision, machine_facts
 from .trees import warm
 
 
-def timed(argv: list[str], env: dict, cwd: Path) -> float:
+def timed(argv: list[str], env: dict, cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command's process tree)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in (0, 1):
         raise RuntimeError(f"{' '.join(argv)}: exit {done.returncode}: {done.stderr[-800:]}")
-    return seconds
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = make_installation(installation, options.scale, options.seed)
         poppoarc = [sys.executable, "-m", "poppoarc", "--root", str(installation)]
         timed(poppoarc + ["--store", str(work / "setup"), "pack", "-q"], env, work)
-        times: dict[str, dict[str, list[float]]] = {s: {"pack": [], "restore": []} for s in sets}
+        times: dict[str, dict[str, list]] = {s: {"pack": [], "restore": []} for s in sets}
         for rnd in range(options.rounds + 1):
             order = sets[rnd % len(sets):] + sets[:rnd % len(sets)]
             for cpus in order:
@@ -75,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                 restore = timed(["taskset", "-c", cpus, sys.executable, "-m", "poppoarc",
                                  "--root", str(root), "--store", str(store), "unpack",
                                  str(archive), "--skip-backup", "-q"], env, work)
-                print(f"round {rnd}{' (warm-up)' if rnd == 0 else ''} cpus {cpus}: "
-                      f"pack {pack:.2f} s, restore {restore:.2f} s", flush=True)
+                print(f"round {rnd}{' (warm-up)' if rnd == 0 else ''} cpus {cpus}: pack "
+                      f"{pack[0]:.2f} s ({pack[1]:.2f} CPU-s), restore {restore[0]:.2f} s "
+                      f"({restore[1]:.2f} CPU-s), load {os.getloadavg()[0]:.1f}", flush=True)
                 if rnd:
                     times[cpus]["pack"].append(pack)
                     times[cpus]["restore"].append(restore)
@@ -87,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         for cpus in sets:
             row = {"cpus": cpus}
             for op in ("pack", "restore"):
-                row[op] = statistics.median(times[cpus][op])
-                row[f"{op}_speedup"] = statistics.median(times[first][op]) / row[op]
+                row[op] = statistics.median(w for w, _ in times[cpus][op])
+                row[f"{op}_cpu"] = statistics.median(c for _, c in times[cpus][op])
+                row[f"{op}_speedup"] = statistics.median(w for w, _ in times[first][op]) / row[op]
             rows.append(row)
         result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "revision": git_revision(), "machine": machine_facts(work),
@@ -101,10 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         lines = [f"# taskset scaling, {options.scale} ({summary['files']:,} files, "
                  f"{summary['bytes'] / 1e6:.0f} MB), {options.rounds} rounds, "
                  f"{result['date']}, {result['revision']}", "",
-                 "| CPUs | pack s | pack speed-up | restore s | restore speed-up |",
-                 "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {r['cpus']} | {r['pack']:.2f} | {r['pack_speedup']:.2f}× | "
-                  f"{r['restore']:.2f} | {r['restore_speedup']:.2f}× |" for r in rows]
+                 f"Load average at the end: {result['load'][0]:.1f}.", "",
+                 "| CPUs | pack s | pack CPU-s | pack speed-up | restore s | restore CPU-s "
+                 "| restore speed-up |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['cpus']} | {r['pack']:.2f} | {r['pack_cpu']:.2f} | "
+                  f"{r['pack_speedup']:.2f}× | {r['restore']:.2f} | {r['restore_cpu']:.2f} | "
+                  f"{r['restore_speedup']:.2f}× |" for r in rows]
         (out / "scaling.md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
         return 0

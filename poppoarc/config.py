@@ -89,8 +89,15 @@ def read_backup_section(config_path: Path) -> dict:
 def read_config(config_path: Path) -> tuple[dict, list[config_legacy.Mapping], list[str]]:
     """(the ``backup`` section in the modern shape, validated; what its legacy keys became
     (config_legacy); notices about the file)."""
-    if not config_path.exists():
+    try:
+        os.stat(config_path)
+    except (FileNotFoundError, NotADirectoryError):
+        if os.path.lexists(config_path):    # a link to a file gone: not "no config"
+            raise ConfigError(f"a symbolic link to {os.readlink(config_path)}, which does "
+                              "not exist", path=config_path) from None
         return {}, [], []
+    except OSError as exc:      # a directory above it this user cannot search, a loop
+        raise ConfigError(f"cannot read: {exc.strerror}", path=config_path) from None
     document = load_json_file(config_path)
     if not isinstance(document, dict):
         raise ConfigError("top level must be a JSON object", path=config_path)

@@ -224,7 +224,14 @@ def read_small_file(path: str | os.PathLike, limit: int) -> bytes:
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ValueError("not a regular file")
-        data = handle.read(limit + 1)
+        chunks, size = [], 0
+        while size <= limit:    # in pieces: read(limit + 1) allocates that much at once
+            chunk = handle.read(min(1 << 16, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    data = b"".join(chunks)
     if len(data) > limit:
         raise ValueError(f"larger than {limit} bytes")
     return data

@@ -47,7 +47,9 @@ class _VerifySink(reader.MemberSink):
 
     def data(self, entry: IndexEntry, chunk: bytes) -> None:
         if self._fd is not None:
-            os.write(self._fd, chunk)
+            view = memoryview(chunk)
+            while view:     # a short write (the disk filling) is not the end of the copy
+                view = view[os.write(self._fd, view):]
 
     def end(self, entry: IndexEntry) -> None:
         if self._fd is None:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DatabaseSnapshotError, InsufficientSpace
+from ..format.fields import MAX_TABLE_NAME, MAX_TABLES
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
-MAX_TABLES_LISTED = 200
 
 
 def has_sqlite_header(path: str | os.PathLike, dir_fd: int | None = None) -> bool:
@@ -71,18 +71,43 @@ def _uri(path: str | os.PathLike, private: bool) -> str:
 
 
 def describe(path: str | os.PathLike, private: bool = False) -> DatabaseFacts:
-    """Row counts per table (sqlite-utils), page size and user_version."""
+    """Row counts per table (sqlite-utils), page size and user_version.
+
+    Only what the manifest can carry (§5.2) is listed: at most 200 tables, names of at
+    most 1024 characters, valid UTF-8 (SQLite stores whatever bytes it is given), and
+    tables this SQLite can count; ``tables_truncated`` says some were left out.  A name
+    or a table this SQLite cannot read never stops a backup of the database itself."""
     import sqlite_utils     # here: only this needs it, and its import is not cheap
 
     db = sqlite_utils.Database(sqlite3.connect(_uri(path, private), uri=True))
     try:
-        names = db.table_names()
-        tables = {name: db[name].count for name in names[:MAX_TABLES_LISTED]}
+        db.conn.text_factory = bytes
+        raw = [row[0] for row in db.execute("SELECT name FROM sqlite_master "
+                                            "WHERE type = 'table'")]
+        db.conn.text_factory = str
+        names = [name.decode() for name in raw if _is_utf8(name)]
+        listed = [name for name in names if len(name) <= MAX_TABLE_NAME][:MAX_TABLES]
+        tables = {}
+        for name in listed:
+            try:
+                tables[name] = db[name].count
+            except sqlite3.OperationalError:
+                # a virtual table whose module this SQLite lacks (an extension the
+                # application loads: sqlite-vec, spatialite): its rows are not counted
+                continue
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
         user_version = db.execute("PRAGMA user_version").fetchone()[0]
     finally:
         db.conn.close()
-    return DatabaseFacts(page_size, user_version, tables, len(names) > MAX_TABLES_LISTED)
+    return DatabaseFacts(page_size, user_version, tables, len(raw) > len(tables))
+
+
+def _is_utf8(name: bytes) -> bool:
+    try:
+        name.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def table_names(path: str | os.PathLike) -> list[str]:
@@ -95,7 +120,7 @@ def table_names(path: str | os.PathLike) -> list[str]:
             conn.close()
     except sqlite3.Error:
         return []
-    return [r[0] for r in rows[:MAX_TABLES_LISTED]]
+    return [r[0] for r in rows[:MAX_TABLES]]
 
 
 def integrity_errors(path: str | os.PathLike, quick: bool = False,
@@ -109,6 +134,9 @@ def integrity_errors(path: str | os.PathLike, quick: bool = False,
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
+        if (getattr(exc, "sqlite_errorname", "") or "").startswith("SQLITE_FULL"):
+            # its temporary files found no room: the disk's verdict, not the database's
+            raise InsufficientSpace(f"no room to run {pragma}: {exc}", path=path) from None
         return [str(exc)]
     return [] if rows == ["ok"] else rows
 

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 from .catalogue import SECRET, Catalogue
-from .sqlite import is_sqlite_file
+from .sqlite import has_sqlite_header, is_sqlite_file
 
 SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")
 
@@ -73,8 +73,19 @@ def foreign_units(root: Path, catalogue: Catalogue, units) -> list[str]:
         if stat.S_ISDIR(st.st_mode) or ("database" in catalogue.selected
                                          and sidecar_of_database(catalogue, unit)):
             continue        # (a restored database's stale sidecar goes with it)
-        kind = "symlink" if stat.S_ISLNK(st.st_mode) else "sqlite" \
-            if stat.S_ISREG(st.st_mode) and is_sqlite_file(root / unit) else "file"
+        kind = "symlink" if stat.S_ISLNK(st.st_mode) else \
+            _content_kind(catalogue, root / unit, unit) if stat.S_ISREG(st.st_mode) else "file"
         if catalogue.owner(unit, kind) not in catalogue.selected:
             found.append(unit)
     return found
+
+
+def _content_kind(catalogue: Catalogue, path: Path, unit: str) -> str:
+    """"sqlite" or "file" by the content; a file this user cannot read at a path the
+    database claim matches is taken for the database it is named as: it is not another
+    target's, and the plan lists it as unreadable (which stops a restore that would have
+    to save it, and lets ``--skip-backup`` replace it)."""
+    try:
+        return "sqlite" if has_sqlite_header(path) else "file"
+    except OSError:
+        return "sqlite" if catalogue.database_candidate(unit) else "file"

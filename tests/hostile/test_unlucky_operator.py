@@ -5,6 +5,7 @@ the internal-error code (70)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -145,3 +146,35 @@ def test_a_small_file_of_poppoarc_is_read_without_allocating_its_limit(tmp_path)
     assert fs.read_small_file(path, 300) == b"x" * 300
     with pytest.raises(ValueError):
         fs.read_small_file(path, 299)
+
+
+def test_a_live_database_this_user_cannot_read_is_unreadable_not_foreign(
+        nobody, installation_template):
+    """Restoring a database after a permission mishap (a root-owned 0600 copy in the
+    user's data/): it was refused as "a file or symlink no restored target owns; move it
+    aside", even with --skip-backup.  It is the database target's, unreadable: the plan
+    says so, the safety archive's refusal names it, --skip-backup replaces it."""
+    root = nobody.home / "inst"
+    shutil.copytree(installation_template("tiny"), root, symlinks=True)
+    nobody.give(root)
+    store = nobody.home / "store"
+    done = nobody.run("--root", str(root), "--store", str(store), "pack", "--json")
+    assert done.returncode in (0, 1), done.stderr
+    archive = json.loads(done.stdout)["id"]
+    database = root / "data/security.db"
+    os.chown(database, 0, 0)
+    os.chmod(database, 0o600)
+    base = ("--root", str(root), "--store", str(store), "unpack", archive, "--targets",
+            "database")
+    done = nobody.run(*base, "--dry-run", "--json")
+    plan = json.loads(done.stdout)["plan"]
+    assert plan["unreadable"] == ["data/security.db"] and plan["foreign"] == [], plan
+    done = nobody.run(*base)
+    assert done.returncode == 30, done.stderr
+    assert "cannot be read by this user" in done.stderr and "security.db" in done.stderr
+    assert os.stat(database).st_uid == 0            # nothing changed
+    done = nobody.run(*base, "--skip-backup")
+    assert done.returncode in (0, 1), done.stderr
+    assert os.stat(database).st_uid != 0
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]

@@ -19,6 +19,7 @@ class PackOptions:
     encrypt: bool = False                       # the whole archive (else as configured)
     incremental: bool | None = None             # True, False (--full), None: configured
     check_content: bool = False                 # an incremental compares contents
+    protect: bool = False                       # mark the new archive protected
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,12 @@ class VerifyOptions:
 class CopyOptions:
     reference: str
     destination: str                            # a directory or s3://bucket/prefix
+
+
+@dataclass(frozen=True)
+class ProtectOptions:
+    """``protect`` and ``unprotect``."""
+    reference: str
 
 
 @dataclass(frozen=True)

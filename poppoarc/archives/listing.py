@@ -37,6 +37,7 @@ class ListRow:
     problem: str | None = None
     checksum: str | None = None   # the manifest's body checksum ("sha256:...")
     encrypted: bool = False
+    protected: bool = False       # a protection mark beside it in the store
     # the databases its manifest lists; None when sealed (or no head): for doctor only
     databases: list[str] | None = field(default=None, repr=False)
 
@@ -45,7 +46,7 @@ class ListRow:
                 "timestamp": self.timestamp, "type": self.type, "name": self.name,
                 "incremental": self.incremental, "parent": self.parent, "signer": self.signer,
                 "status": self.status, "problem": self.problem, "checksum": self.checksum,
-                "encrypted": self.encrypted}
+                "encrypted": self.encrypted, "protected": self.protected}
 
 
 def list_archives(settings: Settings, store: Store | None = None) -> list[ListRow]:
@@ -58,6 +59,9 @@ def list_archives(settings: Settings, store: Store | None = None) -> list[ListRo
     else:   # remote: fetch heads concurrently, latency is the cost
         with ThreadPoolExecutor(max_workers=LIST_WORKERS, thread_name_prefix="list") as pool:
             rows = list(pool.map(lambda a: _list_row(store, a, pinned), archives))
+    marks = store.protected()
+    for row in rows:
+        row.protected = row.id in marks
     rows.sort(key=lambda r: (r.timestamp or "", r.id), reverse=True)
     return rows
 

@@ -98,6 +98,10 @@ def prune_locked(settings: Settings, *, dry_run: bool = False, now: datetime | N
     if dry_run:
         return result
     result.cleaned = leftovers.clean(store)
+    marked = store.protected() - {i.id for i in infos if i.protected}
+    if marked:      # protected meanwhile (``protect`` takes no lock): decide again
+        infos = [replace(i, protected=True) if i.id in marked else i for i in infos]
+        result.decisions = decide(infos, policy, now)
     stored = {archive.id: archive for archive in store.catalog()}
     for decision in result.to_delete:
         store.delete(stored[decision.id])

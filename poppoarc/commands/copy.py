@@ -7,7 +7,8 @@ so a damaged source is never committed.  Afterwards the full ``verify`` runs
 against the destination store, reading the copy back; a copy that fails it
 is deleted again.  An archive already at the destination is not copied
 again, only verified.  Like pack, copy first removes what interrupted
-writers left in the destination (stale temporary files or uploads).
+writers left in the destination (stale temporary files or uploads).  A protection
+mark travels with the archive (``archives.protection``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hashlib
 from dataclasses import dataclass
 
 from ..archives.opening import find_archive, pinned_keys
+from ..archives.protection import carry_mark
 from ..archives.verification import VerifyResult, verify_source
 from ..config import Settings
 from ..errors import EXIT_OK, ArchiveError, CorruptArchive, TruncatedArchive
@@ -42,11 +44,13 @@ class CopyResult:
     size: int
     outcome: str                # copied | present (already there, verified only)
     verified: VerifyResult
+    protected: bool = False     # the source's protection mark, carried to the destination
     exit_code: int = EXIT_OK
 
     def to_json(self) -> dict:
         return {"id": self.id, "source": self.source, "destination": self.destination,
-                "size": self.size, "outcome": self.outcome, "verified": self.verified.to_json()}
+                "size": self.size, "outcome": self.outcome, "verified": self.verified.to_json(),
+                "protected": self.protected}
 
 
 def _display(archive: StoredArchive) -> str:
@@ -92,8 +96,9 @@ def copy_archive(settings: Settings, reference: str, destination: str | Store,
         if outcome == "copied":
             dest.delete(stored)
         raise
+    protected = carry_mark(source_store, dest, manifest["id"])
     return CopyResult(manifest["id"], source_path, _display(stored), manifest["size"], outcome,
-                      verified)
+                      verified, protected)
 
 
 def _stream(source, head: reader.TrustedHead, dest: Store, path: str, progress) -> StoredArchive:

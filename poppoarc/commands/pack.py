@@ -14,7 +14,7 @@ from ..snapshot.catalogue import parse_target_list
 
 SUMMARY = N_("Write one signed archive of the installation into the store.")
 USAGE = ("""(pack | create) [--targets=LIST] [--name=NAME] [--encrypt]
-            [--incremental | --full] [--check-content] [--json]""",)
+            [--incremental | --full] [--check-content] [--protect] [--json]""",)
 OPTIONS = """\
   --targets=LIST   Comma-separated targets: config,database,logs,agents,state,security.
   --name=NAME      A label stored in the archive's manifest.
@@ -23,6 +23,8 @@ OPTIONS = """\
                    (the default when backup.incremental.enabled is true).
   --full           With pack: make a full archive even when incrementals are enabled.
   --check-content  With pack --incremental: compare file contents, not stat facts.
+  --protect        With pack: mark the new archive protected (no retention deletes it
+                   or its ancestors; poppoarc unprotect lifts it).
 """
 STRICT_CONFIG = True
 PROGRESS = True          # long work: a progress bar (ui.render.PROGRESS_LABELS)
@@ -36,7 +38,8 @@ def options(args: dict) -> PackOptions:
     incremental = True if args["--incremental"] else False if args["--full"] else None
     return PackOptions(targets=parse_target_list(args["--targets"]), name=args["--name"],
                        encrypt=bool(args["--encrypt"]), incremental=incremental,
-                       check_content=bool(args["--check-content"]))
+                       check_content=bool(args["--check-content"]),
+                       protect=bool(args["--protect"]))
 
 
 def run(settings: Settings, options: PackOptions, progress=None) -> PackResult:

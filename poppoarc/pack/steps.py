@@ -20,6 +20,7 @@ aborts the upload.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -30,6 +31,7 @@ from pathlib import Path
 from .. import __version__
 from ..archives import facts
 from ..archives.parent import find_parent
+from ..archives.protection import mark_content
 from ..config import Settings
 from ..crypto import recipients, signing
 from ..crypto.sealer import Sealer
@@ -71,6 +73,7 @@ class PackResult:
     parent: str | None = None              # an incremental's parent id
     reused: int = 0                        # files whose content stays in an ancestor
     skipped: list[str] = field(default_factory=list)   # paths not archived (each warned)
+    protected: bool = False                # marked protected in the store (pack --protect)
 
     @property
     def exit_code(self) -> int:
@@ -83,6 +86,7 @@ class PackResult:
                 "key_created": self.key_created, "encryption": self.encryption,
                 "cleaned": self.cleaned, "incremental": self.parent is not None,
                 "parent": self.parent, "reused": self.reused, "skipped": self.skipped,
+                "protected": self.protected,
                 "databases": [{"path": d["path"], "tables": d["tables"]} for d in self.databases]}
 
 
@@ -152,12 +156,17 @@ def pack_locked(settings: Settings, options: PackOptions, progress=None, environ
         _parent(run)
         _secrets(run)
         _write_body(run)
+        if options.protect:     # before the commit: a protected archive is never unmarked
+            run.store.protect(run.archive_id, mark_content(run.archive_id, run.now))
         manifest, stored = _finish(run, monotonic)
     except BaseException as exc:
         try:
             run.upload.abort()
         except Exception:   # the original error matters; a later pack cleans up
             pass
+        if options.protect:     # a mark naming no archive keeps nothing; still, remove it
+            with contextlib.suppress(Exception):
+                run.store.unprotect(run.archive_id)
         space = as_space_error(exc)     # wherever the disk filled: store, spool, snapshot
         if space is not None:
             raise space from exc
@@ -169,7 +178,7 @@ def pack_locked(settings: Settings, options: PackOptions, progress=None, environ
                       list(run.warnings), manifest["duration"], run.key.key_id,
                       run.key_created, body.databases, run.scope, run.cleaned,
                       run.parent.id if run.parent else None, body.reused,
-                      list(run.warnings.skipped))
+                      list(run.warnings.skipped), options.protect)
 
 
 def _begin(run: _Pack) -> None:

@@ -26,7 +26,9 @@ The rules, in the order they are applied:
    machine's, and their metadata cannot be trusted), nor are archives of a
    format only a newer poppoarc reads (another machine's, or this one's before
    a downgrade: spec/FORMAT.md §15).
-5. Last, every parent of a kept archive is kept, transitively: an
+5. A protected archive (``poppoarc protect``, ``pack --protect``: a mark in the
+   store) is kept whatever else applies, damaged or not.
+6. Last, every parent of a kept archive is kept, transitively: an
    incremental archive is useless without its chain.
 """
 
@@ -50,6 +52,7 @@ KEEP_NEWEST_FULL = "newest-full"
 KEEP_PARENT = "parent"
 KEEP_DAMAGED, KEEP_UNTRUSTED, KEEP_UNKNOWN = "damaged", "untrusted", "unknown-type"
 KEEP_NEWER = "newer-format"
+KEEP_PROTECTED = "protected"
 DELETE_EXPIRED, DELETE_OVER_MAX = "expired", "over-max"
 DELETE_PRE_EXPIRED, DELETE_DAMAGED, DELETE_UNSELECTED = "pre-restore-expired", "damaged", "unselected"
 
@@ -76,12 +79,14 @@ class ArchiveInfo:
     status: str = "ok"                   # ok | damaged | untrusted | newer
     verified: bool | None = None         # result of a full verify; None: not checked
     size: int = 0
+    protected: bool = False              # a protection mark in the store
 
     @classmethod
     def from_row(cls, row) -> "ArchiveInfo":
         """From an ``archives.listing.ListRow`` (duck-typed so this module stays pure)."""
         return cls(row.id, parse_timestamp(row.timestamp), row.type, bool(row.incremental),
-                   getattr(row, "parent", None), row.status, None, row.size)
+                   getattr(row, "parent", None), row.status, None, row.size,
+                   bool(getattr(row, "protected", False)))
 
     @property
     def good(self) -> bool:
@@ -156,6 +161,7 @@ class Decision:
         return {"id": a.id, "action": self.action, "rules": list(self.rules),
                 "reason": self.reason, "type": a.type, "incremental": a.incremental,
                 "parent": a.parent, "status": a.status, "size": a.size,
+                "protected": a.protected,
                 "timestamp": _manifest_time(a.timestamp)}
 
 
@@ -285,6 +291,10 @@ def decide(archives: list[ArchiveInfo], policy: RetentionPolicy, now: datetime) 
                 v.drop[DELETE_DAMAGED] = f"{what}, and backup.keep.damaged is false"
             else:
                 v.keep[KEEP_DAMAGED] = f"{what}: kept until backup.keep.damaged is false"
+
+    for a in archives:
+        if a.protected:
+            verdicts[a.id].keep[KEEP_PROTECTED] = "protected (poppoarc unprotect lifts it)"
 
     # Parents last, to a fixed point: whatever kept an archive keeps its chain.
     pending = [a for a in archives if verdicts[a.id].keep]

@@ -9,7 +9,13 @@ command needs from one:
 * ``begin(archive_id)``: an ``ArchiveUpload`` to write one — an
   ``ArchiveSink`` that becomes a complete archive only on ``commit()``, and
   leaves nothing under the final name on ``abort()`` or a crash;
-* ``delete(archive)`` and ``cleanup()`` (remove what crashed writers left).
+* ``delete(archive)`` and ``cleanup()`` (remove what crashed writers left);
+* ``protected()``, ``protect(id, note)``, ``unprotect(id)``: the marks that keep an
+  archive (and its ancestors) from every retention, each ``<id>.poppo.protected``
+  beside the archive, outside the signed bytes (a mark is an operator's decision about
+  an archive, not a fact the archive states).  Only a mark's name counts: its content
+  (when, by whom) is for people, and is never read, so a junk file can only keep an
+  archive longer, never stop a command.
 
 ``LocalStore`` (a directory) and ``S3Store`` (a bucket and key prefix)
 implement it; ``poppoarc.store.open_store`` picks one.
@@ -24,6 +30,15 @@ from ..errors import AmbiguousArchive, ArchiveNotFound
 from ..format.access import ArchiveSink, ArchiveSource
 
 SUFFIX = ".poppo.tar.zst"
+MARK_SUFFIX = ".poppo.protected"
+
+
+def marked_ids(names) -> set[str]:
+    """The archive ids that a store's entry names mark protected (hidden names aside:
+    those are temporaries of a writer)."""
+    return {name[:-len(MARK_SUFFIX)] for name in names
+            if name.endswith(MARK_SUFFIX) and not name.startswith(".")
+            and len(name) > len(MARK_SUFFIX)}
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,18 @@ class Store:
     def cleanup(self) -> list[str]:
         """Remove what interrupted writers left behind; returns what was removed."""
         return []
+
+    def protected(self) -> set[str]:
+        """Ids that carry a protection mark (whether or not the archive is still there)."""
+        return set()
+
+    def protect(self, archive_id: str, note: bytes) -> bool:
+        """Mark an archive protected; False when it already was."""
+        raise NotImplementedError
+
+    def unprotect(self, archive_id: str) -> bool:
+        """Remove an archive's mark; False when it had none."""
+        raise NotImplementedError
 
     def lookup(self, archive_id: str) -> StoredArchive | None:
         """The archive with exactly this id, or None."""

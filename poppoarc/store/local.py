@@ -14,10 +14,10 @@ import stat
 from pathlib import Path
 
 from ..errors import AmbiguousArchive, ArchiveError, ArchiveNotFound, StoreError, write_error
-from ..fs import fsync_dir, start_writeback
+from ..fs import fsync_dir, start_writeback, write_file_durably
 from ..format.access import FileSink, FileSource
 from . import leftovers
-from .base import SUFFIX, ArchiveUpload, Store, StoredArchive
+from .base import MARK_SUFFIX, SUFFIX, ArchiveUpload, Store, StoredArchive, marked_ids
 _TEMP = re.compile(r"\.(?P<id>.+)\.poppo\.tar\.zst\.tmp-(?P<pid>\d+)\Z")
 # Each time this much more of the archive is written, the disk is asked to start on it,
 # so that the commit's fsync has only the last of it to wait for.
@@ -84,6 +84,44 @@ class LocalStore(Store):
     def cleanup(self) -> list[str]:
         """Temporaries dead processes left in the store (``leftovers``)."""
         return leftovers.sweep([self.path])
+
+    # -- protection marks ---------------------------------------------------------
+    def protected(self) -> set[str]:
+        if not self.path.is_dir():
+            return set()
+        try:
+            return marked_ids(os.listdir(self.path))
+        except OSError as exc:
+            raise StoreError(f"cannot list store: {exc.strerror}", path=self.path) from None
+
+    def mark_path(self, archive_id: str) -> Path:
+        return self.path / (archive_id + MARK_SUFFIX)
+
+    def protect(self, archive_id: str, note: bytes) -> bool:
+        path = self.mark_path(archive_id)
+        if os.path.lexists(path):       # whatever it is, its name keeps the archive
+            return False
+        try:
+            write_file_durably(path, note, 0o600)
+            fsync_dir(self.path)
+        except OSError as exc:
+            raise write_error(StoreError, exc, "cannot write protection mark", path) from None
+        return True
+
+    def unprotect(self, archive_id: str) -> bool:
+        path = self.mark_path(archive_id)
+        if not os.path.lexists(path):
+            return False
+        if path.is_dir() and not path.is_symlink():
+            raise StoreError("a directory has the name of this archive's protection mark; "
+                             "remove it by hand to unprotect the archive", path=path)
+        try:
+            path.unlink()
+            fsync_dir(self.path)
+        except OSError as exc:
+            raise StoreError(f"cannot remove protection mark: {exc.strerror}", path=path) \
+                from None
+        return True
 
     # -- paths ------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from ..errors import (
     UsageError,
 )
 from ..format.access import ArchiveSource
-from .base import SUFFIX, Store, StoredArchive
+from .base import MARK_SUFFIX, SUFFIX, Store, StoredArchive, marked_ids
 from .s3upload import DEFAULT_PART_SIZE, MIN_PART_SIZE, MiB, S3Upload
 
 FIRST_WINDOW = 64 * 1024
@@ -128,21 +128,42 @@ class S3Store(Store):
         name = key[len(self.prefix):]
         return StoredArchive(name[:-len(SUFFIX)], f"s3://{self.bucket}/{key}", size, key, etag)
 
-    def catalog(self) -> list[StoredArchive]:
-        found, token = [], None
+    def _objects(self):
+        """Every object directly under the prefix (list_objects_v2, page by page)."""
+        token = None
         while True:
             params = {"Prefix": self.prefix, "Delimiter": "/"}
             if token:
                 params["ContinuationToken"] = token
             page = self.call("list_objects_v2", **params)
-            for item in page.get("Contents", []):
-                name = item["Key"][len(self.prefix):]
-                if _ARCHIVE_NAME.match(name) and not name.startswith("."):
-                    found.append(self._archive(item["Key"], item["Size"], item.get("ETag")))
+            yield from page.get("Contents", [])
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 break
+
+    def catalog(self) -> list[StoredArchive]:
+        found = []
+        for item in self._objects():
+            name = item["Key"][len(self.prefix):]
+            if _ARCHIVE_NAME.match(name) and not name.startswith("."):
+                found.append(self._archive(item["Key"], item["Size"], item.get("ETag")))
         return sorted(found, key=lambda a: a.key)
+
+    def protected(self) -> set[str]:
+        return marked_ids(item["Key"][len(self.prefix):] for item in self._objects())
+
+    def protect(self, archive_id: str, note: bytes) -> bool:
+        key = self.prefix + archive_id + MARK_SUFFIX
+        if archive_id in self.protected():
+            return False
+        self.call("put_object", Key=key, Body=note)
+        return True
+
+    def unprotect(self, archive_id: str) -> bool:
+        if archive_id not in self.protected():
+            return False
+        self.call("delete_object", Key=self.prefix + archive_id + MARK_SUFFIX)
+        return True
 
     def lookup(self, archive_id: str) -> StoredArchive | None:
         key = self.prefix + archive_id + SUFFIX

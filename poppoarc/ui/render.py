@@ -37,6 +37,8 @@ def pack(out, result) -> None:
         out.text(_("  encrypted: everything"))
     elif result.encryption == "secrets":
         out.text(_("  encrypted: secret files only"))
+    if result.protected:
+        out.text(_("  protected: no retention deletes it or its ancestors"))
     for warning in result.warnings:
         out.warn(warning)
 
@@ -57,6 +59,8 @@ def archive_list(out, result) -> None:
                             LIST_COLUMNS)))
         if item.status != "ok":
             line += "  [" + status_word(item.status) + "]"
+        if item.protected:
+            line += "  [" + _("PROTECTED") + "]"
         out.text(line)
     out.text(RULE)
     out.text(ngettext("Total: {count} backup", "Total: {count} backups", len(rows)).format(
@@ -251,6 +255,18 @@ def copy(out, result) -> None:
     v = result.verified
     out.text(f"  verified at the destination: signed by key {v.signer}; {v.entries} entries, "
              f"{human_size(v.bytes)} checked, {v.databases} databases pass integrity_check")
+    if result.protected:
+        out.text(_("  protected there too"))
+
+
+def protect(out, result) -> None:
+    if result.protected:
+        message = _("Protected {id} in {store}: no retention deletes it or its ancestors.") \
+            if result.changed else _("{id} in {store} was already protected.")
+    else:
+        message = _("Unprotected {id} in {store}: retention applies to it again.") \
+            if result.changed else _("{id} in {store} was not protected.")
+    out.text(message.format(id=result.id, store=result.store))
 
 
 def prune(out, result) -> None:
@@ -315,7 +331,7 @@ def config(out, result) -> None:
 
 TEXT = {"pack": pack, "list": archive_list, "inspect": inspect, "verify": verify,
         "copy": copy, "unpack": unpack, "keygen": keygen, "doctor": doctor, "prune": prune,
-        "schedule": schedule, "config": config}
+        "schedule": schedule, "config": config, "protect": protect, "unprotect": protect}
 BOTH = {"recover": recovered}       # these write their JSON document themselves
 
 

@@ -429,3 +429,30 @@ def test_a_pack_with_a_helper_process_goes_to_a_bucket(s3, installation, capsys,
     assert sum(r["sent"] for r in writes) == packed["size"]
     code, verified = cli.json("verify", packed["id"])
     assert code == 0 and verified["ok"]
+
+
+def test_protection_marks_in_a_bucket(s3, installation, capsys, tmp_path):
+    """protect/unprotect on S3: an object beside the archive; prune keeps it, list marks it,
+    copy carries it both ways."""
+    cli = CLI(installation, f"s3://{s3.bucket}/marks", capsys)
+    config = json.loads((installation / "config/config.json").read_text())
+    config["backup"]["maxBackups"] = 1
+    (installation / "config/config.json").write_text(json.dumps(config))
+    first = cli.pack("--protect")["id"]
+    assert f"marks/{first}.poppo.protected" in objects(s3, "marks/")
+    second = cli.pack()["id"]
+    third = cli.pack()["id"]
+    code, done = cli.json("prune")
+    assert code == 0 and done["deleted"] == [second]
+    code, listed = cli.json("list")
+    assert {a["id"]: a["protected"] for a in listed["archives"]} == {first: True, third: False}
+    local = tmp_path / "down"
+    code, copied = cli.json("copy", first, "--to", str(local))
+    assert code == 0 and copied["protected"] and (local / f"{first}.poppo.protected").is_file()
+    code, lifted = cli.json("unprotect", first)
+    assert code == 0 and lifted["changed"]
+    assert f"marks/{first}.poppo.protected" not in objects(s3, "marks/")
+    code, up = CLI(installation, local, capsys).json("copy", first, "--to",
+                                                     f"s3://{s3.bucket}/again")
+    assert code == 0 and up["outcome"] == "copied" and up["protected"]
+    assert f"again/{first}.poppo.protected" in objects(s3, "again/")

@@ -144,6 +144,20 @@ def test_a_chain_of_incrementals_keeps_every_ancestor():
     assert "parent of a005" in decisions["a004"].reason
 
 
+def test_a_protected_archive_and_its_chain_outlive_every_rule():
+    full = archive(0, 90)
+    inc = archive(1, 80, incremental=True, parent=full.id, protected=True)
+    damaged = archive(2, 70, status="damaged", protected=True)
+    newer = [archive(i, i) for i in range(3, 6)]
+    policy = RetentionPolicy(max_backups=1, retention_days=10, delete_damaged=True)
+    decisions = by_id(decide([full, inc, damaged, *newer], policy, NOW))
+    assert decisions[inc.id].rules == (r.KEEP_PROTECTED,) and not decisions[inc.id].delete
+    assert decisions[full.id].rules == (r.KEEP_PARENT,)
+    assert r.KEEP_PROTECTED in decisions[damaged.id].rules and not decisions[damaged.id].delete
+    assert decisions[inc.id].to_json()["protected"] is True
+    assert kept(decisions.values()) == {full.id, inc.id, damaged.id, "a003"}
+
+
 def test_parent_cycles_terminate():
     archives = [archive(0, 1, incremental=True, parent="a001"),
                 archive(1, 2, incremental=True, parent="a000")]
@@ -170,7 +184,8 @@ def archive_sets(draw):
         stamp = None if status == "damaged" and draw(st.booleans()) \
             else NOW - timedelta(minutes=minutes)
         archives.append(ArchiveInfo(f"b{n:03d}", stamp, kind if stamp else None, incremental,
-                                    parent, status, verified, draw(st.integers(0, 10**9))))
+                                    parent, status, verified, draw(st.integers(0, 10**9)),
+                                    protected=draw(st.integers(0, 7)) == 0))
     return archives
 
 
@@ -219,7 +234,8 @@ def check_counts_and_ages_are_respected(archives, policy, decisions):
                         (r.KEEP_MONTHLY, policy.monthly)):
         assert len([d for d in decisions if rule in d.rules]) <= count
     # whatever else is kept is kept by a named exception
-    extra = {r.KEEP_DAILY, r.KEEP_WEEKLY, r.KEEP_MONTHLY, r.KEEP_NEWEST_FULL, r.KEEP_PARENT}
+    extra = {r.KEEP_DAILY, r.KEEP_WEEKLY, r.KEEP_MONTHLY, r.KEEP_NEWEST_FULL, r.KEEP_PARENT,
+             r.KEEP_PROTECTED}
     if policy.limits_normal:
         for d in decisions:
             if not d.delete and d.archive.good and d.archive.type in r.NORMAL_TYPES:
@@ -241,6 +257,16 @@ def check_damaged_and_untrusted_archives_go_only_when_asked(archives, policy, de
         if d.delete and not d.archive.good:
             assert policy.delete_damaged and d.archive.status != "untrusted"
             assert d.rules == (r.DELETE_DAMAGED,)
+
+
+def check_protected_archives_and_their_ancestors_stay(archives, policy, decisions):
+    decisions = by_id(decisions)
+    for a in archives:
+        current, seen = a if a.protected else None, set()
+        while current is not None and current.id not in seen:
+            seen.add(current.id)
+            assert not decisions[current.id].delete, (a.id, current.id)
+            current = decisions[current.parent].archive if current.parent in decisions else None
 
 
 def check_pre_restore_rule(archives, policy, decisions):
@@ -283,7 +309,7 @@ INVARIANTS = (check_every_archive_gets_exactly_one_decision_with_a_reason,
           check_counts_and_ages_are_respected,
           check_the_daily_bucket_keeps_the_newest_archive_of_each_day,
           check_damaged_and_untrusted_archives_go_only_when_asked,
-          check_pre_restore_rule)
+          check_pre_restore_rule, check_protected_archives_and_their_ancestors_stay)
 
 
 @settings(max_examples=400, deadline=None)

@@ -41,6 +41,13 @@ class Settings:
     legacy: list = field(default_factory=list)     # config_legacy.Mapping of each legacy key
 
     @property
+    def records_dir(self) -> Path:
+        """Where poppoarc keeps its record of this installation's runs (``store.runs``):
+        the store directory of a local store; with an S3 store the key directory, so that
+        no unused local store directory is created."""
+        return self.key_dir if self.storage.get("type") == "s3" else self.store
+
+    @property
     def store_url(self) -> str:
         """Where archives live: a directory, or ``s3://bucket/prefix``."""
         if self.storage.get("type") == "s3":

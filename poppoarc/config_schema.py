@@ -115,6 +115,11 @@ KEYS: tuple[Key, ...] = (
         "threads), `serial` (this process only; the same archives), `auto` (two-process "
         "when this process may use two CPUs or more: affinity and cgroup quota); "
         "`--parallel` and `POPPOARC_PARALLEL` come first"),
+    Key("metrics", ("object",), "`{}`", '{"file": "/var/lib/node_exporter/poppoarc.prom"}',
+        "metrics for Prometheus (see Operations)"),
+    Key("metrics.file", ("string",), "none", '"/var/lib/node_exporter/poppoarc.prom"',
+        "after every pack, verify, drill and prune, the Prometheus text format is written "
+        "here atomically (node_exporter's textfile collector); relative to the root"),
     Key("incremental", ("object",), "`{}`", '{"enabled": true}', "incremental backups"),
     Key("incremental.enabled", ("boolean",), "`false`", "true", "take incremental backups"),
     Key("incremental.maxIncrementals", ("integer",), "`7`", "7",

@@ -67,6 +67,11 @@ class ProtectOptions:
 
 
 @dataclass(frozen=True)
+class MetricsOptions:
+    pass
+
+
+@dataclass(frozen=True)
 class PruneOptions:
     dry_run: bool = False
 

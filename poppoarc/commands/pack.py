@@ -1,6 +1,7 @@
 """``pack`` (also ``create``): capture the installation into one signed archive.
 
 Under the installation lock (one writer per installation); the work is ``poppoarc.pack``.
+Each run, success or failure, is recorded for doctor and the metrics (``store.runs``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from ..i18n import N_
 from ..lock import InstallationLock
 from ..options import PackOptions
 from ..pack import PackResult, pack_locked
+from ..service.metrics import publisher
 from ..snapshot.catalogue import parse_target_list
+from ..store.runs import observed
 
 SUMMARY = N_("Write one signed archive of the installation into the store.")
 USAGE = ("""(pack | create) [--targets=LIST] [--name=NAME] [--encrypt]
@@ -43,5 +46,9 @@ def options(args: dict) -> PackOptions:
 
 
 def run(settings: Settings, options: PackOptions, progress=None) -> PackResult:
-    with InstallationLock(settings.root, "pack"):
-        return pack_locked(settings, options, progress=progress)
+    with observed(settings.records_dir, "pack", publisher(settings)) as seen:
+        with InstallationLock(settings.root, "pack"):
+            result = pack_locked(settings, options, progress=progress)
+        seen.archive, seen.size = result.id, result.size
+    result.warnings.extend(seen.warnings)
+    return result

@@ -7,6 +7,8 @@ from ..archives.pruning import PruneResult, prune
 from ..config import Settings
 from ..i18n import N_
 from ..options import PruneOptions
+from ..service.metrics import publisher
+from ..store.runs import observed
 
 SUMMARY = N_("Delete the archives the retention policy no longer keeps.")
 USAGE = ("prune [--dry-run] [--json]",)
@@ -26,4 +28,11 @@ def options(args: dict) -> PruneOptions:
 
 
 def run(settings: Settings, options: PruneOptions, progress=None) -> PruneResult:
-    return prune(settings, dry_run=options.dry_run)
+    if options.dry_run:     # a plan changes nothing: not a run of prune
+        return prune(settings, dry_run=True)
+    with observed(settings.records_dir, "prune", publisher(settings)) as seen:
+        result = prune(settings)
+        seen.size = result.freed
+        seen.details = {"deleted": len(result.deleted)}
+    result.warnings.extend(seen.warnings)
+    return result

@@ -8,6 +8,8 @@ from ..archives.verification import VerifyResult, verify
 from ..config import Settings
 from ..i18n import N_
 from ..options import VerifyOptions
+from ..service.metrics import publisher
+from ..store.runs import observed
 
 SUMMARY = N_("Check every byte of an archive as a restore would read it, its chain included.")
 USAGE = ("verify ARCHIVE [--json]",)
@@ -25,4 +27,8 @@ def options(args: dict) -> VerifyOptions:
 
 
 def run(settings: Settings, options: VerifyOptions, progress=None) -> VerifyResult:
-    return verify(settings, options.reference, progress=progress, record=options.record)
+    with observed(settings.records_dir, "verify", publisher(settings)) as seen:
+        seen.archive = options.reference
+        result = verify(settings, options.reference, progress=progress, record=options.record)
+        seen.archive, seen.size = result.id, result.bytes
+    return result

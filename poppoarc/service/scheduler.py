@@ -37,6 +37,8 @@ from ..options import PackOptions
 from ..pack import pack_locked
 from ..policy.schedule import Schedule, due_runs, next_wakeup, parse_schedule, with_baseline
 from ..store.local import LocalStore
+from ..store.runs import observed
+from .metrics import publisher
 from . import notify
 from .checks import pre_backup_checks
 from .state import last_runs_of, load_state, save_state
@@ -274,8 +276,12 @@ class Scheduler:
             try:
                 if self.stop_signal is not None:
                     raise StopRequested(self.stop_signal)
-                result = pack_locked(self.settings, PackOptions(
-                    name=label, archive_type="scheduled", incremental=record.type == INCREMENTAL))
+                with observed(self.settings.records_dir, "pack", publisher(self.settings)) as seen:
+                    result = pack_locked(self.settings, PackOptions(
+                        name=label, archive_type="scheduled",
+                        incremental=record.type == INCREMENTAL))
+                    seen.archive, seen.size = result.id, result.size
+                result.warnings.extend(seen.warnings)
             finally:
                 self._interruptible = False
             record.archive_id, record.size = result.id, result.size
@@ -286,8 +292,11 @@ class Scheduler:
             for warning in result.warnings:
                 log.warning("run %s: %s", label, warning)
             try:
-                pruned = prune_locked(self.settings, on_delete=lambda d: log.info(
-                    "prune: deleted %s (%s)", d.id, d.reason))
+                with observed(self.settings.records_dir, "prune", publisher(self.settings)) as seen:
+                    pruned = prune_locked(self.settings, on_delete=lambda d: log.info(
+                        "prune: deleted %s (%s)", d.id, d.reason))
+                    seen.size, seen.details = pruned.freed, {"deleted": len(pruned.deleted)}
+                pruned.warnings.extend(seen.warnings)
                 record.pruned = pruned.deleted
                 for warning in pruned.warnings:
                     log.warning("prune: %s", warning)

@@ -259,6 +259,11 @@ def copy(out, result) -> None:
         out.text(_("  protected there too"))
 
 
+def metrics(out, result) -> None:
+    """The Prometheus text format itself (what node_exporter's textfile collector reads)."""
+    out.text(result.text.rstrip("\n"))
+
+
 def protect(out, result) -> None:
     if result.protected:
         message = _("Protected {id} in {store}: no retention deletes it or its ancestors.") \
@@ -331,7 +336,8 @@ def config(out, result) -> None:
 
 TEXT = {"pack": pack, "list": archive_list, "inspect": inspect, "verify": verify,
         "copy": copy, "unpack": unpack, "keygen": keygen, "doctor": doctor, "prune": prune,
-        "schedule": schedule, "config": config, "protect": protect, "unprotect": protect}
+        "schedule": schedule, "config": config, "protect": protect, "unprotect": protect,
+        "metrics": metrics}
 BOTH = {"recover": recovered}       # these write their JSON document themselves
 
 

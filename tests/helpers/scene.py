@@ -11,8 +11,9 @@ import stat
 from pathlib import Path
 
 # Written by any reader or any locking command, and not content: SQLite's shared-memory
-# index of a WAL database, the installation lock's holder note.
-VOLATILE = ("-shm", ".poppoarc.lock")
+# index of a WAL database, the installation lock's holder note, the record of the last run
+# of each kind (a refused verify is recorded: doctor and the metrics report the failure).
+VOLATILE = ("-shm", ".poppoarc.lock", ".poppoarc-runs.json")
 
 
 def snapshot(top: Path) -> dict[str, tuple]:

@@ -80,7 +80,8 @@ def test_wrong_key_is_refused_before_anything_is_written(cli, installation, pass
     code, _, err = cli("unpack", packed["id"])
     assert code == 41 and "cannot open" in err
     assert digest(installation) == before
-    assert sorted(p.name for p in cli.store.iterdir()) == [Path(packed["path"]).name]
+    assert sorted(p.name for p in cli.store.iterdir()) == [".poppoarc-runs.json",
+                                                           Path(packed["path"]).name]
 
 
 def test_encryption_without_a_key_is_a_clear_error(cli, monkeypatch):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from poppoarc.commands import unpack
+from poppoarc.operations import unpack     # the restore as steps
 
 from tests.helpers import digest, vandalize
 from tests.helpers.craft import craft, entry

@@ -28,6 +28,7 @@ LAYERS = [
     {"restore"},
     {"archives"},
     {"pack"},
+    {"operations"},
     {"service", "doctor"},
     {"commands"},
     {"ui"},

@@ -115,6 +115,13 @@ KEYS: tuple[Key, ...] = (
         "threads), `serial` (this process only; the same archives), `auto` (two-process "
         "when this process may use two CPUs or more: affinity and cgroup quota); "
         "`--parallel` and `POPPOARC_PARALLEL` come first"),
+    Key("drill", ("object",), "`{}`", '{"maxAgeDays": 7}', "restore drills (see Operations)"),
+    Key("drill.maxAgeDays", ("integer",), "`30`", "7",
+        "`doctor` warns when the last successful `poppoarc drill` is older than this (and, "
+        "when set, when none has succeeded yet)"),
+    Key("drill.scratchDir", ("string",), "the store directory", '"/var/tmp/poppo-drills"',
+        "where a drill's scratch root is made (`drill --to` comes first); never inside the "
+        "installation"),
     Key("metrics", ("object",), "`{}`", '{"file": "/var/lib/node_exporter/poppoarc.prom"}',
         "metrics for Prometheus (see Operations)"),
     Key("metrics.file", ("string",), "none", '"/var/lib/node_exporter/poppoarc.prom"',
@@ -373,6 +380,10 @@ def check_values(backup: dict, config_path: Path) -> None:
         if key in backup and _int_at_least(1)(backup[key]):
             raise ConfigError(f"'backup.{key}' must be {_int_at_least(1)(backup[key])}",
                               path=config_path)
+    age = backup.get("drill", {}).get("maxAgeDays")
+    if age is not None and _int_at_least(1)(age):
+        raise ConfigError(f"'backup.drill.maxAgeDays' must be {_int_at_least(1)(age)}",
+                          path=config_path)
     keep = backup.get("keep", {})
     _check_object(keep, "backup.keep", _KEEP_SCHEMA, config_path)
     _check_object(keep.get("preRestore", {}), "backup.keep.preRestore", _PRE_RESTORE_SCHEMA,

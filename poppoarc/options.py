@@ -67,6 +67,12 @@ class ProtectOptions:
 
 
 @dataclass(frozen=True)
+class DrillOptions:
+    reference: str | None = None                # None: the newest good archive
+    to: str | None = None                       # the scratch root's parent directory
+
+
+@dataclass(frozen=True)
 class MetricsOptions:
     pass
 

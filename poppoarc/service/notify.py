@@ -55,11 +55,13 @@ class Notifications:
 
 def payload(event: str, *, archive_id: str | None = None, size: int | None = None,
             duration_ms: int | None = None, warnings_count: int = 0, error: str | None = None,
-            schedule: list[str] | None = None, now: datetime | None = None) -> dict:
-    """The document sent for one event (docs/scheduling.md)."""
+            schedule: list[str] | None = None, now: datetime | None = None,
+            kind: str = "pack") -> dict:
+    """The document sent for one event (docs/scheduling.md); ``kind``: what ran (pack,
+    verify, drill)."""
     if error and len(error) > MAX_ERROR_CHARS:
         error = error[:MAX_ERROR_CHARS - 3] + "..."
-    return {"event": event, "archive_id": archive_id, "size": size, "duration_ms": duration_ms,
+    return {"event": event, "kind": kind, "archive_id": archive_id, "size": size, "duration_ms": duration_ms,
             "warnings_count": warnings_count, "error": error, "host": socket.gethostname(),
             "time": (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
             .isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -81,7 +83,9 @@ def send(config: Notifications, document: dict, cwd: str | None = None) -> list[
             problems += _run_command(config, document, cwd)
         if config.url:
             problems += _post(config.url, document, config.timeout)
-    if document["event"] == SUCCESS and config.heartbeat_url:
+    # the dead-man's switch is for backups: a drill's or a verify's success is not one
+    if document["event"] == SUCCESS and config.heartbeat_url \
+            and document.get("kind", "pack") == "pack":
         problems += _get(config.heartbeat_url, config.timeout)
     for problem in problems:
         log.warning("notification failed: %s", problem)
@@ -91,6 +95,7 @@ def send(config: Notifications, document: dict, cwd: str | None = None) -> list[
 def _run_command(config: Notifications, document: dict, cwd: str | None) -> list[str]:
     argv = ["/bin/sh", "-c", config.command] if isinstance(config.command, str) else list(config.command)
     env = {**os.environ, "POPPOARC_EVENT": document["event"],
+           "POPPOARC_KIND": document.get("kind", "pack"),
            "POPPOARC_ARCHIVE_ID": document["archive_id"] or ""}
     name = os.path.basename(argv[0]) if isinstance(config.command, list) else "command"
     try:

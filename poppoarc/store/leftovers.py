@@ -9,6 +9,8 @@ store, another user the temporary directory):
 * ``.poppoarc-snap-<pid>-<start>-<random>/`` in the store (or, for an S3 store, in
   ``$TMPDIR``): the database snapshot copies of a pack, each a copy of a database;
 * ``$TMPDIR/poppoarc-verify-<pid>-<start>-<random>/``: databases a verify checks;
+* ``.poppoarc-drill-<pid>-<start>-<random>/`` in the store (or below ``drill --to DIR``):
+  the scratch root a restore drill restores into;
 * ``<file>.<pid>-<start>-<random>.tmp`` beside a file replaced whole
   (``fs.write_file_durably``): the verification record, the schedule state.
 
@@ -36,12 +38,14 @@ from ..fs import owner_tag, process_is_alive
 
 SNAPSHOT_PREFIX = ".poppoarc-snap-"
 VERIFY_PREFIX = "poppoarc-verify-"
+DRILL_PREFIX = ".poppoarc-drill-"
 
 # (kind, pattern of the name); ``pid`` and ``start`` name the owner where the name has one
 _KINDS = (
     ("archive", re.compile(r"\.(?P<id>.+)\.poppo\.tar\.zst\.tmp-(?P<pid>\d+)\Z")),
     ("snapshot", re.compile(re.escape(SNAPSHOT_PREFIX) + r"(?:(?P<pid>\d+)-(?P<start>\d+)-)?")),
     ("verify", re.compile(re.escape(VERIFY_PREFIX) + r"(?:(?P<pid>\d+)-(?P<start>\d+)-)?")),
+    ("drill", re.compile(re.escape(DRILL_PREFIX) + r"(?P<pid>\d+)-(?P<start>\d+)-")),
     ("record", re.compile(r"\.poppoarc-[a-z]+\.json\.(?:(?P<pid>\d+)-(?P<start>\d+)-)?"
                           r"[^/]*\.tmp\Z")),
 )
@@ -55,7 +59,7 @@ def temporary_directory(prefix: str, where: str | os.PathLike | None = None):
 @dataclass(frozen=True)
 class Leftover:
     path: Path
-    kind: str           # archive | snapshot | verify | record
+    kind: str           # archive | snapshot | verify | drill | record
     stale: bool         # its process is gone: safe to remove
 
 

@@ -13,7 +13,8 @@ from ..i18n import N_, _, ngettext
 from ..text import display_time, human_size, ljust, rjust, row, width
 
 RULE = "─" * 80
-PROGRESS_LABELS = {"pack": N_("pack"), "verify": N_("verify"), "unpack": N_("unpack")}
+PROGRESS_LABELS = {"pack": N_("pack"), "verify": N_("verify"), "unpack": N_("unpack"),
+                   "drill": N_("drill")}
 # The list layout of PoppoBuilder's documentation: ID, date, type, size, padded to these cells.
 LIST_COLUMNS = (40, 21, 12, 10)
 
@@ -259,6 +260,37 @@ def copy(out, result) -> None:
         out.text(_("  protected there too"))
 
 
+def drill(out, result) -> None:
+    """A drill's report: what came back, how it compares with the manifest, what a real
+    restore needs."""
+    head = _("Drill of {id} passed") if result.ok else _("Drill of {id} FAILED")
+    out.text(head.format(id=result.archive_id))
+    if result.chain:
+        out.text(_("  through its chain: {chain}").format(chain=", ".join(result.chain)))
+    out.text(_("  files     {restored} restored, {manifest} in the manifest").format(
+        restored=result.files[1], manifest=result.files[0]))
+    out.text(_("  bytes     {restored} restored, {manifest} in the manifest").format(
+        restored=human_size(result.bytes[1]), manifest=human_size(result.bytes[0])))
+    for check in result.databases:
+        state = _("integrity ok") if not check.integrity else "; ".join(check.integrity[:2])
+        rows = sum(r or 0 for _m, r in check.tables.values())
+        out.text(_("  database  {path}: {state}, {tables} tables, {rows} rows{same}").format(
+            path=check.path, state=state, tables=len(check.tables), rows=rows,
+            same=_(" as in the manifest") if check.ok else _(" (differs from the manifest)")))
+    if result.health is not None:
+        out.text(_("  health check: exit {code}").format(code=result.health["exit_code"]))
+    out.text(_("  a real restore needs about {space} and {seconds:.1f} s; {free} free on the "
+               "installation's filesystem").format(
+        space=human_size(result.space_bytes), seconds=result.restore_seconds,
+        free=human_size(result.free_bytes)))
+    if result.removed:
+        out.text(_("  scratch root removed"))
+    for _cls, problem in result.problems:
+        out.error(problem)
+    for warning in result.warnings:
+        out.warn(warning)
+
+
 def metrics(out, result) -> None:
     """The Prometheus text format itself (what node_exporter's textfile collector reads)."""
     out.text(result.text.rstrip("\n"))
@@ -337,7 +369,7 @@ def config(out, result) -> None:
 TEXT = {"pack": pack, "list": archive_list, "inspect": inspect, "verify": verify,
         "copy": copy, "unpack": unpack, "keygen": keygen, "doctor": doctor, "prune": prune,
         "schedule": schedule, "config": config, "protect": protect, "unprotect": protect,
-        "metrics": metrics}
+        "metrics": metrics, "drill": drill}
 BOTH = {"recover": recovered}       # these write their JSON document themselves
 
 

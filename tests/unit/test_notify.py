@@ -30,8 +30,8 @@ def test_url_receives_the_json_payload_and_heartbeat_is_pinged():
     assert (method, path, m2, p2) == ("POST", "/hook?token=s3cret", "GET", "/ping")
     assert headers["Content-Type"] == "application/json"
     document = json.loads(body)
-    assert set(document) == {"event", "archive_id", "size", "duration_ms", "warnings_count",
-                             "error", "host", "time", "schedule", "tool"}
+    assert set(document) == {"event", "kind", "archive_id", "size", "duration_ms",
+                             "warnings_count", "error", "host", "time", "schedule", "tool"}
     assert document["event"] == "success" and document["archive_id"] == "backup-x"
 
 
@@ -43,6 +43,9 @@ def test_events_filter_and_heartbeat_only_on_success():
         notify.send(config, notify.payload("failure", error="StoreError: disk full"))
         assert [s[1] for s in httpd.seen] == ["/ping", "/hook"]
         assert json.loads(httpd.seen[1][3])["error"] == "StoreError: disk full"
+        # a drill's success is no backup: the dead-man's switch is not pinged for it
+        notify.send(config, success(kind="drill"))
+        assert [s[1] for s in httpd.seen] == ["/ping", "/hook"]
 
 
 def test_failures_are_reported_never_raised_and_urls_are_redacted(caplog):

@@ -48,7 +48,9 @@ KEYS: tuple[Key, ...] = (
     Key("schedule.*", ("object",), "—", '{"cron": "0 3 * * 0", "type": "full"}',
         "one named schedule"),
     Key("schedule.*.cron", ("string",), "—", '"0 3 * * 0"', "its cron expression"),
-    Key("schedule.*.type", ("string",), '`"full"`', '"incremental"', "`full` or `incremental`"),
+    Key("schedule.*.type", ("string",), '`"full"`', '"incremental"',
+        "`full` or `incremental` (a backup), `verify` (every archive not verified since it "
+        "was written) or `drill` (a restore drill of the newest archive)"),
     Key("timezone", ("string",), "the system's", '"Asia/Tokyo"', "time zone of the schedule"),
     Key("retention", ("integer",), "none (keep all)", "30", "days to keep archives"),
     Key("maxBackups", ("integer",), "none", "10", "most archives to keep"),
@@ -270,7 +272,9 @@ def reference_table() -> str:
 # -- values: what the key table cannot express -------------------------------------
 
 FULL, INCREMENTAL = "full", "incremental"
-RUN_TYPES = (FULL, INCREMENTAL)
+RUN_TYPES = (FULL, INCREMENTAL)                 # what a scheduled backup makes
+VERIFY, DRILL = "verify", "drill"
+ENTRY_TYPES = RUN_TYPES + (VERIFY, DRILL)       # what a schedule entry may run
 MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
           "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
           "@hourly": "0 * * * *"}
@@ -418,9 +422,9 @@ def check_values(backup: dict, config_path: Path) -> None:
             problem = cron_problem(spec["cron"])
             if problem:
                 raise ConfigError(f"'{key}.cron': {spec['cron']!r}: {problem}", path=config_path)
-            if spec.get("type", "full") not in RUN_TYPES:
-                raise ConfigError(f"'{key}.type' must be \"full\" or \"incremental\"",
-                                  path=config_path)
+            if spec.get("type", "full") not in ENTRY_TYPES:
+                raise ConfigError(f"'{key}.type' must be \"full\", \"incremental\", "
+                                  f"\"verify\" or \"drill\"", path=config_path)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ def _count(field: str, span: int) -> int:
 
 
 def expected_interval(backup: dict) -> int | None:
-    """The shortest interval of ``backup.schedule`` (a string or named schedules)."""
+    """The shortest interval of ``backup.schedule``'s backups (a string or named
+    schedules; entries that verify or drill make no archive)."""
     if backup.get("enabled") is False:
         return None
     schedule = backup.get("schedule")
@@ -60,7 +61,8 @@ def expected_interval(backup: dict) -> int | None:
         return cron_interval(schedule)
     if isinstance(schedule, dict):
         found = [cron_interval(s["cron"]) for s in schedule.values()
-                 if isinstance(s, dict) and isinstance(s.get("cron"), str)]
+                 if isinstance(s, dict) and isinstance(s.get("cron"), str)
+                 and s.get("type", "full") in ("full", "incremental")]
         found = [f for f in found if f]
         return min(found) if found else None
     return None

@@ -30,14 +30,18 @@ from datetime import datetime, timedelta, timezone
 
 from ..archives.pruning import policy_for, prune_locked
 from ..config import Settings
-from ..config_schema import FULL, INCREMENTAL
-from ..errors import ConfigError, PoppoarcError
+from ..archives.listing import list_archives
+from ..archives.verification import verify
+from ..config_schema import DRILL, FULL, INCREMENTAL, RUN_TYPES, VERIFY
+from ..errors import ArchiveError, ConfigError, PoppoarcError
 from ..lock import InstallationLock
 from ..options import PackOptions
 from ..pack import pack_locked
 from ..policy.schedule import Schedule, due_runs, next_wakeup, parse_schedule, with_baseline
 from ..store.local import LocalStore
+from ..store import verified
 from ..store.runs import observed
+from .drills import run_drill
 from .metrics import publisher
 from . import notify
 from .checks import pre_backup_checks
@@ -124,6 +128,7 @@ class RunRecord:
     attempts: int = 0
     error: BaseException | None = None
     pruned: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)    # verify: the archives verified
 
     @property
     def ok(self) -> bool:
@@ -137,7 +142,8 @@ class RunRecord:
         return {"schedule": self.names, "type": self.type, "fire_time": self.fire_time.isoformat(),
                 "missed": self.missed, "archive_id": self.archive_id, "size": self.size,
                 "duration_ms": self.duration_ms, "warnings": self.warnings, "checks": self.checks,
-                "attempts": self.attempts, "error": error, "pruned": self.pruned}
+                "attempts": self.attempts, "error": error, "pruned": self.pruned,
+                "checked": self.checked}
 
 
 class Scheduler:
@@ -233,8 +239,13 @@ class Scheduler:
 
     def _tick(self) -> None:
         runs = due_runs(self.schedule, self._last, self.clock.now())
-        if runs:
-            self._perform(runs)
+        backups = [r for r in runs if r.type in RUN_TYPES]
+        if backups:
+            self._perform(backups)
+        for kind in (VERIFY, DRILL):       # after the backup due with them: it is checked too
+            due = [r for r in runs if r.type == kind]
+            if due and self.stop_signal is None:
+                self._perform_check(kind, due)
 
     def _perform(self, runs) -> None:
         kind = FULL if any(r.type == FULL for r in runs) else INCREMENTAL
@@ -305,6 +316,59 @@ class Scheduler:
                 record.warnings.append(f"prune failed: {exc}")
                 log.error("prune failed: %s", exc)
 
+    def _perform_check(self, kind: str, runs) -> None:
+        """A scheduled verify or drill: the same fire-time, missed-run, state and
+        notification rules as a backup; not retried (what it finds does not go away)."""
+        fire = max(runs, key=lambda r: r.fire_time.astimezone(timezone.utc)).fire_time
+        record = RunRecord([r.name for r in runs], kind, fire, sum(r.missed for r in runs),
+                           attempts=1)
+        label = "+".join(record.names)
+        log.info("run %s (%s) for %s", label, kind, fire.isoformat())
+        started = time.monotonic()
+        try:
+            if kind == VERIFY:
+                self._verify_new(record, label)
+            else:
+                result = run_drill(self.settings, schedule=record.names)
+                record.archive_id, record.size = result.archive_id, result.space_bytes
+                record.warnings = list(result.warnings)
+                if not result.ok:
+                    cls = result.problems[0][0]
+                    record.error = cls("; ".join(text for _, text in result.problems))
+                log.info("run %s: drill of %s %s", label, result.archive_id,
+                         "passed" if result.ok else "FAILED")
+        except (PoppoarcError, OSError) as exc:
+            record.error = exc
+        record.duration_ms = int((time.monotonic() - started) * 1000)
+        self.records.append(record)
+        self._record_state(runs, record)
+        if kind == VERIFY:          # a drill notifies itself (service.drills), as a command
+            self._notify(record)
+
+    def _verify_new(self, record: RunRecord, label: str) -> None:
+        """Every good archive of the store not verified since it was written, oldest first
+        (a parent before its child); all are checked, the first failure is the run's."""
+        failures = []
+        with InstallationLock(self.settings.root, "scheduled verify"), \
+                observed(self.settings.records_dir, "verify", publisher(self.settings)) as seen:
+            done = verified.load(self.settings.store)
+            rows = [r for r in reversed(list_archives(self.settings)) if r.status == "ok"
+                    and (done.get(r.id) or {}).get("checksum") != r.checksum]
+            for row in rows:
+                try:
+                    result = verify(self.settings, row.id)
+                except ArchiveError as exc:
+                    failures.append(exc)
+                    log.error("run %s: %s fails verification: %s", label, row.id, exc)
+                    continue
+                record.checked.append(row.id)
+                seen.archive, seen.size = row.id, result.bytes
+            log.info("run %s: %d archive(s) verified, %d failed", label,
+                     len(record.checked), len(failures))
+            if failures:
+                raise failures[0]
+        record.warnings.extend(seen.warnings)
+
     def _record_state(self, runs, record: RunRecord) -> None:
         finished = self.clock.now().astimezone(timezone.utc).isoformat()
         entries = self._state.setdefault("entries", {})
@@ -336,7 +400,7 @@ class Scheduler:
             duration_ms=record.duration_ms,
             warnings_count=len(record.warnings) + len(record.checks),
             error=None if record.ok else f"{type(record.error).__name__}: {record.error}",
-            schedule=record.names)
+            schedule=record.names, kind="pack" if record.type in RUN_TYPES else record.type)
         notify.send(self.notifications, document, cwd=str(self.settings.root))
 
     # -- signals and locks ---------------------------------------------------

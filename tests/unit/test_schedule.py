@@ -53,7 +53,7 @@ def test_macros_are_accepted():
     ({"schedule": "0 25 * * *"}, "'backup.schedule': '0 25 * * *': bad hour"),
     ({"schedule": {"daily": {"cron": "61 * * * *"}}}, "'backup.schedule.daily.cron'"),
     ({"schedule": {"daily": {"cron": "0 2 * * *", "type": "differential"}}},
-     "'backup.schedule.daily.type' must be \"full\" or \"incremental\""),
+     "'backup.schedule.daily.type' must be \"full\", \"incremental\", \"verify\" or \"drill\""),
     ({"schedule": {"daily": {"cron": "0 2 * * *", "when": 1}}}, "unknown key 'backup.schedule.daily.when'"),
     ({"schedule": {"daily": "0 2 * * *"}}, "'backup.schedule.daily' must be an object"),
     ({"schedule": {}}, "must name at least one schedule"),

@@ -1,9 +1,9 @@
 """The last run of each kind of work (pack, verify, drill, prune): when it last
 succeeded, when it last failed, how long it took, what it made.
 
-Kept in ``STORE/.poppoarc-runs.json`` (the local store directory, beside the schedule's
-state; with an S3 store, in the key directory: ``Settings.records_dir``) so that ``doctor`` and ``metrics`` report what happened without reading an archive.
-Written durably under a flock on the store directory, like the verified record; a damaged
+Kept in ``.poppoarc-runs.json`` in ``Settings.records_dir`` (the local store directory,
+beside the schedule's state; with an S3 store, the key directory) so that ``doctor`` and
+``metrics`` report what happened without reading an archive.  Written durably under a flock on the store directory, like the verified record; a damaged
 file is a record lost, never a reason to fail: recording is done after the work, and a
 record that cannot be written is a warning of the run, not its failure.
 """

@@ -110,3 +110,29 @@ def test_a_damaged_runs_record_is_a_record_lost(cli, installation):
     assert value(parse(out), "last_success_timestamp_seconds", kind="pack") == 0
     cli.pack()
     assert runs.load(cli.store)["pack"]["last_success"] > 0
+
+
+@pytest.mark.parametrize("junk", ["directory", "fifo", "symlink-out"])
+def test_junk_in_place_of_the_runs_record_stops_nothing(cli, installation, tmp_path, junk):
+    """Whatever lies in the store under the record's name: pack and verify do their work
+    (a record that cannot be written is a warning), metrics and doctor still answer, and
+    nothing outside the store is written through it."""
+    cli.store.mkdir(parents=True)
+    path = cli.store / runs.RUNS_NAME
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text("precious")
+    if junk == "directory":
+        path.mkdir()
+    elif junk == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(outside)
+    code, out, err = cli("pack")
+    assert code in (0, 1) and len(list(cli.store.glob("*.poppo.tar.zst"))) == 1, err
+    if junk == "directory":
+        assert "cannot record this pack" in err
+    code, out, err = cli("metrics")
+    assert code == 0 and "poppoarc_archives" in out
+    code, _, err = cli("doctor")
+    assert code in (0, 1, 7) and "Traceback" not in err
+    assert outside.read_text() == "precious"

@@ -58,6 +58,7 @@ class VerifyOptions:
 class CopyOptions:
     reference: str
     destination: str                            # a directory or s3://bucket/prefix
+    ancestors: bool = True                      # copy those the destination lacks
 
 
 @dataclass(frozen=True)

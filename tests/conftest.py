@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import subprocess
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -121,6 +123,28 @@ def fixed_pack(installation, tmp_path, monkeypatch):
 
     pack.store, pack.started, pack.shares = store, started, shares
     return pack
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """``small_fs(kib)``: a directory on a tmpfs of that size, unmounted afterwards."""
+    mounted = []
+
+    def mount(kib: int):
+        where = tmp_path / f"fs-{uuid.uuid4().hex[:6]}"
+        where.mkdir()
+        if os.geteuid() != 0:
+            pytest.skip("mounting a small tmpfs needs root")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k,mode=0700", "tmpfs",
+                               str(where)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 from .helpers.unprivileged import nobody  # noqa: E402,F401  (the fixture, for every test module)

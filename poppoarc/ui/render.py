@@ -249,13 +249,30 @@ def doctor(out, report) -> None:
 
 
 def copy(out, result) -> None:
-    verb = "Copied" if result.outcome == "copied" else "Already present:"
-    out.text(f"{verb} {result.id} ({human_size(result.size)})")
-    out.text(f"  from    {result.source}")
-    out.text(f"  to      {result.destination}")
+    if result.outcome == "copied":
+        out.text(_("Copied {id} ({size})").format(id=result.id, size=human_size(result.size)))
+    else:
+        out.text(_("Already present: {id} ({size})").format(id=result.id,
+                                                            size=human_size(result.size)))
+    out.text(_("  from    {path}").format(path=result.source))
+    out.text(_("  to      {path}").format(path=result.destination))
+    for ancestor in result.ancestors:
+        template = (_("  ancestor {id} ({size}): copied") if ancestor.outcome == "copied"
+                    else _("  ancestor {id} ({size}): already there"))
+        out.text(template.format(id=ancestor.id, size=human_size(ancestor.size)))
     v = result.verified
-    out.text(f"  verified at the destination: signed by key {v.signer}; {v.entries} entries, "
-             f"{human_size(v.bytes)} checked, {v.databases} databases pass integrity_check")
+    archives = len(v.chain) + 1
+    out.text(ngettext("  verified at the destination as a restore reads it: the signature and "
+                      "every byte of {count} archive",
+                      "  verified at the destination as a restore reads it: the signatures and "
+                      "every byte of {count} archives (the chain)", archives).format(
+                          count=archives))
+    out.text(_("    signed by key {key}; {entries} entries, {size} of content checked, "
+               "{databases} database(s) pass integrity_check").format(
+                   key=v.signer, entries=v.entries, size=human_size(v.bytes),
+                   databases=v.databases))
+    for item in v.not_checked:
+        out.text(_("  not checked: {what}").format(what=item))
     if result.protected:
         out.text(_("  protected there too"))
 

@@ -11,34 +11,11 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import uuid
 
 import pytest
 
 from tests.helpers import run_poppoarc
 from tests.helpers import digest
-
-
-@pytest.fixture
-def small_fs(tmp_path):
-    """``small_fs(kib)``: a directory on a tmpfs of that size, unmounted afterwards."""
-    mounted = []
-
-    def mount(kib: int):
-        where = tmp_path / f"fs-{uuid.uuid4().hex[:6]}"
-        where.mkdir()
-        if os.geteuid() != 0:
-            pytest.skip("mounting a small tmpfs needs root")
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k,mode=0700", "tmpfs",
-                               str(where)], capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-        mounted.append(where)
-        return where
-
-    yield mount
-    for where in mounted:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def _run(installation, store, *args, env=None):

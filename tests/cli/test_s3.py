@@ -438,10 +438,10 @@ def test_protection_marks_in_a_bucket(s3, installation, capsys, tmp_path):
     config = json.loads((installation / "config/config.json").read_text())
     config["backup"]["maxBackups"] = 1
     (installation / "config/config.json").write_text(json.dumps(config))
-    first = cli.pack("--protect")["id"]
+    first = cli.pack("--protect", "--no-prune")["id"]
     assert f"marks/{first}.poppo.protected" in objects(s3, "marks/")
-    second = cli.pack()["id"]
-    third = cli.pack()["id"]
+    second = cli.pack("--no-prune")["id"]
+    third = cli.pack("--no-prune")["id"]
     code, done = cli.json("prune")
     assert code == 0 and done["deleted"] == [second]
     code, listed = cli.json("list")
@@ -456,3 +456,21 @@ def test_protection_marks_in_a_bucket(s3, installation, capsys, tmp_path):
                                                      f"s3://{s3.bucket}/again")
     assert code == 0 and up["outcome"] == "copied" and up["protected"]
     assert f"again/{first}.poppo.protected" in objects(s3, "again/")
+
+
+def test_copy_takes_a_chain_to_the_bucket_and_back(s3, cli, tmp_path):
+    full = cli.pack("--full")
+    (cli.root / "state/changed.txt").write_text("a change")
+    newest = cli.pack("--incremental")
+    assert newest["parent"] == full["id"]
+    url = f"s3://{s3.bucket}/chain"
+    code, up = cli.json("copy", newest["id"], "--to", url)
+    assert code == 0, up
+    assert [(a["id"], a["outcome"]) for a in up["ancestors"]] == [(full["id"], "copied")]
+    assert up["verified"]["chain"] == [full["id"]]
+    assert objects(s3) == sorted(f"chain/{a['id']}.poppo.tar.zst" for a in (full, newest))
+    new_store = tmp_path / "new-machine-store"
+    code, down = cli.json("copy", up["destination"], "--to", str(new_store))
+    assert code == 0 and [a["outcome"] for a in down["ancestors"]] == ["copied"]
+    assert sorted(p.name for p in new_store.iterdir()) == sorted(
+        f"{a['id']}.poppo.tar.zst" for a in (full, newest))

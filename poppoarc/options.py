@@ -20,6 +20,7 @@ class PackOptions:
     incremental: bool | None = None             # True, False (--full), None: configured
     check_content: bool = False                 # an incremental compares contents
     protect: bool = False                       # mark the new archive protected
+    prune: bool = True                          # apply the retention policy afterwards
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,11 @@ class PruneResult:
     def to_delete(self) -> list[Decision]:
         return [d for d in self.decisions if d.delete]
 
+    def summary(self) -> dict:
+        """What pack --json says of the prune after it."""
+        return {"policy": self.policy.describe(), "deleted": self.deleted, "freed": self.freed,
+                "kept": len(self.decisions) - len(self.deleted), "warnings": self.warnings}
+
     def to_json(self) -> dict:
         return {"dry_run": self.dry_run, "policy": self.policy.describe(),
                 "decisions": [d.to_json() for d in self.decisions],
@@ -64,8 +69,10 @@ def prune(settings: Settings, *, dry_run: bool = False, now: datetime | None = N
 
 
 def prune_locked(settings: Settings, *, dry_run: bool = False, now: datetime | None = None,
-                 verify_newest: bool = True, on_delete=None) -> PruneResult:
-    """Prune; the caller holds the installation lock.  ``on_delete(decision)`` reports progress."""
+                 verify_newest: bool = True, on_delete=None,
+                 protect: frozenset[str] = frozenset()) -> PruneResult:
+    """Prune; the caller holds the installation lock.  ``on_delete(decision)`` reports
+    progress; ``protect``: ids never deleted (a pack's new archive), nor their chains."""
     now = now or datetime.now(timezone.utc)
     policy = policy_for(settings)
     store = open_store(settings)        # a local directory or a bucket: the same rules
@@ -73,7 +80,7 @@ def prune_locked(settings: Settings, *, dry_run: bool = False, now: datetime | N
     infos = [ArchiveInfo.from_row(row) for row in rows.values()]
     result = PruneResult(dry_run, policy, [])
     while True:
-        decisions = decide(infos, policy, now)
+        decisions = decide(infos, policy, now, protect)
         protected = next((d.archive for d in decisions if KEEP_NEWEST_FULL in d.rules), None)
         # Verifying costs a full read, so only when something would be deleted.
         if not (verify_newest and protected is not None and protected.verified is None

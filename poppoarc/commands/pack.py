@@ -1,23 +1,29 @@
-"""``pack`` (also ``create``): capture the installation into one signed archive.
+"""``pack`` (also ``create``): capture the installation into one signed archive, then
+apply the retention policy when one is configured (``--no-prune`` skips it).
 
-Under the installation lock (one writer per installation); the work is ``poppoarc.pack``.
+Under the installation lock (one writer per installation); the work is ``poppoarc.pack``
+and ``archives.pruning`` (the same prune as ``poppoarc prune``, never deleting the new
+archive nor its chain).  ``schedule`` calls ``pack_locked`` and prunes itself, once.
 Each run, success or failure, is recorded for doctor and the metrics (``store.runs``).
 """
 
 from __future__ import annotations
 
+from ..archives.pruning import prune_locked
 from ..config import Settings
+from ..errors import PoppoarcError
 from ..i18n import N_
 from ..lock import InstallationLock
 from ..options import PackOptions
 from ..pack import PackResult, pack_locked
+from ..policy.retention import configured
 from ..service.metrics import publisher
 from ..snapshot.catalogue import parse_target_list
 from ..store.runs import observed
 
-SUMMARY = N_("Write one signed archive of the installation into the store.")
+SUMMARY = N_("Write one signed archive of the installation into the store, then apply the retention policy.")
 USAGE = ("""(pack | create) [--targets=LIST] [--name=NAME] [--encrypt]
-            [--incremental | --full] [--check-content] [--protect] [--json]""",)
+            [--incremental | --full] [--check-content] [--protect] [--no-prune] [--json]""",)
 OPTIONS = """\
   --targets=LIST   Comma-separated targets: config,database,logs,agents,state,security.
   --name=NAME      A label stored in the archive's manifest.
@@ -28,6 +34,7 @@ OPTIONS = """\
   --check-content  With pack --incremental: compare file contents, not stat facts.
   --protect        With pack: mark the new archive protected (no retention deletes it
                    or its ancestors; poppoarc unprotect lifts it).
+  --no-prune       With pack: do not apply the retention policy afterwards.
 """
 STRICT_CONFIG = True
 PROGRESS = True          # long work: a progress bar (ui.render.PROGRESS_LABELS)
@@ -42,13 +49,25 @@ def options(args: dict) -> PackOptions:
     return PackOptions(targets=parse_target_list(args["--targets"]), name=args["--name"],
                        encrypt=bool(args["--encrypt"]), incremental=incremental,
                        check_content=bool(args["--check-content"]),
-                       protect=bool(args["--protect"]))
+                       protect=bool(args["--protect"]), prune=not args["--no-prune"])
 
 
 def run(settings: Settings, options: PackOptions, progress=None) -> PackResult:
     with observed(settings.records_dir, "pack", publisher(settings)) as seen:
         with InstallationLock(settings.root, "pack"):
             result = pack_locked(settings, options, progress=progress)
+            if options.prune and configured(settings.backup):
+                _retention(settings, result)
         seen.archive, seen.size = result.id, result.size
     result.warnings.extend(seen.warnings)
     return result
+
+
+def _retention(settings: Settings, result: PackResult) -> None:
+    """The prune after a successful pack; its failure is a warning (the archive is made)."""
+    try:
+        result.retention = prune_locked(settings, protect=frozenset({result.id}))
+    except (PoppoarcError, OSError) as exc:
+        result.warnings.append(f"retention: the prune after this pack failed: {exc}")
+        return
+    result.warnings.extend(f"retention: {warning}" for warning in result.retention.warnings)

@@ -74,6 +74,7 @@ class PackResult:
     reused: int = 0                        # files whose content stays in an ancestor
     skipped: list[str] = field(default_factory=list)   # paths not archived (each warned)
     protected: bool = False                # marked protected in the store (pack --protect)
+    retention: object = None    # the prune after the pack (archives.pruning.PruneResult)
 
     @property
     def exit_code(self) -> int:
@@ -87,6 +88,7 @@ class PackResult:
                 "cleaned": self.cleaned, "incremental": self.parent is not None,
                 "parent": self.parent, "reused": self.reused, "skipped": self.skipped,
                 "protected": self.protected,
+                "retention": self.retention.summary() if self.retention else None,
                 "databases": [{"path": d["path"], "tables": d["tables"]} for d in self.databases]}
 
 

@@ -53,6 +53,7 @@ KEEP_PARENT = "parent"
 KEEP_DAMAGED, KEEP_UNTRUSTED, KEEP_UNKNOWN = "damaged", "untrusted", "unknown-type"
 KEEP_NEWER = "newer-format"
 KEEP_PROTECTED = "protected"
+KEEP_NEW = "new"                 # the archive the pack that prunes has just made
 DELETE_EXPIRED, DELETE_OVER_MAX = "expired", "over-max"
 DELETE_PRE_EXPIRED, DELETE_DAMAGED, DELETE_UNSELECTED = "pre-restore-expired", "damaged", "unselected"
 
@@ -260,8 +261,16 @@ def _pre_restore(archives: list[ArchiveInfo], policy: RetentionPolicy, now: date
                                           f"the newest {policy.pre_restore_last}")
 
 
-def decide(archives: list[ArchiveInfo], policy: RetentionPolicy, now: datetime) -> list[Decision]:
-    """Keep or delete, with reasons, for every archive; newest first."""
+def configured(backup: dict) -> bool:
+    """True when the ``backup`` section sets a retention rule: only then does ``pack``
+    prune after itself (``prune`` applies the defaults of pre-restore archives too)."""
+    return any(key in backup for key in ("retention", "maxBackups", "keep"))
+
+
+def decide(archives: list[ArchiveInfo], policy: RetentionPolicy, now: datetime,
+           protect: frozenset[str] = frozenset()) -> list[Decision]:
+    """Keep or delete, with reasons, for every archive; newest first.  ``protect``: ids
+    never deleted (the archive the pack that prunes has just made), nor their chains."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     by_id = {a.id: a for a in archives}
@@ -295,6 +304,9 @@ def decide(archives: list[ArchiveInfo], policy: RetentionPolicy, now: datetime) 
     for a in archives:
         if a.protected:
             verdicts[a.id].keep[KEEP_PROTECTED] = "protected (poppoarc unprotect lifts it)"
+    for archive_id in protect:
+        if archive_id in verdicts:
+            verdicts[archive_id].keep[KEEP_NEW] = "the archive this pack made"
 
     # Parents last, to a fixed point: whatever kept an archive keeps its chain.
     pending = [a for a in archives if verdicts[a.id].keep]

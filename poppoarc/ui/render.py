@@ -40,8 +40,22 @@ def pack(out, result) -> None:
         out.text(_("  encrypted: secret files only"))
     if result.protected:
         out.text(_("  protected: no retention deletes it or its ancestors"))
+    if result.retention is not None:
+        _retention(out, result.retention)
     for warning in result.warnings:
         out.warn(warning)
+
+
+def _retention(out, pruned) -> None:
+    """The prune after a pack: what the policy deleted and kept."""
+    kept = len(pruned.decisions) - len(pruned.deleted)
+    out.text(ngettext("  retention ({policy}): deleted {count} archive ({size}), {kept} kept",
+                      "  retention ({policy}): deleted {count} archives ({size}), {kept} kept",
+                      len(pruned.deleted)).format(policy=pruned.policy.describe(),
+                                                  count=len(pruned.deleted),
+                                                  size=human_size(pruned.freed), kept=kept))
+    for archive_id in pruned.deleted:
+        out.text(_("    deleted {id}").format(id=archive_id))
 
 
 def archive_list(out, result) -> None:

@@ -95,10 +95,12 @@ def test_policy_command_outputs_match_their_schemas(cli, installation, key_home,
     config["backup"].update(schedule={"daily": {"cron": "0 2 * * *", "type": "incremental"}},
                             maxBackups=1)
     (installation / "config/config.json").write_text(json.dumps(config))
-    run(cli, "pack", "pack")
-    run(cli, "pack", "pack")
+    run(cli, "pack", "pack", "--no-prune")
+    run(cli, "pack", "pack", "--no-prune")
     document = run(cli, "prune", "prune", "--dry-run")
     assert document["dry_run"] and len(document["would_delete"]) == 1
+    document = run(cli, "pack", "pack")        # and prunes after itself
+    assert len(document["retention"]["deleted"]) == 2 and document["retention"]["kept"] == 1
     document = run(cli, "schedule", "schedule", "--next", "--count=3")
     assert len(document["next"]) == 3
     monkeypatch.setenv("POPPO_BACKUP_KEY", "schema test")

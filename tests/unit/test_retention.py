@@ -318,3 +318,24 @@ def test_invariants_hold_for_any_store_and_policy(archives, policy):
     decisions = decide(archives, policy, NOW)
     for check in INVARIANTS:
         check(archives, policy, list(decisions))
+
+
+def test_the_archive_a_pack_just_made_is_never_deleted_nor_its_chain():
+    """pack prunes after itself with protect={its id}: even when every rule would drop
+    it (an archive whose clock is behind, a retention shorter than its age), it stays,
+    and its parents with it."""
+    full = archive(1, 40)
+    child = archive(2, 35, incremental=True, parent=full.id)
+    newer = [archive(3 + i, i) for i in range(3)]
+    policy = RetentionPolicy(max_backups=2, retention_days=30)
+    assert {full.id, child.id} <= {d.id for d in decide([full, child, *newer], policy, NOW)
+                                   if d.delete}
+    decisions = by_id(decide([full, child, *newer], policy, NOW, frozenset({child.id})))
+    assert decisions[child.id].rules == (r.KEEP_NEW,) and not decisions[child.id].delete
+    assert r.KEEP_PARENT in decisions[full.id].rules and not decisions[full.id].delete
+
+
+def test_pack_prunes_only_when_a_retention_rule_is_configured():
+    assert not r.configured({}) and not r.configured({"incremental": {"enabled": True}})
+    for key, value in (("retention", 30), ("maxBackups", 3), ("keep", {"daily": 7})):
+        assert r.configured({key: value})

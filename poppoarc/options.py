@@ -51,8 +51,9 @@ class InspectOptions:
 
 @dataclass(frozen=True)
 class VerifyOptions:
-    reference: str
+    reference: str | None                       # None: --all
     record: bool = True                         # note a complete check in the store
+    every: bool = False                         # --all: every archive of the store
 
 
 @dataclass(frozen=True)

@@ -300,3 +300,95 @@ def ancestor_reader(settings):
                         "an identity to read the chain", path=link.path)
         return index.entries, sealer
     return open_link
+
+
+class Member:
+    """One archive of a chain verified by ``read_members``: its index, sealer and the
+    consumer its content goes to (None: read only as an ancestor of later members)."""
+
+    def __init__(self, link: Link, entries, sealer, consumer: reader.MemberSink | None,
+                 workdir: Path):
+        self.link, self.entries, self.sealer, self.consumer = link, entries, sealer, consumer
+        self.assemblies: dict[str, _Assembly] = {}
+        self.references: dict[str, list[int]] = {}
+        self.previous: str | None = None
+        if consumer is None:
+            return
+        for entry in entries:
+            if entry.stored_in is not None:
+                self.references.setdefault(entry.stored_in, [0, 0])[
+                    entry.hmac_sha256 is not None] += 1
+            elif entry.delta is not None:
+                self.assemblies[entry.path] = _Assembly(
+                    workdir / f".assemble-{link.id}-{len(self.assemblies)}.db")
+
+    def close(self) -> None:
+        for assembly in self.assemblies.values():
+            assembly.close()
+
+
+class _FanOut(reader.MemberSink):
+    """One body read, every member's sink fed: a chain's shared ancestors read once."""
+
+    def __init__(self, sinks: list[_LinkSink]):
+        self.sinks = sinks
+
+    def begin(self, entry: IndexEntry) -> None:
+        for sink in self.sinks:
+            sink.begin(entry)
+
+    def data(self, entry: IndexEntry, chunk: bytes) -> None:
+        for sink in self.sinks:
+            sink.data(entry, chunk)
+
+    def end(self, entry: IndexEntry) -> None:
+        for sink in self.sinks:
+            sink.end(entry)
+
+
+def read_members(members: list[Member], store, progress=None) -> int:
+    """``read_chain`` for every member with a consumer at once, each archive's body read
+    once, oldest first: while link k streams, member k gets its own content and every
+    later member what it keeps in k.  Any fault raises (the caller then verifies each
+    archive alone, for its exact verdict); returns (sealed files left unchecked, bodies
+    read)."""
+    unchecked = read = 0
+    for k, link_member in enumerate(members):
+        link = link_member.link
+        sinks: list[tuple[Member, _LinkSink]] = []
+        for member in members[k:]:
+            if member.consumer is None:
+                continue
+            if member is link_member:
+                sink = _LinkSink(link.id, member.previous, member.consumer, None,
+                                 member.assemblies, True, member.sealer)
+            else:
+                held = link.id
+                wanted = chains.Cursor(member.entries, keep=lambda e, held=held: e.stored_in == held)
+                sink = _LinkSink(link.id, member.previous, member.consumer, wanted,
+                                 member.assemblies, False)
+            sinks.append((member, sink))
+        if not sinks:
+            continue
+        with store.open(link.archive) as source:
+            unchecked += reader.read_body(source, link.head, link_member.entries, link.path,
+                                          _FanOut([s for _, s in sinks]), progress=progress,
+                                          sealer=link_member.sealer)
+        read += 1
+        for member, sink in sinks:
+            for name, assembly in member.assemblies.items():
+                if name not in sink.seen:
+                    assembly.forget()
+            if member is not link_member:
+                plain, sealed = member.references.get(link.id, [0, 0])
+                expected = plain + (sealed if link_member.sealer is not None else 0)
+                if sink.delivered != expected:
+                    raise CorruptArchive(f"{link.id} holds {sink.delivered} of the {expected} "
+                                         f"files {member.link.id} says it holds")
+            member.previous = link.id
+    for number, member in enumerate(members):
+        stray = set(member.references) - {m.link.id for m in members[:number]}
+        if member.consumer is not None and stray:
+            raise CorruptArchive(f"{member.link.id} refers to {sorted(stray)[0]}, which is not "
+                                 "one of its ancestors")
+    return unchecked, read

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
-from ..errors import EXIT_OK, CorruptArchive
+from ..errors import EXIT_OK, ArchiveError, CorruptArchive
 from ..format import reader
 from ..format.entry import IndexEntry
 from ..snapshot.sqlite import BackgroundChecks
-from ..store import Store, leftovers, verified
+from ..store import SUFFIX, Store, leftovers, verified
 from . import chain
 from .opening import open_archive, open_sealer, pinned_keys, read_checked_index
 
@@ -97,15 +97,42 @@ class VerifyResult:
                 "chain": self.chain, "changed_while_packed": self.changed}
 
 
+def _id_of(path) -> str:
+    name = str(path).rsplit("/", 1)[-1]
+    return name[:-len(SUFFIX)] if name.endswith(SUFFIX) else name
+
+
+def record_location(settings: Settings) -> Path:
+    """Where verifications of the configured store are recorded (``store.verified``)."""
+    if settings.storage.get("type") == "s3":
+        return verified.remote_record_path(settings.key_dir, settings.store_url)
+    return verified.record_path(settings.store)
+
+
+def in_configured_store(settings: Settings, store: Store, path) -> bool:
+    """The archive at ``path`` (found in ``store``) is one of the configured store's."""
+    if settings.storage.get("type") == "s3":
+        return str(store).rstrip("/") == settings.store_url.rstrip("/")
+    return isinstance(path, Path) and path.parent.resolve() == Path(settings.store).resolve()
+
+
 def verify(settings: Settings, reference: str, progress=None, record: bool = True) -> VerifyResult:
     """Check signature, framing, index, the body checksum, every digest a record carries
     (large files, databases, sealed files) and every database."""
     with open_archive(settings, reference) as (store, source, path):
-        result = verify_source(settings, source, path, progress, store=store)
-    if record and not result.not_checked and isinstance(path, Path) \
-            and path.parent.resolve() == Path(settings.store).resolve():
-        # only a complete check of an archive in the local store counts for doctor
-        result.recorded = verified.record(settings.store, result.id, result.checksum)
+        try:
+            result = verify_source(settings, source, path, progress, store=store)
+        except ArchiveError as exc:     # no longer counts as verified, for doctor
+            if record and in_configured_store(settings, store, path):
+                verified.record_many(record_location(settings), {},
+                                     {a.id for a in store.catalog()},
+                                     failed={_id_of(path): str(exc)})
+            raise
+    if record and not result.not_checked and in_configured_store(settings, store, path):
+        # only a complete check of an archive in the configured store counts for doctor
+        result.recorded = verified.record_many(record_location(settings),
+                                               {result.id: result.checksum},
+                                               {a.id for a in store.catalog()})
     return result
 
 

@@ -73,15 +73,23 @@ def check_chains(ctx: Context):
 def check_verified(ctx: Context):
     title = N_("Verification")
     rows = ctx.good_rows
-    never = [r for r in rows if not ctx.is_verified(r)]
+    failed = [r for r in rows if ctx.record.get(r.id, {}).get("failed")]
+    never = [r for r in rows if not ctx.is_verified(r) and r not in failed]
     params = dict(count=len(rows), never=len(never), first=never[0].id if never else "")
     if not rows:
         return _f("verified", title, "n/a", N_("no archives yet"))
+    if failed:
+        return _f("verified", title, "fail",
+                  N_("{failed} of {count} archive(s) failed their last verification"),
+                  N_("poppoarc verify {first} names the problem; make a new backup (poppoarc "
+                     "pack --full) and delete the damaged archive"),
+                  [f"{r.id}: {ctx.record[r.id].get('error', '')}" for r in failed],
+                  **dict(params, failed=len(failed), first=failed[0].id))
     if never:
         return _f("verified", title, "warn",
                   N_("{never} of {count} archive(s) were never verified"),
                   N_("poppoarc verify {first}") if len(never) == 1 else
-                  N_("poppoarc verify {first} (and the others listed)"),
+                  N_("poppoarc verify --all (verifies and records every archive)"),
                   [r.id for r in never], **params)
     return _f("verified", title, "ok", N_("all {count} archive(s) verified"), **params)
 

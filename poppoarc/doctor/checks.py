@@ -17,6 +17,7 @@ from ..config_schema import parse_size
 from ..crypto import signing
 from ..errors import PoppoarcError, Warnings
 from ..archives.listing import ListRow, list_archives
+from ..archives.verification import record_location
 from ..lock import probe
 from ..fs import process_is_alive
 from ..restore.journal import JournalError, read_journal
@@ -52,7 +53,7 @@ class Context:
 
     @cached_property
     def record(self) -> dict[str, dict]:
-        return verified.load(self.settings.store)
+        return verified.load(self.settings.store, record_location(self.settings))
 
     def is_verified(self, row: ListRow) -> bool:
         seen = self.record.get(row.id)

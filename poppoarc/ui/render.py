@@ -49,6 +49,10 @@ def pack(out, result) -> None:
 def _retention(out, pruned) -> None:
     """The prune after a pack: what the policy deleted and kept."""
     kept = len(pruned.decisions) - len(pruned.deleted)
+    if not pruned.deleted:
+        out.text(_("  retention ({policy}): nothing to delete, {kept} kept").format(
+            policy=pruned.policy.describe(), kept=kept))
+        return
     out.text(ngettext("  retention ({policy}): deleted {count} archive ({size}), {kept} kept",
                       "  retention ({policy}): deleted {count} archives ({size}), {kept} kept",
                       len(pruned.deleted)).format(policy=pruned.policy.describe(),
@@ -143,6 +147,9 @@ def inspect(out, result) -> None:
 
 
 def verify(out, result) -> None:
+    if hasattr(result, "archives"):
+        verify_all(out, result)
+        return
     out.text(_("OK {id}: signed by key {key}; {entries} entries, {size} checked, "
                "{databases} databases pass integrity_check").format(
         id=result.id, key=result.signer, entries=result.entries, size=human_size(result.bytes),
@@ -153,6 +160,36 @@ def verify(out, result) -> None:
     for item in result.not_checked:
         out.text(_("  not checked without a key: {what}").format(what=item))
     _changed_while_packed(out, result.changed)
+
+
+def verify_all(out, result) -> None:
+    """``verify --all``: one line per archive, oldest first, then the counts."""
+    out.text(_("Verified every archive of {store}:").format(store=result.store))
+    for verdict in result.archives:
+        if verdict.status == "ok":
+            v = verdict.result
+            line = _("  ok       {id}  {entries} entries, {size}, {databases} database(s)").format(
+                id=verdict.id, entries=v.entries, size=human_size(v.bytes),
+                databases=v.databases)
+            if v.chain:
+                line += _(" (with its {count} earlier archive(s))").format(count=len(v.chain))
+            out.text(line)
+            for item in v.not_checked:
+                out.text(_("           not checked without a key: {what}").format(what=item))
+        elif verdict.status == "failed":
+            out.text(_("  FAILED   {id}  {error} (exit {code})").format(
+                id=verdict.id, error=verdict.error, code=verdict.error.exit_code))
+        else:
+            out.text(_("  skipped  {id}  {reason}").format(id=verdict.id, reason=verdict.reason))
+    recorded = sum(1 for a in result.archives if a.result and a.result.recorded)
+    out.text(_("{ok} verified, {failed} failed, {skipped} skipped; {recorded} recorded for "
+               "doctor in {record}").format(
+                   ok=result.count("ok"), failed=result.count("failed"),
+                   skipped=result.count("skipped"), recorded=recorded, record=result.record))
+    for verdict in result.archives:
+        if verdict.status == "failed":
+            out.warn(_("{id} fails verification: {error}").format(id=verdict.id,
+                                                                  error=verdict.error))
 
 
 def _changed_while_packed(out, paths: list[str]) -> None:

@@ -474,3 +474,43 @@ def test_copy_takes_a_chain_to_the_bucket_and_back(s3, cli, tmp_path):
     assert code == 0 and [a["outcome"] for a in down["ancestors"]] == ["copied"]
     assert sorted(p.name for p in new_store.iterdir()) == sorted(
         f"{a['id']}.poppo.tar.zst" for a in (full, newest))
+
+
+def test_verify_all_on_a_bucket_records_each_archive_for_doctor(s3, installation, capsys,
+                                                                 key_home):
+    """verify of an S3 store used to be never recorded: doctor said 'never verified'
+    forever.  verify --all records each archive's complete check on this machine."""
+    write_config(installation, {"type": "s3", "bucket": s3.bucket, "prefix": "all"})
+    ids = []
+    for flag in ("--full", "--incremental", "--full"):
+        (installation / "state/changed.txt").write_text(flag)
+        code, out, err = _run(installation, capsys, "pack", flag, "--json")
+        assert code in (0, 1), err
+        ids.append(json.loads(out)["id"])
+
+    def doctor_verified():
+        code, out, err = _run(installation, capsys, "doctor", "--json")
+        return next(c for c in json.loads(out)["checks"] if c["id"] == "verified")
+    assert doctor_verified()["status"] == "warn"
+    code, out, err = _run(installation, capsys, "verify", "--all", "--json")
+    document = json.loads(out)
+    assert code == 0 and document["ok"] == 3 and document["recorded"] == 3, document
+    assert document["bodies_read"] == 3
+    assert document["record"].startswith(str(key_home / "verified"))
+    assert doctor_verified()["status"] == "ok"
+
+    # one archive damaged in the bucket: named, exit 10, the others recorded again
+    key = f"all/{ids[2]}.poppo.tar.zst"
+    data = bytearray(s3.client.get_object(Bucket=s3.bucket, Key=key)["Body"].read())
+    data[-2000] ^= 0x40
+    s3.client.put_object(Bucket=s3.bucket, Key=key, Body=bytes(data))
+    code, out, err = _run(installation, capsys, "verify", "--all")
+    assert code == 10, err
+    assert f"  FAILED   {ids[2]}  " in out and f"{ids[2]} fails verification" in err
+    assert out.splitlines()[-1].startswith("2 verified, 1 failed, 0 skipped; 2 recorded")
+    found = doctor_verified()
+    assert found["status"] == "fail" and len(found["details"]) == 1, found
+    assert found["details"][0].startswith(f"{ids[2]}: ")
+    # verify of one archive of the bucket is recorded too
+    code, out, err = _run(installation, capsys, "verify", ids[1], "--json")
+    assert code == 0 and json.loads(out)["recorded"] is True

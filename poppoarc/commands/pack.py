@@ -21,7 +21,7 @@ from ..service.metrics import publisher
 from ..snapshot.catalogue import parse_target_list
 from ..store.runs import observed
 
-SUMMARY = N_("Write one signed archive of the installation into the store, then apply the retention policy.")
+SUMMARY = N_("Write one signed archive of the installation into the store.")
 USAGE = ("""(pack | create) [--targets=LIST] [--name=NAME] [--encrypt]
             [--incremental | --full] [--check-content] [--protect] [--no-prune] [--json]""",)
 OPTIONS = """\

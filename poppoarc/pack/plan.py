@@ -32,7 +32,16 @@ def chained(settings: Settings, options: PackOptions) -> bool:
     spec §12.1)."""
     by_default, _ = incremental_settings(settings)
     wanted = by_default if options.incremental is None else options.incremental
-    return wanted and options.archive_type != "pre-restore"
+    return wanted and options.archive_type != "pre-restore" and not named_full(settings, options)
+
+
+def named_full(settings: Settings, options: PackOptions) -> bool:
+    """A named archive (``pack --name``) is what people carry to another machine, so it
+    restores alone: full, though incrementals are configured, unless ``--incremental``
+    asks otherwise.  (A scheduled run's name is its schedule entry's: not this.)"""
+    by_default, _ = incremental_settings(settings)
+    return (options.archive_type == "manual" and bool(options.name)
+            and options.incremental is None and by_default)
 
 
 def in_chains(settings: Settings, options: PackOptions) -> bool:

@@ -75,6 +75,7 @@ class PackResult:
     skipped: list[str] = field(default_factory=list)   # paths not archived (each warned)
     protected: bool = False                # marked protected in the store (pack --protect)
     retention: object = None    # the prune after the pack (archives.pruning.PruneResult)
+    named_full: bool = False    # full because named, though incrementals are configured
 
     @property
     def exit_code(self) -> int:
@@ -89,6 +90,7 @@ class PackResult:
                 "parent": self.parent, "reused": self.reused, "skipped": self.skipped,
                 "protected": self.protected,
                 "retention": self.retention.summary() if self.retention else None,
+                "named_full": self.named_full,
                 "databases": [{"path": d["path"], "tables": d["tables"]} for d in self.databases]}
 
 
@@ -180,7 +182,8 @@ def pack_locked(settings: Settings, options: PackOptions, progress=None, environ
                       list(run.warnings), manifest["duration"], run.key.key_id,
                       run.key_created, body.databases, run.scope, run.cleaned,
                       run.parent.id if run.parent else None, body.reused,
-                      list(run.warnings.skipped), options.protect)
+                      list(run.warnings.skipped), options.protect,
+                      named_full=plan.named_full(settings, options))
 
 
 def _begin(run: _Pack) -> None:

@@ -30,6 +30,9 @@ def pack(out, result) -> None:
     if result.parent:
         out.text(_("  incremental on {parent}: {reused} unchanged files stored there").format(
             parent=result.parent, reused=result.reused))
+    elif result.named_full:
+        out.text(_("  full: a named archive restores on its own (pack --name --incremental "
+                   "makes an incremental)"))
     if result.key_created:
         out.text(_("  signed by key {key} (new key created)").format(key=result.signer))
     else:

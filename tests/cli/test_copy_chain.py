@@ -170,3 +170,51 @@ def test_a_killed_copy_leaves_no_archive_and_the_next_copy_finishes(chain, tmp_p
     code, copied = cli.json("copy", packed["id"], "--to", str(elsewhere))
     assert code == 0 and copied["outcome"] == "copied"
     assert [p.name for p in elsewhere.iterdir()] == [f"{packed['id']}{SUFFIX}"]
+
+
+def test_a_named_pack_is_full_when_incrementals_are_on(cli, installation):
+    config = installation / "config/config.json"
+    settings = json.loads(config.read_text())
+    settings["backup"]["incremental"] = {"enabled": True}
+    config.write_text(json.dumps(settings))
+    first = cli.pack()
+    plain = cli.pack()
+    assert plain["incremental"] and not plain["named_full"]
+    code, out, err = cli("pack", "--name", "move-to-new-host")
+    assert code in (0, 1), err
+    assert "full: a named archive restores on its own" in out and "incremental on" not in out
+    named = cli.pack("--name", "again")
+    assert not named["incremental"] and named["named_full"]
+    asked = cli.pack("--name", "an incremental on purpose", "--incremental")
+    assert asked["incremental"] and not asked["named_full"]
+    assert first["id"] != asked["parent"]
+
+
+def test_an_incremental_carried_to_a_second_machine_restores_there(chain, tmp_path,
+                                                                  monkeypatch):
+    """The chain carried on a stick (copy into a directory), then copied from the stick's
+    file into the new machine's store, under another key directory that pins the old key:
+    it restores there the tree it restores at home."""
+    cli, (full, middle, newest) = chain
+    home = tmp_path / "restored-at-home"
+    home.mkdir()
+    code, done = CLI(home, cli.store, cli.capsys).json("unpack", newest["id"], "--skip-backup")
+    assert code in (0, 1), done
+    stick = tmp_path / "stick"
+    code, out, err = cli("copy", newest["id"], "--to", str(stick))
+    assert code == 0 and len(_archives(stick)) == 3, err
+    public = (Path(os.environ["POPPOARC_HOME"]) / "signing.pub").read_text().strip()
+
+    new_root, new_keys = tmp_path / "new-root", tmp_path / "new-keys"
+    new_root.mkdir()
+    monkeypatch.setenv("POPPOARC_HOME", str(new_keys))
+    move = tmp_path / "move.json"
+    move.write_text(json.dumps({"backup": {"signing": {"trustedKeys": [public]}}}))
+    new = CLI(new_root, new_root / "backups", cli.capsys)
+    code, out, err = new("--config", str(move), "copy",
+                         str(stick / f"{newest['id']}{SUFFIX}"), "--to", str(new.store))
+    assert code == 0, err
+    assert out.count("): copied") == 2
+    code, done = new.json("--config", str(move), "unpack", newest["id"], "--skip-backup")
+    assert code in (0, 1), done
+    assert digest(new_root) == digest(home)

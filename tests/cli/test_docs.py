@@ -331,12 +331,13 @@ def test_the_migration_how_to_moves_an_installation_between_two_machines(install
     page = text("docs/migration.md")
     on_old, on_new, afterwards = code_blocks(page, ("sh",))
     # `pack` prints the id; the operator reads it from there ("Created ID")
-    pack_line = next(line for line in on_old.splitlines() if " pack --full" in line)
+    pack_line = next(line for line in on_old.splitlines() if " pack --name" in line)
     first, rest = on_old.split(pack_line + "\n")
     packed = run_block(first + pack_line, old, {"/srv/poppobuilder": str(old_root)})
     assert packed.returncode == 0, packed.stderr
     archive_id = re.search(r"^Created (\S+)", packed.stdout, re.M).group(1)
-    assert "incremental" not in packed.stdout
+    assert "incremental on" not in packed.stdout
+    assert "full: a named archive restores on its own" in packed.stdout
     replacements = {"/srv/poppobuilder": str(old_root), "new-host:/tmp/": f"{new_tmp}/",
                     "scp ": "cp ", "ID": archive_id}
     carried = run_block(first + rest, old, replacements)

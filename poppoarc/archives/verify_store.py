@@ -166,7 +166,11 @@ def _one_pass(settings, store, links, wanted: set[str], result,
                     index = read_checked_index(settings, source, link.head, link.path, sealer)
                 if index.entries is None:
                     raise _Alone()
-                sink = _VerifySink(workdir, link.path) if link.id in wanted else None
+                sink = None
+                if link.id in wanted:       # its own directory: sinks name files alike
+                    own = Path(workdir) / f"member-{number}"
+                    own.mkdir(mode=0o700)
+                    sink = _VerifySink(str(own), link.path)
                 if sink is not None:
                     sinks[link.id] = sink
                 members.append(chain.Member(link, index.entries, sealer, sink, Path(workdir)))

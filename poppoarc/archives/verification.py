@@ -122,10 +122,13 @@ def verify(settings: Settings, reference: str, progress=None, record: bool = Tru
     with open_archive(settings, reference) as (store, source, path):
         try:
             result = verify_source(settings, source, path, progress, store=store)
-        except ArchiveError as exc:     # no longer counts as verified, for doctor
-            if record and in_configured_store(settings, store, path):
-                verified.record_many(record_location(settings), {},
-                                     {a.id for a in store.catalog()},
+        except ArchiveError as exc:
+            # an archive once verified no longer counts as verified, for doctor (a refusal
+            # otherwise changes nothing: verify --all is what records failures)
+            location = record_location(settings)
+            if record and in_configured_store(settings, store, path) \
+                    and "checksum" in verified.load(settings.store, location).get(_id_of(path), {}):
+                verified.record_many(location, {}, {a.id for a in store.catalog()},
                                      failed={_id_of(path): str(exc)})
             raise
     if record and not result.not_checked and in_configured_store(settings, store, path):

@@ -140,6 +140,12 @@ def copy_archive(settings: Settings, reference: str, destination: str | Store,
                       outcome, verified, protected, chain_report)
 
 
+def _copy_one(store: Store, archive: StoredArchive, head: reader.TrustedHead, dest: Store,
+              progress) -> StoredArchive:
+    with store.open(archive) as source:
+        return _stream(source, head, dest, _display(archive), progress)
+
+
 def _stream(source, head: reader.TrustedHead, dest: Store, path: str, progress) -> StoredArchive:
     manifest = head.manifest
     body_offset, size = manifest["layout"]["body_offset"], manifest["size"]

@@ -39,12 +39,12 @@ def archives(store: Path) -> set[str]:
 
 def test_pack_protect_keeps_the_archive_and_its_chain_past_max_backups(cli, installation):
     configure(installation, maxBackups=2, incremental={"enabled": True})
-    base = cli.pack("--full")
+    base = cli.pack("--full", "--no-prune")        # prune itself is what this test runs
     (installation / "state" / "new.json").write_text("{}")
-    protected = cli.pack("--protect")
+    protected = cli.pack("--protect", "--no-prune")
     assert protected["incremental"] and protected["parent"] == base["id"]
     assert protected["protected"] and (cli.store / (protected["id"] + MARK)).is_file()
-    later = [cli.pack("--full")["id"] for _ in range(4)]
+    later = [cli.pack("--full", "--no-prune")["id"] for _ in range(4)]
 
     code, plan = cli.json("prune", "--dry-run")
     assert code == 0

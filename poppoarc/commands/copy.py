@@ -29,8 +29,7 @@ from ..store import Store, StoredArchive, open_store
 SUMMARY = N_("Copy an archive to another store, then verify it there.")
 USAGE = ("copy ARCHIVE --to=STORE [--json]",)
 OPTIONS = """\
-  --to=DEST        With copy: the destination store (a directory or s3://bucket/prefix);
-                   with unpack: a directory to restore into instead of the installation.
+  --to=STORE       With copy: the destination store (a directory or s3://bucket/prefix).
 """
 STRICT_CONFIG = False
 PROGRESS = False

@@ -1,0 +1,133 @@
+"""``dump``: one file of an archive, its content verified whole before any of it is
+handed on.
+
+The content goes to a file (a temporary file the command streams to standard output, or
+the temporary beside ``-o FILE`` that is renamed over it): the file is complete and
+verified before the first byte reaches its reader, and nothing is left half-written.
+What verifies it:
+
+* a file of 64 KiB or more, a database, a sealed file: its own digest in the signed
+  index (``sha256``, or ``hmac_sha256`` under the archive's key), and a database rebuilt
+  from page deltas against the newest record's digest (spec §12.5);
+* a smaller plain file, which has no digest of its own (spec §5.4): the SHA-256 of the
+  compressed bytes it was read from, against the index (``frame``, spec §4.4) when the
+  archive records where its frames are; else the archive's signed body checksum, which
+  means reading the whole body (archives written before frames were recorded).
+
+Reading: the head, the index, and then only the frames that hold the record (and, for
+a file an ancestor holds or a database stored as page deltas, those of the same path in
+the ancestors: ``archives.ranges``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BrokenChain, CorruptArchive, NoKey, UsageError
+from ..format import reader
+from ..format.entry import IndexEntry
+from . import chain
+from .contents import OpenedArchive
+
+COPY_CHUNK = 1 << 20
+
+
+@dataclass
+class Extracted:
+    """What ``extract`` wrote: the record, its bytes and their SHA-256, how it was
+    verified, and how many archive bytes it read (head and index included)."""
+
+    archive_id: str
+    entry: IndexEntry
+    size: int
+    sha256: str
+    verified_by: str            # "sha256" | "hmac_sha256" | "frames" | "checksum"
+    held_by: str                # the archive whose body held the content
+    read: int = 0               # bytes read from the archives
+
+
+def find_record(archive: OpenedArchive, path: str) -> IndexEntry:
+    """The record ``dump PATH`` means: a file (a hard link: the file it names)."""
+    found = None
+    for entry in archive.entries:
+        if entry.path == path:
+            found = entry
+            break
+    if found is None:
+        raise UsageError(f"archive {archive.id} has no entry {path!r} (poppoarc ls "
+                         f"{archive.id} lists what it holds)")
+    if found.type == "dir":
+        raise UsageError(f"{path!r} is a directory in archive {archive.id}; dump takes one "
+                         "file (ls lists what it holds, unpack --include restores it)")
+    if found.type == "symlink":
+        raise UsageError(f"{path!r} is a symbolic link to {found.link!r} in archive "
+                         f"{archive.id}; dump takes one file")
+    if found.type == "hardlink":
+        return find_record(archive, found.link)
+    return found
+
+
+def extract(archive: OpenedArchive, entry: IndexEntry, out_fd: int, workdir: Path,
+            open_link) -> Extracted:
+    """Write ``entry``'s content, verified, to the file ``out_fd``; ``workdir`` holds a
+    database being rebuilt; ``open_link(link, source)``: an ancestor's (records, sealer)
+    (``chain.ancestor_reader``)."""
+    if entry.needs_key() and archive.sealer is None:
+        raise NoKey(f"{entry.path} is sealed; set POPPO_BACKUP_KEY or configure an identity "
+                    "to read it", path=archive.path)
+    if (entry.stored_in is not None or entry.delta is not None) and archive.broken:
+        raise BrokenChain(archive.broken)
+    sink = _Capture(entry, out_fd, archive.sealer)
+    if entry.stored_in is not None or entry.delta is not None:
+        chain.read_chain(archive.links, archive.store,
+                         (archive.source, archive.head, archive.entries, archive.path,
+                          archive.sealer), sink, workdir, open_link)
+    else:
+        reader.read_body(archive.source, archive.head, archive.entries, archive.path, sink,
+                         sealer=archive.sealer)
+    if not sink.done:
+        raise CorruptArchive(f"{entry.path}: the archive's body never delivered it",
+                             path=archive.path)
+    how = "sha256" if entry.sha256 is not None else \
+        "hmac_sha256" if entry.hmac_sha256 is not None else "checksum"
+    return Extracted(archive.id, entry, sink.size, sink.digest.hexdigest(), how,
+                     entry.stored_in or archive.id)
+
+
+class _Capture(reader.MemberSink):
+    """Writes one record's content; the reader calls ``end`` only once it verified."""
+
+    def __init__(self, wanted: IndexEntry, out_fd: int, sealer):
+        self.wanted, self.out_fd, self.sealer = wanted, out_fd, sealer
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.done = False
+        self._on = False
+
+    def begin(self, entry: IndexEntry) -> None:
+        self._on = entry.type == "file" and entry.path == self.wanted.path \
+            and entry.target == self.wanted.target
+        if self._on:
+            os.ftruncate(self.out_fd, 0)
+            os.lseek(self.out_fd, 0, os.SEEK_SET)
+            self.digest, self.size = hashlib.sha256(), 0
+
+    def data(self, entry: IndexEntry, chunk: bytes) -> None:
+        if self._on:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(self.out_fd, view):]
+            self.digest.update(chunk)
+            self.size += len(chunk)
+
+    def end(self, entry: IndexEntry) -> None:
+        if self._on:
+            self._on = False
+            self.done = True
+            if entry.sha256 is not None and not hmac.compare_digest(
+                    self.digest.hexdigest(), entry.sha256):
+                raise CorruptArchive(f"{entry.path}: content does not match its SHA-256")

@@ -9,14 +9,8 @@ What verifies it:
 * a file of 64 KiB or more, a database, a sealed file: its own digest in the signed
   index (``sha256``, or ``hmac_sha256`` under the archive's key), and a database rebuilt
   from page deltas against the newest record's digest (spec §12.5);
-* a smaller plain file, which has no digest of its own (spec §5.4): the SHA-256 of the
-  compressed bytes it was read from, against the index (``frame``, spec §4.4) when the
-  archive records where its frames are; else the archive's signed body checksum, which
-  means reading the whole body (archives written before frames were recorded).
-
-Reading: the head, the index, and then only the frames that hold the record (and, for
-a file an ancestor holds or a database stored as page deltas, those of the same path in
-the ancestors: ``archives.ranges``).
+* a smaller plain file, which has no digest of its own (spec §5.4): the archive's signed
+  body checksum, after the body was read to its end.
 """
 
 from __future__ import annotations

@@ -276,7 +276,8 @@ class Catalogue:
 
     def database_candidate(self, path: str) -> bool:
         """Whether the walk would test the file at ``path`` for being a database."""
-        if self._excluded_here_or_above(path):
+        if self._excluded_here_or_above(path) or \
+                (self.paths is not None and not self.paths.selects(path)):
             return False
         rule, include, exclude = next(((r, i, e) for r, i, e in self._compiled
                                        if i is not None and i.match(path)

@@ -10,7 +10,7 @@ import json
 
 from ..format.order import TARGETS
 from ..i18n import N_, _, ngettext
-from ..text import display_time, human_size, ljust, rjust, row, width
+from ..text import display_time, human_size, ljust, rjust, row, shown_path, width
 
 RULE = "─" * 80
 PROGRESS_LABELS = {"pack": N_("pack"), "verify": N_("verify"), "unpack": N_("unpack"),
@@ -200,7 +200,7 @@ def _partial_paths(out, plan) -> None:
         for change in target.changes():
             total += 1
             if shown < PARTIAL_SHOWN:
-                out.text(f"  {marks[change.action]} {change.path}")
+                out.text(f"  {marks[change.action]} {shown_path(change.path)}")
                 shown += 1
     if total > shown:
         out.text(_("  ... and {count} more").format(count=total - shown))
@@ -411,11 +411,12 @@ def ls(out, result) -> None:
     sealed = _("sealed")
     for entry in result.records():
         size = "" if entry.type == "dir" else human_size(entry.size)
-        name = entry.path + (f" -> {entry.link}" if entry.type == "symlink" else "") \
-            + (f" => {entry.link}" if entry.type == "hardlink" else "") \
+        shown = shown_path(entry.path) \
+            + (f" -> {shown_path(entry.link)}" if entry.type == "symlink" else "") \
+            + (f" => {shown_path(entry.link)}" if entry.type == "hardlink" else "") \
             + (f"  ({sealed})" if entry.needs_key() else "")
         out.text(f"{_mode_text(entry.type, entry.mode)} {rjust(size, 10)}  "
-                 f"{_time_text(entry.mtime_ns)}  {name}")
+                 f"{_time_text(entry.mtime_ns)}  {shown}")
         database = result.databases.get(entry.path) if entry.sqlite else None
         if database is not None:
             tables = database.get("tables", {})
@@ -423,7 +424,7 @@ def ls(out, result) -> None:
                               "{version}").format(tables=len(tables), rows=sum(tables.values()),
                                                   version=database.get("user_version")))
             for table, rows in tables.items():
-                out.text(f"      {table}: {rows}")
+                out.text(f"      {shown_path(table)}: {rows}")
     out.text(_("{count} entries, {size} in files ({id})").format(
         count=result.count, size=human_size(result.size), id=result.archive_id))
     for warning in result.warnings:
@@ -435,7 +436,7 @@ def find(out, result) -> None:
     states = {"added": _("added"), "changed": _("changed"), "unchanged": _("unchanged"),
               "absent": _("absent")}
     for path, history in result.histories():
-        out.text(path)
+        out.text(shown_path(path))
         for row in history:
             when = display_time(row["timestamp"])
             if row["state"] == "absent":
@@ -468,14 +469,14 @@ def diff(out, result) -> None:
                 if change.size_from != change.size_to:
                     detail += f"; {human_size(change.size_from)} -> {human_size(change.size_to)}"
                 detail += ")"
-            out.text(f"    {marks[change.action]} {change.path}{detail}")
+            out.text(f"    {marks[change.action]} {shown_path(change.path)}{detail}")
     if result.databases:
         out.text(_("Databases (rows {older} -> {newer}):").format(
             older=result.older["id"], newer=result.newer["id"]))
         for database in result.databases:
-            parts = [f"{name} {_rows(t['from'])} -> {_rows(t['to'])}"
-                     for name, t in database["tables"].items()]
-            out.text(f"  {marks[database['action']]} {database['path']}: "
+            parts = [f"{shown_path(table)} {_rows(t['from'])} -> {_rows(t['to'])}"
+                     for table, t in database["tables"].items()]
+            out.text(f"  {marks[database['action']]} {shown_path(database['path'])}: "
                      + ("; ".join(parts) if parts else _("no tables")))
     if not result.changed:
         out.text(_("No differences."))
@@ -499,7 +500,7 @@ def dump(out, result) -> None:
         return
     e = result.extracted
     out.text(_("Wrote {path} ({size}) from {id}: {entry}, verified by its {how}").format(
-        path=result.output, size=human_size(e.size), id=e.archive_id, entry=e.entry.path,
+        path=result.output, size=human_size(e.size), id=e.archive_id, entry=shown_path(e.entry.path),
         how=e.verified_by))
 
 

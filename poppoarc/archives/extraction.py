@@ -69,34 +69,81 @@ def extract(archive: OpenedArchive, entry: IndexEntry, out_fd: int, workdir: Pat
             open_link) -> Extracted:
     """Write ``entry``'s content, verified, to the file ``out_fd``; ``workdir`` holds a
     database being rebuilt; ``open_link(link, source)``: an ancestor's (records, sealer)
-    (``chain.ancestor_reader``)."""
+    (``chain.ancestor_reader``).
+
+    What is read: a file with a digest of its own, its target's frames up to it (in the
+    archive, or in the ancestor that holds it); a small plain file, the whole body of the
+    archive that holds it (only the body checksum proves it, spec §5.4); a database
+    stored as page deltas, every body of the chain (its pages are spread over them)."""
     if entry.needs_key() and archive.sealer is None:
         raise NoKey(f"{entry.path} is sealed; set POPPO_BACKUP_KEY or configure an identity "
                     "to read it", path=archive.path)
     if (entry.stored_in is not None or entry.delta is not None) and archive.broken:
         raise BrokenChain(archive.broken)
-    sink = _Capture(entry, out_fd, archive.sealer)
-    if entry.stored_in is not None or entry.delta is not None:
+    sink = _Capture(entry, out_fd)
+    if entry.delta is not None:
         chain.read_chain(archive.links, archive.store,
                          (archive.source, archive.head, archive.entries, archive.path,
                           archive.sealer), sink, workdir, open_link)
+    elif entry.stored_in is not None:
+        _from_ancestor(archive, entry, sink, open_link)
     else:
-        reader.read_body(archive.source, archive.head, archive.entries, archive.path, sink,
-                         sealer=archive.sealer)
+        _from_body(archive.source, archive.head, archive.entries, archive.path, entry, sink,
+                   archive.sealer)
     if not sink.done:
         raise CorruptArchive(f"{entry.path}: the archive's body never delivered it",
                              path=archive.path)
     how = "sha256" if entry.sha256 is not None else \
         "hmac_sha256" if entry.hmac_sha256 is not None else "checksum"
     return Extracted(archive.id, entry, sink.size, sink.digest.hexdigest(), how,
-                     entry.stored_in or archive.id)
+                     entry.stored_in or archive.id, archive.store.fetched)
+
+
+def _from_body(source, head, entries, path, record: IndexEntry, sink, sealer) -> None:
+    """``record``'s member from the body of the archive that holds it: its target's frames
+    up to it when its own digest proves it, else (or when that part of the body does not
+    hold what the index says) the whole body, whose verdict is the archive's."""
+    if reader.has_own_digest(record):
+        try:
+            reader.read_member(source, head, entries, path, record, sink, sealer=sealer)
+            return
+        except CorruptArchive:
+            pass        # a misplaced frame group, or damage: the whole body says which
+    reader.read_body(source, head, entries, path, sink, sealer=sealer)
+
+
+def _from_ancestor(archive: OpenedArchive, entry: IndexEntry, sink, open_link) -> None:
+    """A file an incremental archive refers to (``stored_in``): from the ancestor holding
+    it, whose record must be the same file (spec §12.5); only that ancestor is read."""
+    link = next((link for link in archive.links if link.id == entry.stored_in), None)
+    if link is None:
+        raise CorruptArchive(f"{entry.path}: stored in {entry.stored_in}, which is not an "
+                             f"ancestor of {archive.id}", path=archive.path)
+    with archive.store.open(link.archive) as source:
+        try:
+            entries, sealer = open_link(link, source)
+            held = next((e for e in entries if e.target == entry.target
+                         and e.path == entry.path), None)
+        except CorruptArchive as exc:
+            raise BrokenChain(f"ancestor {link.id} of {archive.id} is damaged: {exc.message}",
+                              path=link.path) from None
+        if held is None or held.type != "file" or held.stored_in is not None \
+                or held.delta is not None or (held.size, held.sha256, held.hmac_sha256) != (
+                    entry.size, entry.sha256, entry.hmac_sha256):
+            raise CorruptArchive(f"{entry.path}: {link.id} does not hold the content "
+                                 f"{archive.id} refers to", path=archive.path)
+        try:
+            _from_body(source, link.head, entries, link.path, held, sink, sealer)
+        except CorruptArchive as exc:
+            raise BrokenChain(f"ancestor {link.id} of {archive.id} is damaged: {exc.message}",
+                              path=link.path) from None
 
 
 class _Capture(reader.MemberSink):
     """Writes one record's content; the reader calls ``end`` only once it verified."""
 
-    def __init__(self, wanted: IndexEntry, out_fd: int, sealer):
-        self.wanted, self.out_fd, self.sealer = wanted, out_fd, sealer
+    def __init__(self, wanted: IndexEntry, out_fd: int):
+        self.wanted, self.out_fd = wanted, out_fd
         self.digest = hashlib.sha256()
         self.size = 0
         self.done = False

@@ -5,6 +5,8 @@ consistent snapshot, rebuilt through the page deltas of an incremental chain."""
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +16,7 @@ from ..archives import chain
 from ..archives.contents import opened
 from ..archives.extraction import Extracted, extract, find_record
 from ..config import Settings
-from ..errors import EXIT_OK, UsageError
+from ..errors import EXIT_OK, InsufficientSpace, UsageError, write_error
 from ..i18n import N_
 from ..options import DumpOptions
 from ..snapshot.selection import normalized
@@ -70,12 +72,16 @@ def options(args: dict) -> DumpOptions:
 
 def run(settings: Settings, options: DumpOptions, progress=None) -> DumpResult:
     chosen = lambda entry: entry.path == options.path  # noqa: E731  (confinement judges it)
+    destination = _destination(options.output) if options.output is not None else None
     with opened(settings, options.reference, chosen) as archive:
         entry = find_record(archive, options.path)
         with leftovers.temporary_directory(leftovers.VERIFY_PREFIX) as workdir:
-            if options.output is None:
+            if entry.delta is not None:     # a database rebuilt there first
+                _room_for(entry, Path(workdir))
+            if destination is None:
                 content = leftovers.temporary_directory(leftovers.VERIFY_PREFIX)
                 try:
+                    _room_for(entry, Path(content.name))
                     fd = os.open(Path(content.name) / "content",
                                  os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
                     try:
@@ -87,19 +93,53 @@ def run(settings: Settings, options: DumpOptions, progress=None) -> DumpResult:
                     content.cleanup()
                     raise
                 return DumpResult(extracted, None, content)
-            return DumpResult(_to_file(archive, entry, options.output, Path(workdir),
-                                       settings), options.output)
+            return DumpResult(_to_file(archive, entry, destination, Path(workdir), settings),
+                              options.output)
 
 
-def _to_file(archive, entry, output: str, workdir: Path, settings) -> Extracted:
-    """``-o FILE``: a temporary file beside it, renamed over it once verified and synced."""
+def _destination(output: str) -> Path:
+    """``-o FILE``, checked before anything is read: a regular file (replaced whole) or a
+    new name in an existing directory.  A symbolic link there is replaced by the file, never
+    written through (it may point anywhere); a device, FIFO or socket is refused (as root,
+    ``-o /dev/null`` would otherwise replace the device node itself)."""
     destination = Path(output)
-    directory = destination.parent if str(destination.parent) else Path(".")
-    if destination.is_dir():
+    try:
+        found = destination.lstat()
+    except FileNotFoundError:
+        found = None
+    except OSError as exc:
+        raise UsageError(f"-o {output}: {exc.strerror}") from None
+    if found is not None and stat.S_ISDIR(found.st_mode):
         raise UsageError(f"-o {output}: is a directory")
-    fd, temporary = tempfile.mkstemp(dir=directory,
-                                     prefix=f"{destination.name}.{fs.owner_tag()}-",
-                                     suffix=".tmp")
+    if found is not None and not (stat.S_ISREG(found.st_mode) or stat.S_ISLNK(found.st_mode)):
+        raise UsageError(f"-o {output}: not a regular file (dump without -o writes the "
+                         "content to standard output)")
+    directory = destination.parent
+    if not directory.is_dir():
+        raise UsageError(f"-o {output}: no such directory {str(directory)!r}")
+    return destination
+
+
+def _room_for(entry, directory: Path) -> None:
+    """Refuse before writing when ``directory``'s file system cannot hold the content: the
+    size is the signed record's, and the reader never writes more than that."""
+    free = shutil.disk_usage(directory).free
+    if entry.size > free:
+        raise InsufficientSpace(f"{entry.path} is {entry.size} bytes; {directory} has "
+                                f"{free} bytes free", path=directory)
+
+
+def _to_file(archive, entry, destination: Path, workdir: Path, settings) -> Extracted:
+    """``-o FILE``: a temporary file beside it, renamed over it once verified and synced."""
+    directory = destination.parent
+    _room_for(entry, directory)
+    try:
+        fd, temporary = tempfile.mkstemp(dir=directory,
+                                         prefix=f"{destination.name}.{fs.owner_tag()}-",
+                                         suffix=".tmp")
+    except OSError as exc:
+        raise write_error(UsageError, exc, f"-o {destination}: cannot write there",
+                          path=directory) from None
     try:
         extracted = extract(archive, entry, fd, workdir, chain.ancestor_reader(settings))
         os.fchmod(fd, entry.mode & 0o777)

@@ -97,7 +97,7 @@ def test_dump_a_file_last_changed_in_the_first_archive(history, tmp_path):
     assert code == 0 and document["held_by"] == archives[0]["id"], document
     assert hashlib.sha256(target.read_bytes()).hexdigest() == states[0]["files"][path]
     assert document["verified_by"] in (("hmac_sha256",) if kind == "encrypted"
-                                       else ("frames", "checksum", "sha256"))
+                                       else ("checksum", "sha256"))
     assert not list(tmp_path.glob("config.json.*.tmp"))
 
 

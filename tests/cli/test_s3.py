@@ -456,3 +456,60 @@ def test_protection_marks_in_a_bucket(s3, installation, capsys, tmp_path):
                                                      f"s3://{s3.bucket}/again")
     assert code == 0 and up["outcome"] == "copied" and up["protected"]
     assert f"again/{first}.poppo.protected" in objects(s3, "again/")
+
+def _fetched(s3, mark: int) -> tuple[int, set[str]]:
+    """Bytes the server sent for GetObject since ``mark``, and the operations seen."""
+    log = s3.requests(mark)
+    return sum(r["received"] for r in log if r["op"] == "GetObject"), {r["op"] for r in log}
+
+
+def test_browsing_a_bucket_reads_heads_indexes_and_one_files_frames(s3, installation, tmp_path,
+                                                                    capsys):
+    """ls, find, diff, dump and a partial restore against a bucket (issue 28).  ls, find
+    and diff read heads and indexes only; dump of a file with its own digest reads its
+    target's frames up to it (here: 1 MiB behind 24 MiB of logs), not the archive, and the
+    same from the ancestor holding it when an incremental refers to it."""
+    random_file(installation / "logs/bulk.log.gz", 24 << 20)
+    random_file(installation / "config/big-settings.json", 1 << 20)
+    wanted = (installation / "config/big-settings.json").read_bytes()
+    cli = CLI(installation, f"s3://{s3.bucket}/prod", capsys)
+    full = cli.pack("--full")
+    (installation / "state/added-later.json").write_text('{"later": true}\n')
+    incremental = cli.pack("--incremental")
+    assert incremental["parent"] == full["id"] and full["size"] > 24 << 20
+
+    mark = s3.mark()
+    code, verified = cli.json("verify", full["id"])     # the baseline: the whole archive
+    baseline, _ = _fetched(s3, mark)
+    assert code == 0 and baseline >= full["size"]
+
+    for args in (("ls", incremental["id"]), ("find", "config/**"),
+                 ("diff", full["id"], incremental["id"])):
+        mark = s3.mark()
+        code, document = cli.json(*args)
+        read, operations = _fetched(s3, mark)
+        assert code == 0, document
+        assert read < 2 << 20, (args, read)             # heads and indexes, never a body
+        assert operations <= {"GetObject", "ListObjects", "HeadObject"}
+    code, difference = cli.json("diff", full["id"], incremental["id"])
+    added = [c["path"] for t in difference["targets"] for c in t["changes"]
+             if c["action"] == "added"]
+    assert added == ["state/added-later.json"]
+
+    for archive in (full, incremental):                 # its own body; then its parent's
+        out = tmp_path / f"dump-{archive['id']}.json"
+        mark = s3.mark()
+        code, dumped = cli.json("dump", archive["id"], "config/big-settings.json", "-o", str(out))
+        read, _ = _fetched(s3, mark)
+        assert code == 0, dumped
+        assert out.read_bytes() == wanted and dumped["held_by"] == full["id"]
+        assert dumped["verified_by"] == "sha256"
+        assert read < 4 << 20 < baseline // 6, (read, baseline)
+        assert dumped["bytes_read"] == read
+
+    # a partial restore from the bucket changes that one file
+    (installation / "config/big-settings.json").write_bytes(b"broken")
+    code, result = cli.json("unpack", incremental["id"], "--include",
+                            "config/big-settings.json", "--skip-backup")
+    assert code in (0, 1) and result["outcome"] == "committed", result
+    assert (installation / "config/big-settings.json").read_bytes() == wanted

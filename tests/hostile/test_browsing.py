@@ -6,6 +6,7 @@ control sequence, write nowhere but ``-o FILE``, and answer from verified bytes 
 from __future__ import annotations
 
 import os
+import stat
 
 import pytest
 
@@ -96,14 +97,19 @@ def test_dump_output_replaces_a_file_or_link_and_refuses_the_rest(cli, installat
     existing.write_text("old")
     assert cli("dump", packed["id"], member, "-o", str(existing))[0] == 0
     assert existing.read_bytes() == content
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    for where, fragment in ((fifo, "not a regular file"), (tmp_path, "is a directory"),
+    for where, fragment in ((tmp_path, "is a directory"),
                             (tmp_path / "no/such/dir/x", "no such directory")):
         before = snapshot(tmp_path)
         code, _, err = cli("dump", packed["id"], member, "-o", str(where))
         assert code == 2 and fragment in err and err.count("\n") == 1, err
         assert snapshot(tmp_path) == before
+    pipes = tmp_path / "pipes"      # (apart: reading the snapshot would open the FIFO)
+    pipes.mkdir()
+    os.mkfifo(pipes / "fifo")
+    code, _, err = cli("dump", packed["id"], member, "-o", str(pipes / "fifo"))
+    assert code == 2 and "not a regular file" in err and err.count("\n") == 1, err
+    assert [p.name for p in pipes.iterdir()] == ["fifo"]
+    assert stat.S_ISFIFO((pipes / "fifo").lstat().st_mode)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 

@@ -171,12 +171,13 @@ def _destination(settings: Settings, options: UnpackOptions, warnings: Warnings)
     if options.to is None:
         return settings
     target = Path(options.to).absolute()
+    if target.resolve() == settings.root.resolve():
+        return settings
+    _apart(options.to, target.resolve(), settings)     # before it is made
     if not target.exists() and target.parent.is_dir() and not options.dry_run:
         target.mkdir(mode=0o700)
     if not target.is_dir():
         raise UsageError(f"--to {options.to}: not a directory")
-    if target.resolve() == settings.root.resolve():
-        return settings
     settings = dataclasses.replace(settings, root=target)
     if not options.dry_run:
         recovery = recover_if_needed(settings)
@@ -184,6 +185,18 @@ def _destination(settings: Settings, options: UnpackOptions, warnings: Warnings)
             warnings.add(f"{target}: an interrupted restore there was recovered first "
                          f"({recovery.action.replace('_', ' ')})")
     return settings
+
+
+def _apart(given: str, target: Path, settings: Settings) -> None:
+    """``--to DIR`` must be a place of its own: not inside the installation (its targets
+    would take the restored tree for theirs), the store or the key directory (where
+    poppoarc's own files live)."""
+    for place, what in ((settings.root, "the installation"), (settings.store, "the store"),
+                        (settings.key_dir, "the key directory")):
+        place = Path(place).resolve()
+        if target == place or place in target.parents:
+            raise UsageError(f"--to {given}: inside {what} ({place}); restore into a "
+                             "directory of its own (an empty one, or a scratch copy)")
 
 
 def _open(settings: Settings, store, handle, path, warnings: Warnings,

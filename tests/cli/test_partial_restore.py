@@ -133,6 +133,23 @@ def test_into_another_directory(cli, installation, tmp_path):
     assert sha(scratch / PENDING) == sha(installation / PENDING)
 
 
+
+def test_into_the_installation_the_store_or_the_keys_is_refused(cli, installation, key_home):
+    """--to DIR is a place of its own: inside the installation its targets would take the
+    restored tree for theirs (state/config/config.json); in the store or the key directory
+    it would put files among poppoarc's own.  Refused before anything is made there."""
+    packed = cli.pack()
+    before = {where: digest(where) for where in (installation, cli.store, key_home)}
+    for where, what in ((installation / "state", "the installation"),
+                        (installation / "state/new-dir", "the installation"),
+                        (cli.store, "the store"), (cli.store / "x", "the store"),
+                        (key_home, "the key directory")):
+        code, out, err = cli("unpack", packed["id"], "--include", "config", "--to", str(where),
+                             "--skip-backup")
+        assert code == 2 and f"inside {what}" in err and err.count("\n") == 1, (where, err)
+        assert {w: digest(w) for w in before} == before, where
+
+
 def test_a_partial_restore_of_an_encrypted_incremental(installation, tmp_path, capsys,
                                                        monkeypatch):
     monkeypatch.setenv("POPPO_BACKUP_KEY", "partial")

@@ -457,6 +457,7 @@ def test_protection_marks_in_a_bucket(s3, installation, capsys, tmp_path):
     assert code == 0 and up["outcome"] == "copied" and up["protected"]
     assert f"again/{first}.poppo.protected" in objects(s3, "again/")
 
+
 def _fetched(s3, mark: int) -> tuple[int, set[str]]:
     """Bytes the server sent for GetObject since ``mark``, and the operations seen."""
     log = s3.requests(mark)

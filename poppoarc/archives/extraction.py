@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def extract(archive: OpenedArchive, entry: IndexEntry, out_fd: int, workdir: Pat
     What is read: a file with a digest of its own, its target's frames up to it (in the
     archive, or in the ancestor that holds it); a small plain file, the whole body of the
     archive that holds it (only the body checksum proves it, spec §5.4); a database
-    stored as page deltas, every body of the chain (its pages are spread over them)."""
+    stored as page deltas, its member in each archive since it was last stored whole."""
     if entry.needs_key() and archive.sealer is None:
         raise NoKey(f"{entry.path} is sealed; set POPPO_BACKUP_KEY or configure an identity "
                     "to read it", path=archive.path)
@@ -82,9 +83,12 @@ def extract(archive: OpenedArchive, entry: IndexEntry, out_fd: int, workdir: Pat
         raise BrokenChain(archive.broken)
     sink = _Capture(entry, out_fd)
     if entry.delta is not None:
-        chain.read_chain(archive.links, archive.store,
-                         (archive.source, archive.head, archive.entries, archive.path,
-                          archive.sealer), sink, workdir, open_link)
+        try:
+            _rebuilt(archive, entry, sink, workdir, open_link)
+        except CorruptArchive:      # a misplaced frame group, or damage: every body decides
+            chain.read_chain(archive.links, archive.store,
+                             (archive.source, archive.head, archive.entries, archive.path,
+                              archive.sealer), sink, workdir, open_link)
     elif entry.stored_in is not None:
         _from_ancestor(archive, entry, sink, open_link)
     else:
@@ -137,6 +141,65 @@ def _from_ancestor(archive: OpenedArchive, entry: IndexEntry, sink, open_link) -
         except CorruptArchive as exc:
             raise BrokenChain(f"ancestor {link.id} of {archive.id} is damaged: {exc.message}",
                               path=link.path) from None
+
+
+def _rebuilt(archive: OpenedArchive, entry: IndexEntry, sink, workdir: Path,
+             open_link) -> None:
+    """A database stored as page deltas (spec §12.5 step 3), from the newest link holding
+    it whole on: each link's member of it read apart (a delta is proved by its block
+    digests, a whole snapshot by its SHA-256), applied in a work file, then handed to
+    ``sink`` once the result matches the newest record's digest."""
+    with ExitStack() as stack:
+        steps = [(archive.id, archive.source, archive.head, archive.entries, archive.path,
+                  archive.sealer, entry)]
+        for link in reversed(archive.links):    # back to the whole snapshot
+            if steps[-1][-1].delta is None:
+                break
+            source = stack.enter_context(archive.store.open(link.archive))
+            entries, sealer = open_link(link, source)
+            held = next((e for e in entries if e.target == entry.target
+                         and e.path == entry.path), None)
+            if held is None or held.type != "file" or held.stored_in is not None:
+                raise CorruptArchive(f"{entry.path}: a block delta in {steps[-1][0]} has no "
+                                     "base snapshot in its parent", path=archive.path)
+            steps.append((link.id, source, link.head, entries, link.path, sealer, held))
+        if steps[-1][-1].delta is not None:
+            raise CorruptArchive(f"{entry.path}: no archive of the chain holds it whole",
+                                 path=archive.path)
+        assembly = chain.Assembly(workdir / ".assemble-0.db")
+        try:
+            previous = None
+            for link_id, source, head, entries, path, sealer, record in reversed(steps):
+                reader.read_member(source, head, entries, path, record,
+                                   _Applied(assembly, link_id, previous, record), sealer)
+                previous = link_id
+            chain.deliver_assembled(assembly, entry, sink, archive.sealer)
+        finally:
+            assembly.close()
+
+
+class _Applied(reader.MemberSink):
+    """One link's member of a database being rebuilt, into its work file."""
+
+    def __init__(self, assembly, link_id: str, previous: str | None, record: IndexEntry):
+        self.assembly, self.link_id, self.previous, self.record = \
+            assembly, link_id, previous, record
+        self._on = False
+
+    def begin(self, entry: IndexEntry) -> None:
+        self._on = entry.type == "file" and entry.path == self.record.path \
+            and entry.target == self.record.target
+        if self._on:
+            self.assembly.begin(self.link_id, self.previous, entry)
+
+    def data(self, entry: IndexEntry, chunk: bytes) -> None:
+        if self._on:
+            self.assembly.data(chunk)
+
+    def end(self, entry: IndexEntry) -> None:
+        if self._on:
+            self.assembly.end(self.link_id, entry)
+            self._on = False
 
 
 class _Capture(reader.MemberSink):

@@ -215,11 +215,15 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
 
 
 def has_own_digest(entry: IndexEntry) -> bool:
-    """Whether a ``file`` record's content is proved by something of its own (its SHA-256,
-    or its sealed chunks and HMAC), so that it may be read apart from the rest of the body
-    (``read_member``); a small plain file is proved only by the body checksum (§5.4)."""
-    return entry.type == "file" and entry.stored_in is None and entry.delta is None \
-        and (entry.sha256 is not None or entry.hmac_sha256 is not None)
+    """Whether a ``file`` record's member is proved by something of its own (its SHA-256,
+    its sealed chunks and HMAC, a delta's block digests), so that it may be read apart from
+    the rest of the body (``read_member``); a small plain file is proved only by the body
+    checksum (§5.4)."""
+    if entry.type != "file" or entry.stored_in is not None:
+        return False
+    if entry.delta is not None:
+        return entry.blocks is not None
+    return entry.sha256 is not None or entry.hmac_sha256 is not None
 
 
 def read_member(handle, head: TrustedHead, entries, path: object, wanted: IndexEntry,

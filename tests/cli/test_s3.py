@@ -473,10 +473,23 @@ def test_browsing_a_bucket_reads_heads_indexes_and_one_files_frames(s3, installa
     random_file(installation / "logs/bulk.log.gz", 24 << 20)
     random_file(installation / "config/big-settings.json", 1 << 20)
     wanted = (installation / "config/big-settings.json").read_bytes()
+    import sqlite3
+    history = installation / "data/poppo-history.db"
+    with sqlite3.connect(history) as connection:    # large enough for a page delta
+        connection.executemany(
+            "INSERT INTO process_history (task_id, task_type, started_at, status, error) "
+            "VALUES (?, 'issue', '2025-06-19', 'done', ?)",
+            ((f"t-{n}", os.urandom(200).hex()) for n in range(4000)))
     cli = CLI(installation, f"s3://{s3.bucket}/prod", capsys)
     full = cli.pack("--full")
     (installation / "state/added-later.json").write_text('{"later": true}\n')
+    with sqlite3.connect(history) as connection:
+        connection.execute("INSERT INTO process_history (task_id, task_type, started_at, "
+                           "status) VALUES ('t-later', 'issue', '2025-06-20', 'done')")
+    rows = db_rows(history)
     incremental = cli.pack("--incremental")
+    entries = cli.json("inspect", incremental["id"], "--entries")[1]["entries"]
+    assert [e for e in entries if e["path"] == "data/poppo-history.db"][0].get("delta")
     assert incremental["parent"] == full["id"] and full["size"] > 24 << 20
 
     mark = s3.mark()
@@ -507,6 +520,15 @@ def test_browsing_a_bucket_reads_heads_indexes_and_one_files_frames(s3, installa
         assert dumped["verified_by"] == "sha256"
         assert read < 4 << 20 < baseline // 6, (read, baseline)
         assert dumped["bytes_read"] == read
+
+    # a database stored as page deltas: the two links' database frames, not their bodies
+    out = tmp_path / "history.db"
+    mark = s3.mark()
+    code, dumped = cli.json("dump", incremental["id"], "data/poppo-history.db", "-o", str(out))
+    read, _ = _fetched(s3, mark)
+    assert code == 0 and dumped["verified_by"] == "sha256", dumped
+    assert read < 4 << 20, read
+    assert db_rows(out) == rows
 
     # a partial restore from the bucket changes that one file
     (installation / "config/big-settings.json").write_bytes(b"broken")

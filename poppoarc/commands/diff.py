@@ -12,7 +12,7 @@ from ..i18n import N_
 from ..options import DiffOptions
 from ..snapshot.selection import PathSelection
 
-SUMMARY = N_("Show what changed from one archive to another, per target and per database.")
+SUMMARY = N_("Show what changed between two archives.")
 ARGUMENTS = """\
   OTHER            The archive to compare ARCHIVE with (named as ARCHIVE is).
   PATH             A path or glob of the installation (* and ? within a name, ** across

@@ -22,7 +22,7 @@ from ..options import DumpOptions
 from ..snapshot.selection import normalized
 from ..store import leftovers
 
-SUMMARY = N_("Write one file of an archive, verified, to standard output or a file.")
+SUMMARY = N_("Write one file of an archive, verified.")
 ARGUMENTS = """\
   MEMBER           One file of the archive, by its path (state/pending-tasks.json).
 """

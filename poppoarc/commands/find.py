@@ -10,8 +10,7 @@ from ..i18n import N_
 from ..options import FindOptions
 from ..snapshot.selection import PathSelection
 
-SUMMARY = N_("Say which archives hold the paths a glob matches, newest first, and when each "
-             "changed.")
+SUMMARY = N_("Say which archives hold a path, and its changes.")
 ARGUMENTS = """\
   PATTERN          A path or glob of the installation (* and ? within a name, ** across
                    names): what it matches and what lies below it.

@@ -9,7 +9,7 @@ from ..i18n import N_
 from ..options import LsOptions
 from ..snapshot.selection import PathSelection
 
-SUMMARY = N_("List what an archive holds: type, mode, size, time; databases with their tables.")
+SUMMARY = N_("List an archive's files, sizes, times, databases.")
 ARGUMENTS = """\
   PATH             A path or glob of the installation (* and ? within a name, ** across
                    names): only what it matches and what lies below it.

@@ -20,6 +20,7 @@ class PackOptions:
     incremental: bool | None = None             # True, False (--full), None: configured
     check_content: bool = False                 # an incremental compares contents
     protect: bool = False                       # mark the new archive protected
+    paths: object = None                        # snapshot.selection.PathSelection: only these
     prune: bool = True                          # apply the retention policy afterwards
 
 
@@ -31,6 +32,8 @@ class UnpackOptions:
     skip_backup: bool = False                   # no pre-restore safety archive
     same_owner: bool = False                    # restore uid/gid (as root)
     special_bits: bool = False                  # keep setuid/setgid
+    paths: object = None                        # --include/--exclude (PathSelection)
+    to: str | None = None                       # restore into this directory instead
 
 
 @dataclass(frozen=True)
@@ -106,3 +109,29 @@ class DoctorOptions:
 class ConfigOptions:
     upgrade: bool = True                        # the backup section in the documented shape
     write: bool = False                         # and write it into the file
+
+
+@dataclass(frozen=True)
+class LsOptions:
+    reference: str
+    paths: object = None                        # PATH arguments, --exclude (PathSelection)
+
+
+@dataclass(frozen=True)
+class DumpOptions:
+    reference: str
+    path: str                                   # one file of the archive
+    output: str | None = None                   # -o FILE (else standard output)
+
+
+@dataclass(frozen=True)
+class FindOptions:
+    paths: object                               # the PATTERN (and --exclude): PathSelection
+    archives: tuple[str, ...] | None = None     # references; None: every archive of the store
+
+
+@dataclass(frozen=True)
+class DiffOptions:
+    reference: str                              # the older archive, usually
+    other: str
+    paths: object = None                        # PATH arguments, --exclude (PathSelection)

@@ -6,8 +6,48 @@ A CJK character (East Asian width W or F) takes two cells on a terminal, so
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import datetime
+
+# What a terminal may act on rather than show: C0 and C1 controls and DEL (ESC starts a
+# sequence that can rewrite the screen, set the title, ...), the bidirectional overrides
+# and isolates (they reorder what follows them), and lone surrogates (undecodable bytes
+# of a file name).  A record's path or link comes from an archive: it may hold any of them.
+_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069" \
+    "\ud800-\udfff"
+_UNSAFE_IN_LINE = re.compile(f"[{_CONTROLS}]")
+_UNSAFE_IN_NAME = re.compile(f"[{_CONTROLS}\t\n\\\\']")
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\", "'": "\\'"}
+
+
+def _escaped(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    code = ord(char)
+    if code < 0x80:
+        return f"\\x{code:02x}"
+    if 0xDC80 <= code <= 0xDCFF:        # an undecodable byte (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}"
+
+
+def printable(line: str) -> str:
+    """``line`` with every control character but newline and tab written as an escape
+    (``\\x1b``, ``\\u202e``): what the command line prints goes through it, so nothing an
+    archive or a file name holds reaches the terminal as a control sequence."""
+    if not _UNSAFE_IN_LINE.search(line):
+        return line
+    return _UNSAFE_IN_LINE.sub(lambda m: _escaped(m.group()), line)
+
+
+def shown_path(path: str) -> str:
+    """A path as a listing shows it: itself when it is plain, else quoted as bash's
+    ``$'...'`` (``$'state/a\\nb'``), which shows every control character, newline and tab
+    included, and which a shell reads back as the very name (``ls -l``'s quoting)."""
+    if not _UNSAFE_IN_NAME.search(path):
+        return path
+    return "$'" + _UNSAFE_IN_NAME.sub(lambda m: _escaped(m.group()), path) + "'"
 
 
 def width(text: str) -> int:

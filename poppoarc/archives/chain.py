@@ -84,7 +84,7 @@ def resolve(store, head: reader.TrustedHead, pinned: dict) -> list[Link]:
     return links
 
 
-class _Assembly:
+class Assembly:
     """One database being rebuilt from a whole snapshot and block deltas."""
 
     def __init__(self, path: Path):
@@ -155,7 +155,7 @@ class _LinkSink(reader.MemberSink):
     """Routes one link's verified members: to the consumer, to an assembly, or nowhere."""
 
     def __init__(self, link_id: str, previous_link: str | None, consumer: reader.MemberSink,
-                 wanted: chains.Cursor | None, assemblies: dict[str, _Assembly],
+                 wanted: chains.Cursor | None, assemblies: dict[str, Assembly],
                  final: bool, sealer=None):
         self.link_id, self.previous_link = link_id, previous_link
         self.consumer, self.wanted, self.assemblies = consumer, wanted, assemblies
@@ -205,32 +205,33 @@ class _LinkSink(reader.MemberSink):
             assembly = self.assemblies[entry.path]
             assembly.end(self.link_id, entry)
             if self.final:
-                self._deliver_assembled(assembly, entry)
+                deliver_assembled(assembly, entry, self.consumer, self.sealer)
         elif route == "final":
             self.consumer.end(entry)
         elif route == "deliver":
             self.consumer.end(self._target)
             self.delivered += 1
 
-    def _deliver_assembled(self, assembly: _Assembly, entry: IndexEntry) -> None:
-        """The rebuilt database to the consumer in one pass, hashed on the way; ``end``
-        only once the whole-file digest matched (the ``MemberSink`` contract)."""
-        if entry.sha256 is not None:
-            digest, expected = hashlib.sha256(), entry.sha256
-        elif self.sealer is not None:
-            digest, expected = self.sealer.new_mac(), entry.hmac_sha256
-        else:
-            raise NoKey(f"{entry.path}: no key to check the rebuilt database")
-        whole = dataclasses.replace(entry, delta=None)     # consumers see a plain database
-        self.consumer.begin(whole)
-        with open(assembly.path, "rb") as handle:
-            while chunk := handle.read(COPY_CHUNK):
-                digest.update(chunk)
-                self.consumer.data(whole, chunk)
-        if not hmac.compare_digest(digest.hexdigest(), expected):
-            raise CorruptArchive(f"{entry.path}: database rebuilt from its chain does not match "
-                                 "its recorded digest")
-        self.consumer.end(whole)
+def deliver_assembled(assembly: Assembly, entry: IndexEntry, consumer: reader.MemberSink,
+                      sealer) -> None:
+    """The rebuilt database to the consumer in one pass, hashed on the way; ``end`` only
+    once the whole-file digest matched the newest record's (the ``MemberSink`` contract)."""
+    if entry.sha256 is not None:
+        digest, expected = hashlib.sha256(), entry.sha256
+    elif sealer is not None:
+        digest, expected = sealer.new_mac(), entry.hmac_sha256
+    else:
+        raise NoKey(f"{entry.path}: no key to check the rebuilt database")
+    whole = dataclasses.replace(entry, delta=None)     # consumers see a plain database
+    consumer.begin(whole)
+    with open(assembly.path, "rb") as handle:
+        while chunk := handle.read(COPY_CHUNK):
+            digest.update(chunk)
+            consumer.data(whole, chunk)
+    if not hmac.compare_digest(digest.hexdigest(), expected):
+        raise CorruptArchive(f"{entry.path}: database rebuilt from its chain does not match "
+                             "its recorded digest")
+    consumer.end(whole)
 
 
 def read_chain(links: list[Link], store, final: tuple, consumer: reader.MemberSink,
@@ -244,7 +245,7 @@ def read_chain(links: list[Link], store, final: tuple, consumer: reader.MemberSi
     # references per holder: (plain, sealed), counted in one pass; the records themselves
     # are met again in order while each holder is read (chains.Cursor), never all kept
     references = {link.id: [0, 0] for link in links}
-    assemblies: dict[str, _Assembly] = {}
+    assemblies: dict[str, Assembly] = {}
     for entry in entries:
         if entry.stored_in is not None:
             if entry.stored_in not in references:
@@ -252,7 +253,7 @@ def read_chain(links: list[Link], store, final: tuple, consumer: reader.MemberSi
                                      f"an ancestor of {head.manifest['id']}", path=path)
             references[entry.stored_in][entry.hmac_sha256 is not None] += 1
         elif entry.delta is not None:
-            assemblies[entry.path] = _Assembly(workdir / f".assemble-{len(assemblies)}.db")
+            assemblies[entry.path] = Assembly(workdir / f".assemble-{len(assemblies)}.db")
     unchecked = 0
     previous: str | None = None
     try:

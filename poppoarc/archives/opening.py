@@ -60,11 +60,14 @@ def open_sealer(settings: Settings, head: reader.TrustedHead, path: Path,
 
 
 def read_checked_index(settings: Settings, source, head: reader.TrustedHead, path,
-                       sealer: Sealer | None = None) -> reader.Index:
+                       sealer: Sealer | None = None, selects=None) -> reader.Index:
     """The index, every record judged by the confinement rule (restore/safety.py) as it is
     read: what verify, inspect and unpack read, so that they refuse the same archives with
-    the same errors, before a restore writes anything (its safety archive included)."""
-    rules = Confinement.for_settings(settings, head.manifest, path)
+    the same errors, before a restore writes anything (its safety archive included).
+    ``selects(entry)``: the records the reader writes or reads (a targeted or partial
+    restore, ``ls`` of some paths, ``dump``); the others are judged only for what makes the
+    archive corrupt.  None: every record (``verify``)."""
+    rules = Confinement.for_settings(settings, head.manifest, path, selects)
     try:
         index = reader.read_index(source, head, path, sealer, parallel=settings.parallel,
                                   visit=rules.visit)

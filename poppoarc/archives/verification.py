@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
-from ..errors import EXIT_OK, ArchiveError, CorruptArchive
+from ..errors import EXIT_OK, ArchiveError, CorruptArchive, UnsafeArchiveEntry
 from ..format import reader
 from ..format.entry import IndexEntry
+from ..restore.refusals import unsafe_hint
 from ..snapshot.sqlite import BackgroundChecks
 from ..store import SUFFIX, Store, leftovers, verified
 from . import chain
@@ -151,7 +152,10 @@ def verify_source(settings: Settings, source, path, progress=None,
     sealer = open_sealer(settings, head, path)      # a wrong key fails first, as in unpack (§7)
     links = chain.resolve(store, head, pinned) if store is not None else []
     scope = reader.scope(head.manifest)
-    index = read_checked_index(settings, source, head, path, sealer)
+    try:
+        index = read_checked_index(settings, source, head, path, sealer)
+    except UnsafeArchiveEntry as exc:
+        raise unsafe_hint(exc, head.manifest["id"], verifying=True) from None
     result = VerifyResult(path, head.manifest["id"], head.signer, head.manifest["layout"]["entries"],
                           head.manifest["files"], 0, 0, scope, checksum=head.manifest["checksum"])
     if index.entries is None:

@@ -9,12 +9,18 @@ from ..i18n import N_
 from ..operations.unpack import UnpackResult, run as restore
 from ..options import UnpackOptions
 from ..snapshot.catalogue import parse_target_list
+from ..snapshot.selection import PathSelection
 
 SUMMARY = N_("Restore an archive into the installation, all or nothing.")
-USAGE = ("""(unpack | restore) ARCHIVE [--targets=LIST] [--dry-run] [--skip-backup]
-            [--same-owner] [--keep-special-bits] [--json]""",)
+USAGE = ("""(unpack | restore) ARCHIVE [--targets=LIST] [--include=GLOB]...
+            [--exclude=GLOB]... [--to=DIR] [--dry-run] [--skip-backup] [--same-owner]
+            [--keep-special-bits] [--json]""",)
 OPTIONS = """\
   --targets=LIST   Comma-separated targets: config,database,logs,agents,state,security.
+  --include=GLOB   Only the paths GLOB matches and what lies below them (repeatable).
+  --exclude=GLOB   Leave out the paths GLOB matches and what lies below (repeatable).
+  --to=DIR         With unpack: a directory to restore into instead of the installation
+                   (an empty one, or a scratch copy).
   --dry-run        With unpack or prune: print what would change and change nothing.
   --skip-backup    With unpack: do not write the pre-restore safety archive.
   --same-owner     With unpack as root: restore file owners (uid/gid) too.
@@ -34,7 +40,9 @@ def options(args: dict) -> UnpackOptions:
     return UnpackOptions(args["ARCHIVE"], targets=parse_target_list(args["--targets"]),
                          dry_run=bool(args["--dry-run"]), skip_backup=bool(args["--skip-backup"]),
                          same_owner=bool(args["--same-owner"]),
-                         special_bits=bool(args["--keep-special-bits"]))
+                         special_bits=bool(args["--keep-special-bits"]),
+                         paths=PathSelection.of(args["--include"], args["--exclude"]),
+                         to=args["--to"])
 
 
 def run(settings: Settings, options: UnpackOptions, progress=None,

@@ -68,6 +68,7 @@ class ArchiveSource:
     """Random access to an archive's bytes; a context manager that closes it."""
 
     name: object = None
+    tally: object = None        # an object whose ``fetched`` counts the bytes read (a store)
 
     def close(self) -> None:
         pass
@@ -105,6 +106,8 @@ class FileSource(ArchiveSource):
         except OSError as exc:      # a bad sector, a vanished network file system
             raise ArchiveError(f"cannot read the archive: {exc.strerror or exc}",
                                path=self.name) from None
+        if self.tally is not None:
+            self.tally.fetched += len(data)
         return data
 
     def close(self) -> None:

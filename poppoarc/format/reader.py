@@ -196,90 +196,170 @@ def read_body(handle, head: TrustedHead, entries: list[IndexEntry], path: object
     source = as_source(handle)
     manifest = head.manifest
     layout = manifest["layout"]
-    all_sealed = scope(manifest) == "archive"
-    seconds = timestamp_seconds(manifest["timestamp"])
     body_hash = hashlib.sha256()
     # decompressed on a thread of its own while this one hashes and hands content on
     with FrameStream(source, layout["body_offset"], layout["index_offset"], path, body_hash,
                      ahead=True) as stream:
         if manifest["incremental"] and versions.of(manifest).incremental_note:   # §12.8
-            expect(stream, note_member(manifest["id"], manifest["parent"], seconds),
+            expect(stream, note_member(manifest["id"], manifest["parent"],
+                                       timestamp_seconds(manifest["timestamp"])),
                    "the incremental's note (.poppoarc/README)", path)
-        done = unchecked = 0
-        bundle: Bundle | None = None
+        members = _Members(stream, manifest, path, sink, sealer, block_digests, progress)
         for position, entry in enumerate(entries):
-            if entry.stored_in is not None:
-                continue        # the content is in an ancestor's body (§12.3): no member here
-            if all_sealed and entry.type != "file":
-                sink.begin(entry)       # metadata only: no tar member names it
-                sink.end(entry)
-                continue
-            if bundle is not None and (entry.bundle is None or entry.sealed is not None):
-                bundle.finish(path)     # a file with a member of its own ends the bundle
-                bundle = None
-            if entry.bundle is not None:
-                if entry.sealed is not None:    # its first file (§11.4, check_entry)
-                    bundle = Bundle.read(stream, entry, position, seconds, path, sealer)
-                elif bundle is None or entry.bundle != bundle.cursor:
-                    raise CorruptArchive(f"member {entry.path}: its bundle offset does not follow "
-                                         "the file before it", path=path)
-                sink.begin(entry)
-                ok = bundle.take(entry, sink, path, sealer)
-                unchecked += not ok
-                done += entry.size
-                if progress:
-                    progress(done, entry.path)
-                if ok:
-                    sink.end(entry)
-                continue
-            if entry.sealed is not None:
-                sink.begin(entry)
-                ok = read_sealed(stream, entry, position, seconds, path, sink, sealer, block_digests)
-                unchecked += not ok
-                done += entry.payload_size()
-                if progress:
-                    progress(done, entry.path)
-                if ok:
-                    sink.end(entry)
-                continue
-            expect(stream, expected_header(entry), f"member {entry.path}", path)
-            sink.begin(entry)
-            if entry.type == "file":
-                payload = entry.payload_size()
-                # a small file has no digest of its own: the body checksum covers it (§7)
-                digest = hashlib.sha256() if entry.sha256 is not None and entry.delta is None \
-                    else None
-                blocks = BlockCheck.of(entry, block_digests)
-                remaining = payload
-                while remaining:
-                    chunk = stream.read_some(min(remaining, READ_SIZE))
-                    if not chunk:
-                        raise CorruptArchive(f"the decompressed body ends inside member "
-                                             f"{entry.path}", path=path)
-                    if digest is not None:
-                        digest.update(chunk)
-                    if blocks is not None:
-                        check_blocks(blocks.update, chunk, entry, path)
-                    sink.data(entry, chunk)
-                    remaining -= len(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(done, entry.path)
-                pad = stream.read(tarheader.padding(payload))
-                if pad != bytes(tarheader.padding(payload)):
-                    raise CorruptArchive(f"member {entry.path}: padding is not zero", path=path)
-                if blocks is not None:
-                    check_blocks(blocks.finish, None, entry, path)
-                if digest is not None and digest.hexdigest() != entry.sha256:
-                    raise CorruptArchive(f"member {entry.path}: content does not match its SHA-256",
-                                         path=path)
-            sink.end(entry)
-        if bundle is not None:
-            bundle.finish(path)
+            members.read(position, entry)
+        members.finish()
         if not stream.at_end():
             raise CorruptArchive("body holds data after the last indexed member", path=path)
     _check_body_checksum(handle, manifest, body_hash, path)
-    return unchecked
+    return members.unchecked
+
+
+def has_own_digest(entry: IndexEntry) -> bool:
+    """Whether a ``file`` record's member is proved by something of its own (its SHA-256,
+    its sealed chunks and HMAC, a delta's block digests), so that it may be read apart from
+    the rest of the body (``read_member``); a small plain file is proved only by the body
+    checksum (§5.4)."""
+    if entry.type != "file" or entry.stored_in is not None:
+        return False
+    if entry.delta is not None:
+        return entry.blocks is not None
+    return entry.sha256 is not None or entry.hmac_sha256 is not None
+
+
+def read_member(handle, head: TrustedHead, entries, path: object, wanted: IndexEntry,
+                sink: MemberSink, sealer=None) -> bool:
+    """One file's member, read from its target's frame group alone (the manifest's
+    ``targets.<name>.stored``, §4.1) up to the member's end: the members before it in that
+    group are decoded and checked as ``read_body`` checks them, nothing after it is read.
+
+    Only for a record with its own digest (``has_own_digest``): the body checksum, which
+    proves everything else, needs every byte of the body.  ``sink`` gets every member of
+    the group up to ``wanted`` (``end`` once each verified).  Returns False when ``wanted``
+    is sealed and there is no key.  A ``stored`` range that does not hold the target's
+    members raises CorruptArchive, as a damaged body does: a caller may read the whole
+    body for the verdict (``read_body``).
+    """
+    if not has_own_digest(wanted):
+        raise ValueError(f"{wanted.path}: no digest of its own to read it apart")
+    manifest = head.manifest
+    start, length = _stored_range(manifest, wanted.target, path)
+    with FrameStream(as_source(handle), start, start + length, path) as stream:
+        members = _Members(stream, manifest, path, sink, sealer, True, None)
+        for position, entry in enumerate(entries):
+            if entry.target != wanted.target:
+                continue
+            members.read(position, entry)
+            if entry.path == wanted.path:
+                return members.unchecked == 0
+    raise CorruptArchive(f"{wanted.path}: not a record of target {wanted.target}", path=path)
+
+
+def _stored_range(manifest: dict, target: str, path: object) -> tuple[int, int]:
+    """A target's frame group (offset, length), which must lie within the body."""
+    layout = manifest["layout"]
+    stored = manifest["targets"].get(target, {}).get("stored")
+    if not (isinstance(stored, list) and len(stored) == 2
+            and all(type(n) is int for n in stored)
+            and layout["body_offset"] <= stored[0] <= stored[0] + stored[1]
+            <= layout["index_offset"]):
+        raise CorruptArchive(f"target {target}: its frame group is not within the body",
+                             path=path)
+    return stored[0], stored[1]
+
+
+class _Members:
+    """Reads members from a frame stream, one index record at a time, in body order:
+    the checks ``read_body`` and ``read_member`` share."""
+
+    def __init__(self, stream: FrameStream, manifest: dict, path: object, sink: MemberSink,
+                 sealer, block_digests: bool, progress):
+        self.stream, self.path, self.sink, self.sealer = stream, path, sink, sealer
+        self.block_digests, self.progress = block_digests, progress
+        self.all_sealed = scope(manifest) == "archive"
+        self.seconds = timestamp_seconds(manifest["timestamp"])
+        self.bundle: Bundle | None = None
+        self.done = self.unchecked = 0
+
+    def read(self, position: int, entry: IndexEntry) -> None:
+        stream, path, sink = self.stream, self.path, self.sink
+        if entry.stored_in is not None:
+            return          # the content is in an ancestor's body (§12.3): no member here
+        if self.all_sealed and entry.type != "file":
+            sink.begin(entry)       # metadata only: no tar member names it
+            sink.end(entry)
+            return
+        if self.bundle is not None and (entry.bundle is None or entry.sealed is not None):
+            self.bundle.finish(path)    # a file with a member of its own ends the bundle
+            self.bundle = None
+        if entry.bundle is not None:
+            self._bundled(position, entry)
+            return
+        if entry.sealed is not None:
+            sink.begin(entry)
+            ok = read_sealed(stream, entry, position, self.seconds, path, sink, self.sealer,
+                             self.block_digests)
+            self.unchecked += not ok
+            self._advance(entry.payload_size(), entry)
+            if ok:
+                sink.end(entry)
+            return
+        expect(stream, expected_header(entry), f"member {entry.path}", path)
+        sink.begin(entry)
+        if entry.type == "file":
+            self._content(entry)
+        sink.end(entry)
+
+    def _bundled(self, position: int, entry: IndexEntry) -> None:
+        if entry.sealed is not None:    # its first file (§11.4, check_entry)
+            self.bundle = Bundle.read(self.stream, entry, position, self.seconds, self.path,
+                                      self.sealer)
+        elif self.bundle is None or entry.bundle != self.bundle.cursor:
+            raise CorruptArchive(f"member {entry.path}: its bundle offset does not follow "
+                                 "the file before it", path=self.path)
+        self.sink.begin(entry)
+        ok = self.bundle.take(entry, self.sink, self.path, self.sealer)
+        self.unchecked += not ok
+        self._advance(entry.size, entry)
+        if ok:
+            self.sink.end(entry)
+
+    def _content(self, entry: IndexEntry) -> None:
+        stream, path = self.stream, self.path
+        payload = entry.payload_size()
+        # a small file has no digest of its own: the body checksum covers it (§7)
+        digest = hashlib.sha256() if entry.sha256 is not None and entry.delta is None \
+            else None
+        blocks = BlockCheck.of(entry, self.block_digests)
+        remaining = payload
+        while remaining:
+            chunk = stream.read_some(min(remaining, READ_SIZE))
+            if not chunk:
+                raise CorruptArchive(f"the decompressed body ends inside member "
+                                     f"{entry.path}", path=path)
+            if digest is not None:
+                digest.update(chunk)
+            if blocks is not None:
+                check_blocks(blocks.update, chunk, entry, path)
+            self.sink.data(entry, chunk)
+            remaining -= len(chunk)
+            self._advance(len(chunk), entry)
+        pad = stream.read(tarheader.padding(payload))
+        if pad != bytes(tarheader.padding(payload)):
+            raise CorruptArchive(f"member {entry.path}: padding is not zero", path=path)
+        if blocks is not None:
+            check_blocks(blocks.finish, None, entry, path)
+        if digest is not None and digest.hexdigest() != entry.sha256:
+            raise CorruptArchive(f"member {entry.path}: content does not match its SHA-256",
+                                 path=path)
+
+    def _advance(self, size: int, entry: IndexEntry) -> None:
+        self.done += size
+        if self.progress:
+            self.progress(self.done, entry.path)
+
+    def finish(self) -> None:
+        if self.bundle is not None:
+            self.bundle.finish(self.path)
 
 
 def _check_body_checksum(handle, manifest: dict, body_hash, path: object) -> None:

@@ -111,11 +111,13 @@ class DrillResult:
 
 
 def newest_good(settings: Settings) -> str:
-    """The archive a drill takes by default: the newest the store holds whole and trusted
-    (a pre-restore safety archive too: it is a restore point like any other)."""
-    for row in list_archives(settings):
-        if row.status == "ok":
-            return row.id
+    """The archive a drill takes by default: the newest backup the store holds whole and
+    trusted; a pre-restore safety archive (only the targets a restore replaced) only when
+    the store holds nothing else."""
+    rows = [row for row in list_archives(settings) if row.status == "ok"]
+    backups = [row for row in rows if row.type != "pre-restore"]
+    if backups or rows:
+        return (backups or rows)[0].id
     raise ArchiveNotFound(f"no good archive in store {settings.store_url} to drill")
 
 

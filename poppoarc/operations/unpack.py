@@ -33,18 +33,21 @@ a restore fails after ``beforeRestore`` ran, so an application it stopped is sta
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import secrets
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..archives import chain
 from ..archives.opening import (full_manifest, open_archive, open_sealer, pinned_keys,
                                 read_checked_index)
 from ..config import Settings
 from ..errors import (EXIT_OK, EXIT_WARNING, HealthCheckFailed, HookFailed, InsufficientSpace,
-                      NoKey, NotWritable, RestoreError, UsageError, Warnings)
+                      NoKey, NotWritable, RestoreError, UnsafeArchiveEntry, UsageError,
+                      Warnings)
 from ..format import reader
 from ..lock import InstallationLock
 from ..options import PackOptions, UnpackOptions
@@ -53,13 +56,16 @@ from ..restore import swap
 from ..restore.hooks import how_it_ended, run_hook
 from ..restore.live import live_databases, nothing_foreign_appeared
 from ..restore.plan import RestorePlan, make_plan, restores, staging_paths
+from ..restore.recovery import recover_if_needed
 from ..restore.refusals import (conflict_message, foreign_message, plan_warnings,
-                                unreadable_message, unsaved_message)
+                                unmatched_message, unreadable_message, unsafe_hint,
+                                unsaved_message)
 from ..restore.stage import StagedTree, apply_in_place
 from ..restore.writebehind import behind
 from ..snapshot.catalogue import TARGETS, area_catalogue, build_catalogue
 from ..snapshot.ownership import foreign_units
 from ..snapshot.scan import scan
+from ..snapshot.selection import PathSelection, selects
 from ..snapshot.version import installation_version
 from ..store import leftovers, open_store
 
@@ -102,6 +108,7 @@ class _Archive:
     links: list
     entries: object
     manifest: dict
+    selected: tuple[str, ...]       # the targets restored (--targets, else all it has)
 
 
 @dataclass
@@ -129,9 +136,10 @@ def run(settings: Settings, options: UnpackOptions, progress=None,
         on_event=None) -> UnpackResult:
     """``on_event(name)``: the swap's steps as they happen (a test's kill points)."""
     warnings = Warnings()
+    settings = _destination(settings, options, warnings)
     with open_archive(settings, options.reference) as (store, handle, path), \
             InstallationLock(settings.root, "restore"):
-        archive = _open(settings, store, handle, path, warnings)
+        archive = _open(settings, store, handle, path, warnings, options)
         restore, walked = _plan(settings, options, archive, warnings)
         restore.result.manifest = archive.manifest
         restore.result.chain = [link.id for link in archive.links]
@@ -157,35 +165,89 @@ def run(settings: Settings, options: UnpackOptions, progress=None,
     return restore.result
 
 
-def _open(settings: Settings, store, handle, path, warnings: Warnings) -> _Archive:
+def _destination(settings: Settings, options: UnpackOptions, warnings: Warnings) -> Settings:
+    """``--to DIR``: the settings of a restore into DIR (the installation's configuration,
+    store and keys; DIR's own interrupted restore recovered first)."""
+    if options.to is None:
+        return settings
+    target = Path(options.to).absolute()
+    if target.resolve() == settings.root.resolve():
+        return settings
+    _apart(options.to, target.resolve(), settings)     # before it is made
+    if not target.exists() and target.parent.is_dir() and not options.dry_run:
+        target.mkdir(mode=0o700)
+    if not target.is_dir():
+        raise UsageError(f"--to {options.to}: not a directory")
+    settings = dataclasses.replace(settings, root=target)
+    if not options.dry_run:
+        recovery = recover_if_needed(settings)
+        if recovery is not None:
+            warnings.add(f"{target}: an interrupted restore there was recovered first "
+                         f"({recovery.action.replace('_', ' ')})")
+    return settings
+
+
+def _apart(given: str, target: Path, settings: Settings) -> None:
+    """``--to DIR`` must be a place of its own: not inside the installation (its targets
+    would take the restored tree for theirs), the store or the key directory (where
+    poppoarc's own files live)."""
+    for place, what in ((settings.root, "the installation"), (settings.store, "the store"),
+                        (settings.key_dir, "the key directory")):
+        place = Path(place).resolve()
+        if target == place or place in target.parents:
+            raise UsageError(f"--to {given}: inside {what} ({place}); restore into a "
+                             "directory of its own (an empty one, or a scratch copy)")
+
+
+def _open(settings: Settings, store, handle, path, warnings: Warnings,
+          options: UnpackOptions) -> _Archive:
     """Step 2: the head, its key (a wrong key fails here, before any work), its chain (a
-    missing parent, too), its index judged by the confinement rule."""
+    missing parent, too), its index: the records the restore writes judged by the
+    confinement rule (those it leaves out only for what makes the archive corrupt)."""
     pinned = pinned_keys(settings)
     head = reader.open_trusted(handle, pinned, path)
+    selected = _selection(head.manifest, options.targets)
     sealer = open_sealer(settings, head, path)
     links = chain.resolve(store, head, pinned)
-    index = read_checked_index(settings, handle, head, path, sealer)
+    chosen = lambda e: e.target in selected and selects(options.paths, e.path)  # noqa: E731
+    try:
+        index = read_checked_index(settings, handle, head, path, sealer, chosen)
+    except UnsafeArchiveEntry as exc:
+        raise unsafe_hint(exc, head.manifest["id"]) from None
     if index.entries is None:
         raise NoKey("archive is encrypted; set POPPO_BACKUP_KEY or configure an identity "
                     "to restore it", path=path)
     if sealer is None and index.entries.sealed:
         warnings.add("sealed secret files (.env, tokens) are not restored: no key available")
     return _Archive(store, handle, path, head, sealer, links, index.entries,
-                    full_manifest(head, index))
+                    full_manifest(head, index), selected)
 
 
 def _plan(settings: Settings, options: UnpackOptions, archive: _Archive, warnings: Warnings):
     """Step 3: the plan from the live tree; (the restore's state, the walk if it may be
     used again: a hook or a safety archive makes the next step walk again)."""
-    selected = _selection(archive.manifest, options.targets)
-    catalogue = build_catalogue(settings.backup.get("targets", {}), selected)
+    selected, paths = archive.selected, options.paths
+    catalogue = build_catalogue(settings.backup.get("targets", {}), selected, paths=paths)
     walked = scan(settings.root, catalogue, warnings,
                   skip=(settings.store, settings.key_dir), foreign=True)
     live = walked.entries
     databases, unopenable = live_databases(settings.root, live)
     plan = make_plan(archive.manifest, archive.entries, live, selected, databases,
                      installation_version(settings.root), archive.sealer is not None,
-                     walked.impure, walked.sidecars, walked.unreadable + unopenable)
+                     walked.impure, walked.sidecars, walked.unreadable + unopenable, paths)
+    if plan.unmatched:
+        live.close()
+        raise UsageError(unmatched_message(plan.unmatched, archive.manifest["id"], selected,
+                                           paths))
+    if paths is not None:       # only the targets the selected paths are in: the safety
+        plan.targets = [t for t in plan.targets     # archive holds nothing else
+                        if any(t.count(a) for a in ("add", "change", "remove", "unchanged"))]
+        selected = tuple(t.name for t in plan.targets)
+        if not selected:
+            live.close()
+            raise UsageError(unmatched_message([], archive.manifest["id"], archive.selected,
+                                               paths))
+        catalogue = build_catalogue(settings.backup.get("targets", {}), selected, paths=paths)
     areas = area_catalogue(settings.backup.get("targets", {}), selected)
     plan.foreign = foreign_units(settings.root, areas, plan.units)
     take_safety = not options.skip_backup and bool(live)    # (nothing live: nothing to save)
@@ -193,8 +255,9 @@ def _plan(settings: Settings, options: UnpackOptions, archive: _Archive, warning
     for warning in plan.warnings:
         warnings.add(warning)
     result = UnpackResult(plan, options.dry_run, warnings=warnings.items)
+    hooks = {} if options.to is not None else settings.backup.get("hooks", {})
     restore = _Restore(settings, options, archive, selected, catalogue, result, warnings,
-                       settings.backup.get("hooks", {}), take_safety)
+                       hooks, take_safety)
     if options.dry_run:
         return restore, None
     live.release()          # the plan's walk waits on disk: staging's paths come from it
@@ -277,7 +340,7 @@ def _safety_archive(restore: _Restore):
     archive_id = restore.archive.manifest["id"]
     safety = pack_locked(restore.settings, PackOptions(
         targets=restore.selected, archive_type="pre-restore",
-        name=f"before restoring {archive_id}"))
+        name=f"before restoring {archive_id}", paths=restore.options.paths))
     restore.result.safety_archive = safety.id
     for warning in safety.warnings:
         restore.warnings.add(f"safety archive {safety.id}: {warning}")
@@ -293,7 +356,8 @@ def _units(restore: _Restore, walked):
                       skip=(settings.store, settings.key_dir), foreign=True)
     try:
         paths = staging_paths(restore.archive.entries, restore.selected, restore.keyed,
-                              walked.entries, walked.impure, walked.sidecars)
+                              walked.entries, walked.impure, walked.sidecars,
+                              restore.options.paths)
     finally:
         walked.entries.close()
     if paths.units.conflicts:
@@ -332,7 +396,8 @@ def _stage(restore: _Restore, paths, progress, on_event):
     area = swap.begin(settings.root, secrets.token_hex(6), archive.manifest["id"],
                       on_event=on_event)
     tree = StagedTree(settings.root, area.path,
-                      lambda e: restores(e, restore.selected, restore.keyed),
+                      lambda e: restores(e, restore.selected, restore.keyed,
+                                         restore.options.paths),
                       paths.link_sources, paths.units.covers, same_owner=options.same_owner,
                       special_bits=options.special_bits)
     writing = behind(tree, settings.parallel)   # on a thread of its own (two-process)
@@ -373,7 +438,8 @@ def _swap(restore: _Restore, paths, staged, on_event) -> None:
     settings, archive_id, result = restore.settings, restore.archive.manifest["id"], \
         restore.result
     tree, area = staged
-    health = settings.backup.get("restore", {}).get("healthCheck")
+    health = settings.backup.get("restore", {}).get("healthCheck") \
+        if restore.options.to is None else None
     status = {}
 
     def check() -> bool:

@@ -201,7 +201,7 @@ def _begin(run: _Pack) -> None:
                     "backup.storage.keyFile or backup.storage.recipients")
     run.secrets = recipients.start_passphrase_kdf(secrets)     # runs beside the walk
     run.catalogue = build_catalogue(settings.backup.get("targets", {}), options.targets,
-                                    settings.backup.get("exclude", ()))
+                                    settings.backup.get("exclude", ()), paths=options.paths)
     run.key, run.key_created = signing.load_or_generate(settings.key_dir)
     run.store = open_store(settings)
     run.store.ensure()
@@ -224,8 +224,10 @@ def _walk(run: _Pack) -> None:
                                     settings.backup.get("databaseCheck") == "full", parallel)
     skip = (settings.store, settings.key_dir)
     # A directory of many files is walked by a helper beside this walk; not beside an
-    # incremental's parent reading (the index's helper has that core).
-    if parallel.shares and not plan.chained(settings, run.options):
+    # incremental's parent reading (the index's helper has that core), nor for some paths
+    # (a partial restore's safety archive: its walk passes over the rest).
+    if parallel.shares and not plan.chained(settings, run.options) \
+            and run.options.paths is None:
         run.subtree = SubtreeHelper.start(settings.root, run.catalogue, parallel, skip,
                                           run.store.local_dir)
     for path in database_candidates(settings.root, run.catalogue, skip):

@@ -30,6 +30,7 @@ from ..format.order import TARGETS, index_order
 from ..format.records import IndexRecords
 from ..snapshot.scan import (DATABASE, DIR, FILE, SYMLINK, SourceEntry, is_plain, path_of,
                              target_of)
+from ..snapshot.selection import IncludeTally, PathSelection, selects
 from ..streamed import StreamedArray
 
 ADD, CHANGE, REMOVE, KEEP = "add", "change", "remove", "unchanged"
@@ -175,6 +176,9 @@ class RestorePlan:
     foreign: list[str] = field(default_factory=list)      # see unpack.foreign_units
     unreadable: list[str] = field(default_factory=list)   # live paths it replaces, unreadable
     changed_while_packed: list[str] = field(default_factory=list)   # records flagged changed
+    # a partial restore (--include/--exclude); its include patterns that select no record
+    paths: PathSelection | None = None
+    unmatched: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"archive_id": self.archive_id, "targets": [t.to_json() for t in self.targets],
@@ -185,6 +189,8 @@ class RestorePlan:
                 "live_bytes": self.live_bytes, "unreadable": self.unreadable,
                 "conflicts": self.conflicts, "foreign": self.foreign,
                 "changed_while_packed": self.changed_while_packed,
+                "include": list(self.paths.include) if self.paths else [],
+                "exclude": list(self.paths.exclude) if self.paths else [],
                 "warnings": self.warnings}
 
 
@@ -201,20 +207,25 @@ def _same(archived: IndexEntry, live: SourceEntry) -> bool:
     return (archived.mode, archived.size, archived.mtime_ns) == (live.mode, live.size, live.mtime_ns)
 
 
-def restores(entry: IndexEntry, selected: tuple[str, ...], keyed: bool = True) -> bool:
-    """Whether a restore of ``selected`` writes this record.  A ``generated`` one (the
-    environment document) describes the packing host and is not content; a sealed
-    file is written only with its key (``keyed``)."""
-    return entry.target in selected and not entry.generated and (keyed or not entry.needs_key())
+def restores(entry: IndexEntry, selected: tuple[str, ...], keyed: bool = True,
+             paths: PathSelection | None = None) -> bool:
+    """Whether a restore of ``selected`` (and of ``paths``: ``--include``/``--exclude``,
+    ``snapshot.selection``) writes this record.  A ``generated`` one (the environment
+    document) describes the packing host and is not content; a sealed file is written
+    only with its key (``keyed``)."""
+    return entry.target in selected and not entry.generated \
+        and (keyed or not entry.needs_key()) and selects(paths, entry.path)
 
 
-def pair_with_live(entries, live, selected: tuple[str, ...], keyed: bool = True):
+def pair_with_live(entries, live, selected: tuple[str, ...], keyed: bool = True,
+                   paths: PathSelection | None = None):
     """(record, live entry) for every record the restore writes and every live entry of
     the selected targets, paired when both have the same target and path; (record, None)
     is added, (None, live entry) removed.  ``live`` is a walk in index order (``scan``),
-    whose compact records are (path, target) tuples."""
-    restored = (e for e in entries if restores(e, selected, keyed))
-    current = (e for e in live if target_of(e) in selected)
+    whose compact records are (path, target) tuples (a walk with ``paths`` in its
+    catalogue has only the selected paths)."""
+    restored = (e for e in entries if restores(e, selected, keyed, paths))
+    current = (e for e in live if target_of(e) in selected and selects(paths, path_of(e)))
     if getattr(entries, "in_index_order", False):
         return _merge(restored, current)
     return _by_key(restored, current)
@@ -263,11 +274,11 @@ class StagingPaths:
 
 
 def staging_paths(entries, selected: tuple[str, ...], keyed: bool, live, impure: set[str],
-                  sidecars: list[str]) -> StagingPaths:
+                  sidecars: list[str], paths: PathSelection | None = None) -> StagingPaths:
     """From the index and the walk of the selected targets (``pair_with_live``, its
     ``impure`` and ``sidecars``)."""
     units, link_sources, dirs = SwapUnits(impure), set(), []
-    for record, current in pair_with_live(entries, live, selected, keyed):
+    for record, current in pair_with_live(entries, live, selected, keyed, paths):
         if record is not None:
             units.add_record(record)
             if record.type == "hardlink":
@@ -295,7 +306,8 @@ def version_tuple(version: str | None) -> tuple[int, ...] | None:
 def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry],
               selected: tuple[str, ...], live_databases: dict[str, tuple[dict, int]],
               version_now: str | None, keyed: bool = True, impure: set[str] = frozenset(),
-              sidecars: list[str] = (), unreadable: list[str] = ()) -> RestorePlan:
+              sidecars: list[str] = (), unreadable: list[str] = (),
+              paths: PathSelection | None = None) -> RestorePlan:
     """Archive × live tree × selection → the restore plan.
 
     ``live`` is the walk of the live tree for the selected targets, in index order
@@ -304,7 +316,9 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
     ``live_databases`` maps a live database path to (row counts, user_version);
     ``keyed``: the archive's sealed files can be opened (``restores``);
     ``impure``, ``sidecars``, ``unreadable``: the walk's (``ScanResult``), for the swap's
-    units (``SwapUnits``) and the live paths it would replace that cannot be read.
+    units (``SwapUnits``) and the live paths it would replace that cannot be read;
+    ``paths``: a partial restore's ``--include``/``--exclude`` (the walk was made with the
+    same selection).
     """
     # One pass over the records (they may be read back from disk on each pass), paired
     # with the walk: of the paths only the units and the databases are kept.
@@ -314,7 +328,8 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
     archived_databases = {record["path"] for record in manifest.get("databases", [])}
     restored_databases = set()
     bytes_to_stage = live_bytes = 0
-    for entry, current in pair_with_live(entries, live, selected, keyed):
+    tally = IncludeTally(paths)
+    for entry, current in pair_with_live(entries, live, selected, keyed, paths):
         if current is not None:
             units.add_live(current)
         if entry is None:
@@ -322,6 +337,7 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
             plans[current.target].add(current.path, REMOVE, current.size)
             continue
         path = entry.path
+        tally.note(path)
         units.add_record(entry)
         if entry.changed:
             changed.append(path)
@@ -371,6 +387,8 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
         conflicts=units.conflicts,
         unreadable=[path for path in unreadable if units.covers(path)],
         changed_while_packed=changed,
+        paths=paths,
+        unmatched=tally.unmatched(),
     )
 
 

@@ -3,6 +3,10 @@ the same words the real run stops with (exit 30, nothing changed)."""
 
 from __future__ import annotations
 
+import shlex
+
+from ..errors import UnsafeArchiveEntry
+
 SHOWN = 5           # paths a refusal names before "and N more"
 
 
@@ -49,3 +53,39 @@ def plan_warnings(plan, take_safety: bool) -> list[str]:
         warnings.append(f"{len(plan.unreadable)} live path(s) the restore would replace "
                         f"cannot be read by this user: {shown(plan.unreadable)}; {stop}")
     return warnings
+
+
+def unmatched_message(patterns: list[str], archive_id: str, targets, paths) -> str:
+    """A partial restore whose ``--include`` selects nothing of the archive: a typo would
+    otherwise remove the live paths it names (the archive has none of them)."""
+    where = f"the targets {', '.join(targets)} of archive {archive_id}"
+    if patterns:
+        return (f"--include {shown([shlex.quote(p) for p in patterns], limit=3)} selects "
+                f"nothing in {where}; nothing was changed (list it with: poppoarc ls "
+                f"{archive_id})")
+    return f"{paths.describe()} selects nothing in {where}; nothing was changed"
+
+
+def exclusion_for(path: str) -> str:
+    """The ``--exclude`` that leaves out exactly the record at ``path`` (a glob: its
+    ``*`` and ``?`` become ``?``, which matches them too)."""
+    return "--exclude " + shlex.quote(path.replace("*", "?"))
+
+
+def unsafe_hint(error: UnsafeArchiveEntry, archive_id: str,
+                verifying: bool = False) -> UnsafeArchiveEntry:
+    """A refusal of one record (``safety.unsafe_entry``) with the way out: a restore that
+    leaves the record out restores the rest; ``verify`` judges every record and says so."""
+    entry = getattr(error, "entry", None)
+    if entry is None:
+        return error
+    if verifying:
+        text = (f"{error.message}; verify judges every entry, so it refuses the whole "
+                f"archive (a restore can leave this one out: poppoarc unpack {archive_id} "
+                f"{exclusion_for(entry)})")
+    else:
+        text = (f"{error.message}; nothing was changed (leave it out with "
+                f"{exclusion_for(entry)} to restore the rest)")
+    hinted = UnsafeArchiveEntry(text, path=error.path)
+    hinted.entry = entry
+    return hinted

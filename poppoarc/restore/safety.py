@@ -21,6 +21,17 @@ with ``tarfile``):
 * a symlink's target is relative and stays inside the root, resolved as the kernel
   resolves it: through the symlinks the archive itself creates (``a -> ..`` then
   ``b -> a/x`` leaves the root, though ``a/x`` does not look like it);
+
+A reader that writes or reads only some records (a restore of some targets, or of
+``--include``/``--exclude`` paths; ``ls`` or ``dump`` of some paths) passes ``selects``:
+the rules of where a restore may write judge the records it selects, and the others only
+for what makes the archive itself corrupt (a target it does not know or list, a record of
+no target that is not a directory, a database record that is not one).  So one unsafe
+record (poppoarc 0.1 packed absolute symlinks: ``state/abs -> /etc/passwd``) stops
+``verify`` and a restore of it, while ``unpack --exclude state/abs`` restores the rest.
+The selected symlinks are still resolved through every symlink of the archive: a
+restore of ``config`` may already have made ``config/l1 -> ../state`` live, and a later
+restore of ``state`` must not add ``state/l2 -> ../config/l1/../..``.
 * owners fit the system's ids (``--same-owner`` sets them; 2^32 - 1 means "unchanged");
 * a record of target ``database`` is a database record (the manifest's ``targets`` and
   ``databases`` agreeing with the index is a rule of every reader: format/summary.py).
@@ -82,34 +93,36 @@ class Confinement:
     """The confinement rule for one archive (its manifest) in one installation (its
     catalogue and places); ``visit`` each record, then ``finish``."""
 
-    def __init__(self, manifest: dict, catalogue: Catalogue, places: Places, path: object):
+    def __init__(self, manifest: dict, catalogue: Catalogue, places: Places, path: object,
+                 selects=None):
+        """``selects(entry)``: whether the reader writes (or reads) that record — a restore
+        of some targets, or of ``--include``/``--exclude`` paths (``selection``); None:
+        every record (``verify``, which judges the archive whole)."""
         self.manifest, self.catalogue, self.places, self.path = manifest, catalogue, places, path
         self._listed = set(manifest["targets"])
         self._pre_restore = manifest["type"] == "pre-restore"
+        self._selects = selects
         self._symlinks = PathTable()
 
     @classmethod
-    def for_settings(cls, settings, manifest: dict, path: object) -> "Confinement":
+    def for_settings(cls, settings, manifest: dict, path: object,
+                     selects=None) -> "Confinement":
         return cls(manifest, area_catalogue(settings.backup.get("targets", {})),
-                   places_of(settings), path)
+                   places_of(settings), path, selects)
 
     # -- one record --------------------------------------------------------------
     def problem(self, entry: IndexEntry) -> Exception | None:
         """Why a restore may not write ``entry`` (the error to raise), or None."""
         def unsafe(why: str) -> UnsafeArchiveEntry:
-            return UnsafeArchiveEntry(f"entry {entry.path!r}: {why}", path=self.path)
+            return unsafe_entry(entry.path, why, self.path)
 
         syntax = path_problem(entry.path)
         if syntax:
             return unsafe(syntax)
+        corrupt = self._target_problem(entry)
+        if corrupt is not None:
+            return corrupt
         target = entry.target
-        if target is not None and (target not in TARGETS or target not in self._listed):
-            which = "the manifest does not list" if target in TARGETS else "is unknown"
-            return CorruptArchive(f"entry {entry.path!r} names target {target!r}, which {which}",
-                                  path=self.path)
-        if target is None and entry.type != "dir":
-            return CorruptArchive(f"entry {entry.path!r} has no target and is not a directory",
-                                  path=self.path)
         if entry.generated:
             if (target, entry.path) != ENVIRONMENT or entry.type != "file":
                 return unsafe("only the environment document is generated")
@@ -117,9 +130,9 @@ class Confinement:
         place = self._reserved(entry)
         if place:
             return unsafe(place)
-        if target == "database" and not entry.sqlite and not self._pre_restore:
-            return CorruptArchive(f"entry {entry.path!r} of target database is not a database "
-                                  "record", path=self.path)
+        corrupt = self._database_problem(entry)
+        if corrupt is not None:
+            return corrupt
         if target is not None:
             area = self._area_problem(entry)
             if area:
@@ -130,6 +143,30 @@ class Confinement:
                 return unsafe(f"symlink to {entry.link!r}: {link}")
         if entry.uid > MAX_ID or entry.gid > MAX_ID:
             return unsafe(f"owner {entry.uid}:{entry.gid} is not a valid user or group id")
+        return None
+
+    def record_problem(self, entry: IndexEntry) -> CorruptArchive | None:
+        """What makes the archive itself corrupt, whatever a reader selects of it: a record
+        of a target it does not know or list, of no target yet not a directory, of target
+        database yet not a database."""
+        return self._target_problem(entry) or \
+            (None if entry.generated else self._database_problem(entry))
+
+    def _target_problem(self, entry: IndexEntry) -> CorruptArchive | None:
+        target = entry.target
+        if target is not None and (target not in TARGETS or target not in self._listed):
+            which = "the manifest does not list" if target in TARGETS else "is unknown"
+            return CorruptArchive(f"entry {entry.path!r} names target {target!r}, which {which}",
+                                  path=self.path)
+        if target is None and entry.type != "dir":
+            return CorruptArchive(f"entry {entry.path!r} has no target and is not a directory",
+                                  path=self.path)
+        return None
+
+    def _database_problem(self, entry: IndexEntry) -> CorruptArchive | None:
+        if entry.target == "database" and not entry.sqlite and not self._pre_restore:
+            return CorruptArchive(f"entry {entry.path!r} of target database is not a database "
+                                  "record", path=self.path)
         return None
 
     def _reserved(self, entry: IndexEntry) -> str | None:
@@ -167,11 +204,16 @@ class Confinement:
 
     # -- the index as a whole ---------------------------------------------------------
     def visit(self, position: int, entry: IndexEntry) -> None:
-        error = self.problem(entry)
+        # A record the reader leaves out is never written: only what makes the archive
+        # corrupt counts for it (a shared parent, of no target, is scaffolding any restore
+        # may make).  Its symlink is still one the selected links are resolved through:
+        # an earlier restore of other targets of this archive may have made it.
+        chosen = self._selects is None or entry.target is None or self._selects(entry)
+        error = self.problem(entry) if chosen else self.record_problem(entry)
         if error is not None:
             raise error
         if entry.type == "symlink":
-            self._symlinks.add(entry.path, (entry.link,))
+            self._symlinks.add(entry.path, (entry.link, chosen))
 
     def finish(self) -> None:
         """The rule that needs every record: symlinks resolved through one another."""
@@ -188,14 +230,21 @@ class Confinement:
             found = self._symlinks.get(path)
             return found[0][0] if found else None
 
-        for path, (link,) in self._symlinks.items():
-            if escapes(path, link, lookup):
-                raise UnsafeArchiveEntry(f"entry {path!r}: symlink to {link!r} leaves the "
-                                         "installation through the archive's own symlinks",
-                                         path=self.path)
+        for path, (link, chosen) in self._symlinks.items():
+            if chosen and escapes(path, link, lookup):
+                raise unsafe_entry(path, f"symlink to {link!r} leaves the installation through "
+                                   "the archive's own symlinks", self.path)
 
     def close(self) -> None:
         self._symlinks.close()
+
+
+def unsafe_entry(entry_path: str, why: str, archive: object) -> UnsafeArchiveEntry:
+    """The refusal of one record; ``entry`` names it (a restore can leave it out:
+    ``refusals.unsafe_hint``)."""
+    error = UnsafeArchiveEntry(f"entry {entry_path!r}: {why}", path=archive)
+    error.entry = entry_path
+    return error
 
 
 def escapes(path: str, link: str, lookup) -> bool:

@@ -184,6 +184,9 @@ class Catalogue:
     rules: tuple[Rule, ...]
     selected: tuple[str, ...]
     excludes: tuple[str, ...] = GLOBAL_EXCLUDES
+    # a restore's --include/--exclude (``selection.PathSelection``): a path it does not
+    # select belongs to no target, as if no rule claimed it
+    paths: object = None
     _compiled: list = field(default_factory=list, repr=False)
     _exclude_re: re.Pattern | None = field(default=None, repr=False)
     _per_dir: dict = field(default_factory=dict, repr=False)
@@ -222,6 +225,8 @@ class Catalogue:
         More than one rule is returned only when a content test decides, as for
         SQLite candidates that turn out not to be databases.
         """
+        if self.paths is not None and not self.paths.selects(path):
+            return []
         directory, _, name = path.rpartition("/")
         (skip_all, skip_name, skip_path), rules = self._names_in(directory)
         if skip_all or (skip_name and skip_name.match(name)) or (skip_path and skip_path.match(path)):
@@ -252,7 +257,8 @@ class Catalogue:
     def owning_rule(self, path: str, kind: str) -> Rule | None:
         """The claim ``owner`` decides by (its target is the owner): a secret's claim
         tells a caller the walk archives it only sealed."""
-        if self._excluded_here_or_above(path):
+        if self._excluded_here_or_above(path) or \
+                (self.paths is not None and not self.paths.selects(path)):
             return None
         rules = []
         for rule, include, exclude in self._compiled:
@@ -270,7 +276,8 @@ class Catalogue:
 
     def database_candidate(self, path: str) -> bool:
         """Whether the walk would test the file at ``path`` for being a database."""
-        if self._excluded_here_or_above(path):
+        if self._excluded_here_or_above(path) or \
+                (self.paths is not None and not self.paths.selects(path)):
             return False
         rule, include, exclude = next(((r, i, e) for r, i, e in self._compiled
                                        if i is not None and i.match(path)
@@ -297,6 +304,8 @@ class Catalogue:
         """Whether any rule could claim something inside ``directory``."""
         if self._exclude_re.match(directory):
             return False
+        if self.paths is not None and not self.paths.may_hold(directory):
+            return False
         return bool(self._rules_for_dir(directory))
 
 
@@ -313,14 +322,15 @@ def parse_target_list(text: str | None) -> tuple[str, ...] | None:
     return names
 
 
-def area_catalogue(config_targets: dict, selected: tuple[str, ...] = TARGETS) -> Catalogue:
+def area_catalogue(config_targets: dict, selected: tuple[str, ...] = TARGETS,
+                   paths=None) -> Catalogue:
     """The targets' areas for a restore: this installation's catalogue (its ``include``
     settings) without its ``exclude`` patterns, which say what to back up, not what an
     archive made before they were set may restore.  The global exclusions (poppoarc's
     own names, SQLite sidecars) stay: nothing may restore those."""
     catalogue = build_catalogue(config_targets, TARGETS)
     return Catalogue(rules=tuple(Rule(r.target, r.action, r.include) for r in catalogue.rules),
-                     selected=selected)
+                     selected=selected, paths=paths)
 
 
 def exclusion_glob(pattern: str) -> str:
@@ -332,8 +342,9 @@ def exclusion_glob(pattern: str) -> str:
 
 
 def build_catalogue(config_targets: dict, requested: tuple[str, ...] | None,
-                    exclude: tuple[str, ...] | list[str] = ()) -> Catalogue:
-    """Apply ``backup.targets`` from config and the ``--targets`` selection.
+                    exclude: tuple[str, ...] | list[str] = (), paths=None) -> Catalogue:
+    """Apply ``backup.targets`` from config and the ``--targets`` selection (and a
+    restore's ``--include``/``--exclude``: ``paths``).
 
     A target set to false in config is skipped unless named on the command
     line; an object may replace ``include`` and add ``exclude`` patterns.
@@ -360,4 +371,5 @@ def build_catalogue(config_targets: dict, requested: tuple[str, ...] | None,
         rules.append(rule)
     excludes = GLOBAL_EXCLUDES + tuple(dict.fromkeys(exclusion_glob(p) for p in exclude
                                                      if p.strip().strip("./")))
-    return Catalogue(rules=tuple(rules), selected=tuple(selected), excludes=excludes)
+    return Catalogue(rules=tuple(rules), selected=tuple(selected), excludes=excludes,
+                     paths=paths)

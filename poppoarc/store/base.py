@@ -75,6 +75,7 @@ class Store:
 
     url: str = ""
     local_dir: Path | None = None     # a local directory for scratch files, if any
+    fetched: int = 0                  # bytes its archives' sources read (``dump`` reports it)
 
     def __str__(self) -> str:
         return self.url

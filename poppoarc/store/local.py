@@ -74,7 +74,9 @@ class LocalStore(Store):
         return self.archive_at(path, path.stat().st_size) if path.is_file() else None
 
     def open(self, archive: StoredArchive) -> FileSource:
-        return open_archive_file(archive.key)
+        source = open_archive_file(archive.key)
+        source.tally = self
+        return source
 
     def begin(self, archive_id: str) -> "LocalUpload":
         self.ensure()

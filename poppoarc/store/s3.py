@@ -233,6 +233,7 @@ class S3Source(ArchiveSource):
                 data = body.read()
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
             raise RemoteStoreError(f"reading failed: {exc}", path=self.name) from None
+        self.store.fetched += len(data)
         if len(data) != end - start:
             raise TruncatedArchive(f"ranged read returned {len(data)} of {end - start} bytes",
                                    path=self.name)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 from ..streamed import StreamedArray
 from ..i18n import _
+from ..text import printable
 from .progress import Progress, make_progress
 
 SCHEMA_VERSION = 1
@@ -33,7 +34,7 @@ class Output:
     def text(self, line: str = "") -> None:
         """A line of the text report (stdout); silent with --json or -q."""
         if not self.quiet and not self.as_json:
-            print(line)
+            print(printable(line))
 
     def json(self, document: dict, kind: str | None = None) -> None:
         """The one JSON document of a command (stdout), with its schema version."""
@@ -43,12 +44,13 @@ class Output:
     def warn(self, message: str) -> None:
         """A warning (stderr); with --json, warnings are part of the document."""
         if not self.quiet and not self.as_json:
-            print(_("warning: {message}").format(message=_shown(message)), file=sys.stderr)
+            print(printable(_("warning: {message}").format(message=_shown(message))),
+                  file=sys.stderr)
 
     def note(self, message: str) -> None:
         """Something the operator must hear about even with --json (stderr)."""
         if not self.quiet:
-            print(f"poppoarc: {_shown(message)}", file=sys.stderr)
+            print(printable(f"poppoarc: {_shown(message)}"), file=sys.stderr)
 
     def fail(self, kind: str, message: str, exit_code: int, details=()) -> int:
         """A command's failure: with --json its document on stdout
@@ -71,10 +73,11 @@ class Output:
         details = [*rest, *details]
         if details and not self.verbose:
             first = _("{message} (-v shows the details)").format(message=first)
-        print(_("poppoarc: error: {message}").format(message=first), file=sys.stderr)
+        print(printable(_("poppoarc: error: {message}").format(message=first)),
+              file=sys.stderr)
         if self.verbose:
             for line in details:
-                print("  " + line, file=sys.stderr)
+                print(printable("  " + line), file=sys.stderr)
 
     def progress(self, label: str) -> Progress:
         """A progress reporter for long work; use it as a context manager."""

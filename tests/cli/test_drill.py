@@ -190,3 +190,13 @@ def test_a_killed_drill_leaves_a_scratch_root_the_next_command_removes(cli, inst
     assert temps["status"] == "warn" and ".poppoarc-drill-" in " ".join(temps["details"])
     code, report = cli.json("drill")
     assert code == 0 and scratch_roots(cli.store) == []
+
+
+def test_the_default_drill_is_the_newest_backup_not_a_safety_archive(cli, installation):
+    packed = cli.pack()
+    code, restored = cli.json("unpack", packed["id"])           # writes a safety archive
+    assert code in (0, 1) and restored["safety_archive"]
+    code, report = cli.json("drill")
+    assert code == 0 and report["archive_id"] == packed["id"]
+    code, report = cli.json("drill", restored["safety_archive"])  # still drillable by name
+    assert code == 0 and report["archive_id"] == restored["safety_archive"]

@@ -361,7 +361,7 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 from poppoarc.format.manifest import IndexEntry  # noqa: E402
 from poppoarc.format.blocks import BlockHasher  # noqa: E402
 from poppoarc.format import chains  # noqa: E402
-from poppoarc.archives.chain import _Assembly  # noqa: E402
+from poppoarc.archives.chain import Assembly  # noqa: E402
 
 BLOCK = 4096
 
@@ -387,7 +387,7 @@ def test_applying_a_delta_to_the_parent_gives_the_new_content(tmp_path_factory, 
     new = bytes(new)
     before, after = _record(old), _record(new)
     numbers = chains.changed_blocks(before, BLOCK, block_digests(after))
-    assembly = _Assembly(tmp_path_factory.mktemp("asm") / "db")
+    assembly = Assembly(tmp_path_factory.mktemp("asm") / "db")
     try:
         assembly.begin("a", None, before)
         assembly.data(old)

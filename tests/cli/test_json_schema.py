@@ -61,7 +61,19 @@ def test_every_command_output_matches_its_schema(cli):
     with_entries = run(cli, "inspect", "inspect", packed["id"], "--entries")
     assert with_entries["entries"]
     run(cli, "verify", "verify", packed["id"])
+    listing = run(cli, "ls", "ls", packed["id"], "data", "--exclude", "data/ccla")
+    assert any("database" in e for e in listing["entries"])
+    found = run(cli, "find", "find", "state/*.json")
+    assert found["paths"] and found["paths"][0]["history"][-1]["state"] == "added"
+    (cli.root / "state/last-run.json").write_text("{}")
+    later = run(cli, "pack", "pack")
+    difference = run(cli, "diff", "diff", packed["id"], later["id"])
+    assert any(t["changed"] for t in difference["targets"])
+    run(cli, "dump", "dump", packed["id"], "data/poppo-history.db", "-o",
+        str(cli.root.parent / "history.db"))
     run(cli, "unpack", "unpack", packed["id"], "--dry-run")
+    run(cli, "unpack", "unpack", packed["id"], "--dry-run", "--include", "state/*.json",
+        "--exclude", "state/last-run.json")
     (cli.root / "state/stray.json").write_text("{}")
     restored = run(cli, "unpack", "restore", packed["id"], "--targets", "state")
     assert restored["outcome"] == "committed" and restored["safety_archive"]

@@ -69,7 +69,7 @@ def test_overview_lists_every_command_with_what_it_does(capsys):
         assert re.search(rf"^  {re.escape(command.words[0])}\b", out, re.M), command.name
         assert command.summary.split()[0] in out
     assert "poppoarc COMMAND --help" in out
-    assert len(out.splitlines()) < 60
+    assert len(out.splitlines()) < 70      # 20 commands, a screen and a half
 
 
 def test_help_in_japanese(capsys, japanese):

@@ -18,7 +18,7 @@ from poppoarc.errors import CorruptArchive
 from poppoarc.format import tarheader
 from poppoarc.format.entry import IndexEntry
 from poppoarc.format.reader import expected_header
-from poppoarc.archives.chain import _Assembly
+from poppoarc.archives.chain import Assembly
 from tests.helpers import CLI
 from tests.helpers.craft import craft, entry
 from tests.helpers.rebuild import rebuild
@@ -219,7 +219,7 @@ def test_a_delta_whose_parent_link_lacks_the_database_is_refused(tmp_path):
                        sqlite=True, blocks=blocks)
     delta = IndexEntry("data/app.db", "database", "file", 0o644, 0, 0, 0, 4096, "0" * 64,
                        sqlite=True, blocks=blocks, delta=[0])
-    assembly = _Assembly(tmp_path / "work.db")
+    assembly = Assembly(tmp_path / "work.db")
     try:
         assembly.begin("backup-a", None, whole)
         assembly.data(bytes(4096))

@@ -310,7 +310,7 @@ class Member:
     def __init__(self, link: Link, entries, sealer, consumer: reader.MemberSink | None,
                  workdir: Path):
         self.link, self.entries, self.sealer, self.consumer = link, entries, sealer, consumer
-        self.assemblies: dict[str, _Assembly] = {}
+        self.assemblies: dict[str, Assembly] = {}
         self.references: dict[str, list[int]] = {}
         self.previous: str | None = None
         if consumer is None:
@@ -320,7 +320,7 @@ class Member:
                 self.references.setdefault(entry.stored_in, [0, 0])[
                     entry.hmac_sha256 is not None] += 1
             elif entry.delta is not None:
-                self.assemblies[entry.path] = _Assembly(
+                self.assemblies[entry.path] = Assembly(
                     workdir / f".assemble-{link.id}-{len(self.assemblies)}.db")
 
     def close(self) -> None:

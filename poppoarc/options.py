@@ -94,7 +94,8 @@ class ScheduleOptions:
 @dataclass(frozen=True)
 class KeygenOptions:
     encryption: bool = False                    # an X25519 identity, not a signing key
-    force: bool = False                         # replace an existing key
+    force: bool = False                         # replace an existing key (or export file)
+    export: str | None = None                   # copy the identity to this file
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,10 @@ class ListRow:
     protected: bool = False       # a protection mark beside it in the store
     # the databases its manifest lists; None when sealed (or no head): for doctor only
     databases: list[str] | None = field(default=None, repr=False)
+    # what is sealed ("archive", "secrets", None) and who opens it ("passphrase", the key
+    # ids of x25519 recipients): for doctor only
+    sealed: str | None = field(default=None, repr=False)
+    openers: tuple[str, ...] = field(default=(), repr=False)
 
     def to_json(self) -> dict:
         return {"id": self.id, "path": str(self.path), "size": self.size,
@@ -84,7 +88,18 @@ def _claimed(manifest: dict) -> dict:
             "parent": parent_id if isinstance(parent_id, str) and ID_PATTERN.match(parent_id)
             else None,
             "checksum": text("checksum"), "encrypted": manifest.get("encryption") is not None,
-            "databases": _claimed_databases(manifest)}
+            "databases": _claimed_databases(manifest), **_claimed_sealing(manifest)}
+
+
+def _claimed_sealing(manifest: dict) -> dict:
+    encryption = manifest.get("encryption")
+    if not isinstance(encryption, dict) or encryption.get("scope") not in ("archive", "secrets"):
+        return {}
+    stanzas = encryption.get("recipients")
+    openers = tuple(("passphrase" if s.get("type") == "argon2id" else str(s.get("key_id")))
+                    for s in (stanzas if isinstance(stanzas, list) else ())
+                    if isinstance(s, dict))
+    return {"sealed": encryption["scope"], "openers": openers}
 
 
 def _claimed_databases(manifest: dict) -> list[str] | None:

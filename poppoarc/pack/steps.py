@@ -24,7 +24,7 @@ import contextlib
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,9 +33,10 @@ from ..archives import facts
 from ..archives.parent import find_parent
 from ..archives.protection import mark_content
 from ..config import Settings
-from ..crypto import recipients, signing
+from ..crypto import identity, recipients, signing
 from ..crypto.sealer import Sealer
-from ..errors import EXIT_OK, EXIT_WARNING, NoKey, Warnings, as_space_error
+from ..errors import EXIT_OK, EXIT_WARNING, Message, Warnings, as_space_error
+from ..i18n import N_
 from ..format.entry import CHUNK_SIZE
 from ..format.manifest import ENCRYPTION_SCHEME, new_archive_id
 from ..format.note import note_member
@@ -74,6 +75,8 @@ class PackResult:
     reused: int = 0                        # files whose content stays in an ancestor
     skipped: list[str] = field(default_factory=list)   # paths not archived (each warned)
     protected: bool = False                # marked protected in the store (pack --protect)
+    # said once, not warnings (the archive is whole): a key this pack created
+    notices: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -87,6 +90,7 @@ class PackResult:
                 "cleaned": self.cleaned, "incremental": self.parent is not None,
                 "parent": self.parent, "reused": self.reused, "skipped": self.skipped,
                 "protected": self.protected,
+                "notices": list(self.notices),
                 "databases": [{"path": d["path"], "tables": d["tables"]} for d in self.databases]}
 
 
@@ -108,6 +112,7 @@ class _Pack:
     started: float
     now: datetime
     warnings: Warnings = field(default_factory=Warnings)
+    notices: list = field(default_factory=list)
     secrets: object = None              # crypto.recipients.Secrets
     catalogue: object = None
     key: object = None
@@ -178,7 +183,7 @@ def pack_locked(settings: Settings, options: PackOptions, progress=None, environ
                       list(run.warnings), manifest["duration"], run.key.key_id,
                       run.key_created, body.databases, run.scope, run.cleaned,
                       run.parent.id if run.parent else None, body.reused,
-                      list(run.warnings.skipped), options.protect)
+                      list(run.warnings.skipped), options.protect, run.notices)
 
 
 def _begin(run: _Pack) -> None:
@@ -191,10 +196,10 @@ def _begin(run: _Pack) -> None:
         # its safety archive to that identity: else it could not save them (and a restore
         # that replaces them would not start).
         secrets = recipients.sealing_to_identities(secrets)
+    run.secrets = secrets
     if plan.encrypts(settings, options) and not secrets.can_encrypt:
-        raise NoKey("encryption is on but no key is configured: set POPPO_BACKUP_KEY, "
-                    "backup.storage.keyFile or backup.storage.recipients")
-    run.secrets = recipients.start_passphrase_kdf(secrets)     # runs beside the walk
+        _own_identity(run)          # (no archive at all would be the worst outcome)
+    run.secrets = recipients.start_passphrase_kdf(run.secrets)     # runs beside the walk
     run.catalogue = build_catalogue(settings.backup.get("targets", {}), options.targets,
                                     settings.backup.get("exclude", ()), paths=options.paths)
     run.key, run.key_created = signing.load_or_generate(settings.key_dir)
@@ -249,10 +254,37 @@ def _read_parent(run: _Pack, index_share: float | None):
                        index_share=index_share, facts_key=key)
 
 
+def _own_identity(run: _Pack) -> None:
+    """Nothing configured can seal: seal to this machine's own identity (crypto.identity),
+    created on first use, and say so once, plainly."""
+    key_dir = run.settings.key_dir
+    secrets = run.secrets
+    if not secrets.identities:
+        own, created = identity.ensure(key_dir)
+        secrets = replace(secrets, identities=(own,))
+        if created:
+            run.notices.append(Message(N_(
+                "created the encryption identity {path}: secret files{whole} are sealed to "
+                "it, and only it opens them; copy it off this machine now (poppoarc keygen "
+                "--export=FILE), or a lost machine takes them along"),
+                path=str(key_dir / recipients.IDENTITY_NAME),
+                whole=Message(N_(" and whole archives")) if plan.encrypts(
+                    run.settings, run.options) else ""))
+    run.secrets = recipients.sealing_to_identities(secrets)
+
+
 def _seal(run: _Pack) -> None:
     """Step 3: what is sealed, and the data key wrapped for every recipient."""
+    if run.walked.secrets and not run.secrets.can_encrypt:
+        _own_identity(run)          # secrets are always kept
     run.scope = plan.scope(plan.encrypts(run.settings, run.options), run.secrets.can_encrypt,
                            bool(run.walked.secrets))
+    if run.scope == "archive" and identity.sealed_only_here(run.settings.key_dir,
+                                                             run.secrets):
+        run.warnings.add(Message(N_(
+            "this archive opens only with the identity {path}, which exists only on this "
+            "machine (never exported): losing the machine loses every backup; run poppoarc "
+            "keygen --export=FILE"), path=str(run.settings.key_dir / recipients.IDENTITY_NAME)))
     if run.scope:
         data_key = recipients.new_data_key()
         run.encryption = {"scheme": ENCRYPTION_SCHEME, "scope": run.scope,

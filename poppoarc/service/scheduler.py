@@ -300,8 +300,8 @@ class Scheduler:
             log.info("run %s: wrote %s (%s, %d bytes, %d files, %.1f s, %d warnings)", label,
                      result.id, f"incremental on {result.parent}" if result.parent else "full",
                      result.size, result.files, result.duration_ms / 1000, len(result.warnings))
-            for warning in result.warnings:
-                log.warning("run %s: %s", label, warning)
+            for message in [*result.notices, *result.warnings]:
+                log.warning("run %s: %s", label, message)
             try:
                 with observed(self.settings.records_dir, "prune", publisher(self.settings)) as seen:
                     pruned = prune_locked(self.settings, on_delete=lambda d: log.info(

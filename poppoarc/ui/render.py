@@ -40,6 +40,8 @@ def pack(out, result) -> None:
         out.text(_("  encrypted: secret files only"))
     if result.protected:
         out.text(_("  protected: no retention deletes it or its ancestors"))
+    for notice in result.notices:
+        out.note(notice)
     for warning in result.warnings:
         out.warn(warning)
 
@@ -229,6 +231,13 @@ def recovery_note(recovery) -> str:
 
 
 def keygen(out, result) -> None:
+    if result.kind == "export":
+        out.text(_("Copied the encryption identity {key} to {path}").format(
+            key=result.key_id, path=result.path))
+        out.text(_("  keep it off this machine (it opens every archive sealed to {recipient}); "
+                   "on another machine use it with POPPO_BACKUP_IDENTITY=FILE or "
+                   "backup.storage.identityFile").format(recipient=result.public_key))
+        return
     if result.kind == "encryption":
         out.text(_("Created encryption identity {path}").format(path=result.path))
         out.text(_("  recipient: {recipient}").format(recipient=result.public_key))

@@ -21,6 +21,7 @@ class PackOptions:
     check_content: bool = False                 # an incremental compares contents
     protect: bool = False                       # mark the new archive protected
     paths: object = None                        # snapshot.selection.PathSelection: only these
+    force_root: bool = False                    # pack a root that is not an installation
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class UnpackOptions:
     special_bits: bool = False                  # keep setuid/setgid
     paths: object = None                        # --include/--exclude (PathSelection)
     to: str | None = None                       # restore into this directory instead
+    force_root: bool = False                    # restore into a root that is not an
+                                                # installation (an empty one always may)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class PruneOptions:
 class ScheduleOptions:
     once: bool = False                          # run what is due, then exit
     next: int | None = None                     # only list this many next fire times
+    force_root: bool = False                    # back up a root that is not an installation
 
 
 @dataclass(frozen=True)

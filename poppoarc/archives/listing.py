@@ -44,6 +44,8 @@ class ListRow:
     # ids of x25519 recipients): for doctor only
     sealed: str | None = field(default=None, repr=False)
     openers: tuple[str, ...] = field(default=(), repr=False)
+    # files per target its manifest counts (pack: a target emptied since); None: no head
+    target_files: dict[str, int] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
         return {"id": self.id, "path": str(self.path), "size": self.size,
@@ -88,7 +90,17 @@ def _claimed(manifest: dict) -> dict:
             "parent": parent_id if isinstance(parent_id, str) and ID_PATTERN.match(parent_id)
             else None,
             "checksum": text("checksum"), "encrypted": manifest.get("encryption") is not None,
-            "databases": _claimed_databases(manifest), **_claimed_sealing(manifest)}
+            "databases": _claimed_databases(manifest), "target_files": _claimed_files(manifest),
+            **_claimed_sealing(manifest)}
+
+
+def _claimed_files(manifest: dict) -> dict[str, int] | None:
+    targets = manifest.get("targets")
+    if not isinstance(targets, dict):
+        return None
+    return {name: facts["files"] for name, facts in targets.items()
+            if isinstance(name, str) and isinstance(facts, dict)
+            and type(facts.get("files")) is int}
 
 
 def _claimed_sealing(manifest: dict) -> dict:

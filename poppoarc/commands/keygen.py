@@ -21,7 +21,8 @@ OPTIONS = """\
   --encryption     With keygen: create an X25519 encryption identity instead.
   --export=FILE    With keygen: copy this machine's encryption identity to FILE (to keep
                    off the machine) and note that it was exported.
-  --force          With keygen: replace an existing signing key (or the FILE of --export).
+  --force          With pack, unpack, schedule: accept a root that is not an installation;
+                   with keygen: replace an existing key (or the FILE of --export).
 """
 STRICT_CONFIG = True
 PROGRESS = False

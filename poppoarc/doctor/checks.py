@@ -22,6 +22,7 @@ from ..fs import process_is_alive
 from ..restore.journal import JournalError, read_journal
 from ..snapshot import sqlite as sqlite_snapshot
 from ..snapshot.catalogue import SQLITE, TARGETS, build_catalogue
+from ..snapshot.root import look_at_root, root_problem
 from ..snapshot.scan import DATABASE, scan
 from ..store import verified
 from ..i18n import N_
@@ -93,6 +94,19 @@ def _f(check_id, title, status, message, fix=None, details=None, **params) -> Fi
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
+
+
+def check_root(ctx: Context) -> Finding:
+    settings = ctx.settings
+    facts = look_at_root(settings.root, (settings.store, settings.key_dir))
+    problem = root_problem(facts)
+    if problem:
+        return _f("root", N_("Installation root"), "fail", N_("{root} {problem}"),
+                  N_("check --root or $POPPO_ROOT (a cron line's typo, a disk not mounted); "
+                     "pack, schedule and unpack refuse this root without --force"),
+                  root=facts.path, problem=problem)
+    return _f("root", N_("Installation root"), "ok", N_("{root} has {markers}"),
+              root=facts.path, markers=", ".join(facts.markers))
 
 
 def check_config(ctx: Context) -> Finding:

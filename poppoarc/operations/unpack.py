@@ -38,6 +38,7 @@ import errno
 import os
 import secrets
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,8 +47,8 @@ from ..archives.opening import (full_manifest, open_archive, open_sealer, pinned
                                 read_checked_index)
 from ..config import Settings
 from ..errors import (EXIT_OK, EXIT_WARNING, HealthCheckFailed, HookFailed, InsufficientSpace,
-                      NoKey, NotWritable, RestoreError, UnsafeArchiveEntry, UsageError,
-                      Warnings)
+                      NoKey, NotWritable, RestoreError, SourceError, UnsafeArchiveEntry,
+                      UsageError, Warnings)
 from ..format import reader
 from ..lock import InstallationLock
 from ..options import PackOptions, UnpackOptions
@@ -64,6 +65,7 @@ from ..restore.stage import StagedTree, apply_in_place
 from ..restore.writebehind import behind
 from ..snapshot.catalogue import TARGETS, area_catalogue, build_catalogue
 from ..snapshot.ownership import foreign_units
+from ..snapshot.root import require_installation
 from ..snapshot.scan import scan
 from ..snapshot.selection import PathSelection, selects
 from ..snapshot.version import installation_version
@@ -136,9 +138,11 @@ def run(settings: Settings, options: UnpackOptions, progress=None,
         on_event=None) -> UnpackResult:
     """``on_event(name)``: the swap's steps as they happen (a test's kill points)."""
     warnings = Warnings()
+    if options.to is None:      # (--to DIR: a place of its own, chosen by name)
+        _check_root(settings, options)
     settings = _destination(settings, options, warnings)
     with open_archive(settings, options.reference) as (store, handle, path), \
-            InstallationLock(settings.root, "restore"):
+            _root_made(settings), InstallationLock(settings.root, "restore"):
         archive = _open(settings, store, handle, path, warnings, options)
         restore, walked = _plan(settings, options, archive, warnings)
         restore.result.manifest = archive.manifest
@@ -163,6 +167,30 @@ def run(settings: Settings, options: UnpackOptions, progress=None,
                          "afterRestore", "failed")      # start what beforeRestore stopped
             raise
     return restore.result
+
+
+def _check_root(settings: Settings, options: UnpackOptions) -> None:
+    """Step 1: an installation, or an empty root (a new machine; created when missing), else
+    exit 20 (``--force``: any root)."""
+    places = (settings.store, settings.key_dir)
+    require_installation(settings.root, places, force=options.force_root, empty_is_fine=True,
+                         doing="restore into it")
+    if options.dry_run and not os.path.lexists(settings.root):
+        raise SourceError("does not exist; a dry run changes nothing, not even that: create "
+                          "it (mkdir) or restore without --dry-run", path=settings.root)
+
+
+@contextmanager
+def _root_made(settings: Settings):
+    """A root that does not exist yet is created once the archive is found (a restore onto
+    a new machine); its parent must exist."""
+    if not os.path.lexists(settings.root):
+        try:
+            os.mkdir(settings.root, 0o755)
+        except OSError as exc:
+            raise NotWritable(f"cannot create the installation root: {exc.strerror}",
+                              path=settings.root) from None
+    yield
 
 
 def _destination(settings: Settings, options: UnpackOptions, warnings: Warnings) -> Settings:

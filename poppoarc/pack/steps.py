@@ -10,7 +10,8 @@
 3. ``_seal``: what is sealed (``plan.scope``) and with which data key;
 4. ``_parent``: the parent found (or a warning: a full archive);
 5. ``_secrets``: the secret files join the security target, sealed, or are named;
-6. ``_write_body``: every target streamed into the upload (``body.py``);
+6. ``_write_body``: every target streamed into the upload (``body.py``); ``_emptied``: a
+   target that had files in the previous archive and has none now is named;
 7. ``_finish``: the index, the manifest signed into the reserved head, the commit (fsync
    and rename in a local store, the multipart upload completed in S3).
 
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..archives import facts
+from ..archives.listing import list_archives
 from ..archives.parent import find_parent
 from ..archives.protection import mark_content
 from ..config import Settings
@@ -46,6 +48,7 @@ from ..options import PackOptions
 from ..snapshot.catalogue import build_catalogue
 from ..snapshot.certs import describe_reference
 from ..snapshot.environment import environment_document
+from ..snapshot.root import require_installation
 from ..snapshot.scan import database_candidates
 from ..snapshot.version import installation_version
 from ..store import leftovers, open_store
@@ -96,7 +99,10 @@ class PackResult:
 
 def pack(settings: Settings, options: PackOptions = PackOptions(), progress=None,
          environ=None) -> PackResult:
-    """Pack under the installation lock (one writer per installation)."""
+    """Pack under the installation lock (one writer per installation), from a root that
+    is an installation (``options.force_root``: any root)."""
+    require_installation(settings.root, (settings.store, settings.key_dir),
+                         force=options.force_root)
     with InstallationLock(settings.root, "pack"):
         return pack_locked(settings, options, progress, environ)
 
@@ -161,6 +167,7 @@ def pack_locked(settings: Settings, options: PackOptions, progress=None, environ
         _parent(run)
         _secrets(run)
         _write_body(run)
+        _emptied(run)
         if options.protect:     # before the commit: a protected archive is never unmarked
             run.store.protect(run.archive_id, mark_content(run.archive_id, run.now))
         manifest, stored = _finish(run, monotonic)
@@ -344,6 +351,24 @@ def _write_body(run: _Pack) -> None:
     note = note_member(run.archive_id, run.parent.reference(), int(run.now.timestamp())) \
         if run.parent is not None else None
     run.body.write_body(run.writer, env_doc, run.now, note)
+
+
+def _emptied(run: _Pack) -> None:
+    """A selected target with no file, that had files in the store's newest archive, is
+    named: a directory moved or a disk not mounted makes an empty backup that succeeds."""
+    empty = [name for name, facts in run.body.targets.items() if facts["files"] == 0]
+    if not empty or run.options.archive_type == "pre-restore":
+        return
+    previous = next((row for row in list_archives(run.settings, run.store)
+                     if row.status == "ok" and row.type != "pre-restore"
+                     and row.target_files is not None), None)
+    for name in empty:
+        before = previous.target_files.get(name, 0) if previous is not None else 0
+        if before:
+            run.warnings.add(Message(N_(
+                "target {target} is empty now, and the previous archive {id} has {count} "
+                "file(s) of it: is a directory gone or a disk not mounted?"),
+                target=name, id=previous.id, count=before))
 
 
 def _references(run: _Pack) -> list[dict]:

@@ -150,7 +150,8 @@ def test_killed_pack_leaves_no_archive_and_the_next_run_cleans_up(installation, 
 
 def test_no_traceback_for_unreadable_root(tmp_path):
     result = run_poppoarc("--root", str(tmp_path / "missing"), "list")
-    assert result.returncode == 20 and "Traceback" not in result.stderr   # SourceError
+    assert result.returncode == 20 and "Traceback" not in result.stderr
+    assert "installation root does not exist" in result.stderr
     assert result.stderr.count("\n") == 1
 
 

@@ -148,7 +148,7 @@ def helper_plan(work: list[tuple[str, int, int, bool]], own: str | None,
 
 
 _REPORTED = {"records", "linked", "found", "bytes", "references", "secrets", "databases",
-             "warnings", "skipped"}
+             "warnings", "skipped", "links"}
 
 
 class SubtreeHelper:
@@ -215,7 +215,7 @@ class SubtreeHelper:
             walk.merge(target, records)
         for target, size in report["bytes"].items():
             result.target_bytes[target] = result.target_bytes.get(target, 0) + size
-        for name in ("references", "secrets", "databases"):
+        for name in ("references", "secrets", "databases", "links"):
             getattr(result, name).extend(report[name])
             getattr(result, name).sort()        # path order, as one walk lists them
         if walk.on_database is not None:
@@ -290,7 +290,7 @@ def run(spec: dict):
     report = {"records": groups.count(target), "linked": bool(linked), "found": found,
               "bytes": result.target_bytes, "references": result.references,
               "secrets": result.secrets, "databases": result.databases,
-              "warnings": list(warnings), "skipped": warnings.skipped}
+              "warnings": list(warnings), "skipped": warnings.skipped, "links": result.links}
     groups.close()
     told = yield report
     if told is None:

@@ -87,6 +87,15 @@ class WalkGroups:
     def count(self, target: str | None) -> int:
         return self._groups[target].count
 
+    def drop(self, target: str | None, paths: set[str], path_of) -> None:
+        """Leave out the records of ``target`` at ``paths`` (each one of its records, by
+        ``path_of(record)``): every later read of the group skips them, and its count
+        says so."""
+        group = self._groups[target]
+        group.dropped = group.dropped | frozenset(paths)
+        group.path_of = path_of
+        group.count -= len(paths)
+
     def discard(self, target: str | None) -> None:
         """Drop what is left of one group's records (another process writes them)."""
         group = self._groups[target]
@@ -117,6 +126,8 @@ class _Group:
         self.extra: list = []
         self.extra_key = None
         self._file = None
+        self.dropped: frozenset = frozenset()      # paths of records left out (``drop``)
+        self.path_of = None
 
     def spill(self, fields) -> None:
         if not self.held:
@@ -129,7 +140,11 @@ class _Group:
 
     def records(self, make, consume: bool = False):
         walked = self._walked(make, consume)
-        return heapq.merge(walked, self.extra, key=self.extra_key) if self.extra else walked
+        merged = heapq.merge(walked, self.extra, key=self.extra_key) if self.extra else walked
+        if self.dropped:
+            dropped, path_of = self.dropped, self.path_of
+            return (record for record in merged if path_of(record) not in dropped)
+        return merged
 
     def _walked(self, make, consume: bool):
         if self._file is not None:

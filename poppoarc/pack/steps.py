@@ -45,6 +45,8 @@ from ..format.note import note_member
 from ..format.writer import BodyWriter, finish_archive
 from ..lock import InstallationLock
 from ..options import PackOptions
+from ..restore.safety import places_of
+from ..snapshot.areas import recorded_areas
 from ..snapshot.catalogue import build_catalogue
 from ..snapshot.certs import describe_reference
 from ..snapshot.environment import environment_document
@@ -208,7 +210,8 @@ def _begin(run: _Pack) -> None:
         _own_identity(run)          # (no archive at all would be the worst outcome)
     run.secrets = recipients.start_passphrase_kdf(run.secrets)     # runs beside the walk
     run.catalogue = build_catalogue(settings.backup.get("targets", {}), options.targets,
-                                    settings.backup.get("exclude", ()), paths=options.paths)
+                                    settings.backup.get("exclude", ()), places_of(settings),
+                                    paths=options.paths)
     run.key, run.key_created = signing.load_or_generate(settings.key_dir)
     run.store = open_store(settings)
     run.store.ensure()
@@ -395,6 +398,9 @@ def _finish(run: _Pack, monotonic):
         "certificates": run.references, "encryption": None, "files": body.files,
         "duration": int((monotonic() - run.started) * 1000),
     }
+    areas = recorded_areas(run.catalogue)
+    if areas:       # (spec §5.2: only an archive with a custom target records areas)
+        fields["areas"] = areas
     manifest = finish_archive(run.upload, run.writer, archive_id=run.archive_id, now=run.now,
                               entries=body.index, fields=fields, warnings=list(run.warnings),
                               key=run.key, head_size=run.head_size, level=plan.level(run.scope),

@@ -34,7 +34,7 @@ import tempfile
 from itertools import islice
 
 from ..errors import Warnings
-from ..format.order import TARGETS
+from ..format.order import in_target_order
 from ..format.records import read_chunks, write_chunks
 from ..parallel import Parallelism, Tuning
 from ..snapshot.catalogue import STORE, Catalogue, Rule
@@ -67,7 +67,7 @@ def candidates(catalogue: Catalogue) -> list[tuple[str, tuple[str, ...]]]:
     helper's part is spliced in at its target's place, so a late target keeps this
     process busy meanwhile).  Not config (``share.NOT_HELPED``)."""
     found = []
-    for target in reversed(TARGETS):
+    for target in reversed(in_target_order(catalogue.selected)):
         rules = [rule for rule in catalogue.rules if rule.target == target]
         if target not in catalogue.selected or target in NOT_HELPED or not rules \
                 or any(rule.action != STORE for rule in rules):
@@ -285,7 +285,7 @@ def run(spec: dict):
     with open(records_fd, "wb", closefd=False) as out:
         write_chunks(out, target_fields())
     with open(foreign_fd, "wb", closefd=False) as out:
-        write_chunks(out, ((name, record_fields(record)) for name in (None, *TARGETS)
+        write_chunks(out, ((name, record_fields(record)) for name in groups.names()
                            if name != target for record in groups.group(name)))
     report = {"records": groups.count(target), "linked": bool(linked), "found": found,
               "bytes": result.target_bytes, "references": result.references,

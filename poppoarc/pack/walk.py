@@ -16,7 +16,6 @@ from pathlib import Path
 from ..errors import Warnings
 from ..snapshot.catalogue import Catalogue
 from ..snapshot.environment import dotenv_names
-from ..format.order import TARGETS
 from ..restore.safety import escapes
 from ..snapshot.scan import FILE, SourceEntry, Walk, path_of
 
@@ -94,7 +93,7 @@ def _drop_empty_parents(groups, removed: set[str]) -> None:
     if not candidates:
         return
     needed = set()
-    for target in TARGETS:
+    for target in groups.names()[1:]:
         for record in groups.group(target):
             for parent in _ancestors(path_of(record)):
                 if parent in candidates:

@@ -16,6 +16,7 @@ from ..i18n import N_
 from ..options import ScheduleOptions
 from ..policy.schedule import Schedule, ScheduleEntry, next_fires, parse_schedule
 from ..service.scheduler import RunRecord, Scheduler, clock_from_env
+from ..snapshot.root import require_installation
 from ..service.state import last_runs_of, load_state
 
 SUMMARY = N_("Run the scheduled backups: as a service, once, or list the next ones.")
@@ -88,6 +89,10 @@ def options(args: dict) -> ScheduleOptions:
 def run(settings: Settings, options: ScheduleOptions, progress=None):
     if options.next is not None:
         return next_fire_times(settings, options.next)
+    # the root first: at a wrong one (a typo in POPPO_ROOT, a disk not mounted) its missing
+    # configuration would be reported instead, as "nothing to schedule"
+    require_installation(settings.root, (settings.store, settings.key_dir),
+                         force=options.force_root)
     scheduler = Scheduler(settings, clock=clock_from_env(os.environ), force_root=options.force_root)
     records = scheduler.run_once() if options.once else scheduler.run_forever()
     return ServiceRuns(options.once, records, scheduler.stop_signal)

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from poppoarc.demo.real_layout import DATABASES, make_real_layout
-from tests.helpers import CLI
+from tests.helpers import CLI, run_poppoarc
 
 
 @pytest.fixture(scope="session")
@@ -176,3 +176,29 @@ def test_shipped_config_packs_and_restores_whole_on_an_empty_root(real, tmp_path
     assert code in (0, 1), err
     restored_equals_source(real, empty, entries)
     assert (empty / ".env.production").read_bytes() == (real / ".env.production").read_bytes()
+
+
+def test_a_wrong_root_is_refused_with_exit_20(real, tmp_path):
+    """Issue 26, acceptance: the cron line of a real installation with a typo in POPPO_ROOT
+    (a directory that does not exist), or its disk not mounted (the mount point, empty):
+    pack, schedule and unpack exit 20 naming the root, and create nothing there; the real
+    root packs."""
+    env = {"POPPOARC_HOME": str(tmp_path / "keys"), "POPPO_BACKUP_KEY": "cron"}
+    typo = tmp_path / "inst-typo"
+    mount_point = tmp_path / "unmounted"
+    mount_point.mkdir()
+    for root in (typo, mount_point):
+        for args in (["pack"], ["schedule", "--once"]):
+            result = run_poppoarc(*args, env={**env, "POPPO_ROOT": str(root)})
+            assert result.returncode == 20, (args, result.stderr)
+            assert str(root) in result.stderr and "POPPO_ROOT" in result.stderr
+            assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not typo.exists() and os.listdir(mount_point) == []
+    result = run_poppoarc("pack", env={**env, "POPPO_ROOT": str(real)})
+    assert result.returncode in (0, 1), result.stderr
+    archive = next((real / "backups").glob("*.poppo.tar.zst"))
+    (mount_point / "Documents").mkdir()                         # someone's files: not a root
+    result = run_poppoarc("--store", str(real / "backups"), "unpack", str(archive),
+                          env={**env, "POPPO_ROOT": str(mount_point)})
+    assert result.returncode == 20 and "--force" in result.stderr, result.stderr
+    assert os.listdir(mount_point) == ["Documents"]

@@ -341,6 +341,10 @@ def _identity_finding(ctx: Context, title: str, own: Path, encrypted: list[str])
                   N_("{whole} archive(s) open only with the identity {path}, which exists "
                      "only on this machine: losing the machine loses every backup"),
                   fix, whole, whole=len(whole), **params)
+    if not secrets:         # nothing of this store yet: what pack will seal to it
+        return _f("encryption-key", title, "warn",
+                  N_("the identity {path}, which pack seals secret files to, exists only on "
+                     "this machine (never exported)"), fix, **params)
     return _f("encryption-key", title, "warn",
               N_("the secret files of {secrets} archive(s) open only with the identity "
                  "{path}, which exists only on this machine"), fix, secrets,

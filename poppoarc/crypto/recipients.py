@@ -238,7 +238,11 @@ def generate_identity(key_dir: Path, *, force: bool = False) -> bytes:
     identity = X25519PrivateKey.generate()
     pem = identity.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption())
-    write_file_durably(private_path, pem, 0o600)
+    try:        # (without --force, never replaces one another process made meanwhile)
+        write_file_durably(private_path, pem, 0o600, replace=force)
+    except FileExistsError:
+        raise KeyFileError("an encryption identity already exists (use --force to replace "
+                           "it)", path=private_path) from None
     public = _public(identity)
     (key_dir / RECIPIENT_NAME).write_text(X25519_PREFIX + _b64(public) + "\n", encoding="ascii")
     return public

@@ -187,3 +187,43 @@ def test_a_target_emptied_since_the_previous_archive_is_named(cli, installation)
            f"{first['targets']['logs']['files']} file(s) of it" in err
     code, out, err = cli("pack")                    # said once: the previous one was empty
     assert "is empty now" not in err
+
+
+def test_a_root_or_config_under_an_unsearchable_directory_is_named(nobody):
+    """qa's F9: Path.exists raised PermissionError (exit 70) for a root or a config file
+    below a directory this user cannot search; now one line naming it, exit 20 or 3."""
+    locked = nobody.home / "locked"
+    (locked / "inst").mkdir(parents=True)
+    os.chmod(locked, 0o700)             # root's, not searchable by nobody
+    result = nobody.run("--root", str(locked / "inst"), "pack")
+    assert result.returncode == 20, result.stderr
+    assert "cannot reach the installation root: Permission denied" in result.stderr
+    assert str(locked / "inst") in result.stderr and result.stderr.count("\n") == 1
+    result = nobody.run("--root", str(nobody.home), "--config", str(locked / "c.json"), "list")
+    assert result.returncode == 3, result.stderr
+    assert "cannot reach the config file: Permission denied" in result.stderr
+
+
+def test_keys_made_at_once_by_several_processes_are_one(tmp_path):
+    """qa's F7 (the identity part): packs starting together on a new machine each create
+    the encryption identity; one is kept, never replaced, and every process uses it."""
+    import multiprocessing
+
+    from poppoarc.crypto import identity
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+
+    def make(key_dir):
+        key, created = identity.ensure(key_dir)
+        queue.put((identity.key_id(key), created))
+
+    workers = [context.Process(target=make, args=(tmp_path / "keys",)) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    results = [queue.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join()
+    assert len({key for key, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    assert not [p for p in (tmp_path / "keys").iterdir() if p.name.endswith(".tmp")]

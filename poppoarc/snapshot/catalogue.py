@@ -357,7 +357,8 @@ def build_catalogue(config_targets: dict, requested: tuple[str, ...] | None,
             rule = Rule(rule.target, rule.action, include, exclude)
         rules.append(rule)
     for name in in_target_order(custom):    # after the built-in claims: they keep theirs
-        rules.append(Rule(name, STORE, custom[name], tuple(config_targets[name].get("exclude", ()))))
+        exclusions = tuple(config_targets[name].get("exclude", ()))
+        rules.append(Rule(name, STORE, custom[name], exclusions))
     excludes = GLOBAL_EXCLUDES + tuple(dict.fromkeys(exclusion_glob(p) for p in exclude
                                                      if p.strip().strip("./")))
     return Catalogue(rules=tuple(rules), selected=tuple(selected), excludes=excludes,

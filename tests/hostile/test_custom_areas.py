@@ -38,16 +38,6 @@ ATTACKS = {
     "every-top-level-name": (UPLOADS, uploads_with("*"), UNSAFE, "reaches poppoarc's own"),
     "poppoarc-directory": (UPLOADS, uploads_with("uploads/**", ".poppoarc/**"), UNSAFE,
                            "reaches poppoarc's own directory .poppoarc"),
-    "overlaps-config": (CONFIG + UPLOADS + [entry("config/evil.json", data=b"{}",
-                                                  target="uploads")],
-                        uploads_with("uploads/**", "config/**"), UNSAFE,
-                        "here it belongs to target 'config'"),
-    "outside-its-area": (UPLOADS + [entry("src/app.js", data=b"evil()", target="uploads")],
-                         uploads_with("uploads/**"), UNSAFE, "belongs to no target"),
-    "executable-at-the-root": (UPLOADS + [entry("run.sh", data=b"#!/bin/sh\n", mode=0o755,
-                                                target="uploads")],
-                               uploads_with("uploads/**"), UNSAFE,
-                               "outside the area of target 'uploads'"),
     "area-of-an-unlisted-target": (UPLOADS, uploads_with("uploads/**", media=["media/**"]),
                                    CORRUPT, "areas names 'media', which targets does not list"),
     "custom-target-without-area": (UPLOADS, {}, CORRUPT, "unknown target 'uploads'"),
@@ -62,8 +52,37 @@ def test_a_recorded_area_no_restore_may_use_is_refused_everywhere(name, cli, ins
     (tmp_path / "outside").mkdir()
     cli.pack()
     members, manifest, code, fragment = ATTACKS[name]
+    if not any(record.path == "config" for record, _ in members):
+        members = CONFIG + members      # (the targeted runs name config: it must be there)
     archive = craft(cli.store, key_home, members, **manifest)
     assert_refused(cli, archive, code, fragment, targets="config")
+
+
+# records of a custom target outside its area: judged wherever the target is restored (a
+# restore judges the records it writes; verify every one)
+RECORD_ATTACKS = {
+    "overlaps-config": (CONFIG + UPLOADS + [entry("config/evil.json", data=b"{}",
+                                                  target="uploads")],
+                        uploads_with("uploads/**", "config/**"),
+                        "here it belongs to target 'config'"),
+    "outside-its-area": (UPLOADS + [entry("src/app.js", data=b"evil()", target="uploads")],
+                         uploads_with("uploads/**"), "belongs to no target"),
+    "executable-at-the-root": (UPLOADS + [entry("run.sh", data=b"#!/bin/sh\n", mode=0o755,
+                                                target="uploads")],
+                               uploads_with("uploads/**"),
+                               "outside the area of target 'uploads'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECORD_ATTACKS))
+def test_a_record_outside_its_custom_area_is_refused_wherever_it_is_restored(
+        name, cli, installation, key_home, tmp_path):
+    (tmp_path / "outside").mkdir()
+    _with_config(installation, targets={"uploads": {"include": ["uploads/**"]}})
+    cli.pack()
+    members, manifest, fragment = RECORD_ATTACKS[name]
+    archive = craft(cli.store, key_home, members, **manifest)
+    assert_refused(cli, archive, UNSAFE, fragment, targets="uploads")
 
 
 def _with_config(installation, **backup):
@@ -84,7 +103,7 @@ def test_an_area_reaching_the_store_or_the_key_directory_is_refused(installation
                             (["back*"], "reaches the store (backups)"),
                             (["keys/*"], "reaches the key directory (keys)"),
                             (["k*/signing.key"], "reaches the key directory (keys)")):
-        archive = craft(tmp_path / "elsewhere", keys, UPLOADS, **uploads_with(*globs))
+        archive = craft(tmp_path / "elsewhere", keys, CONFIG + UPLOADS, **uploads_with(*globs))
         assert_refused(cli, archive, UNSAFE, fragment, targets="config")
     # the same areas in this installation's own configuration: pack refuses them (exit 3)
     _with_config(installation, targets={"uploads": {"include": ["backups/**"]}})
@@ -98,7 +117,8 @@ def test_the_store_at_the_root_keeps_its_archives_from_a_custom_area(installatio
     cli = CLI(installation, installation, capsys)       # the store is the root itself
     _with_config(installation, storage={"path": str(installation)})
     cli.pack()
-    archive = craft(tmp_path / "elsewhere", key_home, UPLOADS, **uploads_with("*.zst"))
+    archive = craft(tmp_path / "elsewhere", key_home, CONFIG + UPLOADS,
+                    **uploads_with("*.zst"))
     assert_refused(cli, archive, UNSAFE, "the store's archives", targets="config")
 
 
@@ -133,7 +153,7 @@ def test_a_custom_target_defined_here_keeps_this_installations_area(cli, install
     _with_config(installation, targets={"uploads": {"include": ["media/**"]}})
     cli.pack()
     archive = craft(cli.store, key_home, CONFIG + UPLOADS, **uploads_with("uploads/**"))
-    assert_refused(cli, archive, UNSAFE, "needs the same settings here", targets="config")
+    assert_refused(cli, archive, UNSAFE, "needs the same settings here", targets="uploads")
     before = snapshot(installation)
     code, doc = cli.json("unpack", str(archive), "--targets", "uploads", "--dry-run")
     assert code == UNSAFE and snapshot(installation) == before

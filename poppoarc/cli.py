@@ -86,7 +86,8 @@ def dispatch(args: dict, out: Output, parallel: Parallelism | None = None,
     name = command.__name__.rpartition(".")[2]
     options = command.options(args)
     settings = resolve(args["--root"], args["--config"], args["--store"],
-                       strict=command.STRICT_CONFIG, parallel=args["--parallel"])
+                       strict=command.STRICT_CONFIG, parallel=args["--parallel"],
+                       missing_root_ok=getattr(command, "NEW_ROOT", False))
     if parallel is not None:
         settings = dataclasses.replace(settings, parallel=parallel)
     if not getattr(command, "ONLY_LOOKS", False):

@@ -189,23 +189,39 @@ def default_key_dir() -> Path:
     return Path(base) / "poppoarc"
 
 
+def _exists(path: Path, error, what: str) -> bool:
+    """Whether ``path`` exists; a directory above it this user cannot search is ``error``
+    naming it (Path.exists raises PermissionError there)."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise error(f"cannot reach {what}: {exc.strerror}", path=path) from None
+    return True
+
+
 def resolve(root: str | None = None, config: str | None = None,
             store: str | None = None, *, strict: bool = True,
-            parallel: str | None = None) -> Settings:
+            parallel: str | None = None, missing_root_ok: bool = False) -> Settings:
     """Settings from the command line, the environment and the config file.
 
     Precedence: explicit option, then environment, then config file, then default.
     With ``strict=False`` a broken config file is reported in
     ``config_problem`` and defaults are used: a broken config is one of the
-    reasons to restore, so it must not stop list, verify or unpack.
+    reasons to restore, so it must not stop list, verify or unpack.  A root that does not
+    exist is ``SourceError`` (exit 20) unless ``missing_root_ok`` (unpack creates it on a
+    new machine; doctor reports it).
     """
     root_path = Path(root or os.environ.get("POPPO_ROOT") or os.getcwd()).absolute()
-    if not root_path.is_dir():
-        # the installation is not there (a typo in --root or POPPO_ROOT): exit 20
-        raise SourceError("installation root does not exist" if not root_path.exists()
-                          else "installation root is not a directory", path=root_path)
+    root_exists = _exists(root_path, SourceError, "the installation root")
+    if root_exists and not root_path.is_dir():
+        raise SourceError("installation root is not a directory", path=root_path)
+    if not missing_root_ok and not root_exists:
+        raise SourceError("installation root does not exist; check --root or $POPPO_ROOT",
+                          path=root_path)
     config_path = Path(config) if config else root_path / "config" / "config.json"
-    if config and not config_path.exists():
+    if config and not _exists(config_path, ConfigError, "the config file"):
         raise ConfigError("config file does not exist", path=config_path)
     problem, legacy, file_notices = None, [], []
     try:

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from .errors import ConfigError
-from .format.order import TARGETS
+from .format.order import TARGETS, is_custom_name
 
 
 @dataclass(frozen=True)
@@ -100,10 +100,13 @@ KEYS: tuple[Key, ...] = (
     Key("storage.secretAccessKey", ("string",), "none", '"…"', "S3 credentials (S3 store)"),
     Key("targets", ("object",), "all `true`", '{"logs": false}', "which targets `pack` takes"),
     Key("targets.*", ("boolean", "object"), "`true`", '{"exclude": ["state/tmp/**"]}',
-        "`false` skips the target unless named with `--targets`; an object changes it"),
+        "`false` skips the target unless named with `--targets`; an object changes it; a "
+        "name beyond the six built-in ones with `include` is a custom target ([targets.md]"
+        "(targets.md#custom-targets))"),
     Key("targets.*.enabled", ("boolean",), "`true`", "false", "as `true`/`false` above"),
     Key("targets.*.include", ("strings",), "the built-in globs", '["config/**"]',
-        "replaces the target's include globs (`*`, `?` in one segment, `**` any depth)"),
+        "replaces the target's include globs (`*`, `?` in one segment, `**` any depth); "
+        "a custom target's paths"),
     Key("targets.*.exclude", ("strings",), "`[]`", '["config/cache/**"]', "adds exclusions"),
     Key("exclude", ("strings",), "`[]`", '["*.tmp", "node_modules"]',
         "left out of every target: a pattern without `/` names a file or directory at any "
@@ -238,13 +241,24 @@ def _walk(node: dict, path: str, shown: str, config_path: Path, text: str | None
             raise ConfigError(f"unknown key '{full}'"
                               + (f" (did you mean '{hint[0]}'?)" if hint else ""), path=where)
         allowed = _NAMED.get(key.path)
-        if allowed is not None and name not in allowed:
-            raise ConfigError(f"unknown key '{full}' (known: {', '.join(allowed)})", path=where)
+        if allowed is not None and name not in allowed and not _custom_target(key, name, value):
+            hint = difflib.get_close_matches(name, allowed, n=1)
+            raise ConfigError(f"unknown key '{full}' (known: {', '.join(allowed)}; a custom "
+                              "target is an object with 'include' and a name of lowercase "
+                              "letters, digits, '-' and '_')"
+                              + (f"; did you mean '{hint[0]}'?" if hint else ""), path=where)
         if not any(_type_ok(kind, value) for kind in key.types):
             words = " or ".join(_TYPE_WORDS[kind] for kind in key.types)
             raise ConfigError(f"'{full}' must be {words}", path=where)
         if isinstance(value, dict) and _children(key.path):
             _walk(value, key.path, full, config_path, text)
+
+
+def _custom_target(key: Key, name: str, value: object) -> bool:
+    """``backup.targets.NAME`` for a NAME beyond the built-in ones: a custom target, an
+    object with ``include`` (its other checks: snapshot.catalogue.build_catalogue)."""
+    return key.path == "targets.*" and is_custom_name(name) and isinstance(value, dict) \
+        and "include" in value
 
 
 def _locate(config_path: Path, text: str | None, name: str) -> str:

@@ -237,8 +237,13 @@ def read_small_file(path: str | os.PathLike, limit: int) -> bytes:
     return data
 
 
-def write_file_durably(path: str | os.PathLike, data: bytes, mode: int = 0o600) -> None:
+def write_file_durably(path: str | os.PathLike, data: bytes, mode: int = 0o600, *,
+                       replace: bool = True) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves old or new, whole.
+
+    ``replace=False``: publish only if nothing is at ``path`` (a hard link, which never
+    replaces: FileExistsError), so that two processes creating the same key at once keep
+    one, the first, and the second learns it lost.
 
     The temporary file is ``<name>.<pid>-<start>-<random>.tmp`` in the same directory;
     a crash can leave one behind (see ``stale_temp_glob`` and ``store.leftovers``).
@@ -253,7 +258,11 @@ def write_file_durably(path: str | os.PathLike, data: bytes, mode: int = 0o600) 
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+            os.unlink(tmp)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

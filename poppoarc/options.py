@@ -21,6 +21,7 @@ class PackOptions:
     check_content: bool = False                 # an incremental compares contents
     protect: bool = False                       # mark the new archive protected
     paths: object = None                        # snapshot.selection.PathSelection: only these
+    force_root: bool = False                    # pack a root that is not an installation
     prune: bool = True                          # apply the retention policy afterwards
 
 
@@ -34,6 +35,8 @@ class UnpackOptions:
     special_bits: bool = False                  # keep setuid/setgid
     paths: object = None                        # --include/--exclude (PathSelection)
     to: str | None = None                       # restore into this directory instead
+    force_root: bool = False                    # restore into a root that is not an
+                                                # installation (an empty one always may)
 
 
 @dataclass(frozen=True)
@@ -92,12 +95,14 @@ class PruneOptions:
 class ScheduleOptions:
     once: bool = False                          # run what is due, then exit
     next: int | None = None                     # only list this many next fire times
+    force_root: bool = False                    # back up a root that is not an installation
 
 
 @dataclass(frozen=True)
 class KeygenOptions:
     encryption: bool = False                    # an X25519 identity, not a signing key
-    force: bool = False                         # replace an existing key
+    force: bool = False                         # replace an existing key (or export file)
+    export: str | None = None                   # copy the identity to this file
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from ..format.entry import IndexEntry
-from ..format.order import TARGETS, index_order
+from ..format.order import AFTER_ALL, in_target_order, index_order
 from ..format.records import IndexRecords
 from ..snapshot.selection import PathSelection, selects
 from ..streamed import StreamedArray
@@ -93,7 +93,7 @@ class Difference:
 
 def compare(older: OpenedArchive, newer: OpenedArchive, paths: PathSelection | None) -> Difference:
     """What changed from ``older`` to ``newer`` (the archives in the order named)."""
-    names = [t for t in TARGETS if t in older.manifest["targets"] or t in newer.manifest["targets"]]
+    names = in_target_order(set(older.manifest["targets"]) | set(newer.manifest["targets"]))
     result = Difference({"id": older.id, "timestamp": older.manifest["timestamp"]},
                         {"id": newer.id, "timestamp": newer.manifest["timestamp"]},
                         paths, [TargetDifference(t) for t in names])
@@ -146,7 +146,7 @@ def _pairs(first, second, chosen):
 def _keyed(records):
     for record in records:
         yield index_order(record.target, record.path), record
-    yield (len(TARGETS), ""), None
+    yield AFTER_ALL, None
 
 
 def _ordered(entries, chosen):
@@ -157,14 +157,14 @@ def _ordered(entries, chosen):
         return
     db = sqlite3.connect("")    # a private temporary database on disk, gone when closed
     try:
-        db.execute("CREATE TABLE records (rank INTEGER, path BLOB, data BLOB)")
+        db.execute("CREATE TABLE records (rank INTEGER, name TEXT, path BLOB, data BLOB)")
         for _, data in entries.spooled():
             entry = entries.rebuild(data)
             if entry.target is not None and chosen(entry):
-                db.execute("INSERT INTO records VALUES (?, ?, ?)",
-                           (index_order(entry.target, entry.path)[0],
-                            entry.path.encode("utf-8", "surrogatepass"), data))
-        for (data,) in db.execute("SELECT data FROM records ORDER BY rank, path"):
+                (rank, name), _ = index_order(entry.target, entry.path)
+                db.execute("INSERT INTO records VALUES (?, ?, ?, ?)",
+                           (rank, name, entry.path.encode("utf-8", "surrogatepass"), data))
+        for (data,) in db.execute("SELECT data FROM records ORDER BY rank, name, path"):
             yield entries.rebuild(data)
     finally:
         db.close()

@@ -40,6 +40,12 @@ class ListRow:
     protected: bool = False       # a protection mark beside it in the store
     # the databases its manifest lists; None when sealed (or no head): for doctor only
     databases: list[str] | None = field(default=None, repr=False)
+    # what is sealed ("archive", "secrets", None) and who opens it ("passphrase", the key
+    # ids of x25519 recipients): for doctor only
+    sealed: str | None = field(default=None, repr=False)
+    openers: tuple[str, ...] = field(default=(), repr=False)
+    # files per target its manifest counts (pack: a target emptied since); None: no head
+    target_files: dict[str, int] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
         return {"id": self.id, "path": str(self.path), "size": self.size,
@@ -84,7 +90,28 @@ def _claimed(manifest: dict) -> dict:
             "parent": parent_id if isinstance(parent_id, str) and ID_PATTERN.match(parent_id)
             else None,
             "checksum": text("checksum"), "encrypted": manifest.get("encryption") is not None,
-            "databases": _claimed_databases(manifest)}
+            "databases": _claimed_databases(manifest), "target_files": _claimed_files(manifest),
+            **_claimed_sealing(manifest)}
+
+
+def _claimed_files(manifest: dict) -> dict[str, int] | None:
+    targets = manifest.get("targets")
+    if not isinstance(targets, dict):
+        return None
+    return {name: facts["files"] for name, facts in targets.items()
+            if isinstance(name, str) and isinstance(facts, dict)
+            and type(facts.get("files")) is int}
+
+
+def _claimed_sealing(manifest: dict) -> dict:
+    encryption = manifest.get("encryption")
+    if not isinstance(encryption, dict) or encryption.get("scope") not in ("archive", "secrets"):
+        return {}
+    stanzas = encryption.get("recipients")
+    openers = tuple(("passphrase" if s.get("type") == "argon2id" else str(s.get("key_id")))
+                    for s in (stanzas if isinstance(stanzas, list) else ())
+                    if isinstance(s, dict))
+    return {"sealed": encryption["scope"], "openers": openers}
 
 
 def _claimed_databases(manifest: dict) -> list[str] | None:

@@ -19,7 +19,8 @@ Every command module has
 * optional flags: ``ONLY_LOOKS`` (doctor: no recovery first, no config warnings: it
   reports them), ``RECOVERS_FIRST = False`` (``unpack --recover``: recovering is its
   work), ``LOGS`` (schedule: the service's log goes to stderr), ``CONFIG_NOTICES = False``
-  (config: it reports what the notices about the configuration file say).
+  (config: it reports what the notices about the configuration file say), ``NEW_ROOT``
+  (unpack, doctor: a root that does not exist is theirs to judge, not exit 20 at once).
 
 ``cli.py`` assembles the usage text from these, picks the command docopt matched and
 maps its errors to exit codes; nothing else imports this package.

@@ -14,6 +14,7 @@ SUMMARY = N_("Check the installation, the store and the backups, and name a fix 
 USAGE = ("doctor [--json]",)
 OPTIONS = ""
 STRICT_CONFIG = False
+NEW_ROOT = True          # a root that does not exist yet is reported, not an error
 PROGRESS = False
 ONLY_LOOKS = True       # no config warnings, no recovery: it reports both itself
 

@@ -9,16 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
-from ..crypto import recipients, signing
+from ..crypto import identity, recipients, signing
 from ..errors import EXIT_OK
 from ..i18n import N_
 from ..options import KeygenOptions
 
-SUMMARY = N_("Create the signing key pair, or an X25519 encryption identity.")
-USAGE = ("keygen [--encryption] [--force] [--json]",)
+SUMMARY = N_("Create the signing key pair, or an X25519 encryption identity, or export it.")
+USAGE = ("keygen [--encryption] [--force] [--json]",
+         "keygen --export=FILE [--force] [--json]")
 OPTIONS = """\
   --encryption     With keygen: create an X25519 encryption identity instead.
-  --force          With keygen: replace an existing signing key.
+  --export=FILE    With keygen: copy this machine's encryption identity to FILE (to keep
+                   off the machine) and note that it was exported.
+  --force          With pack, unpack, schedule: accept a root that is not an installation;
+                   with keygen: replace an existing key (or the FILE of --export).
 """
 STRICT_CONFIG = True
 PROGRESS = False
@@ -26,7 +30,7 @@ PROGRESS = False
 
 @dataclass
 class KeygenResult:
-    kind: str                   # signing | encryption
+    kind: str                   # signing | encryption | export
     key_id: str
     public_key: str             # "ed25519:..." or the X25519 recipient ("x25519:...")
     path: Path                  # the private key or identity file
@@ -34,7 +38,8 @@ class KeygenResult:
     exit_code: int = EXIT_OK
 
     def to_json(self) -> dict:
-        return {"key_id": self.key_id, "public_key": self.public_key, "path": str(self.path)}
+        return {"kind": self.kind, "key_id": self.key_id, "public_key": self.public_key,
+                "path": str(self.path)}
 
 
 def matches(args: dict) -> bool:
@@ -42,10 +47,18 @@ def matches(args: dict) -> bool:
 
 
 def options(args: dict) -> KeygenOptions:
-    return KeygenOptions(encryption=bool(args["--encryption"]), force=bool(args["--force"]))
+    return KeygenOptions(encryption=bool(args["--encryption"]), force=bool(args["--force"]),
+                         export=args["--export"])
 
 
 def run(settings: Settings, options: KeygenOptions, progress=None) -> KeygenResult:
+    if options.export is not None:
+        record = identity.export(settings.key_dir, Path(options.export), force=options.force)
+        public = identity.public_of(recipients.load_identity(
+            settings.key_dir / recipients.IDENTITY_NAME))
+        return KeygenResult("export", record["key_id"],
+                            recipients.X25519_PREFIX + base64.b64encode(public).decode("ascii"),
+                            Path(record["to"]), settings.key_dir)
     if options.encryption:
         public = recipients.generate_identity(settings.key_dir, force=options.force)
         return KeygenResult("encryption", hashlib.sha256(public).hexdigest()[:16],

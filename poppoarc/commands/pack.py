@@ -19,11 +19,13 @@ from ..pack import PackResult, pack_locked
 from ..policy.retention import configured
 from ..service.metrics import publisher
 from ..snapshot.catalogue import parse_target_list
+from ..snapshot.root import require_installation
 from ..store.runs import observed
 
 SUMMARY = N_("Write one signed archive of the installation into the store.")
 USAGE = ("""(pack | create) [--targets=LIST] [--name=NAME] [--encrypt]
-            [--incremental | --full] [--check-content] [--protect] [--no-prune] [--json]""",)
+            [--incremental | --full] [--check-content] [--protect] [--force]
+            [--no-prune] [--json]""",)
 OPTIONS = """\
   --targets=LIST   Comma-separated targets: config,database,logs,agents,state,security.
   --name=NAME      A label stored in the archive's manifest.
@@ -35,6 +37,8 @@ OPTIONS = """\
   --protect        With pack: mark the new archive protected (no retention deletes it
                    or its ancestors; poppoarc unprotect lifts it).
   --no-prune       With pack: do not apply the retention policy afterwards.
+  --force          With pack, unpack, schedule: accept a root that is not an installation;
+                   with keygen: replace an existing key (or the FILE of --export).
 """
 STRICT_CONFIG = True
 PROGRESS = True          # long work: a progress bar (ui.render.PROGRESS_LABELS)
@@ -49,10 +53,14 @@ def options(args: dict) -> PackOptions:
     return PackOptions(targets=parse_target_list(args["--targets"]), name=args["--name"],
                        encrypt=bool(args["--encrypt"]), incremental=incremental,
                        check_content=bool(args["--check-content"]),
-                       protect=bool(args["--protect"]), prune=not args["--no-prune"])
+                       protect=bool(args["--protect"]), force_root=bool(args["--force"]),
+                       prune=not args["--no-prune"])
 
 
 def run(settings: Settings, options: PackOptions, progress=None) -> PackResult:
+    # a wrong root is refused before anything is made there (a store, a record of the run)
+    require_installation(settings.root, (settings.store, settings.key_dir),
+                         force=options.force_root)
     with observed(settings.records_dir, "pack", publisher(settings)) as seen:
         with InstallationLock(settings.root, "pack"):
             result = pack_locked(settings, options, progress=progress)

@@ -16,14 +16,17 @@ from ..i18n import N_
 from ..options import ScheduleOptions
 from ..policy.schedule import Schedule, ScheduleEntry, next_fires, parse_schedule
 from ..service.scheduler import RunRecord, Scheduler, clock_from_env
+from ..snapshot.root import require_installation
 from ..service.state import last_runs_of, load_state
 
 SUMMARY = N_("Run the scheduled backups: as a service, once, or list the next ones.")
-USAGE = ("schedule [--once] [--json]", "schedule --next [--count=N] [--json]")
+USAGE = ("schedule [--once] [--force] [--json]", "schedule --next [--count=N] [--json]")
 OPTIONS = """\
   --once           With schedule: run what is due now, then exit (for system cron).
   --next           With schedule: print the next fire times and exit.
   --count=N        With schedule --next: how many fire times [default: 5].
+  --force          With pack, unpack, schedule: accept a root that is not an installation;
+                   with keygen: replace an existing key (or the FILE of --export).
 """
 STRICT_CONFIG = True
 PROGRESS = False
@@ -73,7 +76,7 @@ def matches(args: dict) -> bool:
 
 def options(args: dict) -> ScheduleOptions:
     if not args["--next"]:
-        return ScheduleOptions(once=bool(args["--once"]))
+        return ScheduleOptions(once=bool(args["--once"]), force_root=bool(args["--force"]))
     try:
         count = int(args["--count"])
     except (TypeError, ValueError):
@@ -86,7 +89,11 @@ def options(args: dict) -> ScheduleOptions:
 def run(settings: Settings, options: ScheduleOptions, progress=None):
     if options.next is not None:
         return next_fire_times(settings, options.next)
-    scheduler = Scheduler(settings, clock=clock_from_env(os.environ))
+    # the root first: at a wrong one (a typo in POPPO_ROOT, a disk not mounted) its missing
+    # configuration would be reported instead, as "nothing to schedule"
+    require_installation(settings.root, (settings.store, settings.key_dir),
+                         force=options.force_root)
+    scheduler = Scheduler(settings, clock=clock_from_env(os.environ), force_root=options.force_root)
     records = scheduler.run_once() if options.once else scheduler.run_forever()
     return ServiceRuns(options.once, records, scheduler.stop_signal)
 

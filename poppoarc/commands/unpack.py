@@ -14,7 +14,7 @@ from ..snapshot.selection import PathSelection
 SUMMARY = N_("Restore an archive into the installation, all or nothing.")
 USAGE = ("""(unpack | restore) ARCHIVE [--targets=LIST] [--include=GLOB]...
             [--exclude=GLOB]... [--to=DIR] [--dry-run] [--skip-backup] [--same-owner]
-            [--keep-special-bits] [--json]""",)
+            [--keep-special-bits] [--force] [--json]""",)
 OPTIONS = """\
   --targets=LIST   Comma-separated targets: config,database,logs,agents,state,security.
   --include=GLOB   Only the paths GLOB matches and what lies below them (repeatable).
@@ -25,8 +25,11 @@ OPTIONS = """\
   --skip-backup    With unpack: do not write the pre-restore safety archive.
   --same-owner     With unpack as root: restore file owners (uid/gid) too.
   --keep-special-bits  With unpack: keep setuid/setgid bits (stripped by default).
+  --force          With pack, unpack, schedule: accept a root that is not an installation;
+                   with keygen: replace an existing key (or the FILE of --export).
 """
 STRICT_CONFIG = False
+NEW_ROOT = True          # a root that does not exist yet: a new machine (created)
 PROGRESS = True          # long work: a progress bar (ui.render.PROGRESS_LABELS)
 
 __all__ = ["UnpackResult", "matches", "options", "run"]
@@ -42,7 +45,7 @@ def options(args: dict) -> UnpackOptions:
                          same_owner=bool(args["--same-owner"]),
                          special_bits=bool(args["--keep-special-bits"]),
                          paths=PathSelection.of(args["--include"], args["--exclude"]),
-                         to=args["--to"])
+                         to=args["--to"], force_root=bool(args["--force"]))
 
 
 def run(settings: Settings, options: UnpackOptions, progress=None,

@@ -238,7 +238,11 @@ def generate_identity(key_dir: Path, *, force: bool = False) -> bytes:
     identity = X25519PrivateKey.generate()
     pem = identity.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption())
-    write_file_durably(private_path, pem, 0o600)
+    try:        # (without --force, never replaces one another process made meanwhile)
+        write_file_durably(private_path, pem, 0o600, replace=force)
+    except FileExistsError:
+        raise KeyFileError("an encryption identity already exists (use --force to replace "
+                           "it)", path=private_path) from None
     public = _public(identity)
     (key_dir / RECIPIENT_NAME).write_text(X25519_PREFIX + _b64(public) + "\n", encoding="ascii")
     return public
@@ -272,13 +276,30 @@ def load_identity(path: Path) -> X25519PrivateKey:
     return key
 
 
+UPSTREAM_KEY_VARIABLE = "BACKUP_ENCRYPTION_KEY"
+
+
+def upstream_key(text: str) -> bytes:
+    """The key of ``BACKUP_ENCRYPTION_KEY``: hex (case and surrounding blanks aside), as
+    PoppoBuilder Suite's backup manager reads it; its bytes are the passphrase."""
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise KeyFileError(f"${UPSTREAM_KEY_VARIABLE} must be a key in hex of at least 16 "
+                           "bytes (32 hex digits), as PoppoBuilder Suite reads it")
+    return key
+
+
 def load_secrets(backup: dict, key_dir: Path, environ, warnings,
                  parallel: Parallelism | None = None) -> Secrets:
     """Passphrase, identities and recipients from the environment and config.
 
-    The passphrase comes from ``POPPO_BACKUP_KEY``, else the file named by
-    ``backup.storage.keyFile``; ``backup.storage.encryptionKey`` (PoppoBuilder's
-    key in the config file) still works but is warned about.
+    The passphrase comes from ``POPPO_BACKUP_KEY``, else ``BACKUP_ENCRYPTION_KEY`` (the
+    PoppoBuilder Suite's own variable: a key in hex, whose bytes are the passphrase),
+    else the file named by ``backup.storage.keyFile``; ``backup.storage.encryptionKey``
+    (PoppoBuilder's key in the config file) still works but is warned about.
     """
     storage = backup.get("storage", {})
     passphrase = None
@@ -286,6 +307,8 @@ def load_secrets(backup: dict, key_dir: Path, environ, warnings,
         # the bytes as received (spec §11.2): os.environ decoded them with surrogateescape,
         # so bytes that are not UTF-8 come back as they were instead of failing to encode
         passphrase = os.fsencode(environ["POPPO_BACKUP_KEY"])
+    elif environ.get(UPSTREAM_KEY_VARIABLE):
+        passphrase = upstream_key(environ[UPSTREAM_KEY_VARIABLE])
     elif storage.get("keyFile"):
         key_file = Path(storage["keyFile"]).expanduser()
         try:

@@ -157,7 +157,8 @@ def check_temps(ctx: Context):
 def all_checks():
     from . import checks, operations
 
-    return (checks.check_config, checks.check_restore, checks.check_lock, checks.check_space,
+    return (checks.check_root, checks.check_config, checks.check_restore, checks.check_lock,
+            checks.check_space,
             checks.check_store, checks.check_archive_modes, checks.check_signing_key,
             checks.check_encryption_key, checks.check_databases, check_archives,
             check_chains, check_verified, check_age, check_temps, operations.check_drill)

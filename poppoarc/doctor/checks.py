@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..config_schema import parse_size
-from ..crypto import signing
+from ..crypto import identity, recipients, signing
 from ..errors import PoppoarcError, Warnings
 from ..archives.listing import ListRow, list_archives
 from ..archives.verification import record_location
@@ -23,6 +23,7 @@ from ..fs import process_is_alive
 from ..restore.journal import JournalError, read_journal
 from ..snapshot import sqlite as sqlite_snapshot
 from ..snapshot.catalogue import SQLITE, TARGETS, build_catalogue
+from ..snapshot.root import look_at_root, root_problem
 from ..snapshot.scan import DATABASE, scan
 from ..store import verified
 from ..i18n import N_
@@ -94,6 +95,19 @@ def _f(check_id, title, status, message, fix=None, details=None, **params) -> Fi
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
+
+
+def check_root(ctx: Context) -> Finding:
+    settings = ctx.settings
+    facts = look_at_root(settings.root, (settings.store, settings.key_dir))
+    problem = root_problem(facts)
+    if problem:
+        return _f("root", N_("Installation root"), "fail", N_("{root} {problem}"),
+                  N_("check --root or $POPPO_ROOT (a cron line's typo, a disk not mounted); "
+                     "pack, schedule and unpack refuse this root without --force"),
+                  root=facts.path, problem=problem)
+    return _f("root", N_("Installation root"), "ok", N_("{root} has {markers}"),
+              root=facts.path, markers=", ".join(facts.markers))
 
 
 def check_config(ctx: Context) -> Finding:
@@ -259,12 +273,22 @@ def check_encryption_key(ctx: Context) -> Finding:
     title = N_("Encryption key")
     storage = ctx.backup.get("storage", {})
     encrypted = [r.id for r in ctx.good_rows if r.encrypted]
+    own = ctx.settings.key_dir / recipients.IDENTITY_NAME
     wanted = bool(storage.get("encrypt")) or bool(encrypted)
-    if not wanted:
+    if not wanted and not own.exists():
         return _f("encryption-key", title, "n/a", N_("encryption is off"))
     params = dict(env=KEY_ENV, count=len(encrypted))
     if ctx.environ.get(KEY_ENV):
         return _f("encryption-key", title, "ok", N_("key available from ${env}"), **params)
+    if ctx.environ.get(recipients.UPSTREAM_KEY_VARIABLE):
+        try:
+            recipients.upstream_key(ctx.environ[recipients.UPSTREAM_KEY_VARIABLE])
+        except PoppoarcError as exc:
+            return _f("encryption-key", title, "fail", N_("{error}"),
+                      N_("set ${var} to the key in hex"), error=str(exc),
+                      var=recipients.UPSTREAM_KEY_VARIABLE)
+        return _f("encryption-key", title, "ok", N_("key available from ${env}"),
+                  **{**params, "env": recipients.UPSTREAM_KEY_VARIABLE})
     key_file = storage.get("keyFile")
     if key_file:
         path = Path(key_file)
@@ -283,9 +307,49 @@ def check_encryption_key(ctx: Context) -> Finding:
         return _f("encryption-key", title, "warn",
                   N_("the key is written in the configuration file, which is itself backed up"),
                   N_("move it to ${env} or a file named by backup.storage.keyFile"), **params)
+    if storage.get("recipients") or own.exists():
+        return _identity_finding(ctx, title, own, encrypted)
     return _f("encryption-key", title, "fail",
               N_("encryption is on ({count} encrypted archive(s)) but no key is available"),
               N_("set ${env} or backup.storage.keyFile"), encrypted, **params)
+
+
+def _identity_finding(ctx: Context, title: str, own: Path, encrypted: list[str]) -> Finding:
+    """Archives sealed to X25519 recipients: fine while the identity that opens them is
+    kept elsewhere too; a failure while it exists only here (losing the machine loses
+    what it sealed: every archive, when whole archives are sealed)."""
+    params = dict(path=str(own), count=len(encrypted))
+    if ctx.backup.get("storage", {}).get("recipients") or not own.exists():
+        return _f("encryption-key", title, "ok",
+                  N_("archives are sealed to backup.storage.recipients"), **params)
+    record = identity.export_record(ctx.settings.key_dir)
+    if record is not None:
+        return _f("encryption-key", title, "ok",
+                  N_("archives are sealed to the identity {path}, exported on {when} to "
+                     "{to}"), when=record.get("exported_at", "?"), to=record.get("to", "?"),
+                  **params)
+    try:
+        mine = identity.key_id(recipients.load_identity(own))
+    except PoppoarcError as exc:
+        return _f("encryption-key", title, "fail", N_("{error}"),
+                  N_("restore the identity file {path} from its copy"), error=str(exc),
+                  **params)
+    whole = [r.id for r in ctx.good_rows if r.sealed == "archive" and r.openers == (mine,)]
+    secrets = [r.id for r in ctx.good_rows if r.sealed == "secrets" and r.openers == (mine,)]
+    fix = N_("copy it off this machine: poppoarc keygen --export=FILE")
+    if whole or ctx.backup.get("storage", {}).get("encrypt"):
+        return _f("encryption-key", title, "fail",
+                  N_("{whole} archive(s) open only with the identity {path}, which exists "
+                     "only on this machine: losing the machine loses every backup"),
+                  fix, whole, whole=len(whole), **params)
+    if not secrets:         # nothing of this store yet: what pack will seal to it
+        return _f("encryption-key", title, "warn",
+                  N_("the identity {path}, which pack seals secret files to, exists only on "
+                     "this machine (never exported)"), fix, **params)
+    return _f("encryption-key", title, "warn",
+              N_("the secret files of {secrets} archive(s) open only with the identity "
+                 "{path}, which exists only on this machine"), fix, secrets,
+              secrets=len(secrets), **params)
 
 
 def check_databases(ctx: Context) -> Finding:

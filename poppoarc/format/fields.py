@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from .entry import SHA256_HEX, is_int
-from .order import TARGETS
+from .order import TARGETS, is_custom_name
 
 MAX_TEXT = 4096                 # a label, host, root, version or certificate detail
 MAX_TABLES = 200                # per database, then "tables_truncated" (§5.2)
@@ -32,12 +32,36 @@ def _text(value: object, optional: bool = True) -> bool:
     return (value is None and optional) or (isinstance(value, str) and len(value) <= MAX_TEXT)
 
 
-def _targets_problem(targets: object) -> str | None:
+MAX_CUSTOM_TARGETS = 32
+MAX_AREA_GLOBS = 64
+MAX_AREA_GLOB = 4096
+
+
+def _areas_problem(manifest: dict) -> str | None:
+    """``areas`` (§5.2): absent, or each custom target of ``targets`` with its include
+    globs, and nothing else.  (Whether a glob may be restored is §13: restore/safety.py.)"""
+    if "areas" not in manifest:
+        return None
+    areas = manifest["areas"]
+    if not isinstance(areas, dict) or not 0 < len(areas) <= MAX_CUSTOM_TARGETS:
+        return "areas is not an object of 1 to 32 custom targets"
+    for name, include in areas.items():
+        if not is_custom_name(name):
+            return f"areas names {name!r}, which is not a custom target's name"
+        if not (isinstance(include, list) and 0 < len(include) <= MAX_AREA_GLOBS and all(
+                isinstance(g, str) and 0 < len(g) <= MAX_AREA_GLOB for g in include)):
+            return f"areas.{name} is not a list of 1 to 64 globs"
+    return None
+
+
+def _targets_problem(targets: object, areas: dict) -> str | None:
     if not isinstance(targets, dict):
         return "targets is not an object"
+    custom = {name for name in targets if name not in TARGETS}
+    if custom != set(areas):
+        return (f"unknown target {sorted(custom - set(areas))[0]!r}" if custom - set(areas)
+                else f"areas names {sorted(set(areas) - custom)[0]!r}, which targets does not list")
     for name, facts in targets.items():
-        if name not in TARGETS:
-            return f"unknown target {name!r}"
         if not isinstance(facts, dict) or set(facts) != TARGET_KEYS \
                 or not all(is_int(facts[k]) for k in ("files", "size", "entries")):
             return f"targets.{name} is malformed"
@@ -112,7 +136,8 @@ def field_problem(manifest: dict) -> str | None:
         return "tool is malformed"
     if not (_text(manifest["version"]) and _text(manifest["name"])):
         return "version or name is not a string"
-    problem = _targets_problem(manifest["targets"]) or sealable_problem(manifest)
+    problem = _areas_problem(manifest) or _targets_problem(
+        manifest["targets"], manifest.get("areas") or {}) or sealable_problem(manifest)
     if problem:
         return problem
     for key in ("warnings_total", "duration", "files"):

@@ -42,6 +42,7 @@ SCOPES = ("archive", "secrets")     # everything sealed, or only secret files
 DELTA_PREFIX = ".poppoarc/delta/"   # member name of a database's changed blocks (§12.4)
 BUNDLE_CHUNK = 0xFFFFFFFF           # the chunk number a bundle object's key is bound to
 SEALED_MANIFEST_KEYS = ("host", "root", "databases", "certificates", "warnings")
+OPTIONAL_KEYS = {"areas"}          # custom targets' areas (§5.2), only when there are some
 LAYOUT_KEYS = {"head_size", "body_offset", "index_offset", "index_length", "index_size",
                "index_sha256", "entries"}
 
@@ -77,12 +78,16 @@ def validate_manifest(manifest: dict, path: object) -> None:
     was modified after signing, so it is not "tampered").
     """
     missing = REQUIRED_KEYS - manifest.keys()
-    extra = manifest.keys() - REQUIRED_KEYS
+    extra = manifest.keys() - REQUIRED_KEYS - OPTIONAL_KEYS
     if missing or extra:
         raise CorruptArchive(f"manifest keys wrong (missing {sorted(missing)}, unknown {sorted(extra)})",
                              path=path)
-    if versions.named(manifest["format"]) is None:   # another string never gets here (§5.3)
+    version = versions.named(manifest["format"])
+    if version is None:     # another string never gets here (§5.3)
         raise CorruptArchive(f"manifest format {manifest['format']!r} is malformed", path=path)
+    if "areas" in manifest and not version.custom_targets:
+        raise CorruptArchive(f"manifest key 'areas' is not one of format {version.name}",
+                             path=path)
     match = ID_PATTERN.match(manifest["id"]) if isinstance(manifest["id"], str) else None
     if not match:
         raise CorruptArchive(f"manifest id {manifest['id']!r} is malformed", path=path)

@@ -1,8 +1,9 @@
 """The order of index records, and the rules about paths checked in path order.
 
 Writers list records in index order (spec/FORMAT.md §5.4): shared parent
-directories (target null) first, then the targets in ``TARGETS`` order, each by
-path; the generated environment document comes last in its target.  Readers do
+directories (target null) first, then the targets in ``TARGETS`` order and the custom
+targets by name, each by path; the generated environment document comes last in its
+target.  Readers do
 not require that order, but use it: an index in index order is a few runs, each
 one target's records with increasing paths, and merging those runs gives every
 record in path order without holding any of them.  In path order the rules that
@@ -16,20 +17,43 @@ index in another order is put in path order by SQLite on disk (``_sorted_on_disk
 from __future__ import annotations
 
 import heapq
+import re
 import sqlite3
 from itertools import islice
 
 TARGETS = ("config", "database", "logs", "agents", "state", "security")
-_RANK = {name: rank for rank, name in enumerate(TARGETS)}
+_RANK = {name: (rank, "") for rank, name in enumerate(TARGETS)}
+_SHARED = (-1, "")
+# A custom target (``backup.targets.NAME`` with ``include`` globs, spec §5.2 ``areas``) is
+# named like this and comes after the built-in ones, custom ones by name.
+CUSTOM_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}\Z")
+AFTER_ALL = ((len(TARGETS) + 1, ""), "")        # an index key after every record's
 
 # An index of more runs than this (not in index order) is sorted on disk instead.
 _MAX_RUNS = 64
 
 
-def index_order(target: str | None, path: str) -> tuple[int, str]:
+def target_rank(target: str | None) -> tuple[int, str]:
+    """Where a target's records sit: shared parents (None) first, the built-in targets in
+    ``TARGETS`` order, then custom targets by name."""
+    if target is None:
+        return _SHARED
+    return _RANK.get(target) or (len(TARGETS), target)
+
+
+def in_target_order(names) -> list[str]:
+    """Target names in the order their records are written."""
+    return sorted(names, key=target_rank)
+
+
+def is_custom_name(name: object) -> bool:
+    return isinstance(name, str) and name not in _RANK and CUSTOM_NAME.match(name) is not None
+
+
+def index_order(target: str | None, path: str) -> tuple[tuple[int, str], str]:
     """Where an entry sits in a walk, a body and an index: shared parent directories
-    first, then by target in ``TARGETS`` order, then by path."""
-    return _RANK.get(target, -1), path
+    first, then by target (``target_rank``), then by path."""
+    return target_rank(target), path
 
 
 class PathRules:
@@ -56,7 +80,7 @@ class PathRules:
         starts after the one before it ends."""
         if len(self._runs) > _MAX_RUNS:
             return False
-        last = (-2, "")
+        last = ((-2, ""), "")
         for _, _, target, first, final, generated in self._runs:
             if not generated:
                 if index_order(target, first) <= last:

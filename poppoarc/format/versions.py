@@ -27,14 +27,19 @@ class FormatVersion:
     # a bundled file with ``bundle: 0`` and no ``sealed`` continues the bundle before it
     # (§11.4): poppoarc 0.1 wrote that after a bundle's leading empty files
     zero_offset_continues: bool
+    # the manifest may record custom targets' areas (``areas``, §5.2): targets beyond the six
+    custom_targets: bool
 
 
 # Written by poppoarc 0.1 (the released version, commit 8dd70ef).
 FORMAT_1 = FormatVersion("poppoarc/1", "poppoarc-index/1", incremental_note=False,
-                         index_warnings=False, zero_offset_continues=True)
+                         index_warnings=False, zero_offset_continues=True,
+                         custom_targets=False)
 # The incremental note, the run's warnings in the index header, bundle offsets never 0.
+# (custom targets came later in version 2: an archive without ``areas`` has only the six)
 FORMAT_2 = FormatVersion("poppoarc/2", "poppoarc-index/2", incremental_note=True,
-                         index_warnings=True, zero_offset_continues=False)
+                         index_warnings=True, zero_offset_continues=False,
+                         custom_targets=True)
 
 CURRENT = FORMAT_2
 VERSIONS = {version.name: version for version in (FORMAT_1, FORMAT_2)}

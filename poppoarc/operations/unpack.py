@@ -38,6 +38,7 @@ import errno
 import os
 import secrets
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,9 +47,10 @@ from ..archives.opening import (full_manifest, open_archive, open_sealer, pinned
                                 read_checked_index)
 from ..config import Settings
 from ..errors import (EXIT_OK, EXIT_WARNING, HealthCheckFailed, HookFailed, InsufficientSpace,
-                      NoKey, NotWritable, RestoreError, UnsafeArchiveEntry, UsageError,
-                      Warnings)
+                      Message, NoKey, NotWritable, RestoreError, SourceError,
+                      UnsafeArchiveEntry, UsageError, Warnings)
 from ..format import reader
+from ..i18n import N_
 from ..lock import InstallationLock
 from ..options import PackOptions, UnpackOptions
 from ..pack import pack_locked
@@ -62,8 +64,11 @@ from ..restore.refusals import (conflict_message, foreign_message, plan_warnings
                                 unsaved_message)
 from ..restore.stage import StagedTree, apply_in_place
 from ..restore.writebehind import behind
+from ..format.order import in_target_order
+from ..snapshot.areas import custom_areas, with_recorded
 from ..snapshot.catalogue import TARGETS, area_catalogue, build_catalogue
 from ..snapshot.ownership import foreign_units
+from ..snapshot.root import require_installation
 from ..snapshot.scan import scan
 from ..snapshot.selection import PathSelection, selects
 from ..snapshot.version import installation_version
@@ -136,9 +141,11 @@ def run(settings: Settings, options: UnpackOptions, progress=None,
         on_event=None) -> UnpackResult:
     """``on_event(name)``: the swap's steps as they happen (a test's kill points)."""
     warnings = Warnings()
+    if options.to is None:      # (--to DIR: a place of its own, chosen by name)
+        _check_root(settings, options)
     settings = _destination(settings, options, warnings)
     with open_archive(settings, options.reference) as (store, handle, path), \
-            InstallationLock(settings.root, "restore"):
+            _root_made(settings), InstallationLock(settings.root, "restore"):
         archive = _open(settings, store, handle, path, warnings, options)
         restore, walked = _plan(settings, options, archive, warnings)
         restore.result.manifest = archive.manifest
@@ -163,6 +170,30 @@ def run(settings: Settings, options: UnpackOptions, progress=None,
                          "afterRestore", "failed")      # start what beforeRestore stopped
             raise
     return restore.result
+
+
+def _check_root(settings: Settings, options: UnpackOptions) -> None:
+    """Step 1: an installation, or an empty root (a new machine; created when missing), else
+    exit 20 (``--force``: any root)."""
+    places = (settings.store, settings.key_dir)
+    require_installation(settings.root, places, force=options.force_root, empty_is_fine=True,
+                         doing="restore into it")
+    if options.dry_run and not os.path.lexists(settings.root):
+        raise SourceError("does not exist; a dry run changes nothing, not even that: create "
+                          "it (mkdir) or restore without --dry-run", path=settings.root)
+
+
+@contextmanager
+def _root_made(settings: Settings):
+    """A root that does not exist yet is created once the archive is found (a restore onto
+    a new machine); its parent must exist."""
+    if not os.path.lexists(settings.root):
+        try:
+            os.mkdir(settings.root, 0o755)
+        except OSError as exc:
+            raise NotWritable(f"cannot create the installation root: {exc.strerror}",
+                              path=settings.root) from None
+    yield
 
 
 def _destination(settings: Settings, options: UnpackOptions, warnings: Warnings) -> Settings:
@@ -206,7 +237,8 @@ def _open(settings: Settings, store, handle, path, warnings: Warnings,
     confinement rule (those it leaves out only for what makes the archive corrupt)."""
     pinned = pinned_keys(settings)
     head = reader.open_trusted(handle, pinned, path)
-    selected = _selection(head.manifest, options.targets)
+    selected = _selection(head.manifest, options.targets, settings.backup.get("targets", {}),
+                          warnings)
     sealer = open_sealer(settings, head, path)
     links = chain.resolve(store, head, pinned)
     chosen = lambda e: e.target in selected and selects(options.paths, e.path)  # noqa: E731
@@ -226,6 +258,11 @@ def _open(settings: Settings, store, handle, path, warnings: Warnings,
 def _plan(settings: Settings, options: UnpackOptions, archive: _Archive, warnings: Warnings):
     """Step 3: the plan from the live tree; (the restore's state, the walk if it may be
     used again: a hook or a safety archive makes the next step walk again)."""
+    # the archive's custom targets this installation does not define take the areas the
+    # archive records (judged when its index was read: restore/safety.py), for every step
+    own = settings.backup.get("targets", {})
+    settings = dataclasses.replace(settings, backup={
+        **settings.backup, "targets": with_recorded(own, archive.manifest)})
     selected, paths = archive.selected, options.paths
     catalogue = build_catalogue(settings.backup.get("targets", {}), selected, paths=paths)
     walked = scan(settings.root, catalogue, warnings,
@@ -250,6 +287,10 @@ def _plan(settings: Settings, options: UnpackOptions, archive: _Archive, warning
         catalogue = build_catalogue(settings.backup.get("targets", {}), selected, paths=paths)
     areas = area_catalogue(settings.backup.get("targets", {}), selected)
     plan.foreign = foreign_units(settings.root, areas, plan.units)
+    defined = custom_areas(own)
+    plan.areas = {name: {"include": list(custom_areas(settings.backup["targets"])[name]),
+                         "from": "installation" if name in defined else "archive"}
+                  for name in selected if name not in TARGETS}
     take_safety = not options.skip_backup and bool(live)    # (nothing live: nothing to save)
     plan.warnings.extend(plan_warnings(plan, take_safety))
     for warning in plan.warnings:
@@ -264,15 +305,29 @@ def _plan(settings: Settings, options: UnpackOptions, archive: _Archive, warning
     return restore, walked
 
 
-def _selection(manifest: dict, targets: tuple[str, ...] | None) -> tuple[str, ...]:
-    available = tuple(t for t in TARGETS if t in manifest["targets"])
+def _selection(manifest: dict, targets: tuple[str, ...] | None, config_targets: dict,
+               warnings: Warnings) -> tuple[str, ...]:
+    """The targets to restore: ``--targets``, else every one the archive holds but a custom
+    target this installation does not define (``backup.targets.NAME``): its area is the
+    archive's word alone, so it is restored only when named (each such one is said)."""
+    available = tuple(in_target_order(manifest["targets"]))
     if targets is None:
-        return available
+        defined = custom_areas(config_targets)
+        chosen = []
+        for name in available:
+            if name in TARGETS or name in defined:
+                chosen.append(name)
+                continue
+            warnings.add(Message(N_(
+                "target {target} is not restored: backup.targets here does not define it; "
+                "the archive records its area ({area}): restore it with --targets {target}, "
+                "or define it first"), target=name, area=", ".join(manifest["areas"][name])))
+        return tuple(chosen)
     absent = [t for t in targets if t not in available]
     if absent:
         raise UsageError(f"archive {manifest['id']} has no target {absent[0]!r} "
                          f"(it has: {', '.join(available)})")
-    return targets
+    return tuple(in_target_order(targets))
 
 
 def _prepare(restore: _Restore, paths, staged, progress, on_event):

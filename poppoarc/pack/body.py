@@ -24,7 +24,7 @@ from ..format import chains, facts, tarheader
 from ..format.entry import BUNDLE_MAX, CHUNK_SIZE, IndexEntry, encode_digests, needs_digest
 from ..format.spool import IndexSpool
 from ..format.writer import READ_CHUNK, BodyWriter, StoredFile
-from ..snapshot.catalogue import TARGETS
+from ..format.order import in_target_order
 from ..snapshot.scan import DATABASE, DIR, FILE, SYMLINK, SourceEntry, is_plain
 from . import databases, share
 from .bodyplan import BodyPlan
@@ -92,9 +92,7 @@ class Body:
         helper = share.start(self, groups) if self.parent is None else None
         try:
             with self.snapshots:            # the copies go once the body is written
-                for target in TARGETS:
-                    if target not in self.selected:
-                        continue
+                for target in in_target_order(self.selected):
                     before_files, before_index = self.files, len(self.index)
                     if helper is not None and target == helper.target:
                         size = self.write_records(writer, target,

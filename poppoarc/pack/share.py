@@ -35,7 +35,7 @@ from ..errors import SourceError
 from ..format.records import read_chunks, write_chunks
 from ..format.writer import BodyWriter
 from ..parallel import Tuning
-from ..snapshot.catalogue import TARGETS
+from ..format.order import in_target_order
 from ..snapshot.scan import DIR, SYMLINK, is_plain, record_fields, record_from_fields
 
 # config ends with the generated environment member, which only the main process writes
@@ -102,7 +102,7 @@ def start(body, groups):
         return None
     tuning = body.plan.parallel.tuning
     work = [(t, groups.count(t), body.target_bytes.get(t, 0), t not in NOT_HELPED)
-            for t in TARGETS if t in body.selected]
+            for t in in_target_order(body.selected)]
     if tuning.plan is not None:         # fixed: (target, first), or () for none
         chosen = tuning.plan or None
     elif subtree is None:
@@ -129,9 +129,9 @@ def _sealing(body, groups, target: str, first: int) -> dict | None:
     record, and the generated environment member; ``splice`` checks)."""
     if not body.seal_all:
         return None
-    before = TARGETS[:TARGETS.index(target)]
-    base = len(body.index) + first + sum(groups.count(t) + (t == "config")
-                                         for t in before if t in body.selected)
+    order = in_target_order(body.selected)
+    before = order[:order.index(target)]
+    base = len(body.index) + first + sum(groups.count(t) + (t == "config") for t in before)
     return {"key": body.sealer.data_key.hex(), "archive_id": body.sealer.archive_id,
             "mtime_ns": body.archive_mtime_ns, "index_base": base}
 

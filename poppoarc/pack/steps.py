@@ -10,7 +10,8 @@
 3. ``_seal``: what is sealed (``plan.scope``) and with which data key;
 4. ``_parent``: the parent found (or a warning: a full archive);
 5. ``_secrets``: the secret files join the security target, sealed, or are named;
-6. ``_write_body``: every target streamed into the upload (``body.py``);
+6. ``_write_body``: every target streamed into the upload (``body.py``); ``_emptied``: a
+   target that had files in the previous archive and has none now is named;
 7. ``_finish``: the index, the manifest signed into the reserved head, the commit (fsync
    and rename in a local store, the multipart upload completed in S3).
 
@@ -24,27 +25,32 @@ import contextlib
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__
 from ..archives import facts
+from ..archives.listing import list_archives
 from ..archives.parent import find_parent
 from ..archives.protection import mark_content
 from ..config import Settings
-from ..crypto import recipients, signing
+from ..crypto import identity, recipients, signing
 from ..crypto.sealer import Sealer
-from ..errors import EXIT_OK, EXIT_WARNING, NoKey, Warnings, as_space_error
+from ..errors import EXIT_OK, EXIT_WARNING, Message, Warnings, as_space_error
+from ..i18n import N_
 from ..format.entry import CHUNK_SIZE
 from ..format.manifest import ENCRYPTION_SCHEME, new_archive_id
 from ..format.note import note_member
 from ..format.writer import BodyWriter, finish_archive
 from ..lock import InstallationLock
 from ..options import PackOptions
+from ..restore.safety import places_of
+from ..snapshot.areas import recorded_areas
 from ..snapshot.catalogue import build_catalogue
 from ..snapshot.certs import describe_reference
 from ..snapshot.environment import environment_document
+from ..snapshot.root import require_installation
 from ..snapshot.scan import database_candidates
 from ..snapshot.version import installation_version
 from ..store import leftovers, open_store
@@ -74,6 +80,8 @@ class PackResult:
     reused: int = 0                        # files whose content stays in an ancestor
     skipped: list[str] = field(default_factory=list)   # paths not archived (each warned)
     protected: bool = False                # marked protected in the store (pack --protect)
+    # said once, not warnings (the archive is whole): a key this pack created
+    notices: list[str] = field(default_factory=list)
     retention: object = None    # the prune after the pack (archives.pruning.PruneResult)
     named_full: bool = False    # full because named, though incrementals are configured
 
@@ -91,12 +99,16 @@ class PackResult:
                 "protected": self.protected,
                 "retention": self.retention.summary() if self.retention else None,
                 "named_full": self.named_full,
+                "notices": list(self.notices),
                 "databases": [{"path": d["path"], "tables": d["tables"]} for d in self.databases]}
 
 
 def pack(settings: Settings, options: PackOptions = PackOptions(), progress=None,
          environ=None) -> PackResult:
-    """Pack under the installation lock (one writer per installation)."""
+    """Pack under the installation lock (one writer per installation), from a root that
+    is an installation (``options.force_root``: any root)."""
+    require_installation(settings.root, (settings.store, settings.key_dir),
+                         force=options.force_root)
     with InstallationLock(settings.root, "pack"):
         return pack_locked(settings, options, progress, environ)
 
@@ -112,6 +124,7 @@ class _Pack:
     started: float
     now: datetime
     warnings: Warnings = field(default_factory=Warnings)
+    notices: list = field(default_factory=list)
     secrets: object = None              # crypto.recipients.Secrets
     catalogue: object = None
     key: object = None
@@ -160,6 +173,7 @@ def pack_locked(settings: Settings, options: PackOptions, progress=None, environ
         _parent(run)
         _secrets(run)
         _write_body(run)
+        _emptied(run)
         if options.protect:     # before the commit: a protected archive is never unmarked
             run.store.protect(run.archive_id, mark_content(run.archive_id, run.now))
         manifest, stored = _finish(run, monotonic)
@@ -182,7 +196,7 @@ def pack_locked(settings: Settings, options: PackOptions, progress=None, environ
                       list(run.warnings), manifest["duration"], run.key.key_id,
                       run.key_created, body.databases, run.scope, run.cleaned,
                       run.parent.id if run.parent else None, body.reused,
-                      list(run.warnings.skipped), options.protect,
+                      list(run.warnings.skipped), options.protect, run.notices,
                       named_full=plan.named_full(settings, options))
 
 
@@ -196,12 +210,13 @@ def _begin(run: _Pack) -> None:
         # its safety archive to that identity: else it could not save them (and a restore
         # that replaces them would not start).
         secrets = recipients.sealing_to_identities(secrets)
+    run.secrets = secrets
     if plan.encrypts(settings, options) and not secrets.can_encrypt:
-        raise NoKey("encryption is on but no key is configured: set POPPO_BACKUP_KEY, "
-                    "backup.storage.keyFile or backup.storage.recipients")
-    run.secrets = recipients.start_passphrase_kdf(secrets)     # runs beside the walk
+        _own_identity(run)          # (no archive at all would be the worst outcome)
+    run.secrets = recipients.start_passphrase_kdf(run.secrets)     # runs beside the walk
     run.catalogue = build_catalogue(settings.backup.get("targets", {}), options.targets,
-                                    settings.backup.get("exclude", ()), paths=options.paths)
+                                    settings.backup.get("exclude", ()), places_of(settings),
+                                    paths=options.paths)
     run.key, run.key_created = signing.load_or_generate(settings.key_dir)
     run.store = open_store(settings)
     run.store.ensure()
@@ -254,10 +269,37 @@ def _read_parent(run: _Pack, index_share: float | None):
                        index_share=index_share, facts_key=key)
 
 
+def _own_identity(run: _Pack) -> None:
+    """Nothing configured can seal: seal to this machine's own identity (crypto.identity),
+    created on first use, and say so once, plainly."""
+    key_dir = run.settings.key_dir
+    secrets = run.secrets
+    if not secrets.identities:
+        own, created = identity.ensure(key_dir)
+        secrets = replace(secrets, identities=(own,))
+        if created:
+            run.notices.append(Message(N_(
+                "created the encryption identity {path}: secret files{whole} are sealed to "
+                "it, and only it opens them; copy it off this machine now (poppoarc keygen "
+                "--export=FILE), or a lost machine takes them along"),
+                path=str(key_dir / recipients.IDENTITY_NAME),
+                whole=Message(N_(" and whole archives")) if plan.encrypts(
+                    run.settings, run.options) else ""))
+    run.secrets = recipients.sealing_to_identities(secrets)
+
+
 def _seal(run: _Pack) -> None:
     """Step 3: what is sealed, and the data key wrapped for every recipient."""
+    if run.walked.secrets and not run.secrets.can_encrypt:
+        _own_identity(run)          # secrets are always kept
     run.scope = plan.scope(plan.encrypts(run.settings, run.options), run.secrets.can_encrypt,
                            bool(run.walked.secrets))
+    if run.scope == "archive" and identity.sealed_only_here(run.settings.key_dir,
+                                                             run.secrets):
+        run.warnings.add(Message(N_(
+            "this archive opens only with the identity {path}, which exists only on this "
+            "machine (never exported): losing the machine loses every backup; run poppoarc "
+            "keygen --export=FILE"), path=str(run.settings.key_dir / recipients.IDENTITY_NAME)))
     if run.scope:
         data_key = recipients.new_data_key()
         run.encryption = {"scheme": ENCRYPTION_SCHEME, "scope": run.scope,
@@ -319,6 +361,24 @@ def _write_body(run: _Pack) -> None:
     run.body.write_body(run.writer, env_doc, run.now, note)
 
 
+def _emptied(run: _Pack) -> None:
+    """A selected target with no file, that had files in the store's newest archive, is
+    named: a directory moved or a disk not mounted makes an empty backup that succeeds."""
+    empty = [name for name, facts in run.body.targets.items() if facts["files"] == 0]
+    if not empty or run.options.archive_type == "pre-restore":
+        return
+    previous = next((row for row in list_archives(run.settings, run.store)
+                     if row.status == "ok" and row.type != "pre-restore"
+                     and row.target_files is not None), None)
+    for name in empty:
+        before = previous.target_files.get(name, 0) if previous is not None else 0
+        if before:
+            run.warnings.add(Message(N_(
+                "target {target} is empty now, and the previous archive {id} has {count} "
+                "file(s) of it: is a directory gone or a disk not mounted?"),
+                target=name, id=previous.id, count=before))
+
+
 def _references(run: _Pack) -> list[dict]:
     """The certificates the installation refers to, described (never archived)."""
     found = run.walked.references
@@ -343,6 +403,9 @@ def _finish(run: _Pack, monotonic):
         "certificates": run.references, "encryption": None, "files": body.files,
         "duration": int((monotonic() - run.started) * 1000),
     }
+    areas = recorded_areas(run.catalogue)
+    if areas:       # (spec §5.2: only an archive with a custom target records areas)
+        fields["areas"] = areas
     manifest = finish_archive(run.upload, run.writer, archive_id=run.archive_id, now=run.now,
                               entries=body.index, fields=fields, warnings=list(run.warnings),
                               key=run.key, head_size=run.head_size, level=plan.level(run.scope),

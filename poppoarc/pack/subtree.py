@@ -34,7 +34,7 @@ import tempfile
 from itertools import islice
 
 from ..errors import Warnings
-from ..format.order import TARGETS
+from ..format.order import in_target_order
 from ..format.records import read_chunks, write_chunks
 from ..parallel import Parallelism, Tuning
 from ..snapshot.catalogue import STORE, Catalogue, Rule
@@ -67,7 +67,7 @@ def candidates(catalogue: Catalogue) -> list[tuple[str, tuple[str, ...]]]:
     helper's part is spliced in at its target's place, so a late target keeps this
     process busy meanwhile).  Not config (``share.NOT_HELPED``)."""
     found = []
-    for target in reversed(TARGETS):
+    for target in reversed(in_target_order(catalogue.selected)):
         rules = [rule for rule in catalogue.rules if rule.target == target]
         if target not in catalogue.selected or target in NOT_HELPED or not rules \
                 or any(rule.action != STORE for rule in rules):
@@ -148,7 +148,7 @@ def helper_plan(work: list[tuple[str, int, int, bool]], own: str | None,
 
 
 _REPORTED = {"records", "linked", "found", "bytes", "references", "secrets", "databases",
-             "warnings", "skipped"}
+             "warnings", "skipped", "links"}
 
 
 class SubtreeHelper:
@@ -215,7 +215,7 @@ class SubtreeHelper:
             walk.merge(target, records)
         for target, size in report["bytes"].items():
             result.target_bytes[target] = result.target_bytes.get(target, 0) + size
-        for name in ("references", "secrets", "databases"):
+        for name in ("references", "secrets", "databases", "links"):
             getattr(result, name).extend(report[name])
             getattr(result, name).sort()        # path order, as one walk lists them
         if walk.on_database is not None:
@@ -285,12 +285,12 @@ def run(spec: dict):
     with open(records_fd, "wb", closefd=False) as out:
         write_chunks(out, target_fields())
     with open(foreign_fd, "wb", closefd=False) as out:
-        write_chunks(out, ((name, record_fields(record)) for name in (None, *TARGETS)
+        write_chunks(out, ((name, record_fields(record)) for name in groups.names()
                            if name != target for record in groups.group(name)))
     report = {"records": groups.count(target), "linked": bool(linked), "found": found,
               "bytes": result.target_bytes, "references": result.references,
               "secrets": result.secrets, "databases": result.databases,
-              "warnings": list(warnings), "skipped": warnings.skipped}
+              "warnings": list(warnings), "skipped": warnings.skipped, "links": result.links}
     groups.close()
     told = yield report
     if told is None:

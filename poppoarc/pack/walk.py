@@ -2,8 +2,9 @@
 
 Compact records (a regular file with one link is (path, target); the body takes its
 facts from ``fstat``), the directories of one target walked by a helper beside this
-walk (``subtree.py``), each database's snapshot started as the walk finds it; then the
-secret files join the security target when there is a key to seal them.
+walk (``subtree.py``), each database's snapshot started as the walk finds it, the symbolic
+links a restore would refuse left out (named); then the secret files join the security
+target when there is a key to seal them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from ..errors import Warnings
 from ..snapshot.catalogue import Catalogue
 from ..snapshot.environment import dotenv_names
+from ..restore.safety import escapes
 from ..snapshot.scan import FILE, SourceEntry, Walk, path_of
 
 
@@ -34,12 +36,77 @@ def walk_installation(root, catalogue: Catalogue, warnings: Warnings, skip=(),
             for message in own:
                 warnings.add(message)
             warnings.skipped.extend(own.skipped)
-            return walk.finish(), helper
+            result = walk.finish()
+            dropped = leave_out_escaping_links(result, warnings)
+            if helper.target in dropped.links_left_out:
+                helper.aligned = False      # its spool still holds them: pack from this walk
+            return result, helper
         walk.result.entries.close()
     walk = Walk(root, catalogue, warnings, skip, compact=True, on_database=on_database,
                 stat_facts=stat_facts)
     walk.run()
-    return walk.finish(), None
+    return leave_out_escaping_links(walk.finish(), warnings), None
+
+
+def escaping_links(links) -> dict[str, str]:
+    """The symbolic links (``[path, text, ...]``) that leave the installation when followed
+    through the others, as a restore judges an archive holding them (restore/safety.py's
+    ``escapes``: the same function), with their texts.  Leaving one out can change where
+    another leads, so they are judged again until none escapes."""
+    table = {link[0]: link[1] for link in links}
+    escaping: dict[str, str] = {}
+    while True:
+        found = [path for path, text in table.items() if escapes(path, text, table.get)]
+        if not found:
+            return escaping
+        for path in found:
+            escaping[path] = table.pop(path)
+
+
+def leave_out_escaping_links(result, warnings: Warnings):
+    """Leave out of the walk's records every link ``escaping_links`` names, each named in a
+    warning (``Warnings.skip``), so that every archive pack writes verifies; and the shared
+    parent directories that had nothing else below them.  Returns ``result``, whose
+    ``links_left_out`` maps each target to the paths left out of it."""
+    result.links_left_out = {}
+    escaping = escaping_links(result.links)
+    if not escaping:
+        return result
+    groups = result.entries
+    for path, target in ((link[0], link[2]) for link in result.links if link[0] in escaping):
+        result.links_left_out.setdefault(target, set()).add(path)
+        warnings.skip(path, f"symbolic link to {escaping[path]!r} not archived: followed "
+                            "through the installation's other symbolic links it leaves the "
+                            "installation, which a restore refuses to create")
+    for target, paths in result.links_left_out.items():
+        groups.drop(target, paths, path_of)
+    result.links = [link for link in result.links if link[0] not in escaping]
+    _drop_empty_parents(groups, set().union(*result.links_left_out.values()))
+    return result
+
+
+def _drop_empty_parents(groups, removed: set[str]) -> None:
+    """Shared parents (target None) are records because something lies below them: those
+    above only ``removed`` paths go too (a rare case: one pass over the records)."""
+    shared = {path_of(record) for record in groups.group(None)}
+    candidates = {parent for path in removed for parent in _ancestors(path)} & shared
+    if not candidates:
+        return
+    needed = set()
+    for target in groups.names()[1:]:
+        for record in groups.group(target):
+            for parent in _ancestors(path_of(record)):
+                if parent in candidates:
+                    needed.add(parent)
+    empty = candidates - needed
+    if empty:
+        groups.drop(None, empty, path_of)
+
+
+def _ancestors(path: str):
+    while "/" in path:
+        path = path.rpartition("/")[0]
+        yield path
 
 
 def add_secrets(root: Path, groups, secrets: list[str], warnings: Warnings) -> int:

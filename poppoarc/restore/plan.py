@@ -26,7 +26,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from ..format.entry import IndexEntry
-from ..format.order import TARGETS, index_order
+from ..format.order import AFTER_ALL, index_order
 from ..format.records import IndexRecords
 from ..snapshot.scan import (DATABASE, DIR, FILE, SYMLINK, SourceEntry, is_plain, path_of,
                              target_of)
@@ -179,6 +179,9 @@ class RestorePlan:
     # a partial restore (--include/--exclude); its include patterns that select no record
     paths: PathSelection | None = None
     unmatched: list[str] = field(default_factory=list)
+    # the selected custom targets' areas: name -> {"include": globs, "from": "installation"
+    # (its backup.targets) or "archive" (recorded in the manifest, used as recorded)}
+    areas: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"archive_id": self.archive_id, "targets": [t.to_json() for t in self.targets],
@@ -191,7 +194,7 @@ class RestorePlan:
                 "changed_while_packed": self.changed_while_packed,
                 "include": list(self.paths.include) if self.paths else [],
                 "exclude": list(self.paths.exclude) if self.paths else [],
-                "warnings": self.warnings}
+                "areas": self.areas, "warnings": self.warnings}
 
 
 def _same(archived: IndexEntry, live: SourceEntry) -> bool:
@@ -235,7 +238,7 @@ def _keyed(items, key):
     """(index key, item) of each item, then (a key after every other, None)."""
     for item in items:
         yield key(item), item
-    yield (len(TARGETS), ""), None
+    yield AFTER_ALL, None
 
 
 def _merge(restored, current):

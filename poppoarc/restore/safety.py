@@ -14,7 +14,9 @@ with ``tarfile``):
   most 4096 bytes, 255 per name, 256 levels);
 * every record lies in the area of the target it names, as this installation's target
   catalogue decides (``Catalogue.owner``: the walk's own rule), and that target is one
-  the manifest lists; a record of no target is a directory above records of targets;
+  the manifest lists; a record of no target is a directory above records of targets; a
+  custom target's area is this installation's ``backup.targets.NAME``, else the one the
+  manifest records, which must not reach poppoarc's own places (``recorded_area_problem``);
 * nothing lies in a place poppoarc keeps: a name starting with ``.poppoarc`` (the
   restore's journal and staging, the lock, the generated environment document), the
   store or the key directory when they are inside the installation, SQLite sidecars;
@@ -51,6 +53,7 @@ from ..format.entry import IndexEntry
 from ..format.order import TARGETS
 from ..format.paths import link_target_problem, path_problem
 from ..format.spill import PathTable
+from ..snapshot.areas import area_problem, with_recorded
 from ..snapshot.catalogue import Catalogue, area_catalogue
 
 RESERVED_PREFIX = ".poppoarc"
@@ -107,8 +110,14 @@ class Confinement:
     @classmethod
     def for_settings(cls, settings, manifest: dict, path: object,
                      selects=None) -> "Confinement":
-        return cls(manifest, area_catalogue(settings.backup.get("targets", {})),
-                   places_of(settings), path, selects)
+        """The rule for ``manifest`` here; ``UnsafeArchiveEntry`` at once for a custom area
+        the archive records that no restore may use (``recorded_area_problem``)."""
+        places = places_of(settings)
+        problem = recorded_area_problem(manifest, places)
+        if problem:
+            raise UnsafeArchiveEntry(problem, path=path)
+        targets = with_recorded(settings.backup.get("targets", {}), manifest)
+        return cls(manifest, area_catalogue(targets), places, path, selects)
 
     # -- one record --------------------------------------------------------------
     def problem(self, entry: IndexEntry) -> Exception | None:
@@ -154,8 +163,9 @@ class Confinement:
 
     def _target_problem(self, entry: IndexEntry) -> CorruptArchive | None:
         target = entry.target
-        if target is not None and (target not in TARGETS or target not in self._listed):
-            which = "the manifest does not list" if target in TARGETS else "is unknown"
+        if target is not None and target not in self._listed:
+            known = target in TARGETS or target in (self.manifest.get("areas") or {})
+            which = "the manifest does not list" if known else "is unknown"
             return CorruptArchive(f"entry {entry.path!r} names target {target!r}, which {which}",
                                   path=self.path)
         if target is None and entry.type != "dir":
@@ -245,6 +255,20 @@ def unsafe_entry(entry_path: str, why: str, archive: object) -> UnsafeArchiveEnt
     error = UnsafeArchiveEntry(f"entry {entry_path!r}: {why}", path=archive)
     error.entry = entry_path
     return error
+
+
+def recorded_area_problem(manifest: dict, places: Places) -> str | None:
+    """Why an area the archive records for a custom target (its manifest's ``areas``,
+    spec §5.2) is one no restore may use, or None: each ``include`` glob is plain and
+    relative and reaches neither ``.poppoarc`` nor the store nor the key directory
+    (``catalogue.area_problem``, the rule ``backup.targets`` meets at pack time too;
+    spec §13 rule 2).  Areas of the built-in targets are this installation's own."""
+    for name, include in (manifest.get("areas") or {}).items():
+        for glob in include:
+            problem = area_problem(glob, places)
+            if problem:
+                return f"custom target {name!r}: {problem}"
+    return None
 
 
 def escapes(path: str, link: str, lookup) -> bool:

@@ -37,6 +37,7 @@ from ..errors import ArchiveError, ConfigError, PoppoarcError
 from ..lock import InstallationLock
 from ..options import PackOptions
 from ..pack import pack_locked
+from ..snapshot.root import require_installation
 from ..policy.schedule import Schedule, due_runs, next_wakeup, parse_schedule, with_baseline
 from ..store.local import LocalStore
 from ..store import verified
@@ -148,7 +149,8 @@ class RunRecord:
 
 class Scheduler:
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
-                 retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF):
+                 retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF,
+                 force_root: bool = False):
         schedule = parse_schedule(settings.backup)
         if schedule is None:
             raise ConfigError("'backup.schedule' is not set: there is nothing to schedule",
@@ -157,6 +159,7 @@ class Scheduler:
         self.schedule: Schedule = schedule
         self.clock = clock or Clock()
         self.retries, self.backoff = retries, backoff
+        self.force_root = force_root    # back up a root that is not an installation
         self.notifications = notify.Notifications.from_config(settings.backup)
         self.records: list[RunRecord] = []
         self.stop_signal: int | None = None
@@ -168,6 +171,7 @@ class Scheduler:
 
     def run_forever(self, handle_signals: bool = True) -> list[RunRecord]:
         """Run until SIGTERM/SIGINT; returns what was done."""
+        self._check_root()
         with self._signals(handle_signals), self._scheduler_lock():
             if not self._start():
                 return self.records
@@ -186,6 +190,7 @@ class Scheduler:
 
     def run_once(self, handle_signals: bool = True) -> list[RunRecord]:
         """Run whatever is due now, then return (for system cron)."""
+        self._check_root()
         with self._signals(handle_signals), self._scheduler_lock():
             if self._start():
                 try:
@@ -193,6 +198,12 @@ class Scheduler:
                 except StopRequested:
                     self._abandoned()
         return self.records
+
+    def _check_root(self) -> None:
+        """A root that is not an installation (a typo in POPPO_ROOT, a disk not mounted)
+        stops the service before it creates a store there (exit 20); each run checks again."""
+        require_installation(self.settings.root, (self.settings.store, self.settings.key_dir),
+                             force=self.force_root)
 
     def _abandoned(self) -> None:
         # pack's cleanup has removed its temporary file; make sure, since the
@@ -282,6 +293,7 @@ class Scheduler:
         self._notify(record)
 
     def _backup(self, record: RunRecord, label: str) -> None:
+        self._check_root()
         with InstallationLock(self.settings.root, "scheduled backup"):
             self._interruptible = True
             try:
@@ -300,8 +312,8 @@ class Scheduler:
             log.info("run %s: wrote %s (%s, %d bytes, %d files, %.1f s, %d warnings)", label,
                      result.id, f"incremental on {result.parent}" if result.parent else "full",
                      result.size, result.files, result.duration_ms / 1000, len(result.warnings))
-            for warning in result.warnings:
-                log.warning("run %s: %s", label, warning)
+            for message in [*result.notices, *result.warnings]:
+                log.warning("run %s: %s", label, message)
             try:
                 with observed(self.settings.records_dir, "prune", publisher(self.settings)) as seen:
                     pruned = prune_locked(self.settings, on_delete=lambda d: log.info(

@@ -9,13 +9,13 @@ Nothing here touches the disk: the scanner feeds in paths and facts.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from ..errors import ConfigError, UsageError
-from ..format.order import TARGETS
+from ..format.order import TARGETS, in_target_order, is_custom_name
+from .areas import MAX_AREA_GLOBS, MAX_CUSTOM_TARGETS, area_problem, custom_areas
+from .globs import compile_glob, could_match_below, glob_match
 
 
 # What each kind of claim does with a path.
@@ -56,48 +56,6 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 GLOBAL_EXCLUDES = (".poppoarc*", "**/.poppoarc*", "**/*.db-wal", "**/*.db-shm",
                    "**/*.db-journal", "**/*-wal", "**/*-shm", "**/*-journal",
                    "**/*.sqlite-wal", "**/*.sqlite-shm", ".poppo/poppoarc/**")
-
-
-@lru_cache(maxsize=None)
-def compile_glob(pattern: str) -> re.Pattern:
-    """A path glob: ``*`` and ``?`` stay inside one segment, ``**`` spans any depth.
-
-    ``dir/**`` also matches ``dir`` itself, so a target owns its top directory.
-    """
-    parts = pattern.split("/")
-    regex = []
-    for index, part in enumerate(parts):
-        last = index == len(parts) - 1
-        if part == "**":
-            if index == 0:
-                regex.append(".*" if last else "(?:[^/]+/)*")
-            else:
-                regex.append("(?:/.*)?" if last else "(?:/[^/]+)*")
-            continue
-        if index and parts[index - 1] != "**" or (index > 1 and parts[index - 1] == "**"):
-            regex.append("/")
-        regex.append("".join("[^/]*" if ch == "*" else "[^/]" if ch == "?" else re.escape(ch)
-                             for ch in part))
-    return re.compile("".join(regex) + r"\Z", re.S)
-
-
-def glob_match(pattern: str, path: str) -> bool:
-    return compile_glob(pattern).match(path) is not None
-
-
-def could_match_below(pattern: str, directory: str) -> bool:
-    """Whether ``pattern`` can match anything inside ``directory`` (for pruning)."""
-    pattern_parts = pattern.split("/")
-    dir_parts = directory.split("/")
-    for index, dir_part in enumerate(dir_parts):
-        if index >= len(pattern_parts):
-            return False
-        part = pattern_parts[index]
-        if part == "**":
-            return True
-        if not fnmatch.fnmatchcase(dir_part, part):
-            return False
-    return len(pattern_parts) > len(dir_parts)
 
 
 def _combined(patterns: tuple[str, ...]) -> re.Pattern | None:
@@ -310,24 +268,28 @@ class Catalogue:
 
 
 def parse_target_list(text: str | None) -> tuple[str, ...] | None:
-    """``--targets a,b`` → ("a", "b"); None when not given; unknown names rejected."""
+    """``--targets a,b`` → ("a", "b"); None when not given.  A name that is neither a
+    built-in target nor shaped like a custom one is refused here; whether a custom name
+    exists is for the command to say (the configuration, or the archive, defines it)."""
     if text is None:
         return None
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     if not names:
         raise UsageError("--targets needs at least one target name")
-    unknown = [n for n in names if n not in TARGETS]
+    unknown = [n for n in names if n not in TARGETS and not is_custom_name(n)]
     if unknown:
-        raise UsageError(f"unknown target {unknown[0]!r} (known: {', '.join(TARGETS)})")
+        raise UsageError(f"unknown target {unknown[0]!r} (known: {', '.join(TARGETS)}, and "
+                         "the custom targets of backup.targets)")
     return names
 
 
 def area_catalogue(config_targets: dict, selected: tuple[str, ...] = TARGETS,
                    paths=None) -> Catalogue:
     """The targets' areas for a restore: this installation's catalogue (its ``include``
-    settings) without its ``exclude`` patterns, which say what to back up, not what an
-    archive made before they were set may restore.  The global exclusions (poppoarc's
-    own names, SQLite sidecars) stay: nothing may restore those."""
+    settings, custom targets' too) without its ``exclude`` patterns, which say what to back
+    up, not what an archive made before they were set may restore.  The global exclusions
+    (poppoarc's own names, SQLite sidecars) stay: nothing may restore those.  For an
+    archive's custom targets pass ``with_recorded(config_targets, manifest)``."""
     catalogue = build_catalogue(config_targets, TARGETS)
     return Catalogue(rules=tuple(Rule(r.target, r.action, r.include) for r in catalogue.rules),
                      selected=selected, paths=paths)
@@ -342,24 +304,49 @@ def exclusion_glob(pattern: str) -> str:
 
 
 def build_catalogue(config_targets: dict, requested: tuple[str, ...] | None,
-                    exclude: tuple[str, ...] | list[str] = (), paths=None) -> Catalogue:
+                    exclude: tuple[str, ...] | list[str] = (), places=None,
+                    paths=None) -> Catalogue:
     """Apply ``backup.targets`` from config and the ``--targets`` selection (and a
     restore's ``--include``/``--exclude``: ``paths``).
 
     A target set to false in config is skipped unless named on the command
     line; an object may replace ``include`` and add ``exclude`` patterns.
     ``exclude`` (``backup.exclude``) leaves paths out of every target, a directory
-    with everything in it.
+    with everything in it.  A name that is not a built-in target is a custom one: its
+    ``include`` is required and judged by ``area_problem`` (``places``: the store and key
+    directory inside the root, when known); it claims after the built-in targets and
+    stores what it claims, and is selected by default like them.
     """
-    for name in config_targets:
-        if name not in TARGETS:
-            raise ConfigError(f"unknown target 'backup.targets.{name}' (known: {', '.join(TARGETS)})")
+    custom = custom_areas(config_targets)
+    for name, setting in config_targets.items():
+        if name in TARGETS or name in custom:
+            continue
+        if not is_custom_name(name):
+            raise ConfigError(f"unknown target 'backup.targets.{name}' (known: "
+                              f"{', '.join(TARGETS)}; a custom target's name is lowercase "
+                              "letters, digits, '-' and '_', at most 32)")
+        raise ConfigError(f"custom target 'backup.targets.{name}' needs 'include' (the globs "
+                          "of the paths it archives)")
+    if len(custom) > MAX_CUSTOM_TARGETS:
+        raise ConfigError(f"backup.targets defines {len(custom)} custom targets; at most "
+                          f"{MAX_CUSTOM_TARGETS}")
+    for name, include in custom.items():
+        problem = None if 0 < len(include) <= MAX_AREA_GLOBS else \
+            f"needs 1 to {MAX_AREA_GLOBS} include globs"
+        problem = problem or next(filter(None, (area_problem(g, places) for g in include)), None)
+        if problem:
+            raise ConfigError(f"custom target 'backup.targets.{name}': {problem}")
     enabled = []
-    for name in TARGETS:
+    for name in (*TARGETS, *in_target_order(custom)):
         setting = config_targets.get(name, True)
         on = setting if isinstance(setting, bool) else setting.get("enabled", True)
         if on:
             enabled.append(name)
+    if requested is not None:
+        unknown = [n for n in requested if n not in TARGETS and n not in custom]
+        if unknown:
+            raise UsageError(f"unknown target {unknown[0]!r}: backup.targets defines no custom "
+                             f"target of that name (known: {', '.join((*TARGETS, *custom))})")
     selected = requested if requested is not None else tuple(enabled)
     rules = []
     for rule in DEFAULT_RULES:
@@ -369,6 +356,9 @@ def build_catalogue(config_targets: dict, requested: tuple[str, ...] | None,
             exclude = rule.exclude + tuple(setting.get("exclude", ()))
             rule = Rule(rule.target, rule.action, include, exclude)
         rules.append(rule)
+    for name in in_target_order(custom):    # after the built-in claims: they keep theirs
+        exclusions = tuple(config_targets[name].get("exclude", ()))
+        rules.append(Rule(name, STORE, custom[name], exclusions))
     excludes = GLOBAL_EXCLUDES + tuple(dict.fromkeys(exclusion_glob(p) for p in exclude
                                                      if p.strip().strip("./")))
     return Catalogue(rules=tuple(rules), selected=tuple(selected), excludes=excludes,

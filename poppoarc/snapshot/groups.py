@@ -15,7 +15,7 @@ import heapq
 import tempfile
 from itertools import chain
 
-from ..format.order import TARGETS
+from ..format.order import TARGETS, in_target_order
 from ..format.records import CHUNK, read_chunks, write_chunk
 
 # Records held in memory, all groups together, before spilling: 131,072 compact records
@@ -40,11 +40,22 @@ class WalkGroups:
         self._fields, self._make = fields, make
         self._spill_at = SPILL_AT if spill_at is None else spill_at
         self._groups: dict[str | None, _Group] = {t: _Group() for t in (None, *TARGETS)}
+        # (a custom target's group is made when it is first asked for)
         self._held = 0
         self._spilled = False
 
+    def _group(self, target: str | None) -> "_Group":
+        group = self._groups.get(target)
+        if group is None:
+            group = self._groups[target] = _Group()
+        return group
+
+    def names(self) -> list[str | None]:
+        """The groups in index order: shared parents, then the targets (spec §5.4)."""
+        return [None, *in_target_order(t for t in self._groups if t is not None)]
+
     def add(self, target: str | None, record) -> None:
-        group = self._groups[target]
+        group = self._group(target)
         group.held.append(record)
         group.count += 1
         if self._spilled:
@@ -59,7 +70,7 @@ class WalkGroups:
 
     def add_sorted(self, target: str | None, records: list, key) -> None:
         """Records found outside the walk (few: secret files), merged in by ``key``."""
-        group = self._groups[target]
+        group = self._group(target)
         group.extra = sorted(group.extra + records, key=key)
         group.extra_key = key
         group.count += len(records)
@@ -69,7 +80,7 @@ class WalkGroups:
         (``records.write_chunks`` of ``fields``) as the group of ``target``, read from
         there like spilled records instead of held; False (and ``spool`` left alone) if
         the group has records already."""
-        group = self._groups[target]
+        group = self._group(target)
         if group.count:
             return False
         group.close()
@@ -78,18 +89,27 @@ class WalkGroups:
 
     def group(self, target: str | None):
         """One group's records, read again on each call."""
-        return self._groups[target].records(self._make)
+        return self._group(target).records(self._make)
 
     def take(self, target: str | None):
         """One group's records, each dropped as it is yielded: once only."""
-        return self._groups[target].records(self._make, consume=True)
+        return self._group(target).records(self._make, consume=True)
 
     def count(self, target: str | None) -> int:
-        return self._groups[target].count
+        return self._group(target).count
+
+    def drop(self, target: str | None, paths: set[str], path_of) -> None:
+        """Leave out the records of ``target`` at ``paths`` (each one of its records, by
+        ``path_of(record)``): every later read of the group skips them, and its count
+        says so."""
+        group = self._group(target)
+        group.dropped = group.dropped | frozenset(paths)
+        group.path_of = path_of
+        group.count -= len(paths)
 
     def discard(self, target: str | None) -> None:
         """Drop what is left of one group's records (another process writes them)."""
-        group = self._groups[target]
+        group = self._group(target)
         group.held, group.extra = [], []
         group.close()
 
@@ -100,7 +120,7 @@ class WalkGroups:
             group.spill(self._fields)
 
     def __iter__(self):
-        return chain.from_iterable(self.group(t) for t in (None, *TARGETS))
+        return chain.from_iterable(self.group(t) for t in self.names())
 
     def __len__(self) -> int:
         return sum(g.count for g in self._groups.values())
@@ -117,6 +137,8 @@ class _Group:
         self.extra: list = []
         self.extra_key = None
         self._file = None
+        self.dropped: frozenset = frozenset()      # paths of records left out (``drop``)
+        self.path_of = None
 
     def spill(self, fields) -> None:
         if not self.held:
@@ -129,7 +151,11 @@ class _Group:
 
     def records(self, make, consume: bool = False):
         walked = self._walked(make, consume)
-        return heapq.merge(walked, self.extra, key=self.extra_key) if self.extra else walked
+        merged = heapq.merge(walked, self.extra, key=self.extra_key) if self.extra else walked
+        if self.dropped:
+            dropped, path_of = self.dropped, self.path_of
+            return (record for record in merged if path_of(record) not in dropped)
+        return merged
 
     def _walked(self, make, consume: bool):
         if self._file is not None:

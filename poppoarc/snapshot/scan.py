@@ -59,6 +59,10 @@ class ScanResult:
     impure: set = field(default_factory=set)
     sidecars: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)   # owned paths this user cannot read
+    # the symbolic links recorded, [path, text, target] (pack judges them together: a
+    # link may leave the installation through another, spec/FORMAT.md §13 rule 5)
+    links: list = field(default_factory=list)
+    links_left_out: dict = field(default_factory=dict)    # pack: target -> paths (walk.py)
 
     @property
     def total_bytes(self) -> int:
@@ -205,7 +209,7 @@ class Walk:
         recorded, unowned, leave = self._recorded, self._unowned, self._leave
         descend: set[str] = set()           # directories whose contents the walk enters
         tracking = self.foreign
-        impure, unreadable = result.impure, result.unreadable
+        impure, unreadable, links = result.impure, result.unreadable, result.links
         sidecar_owner = "database" in selected
 
         def foreign(path: str, itself: bool = False) -> None:
@@ -369,6 +373,7 @@ class Walk:
                         warnings.skip(rel, problem)
                         continue
                     add(rule.target, _entry(rel, rule.target, SYMLINK, st, link), rel, 0)
+                    links.append([rel, link, rule.target])
                 else:
                     # named, not counted as skipped: it has no content to lose
                     warnings.add(f"{rel}: special file (device, FIFO or socket) not archived")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from ..format.order import TARGETS
+from ..format.order import in_target_order
 from ..i18n import N_, _, ngettext
 from ..text import display_time, human_size, ljust, rjust, row, shown_path, width
 
@@ -24,8 +24,9 @@ def pack(out, result) -> None:
     out.text(_("  path    {path}").format(path=result.path))
     out.text(_("  size    {size}  ({files} files, {seconds:.1f} s)").format(
         size=human_size(result.size), files=result.files, seconds=result.duration_ms / 1000))
+    width = _name_width(result.targets)
     for name, summary in result.targets.items():
-        out.text("  " + ljust(name, 9) + _("{files:>7} files  {size:>10}").format(
+        out.text("  " + ljust(name, width) + _("{files:>7} files  {size:>10}").format(
             files=summary["files"], size=human_size(summary["size"])))
     if result.parent:
         out.text(_("  incremental on {parent}: {reused} unchanged files stored there").format(
@@ -45,6 +46,8 @@ def pack(out, result) -> None:
         out.text(_("  protected: no retention deletes it or its ancestors"))
     if result.retention is not None:
         _retention(out, result.retention)
+    for notice in result.notices:
+        out.note(notice)
     for warning in result.warnings:
         out.warn(warning)
 
@@ -121,9 +124,10 @@ def inspect(out, result) -> None:
         if result.sealed:
             out.text(_("  no key here: paths and details stay sealed"))
     out.text(_("Targets:"))
-    for name in sorted(m["targets"], key=TARGETS.index):
+    width = _name_width(m["targets"])
+    for name in in_target_order(m["targets"]):
         t = m["targets"][name]
-        out.text("  " + ljust(name, 9) + _("{files:>7} files  {size:>10}").format(
+        out.text("  " + ljust(name, width) + _("{files:>7} files  {size:>10}").format(
             files=t["files"], size=human_size(t["size"])))
     if m["databases"]:
         out.text(_("Databases:"))
@@ -207,6 +211,11 @@ def _changed_while_packed(out, paths: list[str]) -> None:
         out.text(_("    ... and {count} more").format(count=len(paths) - 20))
 
 
+def _name_width(names) -> int:
+    """The column of target names: the built-in ones, or the longest custom one."""
+    return max([9, *(len(name) + 1 for name in names)])
+
+
 def unpack(out, result) -> None:
     plan = result.plan
     if result.dry_run:
@@ -214,7 +223,7 @@ def unpack(out, result) -> None:
     else:
         out.text(_("Restored {id}").format(id=plan.archive_id))
     columns = (_("target"), _("add"), _("change"), _("remove"), _("unchanged"), _("bytes"))
-    sizes = (10, 7, 8, 8, 11, 12)
+    sizes = (max(10, _name_width(t.name for t in plan.targets) + 1), 7, 8, 8, 11, 12)
     out.text("  " + ljust(columns[0], sizes[0])
              + "".join(rjust(c, s) for c, s in zip(columns[1:], sizes[1:])))
     for target in plan.targets:
@@ -223,6 +232,11 @@ def unpack(out, result) -> None:
                   target.count("unchanged"), human_size(written))
         out.text("  " + ljust(target.name, sizes[0])
                  + "".join(rjust(str(v), s) for v, s in zip(values, sizes[1:])))
+    for name, area in plan.areas.items():
+        where = _("the archive's area, used as recorded") if area["from"] == "archive" \
+            else _("this installation's backup.targets")
+        out.text(_("  {target}: {globs}  ({where})").format(
+            target=name, globs=", ".join(area["include"]), where=where))
     if plan.databases:
         out.text(_("Databases (rows now -> in archive):"))
         for db in plan.databases:
@@ -283,6 +297,13 @@ def recovery_note(recovery) -> str:
 
 
 def keygen(out, result) -> None:
+    if result.kind == "export":
+        out.text(_("Copied the encryption identity {key} to {path}").format(
+            key=result.key_id, path=result.path))
+        out.text(_("  keep it off this machine (it opens every archive sealed to {recipient}); "
+                   "on another machine use it with POPPO_BACKUP_IDENTITY=FILE or "
+                   "backup.storage.identityFile").format(recipient=result.public_key))
+        return
     if result.kind == "encryption":
         out.text(_("Created encryption identity {path}").format(path=result.path))
         out.text(_("  recipient: {recipient}").format(recipient=result.public_key))

@@ -22,9 +22,11 @@ def checks(cli, *extra) -> tuple[int, dict]:
 
 
 @pytest.fixture
-def healthy(cli):
+def healthy(cli, tmp_path):
     packed = cli.pack()
     assert cli("verify", packed["id"])[0] == 0
+    # the identity pack made for the secrets is kept off the machine, as the pack asked
+    assert cli("keygen", f"--export={tmp_path / 'identity-copy.key'}")[0] == 0
     return packed
 
 
@@ -188,13 +190,25 @@ def test_age_of_the_newest_backup_against_the_schedule(cli, healthy):
     assert age(doctor.run(settings, now=now + timedelta(days=40))).status == "info"
 
 
-def test_encryption_key_availability(cli, healthy, tmp_path, monkeypatch):
-    assert checks(cli)[1]["encryption-key"]["status"] == "n/a"
+def test_encryption_key_availability(cli, healthy, tmp_path, monkeypatch, key_home):
+    found = checks(cli)[1]["encryption-key"]
+    assert found["status"] == "ok" and "exported on" in found["message"]
+    (key_home / "encryption.key.exported").unlink()       # the identity exists only here
+    code, found = checks(cli)
+    assert code == 1 and found["encryption-key"]["status"] == "warn"
+    assert "the secret files of 1 archive(s) open only with" in found["encryption-key"]["message"]
+    assert found["encryption-key"]["fix"] == "copy it off this machine: poppoarc keygen --export=FILE"
     set_backup(cli, {"storage": {"path": str(cli.store), "encrypt": True}})
     monkeypatch.delenv("POPPO_BACKUP_KEY", raising=False)
     code, found = checks(cli)
     assert code == 7 and found["encryption-key"]["status"] == "fail"
-    assert "POPPO_BACKUP_KEY" in found["encryption-key"]["fix"]
+    assert "losing the machine loses every backup" in found["encryption-key"]["message"]
+    assert "keygen --export" in found["encryption-key"]["fix"]
+    monkeypatch.setenv("BACKUP_ENCRYPTION_KEY", "not hex")
+    assert checks(cli)[1]["encryption-key"]["status"] == "fail"
+    monkeypatch.setenv("BACKUP_ENCRYPTION_KEY", "ab" * 32)
+    assert checks(cli)[1]["encryption-key"]["status"] == "ok"
+    monkeypatch.delenv("BACKUP_ENCRYPTION_KEY")
     monkeypatch.setenv("POPPO_BACKUP_KEY", "k" * 32)
     assert checks(cli)[1]["encryption-key"]["status"] == "ok"
     monkeypatch.delenv("POPPO_BACKUP_KEY")
@@ -260,4 +274,4 @@ def test_a_check_that_breaks_is_reported_and_the_others_still_run(cli, healthy, 
     assert code == 7 and found["databases"]["status"] == "fail"
     assert "the check itself failed" in found["databases"]["message"]
     assert "Permission denied" in found["databases"]["message"]
-    assert found["verified"]["status"] == "ok" and len(found) == 15
+    assert found["verified"]["status"] == "ok" and len(found) == 16

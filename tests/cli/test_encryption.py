@@ -13,7 +13,7 @@ from poppoarc.crypto.segments import SEGMENT, SegmentError, open_sealed, seal
 
 
 from tests.helpers.rebuild import members, rebuild
-from tests.helpers import digest, vandalize
+from tests.helpers import CLI, digest, vandalize
 
 PASS = "correct horse battery staple"
 
@@ -84,10 +84,59 @@ def test_wrong_key_is_refused_before_anything_is_written(cli, installation, pass
                                                            Path(packed["path"]).name]
 
 
-def test_encryption_without_a_key_is_a_clear_error(cli, monkeypatch):
+def test_encryption_without_a_key_seals_to_this_machines_identity(cli, monkeypatch, key_home,
+                                                                 tmp_path):
+    """encryptionEnabled: true in the config PoppoBuilder ships, and no key: a backup is
+    still made (none at all is the worst outcome), sealed to an identity pack creates; every
+    pack says that it exists only here until it is exported, and another machine restores
+    with the exported copy (issue 26)."""
     monkeypatch.delenv("POPPO_BACKUP_KEY", raising=False)
+    code, out, err = cli("pack", "--encrypt")
+    assert code == 1 and "  encrypted: everything" in out
+    assert "poppoarc: created the encryption identity " in err
+    assert "exists only on this machine (never exported)" in err
+    assert (key_home / "encryption.key").exists()
+    code, out, err = cli("pack", "--encrypt")
+    assert code == 1 and "created" not in err and "never exported" in err
+    copy = tmp_path / "offline" / "identity.key"
+    copy.parent.mkdir()
+    code, out, _ = cli("keygen", f"--export={copy}")
+    assert code == 0 and "Copied the encryption identity" in out
+    assert (copy.stat().st_mode & 0o777) == 0o600
+    assert cli("keygen", f"--export={copy}")[0] == 40          # no silent overwrite
+    code, packed = cli.json("pack", "--encrypt")
+    assert code == 0 and not packed["warnings"]
+    # another machine: its own key directory, the exported identity, the signer pinned
+    other = tmp_path / "other-keys"
+    monkeypatch.setenv("POPPOARC_HOME", str(other))
+    empty = tmp_path / "empty"
+    (empty / "config").mkdir(parents=True)
+    signer = (key_home / "signing.pub").read_text().strip()
+    (empty / "config" / "config.json").write_text(json.dumps(
+        {"backup": {"signing": {"trustedKeys": [signer]}}}))
+    restore = CLI(empty, cli.store, cli.capsys)
+    assert restore("unpack", packed["id"], "--skip-backup")[0] == 42      # no key here
+    monkeypatch.setenv("POPPO_BACKUP_IDENTITY", str(copy))
+    code, out, err = restore("unpack", packed["id"], "--skip-backup")
+    assert code in (0, 1), err
+    assert (empty / ".env").read_bytes() == (cli.root / ".env").read_bytes()
+
+
+def test_backup_encryption_key_is_a_key_source(cli, monkeypatch, key_home):
+    """PoppoBuilder Suite's own variable, a key in hex."""
+    monkeypatch.delenv("POPPO_BACKUP_KEY", raising=False)
+    monkeypatch.setenv("BACKUP_ENCRYPTION_KEY", "0f" * 32)
+    packed = cli.pack("--encrypt")
+    assert not (key_home / "encryption.key").exists() and not packed["warnings"]
+    code, inspected = cli.json("inspect", packed["id"])
+    assert [r["type"] for r in inspected["manifest"]["encryption"]["recipients"]] == ["argon2id"]
+    monkeypatch.setenv("BACKUP_ENCRYPTION_KEY", "0F" * 32)              # the same key
+    assert cli("verify", packed["id"])[0] == 0
+    monkeypatch.setenv("BACKUP_ENCRYPTION_KEY", "1f" * 32)
+    assert cli("verify", packed["id"])[0] == 41
+    monkeypatch.setenv("BACKUP_ENCRYPTION_KEY", "not-hex")
     code, _, err = cli("pack", "--encrypt")
-    assert code == 42 and "POPPO_BACKUP_KEY" in err
+    assert code == 40 and "BACKUP_ENCRYPTION_KEY must be a key in hex" in err
 
 
 # -- nothing leaks -------------------------------------------------------------------

@@ -116,8 +116,10 @@ def test_policy_command_outputs_match_their_schemas(cli, installation, key_home,
     document = run(cli, "schedule", "schedule", "--next", "--count=3")
     assert len(document["next"]) == 3
     monkeypatch.setenv("POPPO_BACKUP_KEY", "schema test")
-    document = run(cli, "keygen", "keygen", "--encryption")
+    document = run(cli, "keygen", "keygen", "--encryption", "--force")   # (pack made one)
     assert document["public_key"].startswith("x25519:")
+    document = run(cli, "keygen", "keygen", f"--export={cli.root.parent / 'identity.key'}")
+    assert document["kind"] == "export" and document["path"].endswith("identity.key")
 
 
 def test_config_upgrade_matches_its_schema(cli, installation):

@@ -47,7 +47,7 @@ def test_tar_extraction_reproduces_every_non_database_file(cli, installation, tm
     extracted = tree_files(out, skip=(".poppoarc/",))
     assert extracted, "tar extracted nothing"
     for rel, digest in extracted.items():
-        if is_database(out / rel):
+        if is_database(out / rel) or rel == "security/env.encrypted":     # (sealed: below)
             continue
         assert source[rel] == digest, rel
     # everything a target owns is there: config, state, agents, compressed logs, access log
@@ -56,9 +56,12 @@ def test_tar_extraction_reproduces_every_non_database_file(cli, installation, tm
                 or (rel.startswith("logs/") and rel.endswith(".gz")) or rel == "data/access.log"}
     expected = {rel for rel in expected if not rel.endswith(("-wal", "-shm"))}
     assert expected <= set(extracted)
-    # never archived: secrets, certificates (by reference), WAL sidecars, unowned files
+    # never archived: certificates (by reference), WAL sidecars, unowned files; secrets only
+    # sealed (to this machine's own identity: no key is configured)
     assert not any(rel.startswith(("certs/", "node_modules/", "src/")) or rel == ".env"
                    or rel.endswith(("-wal", "-shm")) for rel in extracted)
+    assert packed["encryption"] == "secrets" and "security/env.encrypted" in extracted
+    assert (installation / ".env").read_bytes() not in (out / "security/env.encrypted").read_bytes()
     assert os.path.islink(out / "certs/current.pem") is False
 
 
@@ -130,7 +133,11 @@ def test_environment_is_masked_and_secrets_never_stored(cli, installation, tmp_p
     monkeypatch.setenv("POPPO_LOG_LEVEL", "debug")
     monkeypatch.setenv("UNRELATED_VAR", "not-recorded")
     packed = cli.pack()
-    assert any(".env" in w and "not archived" in w for w in packed["warnings"])
+    # kept, sealed to the identity pack creates when no key is configured, and said once
+    assert packed["encryption"] == "secrets" and not packed["warnings"]
+    assert "created the encryption identity" in packed["notices"][0]
+    assert "poppoarc keygen --export=FILE" in packed["notices"][0]
+    assert not cli.pack()["notices"]
     raw = subprocess.run(["zstd", "-dc", packed["path"]], capture_output=True, check=True).stdout
     dotenv = (installation / ".env").read_text()
     token = next(line.split("=", 1)[1] for line in dotenv.splitlines()
@@ -165,7 +172,9 @@ def test_targets_option_limits_the_archive(cli):
 
 def test_text_output_of_each_command(cli):
     code, out, err = cli("pack")
-    assert code == 1 and out.startswith("Created backup-") and "warning: .env" in err
+    assert code == 0 and out.startswith("Created backup-")
+    assert "  encrypted: secret files only" in out
+    assert err.startswith("poppoarc: created the encryption identity ")
     code, out, _ = cli("list")
     lines = out.splitlines()
     assert lines[0] == "Backups:" and lines[2].split() == ["ID", "Date", "Type", "Size"]
@@ -178,7 +187,7 @@ def test_text_output_of_each_command(cli):
 
 def test_console_script_runs(installation, tmp_path):
     result = run_poppoarc("--root", str(installation), "--store", str(tmp_path / "s"), "pack", "-q")
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 0, result.stderr
     assert result.stdout == "" and "Traceback" not in result.stderr
 
 

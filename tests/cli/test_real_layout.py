@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from poppoarc.demo.real_layout import DATABASES, make_real_layout
-from tests.helpers import CLI
+from tests.helpers import CLI, run_poppoarc
 
 
 @pytest.fixture(scope="session")
@@ -99,3 +99,106 @@ def test_pack_reads_the_shipped_config_with_one_notice(real, tmp_path, capsys, m
     code, out, err = cli("doctor")
     assert "12 legacy key(s) read as the documented ones" in out
     assert "- excludePatterns → exclude" in out
+
+
+def restored_equals_source(source, restored, entries) -> None:
+    """Every archived record is restored as it was (files by bytes, mode and mtime,
+    databases by their rows), and the restored root holds nothing else."""
+    import hashlib
+    import stat
+
+    def rows(path) -> list:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return list(db.iterdump())
+        finally:
+            db.close()
+
+    wanted = {e["path"] for e in entries if not e.get("generated")}
+    for record in entries:
+        if record.get("generated"):
+            continue
+        rel = record["path"]
+        live, back = source / rel, restored / rel
+        st, rt = os.lstat(live), os.lstat(back)
+        assert stat.S_IFMT(st.st_mode) == stat.S_IFMT(rt.st_mode), rel
+        if record["type"] == "dir":
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            assert os.readlink(live) == os.readlink(back), rel
+        elif record.get("sqlite"):
+            assert rows(live) == rows(back), rel
+        else:
+            assert hashlib.sha256(live.read_bytes()).digest() == \
+                hashlib.sha256(back.read_bytes()).digest(), rel
+            assert (st.st_mode & 0o7777, st.st_mtime_ns) == (rt.st_mode & 0o7777, rt.st_mtime_ns), rel
+    found = set()
+    for directory, dirs, files in os.walk(restored):
+        for name in dirs + files:
+            rel = os.path.relpath(os.path.join(directory, name), restored)
+            if not rel.startswith(".poppoarc") and not rel.endswith(("-wal", "-shm")):
+                found.add(rel)
+    assert found == wanted
+
+
+def test_shipped_config_packs_and_restores_whole_on_an_empty_root(real, tmp_path, capsys,
+                                                                  monkeypatch):
+    """Issue 26, acceptance 1: the real layout with the config PoppoBuilder ships (its
+    legacy section: encryptionEnabled true, no key anywhere): pack exits 0 or 1 with the
+    legacy-key notices and what the missing key makes it do (an identity created for it,
+    every archive sealed to it alone until it is exported); verify; unpack into an empty
+    root gives the identical tree, .env.production included, opened with that identity."""
+    keys = tmp_path / "keys"
+    monkeypatch.setenv("POPPOARC_HOME", str(keys))
+    for variable in ("POPPO_BACKUP_KEY", "BACKUP_ENCRYPTION_KEY", "POPPO_BACKUP_IDENTITY"):
+        monkeypatch.delenv(variable, raising=False)
+    store = real / "backups"                    # backupPath: "./backups"
+    cli = CLI(real, store, capsys)
+    code, out, err = cli("pack")
+    assert code in (0, 1), err
+    lines = err.splitlines()
+    assert len(lines) == 5, lines
+    assert "the backup section has the shape PoppoBuilder ships" in lines[0]
+    assert "backup.items: 'uploads': names no target" in lines[1]
+    assert "2 'backup' sections" in lines[2]
+    assert lines[3].startswith(f"poppoarc: created the encryption identity {keys}/encryption.key")
+    assert "exists only on this machine (never exported)" in lines[4]
+    assert "  encrypted: everything" in out
+    archive = out.split()[1]
+    assert cli("verify", archive)[0] == 0
+    code, inspected = cli.json("inspect", archive, "--entries")
+    entries = inspected["entries"]
+    assert ".env.production" in {e["path"] for e in entries}
+    assert {d["path"] for d in inspected["manifest"]["databases"]} == set(DATABASES)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, err = CLI(empty, store, capsys)("unpack", archive)
+    assert code in (0, 1), err
+    restored_equals_source(real, empty, entries)
+    assert (empty / ".env.production").read_bytes() == (real / ".env.production").read_bytes()
+
+
+def test_a_wrong_root_is_refused_with_exit_20(real, tmp_path):
+    """Issue 26, acceptance: the cron line of a real installation with a typo in POPPO_ROOT
+    (a directory that does not exist), or its disk not mounted (the mount point, empty):
+    pack, schedule and unpack exit 20 naming the root, and create nothing there; the real
+    root packs."""
+    env = {"POPPOARC_HOME": str(tmp_path / "keys"), "POPPO_BACKUP_KEY": "cron"}
+    typo = tmp_path / "inst-typo"
+    mount_point = tmp_path / "unmounted"
+    mount_point.mkdir()
+    for root in (typo, mount_point):
+        for args in (["pack"], ["schedule", "--once"]):
+            result = run_poppoarc(*args, env={**env, "POPPO_ROOT": str(root)})
+            assert result.returncode == 20, (args, result.stderr)
+            assert str(root) in result.stderr and "POPPO_ROOT" in result.stderr
+            assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not typo.exists() and os.listdir(mount_point) == []
+    result = run_poppoarc("pack", env={**env, "POPPO_ROOT": str(real)})
+    assert result.returncode in (0, 1), result.stderr
+    archive = next((real / "backups").glob("*.poppo.tar.zst"))
+    (mount_point / "Documents").mkdir()                         # someone's files: not a root
+    result = run_poppoarc("--store", str(real / "backups"), "unpack", str(archive),
+                          env={**env, "POPPO_ROOT": str(mount_point)})
+    assert result.returncode == 20 and "--force" in result.stderr, result.stderr
+    assert os.listdir(mount_point) == ["Documents"]

@@ -202,7 +202,7 @@ def test_schedule_next_once_and_disabled(cli, installation, monkeypatch):
     monkeypatch.setenv("POPPOARC_SCHEDULE_START", later)
     code, out, err = cli("schedule", "--once", "--json")
     runs = json.loads(out)["runs"]
-    assert code == 1 and len(runs) == 1 and runs[0]["archive_id"]      # 1: pack warned (.env)
+    assert code == 0 and len(runs) == 1 and runs[0]["archive_id"]      # (.env sealed: no warning)
     # two days on always pass a daily fire time, and a Sunday 03:00 when run on a Friday or
     # Saturday: missed fire times of both entries make one run named after both
     assert re.search(r"run (weekly\+)?daily: wrote ", err) and " INFO " in err

@@ -32,9 +32,9 @@ INDEX_ENTRY = 2**64 - 1
 # §15: the versions a reader of poppoarc/2 reads, and what differs between them
 VERSIONS = {
     "poppoarc/1": {"index": "poppoarc-index/1", "note": False, "index_warnings": False,
-                   "zero_offset_continues": True},
+                   "zero_offset_continues": True, "areas": False},
     "poppoarc/2": {"index": "poppoarc-index/2", "note": True, "index_warnings": True,
-                   "zero_offset_continues": False},
+                   "zero_offset_continues": False, "areas": True},
 }
 
 
@@ -150,7 +150,9 @@ def _authenticate(member: bytes, signature_json: bytes, pinned: list[bytes]) -> 
 
 def _manifest_rules(m) -> None:
     """§5.3 and §12.1."""
-    bad = not isinstance(m, dict) or set(m) != KEYS or m["format"] not in VERSIONS
+    bad = not isinstance(m, dict) or set(m) - {"areas"} != KEYS or m["format"] not in VERSIONS
+    bad = bad or ("areas" in m and not VERSIONS[m["format"]]["areas"])     # §15.1
+    bad = bad or not confinement.areas_well_formed(m)                          # §5.2
     match = None if bad else ID.match(str(m["id"]))
     bad = bad or not match or m["timestamp"] != "{}:{}:{}.{}Z".format(*match.groups()) \
         or m["type"] not in ("manual", "scheduled", "pre-restore")

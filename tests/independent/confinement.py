@@ -1,8 +1,10 @@
-"""§13: where a restore may write, judged on the index alone (the default areas of rule 3)."""
+"""§13: where a restore may write, judged on the index alone (the default areas of rule 3,
+and the custom targets' areas the manifest records, §5.2)."""
 
 from __future__ import annotations
 
 import posixpath
+import re
 from fnmatch import fnmatchcase
 
 from .tar import fail
@@ -26,6 +28,44 @@ CLAIMS = (
 EXCLUDED_NAMES = (".poppoarc*", "*-wal", "*-shm", "*-journal")
 MAX_ID = 2**32 - 2
 MAX_LINKS = 40
+CUSTOM = re.compile(r"[a-z][a-z0-9_-]{0,31}\Z")       # §5.2 "areas"
+
+
+def areas_well_formed(m: dict) -> bool:
+    """§5.2: ``areas`` absent, or 1-32 custom names (not built-in) each with 1-64 globs of
+    1-4096 characters, exactly the targets of ``targets`` beyond the six."""
+    if not isinstance(m.get("targets"), dict):
+        return True                 # (the counts rule says what is wrong)
+    areas = m.get("areas", {})
+    if "areas" in m and not (isinstance(areas, dict) and 0 < len(areas) <= 32):
+        return False
+    if set(areas) != {t for t in m["targets"] if t not in TARGETS}:
+        return False
+    return all(isinstance(n, str) and CUSTOM.match(n) and n not in TARGETS
+               and isinstance(g, list) and 0 < len(g) <= 64
+               and all(isinstance(x, str) and 0 < len(x) <= 4096 for x in g)
+               for n, g in areas.items())
+
+
+def _area_reaches(glob: str) -> bool:
+    """§13 rule 2: a custom area names paths plainly (relative, no empty, '.' or '..'
+    name) and cannot reach ``.poppoarc`` (the places of a store or key directory inside
+    the root are the reader's installation's: this reader has none)."""
+    parts = glob.split("/")
+    if glob.startswith("/") or "\0" in glob or any(p in ("", ".", "..") for p in parts):
+        return True
+    return _could_reach(parts, [".poppoarc"])
+
+
+def _could_reach(pattern: list, names: list) -> bool:
+    """Whether the pattern matches ``names`` or a path below it."""
+    if not names:
+        return True                 # something below can follow (or the pattern is done)
+    if not pattern:
+        return False
+    if pattern[0] == "**":
+        return True
+    return fnmatchcase(names[0], pattern[0]) and _could_reach(pattern[1:], names[1:])
 
 
 def _match(pattern: list, names: list) -> bool:
@@ -41,13 +81,15 @@ def _matches(pattern: str, path: str) -> bool:
     return _match(pattern.split("/"), path.split("/"))
 
 
-def area(record: dict) -> str | None:
-    """The target a writer's walk gives this record's path, or None (rule 3)."""
+def area(record: dict, custom: dict | None = None) -> str | None:
+    """The target a writer's walk gives this record's path, or None (rule 3); ``custom``:
+    the manifest's ``areas``, store claims after the table's, by name."""
     path = record["path"]
     if any(fnmatchcase(name, x) for name in path.split("/") for x in EXCLUDED_NAMES) \
             or _matches(".poppo/poppoarc/**", path):
         return None
-    claims = [(kind, target) for kind, target, patterns in CLAIMS
+    table = CLAIMS + tuple(("store", name, tuple(custom[name])) for name in sorted(custom or {}))
+    claims = [(kind, target) for kind, target, patterns in table
               if any(_matches(pattern, path) for pattern in patterns)]
     if record.get("sqlite"):        # the database claim first, or nothing
         return "database" if claims and claims[0][0] == "database" else None
@@ -60,9 +102,14 @@ def area(record: dict) -> str | None:
 def check(manifest: dict, records: list) -> None:
     """Rules 2-7 (rule 1, the paths of §1, is checked with the index)."""
     links = {r["path"]: r["link"] for r in records if r["type"] == "symlink"}
+    custom = manifest.get("areas", {})
+    for name, globs in sorted(custom.items()):
+        if any(_area_reaches(g) for g in globs):
+            fail("UnsafeArchiveEntry", f"custom target {name}: an area no restore may use "
+                                       "(rule 2)")
     for r in records:
         target, path = r["target"], r["path"]
-        if target is not None and (target not in TARGETS or target not in manifest["targets"]):
+        if target is not None and target not in manifest["targets"]:
             fail("CorruptArchive", f"{path}: unknown target {target!r} (rule 2)")
         if r.get("generated"):
             if (path, target) != (".poppoarc/environment.json", "config"):
@@ -77,7 +124,7 @@ def check(manifest: dict, records: list) -> None:
         if target == "database" and not r.get("sqlite") and not kept_database:
             fail("CorruptArchive", f"{path}: a database record that is not sqlite (rule 7)")
         if target is not None:
-            owner = area({**r, "sqlite": True}) if kept_database else area(r)
+            owner = area({**r, "sqlite": True}, custom) if kept_database else area(r, custom)
             if owner != target:
                 fail("UnsafeArchiveEntry", f"{path}: in the area of {owner}, not {target} (rule 3)")
     for path, text in links.items():

@@ -82,8 +82,13 @@ def test_config_can_disable_and_override_targets():
 
 
 def test_unknown_targets_are_rejected_clearly():
-    with pytest.raises(UsageError, match="unknown target 'databse'"):
-        parse_target_list("config,databse")
+    with pytest.raises(UsageError, match="unknown target 'Data Base'"):
+        parse_target_list("config,Data Base")       # no target has such a name
+    # a name shaped like a custom target's: the configuration says whether it exists
+    assert parse_target_list("config,databse") == ("config", "databse")
+    with pytest.raises(UsageError, match="unknown target 'databse': backup.targets defines "
+                                         "no custom target of that name"):
+        build_catalogue({}, ("config", "databse"))
     with pytest.raises(UsageError):
         parse_target_list(",")
     with pytest.raises(ConfigError, match="backup.targets.foo"):

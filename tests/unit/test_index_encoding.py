@@ -2,7 +2,7 @@
 
 import io
 
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from poppoarc.format.head import canonical_json
 from poppoarc.format.entry import IndexEntry
@@ -161,6 +161,7 @@ from dataclasses import fields  # noqa: E402
 from poppoarc.format.records import IndexRecords  # noqa: E402
 
 
+@settings(deadline=None)     # up to 3,000 records a run: over 200 ms on a loaded machine
 @given(st.lists(entries(), max_size=20), st.integers(0, 3000))
 def test_records_read_back_field_for_field_on_every_pass(drawn, filler):
     # Filler records carry the spool across its 1 MiB read blocks.

@@ -90,7 +90,7 @@ def test_in_index_order_means_every_record_but_generated_ones_follows_the_last(l
             rules.add(target, path, False, generated)
     except ValueError:          # a path repeated in a row: the index is rejected anyway
         return
-    keys = [(-2, "")] + [index_order(t, p) for t, p, generated in listed if not generated]
+    keys = [((-2, ""), "")] + [index_order(t, p) for t, p, generated in listed if not generated]
     assert rules.in_index_order() == all(a < b for a, b in zip(keys, keys[1:]))
 
 

@@ -141,3 +141,18 @@ def test_the_shipped_configs_uploads_item_maps_to_a_defined_custom_target(tmp_pa
     assert packed["targets"]["uploads"]["files"] == sum(
         len(files) for _, _, files in os.walk(root / "uploads"))
     assert cli("verify", packed["id"])[0] == 0
+
+
+def test_a_custom_target_restores_in_part_and_browses(cli, custom):
+    """With #28's --include and ls, as any target."""
+    packed = cli.pack()
+    (custom / "uploads" / "2024").mkdir()
+    (custom / "uploads" / "2024" / "old.png").write_bytes(b"old")
+    shutil.rmtree(custom / "uploads" / "2025")
+    code, doc = cli.json("unpack", packed["id"], "--targets", "uploads",
+                         "--include", "uploads/2025/**")
+    assert code in (0, 1), doc
+    assert (custom / "uploads/2025/avatar.png").read_bytes() == b"\x89PNG" + bytes(100)
+    assert (custom / "uploads/2024/old.png").exists()          # outside the selection: kept
+    code, out, err = cli("ls", packed["id"], "uploads")
+    assert code == 0 and "uploads/2025/avatar.png" in out, err

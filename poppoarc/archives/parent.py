@@ -87,6 +87,9 @@ def find_parent(settings, store, *, sealed_whole: bool, warnings: Warnings,
             if facts_key is not None and not sealed_whole:
                 cached = _cached(settings, head, facts_key, max_incrementals, warnings)
                 if cached is not None:
+                    # the facts stand in for the index's records, not for its bytes: a
+                    # parent whose stored index is damaged must not take a link
+                    reader.stored_index(source, head, where).close()
                     return cached
             sealer = open_sealer(settings, head, where)
             index = reader.read_index(source, head, where, sealer, parallel=settings.parallel,

@@ -122,6 +122,41 @@ def read_index(handle, head: TrustedHead, path: object, sealer=None,
     ``parallel``, ``share`` and ``visit`` (a reader's own rules for every record:
     restore/safety.py) as for ``decode_index``."""
     manifest = head.manifest
+    sealed = scope(manifest) == "archive"
+    data = stored_index(handle, head, path)
+    size = manifest["layout"]["index_size"]
+    if sealed:
+        if sealer is None:
+            data.close()
+            return Index(None)
+        data.seek(0)
+        sealed_file, data = data, tempfile.TemporaryFile()
+        try:    # decrypted and inflated as it streams; at most MAX_INDEX_SIZE bytes (§11.4)
+            sealer.open_to_file(segments.INDEX_ENTRY, 0, sealed_file.read, size, data,
+                                MAX_INDEX_SIZE)
+        except segments.SegmentError as exc:
+            raise CorruptArchive(f"encrypted index: {exc}", path=path) from None
+        finally:
+            sealed_file.close()
+    entries, sealed_manifest = decode_index(data, manifest["id"], path, sealed=sealed,
+                                            incremental=manifest["incremental"],
+                                            parallel=parallel, share=share, visit=visit,
+                                            version=versions.of(manifest))
+    if len(entries) != manifest["layout"]["entries"]:
+        raise CorruptArchive("index entry count differs from the manifest", path=path)
+    if sealed_manifest is not None and \
+            len(sealed_manifest["warnings"]) > manifest["warnings_total"]:
+        raise CorruptArchive("the index header lists more warnings than the manifest counts",
+                             path=path)
+    summary.check({**manifest, **(sealed_manifest or {})}, entries.tally, path)
+    return Index(entries, sealed_manifest)
+
+
+def stored_index(handle, head: TrustedHead, path: object):
+    """The index member's bytes as stored (sealed or not), in a temporary file, checked
+    against the signed size and SHA-256 and followed by the end-of-archive blocks: what
+    an incremental's pack checks of a parent whose facts it takes from its cache."""
+    manifest = head.manifest
     layout = manifest["layout"]
     if layout["index_size"] > MAX_INDEX_SIZE:
         raise CorruptArchive("index is unreasonably large", path=path)
@@ -146,30 +181,7 @@ def read_index(handle, head: TrustedHead, path: object, sealer=None,
     if trailer != bytes(tarheader.padding(size) + len(tarheader.END_OF_ARCHIVE)) or not stream.at_end():
         raise CorruptArchive("archive does not end with the index and end-of-archive blocks",
                              path=path)
-    if sealed:
-        if sealer is None:
-            return Index(None)
-        data.seek(0)
-        sealed_file, data = data, tempfile.TemporaryFile()
-        try:    # decrypted and inflated as it streams; at most MAX_INDEX_SIZE bytes (§11.4)
-            sealer.open_to_file(segments.INDEX_ENTRY, 0, sealed_file.read, size, data,
-                                MAX_INDEX_SIZE)
-        except segments.SegmentError as exc:
-            raise CorruptArchive(f"encrypted index: {exc}", path=path) from None
-        finally:
-            sealed_file.close()
-    entries, sealed_manifest = decode_index(data, manifest["id"], path, sealed=sealed,
-                                            incremental=manifest["incremental"],
-                                            parallel=parallel, share=share, visit=visit,
-                                            version=versions.of(manifest))
-    if len(entries) != layout["entries"]:
-        raise CorruptArchive("index entry count differs from the manifest", path=path)
-    if sealed_manifest is not None and \
-            len(sealed_manifest["warnings"]) > manifest["warnings_total"]:
-        raise CorruptArchive("the index header lists more warnings than the manifest counts",
-                             path=path)
-    summary.check({**manifest, **(sealed_manifest or {})}, entries.tally, path)
-    return Index(entries, sealed_manifest)
+    return data
 
 
 class MemberSink:

@@ -225,3 +225,18 @@ def test_switched_off_the_index_is_read(cli, monkeypatch):
     read = index_reads(monkeypatch)
     packed = cli.pack("--incremental")
     assert packed["parent"] == full["id"] and read == [full["id"]]
+
+
+def test_a_parent_whose_stored_index_is_damaged_takes_no_link(cli, both_ways):
+    """The cache stands in for the parent's records, not for its bytes: with a valid cache,
+    a parent whose index was damaged in the store still cannot take a link (what pack
+    noticed when it read the index, it notices from the index's signed SHA-256)."""
+    full = cli.pack("--full")
+    assert cache_files(cli)
+    path = cli.store / os.path.basename(full["path"])
+    data = bytearray(path.read_bytes())
+    data[-2] ^= 0x01                   # the index frame's content checksum
+    path.write_bytes(bytes(data))
+    packed = cli.pack("--incremental")
+    assert not packed["incremental"] and packed.get("parent") is None
+    assert any(full["id"] in w and "making a full archive" in w for w in packed["warnings"])

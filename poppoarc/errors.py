@@ -91,6 +91,17 @@ class ArchiveError(PoppoarcError):
     or it cannot be opened or read."""
 
     exit_code = 10
+    # True: this user or this machine could not open or read the file (permissions, the
+    # open-file limit, an I/O error): a fact about here and now, not a verdict on the
+    # archive's bytes, so retention never deletes it for that (list: "unreadable")
+    unreadable = False
+
+
+def unreadable_archive(message: str, path) -> ArchiveError:
+    """The ArchiveError for an archive that could not be opened or read (``unreadable``)."""
+    error = ArchiveError(message, path=path)
+    error.unreadable = True
+    return error
 
 
 class ForeignArchive(ArchiveError):

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
-from ..errors import ArchiveError, PoppoarcError, UnsupportedFormat, UntrustedSigner
+from ..errors import (ArchiveError, ArchiveNotFound, PoppoarcError, StoreError,
+                      UnsupportedFormat, UntrustedSigner)
 from ..format import reader
 from ..format.entry import ID_PATTERN
 from ..format.fields import MAX_TEXT, TIMESTAMP_PATTERN
@@ -33,7 +34,7 @@ class ListRow:
     incremental: bool = False
     parent: str | None = None     # id of the archive an incremental builds on
     signer: str | None = None
-    status: str = "ok"            # ok | untrusted | damaged | newer (a format to read later)
+    status: str = "ok"    # ok | untrusted | damaged | newer (a later format) | unreadable (here)
     problem: str | None = None
     checksum: str | None = None   # the manifest's body checksum ("sha256:...")
     encrypted: bool = False
@@ -125,10 +126,26 @@ def _claimed_databases(manifest: dict) -> list[str] | None:
     return [d["path"] for d in databases if isinstance(d, dict) and isinstance(d.get("path"), str)]
 
 
+def _status(exc: BaseException) -> str:
+    """The row status an error while reading a head stands for.  Only the archive's own
+    bytes make it ``damaged``; what this user or this machine could not do (open it: EACCES,
+    EMFILE; read it: EIO, a store that did not answer; the memory to hold it) makes it
+    ``unreadable``, which no retention ever deletes: another user, or this one after the
+    cause is gone, reads it."""
+    if isinstance(exc, UnsupportedFormat):      # a newer poppoarc's (spec §15): not ours
+        return "newer"
+    if isinstance(exc, UntrustedSigner):
+        return "untrusted"
+    if isinstance(exc, (OSError, StoreError, ArchiveNotFound, MemoryError)) \
+            or getattr(exc, "unreadable", False):
+        return "unreadable"
+    return "damaged"
+
+
 def _list_row(store: Store, archive: StoredArchive, pinned: dict[str, bytes]) -> ListRow:
     """One archive's row from its head alone.  Never raises: whatever a file in the store
-    holds, it is a row marked damaged, and the listing (and every command that lists:
-    pack's parent search, prune, doctor) goes on."""
+    holds, it is a row marked damaged (or unreadable, when the fault is not the file's), and
+    the listing (and every command that lists: pack's parent search, prune, doctor) goes on."""
     path = archive.where
     try:
         with store.open(archive) as source:
@@ -139,16 +156,15 @@ def _list_row(store: Store, archive: StoredArchive, pinned: dict[str, bytes]) ->
                 head = reader.authenticate(raw, pinned, path)
                 row.signer = head.signer
                 reader.check_length(source, manifest, path)
-            except ArchiveError as exc:
-                row.status = "untrusted" if isinstance(exc, UntrustedSigner) else "damaged"
-                row.problem = str(exc)
+            except (ArchiveError, OSError, StoreError) as exc:
+                row.status, row.problem = _status(exc), str(exc)
             if manifest.get("id") != archive.id and row.status == "ok":
                 row.status, row.problem = "damaged", f"file name does not match archive id {manifest.get('id')}"
             return row
-    except UnsupportedFormat as exc:    # a newer poppoarc's (spec §15): not damaged, not ours
-        return ListRow(archive.id, path, archive.size or 0, status="newer", problem=str(exc))
-    except (PoppoarcError, OSError) as exc:
-        return ListRow(archive.id, path, archive.size or 0, status="damaged", problem=str(exc))
+    except (PoppoarcError, OSError, MemoryError) as exc:
+        return ListRow(archive.id, path, archive.size or 0, status=_status(exc),
+                       problem=str(exc) if not isinstance(exc, MemoryError)
+                       else f"{path}: cannot read head: out of memory")
     except Exception as exc:    # a bug met on a hostile file: named in the row, not fatal
         return ListRow(archive.id, path, archive.size or 0, status="damaged",
                        problem=f"{path}: cannot read head (internal error {type(exc).__name__}: "

@@ -55,6 +55,12 @@ class PruneResult:
                 "verified": self.verified, "warnings": self.warnings, "cleaned": self.cleaned}
 
 
+def _unreadable(exc: BaseException) -> bool:
+    """An error that says this user or machine could not read the archive, not that its
+    bytes are wrong (the same distinction as list's ``unreadable`` status)."""
+    return isinstance(exc, OSError) or getattr(exc, "unreadable", False)
+
+
 def policy_for(settings: Settings) -> RetentionPolicy:
     tz, _ = resolve_timezone(settings.backup)
     return RetentionPolicy.from_config(settings.backup, tz)
@@ -89,12 +95,18 @@ def prune_locked(settings: Settings, *, dry_run: bool = False, now: datetime | N
         try:
             verify(settings, protected.id, record=not dry_run)
             problem = None
-        except ArchiveError as exc:
+        except (ArchiveError, OSError) as exc:
             problem = str(exc)
-            result.warnings.append(f"{protected.id}: newest full archive fails verification "
-                                   f"({exc}); not counted as a good archive")
+            if not _unreadable(exc):
+                result.warnings.append(f"{protected.id}: newest full archive fails "
+                                       f"verification ({exc}); not counted as a good archive")
+            else:   # not a verdict on the archive: kept, and the next full one is checked
+                result.warnings.append(f"{protected.id}: newest full archive could not be "
+                                       f"read here ({exc}); kept, not counted as verified")
+                rows[protected.id].status, rows[protected.id].problem = "unreadable", problem
         result.verified[protected.id] = problem
-        infos = [replace(i, verified=problem is None) if i.id == protected.id else i
+        infos = [replace(i, verified=problem is None,
+                         status=rows[i.id].status) if i.id == protected.id else i
                  for i in infos]
     result.decisions = decisions
     for decision in decisions:

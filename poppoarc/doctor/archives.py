@@ -22,12 +22,19 @@ def check_archives(ctx: Context):
     damaged = [f"{r.id}: {r.problem}" for r in rows if r.status == "damaged"]
     untrusted = [f"{r.id}: {r.problem}" for r in rows if r.status == "untrusted"]
     newer = [f"{r.id}: {r.problem}" for r in rows if r.status == "newer"]
+    unreadable = [f"{r.id}: {r.problem}" for r in rows if r.status == "unreadable"]
     params = dict(count=len(rows), damaged=len(damaged), untrusted=len(untrusted),
-                  newer=len(newer))
+                  newer=len(newer), unreadable=len(unreadable))
     if damaged:
         return _f("archives", title, "fail", N_("{damaged} of {count} archive(s) are damaged"),
                   N_("run poppoarc verify ID for the details; move damaged files out of the "
-                     "store"), damaged + untrusted + newer, **params)
+                     "store"), damaged + unreadable + untrusted + newer, **params)
+    if unreadable:  # this user or machine cannot read them: kept, and no restore point
+        return _f("archives", title, "warn",
+                  N_("{unreadable} of {count} archive(s) cannot be read here"),
+                  N_("check the files' owner and mode (ls -l), the open-file limit (ulimit -n) "
+                     "and the disk; prune keeps them"),
+                  unreadable + untrusted + newer, **params)
     if untrusted:
         return _f("archives", title, "warn",
                   N_("{untrusted} of {count} archive(s) are signed by keys not trusted here"),

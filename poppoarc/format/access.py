@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import ArchiveError
+from ..errors import ArchiveError, unreadable_archive
 
 
 class ArchiveSink:
@@ -104,8 +104,8 @@ class FileSource(ArchiveSource):
                     break
                 data += more
         except OSError as exc:      # a bad sector, a vanished network file system
-            raise ArchiveError(f"cannot read the archive: {exc.strerror or exc}",
-                               path=self.name) from None
+            raise unreadable_archive(f"cannot read the archive: {exc.strerror or exc}",
+                                     self.name) from None
         if self.tally is not None:
             self.tally.fetched += len(data)
         return data

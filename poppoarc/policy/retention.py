@@ -25,7 +25,9 @@ The rules, in the order they are applied:
    archives signed by an unpinned key are never deleted (they may be another
    machine's, and their metadata cannot be trusted), nor are archives of a
    format only a newer poppoarc reads (another machine's, or this one's before
-   a downgrade: spec/FORMAT.md §15).
+   a downgrade: spec/FORMAT.md §15), nor archives this user or machine could
+   not read (``unreadable``: permissions, the open-file limit, an I/O error,
+   say nothing of the archive's bytes).
 5. A protected archive (``poppoarc protect``, ``pack --protect``: a mark in the
    store) is kept whatever else applies, damaged or not.
 6. Last, every parent of a kept archive is kept, transitively: an
@@ -54,6 +56,7 @@ KEEP_DAMAGED, KEEP_UNTRUSTED, KEEP_UNKNOWN = "damaged", "untrusted", "unknown-ty
 KEEP_NEWER = "newer-format"
 KEEP_PROTECTED = "protected"
 KEEP_NEW = "new"                 # the archive the pack that prunes has just made
+KEEP_UNREADABLE = "unreadable"    # could not be read here: not a verdict on the archive
 DELETE_EXPIRED, DELETE_OVER_MAX = "expired", "over-max"
 DELETE_PRE_EXPIRED, DELETE_DAMAGED, DELETE_UNSELECTED = "pre-restore-expired", "damaged", "unselected"
 
@@ -77,7 +80,7 @@ class ArchiveInfo:
     type: str | None = "scheduled"
     incremental: bool = False
     parent: str | None = None            # id of the archive this one builds on
-    status: str = "ok"                   # ok | damaged | untrusted | newer
+    status: str = "ok"                   # ok | damaged | untrusted | newer | unreadable
     verified: bool | None = None         # result of a full verify; None: not checked
     size: int = 0
     protected: bool = False              # a protection mark in the store
@@ -294,6 +297,9 @@ def decide(archives: list[ArchiveInfo], policy: RetentionPolicy, now: datetime,
             v.keep[KEEP_UNTRUSTED] = "signed by a key that is not pinned: never pruned"
         elif a.status == "newer":       # what this poppoarc cannot read is not damaged
             v.keep[KEEP_NEWER] = "a format only a newer poppoarc reads: never pruned"
+        elif a.status == "unreadable":  # this user or machine could not read it: not damaged
+            v.keep[KEEP_UNREADABLE] = ("could not be read here (permissions, limits, I/O), "
+                                       "which says nothing of the archive: never pruned")
         elif not a.good:
             what = "failed verification" if a.verified is False else "damaged"
             if policy.delete_damaged:

@@ -13,7 +13,8 @@ import re
 import stat
 from pathlib import Path
 
-from ..errors import AmbiguousArchive, ArchiveError, ArchiveNotFound, StoreError, write_error
+from ..errors import (AmbiguousArchive, ArchiveError, ArchiveNotFound, StoreError,
+                      unreadable_archive, write_error)
 from ..fs import fsync_dir, start_writeback, write_file_durably
 from ..format.access import FileSink, FileSource
 from . import leftovers
@@ -34,7 +35,7 @@ def open_archive_file(path) -> FileSource:
     except FileNotFoundError:
         raise ArchiveNotFound("no such archive file", path=path) from None
     except OSError as exc:
-        raise ArchiveError(f"cannot open archive: {exc.strerror}", path=path) from None
+        raise unreadable_archive(f"cannot open archive: {exc.strerror}", path) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise ArchiveError("not a regular file, so not an archive", path=path)

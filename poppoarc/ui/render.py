@@ -97,7 +97,7 @@ def archive_list(out, result) -> None:
 
 def status_word(status: str) -> str:
     return {"damaged": _("DAMAGED"), "untrusted": _("UNTRUSTED"),
-            "newer": _("NEWER FORMAT")}.get(status, status.upper())
+            "newer": _("NEWER FORMAT"), "unreadable": _("UNREADABLE")}.get(status, status.upper())
 
 
 def inspect(out, result) -> None:

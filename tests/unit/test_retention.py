@@ -158,6 +158,17 @@ def test_a_protected_archive_and_its_chain_outlive_every_rule():
     assert kept(decisions.values()) == {full.id, inc.id, damaged.id, "a003"}
 
 
+def test_an_unreadable_archive_is_never_deleted_whatever_keep_damaged_says():
+    """F6: what this user or machine cannot read (EACCES, EMFILE, EIO) is not damaged."""
+    archives = [archive(0, 1), archive(1, 2, status="unreadable"), archive(2, 3, status="damaged"),
+                archive(3, 90, status="unreadable")]
+    decisions = by_id(decide(archives, RetentionPolicy(max_backups=1, delete_damaged=True), NOW))
+    assert kept(decisions.values()) == {"a000", "a001", "a003"}
+    assert r.KEEP_UNREADABLE in decisions["a001"].rules
+    assert "never pruned" in decisions["a003"].reason
+    assert decisions["a002"].delete
+
+
 def test_parent_cycles_terminate():
     archives = [archive(0, 1, incremental=True, parent="a001"),
                 archive(1, 2, incremental=True, parent="a000")]

@@ -18,10 +18,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
+import hashlib
 import os
 import platform
 import secrets
 import shutil
+import socket
 import stat
 import sys
 import tempfile
@@ -357,7 +360,28 @@ def process_is_alive(pid: int, start: int | None = None) -> bool:
 
 
 def owner_tag() -> str:
-    """``<pid>-<start>``: this process, as the names of poppoarc's temporaries carry it
-    (``store.leftovers``), so that a recycled pid is not mistaken for their owner."""
+    """``<pid>-<start>-h<host>``: this process, as the names of poppoarc's temporaries
+    carry it (``store.leftovers``), so that a recycled pid is not mistaken for their owner
+    and a name another machine made in a shared store is not judged by this one's /proc."""
     pid = os.getpid()
-    return f"{pid}-{process_start_time(pid) or 0}"
+    return f"{pid}-{process_start_time(pid) or 0}-h{host_tag()}"
+
+
+@functools.lru_cache(maxsize=1)
+def host_tag() -> str:
+    """8 hex digits naming the place where this process's pid and start time mean
+    something: this boot of this machine (/proc/sys/kernel/random/boot_id, /etc/machine-id,
+    the host name) and its pid namespace (containers on one kernel share the boot id, not
+    their pids).  Another value in a name = another host, boot or container."""
+    parts = []
+    for source in ("/proc/sys/kernel/random/boot_id", "/etc/machine-id"):
+        try:
+            parts.append(Path(source).read_text(errors="replace").strip())
+        except OSError:
+            parts.append("")
+    try:
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        parts.append("")
+    parts.append(socket.gethostname())
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from ..errors import (AmbiguousArchive, ArchiveError, ArchiveNotFound, StoreError,
                       unreadable_archive, write_error)
-from ..fs import fsync_dir, start_writeback, write_file_durably
+from ..fs import fsync_dir, owner_tag, start_writeback, write_file_durably
 from ..format.access import FileSink, FileSource
 from . import leftovers
 from .base import MARK_SUFFIX, SUFFIX, ArchiveUpload, Store, StoredArchive, marked_ids
-_TEMP = re.compile(r"\.(?P<id>.+)\.poppo\.tar\.zst\.tmp-(?P<pid>\d+)\Z")
+_TEMP = re.compile(r"\.(?P<id>.+)\.poppo\.tar\.zst\.tmp-"
+                   r"(?P<owner>\d+(?:-\d+-h[0-9a-f]{8})?)\Z")
 # Each time this much more of the archive is written, the disk is asked to start on it,
 # so that the commit's fsync has only the last of it to wait for.
 WRITEBACK_EVERY = 8 << 20
@@ -169,7 +170,7 @@ class LocalStore(Store):
 
     def create_temp(self, archive_id: str):
         """Open a new temporary archive file for writing and reading back."""
-        temp = self.path / f".{archive_id}{SUFFIX}.tmp-{os.getpid()}"
+        temp = self.path / f".{archive_id}{SUFFIX}.tmp-{owner_tag()}"
         try:
             fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -215,8 +216,9 @@ class LocalStore(Store):
         """Temporary archives of this process (normally none outside a pack)."""
         if not self.path.is_dir():
             return []
+        mine = owner_tag()
         return [self.path / n for n in os.listdir(self.path)
-                if (m := _TEMP.match(n)) and int(m.group("pid")) == os.getpid()]
+                if (m := _TEMP.match(n)) and m.group("owner") in (mine, str(os.getpid()))]
 
 
 class LocalUpload(FileSink, ArchiveUpload):

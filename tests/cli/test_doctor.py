@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from poppoarc.fs import host_tag
 from poppoarc import doctor
 from poppoarc.config import resolve
 from poppoarc.restore import journal as journal_mod
@@ -132,9 +133,10 @@ def test_stale_lock_is_harmless_and_held_lock_names_its_holder(cli, healthy):
 
 
 def test_stale_temporary_files(cli, healthy):
-    temp = cli.store / f".{healthy['id']}.poppo.tar.zst.tmp-{DEAD_PID}"
+    here = f"{DEAD_PID}-1-h{host_tag()}"          # a process of this host, now gone
+    temp = cli.store / f".{healthy['id']}.poppo.tar.zst.tmp-{here}"
     temp.write_bytes(b"partial")
-    snap = cli.store / f".poppoarc-snap-{DEAD_PID}-1-abc123"    # its pack was killed
+    snap = cli.store / f".poppoarc-snap-{here}-abc123"          # its pack was killed
     snap.mkdir()
     code, found = checks(cli)
     assert code == 1 and found["temps"]["status"] == "warn"

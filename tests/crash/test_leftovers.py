@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from poppoarc.fs import owner_tag
+from poppoarc.fs import host_tag, owner_tag
 from poppoarc.store import leftovers
 
 from tests.helpers import run_poppoarc
@@ -105,7 +105,7 @@ def test_a_killed_pack_and_verify_leave_nothing_the_next_pack_keeps(installation
 @pytest.mark.parametrize("command", [("unpack", "LATEST"), ("prune",)])
 def test_restore_and_prune_remove_leftovers_too(cli, command):
     archive = cli.pack()["id"]
-    snap = cli.store / f"{leftovers.SNAPSHOT_PREFIX}{DEAD_PID}-1-abcdef"
+    snap = cli.store / f"{leftovers.SNAPSHOT_PREFIX}{DEAD_PID}-1-h{host_tag()}-abcdef"
     snap.mkdir()
     (snap / "1.db").write_bytes(b"a copy of a database")
     legacy = cli.store / f"{leftovers.SNAPSHOT_PREFIX}k2j4h5"     # before owners were named
@@ -114,7 +114,7 @@ def test_restore_and_prune_remove_leftovers_too(cli, command):
     recent.mkdir()
     an_hour_ago = time.time() - leftovers.UNOWNED_AFTER - 1
     os.utime(legacy, (an_hour_ago, an_hour_ago))
-    record = cli.store / f".poppoarc-verified.json.{DEAD_PID}-7-x1y2.tmp"
+    record = cli.store / f".poppoarc-verified.json.{DEAD_PID}-7-h{host_tag()}-x1y2.tmp"
     record.write_text("{}")
     mine = cli.store / f"{leftovers.SNAPSHOT_PREFIX}{owner_tag()}-live"   # a running process's
     mine.mkdir()
@@ -128,7 +128,7 @@ def test_restore_and_prune_remove_leftovers_too(cli, command):
 
 def test_a_dry_run_removes_nothing(cli):
     archive = cli.pack()["id"]
-    snap = cli.store / f"{leftovers.SNAPSHOT_PREFIX}{DEAD_PID}-1-abcdef"
+    snap = cli.store / f"{leftovers.SNAPSHOT_PREFIX}{DEAD_PID}-1-h{host_tag()}-abcdef"
     snap.mkdir()
     code, document = cli.json("unpack", archive, "--dry-run")
     assert code in (0, 1) and document["cleaned"] == [] and snap.exists()
@@ -137,9 +137,49 @@ def test_a_dry_run_removes_nothing(cli):
 
 
 def test_names_carry_their_owner():
-    kind, pid, start = leftovers.classify(f"{leftovers.SNAPSHOT_PREFIX}{owner_tag()}-x")
-    assert (kind, pid) == ("snapshot", os.getpid()) and not leftovers.owner_gone(pid, start)
-    assert leftovers.owner_gone(*leftovers.classify(f".a.poppo.tar.zst.tmp-{DEAD_PID}")[1:])
-    assert leftovers.classify("poppoarc-verify-1-2-abc")[0] == "verify"
+    kind, pid, start, host = leftovers.classify(f"{leftovers.SNAPSHOT_PREFIX}{owner_tag()}-x")
+    assert (kind, pid, host) == ("snapshot", os.getpid(), host_tag())
+    assert not leftovers.owner_gone(pid, start, host)
+    dead = f".a.poppo.tar.zst.tmp-{DEAD_PID}-5-h{host_tag()}"
+    assert leftovers.classify(dead) == ("archive", DEAD_PID, 5, host_tag())
+    assert leftovers.owner_gone(*leftovers.classify(dead)[1:])
+    assert leftovers.classify("poppoarc-verify-1-2-abc")[:3] == ("verify", 1, 2)
     assert leftovers.classify(".poppoarc-schedule.json.5-6-abc.tmp")[0] == "record"
+    assert leftovers.classify(".poppoarc-schedule.json.5-6-h0123abcd-x.tmp")[3] == "0123abcd"
     assert leftovers.classify("backup-x.poppo.tar.zst") is None
+
+
+def _age(path, seconds):
+    then = time.time() - seconds
+    os.utime(path, (then, then), follow_symlinks=False)
+
+
+def test_another_hosts_work_in_a_shared_store_is_left_alone(cli):
+    """F19: a pack here removed the temporary archive and the snapshot copies a pack on
+    another machine sharing the store was writing (its pid does not exist here).  Now
+    another host's names are judged by age, never by this host's /proc, and names without
+    a host (older poppoarc, maybe another machine's) by the hour of no change."""
+    other = "h" + ("0" * 8 if host_tag() != "0" * 8 else "1" * 8)
+    temp = cli.store / f".backup-2026-12-07T18-25-00-000Z-other1.poppo.tar.zst.tmp-{DEAD_PID}"
+    cli.store.mkdir(parents=True, exist_ok=True)
+    temp.write_text("x")                                           # the reproduction's names
+    snap = cli.store / f"{leftovers.SNAPSHOT_PREFIX}{DEAD_PID}-123-abc"
+    snap.mkdir()
+    busy = cli.store / f".backup-x.poppo.tar.zst.tmp-{DEAD_PID}-9-{other}"   # host B, now
+    busy.write_text("x")
+    b_snap = cli.store / f"{leftovers.SNAPSHOT_PREFIX}{DEAD_PID}-9-{other}-k2j4h5"
+    b_snap.mkdir()
+    (b_snap / "1.db").write_bytes(b"copy")
+    _age(b_snap, 3 * leftovers.UNOWNED_AFTER)      # the directory is old, its copy is not
+    quiet = cli.store / f"{leftovers.SNAPSHOT_PREFIX}{DEAD_PID}-9-{other}-q9w8e7"
+    quiet.mkdir()                                  # B crashed a day and more ago
+    _age(quiet, leftovers.OTHER_HOST_AFTER + 60)
+    document = cli.pack()
+    assert str(quiet) in document["cleaned"]
+    assert not {str(p) for p in (temp, snap, busy, b_snap)} & set(document["cleaned"])
+    assert temp.exists() and snap.exists() and busy.exists() and b_snap.exists()
+    assert not quiet.exists()
+    for path in (temp, snap):                      # no host: an hour without a change
+        _age(path, leftovers.UNOWNED_AFTER + 60)
+    cli.pack()
+    assert not temp.exists() and not snap.exists() and busy.exists() and b_snap.exists()

@@ -266,6 +266,14 @@ class Catalogue:
             return False
         return bool(self._rules_for_dir(directory))
 
+    def targets_below(self, directory: str) -> tuple[str, ...]:
+        """The selected targets one of whose rules could claim something inside
+        ``directory`` (what a symbolic link in its place hides from the walk)."""
+        if self._exclude_re.match(directory):
+            return ()
+        found = dict.fromkeys(entry[0].target for entry in self._rules_for_dir(directory))
+        return tuple(target for target in found if target in self.selected)
+
 
 def parse_target_list(text: str | None) -> tuple[str, ...] | None:
     """``--targets a,b`` → ("a", "b"); None when not given.  A name that is neither a

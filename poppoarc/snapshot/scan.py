@@ -301,6 +301,9 @@ class Walk:
                         foreign(rel, True)
                     continue
                 rules = catalogue.claim(rel)
+                if stat.S_ISLNK(st.st_mode) and not tracking:
+                    _name_hidden_targets(catalogue, warnings, child_path, rel,
+                                         any(r.target in selected for r in rules))
                 if not rules:
                     if tracking and not (sidecar_owner and sidecar_of_database(catalogue, rel)):
                         foreign(rel)
@@ -384,6 +387,30 @@ class Walk:
 
         walk(abs_top, rel_top, only)
         del walk    # it refers to itself: without this the walk's records outlive their last use
+
+
+def _name_hidden_targets(catalogue: Catalogue, warnings: Warnings, path: str, rel: str,
+                         archived: bool) -> None:
+    """A symbolic link to a directory where selected targets would find paths (``data``
+    moved to another disk and linked back): the walk never follows a link, so everything
+    below it is left out, and that is said, never silent.  ``archived``: the link itself
+    is archived (a target claims it), only what is below it is not."""
+    hidden = catalogue.targets_below(rel)
+    if not hidden or not os.path.isdir(path):
+        return
+    try:
+        link = os.readlink(path)
+    except OSError:
+        link = "?"
+    targets = ", ".join(hidden)
+    if archived:
+        warnings.add(f"{rel}: a symbolic link to a directory (-> {link}), archived as a link: "
+                     f"poppoarc does not follow links, so nothing below it is archived "
+                     f"(targets {targets}); see docs/targets.md")
+    else:
+        warnings.skip(rel, f"a symbolic link to a directory (-> {link}); poppoarc does not "
+                           f"follow links, so nothing below it is archived (targets "
+                           f"{targets}); see docs/targets.md")
 
 
 def database_candidates(root: Path, catalogue: Catalogue,

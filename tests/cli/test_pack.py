@@ -285,3 +285,33 @@ def test_database_copies_start_before_the_walk_with_the_largest(cli, installatio
     assert before_walk and before_walk[0] == largest
     assert set(before_walk) <= set(databases) and set(databases) <= set(events)
     assert cli("verify", packed["id"], "-q")[0] == 0
+
+
+def test_a_data_directory_moved_away_and_linked_back_is_named_not_silently_dropped(
+        cli, installation, tmp_path):
+    """F17: ``mv data /mnt/big/data; ln -s /mnt/big/data data`` packed with exit 0 and no
+    warning while every database under data/ and the agents' data were left out."""
+    elsewhere = tmp_path / "big-data"
+    (installation / "data").rename(elsewhere)
+    (installation / "data").symlink_to(elsewhere)
+    code, document = cli.json("pack")
+    assert code == 1
+    assert "data" in document["skipped"]
+    warning = next(w for w in document["warnings"] if w.startswith("data: "))
+    assert f"a symbolic link to a directory (-> {elsewhere})" in warning
+    assert "nothing below it is archived (targets database" in warning
+    assert "agents" in warning
+    code, dry = cli.json("unpack", document["id"], "--dry-run")
+    assert code in (0, 1) and (installation / "data").is_symlink()   # left alone
+
+
+def test_a_claimed_link_to_a_directory_says_what_is_below_it_is_not_archived(cli, installation,
+                                                                             tmp_path):
+    elsewhere = tmp_path / "old-state"
+    (installation / "state").rename(elsewhere)
+    (installation / "state").symlink_to(os.path.relpath(elsewhere, installation))
+    code, document = cli.json("pack")
+    assert code == 1
+    warning = next(w for w in document["warnings"]
+                   if w.startswith("state: a symbolic link to a directory"))
+    assert "archived as a link" in warning and "state" in warning.split("(targets ")[1]

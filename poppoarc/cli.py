@@ -17,7 +17,7 @@ from contextlib import nullcontext
 from . import __version__, commands
 from .config import resolve
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PoppoarcError, \
-    as_space_error
+    as_space_error, resource_limit
 from .parallel import Parallelism
 from . import i18n
 from .i18n import _
@@ -57,17 +57,16 @@ def main(argv: list[str] | None = None, *, parallel: Parallelism | None = None) 
     except BrokenPipeError:     # `poppoarc list | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except (PoppoarcError, OSError) as exc:
-        # a full disk or quota is exit 23 wherever it happened (InsufficientSpace)
-        exc = as_space_error(exc) or exc
-        if not isinstance(exc, PoppoarcError):      # an OSError nobody expected: a bug
-            return internal_error(exc, out, ["poppoarc", *argv])
-        return out.fail(type(exc).__name__, str(exc), exc.exit_code, exc.details)
     except KeyboardInterrupt:
         print(_("poppoarc: interrupted"), file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as exc:    # a bug: its own exit code, the traceback in a log file
-        return internal_error(exc, out, ["poppoarc", *argv])
+    except Exception as exc:
+        # a full disk or quota is exit 23 wherever it happened (InsufficientSpace); a limit
+        # of this process or machine (open files, memory, threads) is 9 (ResourceLimit)
+        exc = as_space_error(exc) or resource_limit(exc) or exc
+        if not isinstance(exc, PoppoarcError):  # a bug: its own exit code, the traceback
+            return internal_error(exc, out, ["poppoarc", *argv])    # in a log file
+        return out.fail(type(exc).__name__, str(exc), exc.exit_code, exc.details)
 
 
 def internal_error(exc: Exception, out: Output, argv: list[str]) -> int:

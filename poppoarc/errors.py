@@ -46,6 +46,13 @@ class PoppoarcError(Exception):
         super().__init__(f"{self.path}: {message}" if self.path else message)
 
 
+class ResourceLimit(PoppoarcError):
+    """A limit of this process or machine was reached (open files, memory, threads):
+    nothing about the data; raise the limit named and run the command again."""
+
+    exit_code = 9
+
+
 class UsageError(PoppoarcError):
     """The command line asks for something that cannot be done as written."""
 
@@ -291,6 +298,59 @@ def as_space_error(exc: BaseException) -> InsufficientSpace | None:
     return InsufficientSpace(f"{cause.strerror or cause} while writing a working file "
                              f"(in the store, or in the temporary directory "
                              f"{tempfile.gettempdir()})")
+
+
+_TOO_MANY_FILES = {errno.EMFILE, errno.ENFILE}
+
+
+def resource_limit(exc: BaseException | None) -> ResourceLimit | None:
+    """``exc`` as ResourceLimit when a limit of this process or machine caused it (it or
+    what it was raised from): too many open files, no memory, no thread could start;
+    else None.  One line saying which limit and its value, for every command."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ResourceLimit):
+            return exc
+        if isinstance(exc, OSError) and exc.errno in _TOO_MANY_FILES:
+            return too_many_open_files(exc.errno)
+        if isinstance(exc, MemoryError) or (isinstance(exc, OSError)
+                                            and exc.errno == errno.ENOMEM) \
+                or _library_out_of_memory(exc):
+            limit = _limit("RLIMIT_AS", 1024)
+            return ResourceLimit("out of memory: free memory" if limit == "unlimited" else
+                                 f"out of memory: free memory or raise ulimit -v (now {limit})")
+        if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
+            return ResourceLimit(f"cannot start a thread: raise ulimit -u (now "
+                                 f"{_limit('RLIMIT_NPROC')}) or ulimit -v (now "
+                                 f"{_limit('RLIMIT_AS', 1024)})")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _library_out_of_memory(exc: BaseException) -> bool:
+    """zstd's "Allocation error : not enough memory", SQLite's "out of memory"."""
+    text = str(exc).lower()
+    return type(exc).__name__ in ("ZstdError", "OperationalError", "DatabaseError") \
+        and ("not enough memory" in text or "out of memory" in text)
+
+
+def too_many_open_files(code: int = errno.EMFILE) -> ResourceLimit:
+    if code == errno.ENFILE:    # the system's table, not this process's
+        return ResourceLimit("too many open files on this system (ENFILE): close programs "
+                             "or raise fs.file-max")
+    return ResourceLimit(f"too many open files: raise ulimit -n (now "
+                         f"{_limit('RLIMIT_NOFILE')})")
+
+
+def _limit(name: str, unit: int = 1) -> str:
+    """The soft limit ``name`` (resource.RLIMIT_*) as ``ulimit`` shows it."""
+    try:
+        import resource
+        soft = resource.getrlimit(getattr(resource, name))[0]
+    except (ImportError, AttributeError, OSError, ValueError):
+        return "unknown"
+    return "unlimited" if soft == getattr(resource, "RLIM_INFINITY", -1) else str(soft // unit)
 
 
 def all_error_classes() -> list[type[PoppoarcError]]:

@@ -367,6 +367,16 @@ def owner_tag() -> str:
     return f"{pid}-{process_start_time(pid) or 0}-h{host_tag()}"
 
 
+def at_open_file_limit() -> bool:
+    """Whether this process cannot open one more file (EMFILE/ENFILE): what an
+    "unable to open" from a library (SQLite's CANTOPEN) may really mean."""
+    try:
+        os.close(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+    except OSError as exc:
+        return exc.errno in (errno.EMFILE, errno.ENFILE)
+    return False
+
+
 @functools.lru_cache(maxsize=1)
 def host_tag() -> str:
     """8 hex digits naming the place where this process's pid and start time mean

@@ -37,7 +37,8 @@ from ..archives.protection import mark_content
 from ..config import Settings
 from ..crypto import identity, recipients, signing
 from ..crypto.sealer import Sealer
-from ..errors import EXIT_OK, EXIT_WARNING, Message, Warnings, as_space_error
+from ..errors import (EXIT_OK, EXIT_WARNING, Message, Warnings, as_space_error,
+                      resource_limit)
 from ..i18n import N_
 from ..format.entry import CHUNK_SIZE
 from ..format.manifest import ENCRYPTION_SCHEME, new_archive_id
@@ -185,9 +186,11 @@ def pack_locked(settings: Settings, options: PackOptions, progress=None, environ
         if options.protect:     # a mark naming no archive keeps nothing; still, remove it
             with contextlib.suppress(Exception):
                 run.store.unprotect(run.archive_id)
-        space = as_space_error(exc)     # wherever the disk filled: store, spool, snapshot
-        if space is not None:
-            raise space from exc
+        # wherever the disk filled (store, spool, snapshot) or a limit was met (open
+        # files, memory, threads): the scheduler sees the same class as the command line
+        limit = as_space_error(exc) or resource_limit(exc)
+        if limit is not None and limit is not exc:
+            raise limit from exc
         raise
     finally:
         _close(run)

@@ -8,7 +8,8 @@ import os
 import sqlite3
 from pathlib import Path
 
-from ..errors import RestoreError
+from ..errors import RestoreError, too_many_open_files
+from ..fs import at_open_file_limit
 from ..snapshot import sqlite as sqlite_snapshot
 from ..snapshot.ownership import claimed_by_walk
 from ..snapshot.scan import DATABASE
@@ -24,6 +25,8 @@ def live_databases(root: Path, live) -> tuple[dict[str, tuple[dict, int]], list[
                 facts = sqlite_snapshot.describe(root / entry.path)
             except sqlite3.Error as exc:    # damaged: exactly why people restore
                 if sqlite_snapshot.is_unopenable(exc):
+                    if at_open_file_limit():    # CANTOPEN for EMFILE: not the database's
+                        raise too_many_open_files() from exc
                     unopenable.append(entry.path)
                 continue
             except Exception:   # noqa: BLE001 (a damaged database may fail anyhow)

@@ -19,8 +19,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DatabaseSnapshotError, InsufficientSpace
+from ..errors import DatabaseSnapshotError, InsufficientSpace, too_many_open_files
 from ..format.fields import MAX_TABLE_NAME, MAX_TABLES
+from ..fs import at_open_file_limit
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -210,6 +211,8 @@ def is_unopenable(exc: sqlite3.Error) -> bool:
 
 
 def _unopenable(source: Path, why: str) -> DatabaseSnapshotError:
+    if at_open_file_limit():    # SQLite says CANTOPEN for EMFILE too: not the database's
+        raise too_many_open_files()
     error = DatabaseSnapshotError(f"cannot open database ({why})", path=source)
     error.unopenable = True
     return error

@@ -63,7 +63,7 @@ def check_chains(ctx: Context):
         if parent is None or parent.status != "ok":
             missing = row.parent if row.parent not in by_id else parent.id if parent else "?"
             broken.append(f"{row.id}: its chain needs {missing}, which is "
-                          f"{'damaged' if parent is not None else 'missing'}")
+                          f"{parent.status if parent is not None else 'missing'}")
     params = dict(count=len(incrementals), broken=len(broken))
     if not incrementals:
         return _f("chains", title, "n/a", N_("no incremental archives"))

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
-from ..errors import (ArchiveError, ArchiveNotFound, PoppoarcError, StoreError,
-                      UnsupportedFormat, UntrustedSigner)
+from ..errors import (ArchiveError, PoppoarcError, StoreError, UnsupportedFormat,
+                      UntrustedSigner)
 from ..format import reader
 from ..format.entry import ID_PATTERN
 from ..format.fields import MAX_TEXT, TIMESTAMP_PATTERN
@@ -131,12 +131,13 @@ def _status(exc: BaseException) -> str:
     bytes make it ``damaged``; what this user or this machine could not do (open it: EACCES,
     EMFILE; read it: EIO, a store that did not answer; the memory to hold it) makes it
     ``unreadable``, which no retention ever deletes: another user, or this one after the
-    cause is gone, reads it."""
+    cause is gone, reads it.  A name that leads nowhere (a dangling symlink) is junk:
+    damaged."""
     if isinstance(exc, UnsupportedFormat):      # a newer poppoarc's (spec §15): not ours
         return "newer"
     if isinstance(exc, UntrustedSigner):
         return "untrusted"
-    if isinstance(exc, (OSError, StoreError, ArchiveNotFound, MemoryError)) \
+    if isinstance(exc, (OSError, StoreError, MemoryError)) \
             or getattr(exc, "unreadable", False):
         return "unreadable"
     return "damaged"

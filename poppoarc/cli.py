@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None, *, parallel: Parallelism | None = None) 
         exc = as_space_error(exc) or resource_limit(exc) or exc
         if not isinstance(exc, PoppoarcError):  # a bug: its own exit code, the traceback
             return internal_error(exc, out, ["poppoarc", *argv])    # in a log file
-        return out.fail(type(exc).__name__, str(exc), exc.exit_code, exc.details)
+        shown = (f"{exc.path}: " if exc.path else "") + i18n.translate_text(exc.message)
+        return out.fail(type(exc).__name__, str(exc), exc.exit_code, exc.details, shown)
 
 
 def internal_error(exc: Exception, out: Output, argv: list[str]) -> int:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import gettext as _gettext
 import os
+import re
+from functools import lru_cache
 from pathlib import Path
 
 DOMAIN = "poppoarc"
@@ -65,3 +67,58 @@ def ngettext(singular: str, plural: str, count: int) -> str:
 def N_(message: str) -> str:
     """Marks a message for the catalog without translating it now."""
     return message
+
+
+# a template's field: ``{path}``, ``{exc.strerror}``, ``{size:.1f}`` (``{{`` is a brace)
+FIELD = re.compile(r"(?<!\{)\{([^{}]+)\}(?!\})")
+LETTERS = re.compile(r"[A-Za-z]{2,}")
+MAX_MATCHED = 8192          # longer texts are shown as they are (a template match backtracks)
+
+
+def has_words(template: str) -> bool:
+    """Whether a template says something outside its fields (else there is nothing to
+    translate: ``{path}: {why}``)."""
+    return bool(LETTERS.search(FIELD.sub("", template)))
+
+
+def translate_text(message: str) -> str:
+    """An English message (an error's, a warning's, one an archive recorded) in the
+    operator's language: its own translation, or the translation of the template it was
+    made from (``ui/msgfmt.py`` extracts them: f-strings of the sources with their fields
+    as written), the fields' values translated in turn (a message that quotes another)."""
+    if _language == "en" or not message:
+        return message
+    return _translated(str(message), 0)
+
+
+def _translated(message: str, depth: int) -> str:
+    direct = _current.gettext(message)
+    if direct != message or depth > 4 or len(message) > MAX_MATCHED:
+        return direct
+    for literals, pattern, fields, msgid in _templates(id(_current)):
+        if not all(part in message for part in literals):
+            continue
+        match = pattern.fullmatch(message)
+        if match is None:
+            continue
+        values: dict[str, str] = {}
+        for name, value in zip(fields, match.groups()):
+            values.setdefault(name, _translated(value, depth + 1))
+        text = FIELD.sub(lambda m: values.get(m.group(1), m.group(0)), _current.gettext(msgid))
+        return text.replace("{{", "{").replace("}}", "}")
+    return message
+
+
+@lru_cache(maxsize=4)
+def _templates(catalog_id: int) -> list[tuple[list[str], re.Pattern, list[str], str]]:
+    """The catalog's templates with fields, most specific (longest literal text) first."""
+    found = []
+    for msgid in getattr(_current, "_catalog", {}):
+        if not isinstance(msgid, str) or not FIELD.search(msgid) or not has_words(msgid):
+            continue
+        parts = FIELD.split(msgid)
+        literals = [p.replace("{{", "{").replace("}}", "}") for p in parts[0::2]]
+        pattern = "(.+?)".join(re.escape(text) for text in literals)
+        found.append(([p for p in literals if p], re.compile(pattern, re.S), parts[1::2], msgid))
+    found.sort(key=lambda t: -sum(len(p) for p in t[0]))
+    return found

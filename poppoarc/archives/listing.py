@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
+from ..crypto import signing
 from ..errors import (ArchiveError, PoppoarcError, StoreError, UnsupportedFormat,
                       UntrustedSigner)
 from ..format import reader
 from ..format.entry import ID_PATTERN
 from ..format.fields import MAX_TEXT, TIMESTAMP_PATTERN
 from ..store import Store, StoredArchive, open_store
-from .opening import pinned_keys
 
 LIST_WORKERS = 8        # heads fetched at once from a remote store
 
@@ -39,6 +39,10 @@ class ListRow:
     checksum: str | None = None   # the manifest's body checksum ("sha256:...")
     encrypted: bool = False
     protected: bool = False       # a protection mark beside it in the store
+    encryption: str | None = None     # what is sealed: "archive" | "secrets" | None
+    # whose key signed it: "local" (this machine's), "retired" (one keygen --rotate
+    # replaced), "pinned" (backup.signing.trustedKeys); None: not a trusted key
+    signer_key: str | None = None
     # the databases its manifest lists; None when sealed (or no head): for doctor only
     databases: list[str] | None = field(default=None, repr=False)
     # what is sealed ("archive", "secrets", None) and who opens it ("passphrase", the key
@@ -53,12 +57,14 @@ class ListRow:
                 "timestamp": self.timestamp, "type": self.type, "name": self.name,
                 "incremental": self.incremental, "parent": self.parent, "signer": self.signer,
                 "status": self.status, "problem": self.problem, "checksum": self.checksum,
-                "encrypted": self.encrypted, "protected": self.protected}
+                "encrypted": self.encrypted, "encryption": self.encryption,
+                "signer_key": self.signer_key, "protected": self.protected}
 
 
 def list_archives(settings: Settings, store: Store | None = None) -> list[ListRow]:
     """Every archive in the store, newest first, from heads alone."""
-    pinned = pinned_keys(settings)
+    roles = signing.key_roles(settings.key_dir, settings.trusted_keys)
+    pinned = {key: public for key, (public, _) in roles.items()}
     store = store or open_store(settings)
     archives = store.catalog()
     if store.local_dir is not None or len(archives) < 2:
@@ -70,6 +76,9 @@ def list_archives(settings: Settings, store: Store | None = None) -> list[ListRo
     for row in rows:
         row.protected = row.id in marks
     rows.sort(key=lambda r: (r.timestamp or "", r.id), reverse=True)
+    for row in rows:
+        if row.signer is not None and row.status == "ok":
+            row.signer_key = roles[row.signer][1]
     return rows
 
 
@@ -91,6 +100,7 @@ def _claimed(manifest: dict) -> dict:
             "parent": parent_id if isinstance(parent_id, str) and ID_PATTERN.match(parent_id)
             else None,
             "checksum": text("checksum"), "encrypted": manifest.get("encryption") is not None,
+            "encryption": _scope(manifest),
             "databases": _claimed_databases(manifest), "target_files": _claimed_files(manifest),
             **_claimed_sealing(manifest)}
 
@@ -113,6 +123,12 @@ def _claimed_sealing(manifest: dict) -> dict:
                     for s in (stanzas if isinstance(stanzas, list) else ())
                     if isinstance(s, dict))
     return {"sealed": encryption["scope"], "openers": openers}
+
+
+def _scope(manifest: dict) -> str | None:
+    encryption = manifest.get("encryption")
+    scope = encryption.get("scope") if isinstance(encryption, dict) else None
+    return scope if scope in ("archive", "secrets") else None
 
 
 def _claimed_databases(manifest: dict) -> list[str] | None:

@@ -15,11 +15,12 @@ from pathlib import Path
 from ..config import Settings
 from ..crypto import recipients, signing
 from ..crypto.sealer import Sealer
-from ..errors import Warnings
+from ..errors import AmbiguousArchive, ArchiveNotFound, Warnings
 from ..format import reader
 from ..restore.safety import Confinement
-from ..store import Store, StoredArchive, open_store
+from ..store import SUFFIX, Store, StoredArchive, open_store
 from ..store import locate as locate_in_store
+from .listing import list_archives
 
 
 def pinned_keys(settings: Settings) -> dict[str, bytes]:
@@ -27,8 +28,23 @@ def pinned_keys(settings: Settings) -> dict[str, bytes]:
 
 
 def find_archive(settings: Settings, reference: str) -> tuple[Store, StoredArchive]:
-    """The store holding the referenced archive, and the archive."""
-    return locate_in_store(open_store(settings), reference, settings.storage)
+    """The store holding the referenced archive, and the archive: by id, id prefix, path
+    or URL (``store.locate``), else by the name ``pack --name`` gave it (unique in the
+    store, else AmbiguousArchive; read from the heads, as ``list`` shows them)."""
+    store = open_store(settings)
+    try:
+        return locate_in_store(store, reference, settings.storage)
+    except ArchiveNotFound:
+        if reference.startswith("s3://") or os.sep in reference or reference.endswith(SUFFIX):
+            raise
+        named = [row for row in list_archives(settings, store) if row.name == reference]
+        if not named:
+            raise
+    if len(named) > 1:
+        ids = ", ".join(row.id for row in named[:3])
+        raise AmbiguousArchive(f"the name '{reference}' is given to {len(named)} archives "
+                               f"({ids}{', ...' if len(named) > 3 else ''}); name one by its id")
+    return store, store.find(named[0].id)
 
 
 @contextmanager

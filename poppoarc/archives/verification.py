@@ -15,6 +15,7 @@ from ..config import Settings
 from ..errors import EXIT_OK, ArchiveError, CorruptArchive, UnsafeArchiveEntry
 from ..format import reader
 from ..format.entry import IndexEntry
+from ..i18n import N_
 from ..restore.refusals import unsafe_hint
 from ..snapshot.sqlite import BackgroundChecks
 from ..store import SUFFIX, Store, leftovers, verified
@@ -88,6 +89,10 @@ class VerifyResult:
     checksum: str = ""            # the archive's signed checksum (for the record)
     chain: list[str] = field(default_factory=list)   # ancestors checked, oldest first
     changed: list[str] = field(default_factory=list)   # files that changed while packed
+    # sealed and no key here: only the signature, the framing and the signed checksum of
+    # the archive's ``archive_size`` bytes were checked
+    structure_only: bool = False
+    archive_size: int = 0
     exit_code: int = EXIT_OK
 
     def to_json(self) -> dict:
@@ -95,7 +100,8 @@ class VerifyResult:
                 "entries": self.entries, "files": self.files, "bytes": self.bytes,
                 "databases_checked": self.databases, "encryption": self.encryption,
                 "not_checked": self.not_checked, "recorded": self.recorded,
-                "chain": self.chain, "changed_while_packed": self.changed}
+                "chain": self.chain, "changed_while_packed": self.changed,
+                "structure_only": self.structure_only}
 
 
 def _id_of(path) -> str:
@@ -162,10 +168,11 @@ def verify_source(settings: Settings, source, path, progress=None,
         total = head.manifest["size"]
         reader.check_body_without_key(source, head, path, progress=(
             lambda done, name: progress(done, total, name)) if progress else None)
-        result.not_checked = ["file contents and their digests", "databases",
-                              "the entry index (encrypted; no key available)"]
+        result.structure_only, result.archive_size = True, total
+        result.not_checked = [N_("file contents and their digests"), N_("databases"),
+                              N_("the entry index (encrypted; no key available)")]
         if links:
-            result.not_checked.append("the bodies of the chain's archives")
+            result.not_checked.append(N_("the bodies of the chain's archives"))
         result.chain = [link.id for link in links]
         return result
     entries = index.entries
@@ -184,12 +191,12 @@ def verify_source(settings: Settings, source, path, progress=None,
                 unchecked = reader.read_body(source, head, entries, path, sink, sealer=sealer,
                                              progress=report)
                 if head.manifest["incremental"]:
-                    result.not_checked.append("its parent archives and the files they hold")
+                    result.not_checked.append(N_("its parent archives and the files they hold"))
             sink.finish()
         finally:
             sink.close()    # before the temporary directory goes
     if unchecked:
-        result.not_checked.append(f"{unchecked} sealed secret file(s): no key available")
+        result.not_checked.append(N_(f"{unchecked} sealed secret file(s): no key available"))
     result.bytes, result.databases = total, sink.databases_checked
     result.changed = sink.changed
     return result

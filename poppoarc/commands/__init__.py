@@ -55,8 +55,8 @@ GLOBAL_OPTIONS = """\
   --version        Show the version.
 """
 ARGUMENTS = """\
-  ARCHIVE          An archive id, a unique id prefix, a path to a .poppo.tar.zst file,
-                   or an s3://bucket/key URL of one.
+  ARCHIVE          An archive id, a unique id prefix, the name pack --name gave it, a
+                   path to a .poppo.tar.zst file, or an s3://bucket/key URL of one.
 """
 
 PROGRAM = """poppoarc - backup and transactional restore for PoppoBuilder Suite.

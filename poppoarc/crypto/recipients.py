@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from ..errors import CorruptArchive, KeyFileError, NoKey, WrongKey
 from ..fs import write_file_durably
 from ..parallel import Parallelism
+from . import retired
 from .kdf import PendingKek, derive_apart
 from .signing import decode_prefixed
 
@@ -74,6 +75,8 @@ class Secrets:
     pending: PendingKek | None = field(default=None, compare=False, repr=False)
     # where the passphrase's KDF runs (crypto/kdf.py); None: the default two-process
     parallel: Parallelism | None = field(default=None, compare=False, repr=False)
+    # identities keygen --rotate replaced: they open what was sealed to them, nothing more
+    retired: tuple[X25519PrivateKey, ...] = field(default=(), repr=False)
 
     @property
     def can_encrypt(self) -> bool:
@@ -186,7 +189,7 @@ def unwrap(stanzas: list[dict], archive_id: str, secrets: Secrets, path: object)
                 continue
         if stanza["type"] == "x25519":
             ephemeral = _unb64(stanza["ephemeral"], 32, "ephemeral", path)
-            for identity in secrets.identities:
+            for identity in secrets.identities + secrets.retired:
                 public = _public(identity)
                 if hashlib.sha256(public).hexdigest()[:16] != stanza["key_id"]:
                     continue
@@ -228,11 +231,18 @@ def _accepted(stanzas: list[dict]) -> str:
 # -- key material on this machine ----------------------------------------------
 
 def generate_identity(key_dir: Path, *, force: bool = False) -> bytes:
-    """Create an X25519 identity (private 0600) and return its public key."""
+    """Create an X25519 identity (private 0600) and return its public key.  With
+    ``force`` (``keygen --encryption --rotate``) an existing one is retired first
+    (``retired.py``: kept, dated, still opening the archives sealed to it)."""
     private_path = key_dir / IDENTITY_NAME
-    if private_path.exists() and not force:
-        raise KeyFileError("an encryption identity already exists (use --force to replace it)",
-                           path=private_path)
+    if private_path.exists():
+        if not force:
+            raise KeyFileError("an encryption identity already exists; 'poppoarc keygen "
+                               "--encryption --rotate' replaces it and keeps it for the "
+                               "archives sealed to it", path=private_path)
+        old = _public(load_identity(private_path))
+        retired.retire(key_dir, "encryption", hashlib.sha256(old).hexdigest()[:16],
+                       IDENTITY_NAME, RECIPIENT_NAME)
     key_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(key_dir, 0o700)
     identity = X25519PrivateKey.generate()
@@ -330,4 +340,7 @@ def load_secrets(backup: dict, key_dir: Path, environ, warnings,
             raise KeyFileError("identity file does not exist", path=candidate)
     recipients = tuple(parse_recipient(r, "backup.storage.recipients")
                        for r in storage.get("recipients", []))
-    return Secrets(passphrase, tuple(identities), recipients, parallel=parallel)
+    former = tuple(load_identity(old.private)
+                   for old in retired.retired_keys(key_dir, "encryption") if old.private)
+    return Secrets(passphrase, tuple(identities), recipients, parallel=parallel,
+                   retired=former)

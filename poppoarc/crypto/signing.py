@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from ..errors import KeyFileError, TamperedArchive, UntrustedSigner
 from ..fs import write_file_durably
+from . import retired
 
 PRIVATE_NAME = "signing.key"
 PUBLIC_NAME = "signing.pub"
@@ -81,11 +82,16 @@ def _public_bytes(private: Ed25519PrivateKey) -> bytes:
 
 
 def generate(key_dir: Path, *, force: bool = False) -> SigningKey:
-    """Create a new key pair in ``key_dir`` (0700) with the private key 0600."""
+    """Create a new key pair in ``key_dir`` (0700) with the private key 0600.  With
+    ``force`` (``keygen --rotate``), an existing pair is retired first (``retired.py``:
+    kept, dated, its public key still trusted for the archives it signed)."""
     private_path = key_dir / PRIVATE_NAME
-    if private_path.exists() and not force:
-        raise KeyFileError("a signing key already exists (use --force to replace it)",
-                           path=private_path)
+    if private_path.exists() or (key_dir / PUBLIC_NAME).exists():
+        if not force:
+            raise KeyFileError("a signing key already exists; 'poppoarc keygen --rotate' "
+                               "replaces it and keeps it trusted for its archives",
+                               path=private_path)
+        retired.retire(key_dir, "signing", current_key_id(key_dir), PRIVATE_NAME, PUBLIC_NAME)
     try:
         key_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(key_dir, 0o700)
@@ -130,20 +136,39 @@ def load_or_generate(key_dir: Path) -> tuple[SigningKey, bool]:
     return generate(key_dir), True
 
 
+def current_key_id(key_dir: Path) -> str:
+    """The key id of the local pair (from its public key, else its private key)."""
+    public_path = key_dir / PUBLIC_NAME
+    if public_path.exists():
+        return key_id(parse_public(public_path.read_text(encoding="ascii"), public_path))
+    return load(key_dir).key_id
+
+
 def trusted_keys(key_dir: Path, extra: list[str]) -> dict[str, bytes]:
     """Pinned public keys by key id: the local key plus configured ones."""
-    pinned: dict[str, bytes] = {}
+    return {key: public for key, (public, _) in key_roles(key_dir, extra).items()}
+
+
+def key_roles(key_dir: Path, extra: list[str]) -> dict[str, tuple[bytes, str]]:
+    """Pinned public keys by key id, with where each comes from: "local" (this
+    machine's key), "retired" (a local key replaced by ``keygen --rotate``, trusted for
+    the archives it signed) or "pinned" (``backup.signing.trustedKeys``)."""
+    roles: dict[str, tuple[bytes, str]] = {}
+    for old in retired.retired_keys(key_dir, "signing"):
+        if old.public is not None:
+            raw = parse_public(old.public.read_text(encoding="ascii"), old.public)
+            roles[key_id(raw)] = (raw, "retired")
     public_path = key_dir / PUBLIC_NAME
     if public_path.exists():
         raw = parse_public(public_path.read_text(encoding="ascii"), public_path)
-        pinned[key_id(raw)] = raw
+        roles[key_id(raw)] = (raw, "local")
     elif (key_dir / PRIVATE_NAME).exists():
         local = load(key_dir)
-        pinned[local.key_id] = local.public
+        roles[local.key_id] = (local.public, "local")
     for text in extra:
         raw = parse_public(text, "backup.signing.trustedKeys")
-        pinned[key_id(raw)] = raw
-    return pinned
+        roles.setdefault(key_id(raw), (raw, "pinned"))
+    return roles
 
 
 def verify_document(document: dict, message: bytes, pinned: dict[str, bytes],

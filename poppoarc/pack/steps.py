@@ -85,13 +85,17 @@ class PackResult:
     notices: list[str] = field(default_factory=list)
     retention: object = None    # the prune after the pack (archives.pruning.PruneResult)
     named_full: bool = False    # full because named, though incrementals are configured
+    timestamp: str | None = None           # the manifest's creation time, as list shows it
+    name: str | None = None                # pack --name
+    type: str | None = None                # manual, scheduled, pre-restore, ...
 
     @property
     def exit_code(self) -> int:
         return EXIT_WARNING if self.warnings else EXIT_OK
 
     def to_json(self) -> dict:
-        return {"id": self.id, "path": str(self.path), "size": self.size, "files": self.files,
+        return {"id": self.id, "path": str(self.path), "timestamp": self.timestamp,
+                "type": self.type, "name": self.name, "size": self.size, "files": self.files,
                 "targets": self.targets, "warnings": self.warnings,
                 "duration_ms": self.duration_ms, "signer": self.signer,
                 "key_created": self.key_created, "encryption": self.encryption,
@@ -200,7 +204,9 @@ def pack_locked(settings: Settings, options: PackOptions, progress=None, environ
                       run.key_created, body.databases, run.scope, run.cleaned,
                       run.parent.id if run.parent else None, body.reused,
                       list(run.warnings.skipped), options.protect, run.notices,
-                      named_full=plan.named_full(settings, options))
+                      named_full=plan.named_full(settings, options),
+                      timestamp=manifest["timestamp"], name=manifest["name"],
+                      type=manifest["type"])
 
 
 def _begin(run: _Pack) -> None:

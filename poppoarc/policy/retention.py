@@ -39,6 +39,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 
+from ..i18n import N_
+
 NORMAL_TYPES = ("manual", "scheduled")
 PRE_RESTORE = "pre-restore"
 
@@ -134,14 +136,14 @@ class RetentionPolicy:
     def describe(self) -> str:
         parts = []
         if self.max_backups is not None:
-            parts.append(f"maxBackups {self.max_backups}")
+            parts.append(N_(f"maxBackups {self.max_backups}"))
         if self.retention_days is not None:
-            parts.append(f"retention {self.retention_days} days")
+            parts.append(N_(f"retention {self.retention_days} days"))
         for name in (KEEP_DAILY, KEEP_WEEKLY, KEEP_MONTHLY):
             if getattr(self, name):
-                parts.append(f"keep {getattr(self, name)} {name}")
-        parts.append(f"pre-restore: newest {self.pre_restore_last} and "
-                     f"{self.pre_restore_days} days")
+                parts.append(N_(f"keep {getattr(self, name)} {name}"))
+        parts.append(N_(f"pre-restore: newest {self.pre_restore_last} and "
+                        f"{self.pre_restore_days} days"))
         return "; ".join(parts)
 
 
@@ -190,7 +192,7 @@ def _age_days(archive: ArchiveInfo, now: datetime) -> float:
     return (now - archive.timestamp) / timedelta(days=1)
 
 
-_BUCKET_NOUN = {KEEP_DAILY: "day", KEEP_WEEKLY: "week", KEEP_MONTHLY: "month"}
+_BUCKET_NOUN = {KEEP_DAILY: N_("day"), KEEP_WEEKLY: N_("week"), KEEP_MONTHLY: N_("month")}
 
 
 def _buckets(policy: RetentionPolicy):
@@ -212,7 +214,7 @@ def _normal(archives: list[ArchiveInfo], policy: RetentionPolicy, now: datetime,
             verdicts: dict[str, _Verdict]) -> None:
     if not policy.limits_normal:
         for a in archives:
-            verdicts[a.id].keep[KEEP_NO_POLICY] = "no retention rule configured"
+            verdicts[a.id].keep[KEEP_NO_POLICY] = N_("no retention rule configured")
         return
     for rank, a in enumerate(archives, start=1):
         v = verdicts[a.id]
@@ -224,14 +226,16 @@ def _normal(archives: list[ArchiveInfo], policy: RetentionPolicy, now: datetime,
         if within_count and within_age:
             bounds = []
             if policy.max_backups is not None:
-                bounds.append(f"newest {rank} of maxBackups {policy.max_backups}")
+                bounds.append(N_(f"newest {rank} of maxBackups {policy.max_backups}"))
             if policy.retention_days is not None:
-                bounds.append(f"{age:.1f} days old, retention {policy.retention_days}")
+                bounds.append(N_(f"{age:.1f} days old, retention {policy.retention_days}"))
             v.keep[KEEP_BASE] = "; ".join(bounds)
         if not within_count:
-            v.drop[DELETE_OVER_MAX] = f"number {rank} by age, maxBackups {policy.max_backups}"
+            v.drop[DELETE_OVER_MAX] = N_(f"number {rank} by age, "
+                                         f"maxBackups {policy.max_backups}")
         if not within_age:
-            v.drop[DELETE_EXPIRED] = f"{age:.1f} days old, older than {policy.retention_days} days"
+            v.drop[DELETE_EXPIRED] = N_(f"{age:.1f} days old, "
+                                        f"older than {policy.retention_days} days")
     # restic semantics: walking newest first, the first archive seen in a new
     # bucket is that bucket's newest; only buckets that have archives count.
     for rule, count, key in _buckets(policy):
@@ -241,12 +245,12 @@ def _normal(archives: list[ArchiveInfo], policy: RetentionPolicy, now: datetime,
                 break
             bucket = key(a.timestamp)
             if bucket != last:
-                verdicts[a.id].keep[rule] = f"newest of {_BUCKET_NOUN[rule]} {bucket}"
+                verdicts[a.id].keep[rule] = N_(f"newest of {_BUCKET_NOUN[rule]} {bucket}")
                 last, left = bucket, left - 1
     for a in archives:
         v = verdicts[a.id]
         if not v.keep and not v.drop:
-            v.drop[DELETE_UNSELECTED] = "not selected by any keep rule"
+            v.drop[DELETE_UNSELECTED] = N_("not selected by any keep rule")
 
 
 def _pre_restore(archives: list[ArchiveInfo], policy: RetentionPolicy, now: datetime,
@@ -255,12 +259,13 @@ def _pre_restore(archives: list[ArchiveInfo], policy: RetentionPolicy, now: date
         v = verdicts[a.id]
         age = _age_days(a, now)
         if rank <= policy.pre_restore_last:
-            v.keep[KEEP_PRE_LAST] = f"newest {rank} of {policy.pre_restore_last} pre-restore archives"
+            v.keep[KEEP_PRE_LAST] = N_(f"newest {rank} of {policy.pre_restore_last} "
+                                       f"pre-restore archives")
         if age < policy.pre_restore_days:
-            v.keep[KEEP_PRE_RECENT] = (f"pre-restore archive {age:.1f} days old, "
+            v.keep[KEEP_PRE_RECENT] = N_(f"pre-restore archive {age:.1f} days old, "
                                        f"kept {policy.pre_restore_days} days")
         if not v.keep:
-            v.drop[DELETE_PRE_EXPIRED] = (f"pre-restore archive {age:.1f} days old, not among "
+            v.drop[DELETE_PRE_EXPIRED] = N_(f"pre-restore archive {age:.1f} days old, not among "
                                           f"the newest {policy.pre_restore_last}")
 
 
@@ -286,26 +291,26 @@ def decide(archives: list[ArchiveInfo], policy: RetentionPolicy, now: datetime,
     for group in (normal, pre):
         full = next((a for a in group if not a.incremental), None)
         if full is not None:
-            verdicts[full.id].keep[KEEP_NEWEST_FULL] = "newest good full archive"
+            verdicts[full.id].keep[KEEP_NEWEST_FULL] = N_("newest good full archive")
             break
 
     for a in archives:
         v = verdicts[a.id]
         if a.good and a.type not in NORMAL_TYPES and a.type != PRE_RESTORE:
-            v.keep[KEEP_UNKNOWN] = f"unknown archive type {a.type!r}: never pruned"
+            v.keep[KEEP_UNKNOWN] = N_(f"unknown archive type {a.type!r}: never pruned")
         elif a.status == "untrusted":
-            v.keep[KEEP_UNTRUSTED] = "signed by a key that is not pinned: never pruned"
+            v.keep[KEEP_UNTRUSTED] = N_("signed by a key that is not pinned: never pruned")
         elif a.status == "newer":       # what this poppoarc cannot read is not damaged
-            v.keep[KEEP_NEWER] = "a format only a newer poppoarc reads: never pruned"
+            v.keep[KEEP_NEWER] = N_("a format only a newer poppoarc reads: never pruned")
         elif a.status == "unreadable":  # this user or machine could not read it: not damaged
-            v.keep[KEEP_UNREADABLE] = ("could not be read here (permissions, limits, I/O), "
-                                       "which says nothing of the archive: never pruned")
+            v.keep[KEEP_UNREADABLE] = N_("could not be read here (permissions, limits, I/O), "
+                                          "which says nothing of the archive: never pruned")
         elif not a.good:
-            what = "failed verification" if a.verified is False else "damaged"
+            what = N_("failed verification") if a.verified is False else N_("damaged")
             if policy.delete_damaged:
-                v.drop[DELETE_DAMAGED] = f"{what}, and backup.keep.damaged is false"
+                v.drop[DELETE_DAMAGED] = N_(f"{what}, and backup.keep.damaged is false")
             else:
-                v.keep[KEEP_DAMAGED] = f"{what}: kept until backup.keep.damaged is false"
+                v.keep[KEEP_DAMAGED] = N_(f"{what}: kept until backup.keep.damaged is false")
 
     for a in archives:
         if a.protected:
@@ -321,7 +326,7 @@ def decide(archives: list[ArchiveInfo], policy: RetentionPolicy, now: datetime,
         parent = by_id.get(child.parent) if child.parent else None
         if parent is None or KEEP_PARENT in verdicts[parent.id].keep:
             continue
-        verdicts[parent.id].keep[KEEP_PARENT] = f"parent of {child.id}, which is kept"
+        verdicts[parent.id].keep[KEEP_PARENT] = N_(f"parent of {child.id}, which is kept")
         pending.append(parent)
 
     decisions = []

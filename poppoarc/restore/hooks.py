@@ -8,6 +8,7 @@ import os
 import subprocess
 
 from ..config import Settings
+from ..i18n import N_
 
 
 def run_hook(command: str, settings: Settings, archive_id: str, phase: str,
@@ -32,7 +33,7 @@ def how_it_ended(code: int, settings: Settings) -> str:
     """What a hook's status means to an operator: "exited with 3", "was stopped after
     600 s" (backup.restore.hookTimeout), "was killed by signal 9"."""
     if code == -1:
-        return f"was stopped after {hook_timeout(settings)} s (backup.restore.hookTimeout)"
+        return N_(f"was stopped after {hook_timeout(settings)} s (backup.restore.hookTimeout)")
     if code < 0:
-        return f"was killed by signal {-code}"
-    return f"exited with {code}"
+        return N_(f"was killed by signal {-code}")
+    return N_(f"exited with {code}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import ArchiveNotFound
+from ..errors import ArchiveError, ArchiveNotFound
 from .base import SUFFIX, ArchiveUpload, Store, StoredArchive
 from .local import LocalStore
 
@@ -55,6 +55,8 @@ def locate(store: Store, reference: str, options: dict | None = None) -> tuple[S
     if path.is_file():
         return LocalStore(path.parent), LocalStore.archive_at(path, path.stat().st_size)
     if os.sep in reference:
+        if os.path.lexists(reference):     # a directory, a FIFO, a device: never opened
+            raise ArchiveError("not a regular file, so not an archive", path=reference)
         raise ArchiveNotFound("no such archive file", path=reference)
     if reference.endswith(SUFFIX):
         found = store.lookup(reference[:-len(SUFFIX)])

@@ -8,6 +8,14 @@ Messages are found by reading the sources' syntax trees for calls of ``_``,
 ``N_`` and ``ngettext`` with literal strings, and for the descriptions in the
 commands' tables of options and arguments (``OPTIONS``, ``GLOBAL_OPTIONS``,
 ``ARGUMENTS``: the help shows them translated), so nothing is imported or run.
+
+Errors and warnings are written in English where they happen (a library's words in an
+f-string, a warning recorded in an archive's manifest): the message of every ``raise``
+of a poppoarc error class and of every warning recorded (``warnings.add``, ``.skip``) is
+extracted as a template, its f-string fields written as they are in the source
+(``"cannot read key: {exc.strerror}"``); the translation keeps the same fields, and
+``poppoarc.i18n.translate_text`` shows a message in the operator's language by finding
+the template it was made from.
 The ``.mo`` files are committed (small, deterministic output of this
 module), so neither ``pip install`` nor a wheel build needs gettext tools.
 """
@@ -19,7 +27,8 @@ import struct
 import sys
 from pathlib import Path
 
-from ..i18n import DOMAIN, LOCALE_DIR
+from ..errors import all_error_classes
+from ..i18n import DOMAIN, LOCALE_DIR, has_words
 from .usage import descriptions
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -32,11 +41,94 @@ HEADER = ("Project-Id-Version: poppoarc\nMIME-Version: 1.0\n"
 TABLES = ("OPTIONS", "GLOBAL_OPTIONS", "ARGUMENTS")
 
 
+ERROR_CLASSES = frozenset(cls.__name__ for cls in all_error_classes())
+# calls that record a warning: the argument that holds its text
+WARNING_CALLS = {"add": 0, "skip": 1, "warn": 0}
+
+
+def template(node: ast.expr) -> list[str]:
+    """The message templates an expression can make: literal text as it is, each field
+    (an f-string's, or any non-literal part of a ``+``) as ``{its source}``; both
+    branches of a conditional."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value.replace("{", "{{").replace("}", "}}")]
+    if isinstance(node, ast.JoinedStr):
+        text = ""
+        for part in node.values:
+            if isinstance(part, ast.Constant):
+                text += str(part.value).replace("{", "{{").replace("}", "}}")
+            else:
+                text += "{" + _field(part) + "}"
+        return [text]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return [a + b for a in template(node.left) for b in template(node.right)]
+    if isinstance(node, ast.IfExp):
+        return template(node.body) + template(node.orelse)
+    if isinstance(node, ast.Call) and _is_catalog_call(node):
+        return []                   # a catalog message already
+    return ["{" + ast.unparse(node) + "}"]
+
+
+def _is_catalog_call(node: ast.Call) -> bool:
+    """``_("...")``, ``N_(...)``, ``Message(...)``, ``ngettext(...)``, or one of them
+    ``.format(...)``-ed."""
+    func = node.func
+    if isinstance(func, ast.Attribute) and func.attr == "format" \
+            and isinstance(func.value, ast.Call):
+        return _is_catalog_call(func.value)
+    return isinstance(func, ast.Name) and func.id in ("_", "N_", "Message", "ngettext")
+
+
+def _field(part: ast.FormattedValue) -> str:
+    text = ast.unparse(part.value)
+    if part.conversion != -1:
+        text += "!" + chr(part.conversion)
+    if part.format_spec is not None:
+        text += ":" + "".join(str(v.value) for v in part.format_spec.values
+                              if isinstance(v, ast.Constant))
+    return text
+
+
+def _message_argument(node: ast.Call, position: int) -> ast.expr | None:
+    if len(node.args) > position and not isinstance(node.args[position], ast.Starred):
+        return node.args[position]
+    for keyword in node.keywords:
+        if keyword.arg in ("message", "why"):
+            return keyword.value
+    return None
+
+
+def english_messages(tree: ast.AST) -> list[str]:
+    """The templates of the errors raised and the warnings recorded in a module."""
+    found = []
+    for node in ast.walk(tree):
+        argument = None
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+            name = node.exc.func
+            name = name.id if isinstance(name, ast.Name) else getattr(name, "attr", None)
+            if name in ERROR_CLASSES:
+                argument = _message_argument(node.exc, 0)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id == "write_error" and len(node.args) > 2:
+            # errors.write_error(cls, oserror, message, path): "message: strerror"
+            found += [t + ": {exc.strerror}" for t in template(node.args[2]) if has_words(t)]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in WARNING_CALLS:
+            owner = ast.unparse(node.func.value)
+            if owner.endswith(("warnings", "out")):
+                argument = _message_argument(node, WARNING_CALLS[node.func.attr])
+        if argument is not None:
+            found += [t for t in template(argument) if has_words(t)]
+    return found
+
+
 def extract(package: Path = PACKAGE) -> dict[str, str | None]:
     """msgid -> msgid_plural (or None), in source order, from every module."""
     found: dict[str, str | None] = {}
     for path in sorted(package.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for message in english_messages(tree):
+            found.setdefault(message, None)
         for node in ast.walk(tree):
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and \
                     any(isinstance(t, ast.Name) and t.id in TABLES for t in node.targets):
@@ -49,6 +141,11 @@ def extract(package: Path = PACKAGE) -> dict[str, str | None]:
                     for a in node.args]
             if node.func.id in ("_", "N_") and args and args[0]:
                 found.setdefault(args[0], None)
+            elif node.func.id == "N_" and node.args and isinstance(node.args[0], ast.JoinedStr):
+                # N_(f"..."): an English message made here, translated where it is shown
+                # by the template it was made from (i18n.translate_text)
+                for message in template(node.args[0]):
+                    found.setdefault(message, None)
             elif node.func.id == "ngettext" and len(args) >= 2 and args[0] and args[1]:
                 found[args[0]] = args[1]
     return found

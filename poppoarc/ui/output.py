@@ -14,7 +14,7 @@ import uuid
 from contextlib import contextmanager
 
 from ..streamed import StreamedArray
-from ..i18n import _
+from ..i18n import _, translate_text
 from ..text import printable
 from .progress import Progress, make_progress
 
@@ -22,9 +22,10 @@ SCHEMA_VERSION = 1
 
 
 def _shown(message: str) -> str:
-    """A message in the operator's language when it carries its template (errors.Message)."""
+    """A message in the operator's language: by the template it carries (errors.Message),
+    else by the one it was made from (``i18n.translate_text``)."""
     translated = getattr(message, "translated", None)
-    return translated(_) if translated is not None else message
+    return translated(_) if translated is not None else translate_text(message)
 
 
 class Output:
@@ -52,10 +53,12 @@ class Output:
         if not self.quiet:
             print(printable(f"poppoarc: {_shown(message)}"), file=sys.stderr)
 
-    def fail(self, kind: str, message: str, exit_code: int, details=()) -> int:
+    def fail(self, kind: str, message: str, exit_code: int, details=(),
+             shown: str | None = None) -> int:
         """A command's failure: with --json its document on stdout
-        (``{"error": {type, message, details, exit_code}}``, the same one line), and the
-        line on stderr; returns the exit code."""
+        (``{"error": {type, message, details, exit_code}}``, the same one line, in English:
+        a document is for programs), and the line on stderr (``shown``: in the operator's
+        language); returns the exit code."""
         if self.as_json:
             first, *rest = one_line(message)
             try:
@@ -63,7 +66,7 @@ class Output:
                                      "details": [*rest, *details], "exit_code": exit_code}})
             except Exception:       # stdout itself may be what failed
                 pass
-        self.error(message, details)
+        self.error(message if shown is None else shown, details)
         return exit_code
 
     def error(self, message: str, details=()) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from ..format.order import in_target_order
-from ..i18n import N_, _, ngettext
+from ..i18n import N_, _, ngettext, translate_text
 from ..text import display_time, human_size, ljust, rjust, row, shown_path, width
 
 RULE = "─" * 80
@@ -17,6 +17,7 @@ PROGRESS_LABELS = {"pack": N_("pack"), "verify": N_("verify"), "unpack": N_("unp
                    "drill": N_("drill")}
 # The list layout of PoppoBuilder's documentation: ID, date, type, size, padded to these cells.
 LIST_COLUMNS = (40, 21, 12, 10)
+EXTRA_COLUMNS = (10, 11, 0)     # key, encrypted, name (the last one as long as it is)
 
 
 def pack(out, result) -> None:
@@ -69,19 +70,23 @@ def _retention(out, pruned) -> None:
 
 
 def archive_list(out, result) -> None:
-    """PoppoBuilder's documented table: ID, date, type, size; a rule of 80 cells; a total."""
+    """PoppoBuilder's documented table: ID, date, type, size; a rule of 80 cells; a total.
+    After those columns: the key that signed each archive (its first 8 digits, named
+    below the table), what is encrypted, and the archive's name."""
     rows = result.rows
     out.text(_("Backups:"))
     out.text(RULE)
-    headers = (_("ID"), _("Date"), _("Type"), _("Size"))
-    out.text(row(list(zip(headers, LIST_COLUMNS))))
+    headers = (_("ID"), _("Date"), _("Type"), _("Size"), _("Key"), _("Encrypted"), _("Name"))
+    out.text(row(list(zip(headers, LIST_COLUMNS + EXTRA_COLUMNS))).rstrip())
     out.text(RULE)
+    sealed = {"archive": _("all"), "secrets": _("secrets"), None: "-"}
     for item in rows:
         kind = item.type or "?"
         if item.incremental:
             kind += "+inc"
-        line = row(list(zip((item.id, display_time(item.timestamp), kind, human_size(item.size)),
-                            LIST_COLUMNS)))
+        cells = (item.id, display_time(item.timestamp), kind, human_size(item.size),
+                 (item.signer or "?")[:8], sealed.get(item.encryption, "?"), item.name or "")
+        line = row(list(zip(cells, LIST_COLUMNS + EXTRA_COLUMNS))).rstrip()
         if item.status != "ok":
             line += "  [" + status_word(item.status) + "]"
         if item.protected:
@@ -90,9 +95,17 @@ def archive_list(out, result) -> None:
     out.text(RULE)
     out.text(ngettext("Total: {count} backup", "Total: {count} backups", len(rows)).format(
         count=len(rows)))
+    roles = {"local": _("this machine's signing key"),
+             "retired": _("a retired key of this machine (keygen --rotate), trusted for its "
+                          "archives"),
+             "pinned": _("pinned in backup.signing.trustedKeys")}
+    signers = dict.fromkeys((item.signer, item.signer_key) for item in rows
+                            if item.signer and item.signer_key)
+    for signer, role in signers:
+        out.text(_("Key {key}: {role}").format(key=signer[:8], role=roles[role]))
     for item in rows:
         if item.status != "ok":
-            out.warn(f"{item.id}: {item.problem}")
+            out.warn(f"{item.id}: {translate_text(item.problem)}")
 
 
 def status_word(status: str) -> str:
@@ -112,8 +125,12 @@ def inspect(out, result) -> None:
     if m["parent"]:
         out.text(_("  incremental on {parent} (incremental {depth} of its chain)").format(
             parent=m["parent"]["id"], depth=m["parent"]["depth"]))
-    out.text(_("  source    {host}:{root}  (installation version {version})").format(
-        host=m["host"], root=m["root"], version=m["version"] or _("unknown")))
+    if m["host"] is None and m["root"] is None:     # in the sealed part of the manifest
+        out.text(_("  source    sealed (no key here)  (installation version {version})").format(
+            version=m["version"] or _("unknown")))
+    else:
+        out.text(_("  source    {host}:{root}  (installation version {version})").format(
+            host=m["host"], root=m["root"], version=m["version"] or _("unknown")))
     out.text(_("  size      {size}  {files} files  {checksum}...").format(
         size=human_size(m["size"]), files=m["files"], checksum=m["checksum"][:23]))
     out.text(_("  signer    key {key} (trusted)").format(key=result.signer))
@@ -147,7 +164,7 @@ def inspect(out, result) -> None:
     if m["warnings_total"]:
         out.text(_("Warnings ({count}):").format(count=m["warnings_total"]))
         for warning in m["warnings"]:
-            out.text(f"  {warning}")
+            out.text(f"  {translate_text(warning)}")
     _changed_while_packed(out, result.changed)
     for entry in result.entries:
         out.text(f"  {entry.type:<8} {oct(entry.mode)[2:]:>4} {entry.size:>12}  {entry.path}")
@@ -157,15 +174,20 @@ def verify(out, result) -> None:
     if hasattr(result, "archives"):
         verify_all(out, result)
         return
-    out.text(_("OK {id}: signed by key {key}; {entries} entries, {size} checked, "
-               "{databases} databases pass integrity_check").format(
-        id=result.id, key=result.signer, entries=result.entries, size=human_size(result.bytes),
-        databases=result.databases))
+    if result.structure_only:
+        out.text(_("OK {id}: signed by key {key}; structure checked: the {size} archive "
+                   "decodes and matches its signed checksum").format(
+            id=result.id, key=result.signer, size=human_size(result.archive_size)))
+    else:
+        out.text(_("OK {id}: signed by key {key}; {entries} entries, {size} checked, "
+                   "{databases} databases pass integrity_check").format(
+            id=result.id, key=result.signer, entries=result.entries,
+            size=human_size(result.bytes), databases=result.databases))
     if result.chain:
         out.text(_("  chain: {count} earlier archives read and checked, from {first}").format(
             count=len(result.chain), first=result.chain[0]))
     for item in result.not_checked:
-        out.text(_("  not checked without a key: {what}").format(what=item))
+        out.text(_("  not checked without a key: {what}").format(what=translate_text(item)))
     _changed_while_packed(out, result.changed)
 
 
@@ -304,16 +326,26 @@ def keygen(out, result) -> None:
                    "on another machine use it with POPPO_BACKUP_IDENTITY=FILE or "
                    "backup.storage.identityFile").format(recipient=result.public_key))
         return
+    old = result.retired
     if result.kind == "encryption":
         out.text(_("Created encryption identity {path}").format(path=result.path))
         out.text(_("  recipient: {recipient}").format(recipient=result.public_key))
         out.text(_("  add it to backup.storage.recipients where archives are written; "
                    "keep the identity file offline"))
+        if old is not None:
+            out.text(_("  the previous identity {key} is kept in {path}: it still opens the "
+                       "archives sealed to it; replace its recipient in "
+                       "backup.storage.recipients elsewhere").format(key=old.key_id,
+                                                                    path=old.private))
         return
     out.text(_("Created signing key {key} in {dir}").format(key=result.key_id,
                                                            dir=result.key_dir))
     out.text(_("  public key: {public}").format(public=result.public_key))
     out.text(_("  pin it on other machines under backup.signing.trustedKeys"))
+    if old is not None:
+        out.text(_("  the previous key {key} is kept in {path} and stays trusted here for "
+                   "the archives it signed; new archives are signed by {new}").format(
+            key=old.key_id, path=old.public or old.private, new=result.key_id))
 
 
 def status_label(status: str) -> str:
@@ -332,7 +364,7 @@ def doctor(out, report) -> None:
                  + finding.render(_))
         for detail in finding.details[:10]:
             translated = getattr(detail, "translated", None)     # (an errors.Message)
-            out.text(indent + "- " + (translated(_) if translated else detail))
+            out.text(indent + "- " + (translated(_) if translated else translate_text(detail)))
         if len(finding.details) > 10:
             out.text(indent + _("- ... and {count} more").format(count=len(finding.details) - 10))
         if finding.fix and finding.status in ("warn", "fail"):
@@ -422,22 +454,33 @@ def protect(out, result) -> None:
 
 def prune(out, result) -> None:
     doomed = result.to_delete
-    title = "Prune plan (dry run: nothing deleted)" if result.dry_run else "Prune"
-    out.text(f"{title}; policy: {result.policy.describe()}")
+    title = _("Prune plan (dry run: nothing deleted)") if result.dry_run else _("Prune")
+    out.text(_("{title}; policy: {policy}").format(title=title,
+                                                   policy=_reasons(result.policy.describe())))
     out.text(RULE)
+    actions = {"keep": _("keep"), "delete": _("delete")}
     for decision in result.decisions:
         a = decision.archive
         when = a.timestamp.strftime("%Y/%m/%d %H:%M:%S") if a.timestamp else "?"
         kind = (a.type or "?") + ("+inc" if a.incremental else "")
-        out.text(f"{decision.action:<7}{a.id:<40}{when:<21}{kind:<12}{decision.reason}")
+        out.text(ljust(actions.get(decision.action, decision.action), 7) + ljust(a.id, 40)
+                 + ljust(when, 21) + ljust(kind, 12) + _reasons(decision.reason))
     out.text(RULE)
     freed = sum(d.archive.size for d in doomed)
     kept = len(result.decisions) - len(doomed)
-    verb = "Would delete" if result.dry_run else "Deleted"
-    out.text(f"{verb} {len(doomed)} archive{'s' if len(doomed) != 1 else ''} "
-             f"({human_size(freed)}); {kept} kept.")
+    template = ngettext("Would delete {count} archive ({size}); {kept} kept.",
+                        "Would delete {count} archives ({size}); {kept} kept.", len(doomed)) \
+        if result.dry_run else \
+        ngettext("Deleted {count} archive ({size}); {kept} kept.",
+                 "Deleted {count} archives ({size}); {kept} kept.", len(doomed))
+    out.text(template.format(count=len(doomed), size=human_size(freed), kept=kept))
     for warning in result.warnings:
         out.warn(warning)
+
+
+def _reasons(text: str) -> str:
+    """A retention rule's reasons ("; "-joined English, policy/retention.py) translated."""
+    return "; ".join(translate_text(part) for part in text.split("; "))
 
 
 def schedule(out, result) -> None:
@@ -445,14 +488,15 @@ def schedule(out, result) -> None:
     if not hasattr(result, "fires"):
         return
     schedule = result.schedule
-    out.text(f"Next scheduled backups (time zone {schedule.timezone_name}):")
+    out.text(_("Next scheduled backups (time zone {zone}):").format(
+        zone=schedule.timezone_name))
     for entry, when in result.fires:
         out.text(f"  {when.strftime('%Y-%m-%d %H:%M %z')}  {entry.name:<10} {entry.type}")
     for name, when in sorted(result.last.items()):
-        out.text(f"  last handled: {name} at "
-                 f"{when.astimezone(schedule.timezone).strftime('%Y-%m-%d %H:%M %z')}")
+        out.text(_("  last handled: {name} at {when}").format(
+            name=name, when=when.astimezone(schedule.timezone).strftime('%Y-%m-%d %H:%M %z')))
     if not schedule.enabled:
-        out.warn("backup.enabled is false: the scheduler does not run these")
+        out.warn(_("backup.enabled is false: the scheduler does not run these"))
 
 
 def config(out, result) -> None:

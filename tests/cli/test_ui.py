@@ -51,18 +51,22 @@ def test_japanese_list_matches_the_seed_layout(cli, japanese):
     lines = out.splitlines()
     rule = "─" * 80
     assert lines[0] == "バックアップ一覧:"
-    assert lines[1] == rule and lines[3] == rule and lines[-2] == rule
-    assert lines[2] == "ID" + " " * 38 + "日時" + " " * 17 + "タイプ" + " " * 6 + "サイズ" + " " * 4
-    assert lines[-1] == "合計: 2 件のバックアップ"
-    for row in lines[4:-2]:
-        match = re.fullmatch(r"(backup-\S+)  (\d{4}/\d\d/\d\d \d\d:\d\d:\d\d)  (manual) +(\S+ k?M?B) +",
-                             row)
+    assert lines[1] == rule and lines[3] == rule and lines[-3] == rule
+    # the seed's four columns, then the signing key, what is encrypted, the name
+    assert lines[2] == "ID" + " " * 38 + "日時" + " " * 17 + "タイプ" + " " * 6 + "サイズ" + " " * 4 \
+        + "鍵" + " " * 8 + "暗号化" + " " * 5 + "名前"
+    assert lines[-2] == "合計: 2 件のバックアップ"
+    assert re.fullmatch(r"鍵 [0-9a-f]{8}: このマシンの署名鍵", lines[-1])
+    for row in lines[4:-3]:
+        match = re.fullmatch(r"(backup-\S+)  (\d{4}/\d\d/\d\d \d\d:\d\d:\d\d)  (manual) +"
+                             r"(\S+ k?M?B) +([0-9a-f]{8})  (-)", row)
         assert match, row
         # every column starts in the same terminal cell as its Japanese header
         assert width(row[:match.start(2)]) == width("ID" + " " * 38)
         assert width(row[:match.start(3)]) == width(lines[2][:lines[2].index("タイプ")])
         assert width(row[:match.start(4)]) == width(lines[2][:lines[2].index("サイズ")])
-        assert width(row) == width(lines[2]) == 83
+        assert width(row[:match.start(5)]) == width(lines[2][:lines[2].index("鍵")]) == 83
+        assert width(row[:match.start(6)]) == width(lines[2][:lines[2].index("暗号化")])
 
 
 def test_english_list_and_japanese_errors(cli, japanese, monkeypatch):
@@ -71,6 +75,7 @@ def test_english_list_and_japanese_errors(cli, japanese, monkeypatch):
     monkeypatch.setenv("LANG", "C.UTF-8")
     code, out, _ = cli("list")
     assert out.splitlines()[0] == "Backups:" and out.splitlines()[-1] == "Total: 0 backups"
+    assert out.splitlines()[2].split() == ["ID", "Date", "Type", "Size", "Key", "Encrypted", "Name"]
 
 
 class Clock:

@@ -98,8 +98,8 @@ def test_help_in_japanese(capsys, japanese):
     (["pack", "--dryrun"], "pack has no option --dryrun (did you mean '--dry-run', an option "
                            "of unpack and prune?)"),
     (["list", "--frob"], "unknown option --frob; run 'poppoarc list --help' for its usage"),
-    (["unpack"], "unpack needs ARCHIVE: an archive id, a unique id prefix, a path to a "
-                 ".poppo.tar.zst file, or an s3://bucket/key URL of one"),
+    (["unpack"], "unpack needs ARCHIVE: an archive id, a unique id prefix, the name pack "
+                 "--name gave it, a path to a .poppo.tar.zst file, or an s3://bucket/key URL of one"),
     (["restore"], "restore needs ARCHIVE: an archive id"),
     (["verify"], "verify needs ARCHIVE: "),
     (["copy", "backup-x"], "copy needs --to=STORE; run 'poppoarc copy --help' for its usage"),

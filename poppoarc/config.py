@@ -78,7 +78,9 @@ def load_json_file(path: Path) -> object:
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", path=path) from None
     try:
-        return json.loads(text)
+        # a byte-order mark (some Windows editors write one): JSON readers may ignore it
+        # (RFC 8259 §8.1), and PoppoBuilder's own (Node's) config loading does
+        return json.loads(text[1:] if text.startswith("\ufeff") else text)
     except RecursionError:
         raise ConfigError("invalid JSON: nested too deeply to read", path=path) from None
     except json.JSONDecodeError as exc:

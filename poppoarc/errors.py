@@ -366,6 +366,14 @@ def all_error_classes() -> list[type[PoppoarcError]]:
     return found
 
 
+def one_line(error: BaseException | str) -> str:
+    """An error as the one line an operator reads (a log, a notification's ``error``):
+    its first line; what follows it is detail (``PoppoarcError.details``, ``-v``)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else (type(error).__name__ if isinstance(error, BaseException)
+                                   else "")
+
+
 class Message(str):
     """An English message (the string itself) that a user interface can also show in the
     operator's language: its template (marked ``N_`` where it is written, so the catalog

@@ -114,8 +114,9 @@ def _templates(catalog_id: int) -> list[tuple[list[str], re.Pattern, list[str], 
     """The catalog's templates with fields, most specific (longest literal text) first."""
     found = []
     for msgid in getattr(_current, "_catalog", {}):
-        if not isinstance(msgid, str) or not FIELD.search(msgid) or not has_words(msgid):
-            continue
+        if not isinstance(msgid, str) or not FIELD.search(msgid) or not has_words(msgid) \
+                or "}{" in msgid.replace("{{", "").replace("}}", ""):
+            continue        # (fields side by side could not be told apart)
         parts = FIELD.split(msgid)
         literals = [p.replace("{{", "{").replace("}}", "}") for p in parts[0::2]]
         pattern = "(.+?)".join(re.escape(text) for text in literals)

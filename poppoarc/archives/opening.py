@@ -41,9 +41,9 @@ def find_archive(settings: Settings, reference: str) -> tuple[Store, StoredArchi
         if not named:
             raise
     if len(named) > 1:
-        ids = ", ".join(row.id for row in named[:3])
+        ids = ", ".join(row.id for row in named[:3]) + (", ..." if len(named) > 3 else "")
         raise AmbiguousArchive(f"the name '{reference}' is given to {len(named)} archives "
-                               f"({ids}{', ...' if len(named) > 3 else ''}); name one by its id")
+                               f"({ids}); name one by its id")
     return store, store.find(named[0].id)
 
 

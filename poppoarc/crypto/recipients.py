@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import CorruptArchive, KeyFileError, NoKey, WrongKey
-from ..fs import write_file_durably
+from ..fs import publish_file, write_file_durably
 from ..parallel import Parallelism
 from . import retired
 from .kdf import PendingKek, derive_apart
@@ -254,7 +254,12 @@ def generate_identity(key_dir: Path, *, force: bool = False) -> bytes:
         raise KeyFileError("an encryption identity already exists (use --force to replace "
                            "it)", path=private_path) from None
     public = _public(identity)
-    (key_dir / RECIPIENT_NAME).write_text(X25519_PREFIX + _b64(public) + "\n", encoding="ascii")
+    recipient = key_dir / RECIPIENT_NAME
+    if not publish_file(recipient, (X25519_PREFIX + _b64(public) + "\n").encode("ascii"),
+                        0o644) and parse_recipient(recipient.read_text(encoding="ascii"),
+                                                   recipient) != public:
+        write_file_durably(recipient, (X25519_PREFIX + _b64(public) + "\n").encode("ascii"),
+                           0o644)
     return public
 
 

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from ..errors import KeyFileError, TamperedArchive, UntrustedSigner
-from ..fs import write_file_durably
+from ..fs import publish_file
 from . import retired
 
 PRIVATE_NAME = "signing.key"
@@ -99,12 +99,17 @@ def generate(key_dir: Path, *, force: bool = False) -> SigningKey:
         pem = private.private_bytes(serialization.Encoding.PEM,
                                     serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
-        write_file_durably(private_path, pem, 0o600)
-        public = _public_bytes(private)
-        (key_dir / PUBLIC_NAME).write_text(format_public(public) + "\n", encoding="ascii")
+        if not publish_file(private_path, pem, 0o600):
+            # another poppoarc created the key meanwhile (two packs on a new machine):
+            # its key is the one, never this one (which nothing will trust)
+            key = load(key_dir)
+        else:
+            key = SigningKey(private, _public_bytes(private))
+        publish_file(key_dir / PUBLIC_NAME, (format_public(key.public) + "\n").encode("ascii"),
+                     0o644)
     except OSError as exc:
         raise KeyFileError(f"cannot write key: {exc.strerror}", path=key_dir) from None
-    return SigningKey(private, public)
+    return key
 
 
 def load(key_dir: Path) -> SigningKey:
@@ -130,10 +135,38 @@ def load(key_dir: Path) -> SigningKey:
 
 
 def load_or_generate(key_dir: Path) -> tuple[SigningKey, bool]:
-    """The local key, created on first use; the flag says it was just created."""
+    """The local key, created on first use; the flag says it was just created.  A key
+    whose ``signing.pub`` is another key's is refused: what it signs would not be trusted
+    here (verify trusts the key in ``signing.pub``)."""
     if (key_dir / PRIVATE_NAME).exists():
-        return load(key_dir), False
+        key = load(key_dir)
+        check_public_file(key_dir, key)
+        return key, False
     return generate(key_dir), True
+
+
+def check_public_file(key_dir: Path, key: SigningKey, repair: bool = True) -> None:
+    """KeyFileError when ``signing.pub`` is not ``key``'s public key; a missing one is
+    written again (``repair``: doctor only looks)."""
+    public_path = key_dir / PUBLIC_NAME
+    try:
+        text = public_path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        if not repair:
+            return
+        try:
+            publish_file(public_path, (format_public(key.public) + "\n").encode("ascii"), 0o644)
+        except OSError as exc:
+            raise KeyFileError(f"cannot write key: {exc.strerror}", path=public_path) from None
+        return
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"cannot read key: {getattr(exc, 'strerror', None) or exc}",
+                           path=public_path) from None
+    if key_id(parse_public(text, public_path)) != key.key_id:
+        raise KeyFileError(f"is the public key {key_id(parse_public(text, public_path))}, not "
+                           f"that of {PRIVATE_NAME} (key {key.key_id}): what it signs would "
+                           f"not be trusted; put back the matching {PUBLIC_NAME}, or delete it "
+                           f"to have it written again", path=public_path)
 
 
 def current_key_id(key_dir: Path) -> str:

@@ -260,8 +260,14 @@ def check_signing_key(ctx: Context) -> Finding:
         key = signing.load(key_dir)
     except PoppoarcError as exc:
         return _f("signing-key", title, "fail", N_("{error}"),
-                  N_("replace it with: poppoarc keygen --force (archives signed by the old "
-                     "key then need its public key pinned)"), error=str(exc), **params)
+                  N_("replace it with: poppoarc keygen --rotate (the old key is kept and "
+                     "stays trusted for its archives)"), error=str(exc), **params)
+    try:
+        signing.check_public_file(key_dir, key, repair=False)
+    except PoppoarcError as exc:
+        return _f("signing-key", title, "fail", N_("{error}"),
+                  N_("put back the signing.pub of {key}, or delete it: the next pack writes "
+                     "it again"), error=str(exc), **params)
     if _mode(key_dir) & 0o077:
         return _f("signing-key", title, "warn", N_("{dir} has mode {mode:04o}"),
                   N_("chmod 700 {dir}"), mode=_mode(key_dir), **params)

@@ -56,7 +56,7 @@ from ..options import PackOptions, UnpackOptions
 from ..pack import pack_locked
 from ..restore import swap
 from ..restore.hooks import how_it_ended, run_hook
-from ..restore.live import live_databases, nothing_foreign_appeared
+from ..restore.live import identical_databases, live_databases, nothing_foreign_appeared
 from ..restore.plan import RestorePlan, make_plan, restores, staging_paths
 from ..restore.recovery import recover_if_needed
 from ..restore.refusals import (conflict_message, foreign_message, plan_warnings,
@@ -269,9 +269,13 @@ def _plan(settings: Settings, options: UnpackOptions, archive: _Archive, warning
                   skip=(settings.store, settings.key_dir), foreign=True)
     live = walked.entries
     databases, unopenable = live_databases(settings.root, live)
+    # a live database whose snapshot is the archived one byte for byte is unchanged
+    archived = {e.path: e.sha256 for e in archive.entries
+                if e.sqlite and e.sha256 and e.path in databases} if databases else {}
     plan = make_plan(archive.manifest, archive.entries, live, selected, databases,
                      installation_version(settings.root), archive.sealer is not None,
-                     walked.impure, walked.sidecars, walked.unreadable + unopenable, paths)
+                     walked.impure, walked.sidecars, walked.unreadable + unopenable, paths,
+                     identical_databases(settings.root, live, archived))
     if plan.unmatched:
         live.close()
         raise UsageError(unmatched_message(plan.unmatched, archive.manifest["id"], selected,
@@ -366,6 +370,7 @@ def _refuse(restore: _Restore, take_safety: bool) -> None:
         raise RestoreError(unreadable_message(plan.unreadable))
     if not os.access(settings.root, os.W_OK | os.X_OK):
         raise NotWritable("installation root is not writable by this user", path=settings.root)
+    _writable_units(settings.root, plan.units)
     local_safety = take_safety and settings.storage.get("type") != "s3"
     # databases rebuilt from a chain (only an incremental has delta records: §12.1)
     rebuilt = sum(e.size for e in archive.entries if e.delta is not None) \
@@ -377,6 +382,20 @@ def _refuse(restore: _Restore, take_safety: bool) -> None:
         raise InsufficientSpace(f"restore needs about {needed / 1e6:.0f} MB free for staging "
                                 f"and the safety archive; {free / 1e6:.0f} MB available",
                                 path=settings.root)
+
+
+def _writable_units(root: Path, units: list[str]) -> None:
+    """NotWritable (36) before anything runs when the swap could not rename a unit: its
+    directory must be writable, and a directory unit itself (its '..' changes)."""
+    for unit in units:
+        parent = (root / unit).parent
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise NotWritable(f"this user cannot write this directory, where the restore "
+                              f"replaces {unit}", path=parent)
+        live = root / unit
+        if live.is_dir() and not live.is_symlink() and not os.access(live, os.W_OK | os.X_OK):
+            raise NotWritable("this user cannot write this directory, which the restore "
+                              "replaces", path=live)
 
 
 def _before_hook(restore: _Restore) -> None:

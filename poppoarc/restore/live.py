@@ -4,6 +4,7 @@ just before the swap, whether a path no restored target owns appeared meanwhile.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 from pathlib import Path
@@ -13,6 +14,7 @@ from ..fs import at_open_file_limit
 from ..snapshot import sqlite as sqlite_snapshot
 from ..snapshot.ownership import claimed_by_walk
 from ..snapshot.scan import DATABASE
+from ..store import leftovers
 
 
 def live_databases(root: Path, live) -> tuple[dict[str, tuple[dict, int]], list[str]]:
@@ -33,6 +35,33 @@ def live_databases(root: Path, live) -> tuple[dict[str, tuple[dict, int]], list[
                 continue
             found[entry.path] = (facts.tables, facts.user_version)
     return found, unopenable
+
+
+def identical_databases(root: Path, live, archived: dict[str, str]) -> frozenset[str]:
+    """The live databases whose snapshot, taken as pack takes it, has the SHA-256 the
+    archive recorded for that path (``archived``: path -> hex digest): the same content,
+    byte for byte, so a restore leaves them as they are.  A database that cannot be
+    snapshotted here counts as different."""
+    same = set()
+    wanted = [e for e in live if e.kind == DATABASE and archived.get(e.path)]
+    if not wanted:
+        return frozenset()
+    with leftovers.temporary_directory(leftovers.VERIFY_PREFIX) as workdir:
+        copy = Path(workdir) / "live.db"
+        for entry in wanted:
+            try:
+                sqlite_snapshot.copy(root / entry.path, copy, attempts=1)
+                digest = hashlib.sha256()
+                with open(copy, "rb") as handle:
+                    for chunk in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(chunk)
+            except Exception:   # noqa: BLE001 (damaged, locked, no room: not the same)
+                continue
+            finally:
+                copy.unlink(missing_ok=True)
+            if digest.hexdigest() == archived[entry.path]:
+                same.add(entry.path)
+    return frozenset(same)
 
 
 def nothing_foreign_appeared(root: Path, catalogue, unit_dirs: list[tuple[str, int]]) -> None:

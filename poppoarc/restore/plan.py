@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from ..format.entry import IndexEntry
 from ..format.order import AFTER_ALL, index_order
 from ..format.records import IndexRecords
+from ..i18n import N_
 from ..snapshot.scan import (DATABASE, DIR, FILE, SYMLINK, SourceEntry, is_plain, path_of,
                              target_of)
 from ..snapshot.selection import IncludeTally, PathSelection, selects
@@ -81,6 +82,10 @@ class TargetPlan:
     def bytes(self, action: str) -> int:
         return self._totals[action][1]
 
+    @property
+    def changes_anything(self) -> bool:
+        return any(self.count(action) for action in (ADD, CHANGE, REMOVE))
+
     def to_json(self, with_paths: bool = True) -> dict:
         summary = {action: {"paths": self.count(action), "bytes": self.bytes(action)}
                    for action in (ADD, CHANGE, REMOVE, KEEP)}
@@ -97,11 +102,12 @@ class DatabasePlan:
     tables_now: dict[str, int] | None          # None: no database at that path now
     user_version_archive: int
     user_version_now: int | None
+    identical: bool = False     # the live database's snapshot is the archived one, byte for byte
 
     def to_json(self) -> dict:
         return {"path": self.path, "tables_archive": self.tables_archive,
                 "tables_now": self.tables_now, "user_version_archive": self.user_version_archive,
-                "user_version_now": self.user_version_now}
+                "user_version_now": self.user_version_now, "identical": self.identical}
 
 
 class SwapUnits:
@@ -310,7 +316,8 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
               selected: tuple[str, ...], live_databases: dict[str, tuple[dict, int]],
               version_now: str | None, keyed: bool = True, impure: set[str] = frozenset(),
               sidecars: list[str] = (), unreadable: list[str] = (),
-              paths: PathSelection | None = None) -> RestorePlan:
+              paths: PathSelection | None = None,
+              identical_databases: frozenset[str] = frozenset()) -> RestorePlan:
     """Archive × live tree × selection → the restore plan.
 
     ``live`` is the walk of the live tree for the selected targets, in index order
@@ -322,6 +329,9 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
     units (``SwapUnits``) and the live paths it would replace that cannot be read;
     ``paths``: a partial restore's ``--include``/``--exclude`` (the walk was made with the
     same selection).
+    ``identical_databases``: live databases whose snapshot is the archived one byte for
+    byte (``restore.live.identical_databases``): unchanged, where any other live database
+    counts as changed (its file never equals a snapshot).
     """
     # One pass over the records (they may be read back from disk on each pass), paired
     # with the walk: of the paths only the units and the databases are kept.
@@ -352,7 +362,8 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
             plans[entry.target].add(path, ADD, size)
             continue
         live_bytes += current.size
-        plans[entry.target].add(path, KEEP if _same(entry, current) else CHANGE, size)
+        same = _same(entry, current) or (entry.sqlite and path in identical_databases)
+        plans[entry.target].add(path, KEEP if same else CHANGE, size)
 
     databases = []
     for record in manifest.get("databases", []):
@@ -361,7 +372,8 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
             databases.append(DatabasePlan(record["path"], record.get("tables", {}),
                                           now[0] if now else None,
                                           record.get("user_version", 0),
-                                          now[1] if now else None))
+                                          now[1] if now else None,
+                                          record["path"] in identical_databases))
     warnings = []
     archive_version, current_version = manifest.get("version"), version_now
     older, newer = version_tuple(current_version), version_tuple(archive_version)
@@ -397,6 +409,8 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
 
 def changed_message(paths: list[str]) -> str:
     """The warning that names the files a pack saw change while it read them."""
-    shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
-    return (f"{len(paths)} file(s) changed while they were packed and are restored as read "
-            f"(their content may be inconsistent): {shown}")
+    shown = ", ".join(paths[:5])
+    if len(paths) > 5:
+        shown = N_(f"{shown} and {len(paths) - 5} more")
+    return N_(f"{len(paths)} file(s) changed while they were packed and are restored as read "
+              f"(their content may be inconsistent): {shown}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 
 from ..errors import UnsafeArchiveEntry
+from ..i18n import N_
 
 SHOWN = 5           # paths a refusal names before "and N more"
 
@@ -13,31 +14,32 @@ SHOWN = 5           # paths a refusal names before "and N more"
 def shown(paths: list[str], notes: dict[str, str] | None = None, limit: int = SHOWN) -> str:
     """``a, b, c and 4 more``; a path with a note is followed by it in parentheses."""
     notes = notes or {}
-    named = [f"{p} ({notes[p]})" if p in notes else p for p in paths[:limit]]
-    return ", ".join(named) + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+    named = ", ".join(f"{p} ({notes[p]})" if p in notes else p for p in paths[:limit])
+    return N_(f"{named} and {len(paths) - limit} more") if len(paths) > limit else named
 
 
 def conflict_message(conflicts: list[str]) -> str:
-    return (f"the archive restores a file where the live tree has a directory holding paths "
-            f"no restored target owns: {shown(conflicts, limit=3)}; move it aside, then restore")
+    return N_(f"the archive restores a file where the live tree has a directory holding "
+              f"paths no restored target owns: {shown(conflicts, limit=3)}; move it aside, "
+              f"then restore")
 
 
 def foreign_message(paths: list[str]) -> str:
-    return (f"the archive restores {shown(paths, limit=3)}, or paths below, where the live "
-            "tree has a file or symlink that no restored target owns; move it aside, then "
-            "restore")
+    return N_(f"the archive restores {shown(paths, limit=3)}, or paths below, where the live "
+              "tree has a file or symlink that no restored target owns; move it aside, then "
+              "restore")
 
 
 def unreadable_message(paths: list[str]) -> str:
-    return (f"{len(paths)} live path(s) the restore would replace cannot be read by this "
-            f"user, so the safety archive cannot save them: {shown(paths)}; nothing was "
-            "changed (give this user read access, or restore with --skip-backup)")
+    return N_(f"{len(paths)} live path(s) the restore would replace cannot be read by this "
+              f"user, so the safety archive cannot save them: {shown(paths)}; nothing was "
+              "changed (give this user read access, or restore with --skip-backup)")
 
 
 def unsaved_message(lost: list[str], reasons: dict[str, str]) -> str:
-    return (f"the safety archive could not save {len(lost)} live path(s) the restore would "
-            f"replace: {shown(lost, reasons)}; nothing was changed (fix that and restore "
-            "again, or restore with --skip-backup)")
+    return N_(f"the safety archive could not save {len(lost)} live path(s) the restore "
+              f"would replace: {shown(lost, reasons)}; nothing was changed (fix that and "
+              "restore again, or restore with --skip-backup)")
 
 
 def plan_warnings(plan, take_safety: bool) -> list[str]:
@@ -48,8 +50,8 @@ def plan_warnings(plan, take_safety: bool) -> list[str]:
     if plan.foreign:
         warnings.append(f"the restore would stop: {foreign_message(plan.foreign)}")
     if plan.unreadable:
-        stop = "the restore would stop (exit 30)" if take_safety else \
-            "--skip-backup: they are replaced without being saved"
+        stop = N_("the restore would stop (exit 30)") if take_safety else \
+            N_("--skip-backup: they are replaced without being saved")
         warnings.append(f"{len(plan.unreadable)} live path(s) the restore would replace "
                         f"cannot be read by this user: {shown(plan.unreadable)}; {stop}")
     return warnings

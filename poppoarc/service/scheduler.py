@@ -33,7 +33,7 @@ from ..config import Settings
 from ..archives.listing import list_archives
 from ..archives.verification import verify
 from ..config_schema import DRILL, FULL, INCREMENTAL, RUN_TYPES, VERIFY
-from ..errors import ArchiveError, ConfigError, PoppoarcError
+from ..errors import ArchiveError, ConfigError, PoppoarcError, one_line
 from ..lock import InstallationLock
 from ..options import PackOptions
 from ..pack import pack_locked
@@ -138,7 +138,7 @@ class RunRecord:
     def to_json(self) -> dict:
         error = None
         if self.error is not None:
-            error = {"type": type(self.error).__name__, "message": str(self.error),
+            error = {"type": type(self.error).__name__, "message": one_line(self.error),
                      "exit_code": getattr(self.error, "exit_code", None)}
         return {"schedule": self.names, "type": self.type, "fire_time": self.fire_time.isoformat(),
                 "missed": self.missed, "archive_id": self.archive_id, "size": self.size,
@@ -278,7 +278,7 @@ class Scheduler:
             except (PoppoarcError, OSError) as exc:
                 record.error = exc
                 log.error("run %s: attempt %d of %d failed: %s", label, attempt,
-                          self.retries + 1, exc)
+                          self.retries + 1, one_line(exc))
             if attempt <= self.retries:
                 delay = self.backoff * 2 ** (attempt - 1)
                 log.info("run %s: retrying in %g s", label, delay)
@@ -325,8 +325,8 @@ class Scheduler:
                     log.warning("prune: %s", warning)
             except (PoppoarcError, OSError) as exc:
                 # the backup itself succeeded; a prune failure is retried next run
-                record.warnings.append(f"prune failed: {exc}")
-                log.error("prune failed: %s", exc)
+                record.warnings.append(f"prune failed: {one_line(exc)}")
+                log.error("prune failed: %s", one_line(exc))
 
     def _perform_check(self, kind: str, runs) -> None:
         """A scheduled verify or drill: the same fire-time, missed-run, state and
@@ -390,18 +390,18 @@ class Scheduler:
                 "last_fire": run.fire_time.astimezone(timezone.utc).isoformat(),
                 "finished": finished, "result": "success" if record.ok else "failure",
                 "archive_id": record.archive_id, "attempts": record.attempts,
-                "error": None if record.ok else str(record.error),
+                "error": None if record.ok else one_line(record.error),
                 "checks": record.checks, "warnings_count": len(record.warnings)}
         try:
             save_state(self.settings.store, self._state)
         except PoppoarcError as exc:
             # the next run time is still right in memory; only a restart would repeat a run
-            log.error("%s", exc)
+            log.error("%s", one_line(exc))
         if record.ok:
             log.info("run %s: done", "+".join(record.names))
         else:
             log.error("run %s: failed after %d attempts: %s", "+".join(record.names),
-                      record.attempts, record.error)
+                      record.attempts, one_line(record.error))
 
     def _notify(self, record: RunRecord) -> None:
         if not self.notifications.configured:
@@ -411,7 +411,8 @@ class Scheduler:
             event, archive_id=record.archive_id, size=record.size,
             duration_ms=record.duration_ms,
             warnings_count=len(record.warnings) + len(record.checks),
-            error=None if record.ok else f"{type(record.error).__name__}: {record.error}",
+            error=None if record.ok else f"{type(record.error).__name__}: "
+                                         f"{one_line(record.error)}",
             schedule=record.names, kind="pack" if record.type in RUN_TYPES else record.type)
         notify.send(self.notifications, document, cwd=str(self.settings.root))
 

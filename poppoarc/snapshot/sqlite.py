@@ -279,8 +279,11 @@ def check(snapshot: Path, source: object, full: bool = False) -> DatabaseFacts:
     pragma = "integrity_check" if full else "quick_check"
     errors = integrity_errors(snapshot, quick=not full, private=True)
     if errors:
-        raise DatabaseSnapshotError(f"snapshot fails {pragma}: " + "; ".join(errors[:3]),
-                                    path=source)
+        # one line (the first problem and how many there are); -v shows them all
+        if len(errors) > 1:
+            raise DatabaseSnapshotError(f"snapshot fails {pragma}: {errors[0]} (and "
+                                        f"{len(errors) - 1} more)", path=source, details=errors)
+        raise DatabaseSnapshotError(f"snapshot fails {pragma}: {errors[0]}", path=source)
     facts = describe(snapshot, private=True)
     facts.check = pragma
     return facts

@@ -23,6 +23,7 @@ module), so neither ``pip install`` nor a wheel build needs gettext tools.
 from __future__ import annotations
 
 import ast
+import re
 import struct
 import sys
 from pathlib import Path
@@ -41,9 +42,10 @@ HEADER = ("Project-Id-Version: poppoarc\nMIME-Version: 1.0\n"
 TABLES = ("OPTIONS", "GLOBAL_OPTIONS", "ARGUMENTS")
 
 
+ADJACENT_FIELDS = re.compile(r"(?<!\})\}\{(?!\{)")
 ERROR_CLASSES = frozenset(cls.__name__ for cls in all_error_classes())
 # calls that record a warning: the argument that holds its text
-WARNING_CALLS = {"add": 0, "skip": 1, "warn": 0}
+WARNING_CALLS = {"add": 0, "skip": 1, "warn": 0, "append": 0}
 
 
 def template(node: ast.expr) -> list[str]:
@@ -115,7 +117,8 @@ def english_messages(tree: ast.AST) -> list[str]:
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
                 and node.func.attr in WARNING_CALLS:
             owner = ast.unparse(node.func.value)
-            if owner.endswith(("warnings", "out")):
+            if owner.endswith(("warnings", "out")) and \
+                    (node.func.attr != "append" or owner.endswith("warnings")):
                 argument = _message_argument(node, WARNING_CALLS[node.func.attr])
         if argument is not None:
             found += [t for t in template(argument) if has_words(t)]
@@ -254,6 +257,10 @@ def check() -> list[str]:
     """Problems: stale .mo files, and source messages a catalog lacks."""
     problems = []
     wanted = extract()
+    for msgid in wanted:
+        if ADJACENT_FIELDS.search(msgid):
+            problems.append(f"{msgid!r}: two fields side by side cannot be told apart when the "
+                            f"message is shown translated; put words between them")
     for po in po_files():
         entries = parse_po(po.read_text(encoding="utf-8"))
         mo = po.with_suffix(".mo")

@@ -238,6 +238,10 @@ def _name_width(names) -> int:
     return max([9, *(len(name) + 1 for name in names)])
 
 
+PLAN_PATHS = 10        # paths shown per target in the text plan (--json lists them all)
+ACTION_MARKS = {"add": "+", "change": "~", "remove": "-"}
+
+
 def unpack(out, result) -> None:
     plan = result.plan
     if result.dry_run:
@@ -259,9 +263,15 @@ def unpack(out, result) -> None:
             else _("this installation's backup.targets")
         out.text(_("  {target}: {globs}  ({where})").format(
             target=name, globs=", ".join(area["include"]), where=where))
+    if result.dry_run:
+        _planned_paths(out, plan)
     if plan.databases:
         out.text(_("Databases (rows now -> in archive):"))
         for db in plan.databases:
+            if db.identical:
+                out.text("  " + _("{path}: identical to the archive (unchanged)").format(
+                    path=db.path))
+                continue
             now = db.tables_now or {}
             parts = [f"{name} {now.get(name, 0)} -> {rows}" for name, rows in db.tables_archive.items()]
             out.text(f"  {db.path}: " + ("; ".join(parts) if parts else _("no tables")))
@@ -269,6 +279,9 @@ def unpack(out, result) -> None:
         _partial_paths(out, plan)
     out.text(_("Version: installed {now}, archive {archive}").format(
         now=plan.version_now or _("unknown"), archive=plan.version_archive or _("unknown")))
+    if not any(t.changes_anything for t in plan.targets):
+        out.text(_("Every target already matches the archive (files by type, mode, size and "
+                   "time, databases by content); all are restored anyway, as asked."))
     if result.dry_run:
         out.text(_("Would stage {size} and swap: {names}").format(
             size=human_size(plan.bytes_to_stage), names=", ".join(plan.top_level)))
@@ -296,6 +309,22 @@ def _partial_paths(out, plan) -> None:
         out.text(_("  ... and {count} more").format(count=total - shown))
     if not total:
         out.text(_("  (nothing to change)"))
+
+
+def _planned_paths(out, plan) -> None:
+    """The first paths each target would add (+), change (~) or remove (-), then how many
+    more (``--json`` lists them all)."""
+    for target in plan.targets:
+        total = sum(target.count(action) for action in ACTION_MARKS)
+        if not total:
+            continue
+        out.text(_("{target}:").format(target=target.name))
+        for shown, change in enumerate(target.changes()):
+            if shown == PLAN_PATHS:
+                break
+            out.text(f"  {ACTION_MARKS[change.action]} {shown_path(change.path)}")
+        if total > PLAN_PATHS:
+            out.text("  " + _("…and {count} more").format(count=total - PLAN_PATHS))
 
 
 def recovered(out, result) -> None:
@@ -511,7 +540,9 @@ def config(out, result) -> None:
     else:
         out.text(_("The backup section of {path} in the documented shape (poppoarc config "
                    "--upgrade --write puts it into the file):").format(path=result.path))
-    out.text('"backup": ' + json.dumps(result.section, ensure_ascii=False, indent=2))
+    for line in ('"backup": ' + json.dumps(result.section, ensure_ascii=False,
+                                           indent=2)).splitlines():
+        out.text(line)
     if result.mappings:
         out.text(_("What each legacy key became:"))
         for mapping in result.mappings:

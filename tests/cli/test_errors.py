@@ -189,3 +189,11 @@ def test_a_bug_in_the_real_entry_point_exits_70(tmp_path, key_home):
                             env={**os.environ, "POPPOARC_HOME": str(key_home)})
     assert result.returncode == 70 and result.stderr.count("\n") == 1, result.stderr
     assert list((key_home / "logs").glob("poppoarc-crash-*.log"))
+
+
+def test_a_config_file_with_a_byte_order_mark_is_read(cli, installation):
+    """Windows editors write one; JSON readers may ignore it (RFC 8259 §8.1)."""
+    config = installation / "config/config.json"
+    config.write_bytes(b"\xef\xbb\xbf" + b'{"backup": {"retention": 7}}')
+    code, _, err = cli("pack", "--targets", "config")
+    assert code == 0, err

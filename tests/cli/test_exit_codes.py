@@ -416,3 +416,31 @@ def test_exit_code_in_japanese(scene, japanese, code):
     prefix = "poppoarc: エラー: "
     assert line.startswith(prefix), err
     assert JAPANESE.search(line[len(prefix):]), err
+
+
+def test_a_directory_of_a_swap_unit_this_user_cannot_write_is_36_up_front(scene):
+    """Not only the root: a directory the swap renames in must be writable, checked before
+    the hook runs and the safety archive is written (it was 34 after both)."""
+    nobody = scene.nobody_factory()
+    root, store, keys = nobody.home / "inst", nobody.home / "store", nobody.home / "keys"
+    shutil.copytree(scene.root, root, symlinks=True)
+    keys.mkdir()
+    signing.generate(keys)
+    scene.monkeypatch.setenv("POPPOARC_HOME", str(keys))
+    marker = nobody.home / "hook-ran"
+    config = root / "config/config.json"
+    document = json.loads(config.read_text())
+    document.setdefault("backup", {})["hooks"] = {"beforeRestore": f"touch {marker}"}
+    config.write_text(json.dumps(document))
+    packed = json.loads(run_poppoarc("--root", str(root), "--store", str(store), "pack",
+                                     "--targets", "database", "--json").stdout)
+    nobody.give(root)
+    nobody.give(store)
+    nobody.give(keys)
+    os.chown(root / "data", 0, 0)
+    done = nobody.run("--root", str(root), "--store", str(store), "unpack", packed["id"],
+                      "--targets", "database")
+    assert done.returncode == 36, done.stderr
+    assert "data" in done.stderr and "cannot write this directory" in done.stderr
+    assert not marker.exists()
+    assert len(list(store.glob("*.poppo.tar.zst"))) == 1       # no safety archive either

@@ -111,3 +111,43 @@ def test_without_a_key_verify_and_inspect_say_what_they_checked(cli, monkeypatch
     assert document["structure_only"] is True
     code, out, _ = cli("inspect", sealed["id"])
     assert code == 0 and "None" not in out and "source    sealed (no key here)" in out
+
+
+def test_concurrent_first_packs_share_one_key(installation_template, tmp_path, key_home):
+    """Six installations of one user packing at once on a new machine (cron at 02:00):
+    one key is created and every archive is trusted (the last writer used to win)."""
+    import shutil
+    import subprocess
+    import sys
+    roots = []
+    for n in range(6):
+        root = tmp_path / f"inst{n}"
+        shutil.copytree(installation_template("tiny"), root, symlinks=True)
+        roots.append(root)
+    procs = [subprocess.Popen([sys.executable, "-m", "poppoarc", "--root", str(root),
+                               "--store", str(root / "backups"), "pack", "--targets", "config",
+                               "-q", "--json"], stdout=subprocess.PIPE, text=True)
+             for root in roots]
+    packed = [json.loads(p.communicate()[0]) for p in procs]
+    assert len({p["signer"] for p in packed}) == 1
+    for root, p in zip(roots, packed):
+        done = subprocess.run([sys.executable, "-m", "poppoarc", "--root", str(root),
+                               "--store", str(root / "backups"), "verify", p["id"]],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+
+def test_a_public_key_file_of_another_key_stops_pack_and_fails_doctor(cli, key_home, tmp_path):
+    from poppoarc.crypto import signing
+    cli.pack("--targets", "config")
+    signing.generate(tmp_path / "other")
+    (key_home / "signing.pub").write_text((tmp_path / "other/signing.pub").read_text())
+    code, _, err = cli("pack", "--targets", "config")
+    assert code == 40 and "signing.pub" in err and "would not be trusted" in err
+    code, document = cli.json("doctor")
+    finding = next(f for f in document["checks"] if f["id"] == "signing-key")
+    assert finding["status"] == "fail"
+    (key_home / "signing.pub").unlink()         # written again from the private key
+    assert cli("pack", "--targets", "config")[0] in (0, 1)
+    assert signing.key_id(signing.parse_public((key_home / "signing.pub").read_text())) \
+        == signing.load(key_home).key_id

@@ -177,8 +177,10 @@ def test_text_output_of_each_command(cli):
     assert err.startswith("poppoarc: created the encryption identity ")
     code, out, _ = cli("list")
     lines = out.splitlines()
-    assert lines[0] == "Backups:" and lines[2].split() == ["ID", "Date", "Type", "Size"]
-    assert lines[-1] == "Total: 1 backup" and " manual " in lines[4]
+    assert lines[0] == "Backups:" and lines[2].split() == ["ID", "Date", "Type", "Size", "Key",
+                                                           "Encrypted", "Name"]
+    assert lines[-2] == "Total: 1 backup" and " manual " in lines[4]
+    assert lines[-1].endswith(": this machine's signing key")
     code, out, _ = cli("verify", lines[4].split()[0])
     assert code == 0 and out.startswith("OK ")
     code, out, _ = cli("inspect", lines[4].split()[0])

@@ -64,3 +64,12 @@ def test_an_english_message_is_shown_in_japanese_by_its_template(ja):
 def test_english_is_left_alone():
     i18n.setup({"LANG": "C.UTF-8"})
     assert i18n.translate_text("cannot read key: x") == "cannot read key: x"
+
+
+def test_logs_and_notifications_get_the_one_line_of_an_error():
+    from poppoarc.errors import DatabaseSnapshotError, one_line
+    error = DatabaseSnapshotError("snapshot fails integrity_check: row 3 missing\n"
+                                  "*** in database main ***\nPage 7: btreeInitPage() "
+                                  "returns error code 11", path="data/a.db")
+    assert one_line(error) == "data/a.db: snapshot fails integrity_check: row 3 missing"
+    assert one_line(OSError()) == "OSError"

@@ -72,7 +72,8 @@ def N_(message: str) -> str:
 # a template's field: ``{path}``, ``{exc.strerror}``, ``{size:.1f}`` (``{{`` is a brace)
 FIELD = re.compile(r"(?<!\{)\{([^{}]+)\}(?!\})")
 LETTERS = re.compile(r"[A-Za-z]{2,}")
-MAX_MATCHED = 8192          # longer texts are shown as they are (a template match backtracks)
+MAX_MATCHED = 8192
+MIN_TEMPLATE_LETTERS = 5    # a template says this much besides its fields to be recognised          # longer texts are shown as they are (a template match backtracks)
 
 
 def has_words(template: str) -> bool:
@@ -117,6 +118,8 @@ def _templates(catalog_id: int) -> list[tuple[list[str], re.Pattern, list[str], 
         if not isinstance(msgid, str) or not FIELD.search(msgid) or not has_words(msgid) \
                 or "}{" in msgid.replace("{{", "").replace("}}", ""):
             continue        # (fields side by side could not be told apart)
+        if len(re.sub(r"[^A-Za-z]", "", FIELD.sub("", msgid))) < MIN_TEMPLATE_LETTERS:
+            continue        # "{a} and {b}" would match any text with " and " in it
         parts = FIELD.split(msgid)
         literals = [p.replace("{{", "{").replace("}}", "}") for p in parts[0::2]]
         pattern = "(.+?)".join(re.escape(text) for text in literals)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import posixpath
 
+from ..i18n import N_
+
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
 MAX_DEPTH = 256
@@ -14,23 +16,23 @@ MAX_LINK_BYTES = 4095       # PATH_MAX less its NUL: symlink(2) refuses a longer
 def path_problem(path: object) -> str | None:
     """Why ``path`` is not an acceptable relative archive path, or None."""
     if not isinstance(path, str) or not path:
-        return "empty path"
+        return N_("empty path")
     if "\0" in path:
-        return "NUL in path"
+        return N_("NUL in path")
     if path.startswith("/"):
-        return "absolute path"
+        return N_("absolute path")
     parts = path.split("/")
     if "" in parts or "." in parts or ".." in parts:
-        return "empty, '.' or '..' component"
+        return N_("empty, '.' or '..' component")
     length = len(path.encode("utf-8", "surrogatepass"))
     if length > MAX_PATH_BYTES:
-        return "path longer than 4096 bytes"
+        return N_("path longer than 4096 bytes")
     # no name can be longer than a whole path that fits (the common case: not checked)
     if length > MAX_NAME_BYTES and any(len(part.encode("utf-8", "surrogatepass"))
                                        > MAX_NAME_BYTES for part in parts):
-        return "name longer than 255 bytes"
+        return N_("name longer than 255 bytes")
     if len(parts) > MAX_DEPTH:
-        return "path deeper than 256 levels"
+        return N_("path deeper than 256 levels")
     return None
 
 
@@ -41,12 +43,12 @@ def link_target_problem(path: str, target: str) -> str | None:
     one: it names it in a warning instead (pack never writes what a restore rejects).
     """
     if not target or "\0" in target:
-        return "empty or NUL link target"
+        return N_("empty or NUL link target")
     if target.startswith("/"):
-        return "absolute link target"
+        return N_("absolute link target")
     if len(target.encode("utf-8", "surrogatepass")) > MAX_LINK_BYTES:
-        return "link target longer than 4095 bytes (no system can create it)"
+        return N_("link target longer than 4095 bytes (no system can create it)")
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
     if resolved == ".." or resolved.startswith("../") or resolved.startswith("/"):
-        return "link target leaves the installation"
+        return N_("link target leaves the installation")
     return None

@@ -53,6 +53,7 @@ from ..format.entry import IndexEntry
 from ..format.order import TARGETS
 from ..format.paths import link_target_problem, path_problem
 from ..format.spill import PathTable
+from ..i18n import N_
 from ..snapshot.areas import area_problem, with_recorded
 from ..snapshot.catalogue import Catalogue, area_catalogue
 
@@ -165,7 +166,7 @@ class Confinement:
         target = entry.target
         if target is not None and target not in self._listed:
             known = target in TARGETS or target in (self.manifest.get("areas") or {})
-            which = "the manifest does not list" if known else "is unknown"
+            which = N_("the manifest does not list") if known else N_("is unknown")
             return CorruptArchive(f"entry {entry.path!r} names target {target!r}, which {which}",
                                   path=self.path)
         if target is None and entry.type != "dir":

@@ -105,11 +105,10 @@ def english_messages(tree: ast.AST) -> list[str]:
     found = []
     for node in ast.walk(tree):
         argument = None
-        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
-            name = node.exc.func
-            name = name.id if isinstance(name, ast.Name) else getattr(name, "attr", None)
-            if name in ERROR_CLASSES:
-                argument = _message_argument(node.exc, 0)
+        if isinstance(node, ast.Call) and (
+                getattr(node.func, "id", None) in ERROR_CLASSES
+                or getattr(node.func, "attr", None) in ERROR_CLASSES):
+            argument = _message_argument(node, 0)   # raised, or made to be raised later
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
                 and node.func.id == "write_error" and len(node.args) > 2:
             # errors.write_error(cls, oserror, message, path): "message: strerror"
@@ -121,7 +120,11 @@ def english_messages(tree: ast.AST) -> list[str]:
                     (node.func.attr != "append" or owner.endswith("warnings")):
                 argument = _message_argument(node, WARNING_CALLS[node.func.attr])
         if argument is not None:
-            found += [t for t in template(argument) if has_words(t)]
+            made = [t for t in template(argument) if has_words(t)]
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "skip":
+                # Warnings.skip(path, why) records "PATH: why"
+                made += ["{path}: " + t for t in made]
+            found += made
     return found
 
 

@@ -38,7 +38,7 @@ def test_the_extractor_reads_fstrings_concatenations_and_conditionals():
         "warnings.skip(path, 'gone; not archived')\n")
     assert msgfmt.english_messages(tree) == [
         "{path}: bad {x!r} at {n:>4}", "cannot {verb} it", "ab", "no {key}",
-        "{path}: changed while read", "gone; not archived"]
+        "{path}: changed while read", "gone; not archived", "{path}: gone; not archived"]
 
 
 @pytest.fixture
@@ -57,8 +57,14 @@ def test_an_english_message_is_shown_in_japanese_by_its_template(ja):
     assert i18n.translate_text(
         "safety archive backup-1: tmp/x: special file (device, FIFO or socket) not archived") \
         == "安全アーカイブ backup-1: tmp/x: 特殊ファイル(デバイス、FIFO、ソケット)はアーカイブしていません"
-    # what no template made stays as it is
+    # what no template made stays as it is, and a template that says too little
+    # ("{a} and {b}") is not taken for one
     assert i18n.translate_text("a library's own words") == "a library's own words"
+    assert i18n.translate_text("salt and pepper") == "salt and pepper"
+    # a skipped path's warning as recorded ("PATH: why")
+    assert i18n.translate_text(".env: secret file not archived: secrets are stored only "
+                               "encrypted and no key is configured (POPPO_BACKUP_KEY or "
+                               "backup.storage.recipients)").startswith(".env: 秘密ファイルを")
 
 
 def test_english_is_left_alone():

@@ -89,6 +89,9 @@ def translate_text(message: str) -> str:
     as written), the fields' values translated in turn (a message that quotes another)."""
     if _language == "en" or not message:
         return message
+    translated = getattr(message, "translated", None)      # an errors.Message
+    if translated is not None:
+        return translated(_)
     return _translated(str(message), 0)
 
 

@@ -29,8 +29,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..errors import CorruptArchive, KeyFileError, NoKey, WrongKey
+from ..errors import CorruptArchive, KeyFileError, Message, NoKey, WrongKey
 from ..fs import publish_file, write_file_durably
+from ..i18n import N_
 from ..parallel import Parallelism
 from . import retired
 from .kdf import PendingKek, derive_apart
@@ -179,7 +180,7 @@ def unwrap(stanzas: list[dict], archive_id: str, secrets: Secrets, path: object)
     tried = []
     for stanza in stanzas:
         if stanza["type"] == "argon2id" and secrets.passphrase is not None:
-            tried.append("passphrase")
+            tried.append(Message(N_("the passphrase")))
             kek = derive_apart(secrets.passphrase, _unb64(stanza["salt"], 16, "salt", path),
                                stanza, _argon2, secrets.parallel)
             try:
@@ -193,7 +194,7 @@ def unwrap(stanzas: list[dict], archive_id: str, secrets: Secrets, path: object)
                 public = _public(identity)
                 if hashlib.sha256(public).hexdigest()[:16] != stanza["key_id"]:
                     continue
-                tried.append(f"x25519 key {stanza['key_id']}")
+                tried.append(Message(N_("the x25519 key {key_id}"), key_id=stanza["key_id"]))
                 try:
                     shared = identity.exchange(X25519PublicKey.from_public_bytes(ephemeral))
                     kek = _x25519_wrap_key(shared, ephemeral, public)
@@ -208,24 +209,38 @@ def unwrap(stanzas: list[dict], archive_id: str, secrets: Secrets, path: object)
                 except InvalidTag:
                     continue
     if tried:
-        raise WrongKey(f"the {' and the '.join(tried)} cannot open this archive", path=path)
+        raise WrongKey(Message(N_("{keys} cannot open this archive"),
+                               keys=_listed(tried, N_("{first} and {rest}"))), path=path)
     accepts = _accepted(stanzas)
     if secrets.passphrase is not None or secrets.identities:
         # a key is here, only not one this archive was sealed for: the wrong key (41)
-        have = (["passphrase"] if secrets.passphrase is not None else []) + [
-            f"x25519 key {hashlib.sha256(_public(i)).hexdigest()[:16]}"
+        have = ([Message(N_("the passphrase"))] if secrets.passphrase is not None else []) + [
+            Message(N_("the x25519 key {key_id}"),
+                    key_id=hashlib.sha256(_public(i)).hexdigest()[:16])
             for i in secrets.identities]
-        raise WrongKey(f"this archive is sealed for {accepts}, not for the "
-                       f"{' or the '.join(have)} configured here", path=path)
-    raise NoKey(f"archive is encrypted (for {accepts}) and no key is available here; set "
-                "POPPO_BACKUP_KEY or configure an identity", path=path)
+        raise WrongKey(Message(N_("this archive is sealed for {accepts}, not for {have} "
+                                  "configured here"), accepts=accepts,
+                               have=_listed(have, N_("{first} or {rest}"))), path=path)
+    raise NoKey(Message(N_("archive is encrypted (for {accepts}) and no key is available here; "
+                           "set POPPO_BACKUP_KEY or configure an identity"), accepts=accepts),
+                path=path)
 
 
-def _accepted(stanzas: list[dict]) -> str:
+def _accepted(stanzas: list[dict]) -> Message:
     """What opens an archive, as its stanzas say: "a passphrase or x25519 key 0123..."."""
-    kinds = ["a passphrase" if s["type"] == "argon2id" else f"x25519 key {s['key_id']}"
-             for s in stanzas]
-    return " or ".join(dict.fromkeys(kinds))
+    kinds = {(N_("a passphrase"), "") if s["type"] == "argon2id"
+             else (N_("x25519 key {key_id}"), s["key_id"]): None for s in stanzas}
+    return _listed([Message(template, key_id=key) for template, key in kinds],
+                   N_("{first} or {rest}"))
+
+
+def _listed(items: list[Message], conjunction: str) -> Message:
+    """``a or b or c`` (``conjunction``: "{first} or {rest}") as a Message, each item and
+    each conjunction shown in the operator's language."""
+    message = items[-1]
+    for item in reversed(items[:-1]):
+        message = Message(conjunction, first=item, rest=message)
+    return message
 
 
 # -- key material on this machine ----------------------------------------------

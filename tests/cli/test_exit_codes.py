@@ -360,7 +360,9 @@ def internal_error(s: Scene):
 def interrupted(s: Scene):
     marker = s.tmp / "hook-started"
     packed = s.cli.pack("--targets", "config")
-    s.config({"hooks": {"beforeRestore": f"touch {marker}; sleep 60"}})
+    # (the hook's sleep holds none of poppoarc's output pipes, whoever the signal reaches)
+    s.config({"hooks": {"beforeRestore": f"touch {marker}; exec sleep 60 "
+                                         f"</dev/null >/dev/null 2>&1"}})
     proc = subprocess.Popen([sys.executable, "-m", "poppoarc", "--root", str(s.root),
                              "--store", str(s.cli.store), "unpack", packed["id"],
                              "--skip-backup"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -369,7 +371,7 @@ def interrupted(s: Scene):
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)          # Ctrl-C reaches the terminal's process group
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=120)
     return proc.returncode, out, err
 
 

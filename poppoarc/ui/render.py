@@ -468,7 +468,8 @@ def drill(out, result) -> None:
 
 def metrics(out, result) -> None:
     """The Prometheus text format itself (what node_exporter's textfile collector reads)."""
-    out.text(result.text.rstrip("\n"))
+    for line in result.text.rstrip("\n").splitlines():     # (one text() call per line:
+        out.text(line)                                    # a line never holds a newline)
 
 
 def protect(out, result) -> None:

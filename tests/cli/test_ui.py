@@ -59,7 +59,7 @@ def test_japanese_list_matches_the_seed_layout(cli, japanese):
     assert re.fullmatch(r"鍵 [0-9a-f]{8}: このマシンの署名鍵", lines[-1])
     for row in lines[4:-3]:
         match = re.fullmatch(r"(backup-\S+)  (\d{4}/\d\d/\d\d \d\d:\d\d:\d\d)  (manual) +"
-                             r"(\S+ k?M?B) +([0-9a-f]{8})  (-)", row)
+                             r"(\S+ k?M?B) +([0-9a-f]{8})  (-|秘密のみ)", row)
         assert match, row
         # every column starts in the same terminal cell as its Japanese header
         assert width(row[:match.start(2)]) == width("ID" + " " * 38)

@@ -19,7 +19,7 @@ def test_errors_raised_and_warnings_recorded_are_extracted_as_templates():
     # a raise with an f-string: its fields as written in the source
     assert "cannot read key: {exc.strerror}" in found
     # a conditional message gives both branches
-    assert "installation root does not exist" in found
+    assert "the manifest does not list" in found and "is unknown" in found
     assert "installation root is not a directory" in found
     # a warning recorded, and the reason of a skipped path
     assert "{rel}: special file (device, FIFO or socket) not archived" in found

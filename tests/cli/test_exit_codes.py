@@ -131,6 +131,17 @@ def missing_dependency(s: Scene):
     return s.at("s3://bucket/prefix")("list")
 
 
+@situation(9)
+def resource_limit(s: Scene):
+    """The open-file limit met while working (ulimit -n): what the kernel says, in-process."""
+    from poppoarc.commands import list as list_command
+
+    def out_of_files(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+    s.monkeypatch.setattr(list_command, "run", out_of_files)
+    return s.cli("list")
+
+
 @situation(10)
 def archive_error(s: Scene):
     fifo = s.tmp / "x.poppo.tar.zst"

@@ -274,28 +274,14 @@ def write_file_durably(path: str | os.PathLike, data: bytes, mode: int = 0o600, 
 
 
 def publish_file(path: str | os.PathLike, data: bytes, mode: int = 0o600) -> bool:
-    """Create ``path`` holding ``data``, whole, only if it does not exist: written to a
-    temporary file, synced, then linked to its name (``link`` never replaces).  False when
-    another process published it first (theirs is kept: two processes creating the same
-    key at once must end with one key, not with each believing its own)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f"{os.path.basename(path)}.{owner_tag()}-",
-                               suffix=".tmp")
+    """Create ``path`` holding ``data``, whole, only if it does not exist (``link`` never
+    replaces).  False when another process published it first (theirs is kept: two
+    processes creating the same key at once must end with one key, not with each
+    believing its own)."""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    fsync_dir(directory)
+        write_file_durably(path, data, mode, replace=False)
+    except FileExistsError:
+        return False
     return True
 
 

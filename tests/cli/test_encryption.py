@@ -13,7 +13,7 @@ from poppoarc.crypto.segments import SEGMENT, SegmentError, open_sealed, seal
 
 
 from tests.helpers.rebuild import members, rebuild
-from tests.helpers import CLI, digest, vandalize
+from tests.helpers import CLI, digest, recipient_only, vandalize
 
 PASS = "correct horse battery staple"
 
@@ -49,12 +49,8 @@ def test_passphrase_round_trip(both_ways, cli, installation, passphrase, monkeyp
 def test_public_key_recipient_only(cli, installation, key_home, tmp_path, monkeypatch, capsys):
     # the offline machine makes an identity; the server only knows the recipient
     offline = tmp_path / "offline-keys"
-    monkeypatch.setenv("POPPOARC_HOME", str(offline))
-    code, out, _ = cli("keygen", "--encryption")
-    recipient = next(line.split()[-1] for line in out.splitlines() if "recipient:" in line)
-    monkeypatch.setenv("POPPOARC_HOME", str(key_home))
+    recipient_only(cli, installation, key_home, offline, monkeypatch)
     config = json.loads((installation / "config/config.json").read_text())
-    config["backup"]["storage"]["recipients"] = [recipient]
     config["backup"]["signing"] = {"trustedKeys": []}
     (installation / "config/config.json").write_text(json.dumps(config))
     packed = cli.pack("--encrypt")

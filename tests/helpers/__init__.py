@@ -215,3 +215,18 @@ def inspect(settings, reference: str, entries: bool = False):
     from poppoarc.commands import inspect as command
     from poppoarc.options import InspectOptions
     return command.run(settings, InspectOptions(reference, entries))
+
+
+def recipient_only(cli, installation: Path, key_home: Path, offline: Path, monkeypatch) -> str:
+    """The offline machine makes an X25519 identity in ``offline`` (POPPOARC_HOME there);
+    the installation's config names only its recipient, and POPPOARC_HOME is ``key_home``
+    again: a server that can seal archives it cannot open.  Returns the recipient."""
+    monkeypatch.setenv("POPPOARC_HOME", str(offline))
+    code, out, _ = cli("keygen", "--encryption")
+    assert code == 0, out
+    recipient = next(line.split()[-1] for line in out.splitlines() if "recipient:" in line)
+    monkeypatch.setenv("POPPOARC_HOME", str(key_home))
+    config = json.loads((installation / "config/config.json").read_text())
+    config["backup"]["storage"]["recipients"] = [recipient]
+    (installation / "config/config.json").write_text(json.dumps(config))
+    return recipient

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from poppoarc.demo.changes import simulate_day
-from tests.helpers import CLI
+from tests.helpers import CLI, recipient_only
 from tests.helpers.craft import craft, entry
 from tests.independent.reader import read
 from tests.independent.tar import Verdict
@@ -132,13 +132,7 @@ def test_the_independent_reader_extracts_what_poppoarc_restores_from_fresh_archi
         args = ["--encrypt"] if kind == "passphrase" else []
     if kind == "recipient":
         offline = tmp_path / "offline-keys"
-        monkeypatch.setenv("POPPOARC_HOME", str(offline))
-        code, out, _ = cli("keygen", "--encryption")
-        recipient = next(line.split()[-1] for line in out.splitlines() if "recipient:" in line)
-        monkeypatch.setenv("POPPOARC_HOME", str(key_home))
-        config = json.loads((installation / "config/config.json").read_text())
-        config["backup"]["storage"]["recipients"] = [recipient]
-        (installation / "config/config.json").write_text(json.dumps(config))
+        recipient_only(cli, installation, key_home, offline, monkeypatch)
         monkeypatch.setenv("POPPO_BACKUP_IDENTITY", str(offline / "encryption.key"))
         key, args = identity(offline / "encryption.key"), ["--encrypt"]
     archive = cli.pack(*args)

@@ -22,6 +22,7 @@ carries on; the caller decides how to show them.
 from __future__ import annotations
 
 import errno
+import resource     # loaded now: at the open-file limit, importing it would fail too
 from dataclasses import dataclass, field
 
 EXIT_OK = 0
@@ -346,9 +347,8 @@ def too_many_open_files(code: int = errno.EMFILE) -> ResourceLimit:
 def _limit(name: str, unit: int = 1) -> str:
     """The soft limit ``name`` (resource.RLIMIT_*) as ``ulimit`` shows it."""
     try:
-        import resource
         soft = resource.getrlimit(getattr(resource, name))[0]
-    except (ImportError, AttributeError, OSError, ValueError):
+    except (AttributeError, OSError, ValueError):
         return "unknown"
     return "unlimited" if soft == getattr(resource, "RLIM_INFINITY", -1) else str(soft // unit)
 

@@ -138,6 +138,10 @@ def integrity_errors(path: str | os.PathLike, quick: bool = False,
         if (getattr(exc, "sqlite_errorname", "") or "").startswith("SQLITE_FULL"):
             # its temporary files found no room: the disk's verdict, not the database's
             raise InsufficientSpace(f"no room to run {pragma}: {exc}", path=path) from None
+        if (getattr(exc, "sqlite_errorname", "") or "").startswith("SQLITE_CANTOPEN") \
+                and at_open_file_limit():
+            # SQLite says CANTOPEN for EMFILE too: the process's verdict, not the file's
+            raise too_many_open_files() from None
         return [str(exc)]
     return [] if rows == ["ok"] else rows
 

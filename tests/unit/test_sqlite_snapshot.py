@@ -1,7 +1,9 @@
 """Database snapshots are transaction-consistent while a writer keeps committing."""
 
+import resource
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 from poppoarc.demo.writer import start_writer
@@ -101,3 +103,36 @@ def test_a_copy_queued_behind_another_is_made_by_the_thread_that_needs_it(tmp_pa
         assert unstarted not in (small, big, late)
         assert unstarted_check.result(timeout=10).tables == {"t": 2}
     assert list(snaps.iterdir()) == [], "the session's copies outlived it"
+
+
+def test_a_check_that_cannot_open_for_want_of_descriptors_is_the_limit_not_the_database(
+        tmp_path):
+    """SQLite answers CANTOPEN ("unable to open database file") when the process has no
+    descriptor left: that is the process's limit (exit 9), never a verdict on the file
+    (pack said "snapshot fails quick_check" and exited 21 under ulimit -n 12)."""
+    db = tmp_path / "good.db"
+    connection = sqlite3.connect(db)
+    connection.execute("CREATE TABLE t (x)")
+    connection.commit()
+    connection.close()
+    program = f"""
+import os, resource
+from poppoarc.errors import ResourceLimit
+from poppoarc.snapshot import sqlite
+assert sqlite.integrity_errors({str(db)!r}, quick=True, private=True) == []
+held = []
+try:
+    while True:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+try:
+    sqlite.integrity_errors({str(db)!r}, quick=True, private=True)
+except ResourceLimit as exc:
+    print("limit:", exc)
+else:
+    print("no limit")
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)))
+    assert done.stdout.startswith("limit: too many open files"), (done.stdout, done.stderr)

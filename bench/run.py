@@ -140,6 +140,17 @@ def git_revision() -> str:
         return "unknown"
 
 
+def sealed_secrets(index: Path) -> list:
+    """(size, [[member, size], ...]) of every sealed secret the archive's index lists."""
+    found = []
+    with index.open(encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("sealed"):
+                found.append((record["size"], record["sealed"]))
+    return found
+
+
 def prepare_scale(scale: str, options: dict, scale_dir: Path, env: dict, poppoarc) -> dict:
     """Generate the installation and the 'same files' tree (poppoarc's archive, extracted)."""
     from poppoarc.demo.installation import make_installation
@@ -160,14 +171,21 @@ def prepare_scale(scale: str, options: dict, scale_dir: Path, env: dict, poppoar
     same.mkdir()
     quick(["tar", "--zstd", "-xf", str(poppoarc.archive), "-C", str(same)], env=env,
           timeout=options["timeout"])
+    sealed = sealed_secrets(same / ".poppoarc" / "index.jsonl")
     shutil.rmtree(same / ".poppoarc")
     shutil.rmtree(setup)
     info = {"files": summary["files"], "bytes": summary["bytes"], "generate_s": generate_s,
             "path": str(installation), "same_files": str(same)}
     info["tree"] = tree_stats(installation)
+    # tar extracts a sealed secret as its ciphertext member(s); poppoarc restores the secret
     info["same_files_tree"] = tree_stats(same)
-    # with a key, poppoarc also archives the secret files (sealed), and restores them
-    secrets = [p for p in installation.glob(".env*") if p.is_file() and not p.is_symlink()]
+    for size, members in sealed:
+        info["same_files_tree"]["files"] += 1 - len(members)
+        info["same_files_tree"]["bytes"] += size - sum(member_size for _, member_size in members)
+    # secrets are sealed whenever they exist (an identity is made on first use), so the
+    # same-files tree above already counts them; only an archive without sealed members adds them
+    secrets = [] if sealed else [
+        p for p in installation.glob(".env*") if p.is_file() and not p.is_symlink()]
     info["sealed_files_tree"] = {"files": info["same_files_tree"]["files"] + len(secrets),
                                  "bytes": info["same_files_tree"]["bytes"]
                                  + sum(p.stat().st_size for p in secrets)}

@@ -82,6 +82,14 @@ class DrillOptions:
 
 
 @dataclass(frozen=True)
+class ConsolidateOptions:
+    reference: str
+    name: str | None = None                     # else consolidated-<id>
+    protect: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
 class MetricsOptions:
     pass
 

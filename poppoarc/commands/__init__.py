@@ -35,7 +35,8 @@ from ..restore.recovery import recover_if_needed
 # the order of the usage text; a module's name is its command's (``list`` is a builtin's
 # name too, hence the import by name)
 NAMES = ("pack", "list", "ls", "find", "inspect", "diff", "dump", "verify", "copy", "unpack",
-         "recover", "keygen", "doctor", "prune", "protect", "unprotect", "drill", "metrics",
+         "recover", "consolidate", "keygen", "doctor", "prune", "protect", "unprotect", "drill",
+         "metrics",
          "schedule", "config")
 COMMANDS = {name: importlib.import_module(f"{__name__}.{name}") for name in NAMES}
 

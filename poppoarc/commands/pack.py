@@ -34,8 +34,8 @@ OPTIONS = """\
                    (the default when backup.incremental.enabled is true).
   --full           With pack: make a full archive even when incrementals are enabled.
   --check-content  With pack --incremental: compare file contents, not stat facts.
-  --protect        With pack: mark the new archive protected (no retention deletes it
-                   or its ancestors; poppoarc unprotect lifts it).
+  --protect        With pack or consolidate: mark the new archive protected (no
+                   retention deletes it or its ancestors; poppoarc unprotect lifts it).
   --no-prune       With pack: do not apply the retention policy afterwards.
   --force          With pack, unpack, schedule: accept a root that is not an installation;
                    with keygen: replace an existing key (or the FILE of --export).

@@ -13,7 +13,8 @@ from ..store.runs import observed
 SUMMARY = N_("Delete the archives the retention policy no longer keeps.")
 USAGE = ("prune [--dry-run] [--json]",)
 OPTIONS = """\
-  --dry-run        With unpack or prune: print what would change and change nothing.
+  --dry-run        With unpack, prune or consolidate: print what would change and
+                   change nothing.
 """
 STRICT_CONFIG = True
 PROGRESS = False

@@ -21,7 +21,8 @@ OPTIONS = """\
   --exclude=GLOB   Leave out the paths GLOB matches and what lies below (repeatable).
   --to=DIR         With unpack: a directory to restore into instead of the installation
                    (an empty one, or a scratch copy).
-  --dry-run        With unpack or prune: print what would change and change nothing.
+  --dry-run        With unpack, prune or consolidate: print what would change and
+                   change nothing.
   --skip-backup    With unpack: do not write the pre-restore safety archive.
   --same-owner     With unpack as root: restore file owners (uid/gid) too.
   --keep-special-bits  With unpack: keep setuid/setgid bits (stripped by default).

@@ -43,6 +43,7 @@ from ..fs import owner_tag, process_is_alive
 SNAPSHOT_PREFIX = ".poppoarc-snap-"
 VERIFY_PREFIX = "poppoarc-verify-"
 DRILL_PREFIX = ".poppoarc-drill-"
+CONSOLIDATE_PREFIX = ".poppoarc-consolidate-"
 
 # (kind, pattern of the name); ``pid``, ``start`` and ``host`` name the owner where the
 # name has one (names made before hosts were recorded have no ``host``)
@@ -55,6 +56,8 @@ _KINDS = (
     ("verify", re.compile(re.escape(VERIFY_PREFIX)
                           + r"(?:(?P<pid>\d+)-(?P<start>\d+)-" + _HOST + ")?")),
     ("drill", re.compile(re.escape(DRILL_PREFIX) + r"(?P<pid>\d+)-(?P<start>\d+)-" + _HOST)),
+    ("consolidate", re.compile(re.escape(CONSOLIDATE_PREFIX)
+                               + r"(?P<pid>\d+)-(?P<start>\d+)-" + _HOST)),
     ("record", re.compile(r"\.poppoarc-[a-z]+\.json\.(?:(?P<pid>\d+)-(?P<start>\d+)-"
                           + _HOST + r")?[^/]*\.tmp\Z")),
 )

@@ -14,7 +14,7 @@ from ..text import display_time, human_size, ljust, rjust, row, shown_path, widt
 
 RULE = "─" * 80
 PROGRESS_LABELS = {"pack": N_("pack"), "verify": N_("verify"), "unpack": N_("unpack"),
-                   "drill": N_("drill")}
+                   "drill": N_("drill"), "consolidate": N_("consolidate")}
 # The list layout of PoppoBuilder's documentation: ID, date, type, size, padded to these cells.
 LIST_COLUMNS = (40, 21, 12, 10)
 EXTRA_COLUMNS = (10, 11, 0)     # key, encrypted, name (the last one as long as it is)
@@ -466,6 +466,37 @@ def drill(out, result) -> None:
         out.warn(warning)
 
 
+def consolidate(out, result) -> None:
+    """What a consolidation verified and wrote (or, dry run / a full archive, would)."""
+    plan = result.plan
+    if not plan.incremental:
+        out.text(_("{id} is a full archive: it restores on its own; nothing written").format(
+            id=plan.archive_id))
+        return
+    out.text(_("Chain of {id} verified: {count} ancestor(s) {chain}, {size} in the store, "
+               "{files} files").format(id=plan.archive_id, count=len(plan.chain),
+                                       chain=", ".join(plan.chain),
+                                       size=human_size(plan.chain_size), files=plan.files))
+    if result.dry_run:
+        out.text(_("dry run: would write a full archive named {name}; nothing "
+                   "written").format(name=plan.name))
+    else:
+        out.text(_("Created {id} (full, named {name}), verified").format(
+            id=result.id, name=plan.name))
+    if plan.encrypt:
+        out.text(_("  sealed whole, to the recipients configured now"))
+    if result.dry_run:
+        return
+    out.text(_("  path    {path}").format(path=result.path))
+    out.text(_("  size    {size} (the chain: {chain}); {cpu:.1f} CPU s").format(
+        size=human_size(result.size), chain=human_size(plan.chain_size),
+        cpu=result.cpu_seconds))
+    if result.protected:
+        out.text(_("  protected: no retention deletes it"))
+    for warning in result.warnings:
+        out.warn(warning)
+
+
 def metrics(out, result) -> None:
     """The Prometheus text format itself (what node_exporter's textfile collector reads)."""
     for line in result.text.rstrip("\n").splitlines():     # (one text() call per line:
@@ -676,7 +707,7 @@ TEXT = {"pack": pack, "list": archive_list, "ls": ls, "find": find, "diff": diff
         "dump": dump, "inspect": inspect, "verify": verify,
         "copy": copy, "unpack": unpack, "keygen": keygen, "doctor": doctor, "prune": prune,
         "schedule": schedule, "config": config, "protect": protect, "unprotect": protect,
-        "metrics": metrics, "drill": drill}
+        "metrics": metrics, "drill": drill, "consolidate": consolidate}
 BOTH = {"recover": recovered}       # these write their JSON document themselves
 
 

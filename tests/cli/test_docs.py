@@ -22,6 +22,7 @@ import pytest
 from poppoarc import cli as cli_module
 from poppoarc.config_schema import KEYS, reference_table
 from poppoarc.ui.usage import UsageProblem
+from tests.helpers import digest, is_database
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -329,7 +330,7 @@ def test_the_migration_how_to_moves_an_installation_between_two_machines(install
                              capture_output=True, text=True)
     assert earlier.returncode in (0, 1), earlier.stderr
     page = text("docs/migration.md")
-    on_old, on_new, afterwards = code_blocks(page, ("sh",))
+    on_old, _consolidating, on_new, afterwards = code_blocks(page, ("sh",))
     # `pack` prints the id; the operator reads it from there ("Created ID")
     pack_line = next(line for line in on_old.splitlines() if " pack --name" in line)
     first, rest = on_old.split(pack_line + "\n")
@@ -383,3 +384,66 @@ def test_the_migration_how_to_moves_an_installation_between_two_machines(install
     assert set(rows) >= {archive_id, created}
     assert "UNTRUSTED" not in subprocess.run(["poppoarc", "--root", str(new_root), "list"],
                                              env=new, capture_output=True, text=True).stdout
+
+
+def test_the_migration_how_to_moves_an_incremental_by_consolidating_it(installation, tmp_path):
+    """docs/migration.md's "An incremental you already have", followed as written: a chain
+    on the old machine, `consolidate` of its newest incremental, the one file carried, then
+    the new machine's block (its own key directory) restores it: the same tree."""
+    old_root, new_root, new_tmp = installation, tmp_path / "new" / "srv", tmp_path / "new-tmp"
+    new_root.parent.mkdir()
+    new_tmp.mkdir()
+    config = old_root / "config/config.json"
+    settings = json.loads(config.read_text())
+    settings["backup"]["incremental"] = {"enabled": True}
+    config.write_text(json.dumps(settings, indent=2))
+    old, new = machine(tmp_path, "old"), machine(tmp_path, "new")
+    old["POPPO_BACKUP_KEY"] = "a passphrase for the move"
+    for day in (1, 2):
+        packed = subprocess.run(["poppoarc", "--root", str(old_root), "pack", "--json"],
+                                env=old, capture_output=True, text=True)
+        assert packed.returncode in (0, 1), packed.stderr
+        (old_root / "state" / f"day-{day}.json").write_text(f'{{"day": {day}}}\n')
+    packed = subprocess.run(["poppoarc", "--root", str(old_root), "pack", "--json"],
+                            env=old, capture_output=True, text=True)
+    incremental = json.loads(packed.stdout)
+    assert incremental["parent"], incremental
+    page = text("docs/migration.md")
+    _on_old, consolidating, on_new, _afterwards = code_blocks(page, ("sh",))
+    # the operator reads NEWID from consolidate's "Created NEWID" before the scp line
+    copy_line = next(line for line in consolidating.splitlines() if line.startswith("scp "))
+    before_copy = consolidating.split(copy_line)[0]
+    made = run_block(before_copy, old, {"/srv/poppobuilder": str(old_root),
+                                        "ID": incremental["id"]})
+    assert made.returncode == 0, made.stdout + made.stderr
+    # from the store where the block ran (cd /srv/poppobuilder: backups/ is relative)
+    new_id = re.search(r"^Created (\S+)", made.stdout, re.M).group(1)
+    assert f"Chain of {incremental['id']} verified" in made.stdout
+    assert "dry run: would write a full archive" in made.stdout
+    carried = run_block("cd /srv/poppobuilder\n" + copy_line, old, {"/srv/poppobuilder": str(old_root), "scp ": "cp ",
+                                         "new-host:/tmp/": f"{new_tmp}/", "NEWID": new_id})
+    assert carried.returncode == 0, carried.stderr
+    assert [p.name for p in new_tmp.iterdir()] == [f"{new_id}.poppo.tar.zst"]
+
+    public = (tmp_path / "old-home/.config/poppoarc/signing.pub").read_text().strip()
+    replacements = {"/tmp/": f"{new_tmp}/", "/srv/poppobuilder": str(new_root),
+                    "ID": new_id, "ed25519:…from signing.pub…": public}
+    moved = run_block(on_new, new, replacements)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert (new_root / ".env").read_bytes() == (old_root / ".env").read_bytes()
+    for part in ("state", "config"):
+        assert digest(new_root / part) == digest(old_root / part), part
+    # the live databases are in WAL mode: compared by their rows, not their bytes at rest
+    for database in (p for p in (old_root / "data").rglob("*")
+                     if p.is_file() and is_database(p)):
+        moved_db = new_root / database.relative_to(old_root)
+        assert _all_rows(moved_db) == _all_rows(database), database
+
+
+def _all_rows(path: Path) -> list:
+    import sqlite3
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        tables = [r[0] for r in db.execute(
+            "select name from sqlite_master where type='table' order by name")]
+        return [(t, sorted(map(repr, db.execute(f'select * from "{t}"')))) for t in tables]
+

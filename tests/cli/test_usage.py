@@ -93,10 +93,10 @@ def test_help_in_japanese(capsys, japanese):
     (["--json"], "no command given"),
     (["pack", "--taregts=config"], "unknown option --taregts (did you mean '--targets'?); "
                                    "run 'poppoarc pack --help' for its usage"),
-    (["pack", "--dry-run"], "pack has no option --dry-run (it is an option of unpack and "
-                            "prune); run 'poppoarc pack --help' for its usage"),
+    (["pack", "--dry-run"], "pack has no option --dry-run (it is an option of unpack, "
+                            "consolidate and prune); run 'poppoarc pack --help' for its usage"),
     (["pack", "--dryrun"], "pack has no option --dryrun (did you mean '--dry-run', an option "
-                           "of unpack and prune?)"),
+                           "of unpack, consolidate and prune?)"),
     (["list", "--frob"], "unknown option --frob; run 'poppoarc list --help' for its usage"),
     (["unpack"], "unpack needs ARCHIVE: an archive id, a unique id prefix, the name pack "
                  "--name gave it, a path to a .poppo.tar.zst file, or an s3://bucket/key URL of one"),

@@ -229,3 +229,19 @@ def test_consolidate_json_matches_its_schema(chain):
         assert code in (0, 1)
         errors = list(Draft202012Validator(schema).iter_errors(document))
         assert not errors, [e.message for e in errors]
+
+
+def test_no_room_for_the_consolidation_is_exit_23_and_leaves_nothing(chain, small_fs):
+    """The store's file system holds the chain and little more: the scratch restore (or
+    the new archive) does not fit; exit 23, the store as it was, no scratch root left."""
+    cli, packed = chain
+    room = sum(p.stat().st_size for p in cli.store.iterdir() if p.is_file())
+    where = small_fs(room // 1024 + 96)
+    for path in cli.store.iterdir():
+        if path.is_file():
+            shutil.copy2(path, where / path.name)
+    before = listing(where)
+    code, out, err = CLI(cli.root, where, cli.capsys)("consolidate", packed[-1]["id"])
+    assert code == 23, err
+    assert listing(where) == before
+    assert not [p for p in where.iterdir() if p.name.startswith(".poppoarc-consolidate")]

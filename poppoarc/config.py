@@ -39,6 +39,8 @@ class Settings:
     # where the speed-ups run (``--parallel``, ``POPPOARC_PARALLEL``, ``backup.parallel``)
     parallel: Parallelism = field(default_factory=choose_parallelism)
     legacy: list = field(default_factory=list)     # config_legacy.Mapping of each legacy key
+    # ``backup.storage.replicas``: directories (absolute, resolved) and s3:// URLs
+    replicas: list[str] = field(default_factory=list)
 
     @property
     def records_dir(self) -> Path:
@@ -183,6 +185,41 @@ def resolve_storage(store: str | None, storage: dict, root: Path,
     return resolved, local.absolute(), notices
 
 
+def resolve_replicas(replicas: list[str], root: Path, storage: dict, store: Path,
+                     key_dir: Path, config_path: Path) -> list[str]:
+    """``backup.storage.replicas`` resolved (a directory relative to the root, as
+    ``storage.path``); a replica that is the primary store, or lies inside the installation
+    root or the key directory, is a configuration error naming it."""
+    resolved = []
+    primary = storage.get("url") if storage.get("type") == "s3" else None
+    for replica in replicas:
+        if replica.startswith("s3://"):
+            url = replica.rstrip("/")
+            if url == primary:
+                raise ConfigError(f"'backup.storage.replicas': {replica} is the primary store "
+                                  "itself", path=config_path)
+            resolved.append(url)
+            continue
+        path = Path(os.path.abspath(root / replica))
+        real = Path(os.path.realpath(path))
+        if primary is None and real == Path(os.path.realpath(store.absolute())):
+            raise ConfigError(f"'backup.storage.replicas': {replica} is the primary store "
+                              "itself", path=config_path)
+        if _within(real, root):
+            raise ConfigError(f"'backup.storage.replicas': {replica} is inside the "
+                              f"installation root ({root})", path=config_path)
+        if _within(real, key_dir):
+            raise ConfigError(f"'backup.storage.replicas': {replica} is inside the key "
+                              f"directory ({key_dir})", path=config_path)
+        resolved.append(str(path))
+    return resolved
+
+
+def _within(real: Path, place: Path) -> bool:
+    inside = Path(os.path.realpath(place.absolute()))
+    return real == inside or inside in real.parents
+
+
 def default_key_dir() -> Path:
     """Where the signing key lives: outside every installation's backed-up set."""
     if os.environ.get("POPPOARC_HOME"):
@@ -235,7 +272,14 @@ def resolve(root: str | None = None, config: str | None = None,
     storage, store_path, notices = resolve_storage(store, backup.get("storage", {}), root_path,
                                                    config_path)
     key_dir = Path(backup.get("signing", {}).get("keyDir") or default_key_dir())
-    return Settings(root=root_path, config_path=config_path, store=store_path,
+    try:
+        replicas = resolve_replicas(backup.get("storage", {}).get("replicas", []), root_path,
+                                    storage, store_path, key_dir, config_path)
+    except ConfigError as exc:
+        if strict:
+            raise
+        replicas, problem = [], problem or str(exc)
+    return Settings(replicas=replicas, root=root_path, config_path=config_path, store=store_path,
                     backup=backup, key_dir=key_dir, config_problem=problem,
                     storage=storage, notices=file_notices + notices, legacy=legacy,
                     parallel=resolve_parallelism(parallel, backup.get("parallel")))

@@ -244,11 +244,18 @@ def _storage_backends(m: _Mapper, value) -> None:
             m.put("storageBackends.local.path", "storage.path", local["path"])
         else:
             m.ignore("storageBackends.local", Message(N_("the store backupPath names")), "kept")
-    if s3_on:
+    if s3_on and not s3.get("bucket"):
         m.ignore("storageBackends.s3", Message(N_(
-            "enabled beside local: poppoarc writes to one store; copy archives there with "
-            "poppoarc copy ID --to s3://{bucket}"), bucket=s3.get("bucket") or "BUCKET"),
-            "problem")
+            "enabled beside local without a bucket: nothing to copy to")), "problem")
+    elif s3_on:         # an off-site copy of the local store: a replica
+        prefix = str(s3.get("prefix") or "").strip("/")
+        url = f"s3://{s3['bucket']}" + (f"/{prefix}" if prefix else "")
+        m.put("storageBackends.s3", "storage.replicas", [url], Message(N_(
+            "enabled beside local: every archive is also copied to {url} after each pack"),
+            url=url))
+        for key in ("region", "accessKeyId", "secretAccessKey", "endpointUrl"):
+            if s3.get(key):
+                m.put(f"storageBackends.s3.{key}", f"storage.{key}", s3[key])
     elif s3:
         m.ignore("storageBackends.s3", Message(N_("disabled: nothing to map")))
 

@@ -92,6 +92,9 @@ KEYS: tuple[Key, ...] = (
     Key("storage.addressingStyle", ("string",), '`"auto"`', '"path"',
         "`auto`, `path` or `virtual` bucket addressing (S3 store)"),
     Key("storage.sessionToken", ("string",), "none", '"…"', "S3 credentials (S3 store; warned)"),
+    Key("storage.replicas", ("strings",), "`[]`", '["/mnt/offsite/poppo", "s3://poppo-dr/prod"]',
+        "off-site copies: after every pack the new archive and what the replica lacks are "
+        "copied there and verified (see Replicas in Operations)"),
     Key("storage.staleUploadHours", ("integer",), "`24`", "24",
         "multipart uploads poppoarc started and left older than this are aborted"),
     Key("storage.partSizeMiB", ("integer",), "`8`", "16", "multipart part size, 5 to 5120 (S3 store)"),

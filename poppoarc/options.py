@@ -23,6 +23,7 @@ class PackOptions:
     paths: object = None                        # snapshot.selection.PathSelection: only these
     force_root: bool = False                    # pack a root that is not an installation
     prune: bool = True                          # apply the retention policy afterwards
+    replicate: bool = True                      # copy to backup.storage.replicas afterwards
 
 
 @dataclass(frozen=True)

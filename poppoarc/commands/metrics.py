@@ -10,7 +10,7 @@ from ..errors import EXIT_OK
 from ..i18n import N_
 from ..options import MetricsOptions
 from ..service import metrics
-from ..store import open_store, runs
+from ..store import runs
 
 SUMMARY = N_("Print the Prometheus metrics of the last runs and of the store.")
 USAGE = ("metrics [--json]",)
@@ -44,7 +44,7 @@ def options(args: dict) -> MetricsOptions:
 
 def run(settings: Settings, options: MetricsOptions, progress=None) -> MetricsResult:
     kinds = runs.load(settings.records_dir)
-    stores = [metrics.store_facts(open_store(settings))]
+    stores = metrics.all_store_facts(settings)
     path = metrics.metrics_file(settings)
     return MetricsResult(metrics.families(kinds, stores), metrics.exposition(kinds, stores),
                          str(path) if path else None)

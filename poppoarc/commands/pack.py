@@ -1,5 +1,6 @@
 """``pack`` (also ``create``): capture the installation into one signed archive, then
-apply the retention policy when one is configured (``--no-prune`` skips it).
+apply the retention policy when one is configured (``--no-prune`` skips it), then bring
+the replicas up to date (``service.replicas``; ``--no-replicate`` skips it).
 
 Under the installation lock (one writer per installation); the work is ``poppoarc.pack``
 and ``archives.pruning`` (the same prune as ``poppoarc prune``, never deleting the new
@@ -18,6 +19,7 @@ from ..options import PackOptions
 from ..pack import PackResult, pack_locked
 from ..policy.retention import configured
 from ..service.metrics import publisher
+from ..service.replicas import replicate_after_pack
 from ..snapshot.catalogue import parse_target_list
 from ..snapshot.root import require_installation
 from ..store.runs import observed
@@ -25,7 +27,7 @@ from ..store.runs import observed
 SUMMARY = N_("Write one signed archive of the installation into the store.")
 USAGE = ("""(pack | create) [--targets=LIST] [--name=NAME] [--encrypt]
             [--incremental | --full] [--check-content] [--protect] [--force]
-            [--no-prune] [--json]""",)
+            [--no-prune] [--no-replicate] [--json]""",)
 OPTIONS = """\
   --targets=LIST   Comma-separated targets: config,database,logs,agents,state,security.
   --name=NAME      A label stored in the archive's manifest.
@@ -37,6 +39,7 @@ OPTIONS = """\
   --protect        With pack or consolidate: mark the new archive protected (no
                    retention deletes it or its ancestors; poppoarc unprotect lifts it).
   --no-prune       With pack: do not apply the retention policy afterwards.
+  --no-replicate   With pack: do not copy to backup.storage.replicas afterwards.
   --force          With pack, unpack, schedule: accept a root that is not an installation;
                    with keygen: replace an existing key (or the FILE of --export).
 """
@@ -54,7 +57,7 @@ def options(args: dict) -> PackOptions:
                        encrypt=bool(args["--encrypt"]), incremental=incremental,
                        check_content=bool(args["--check-content"]),
                        protect=bool(args["--protect"]), force_root=bool(args["--force"]),
-                       prune=not args["--no-prune"])
+                       prune=not args["--no-prune"], replicate=not args["--no-replicate"])
 
 
 def run(settings: Settings, options: PackOptions, progress=None) -> PackResult:
@@ -66,6 +69,9 @@ def run(settings: Settings, options: PackOptions, progress=None) -> PackResult:
             result = pack_locked(settings, options, progress=progress)
             if options.prune and configured(settings.backup):
                 _retention(settings, result)
+            if options.replicate and settings.replicas:
+                result.replicas, warnings = replicate_after_pack(settings, result.id, progress)
+                result.warnings.extend(warnings)
         seen.archive, seen.size = result.id, result.size
     result.warnings.extend(seen.warnings)
     return result

@@ -168,4 +168,5 @@ def all_checks():
             checks.check_space,
             checks.check_store, checks.check_archive_modes, checks.check_signing_key,
             checks.check_encryption_key, checks.check_databases, check_archives,
-            check_chains, check_verified, check_age, check_temps, operations.check_drill)
+            check_chains, check_verified, check_age, check_temps, operations.check_drill,
+            operations.check_replicas)

@@ -1,7 +1,9 @@
-"""Doctor checks about the operations the seed recommends: restore drills."""
+"""Doctor checks about the operations the seed recommends: restore drills, replicas."""
 
 from __future__ import annotations
 
+from ..archives.replication import lacking
+from ..errors import PoppoarcError
 from ..i18n import N_
 from ..store import runs
 from .archives import _age_words
@@ -45,3 +47,31 @@ def check_drill(ctx: Context):
     return _f("drill", title, "ok",
               N_("last successful restore drill: {id}, {age} ago (restored in {seconds} s)"),
               **params)
+
+
+def check_replicas(ctx: Context):
+    """Each ``backup.storage.replicas``: reachable, and holding every good archive of the
+    primary store (one that lacks some is behind; the next pack copies them)."""
+    title = N_("Replicas")
+    replicas = ctx.settings.replicas
+    if not replicas:
+        return _f("replicas", title, "n/a", N_("no replica configured (backup.storage.replicas)"))
+    rows = list(reversed(ctx.good_rows))
+    problems = []
+    for replica in replicas:
+        try:
+            missing = lacking(ctx.settings, rows, replica)
+        except (PoppoarcError, OSError) as exc:
+            problems.append(N_(f"{replica}: cannot be read: {exc}"))
+            continue
+        if missing:
+            count, oldest = len(missing), missing[0]
+            problems.append(N_(f"{replica}: behind, {count} archives missing (oldest {oldest})"))
+    if problems:
+        return _f("replicas", title, "warn",
+                  N_("{count} of {total} replicas not up to date"),
+                  N_("poppoarc pack copies what a replica lacks (or poppoarc copy ID "
+                     "--to=REPLICA); check that the replica can be reached and written"),
+                  details=problems, count=len(problems), total=len(replicas))
+    return _f("replicas", title, "ok",
+              N_("{total} replicas hold every archive of the store"), total=len(replicas))

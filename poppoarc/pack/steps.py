@@ -85,6 +85,7 @@ class PackResult:
     notices: list[str] = field(default_factory=list)
     retention: object = None    # the prune after the pack (archives.pruning.PruneResult)
     named_full: bool = False    # full because named, though incrementals are configured
+    replicas: list = field(default_factory=list)   # archives.replication.ReplicaOutcome each
     timestamp: str | None = None           # the manifest's creation time, as list shows it
     name: str | None = None                # pack --name
     type: str | None = None                # manual, scheduled, pre-restore, ...
@@ -104,6 +105,7 @@ class PackResult:
                 "protected": self.protected,
                 "retention": self.retention.summary() if self.retention else None,
                 "named_full": self.named_full,
+                "replicas": [r.to_json() for r in self.replicas],
                 "notices": list(self.notices),
                 "databases": [{"path": d["path"], "tables": d["tables"]} for d in self.databases]}
 

@@ -34,6 +34,7 @@ class StoreFacts:
     archives: int | None        # None: the store could not be listed
     protected: int | None
     bytes: int | None
+    lag: int | None = None      # a replica: archives of the primary store it lacks
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,9 @@ def families(kinds: dict[str, dict], stores: list[StoreFacts]) -> list[Family]:
         Family("protected_archives", "Protected archives in each store.",
                per_store("protected")),
         Family("store_size_bytes", "Bytes of the archives in each store.", per_store("bytes")),
+        Family("replica_lag_archives",
+               "Archives of the primary store a replica lacks (backup.storage.replicas).",
+               per_store("lag")),
     ]
 
 
@@ -108,9 +112,10 @@ def exposition(kinds: dict[str, dict], stores: list[StoreFacts]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def store_facts(store, role: str = "primary") -> StoreFacts:
+def store_facts(store, role: str = "primary", primary: set[str] | None = None) -> StoreFacts:
     """A store's counts from its listing; a store that cannot be listed is down, not an
-    error (metrics are how an operator learns that it is)."""
+    error (metrics are how an operator learns that it is).  ``primary``: the primary's
+    archive ids, for a replica's lag."""
     try:
         archives = store.catalog()
         marks = store.protected()
@@ -118,12 +123,32 @@ def store_facts(store, role: str = "primary") -> StoreFacts:
         return StoreFacts(store.url, role, None, None, None)
     ids = {archive.id for archive in archives}
     return StoreFacts(store.url, role, len(archives), len(marks & ids),
-                      sum(archive.size or 0 for archive in archives))
+                      sum(archive.size or 0 for archive in archives),
+                      None if primary is None else len(primary - ids))
 
 
 def current(settings: Settings) -> str:
-    """The metrics now: the runs record and every store's listing."""
-    return exposition(runs.load(settings.records_dir), [store_facts(open_store(settings))])
+    """The metrics now: the runs record, every store's listing, each replica's lag."""
+    return exposition(runs.load(settings.records_dir), all_store_facts(settings))
+
+
+def all_store_facts(settings: Settings) -> list[StoreFacts]:
+    """The primary store's facts, then each replica's with its lag."""
+    primary = open_store(settings)
+    facts = [store_facts(primary)]
+    if settings.replicas:
+        try:
+            ids = {archive.id for archive in primary.catalog()}
+        except (PoppoarcError, OSError):
+            ids = None
+        for replica in settings.replicas:
+            try:
+                store = open_store(replica, settings.storage)
+            except (PoppoarcError, OSError):
+                facts.append(StoreFacts(replica, "replica", None, None, None))
+                continue
+            facts.append(store_facts(store, "replica", ids))
+    return facts
 
 
 def metrics_file(settings: Settings) -> Path | None:

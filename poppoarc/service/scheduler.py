@@ -37,6 +37,7 @@ from ..errors import ArchiveError, ConfigError, PoppoarcError, one_line
 from ..lock import InstallationLock
 from ..options import PackOptions
 from ..pack import pack_locked
+from .replicas import replicate_after_pack
 from ..snapshot.root import require_installation
 from ..policy.schedule import Schedule, due_runs, next_wakeup, parse_schedule, with_baseline
 from ..store.local import LocalStore
@@ -327,6 +328,15 @@ class Scheduler:
                 # the backup itself succeeded; a prune failure is retried next run
                 record.warnings.append(f"prune failed: {one_line(exc)}")
                 log.error("prune failed: %s", one_line(exc))
+            if self.settings.replicas:
+                try:
+                    _, warnings = replicate_after_pack(self.settings, result.id,
+                                                       schedule=record.names)
+                except (PoppoarcError, OSError) as exc:
+                    warnings = [f"replicas: {one_line(exc)}"]
+                for warning in warnings:
+                    log.warning("%s", warning)
+                record.warnings.extend(warnings)
 
     def _perform_check(self, kind: str, runs) -> None:
         """A scheduled verify or drill: the same fire-time, missed-run, state and

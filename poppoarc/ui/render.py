@@ -47,6 +47,14 @@ def pack(out, result) -> None:
         out.text(_("  protected: no retention deletes it or its ancestors"))
     if result.retention is not None:
         _retention(out, result.retention)
+    for replica in result.replicas:
+        if replica.ok:
+            out.text(_("  replica {replica}: up to date ({copied} copied, {verified} verified)")
+                     .format(replica=replica.replica, copied=len(replica.copied),
+                             verified=len(replica.verified)))
+        else:
+            out.text(_("  replica {replica}: FAILED, {count} archives missing (see the warning)")
+                     .format(replica=replica.replica, count=len(replica.missing)))
     for notice in result.notices:
         out.note(notice)
     for warning in result.warnings:

@@ -276,4 +276,4 @@ def test_a_check_that_breaks_is_reported_and_the_others_still_run(cli, healthy, 
     assert code == 7 and found["databases"]["status"] == "fail"
     assert "the check itself failed" in found["databases"]["message"]
     assert "Permission denied" in found["databases"]["message"]
-    assert found["verified"]["status"] == "ok" and len(found) == 16
+    assert found["verified"]["status"] == "ok" and len(found) == 17

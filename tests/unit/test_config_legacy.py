@@ -85,8 +85,9 @@ def test_storage_backends():
     assert backup["storage"] == {"type": "s3", "bucket": "b", "region": "ap-northeast-1"}
     backup, mappings = modernise({"storageBackends": {"local": {"enabled": True, "path": "/b"},
                                                       "s3": {"enabled": True, "bucket": "b"}}})
-    assert backup["storage"] == {"path": "/b"}
-    assert any(m.problem and "poppoarc copy ID --to s3://b" in m.note for m in mappings)
+    # S3 enabled beside a local store: an off-site copy, i.e. a replica (issue 31)
+    assert backup["storage"] == {"path": "/b", "replicas": ["s3://b"]}
+    assert any(m.modern == "storage.replicas" and "s3://b" in m.note for m in mappings)
 
 
 def test_exclude_leaves_names_out_at_any_depth():

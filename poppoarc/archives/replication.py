@@ -2,21 +2,25 @@
 primary store that a replica lacks is copied there, oldest first, with
 ``transfer.copy_archive`` (ancestors first, verified at the replica, what it copied deleted
 again on failure, the protection mark carried).  The newest archive is verified there even
-when it is present already.  Nothing is ever deleted from a replica here.
+when it is present already.
 
 A replica that fails does not undo the pack: its outcome says what failed, and the next
-run copies everything still missing (the copy is idempotent).  ``lag`` is what doctor and
-the metrics show: the primary's good archives a replica does not hold.
+run copies everything still missing (the copy is idempotent).  ``prune_replicas`` applies
+the retention to each replica that is up to date.  ``lacking`` is what doctor shows: the
+primary's good archives a replica does not hold.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from ..config import Settings
 from ..errors import PoppoarcError
+from ..i18n import N_
 from ..store import Store, open_store
 from .listing import ListRow, list_archives
+from .pruning import prune_locked
 from .transfer import copy_archive
 
 
@@ -29,14 +33,43 @@ class ReplicaOutcome:
     missing: list[str] = field(default_factory=list)    # ids still lacking afterwards
     error: str | None = None
     exit_code: int = 0
+    pruned: list[str] = field(default_factory=list)     # deleted there by the retention
+    warnings: list[str] = field(default_factory=list)   # of that retention
 
     def to_json(self) -> dict:
         return {"replica": self.replica, "ok": self.ok, "copied": self.copied,
-                "verified": self.verified, "missing": self.missing, "error": self.error}
+                "verified": self.verified, "missing": self.missing, "error": self.error,
+                "pruned": self.pruned}
 
 
 def replica_store(settings: Settings, replica: str) -> Store:
     return open_store(replica, settings.storage)
+
+
+def replica_settings(settings: Settings, replica: str) -> Settings:
+    """The settings with the replica as the store (its S3 options those of the primary)."""
+    storage = {k: v for k, v in settings.storage.items() if k != "url"}
+    if replica.startswith("s3://"):
+        return replace(settings, storage={**storage, "type": "s3", "url": replica})
+    return replace(settings, store=Path(replica), storage={**storage, "type": "local"})
+
+
+def prune_replicas(settings: Settings, outcomes: list[ReplicaOutcome],
+                   protect: frozenset[str]) -> None:
+    """The retention applied to each replica that is up to date, over its own archives
+    and protection marks (``pruning.prune_locked``: chain-aware, the newest full archive
+    verified first); a replica that is behind is left as it is until it has caught up."""
+    for outcome in outcomes:
+        if not outcome.ok:
+            continue
+        try:
+            result = prune_locked(replica_settings(settings, outcome.replica), protect=protect)
+        except (PoppoarcError, OSError) as exc:
+            problem = " ".join(str(exc).split())
+            outcome.warnings.append(N_(f"the prune failed: {problem}"))
+            continue
+        outcome.pruned = list(result.deleted)
+        outcome.warnings.extend(result.warnings)
 
 
 def primary_good(settings: Settings) -> list[ListRow]:

@@ -70,7 +70,9 @@ def run(settings: Settings, options: PackOptions, progress=None) -> PackResult:
             if options.prune and configured(settings.backup):
                 _retention(settings, result)
             if options.replicate and settings.replicas:
-                result.replicas, warnings = replicate_after_pack(settings, result.id, progress)
+                result.replicas, warnings = replicate_after_pack(
+                    settings, result.id, progress,
+                    prune=options.prune and configured(settings.backup))
                 result.warnings.extend(warnings)
         seen.archive, seen.size = result.id, result.size
     result.warnings.extend(seen.warnings)

@@ -37,6 +37,7 @@ from ..errors import ArchiveError, ConfigError, PoppoarcError, one_line
 from ..lock import InstallationLock
 from ..options import PackOptions
 from ..pack import pack_locked
+from ..policy.retention import configured
 from .replicas import replicate_after_pack
 from ..snapshot.root import require_installation
 from ..policy.schedule import Schedule, due_runs, next_wakeup, parse_schedule, with_baseline
@@ -330,8 +331,9 @@ class Scheduler:
                 log.error("prune failed: %s", one_line(exc))
             if self.settings.replicas:
                 try:
-                    _, warnings = replicate_after_pack(self.settings, result.id,
-                                                       schedule=record.names)
+                    _, warnings = replicate_after_pack(
+                        self.settings, result.id, schedule=record.names,
+                        prune=configured(self.settings.backup))
                 except (PoppoarcError, OSError) as exc:
                     warnings = [f"replicas: {one_line(exc)}"]
                 for warning in warnings:

@@ -130,3 +130,53 @@ def test_a_tampered_copy_on_the_replica_is_reported(cli, installation, tmp_path)
     assert any(w.startswith(f"replica {local}:") for w in second["warnings"])
     assert held(local) == {first["id"]}         # the new archive was deleted again
     assert doctor(cli)["replicas"]["status"] == "warn"
+
+
+def test_the_retention_after_a_pack_applies_to_the_replicas(cli, installation, tmp_path):
+    """maxBackups 2 with a protected full archive: the replica is pruned by the same rules
+    as the primary (the protection mark travelled with the copy)."""
+    local = tmp_path / "offsite"
+    configure(installation, [str(local)])
+    path = installation / "config/config.json"
+    document = json.loads(path.read_text())
+    document["backup"].update(maxBackups=2)
+    document["backup"].pop("retention", None)
+    path.write_text(json.dumps(document))
+    kept = cli.pack("--full", "--protect")
+    packs = [cli.pack("--full") for _ in range(4)]
+    assert all(p["replicas"][0]["ok"] for p in packs), packs
+    expected = {kept["id"], packs[-2]["id"], packs[-1]["id"]}
+    assert held(tmp_path / "store") == expected
+    assert held(local) == expected
+    pruned = [i for p in packs for i in p["replicas"][0]["pruned"]]
+    assert pruned == [p["id"] for p in packs[:2]]
+    assert [p["retention"]["deleted"] for p in packs] == [p["replicas"][0]["pruned"] for p in packs]
+    assert doctor(cli)["replicas"]["status"] == "ok"
+
+
+def test_a_scheduled_pack_replicates_and_notifies_a_failed_replica(installation, tmp_path):
+    from datetime import timedelta
+
+    from poppoarc.config import resolve
+    from tests.cli.test_service import T0, FakeClock, scheduler
+
+    store, good, bad = tmp_path / "store", tmp_path / "offsite", tmp_path / "not-a-directory"
+    bad.write_text("a file where the replica should be\n")
+    out = tmp_path / "notified.json"
+    (installation / "config/config.json").write_text(json.dumps({"backup": {
+        "schedule": "0 * * * *", "storage": {"replicas": [str(good), str(bad)]},
+        "notifications": {"command": f"cat > {out}", "on": ["failure"]}}}))
+    clock = FakeClock(T0)
+    scheduler(installation, store, clock).run_once()
+    clock.t = T0 + timedelta(hours=1)
+    (record,) = scheduler(installation, store, clock).run_once()
+    assert record.ok and record.archive_id
+    assert held(good) == {record.archive_id} == held(store)
+    assert [w for w in record.warnings if w.startswith(f"replica {bad}: not up to date")]
+    document = json.loads(out.read_text())
+    assert document["event"] == "failure" and document["kind"] == "replica"
+    assert document["archive_id"] == record.archive_id and str(bad) in document["error"]
+    settings = resolve(str(installation), store=str(store))
+    from poppoarc.doctor import run as doctor_run
+    found = {f.id: f for f in doctor_run(settings).findings}["replicas"]
+    assert found.status == "warn" and any(d.startswith(f"{bad}:") for d in found.details)

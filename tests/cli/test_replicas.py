@@ -180,3 +180,67 @@ def test_a_scheduled_pack_replicates_and_notifies_a_failed_replica(installation,
     from poppoarc.doctor import run as doctor_run
     found = {f.id: f for f in doctor_run(settings).findings}["replicas"]
     assert found.status == "warn" and any(d.startswith(f"{bad}:") for d in found.details)
+
+
+def test_the_s3_replica_dies_mid_copy_and_the_next_pack_completes_it(
+        cli, installation, tmp_path, s3, monkeypatch):
+    """Issue 31's acceptance: the S3 endpoint goes away while a part of the replica's
+    multipart upload is in flight (the connection is cut, then refused); the pack stands
+    and names the replica, doctor shows the lag meanwhile, the next pack completes it."""
+    import signal
+    import sys
+    import time
+
+    from tests.cli.test_s3 import random_file, uploads
+    from tests.helpers.cutproxy import CutProxy
+
+    proxy = CutProxy(int(s3.endpoint.rsplit(":", 1)[1]))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    local, url = tmp_path / "offsite", f"s3://{s3.bucket}/dr"
+    configure(installation, [str(local), url])
+    first = cli.pack("--no-prune", "--full")
+    assert [r["ok"] for r in first["replicas"]] == [True, True], first["replicas"]
+
+    random_file(installation / "state/blob.bin", 20 << 20)     # several parts of 8 MiB
+    mark = s3.mark()
+    s3.control("hold")      # the first part's answer is held: the upload is in flight
+    try:
+        writer = subprocess.Popen(
+            [sys.executable, "-m", "poppoarc", "--root", str(installation), "--store",
+             str(tmp_path / "store"), "pack", "--json", "--no-prune", "--full"],
+            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not any(r["op"] == "UploadPart" and r["path"].startswith(f"/{s3.bucket}/dr/")
+                      for r in s3.requests(mark)):
+            assert time.monotonic() < deadline and writer.poll() is None, "no part went to the replica"
+            time.sleep(0.05)
+        proxy.cut()
+    finally:
+        s3.control("release")
+    out, err = writer.communicate(timeout=120)
+    assert writer.returncode == 1, (writer.returncode, err)
+    second = json.loads(out)
+    failed = [r for r in second["replicas"] if not r["ok"]]
+    assert [r["replica"] for r in failed] == [url] and failed[0]["missing"] == [second["id"]]
+    assert held(local) == {first["id"], second["id"]}
+    assert held(tmp_path / "store") == {first["id"], second["id"]}
+    assert objects(s3, "dr/") == [f"dr/{first['id']}{SUFFIX}"]    # nothing half-written
+
+    proxy.restore()         # the endpoint is back, the replica one archive behind
+    found = doctor(cli)["replicas"]
+    assert found["status"] == "warn"
+    assert any(d.startswith(f"{url}: behind, 1 archives missing (oldest {second['id']})")
+               for d in found["details"]), found
+    code, text, _ = cli("metrics")
+    assert f'poppoarc_replica_lag_archives{{store="{url}",role="replica"}} 1' in text, text
+
+    third = cli.pack("--no-prune")
+    assert all(r["ok"] for r in third["replicas"]), third["replicas"]
+    assert third["replicas"][1]["copied"][0] == second["id"]
+    assert set(third["replicas"][1]["verified"]) >= {second["id"], third["id"]}
+    assert len(objects(s3, "dr/")) == 3 and len(held(local)) == 3
+    assert doctor(cli)["replicas"]["status"] == "ok"
+    proxy.cut()
+    leftover = uploads(s3)
+    assert leftover == [], f"the interrupted replica upload was never aborted: {leftover}"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from ..errors import PoppoarcError, Warnings
 from ..format import chains, reader
 from ..format.entry import IndexEntry
+from ..snapshot.naming import printable
 from . import facts
 from .listing import list_archives
 from .opening import full_manifest, open_sealer, pinned_keys
@@ -108,7 +109,7 @@ def find_parent(settings, store, *, sealed_whole: bool, warnings: Warnings,
         return None
     manifest = full_manifest(head, index)
     problem = chains.parent_problem(manifest, max_incrementals=max_incrementals,
-                                    sealed_whole=sealed_whole, root=str(settings.root))
+                                    sealed_whole=sealed_whole, root=_recorded_root(settings))
     if problem:
         warnings.add(f"incremental: {problem}; making a full archive")
         return None
@@ -146,8 +147,13 @@ def _cached(settings, head, key: bytes, max_incrementals: int,
                      "its index is read instead")
         return None
     if cached is None or chains.parent_problem(manifest, max_incrementals=max_incrementals,
-                                               sealed_whole=False, root=str(settings.root)):
+                                               sealed_whole=False, root=_recorded_root(settings)):
         return None
     digest = hashlib.sha256(head.raw.manifest_member).hexdigest()
     depth = manifest["parent"]["depth"] if manifest["parent"] else 0
     return ParentBase(manifest["id"], digest, depth, cached)
+
+
+def _recorded_root(settings) -> str:
+    """The root as a manifest records it (spec/FORMAT.md: not UTF-8 as ``\\xNN``)."""
+    return printable(str(settings.root))

@@ -51,6 +51,7 @@ from ..snapshot.areas import recorded_areas
 from ..snapshot.catalogue import build_catalogue
 from ..snapshot.certs import describe_reference
 from ..snapshot.environment import environment_document
+from ..snapshot.naming import printable
 from ..snapshot.root import require_installation
 from ..snapshot.scan import database_candidates
 from ..snapshot.version import installation_version
@@ -409,7 +410,8 @@ def _finish(run: _Pack, monotonic):
         "tool": {"name": "poppoarc", "version": __version__},
         "type": options.archive_type, "name": options.name, "incremental": run.parent is not None,
         "parent": run.parent.reference() if run.parent else None,
-        "host": socket.gethostname(), "root": str(settings.root),
+        # a root path that is not UTF-8 is written as the warnings print it (\xNN)
+        "host": printable(socket.gethostname()), "root": printable(str(settings.root)),
         "targets": body.targets, "databases": body.databases,
         "certificates": run.references, "encryption": None, "files": body.files,
         "duration": int((monotonic() - run.started) * 1000),

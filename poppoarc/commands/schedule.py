@@ -52,10 +52,15 @@ class ServiceRuns:
     once: bool
     records: list[RunRecord] = field(default_factory=list)
     stop_signal: int | None = None
+    abandoned: bool = False             # a due run was given up because of stop_signal
     finished: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property
     def exit_code(self) -> int:
+        if self.once and self.abandoned and self.stop_signal:
+            # --once (system cron): a run that was due and not done is no success;
+            # 128 + the signal's number, as a shell reports it (130 SIGINT, 143 SIGTERM)
+            return 128 + self.stop_signal
         failed = [r for r in self.records if not r.ok]
         if self.once and failed:
             return getattr(failed[-1].error, "exit_code", EXIT_INTERNAL)
@@ -95,7 +100,7 @@ def run(settings: Settings, options: ScheduleOptions, progress=None):
                          force=options.force_root)
     scheduler = Scheduler(settings, clock=clock_from_env(os.environ), force_root=options.force_root)
     records = scheduler.run_once() if options.once else scheduler.run_forever()
-    return ServiceRuns(options.once, records, scheduler.stop_signal)
+    return ServiceRuns(options.once, records, scheduler.stop_signal, scheduler.abandoned)
 
 
 def next_fire_times(settings: Settings, count: int) -> NextFires:

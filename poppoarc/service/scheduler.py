@@ -165,6 +165,7 @@ class Scheduler:
         self.notifications = notify.Notifications.from_config(settings.backup)
         self.records: list[RunRecord] = []
         self.stop_signal: int | None = None
+        self.abandoned = False          # a due run was not done because of stop_signal
         self._interruptible = False
         self._state: dict = {}
         self._last: dict[str, datetime] = {}
@@ -208,6 +209,7 @@ class Scheduler:
                              force=self.force_root)
 
     def _abandoned(self) -> None:
+        self.abandoned = True
         # pack's cleanup has removed its temporary file; make sure, since the
         # whole point of stopping this way is to leave nothing half-written
         leftovers = LocalStore(self.settings.store).own_temps()
@@ -257,7 +259,9 @@ class Scheduler:
             self._perform(backups)
         for kind in (VERIFY, DRILL):       # after the backup due with them: it is checked too
             due = [r for r in runs if r.type == kind]
-            if due and self.stop_signal is None:
+            if due and self.stop_signal is not None:
+                self.abandoned = True
+            elif due:
                 self._perform_check(kind, due)
 
     def _perform(self, runs) -> None:
@@ -287,6 +291,7 @@ class Scheduler:
                 self.clock.sleep(delay, self._stopping)
                 if self.stop_signal is not None:
                     log.info("run %s: stop requested while waiting to retry", label)
+                    self.abandoned = True
                     return          # not recorded: it runs again after a restart
         if record.duration_ms is None:
             record.duration_ms = int((time.monotonic() - started) * 1000)

@@ -7,6 +7,7 @@ writes the text form; the JSON form is the result's ``to_json()``.
 from __future__ import annotations
 
 import json
+import signal
 
 from ..format.order import in_target_order
 from ..i18n import N_, _, ngettext, translate_text
@@ -553,8 +554,18 @@ def _reasons(text: str) -> str:
 
 
 def schedule(out, result) -> None:
-    """``schedule --next``; the service itself reports through its log."""
+    """``schedule --next``; the service itself reports through its log, but
+    ``--once`` stopped by a signal before a due run was done says so last (exit 130/143)."""
     if not hasattr(result, "fires"):
+        if out.as_json:
+            out.json(result.to_json(), "schedule")
+        if result.once and result.abandoned and result.stop_signal:      # also with --json
+            out.note(_("interrupted ({signal}): a due scheduled run was not done; the next "
+                       "schedule --once runs it").format(
+                signal=signal.Signals(result.stop_signal).name))
+        return
+    if out.as_json:
+        out.json(result.to_json(), "schedule")
         return
     schedule = result.schedule
     out.text(_("Next scheduled backups (time zone {zone}):").format(
@@ -716,7 +727,8 @@ TEXT = {"pack": pack, "list": archive_list, "ls": ls, "find": find, "diff": diff
         "copy": copy, "unpack": unpack, "keygen": keygen, "doctor": doctor, "prune": prune,
         "schedule": schedule, "config": config, "protect": protect, "unprotect": protect,
         "metrics": metrics, "drill": drill, "consolidate": consolidate}
-BOTH = {"recover": recovered}       # these write their JSON document themselves
+BOTH = {"recover": recovered,       # these write their JSON document themselves
+        "schedule": schedule}
 
 
 def show(out, name: str, result) -> None:

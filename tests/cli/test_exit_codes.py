@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -381,6 +382,32 @@ def interrupted(s: Scene):
     return s.cli("unpack", packed["id"], "--skip-backup")
 
 
+def stopped_schedule_once(s: Scene, signum: int):
+    """``schedule --once`` (system cron) with a backup due, stopped by ``signum`` while its
+    pack runs: the signal arrives, in-process, from inside the pack."""
+    import signal as signals
+    from poppoarc.service import scheduler
+    s.config({"schedule": "0 * * * *"})
+    assert s.cli("schedule", "--once")[0] == 0            # the baseline: nothing due yet
+    later = (datetime.now(timezone.utc) + timedelta(hours=3)).isoformat()
+    s.monkeypatch.setenv("POPPOARC_SCHEDULE_SPEED", "1")
+    s.monkeypatch.setenv("POPPOARC_SCHEDULE_START", later)
+
+    def stopped_pack(*args, **kwargs):
+        signals.raise_signal(signum)
+        raise AssertionError("the signal did not stop the backup")
+    s.monkeypatch.setattr(scheduler, "pack_locked", stopped_pack)
+    return s.cli("schedule", "--once")
+
+
+@situation(143)
+def terminated_schedule_once(s: Scene):
+    """A shutdown (SIGTERM) while the nightly ``schedule --once`` packs: no archive was
+    made, so a cron wrapper must not see success."""
+    import signal as signals
+    return stopped_schedule_once(s, signals.SIGTERM)
+
+
 @pytest.fixture
 def scene(cli, installation, tmp_path, monkeypatch, key_home, small_fs, request):
     return Scene(cli, installation, tmp_path, monkeypatch, key_home, small_fs,
@@ -403,6 +430,9 @@ def test_exit_code_through_the_command_line(scene, code):
     if code == 130:
         assert lines == ["poppoarc: interrupted"], err
         return
+    if code == 143:
+        assert lines[-1].startswith("poppoarc: interrupted (SIGTERM): "), err
+        return
     errors = [line for line in lines if line.startswith("poppoarc: error: ")]
     assert len(errors) == 1 and errors == lines[-1:], err
     assert len(lines) == 1 or all(line.startswith("warning: ") for line in lines[:-1]), err
@@ -418,7 +448,7 @@ def test_exit_code_in_japanese(scene, japanese, code):
     got, out, err = SITUATIONS[code](scene)
     assert got == code, (out, err)
     line = err.strip().splitlines()[-1]
-    if code == 130:
+    if code in (130, 143):
         assert JAPANESE.search(line), err
         return
     prefix = "poppoarc: エラー: "

@@ -302,3 +302,32 @@ def test_sigint_between_runs_stops_cleanly(installation, tmp_path, sig):
             proc.kill()
             proc.wait()
     assert "stopped by SIGINT" in proc.stderr.read()
+
+
+def test_schedule_once_stopped_during_its_backup_is_not_success(cli, installation,
+                                                                 monkeypatch):
+    """F21: ``schedule --once`` (system cron) stopped by SIGINT/SIGTERM while a due backup
+    runs exits 128 + the signal (a cron wrapper saw 0 and a night without a backup); the
+    run stays due for the next call, and the service loop still exits 0 on SIGTERM."""
+    import signal as signals
+    from poppoarc.service import scheduler as service
+    configure(installation, schedule="0 * * * *")
+    assert cli("schedule", "--once")[0] == 0                      # the baseline
+    later = (datetime.now(timezone.utc) + timedelta(hours=3)).isoformat()
+    monkeypatch.setenv("POPPOARC_SCHEDULE_SPEED", "1")
+    monkeypatch.setenv("POPPOARC_SCHEDULE_START", later)
+    real_pack = service.pack_locked
+    for signum, code in ((signals.SIGINT, 130), (signals.SIGTERM, 143)):
+        def stopped_pack(*args, **kwargs):
+            signals.raise_signal(signum)
+            raise AssertionError("not stopped")
+        monkeypatch.setattr(service, "pack_locked", stopped_pack)
+        got, out, err = cli("schedule", "--once", "--json")
+        assert got == code, err
+        assert json.loads(out)["runs"] == [] and "abandoned" in err
+        assert err.strip().splitlines()[-1].startswith(
+            f"poppoarc: interrupted ({signals.Signals(signum).name}): ")
+        assert not list(cli.store.glob("*" + SUFFIX))
+    monkeypatch.setattr(service, "pack_locked", real_pack)
+    got, out, _ = cli("schedule", "--once", "--json")              # still due: runs now
+    assert got == 0 and len(json.loads(out)["runs"]) == 1 and finals(cli.store)

@@ -16,8 +16,8 @@ from contextlib import nullcontext
 
 from . import __version__, commands
 from .config import resolve
-from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PoppoarcError, \
-    as_space_error, resource_limit
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, InsufficientSpace, \
+    PoppoarcError, as_space_error, resource_limit
 from .parallel import Parallelism
 from . import i18n
 from .i18n import _
@@ -106,5 +106,22 @@ def dispatch(args: dict, out: Output, parallel: Parallelism | None = None,
     with progress as reporter, log:
         result = command.run(settings, options, reporter)
     code = result.exit_code
-    render.show(out, name, result)
+    try:
+        render.show(out, name, result)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise stdout_error(exc) from exc
     return code
+
+
+def stdout_error(exc: OSError) -> Exception:
+    """A write to standard output that failed for want of space (``list > /dev/full``):
+    said of standard output, not of the store; stdout is then discarded (a --json error
+    document could not be written there either).  Other errors stay what they are."""
+    if as_space_error(exc) is None:
+        return exc
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return InsufficientSpace(f"cannot write to standard output: {exc.strerror} (the file "
+                             "or device it is redirected to)")

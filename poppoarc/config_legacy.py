@@ -401,7 +401,9 @@ def upgraded_text(text: str, where: object = "config") -> tuple[str, dict, list[
     key, key_start, start, end = members[-1]
     line_start = text.rfind("\n", 0, key_start) + 1
     indent = text[line_start:key_start] if not text[line_start:key_start].strip() else ""
-    body = json.dumps(modern, ensure_ascii=False, indent=2).replace("\n", "\n" + indent)
+    # the file's own line ending (a Windows editor's CRLF stays CRLF)
+    newline = "\r\n" if text.count("\r\n") * 2 > text.count("\n") else "\n"
+    body = json.dumps(modern, ensure_ascii=False, indent=2).replace("\n", newline + indent)
     new = text[:start] + body + text[end:]
     opening = text.index("{")
     for _, first_key, _, first_end in reversed(members[:-1]):

@@ -162,7 +162,7 @@ KEYS: tuple[Key, ...] = (
     Key("restore", ("object",), "`{}`", '{"healthCheck": "npm run health"}', "restore settings"),
     Key("restore.healthCheck", ("string",), "none", '"npm run health"',
         "run after the swap; a failure puts the old tree back"),
-    Key("restore.hookTimeout", ("integer",), "`600`", "120", "seconds a hook may run"),
+    Key("restore.hookTimeout", ("integer",), "`600`", "120", "seconds a hook may run, at least 1"),
     Key("notifications", ("object",), "`{}`", '{"on": ["failure"]}',
         "what `schedule` reports after each run (never fatal; no secrets in the payload)"),
     Key("notifications.on", ("strings",), '`["failure"]`', '["success", "failure"]',
@@ -404,6 +404,10 @@ def check_values(backup: dict, config_path: Path) -> None:
     age = backup.get("drill", {}).get("maxAgeDays")
     if age is not None and _int_at_least(1)(age):
         raise ConfigError(f"'backup.drill.maxAgeDays' must be {_int_at_least(1)(age)}",
+                          path=config_path)
+    timeout = backup.get("restore", {}).get("hookTimeout")
+    if timeout is not None and _int_at_least(1)(timeout):         # 0 killed every hook at once
+        raise ConfigError(f"'backup.restore.hookTimeout' must be {_int_at_least(1)(timeout)}",
                           path=config_path)
     keep = backup.get("keep", {})
     _check_object(keep, "backup.keep", _KEEP_SCHEMA, config_path)

@@ -118,3 +118,27 @@ def test_upgrade_rewrites_only_the_section(tmp_path):
     # the first member, repeated later: it goes with the separator after it
     text = config_text([("backup", {"retentionDays": 3}), ("a", 1), ("backup", {"retention": 4})])
     assert json.loads(upgraded_text(text)[0]) == {"a": 1, "backup": {"retention": 4}}
+
+
+def test_upgrade_write_keeps_crlf_line_endings(cli, installation):
+    """F18: a config.json saved by a Windows editor stays CRLF throughout (the rewritten
+    section was LF among CRLF lines)."""
+    path = installation / "config/config.json"
+    text = config_text([("github", {"owner": "x"}), ("backup", LEGACY_BACKUP),
+                        ("redis", {"port": 6379})])
+    path.write_bytes(text.replace("\n", "\r\n").encode())
+    code, out, err = cli("config", "--upgrade", "--write")
+    assert code in (0, 1), err
+    data = path.read_bytes()
+    assert data != text.replace("\n", "\r\n").encode()              # it was rewritten
+    assert data.count(b"\n") == data.count(b"\r\n") > 10
+    assert json.loads(data)["backup"] == read_config(path)[0]
+
+
+@pytest.mark.parametrize("timeout", [0, -5])
+def test_a_hook_timeout_below_one_second_is_a_config_error(cli, installation, timeout):
+    """F18: hookTimeout 0 was accepted and stopped every hook at once (exit 32)."""
+    path = installation / "config/config.json"
+    path.write_text(json.dumps({"backup": {"restore": {"hookTimeout": timeout}}}))
+    code, out, err = cli("pack")
+    assert code == 3 and "'backup.restore.hookTimeout' must be an integer from 1 up" in err

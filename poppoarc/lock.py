@@ -4,10 +4,18 @@
 restore; the holder writes its pid into it so a refusal can name it.  The
 kernel releases the lock when the process dies, so a crash never leaves a
 stale lock behind, only a stale pid in the file.
+
+A root that cannot be written (a read-only snapshot mount, an installation owned by
+another user) can still be read: a lock file already there is locked through a read-only
+descriptor; where none can be created, a pack locks ``STORE/.poppoarc-root-lock-DEV-INO``
+instead (``fallback``: the root's device and inode name it, so every pack of that root
+into that store meets the same file), and a dry run (``shared``) reads without a lock —
+nothing can write to such a root, so nothing can change under it.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
@@ -17,40 +25,79 @@ from pathlib import Path
 from .errors import LockHeld, StoreError, write_error
 
 LOCK_NAME = ".poppoarc.lock"
+ROOT_LOCK_PREFIX = ".poppoarc-root-lock-"      # in the store, for a root it cannot write
+_CANNOT_CREATE = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 class InstallationLock:
     def __init__(self, root: Path, purpose: str, *, name: str = LOCK_NAME,
-                 what: str = "installation"):
-        self.path = Path(root) / name
+                 what: str = "installation", shared: bool = False,
+                 fallback: Path | None = None):
+        self.root = Path(root)
+        self.path = self.root / name
         self.purpose = purpose
         self.what = what
+        self.shared = shared            # a reader (a dry run): others may read meanwhile
+        self.fallback = fallback        # a directory for the lock of a root it cannot write
         self._fd: int | None = None
+        self._writes = False
 
-    def __enter__(self) -> "InstallationLock":
+    def _open(self) -> tuple[int | None, bool]:
+        """(descriptor, writable); (None, False): a shared lock of a root that cannot be
+        written and has no lock file, so there is nothing to lock."""
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600), True
+        except OSError as exc:
+            if exc.errno not in _CANNOT_CREATE:
+                raise write_error(StoreError, exc, "cannot open lock file", self.path) from None
+            refused = exc
+        try:            # flock needs no write access: a lock file already there still locks
+            return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW), False
+        except OSError:
+            pass
+        if self.shared:
+            return None, False
+        if self.fallback is None:
+            raise write_error(StoreError, refused, "cannot open lock file", self.path) from None
+        st = os.stat(self.root)
+        try:
+            os.makedirs(self.fallback, 0o700, exist_ok=True)     # (a first pack's store)
+        except OSError as exc:
+            raise write_error(StoreError, exc, "cannot create the store", self.fallback) \
+                from None
+        self.path = Path(self.fallback) / f"{ROOT_LOCK_PREFIX}{st.st_dev:x}-{st.st_ino}"
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600), True
         except OSError as exc:
             raise write_error(StoreError, exc, "cannot open lock file", self.path) from None
+
+    def __enter__(self) -> "InstallationLock":
+        fd, writable = self._open()
+        if fd is None:
+            return self
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "unknown process"
             os.close(fd)
             raise LockHeld(f"{self.what} is locked by {holder}; wait for it to finish",
                            path=self.path) from None
+        if self.shared or not writable:     # (a reader leaves the holder's pid alone)
+            self._fd = fd
+            return self
         try:
             os.ftruncate(fd, 0)
             os.write(fd, f"pid {os.getpid()} ({self.purpose})\n".encode())
         except OSError as exc:      # a full disk: nothing else could be written either
             os.close(fd)
             raise write_error(StoreError, exc, "cannot write lock file", self.path) from None
-        self._fd = fd
+        self._fd, self._writes = fd, True
         return self
 
     def __exit__(self, *exc_info) -> None:
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
+            if self._writes:
+                os.ftruncate(self._fd, 0)
             os.close(self._fd)
             self._fd = None
 

@@ -65,7 +65,7 @@ def run(settings: Settings, options: PackOptions, progress=None) -> PackResult:
     require_installation(settings.root, (settings.store, settings.key_dir),
                          force=options.force_root)
     with observed(settings.records_dir, "pack", publisher(settings)) as seen:
-        with InstallationLock(settings.root, "pack"):
+        with InstallationLock(settings.root, "pack", fallback=settings.store):
             result = pack_locked(settings, options, progress=progress)
             if options.prune and configured(settings.backup):
                 _retention(settings, result)

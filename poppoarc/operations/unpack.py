@@ -145,7 +145,8 @@ def run(settings: Settings, options: UnpackOptions, progress=None,
         _check_root(settings, options)
     settings = _destination(settings, options, warnings)
     with open_archive(settings, options.reference) as (store, handle, path), \
-            _root_made(settings), InstallationLock(settings.root, "restore"):
+            _root_made(settings), InstallationLock(settings.root, "restore",
+                                                   shared=options.dry_run):
         archive = _open(settings, store, handle, path, warnings, options)
         restore, walked = _plan(settings, options, archive, warnings)
         restore.result.manifest = archive.manifest

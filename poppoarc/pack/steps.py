@@ -117,7 +117,7 @@ def pack(settings: Settings, options: PackOptions = PackOptions(), progress=None
     is an installation (``options.force_root``: any root)."""
     require_installation(settings.root, (settings.store, settings.key_dir),
                          force=options.force_root)
-    with InstallationLock(settings.root, "pack"):
+    with InstallationLock(settings.root, "pack", fallback=settings.store):
         return pack_locked(settings, options, progress, environ)
 
 

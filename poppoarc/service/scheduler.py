@@ -301,7 +301,8 @@ class Scheduler:
 
     def _backup(self, record: RunRecord, label: str) -> None:
         self._check_root()
-        with InstallationLock(self.settings.root, "scheduled backup"):
+        with InstallationLock(self.settings.root, "scheduled backup",
+                              fallback=self.settings.store):
             self._interruptible = True
             try:
                 if self.stop_signal is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..config import Settings
 from ..i18n import N_
 from ..operations.consolidate import ConsolidateResult, consolidate
-from ..options import ConsolidateOptions
+from ..options import ConsolidateOptions, check_name
 
 SUMMARY = N_("Make a self-contained full archive from an incremental one and its chain.")
 USAGE = ("consolidate ARCHIVE [--name=NAME] [--protect] [--dry-run] [--json]",)
@@ -31,8 +31,8 @@ def matches(args: dict) -> bool:
 
 
 def options(args: dict) -> ConsolidateOptions:
-    return ConsolidateOptions(args["ARCHIVE"], args["--name"], bool(args["--protect"]),
-                              bool(args["--dry-run"]))
+    return ConsolidateOptions(args["ARCHIVE"], check_name(args["--name"]),   # before any work
+                              bool(args["--protect"]), bool(args["--dry-run"]))
 
 
 def run(settings: Settings, options: ConsolidateOptions,

@@ -48,3 +48,8 @@ def test_a_root_that_is_not_utf8_is_packed_and_recorded_printable(installation, 
     # the next pack chains to it: the recorded root is this root
     code = main(["--root", root, "--store", store, "pack", "--incremental", "--json"])
     assert code in (0, 1) and '"incremental": true' in capsys.readouterr().out
+
+
+def test_consolidate_checks_its_name_first_too(cli):
+    code, out, err = cli("consolidate", "no-such-archive", "--name", "x" * 1000)
+    assert code == 2 and "--name must have 1 to" in err

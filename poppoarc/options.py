@@ -8,31 +8,7 @@ commands (``targets``), it means the same everywhere.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
-
-from poppoarc.errors import UsageError
-
-# spec/FORMAT.md §6 (manifest `name`): what a writer may put there
-NAME_MAX_CHARACTERS = 256
-
-
-def check_name(name: str | None) -> str | None:
-    """``--name``: 1 to NAME_MAX_CHARACTERS characters of valid UTF-8, no control
-    characters (spec/FORMAT.md, the manifest's ``name``); a UsageError (exit 2) before any
-    work otherwise."""
-    if name is None:
-        return None
-    if not name or len(name) > NAME_MAX_CHARACTERS:
-        raise UsageError(f"--name must have 1 to {NAME_MAX_CHARACTERS} characters "
-                         f"(it has {len(name)})")
-    for ch in name:
-        kind = unicodedata.category(ch)
-        if kind == "Cs":
-            raise UsageError("--name is not valid UTF-8 (an archive's name is UTF-8 text)")
-        if kind == "Cc":
-            raise UsageError(f"--name contains the control character U+{ord(ch):04X}")
-    return name
 
 
 @dataclass(frozen=True)
@@ -48,9 +24,6 @@ class PackOptions:
     force_root: bool = False                    # pack a root that is not an installation
     prune: bool = True                          # apply the retention policy afterwards
     replicate: bool = True                      # copy to backup.storage.replicas afterwards
-
-    def __post_init__(self):
-        check_name(self.name)
 
 
 @dataclass(frozen=True)

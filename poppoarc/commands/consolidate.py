@@ -11,7 +11,8 @@ from __future__ import annotations
 from ..config import Settings
 from ..i18n import N_
 from ..operations.consolidate import ConsolidateResult, consolidate
-from ..options import ConsolidateOptions, check_name
+from ..options import ConsolidateOptions
+from ..snapshot.naming import check_name
 
 SUMMARY = N_("Make a self-contained full archive from an incremental one and its chain.")
 USAGE = ("consolidate ARCHIVE [--name=NAME] [--protect] [--dry-run] [--json]",)

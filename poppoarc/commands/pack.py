@@ -21,6 +21,7 @@ from ..policy.retention import configured
 from ..service.metrics import publisher
 from ..service.replicas import replicate_after_pack
 from ..snapshot.catalogue import parse_target_list
+from ..snapshot.naming import check_name
 from ..snapshot.root import require_installation
 from ..store.runs import observed
 
@@ -53,7 +54,8 @@ def matches(args: dict) -> bool:
 
 def options(args: dict) -> PackOptions:
     incremental = True if args["--incremental"] else False if args["--full"] else None
-    return PackOptions(targets=parse_target_list(args["--targets"]), name=args["--name"],
+    return PackOptions(targets=parse_target_list(args["--targets"]),
+                       name=check_name(args["--name"]),        # before any work (F20)
                        encrypt=bool(args["--encrypt"]), incremental=incremental,
                        check_content=bool(args["--check-content"]),
                        protect=bool(args["--protect"]), force_root=bool(args["--force"]),

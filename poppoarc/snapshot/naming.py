@@ -3,7 +3,31 @@ archive in a warning instead of writing what a reader rejects."""
 
 from __future__ import annotations
 
+import unicodedata
+
+from ..errors import UsageError
 from ..format.paths import link_target_problem, path_problem
+
+# spec/FORMAT.md §6 (the manifest's `name`): what a writer may put there
+NAME_MAX_CHARACTERS = 256
+
+
+def check_name(name: str | None) -> str | None:
+    """``--name`` (pack, consolidate): 1 to NAME_MAX_CHARACTERS characters of valid UTF-8,
+    no control characters (spec/FORMAT.md, the manifest's ``name``); a UsageError (exit 2)
+    before any work otherwise."""
+    if name is None:
+        return None
+    if not name or len(name) > NAME_MAX_CHARACTERS:
+        raise UsageError(f"--name must have 1 to {NAME_MAX_CHARACTERS} characters "
+                         f"(it has {len(name)})")
+    for ch in name:
+        kind = unicodedata.category(ch)
+        if kind == "Cs":
+            raise UsageError("--name is not valid UTF-8 (an archive's name is UTF-8 text)")
+        if kind == "Cc":
+            raise UsageError(f"--name contains the control character U+{ord(ch):04X}")
+    return name
 
 
 def printable(path: str) -> str:

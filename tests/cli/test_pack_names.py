@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from poppoarc.cli import main
-from poppoarc.options import NAME_MAX_CHARACTERS
+from poppoarc.snapshot.naming import NAME_MAX_CHARACTERS
 
 
 @pytest.mark.parametrize("name, says", [

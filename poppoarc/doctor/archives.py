@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from ..restore.journal import ASIDE_PREFIX, JOURNAL_NAME, STAGE_PREFIX
+from ..restore import trash
+from ..restore.journal import ASIDE_PREFIX, JOURNAL_NAME, STAGE_PREFIX, TRASH_PREFIX
 from ..store import leftovers
 from ..i18n import N_
 from .checks import Context, _f
@@ -148,6 +149,8 @@ def check_temps(ctx: Context):
     for path in sorted(root.iterdir()):
         if path.name.startswith((STAGE_PREFIX, ASIDE_PREFIX)) and not journal:
             (running if busy else stale).append(path)
+        elif path.name.startswith(TRASH_PREFIX):     # a restore's old tree being removed
+            (running if trash.busy(path) else stale).append(path)
         elif path.name.startswith(JOURNAL_NAME + ".") and not busy:
             stale.append(path)
     if stale:

@@ -524,7 +524,8 @@ def _swap(restore: _Restore, paths, staged, on_event) -> None:
     outcome = swap.commit_swap(
         area, paths.units.sorted(), health_check=check if health else None, on_event=on_event,
         precheck=lambda: nothing_foreign_appeared(settings.root, restore.catalogue,
-                                                  paths.unit_dirs))
+                                                  paths.unit_dirs),
+        remove_behind=settings.parallel.processes and settings.parallel.tuning.trash_behind)
     result.outcome = outcome.outcome
     if outcome.outcome == "committed":
         for problem in apply_in_place(settings.root, tree.in_place,

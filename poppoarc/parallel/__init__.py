@@ -10,6 +10,8 @@ Everything poppoarc does only to be faster goes through one ``Parallelism`` obje
 * the KDF's helper: Argon2id derived in a process of its own (``crypto/kdf.py``);
 * threads beside the main one: the restore's write-behind (``restore/writebehind.py``),
   the pack's reading of its parent beside the walk, the database snapshot copies;
+* the swapped-out tree of a restore, deleted by a detached process after the restore
+  returns (``restore/trash.py``; ``Tuning.trash_behind``);
 * the facts cache an incremental reads instead of its parent's index
   (``archives/facts.py``; ``Tuning.facts_cache``, in both modes).
 
@@ -73,6 +75,9 @@ class Tuning:
     # an incremental compares its parent's facts from the cache a pack in a chain leaves
     # (archives/facts.py) instead of reading the parent's index: the same archive either way
     facts_cache: bool = True
+    # a restore returns once its swap is final; the swapped-out tree is deleted by a
+    # detached process (restore/trash.py; two-process mode only)
+    trash_behind: bool = True
     # a fixed share, (target, first record), or () for none, instead of the cost model's
     plan: tuple[str, int] | tuple[()] | None = None
 

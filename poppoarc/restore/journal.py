@@ -17,6 +17,9 @@ Document (``format`` = ``poppoarc-journal/1``)::
     phase                    see PHASES
     staging, aside           directory names relative to ROOT
     method                   "exchange" | "rename"; null until the swap starts
+    trash                    ``.poppoarc-trash-<restore_id>`` or absent/null: where the
+                             staging and aside directories may be moved once the phase
+                             is final, to be deleted after the command returns (``trash``)
     dev                      st_dev of ROOT; null until the swap starts
     items                    one per swapped path (a top-level name, or a path below one
                              whose parent the restore leaves in place), in swap order:
@@ -64,6 +67,7 @@ METHODS = (EXCHANGE, RENAME)
 
 STAGE_PREFIX = ".poppoarc-stage-"
 ASIDE_PREFIX = ".poppoarc-old-"
+TRASH_PREFIX = ".poppoarc-trash-"
 RESERVED_PREFIX = ".poppoarc"          # our own bookkeeping names are never restored
 _RESTORE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
@@ -107,6 +111,7 @@ class Journal:
     method: str | None = None
     dev: int | None = None
     pid_start: int | None = None
+    trash: str | None = None
     items: list[JournalItem] = field(default_factory=list)
     format: str = FORMAT
 
@@ -115,7 +120,8 @@ class Journal:
         """A STAGED journal for a restore run by this process."""
         return cls(restore_id=restore_id, archive_id=archive_id, pid=os.getpid(),
                    pid_start=process_start_time(os.getpid()), started=utc_now_iso(),
-                   phase=STAGED, staging=STAGE_PREFIX + restore_id, aside=ASIDE_PREFIX + restore_id)
+                   phase=STAGED, staging=STAGE_PREFIX + restore_id, aside=ASIDE_PREFIX + restore_id,
+                   trash=TRASH_PREFIX + restore_id)
 
     def to_json(self) -> bytes:
         return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
@@ -144,11 +150,12 @@ class Journal:
 
         for name in ("restore_id", "archive_id", "started", "staging", "aside"):
             need(isinstance(getattr(self, name), str), f"{name} must be a string")
-        # Recovery deletes ``staging`` and ``aside`` and renames item names:
+        # Recovery deletes ``staging``, ``aside`` and ``trash`` and renames item names:
         # a journal naming any other path (edited, or foreign) is refused.
         need(valid_restore_id(self.restore_id)
              and self.staging == STAGE_PREFIX + self.restore_id
              and self.aside == ASIDE_PREFIX + self.restore_id
+             and self.trash in (None, TRASH_PREFIX + self.restore_id)
              and all(valid_entry_name(item.name) for item in self.items)
              and len({item.name for item in self.items}) == len(self.items),
              "the journal names unexpected paths; refusing to touch them")

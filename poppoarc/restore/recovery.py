@@ -9,11 +9,13 @@ from .. import fs
 from ..config import Settings
 from ..errors import LockHeld
 from ..lock import InstallationLock
-from . import journal, swap
+from . import journal, swap, trash
 
 
 def recover_if_needed(settings: Settings, on_event=None):
-    """Finish or undo an interrupted restore; its ``swap.Recovery``, or None."""
+    """Finish or undo an interrupted restore; its ``swap.Recovery``, or None.  Also
+    removes the trash a restore's remover left when it was killed (``trash.sweep``)."""
+    trash.sweep(settings.root)
     if not journal.journal_path(settings.root).exists():
         _remove_stale_journal_temps(settings.root)
         return None

@@ -15,7 +15,9 @@ inside ROOT, so every move is a rename within one filesystem: atomic.
    stage/NAME -> ROOT/NAME.  A NAME staged as absent just has its old entry
    parked; a NAME not live just gets the new one.  fsync, then SWAPPED.
 3. A failing health check rolls back (ROLLING_BACK ... ROLLED_BACK); else
-   COMMITTED.  Only then are leftovers deleted and the journal removed.
+   COMMITTED.  Only then are leftovers deleted and the journal removed (or, with
+   ``remove_behind``, staging and aside are moved into ``.poppoarc-trash-<id>``, the
+   journal removed, and the trash deleted by a detached process: ``trash``).
 
 Recovery takes the direction from the phase: STAGED, SWAPPING, ROLLING_BACK
 roll back (the new tree was not known complete and healthy); SWAPPED rolls
@@ -156,7 +158,8 @@ def discard(area: StagingArea, on_event: EventSink = None) -> None:
 def commit_swap(area: StagingArea, names: Iterable[str],
                 health_check: Callable[[], bool] | None = None,
                 on_event: EventSink = None,
-                precheck: Callable[[], None] | None = None) -> SwapResult:
+                precheck: Callable[[], None] | None = None,
+                remove_behind: bool = False) -> SwapResult:
     """Make ``ROOT/NAME`` the staged ``area.path/NAME`` for every NAME, atomically.
 
     A NAME missing from the staging area is removed from ROOT.  ``precheck()`` runs
@@ -167,6 +170,8 @@ def commit_swap(area: StagingArea, names: Iterable[str],
     after the rollback).  Raises RestoreSwapError when the swap fails (the
     old tree is back, staging deleted), RecoveryError when even the undo or
     the final cleanup failed (journal kept; the next ``recover`` finishes).
+    ``remove_behind``: the swapped-out entries of a committed swap are deleted by a
+    detached process after this returns (``trash``), not before.
     """
     journal = area.journal
     if journal.phase != STAGED:
@@ -209,7 +214,7 @@ def commit_swap(area: StagingArea, names: Iterable[str],
             return result
         try:
             tx.save(COMMITTED)
-            tx.cleanup()
+            tx.cleanup(behind=remove_behind)
         except OSError as exc:
             raise RecoveryError(f"restore {area.restore_id} is in place but finishing it failed "
                                 f"({describe(exc)}); {RETRY}") from exc

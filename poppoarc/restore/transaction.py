@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..errors import RecoveryError, RestoreSwapError
 from .. import fs
+from . import trash
 from .journal import (
     EXCHANGE, MOVED_ASIDE, REVERTING, ROLLED_BACK, ROLLING_BACK, STAGED, SWAPPED_STATE, Journal,
     JournalError, JournalItem, read_journal, remove_journal, write_journal,
@@ -209,12 +210,34 @@ class Transaction:
                                 f"old entries back failed too ({describe(again)}); "
                                 f"{RETRY}") from again
 
-    def cleanup(self) -> None:
-        """Delete staging and parked entries, then the journal (final phases only)."""
-        for name in (self.journal.staging, self.journal.aside):
-            self.emit(f"removing {name}")
-            fs.remove_tree(self.root / name)
-        remove_journal(self.root)
+    def cleanup(self, behind: bool = False) -> None:
+        """Delete staging and parked entries, then the journal (final phases only).
+
+        ``behind``: move them into the journal's trash directory instead and leave its
+        deletion to a detached process once the journal is gone (``trash``)."""
+        names = [self.journal.staging, self.journal.aside]
+        held = -1
+        if behind and self.journal.trash:
+            self.emit(f"moving {' and '.join(names)} to {self.journal.trash}")
+            try:
+                held = trash.gather(self.fd, self.journal.trash, names)
+            except OSError:
+                held = -1                  # removed here, below
+        if held < 0:
+            for name in names:
+                self.emit(f"removing {name}")
+                fs.remove_tree(self.root / name)
+            if self.journal.trash:         # a crash left it after moving things there
+                fs.remove_tree(self.root / self.journal.trash)
+        try:
+            remove_journal(self.root)
+        except BaseException:
+            if held >= 0:
+                os.close(held)             # the trash stays for recovery
+            raise
+        if held >= 0:
+            self.emit(f"removing {self.journal.trash} after the restore")
+            trash.remove_behind(self.root / self.journal.trash, held)
         self.emit(f"restore {self.journal.restore_id} finished")
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+from poppoarc.restore import trash
 from tests.helpers import run_poppoarc
 from tests.helpers import digest, vandalize
 
@@ -56,6 +57,7 @@ def test_sigkill_during_unpack_leaves_old_or_new_tree(installation_template, tmp
         state = digest(root)
         assert state in (old, new), f"attempt {attempt}: a mixed tree after recovery"
         outcomes["old" if state == old else "new"] += 1
+        trash.sweep(root, wait=True)     # a completed restore's remover may still run
         leftovers = [p.name for p in root.iterdir() if p.name.startswith(".poppoarc-")]
         assert leftovers == [], leftovers
         temps = [p.name for p in store.iterdir() if ".tmp-" in p.name]

@@ -210,6 +210,10 @@ class Transaction:
                                 f"old entries back failed too ({describe(again)}); "
                                 f"{RETRY}") from again
 
+    def _nothing_below(self, names: list[str]) -> bool:
+        """Whether ``names`` (in ROOT) are all empty or absent: nothing to delete later."""
+        return all(_empty_or_absent(self.root / name) for name in names)
+
     def cleanup(self, behind: bool = False) -> None:
         """Delete staging and parked entries, then the journal (final phases only).
 
@@ -217,7 +221,7 @@ class Transaction:
         deletion to a detached process once the journal is gone (``trash``)."""
         names = [self.journal.staging, self.journal.aside]
         held = -1
-        if behind and self.journal.trash:
+        if behind and self.journal.trash and not self._nothing_below(names):
             self.emit(f"moving {' and '.join(names)} to {self.journal.trash}")
             try:
                 held = trash.gather(self.fd, self.journal.trash, names)
@@ -239,6 +243,14 @@ class Transaction:
             self.emit(f"removing {self.journal.trash} after the restore")
             trash.remove_behind(self.root / self.journal.trash, held)
         self.emit(f"restore {self.journal.restore_id} finished")
+
+
+def _empty_or_absent(path: Path) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except (FileNotFoundError, NotADirectoryError):
+        return True
 
 
 def describe(exc: BaseException) -> str:

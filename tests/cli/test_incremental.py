@@ -14,12 +14,14 @@ import pytest
 
 from poppoarc.demo.changes import simulate_day
 from poppoarc.format.entry import BLOCK_DIGEST, block_digests, encode_digests
+from poppoarc.restore import trash
 from tests.helpers import CLI
 from tests.helpers.rebuild import reindex
 
 
 def tree_digest(root: Path, skip=(".poppoarc.lock",)) -> dict[str, str]:
     """Every regular file, symlink and directory under root, by content and mode."""
+    trash.sweep(root, wait=True)       # a restore's old tree, deleted behind it
     found = {}
     for path in sorted(root.rglob("*")):
         rel = str(path.relative_to(root))

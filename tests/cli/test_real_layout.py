@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 
 from poppoarc.demo.real_layout import DATABASES, make_real_layout
+from poppoarc.restore import trash
 from tests.helpers import CLI, run_poppoarc
 
 
@@ -133,6 +134,7 @@ def restored_equals_source(source, restored, entries) -> None:
                 hashlib.sha256(back.read_bytes()).digest(), rel
             assert (st.st_mode & 0o7777, st.st_mtime_ns) == (rt.st_mode & 0o7777, rt.st_mtime_ns), rel
     found = set()
+    trash.sweep(restored, wait=True)   # a restore's old tree, deleted behind it
     for directory, dirs, files in os.walk(restored):
         for name in dirs + files:
             rel = os.path.relpath(os.path.join(directory, name), restored)

@@ -10,6 +10,8 @@ import os
 import stat
 from pathlib import Path
 
+from poppoarc.restore import trash
+
 # Written by any reader or any locking command, and not content: SQLite's shared-memory
 # index of a WAL database, the installation lock's holder note, the record of the last run
 # of each kind (a refused verify is recorded: doctor and the metrics report the failure).
@@ -19,6 +21,7 @@ VOLATILE = ("-shm", ".poppoarc.lock", ".poppoarc-runs.json")
 def snapshot(top: Path) -> dict[str, tuple]:
     """Every path below ``top`` (hidden ones, poppoarc's own, the store): type, mode,
     size, mtime and content, or a link's text."""
+    trash.sweep(top, wait=True)        # a restore's old tree, deleted behind it
     found = {}
     for dirpath, dirnames, filenames in os.walk(top):
         for name in dirnames + filenames:

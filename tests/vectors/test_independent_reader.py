@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from poppoarc.demo.changes import simulate_day
+from poppoarc.restore import trash
 from tests.helpers import CLI, recipient_only
 from tests.helpers.craft import craft, entry
 from tests.independent.reader import read
@@ -55,6 +56,7 @@ def test_the_independent_reader_reaches_each_vectors_verdict(name, expect, field
 
 def restored_tree(root: Path) -> dict:
     """What a restore left under ``root``, in the independent reader's terms."""
+    trash.sweep(root, wait=True)       # a restore's old tree, deleted behind it
     tree, inodes = {}, {}
     for path in sorted(root.rglob("*")):
         rel = str(path.relative_to(root))

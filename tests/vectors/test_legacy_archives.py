@@ -25,6 +25,7 @@ from poppoarc.format import reader, versions
 from poppoarc.archives.verification import verify
 from poppoarc.format import chains as chains_policy
 
+from poppoarc.restore import trash
 from tests.helpers import REPO, unpack
 from tests.helpers.vectors import LEGACY, VECTORS, legacy, trust
 
@@ -39,7 +40,12 @@ def _maker():
     return module
 
 
-tree_digest = _maker().tree_digest
+_tree_digest = _maker().tree_digest
+
+
+def tree_digest(root):
+    trash.sweep(root, wait=True)       # a restore's old tree, deleted behind it
+    return _tree_digest(root)
 
 
 def manifest_of(archive_id: str) -> dict:

@@ -207,6 +207,15 @@ def live_copy(ctx: Context) -> Path:
     return live
 
 
+def removed_behind(root: Path) -> float:
+    """Seconds until no restore's trash remains in ``root`` (its remover finished)."""
+    from poppoarc.restore.trash import sweep
+
+    started = time.perf_counter()
+    sweep(root, wait=True)
+    return round(time.perf_counter() - started, 3)
+
+
 def one_tool(tool, ctx: Context, rnd: int, warmup: bool, expected: dict,
              graveyard: Graveyard) -> list[dict]:
     """pack, verify and restore with one tool; a failure ends this tool's round."""
@@ -232,6 +241,10 @@ def one_tool(tool, ctx: Context, rnd: int, warmup: bool, expected: dict,
                     continue
                 live = live_copy(ctx)
                 m = tool.restore_live(ctx, live)
+                # poppoarc returns before its old tree is deleted (restore/trash.py): wait,
+                # untimed, so that the deletion neither overlaps the next command nor races
+                # the graveyard; recorded as the seconds it still ran
+                record["removed_behind_s"] = removed_behind(live)
                 graveyard.retire(live)
             else:
                 target = ctx.work / "restored"

@@ -67,8 +67,31 @@ class DatabaseFacts:
 
 def _uri(path: str | os.PathLike, private: bool) -> str:
     """Read-only; ``private``: a file no one else writes (a copy of poppoarc's own),
-    opened without locks or sidecars, whatever its journal mode."""
-    return f"file:{os.fspath(path)}?mode=ro" + ("&immutable=1" if private else "")
+    opened without locks or sidecars, whatever its journal mode; so is a ``frozen`` one."""
+    immutable = private or frozen(path)
+    return f"file:{os.fspath(path)}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
+def frozen(path: str | os.PathLike) -> bool:
+    """Whether a live database sits on a read-only file system (a snapshot mounted ro)
+    with no ``-wal`` beside it: all its content is in the file, and nothing writes it
+    through this mount.  A cleanly stopped application leaves its WAL-mode databases so,
+    and SQLite cannot open them ``mode=ro`` there (a WAL reader needs a ``-shm`` it
+    cannot create); ``immutable`` reads the file as it is.  ``copy`` checks that the file
+    did not change meanwhile (a read-only bind mount of a file system written elsewhere)."""
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+    return read_only and not os.path.lexists(f"{os.fspath(path)}-wal")
+
+
+def _identity(path: str | os.PathLike) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, os.path.lexists(f"{os.fspath(path)}-wal")
 
 
 def describe(path: str | os.PathLike, private: bool = False) -> DatabaseFacts:
@@ -114,7 +137,7 @@ def _is_utf8(name: bytes) -> bool:
 def table_names(path: str | os.PathLike) -> list[str]:
     """Table names of a live database, read-only (to size the manifest head)."""
     try:
-        conn = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True, timeout=5)
+        conn = sqlite3.connect(_uri(path, private=False), uri=True, timeout=5)
         try:
             rows = conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
         finally:
@@ -199,7 +222,7 @@ class BackgroundChecks:
 def _open_source(path: Path, timeout: float) -> sqlite3.Connection:
     # Read-only so poppoarc never checkpoints or rewrites the live database;
     # SQLite may still create the -shm index, which is how WAL readers work.
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+    return sqlite3.connect(_uri(path, private=False), uri=True, timeout=timeout)
 
 
 # SQLite's answers that mean "cannot open or read it here" rather than "it is damaged"
@@ -235,6 +258,7 @@ def copy(source: Path, destination: Path, *, timeout: float = 30.0, attempts: in
     for attempt in range(attempts):
         destination.unlink(missing_ok=True)
         try:
+            before = _identity(source) if frozen(source) else None
             src = _open_source(source, timeout)
             try:
                 dst = sqlite3.connect(destination)
@@ -253,6 +277,10 @@ def copy(source: Path, destination: Path, *, timeout: float = 30.0, attempts: in
                 src.close()
             for suffix in ("-wal", "-shm"):
                 Path(f"{destination}{suffix}").unlink(missing_ok=True)
+            if before is not None and _identity(source) != before:
+                last_error = "it changed while read without locks on a read-only mount"
+                time.sleep(0.2 * (attempt + 1))
+                continue
             return
         except sqlite3.Error as exc:
             name = getattr(exc, "sqlite_errorname", "") or ""

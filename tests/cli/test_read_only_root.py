@@ -65,3 +65,32 @@ def test_a_lock_file_already_on_the_read_only_root_still_locks(cli, read_only_ro
     assert code == 6
     code, _, err = cli("unpack", packed["id"], "--dry-run")
     assert code in (0, 1) and "lock" not in err, err
+
+
+def test_a_cleanly_stopped_installation_on_a_read_only_mount_keeps_its_databases(
+        cli, read_only_root):
+    """A stopped application leaves its WAL-mode databases checkpointed, with no -wal or
+    -shm beside them; on a read-only mount SQLite cannot open such a file mode=ro (a WAL
+    reader needs a -shm it cannot create), so every database was left out (exit 1). They
+    are read immutable there (nothing can change them), and archived whole."""
+    import sqlite3
+
+    mount, root = read_only_root
+    databases = []
+    for wal in root.rglob("*-wal"):
+        database = wal.with_name(wal.name[:-len("-wal")])
+        connection = sqlite3.connect(database)
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        connection.close()          # the last connection checkpoints, removes -wal/-shm
+        assert not wal.exists()
+        databases.append(database.relative_to(root).as_posix())
+    assert databases, "the installation has no WAL-mode database in use"
+    _remount_read_only(mount)
+    cli.root = root
+    code, packed = cli.json("pack", "--no-prune")
+    assert code == 0, packed["warnings"]
+    assert not packed.get("skipped")
+    archived = cli.json("inspect", packed["id"])[1]["manifest"]["databases"]
+    assert set(databases) <= {d["path"] for d in archived}
+    code, out, err = cli("unpack", packed["id"], "--dry-run")
+    assert code == 0 and "cannot be read" not in out + err, out + err

@@ -122,6 +122,7 @@ class Body:
                         databases.mark_damaged(self, record["path"], exc,
                                                "as the backup API copied it")
                         self.databases.remove(record)
+                databases.record_sources(self)
         finally:
             if helper is not None:
                 helper.close()
@@ -255,6 +256,8 @@ class Body:
             snapshot = databases.snapshot_of(self, entry.path)
             if snapshot is False:
                 return 0
+            if isinstance(snapshot, databases.Unchanged):
+                return databases.write_unchanged(self, writer, entry, snapshot)
             source = snapshot or source
         fd = self._open(source, entry.path)
         if fd is None:

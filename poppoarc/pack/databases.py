@@ -10,12 +10,14 @@ import contextlib
 import dataclasses
 import os
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..errors import DatabaseSnapshotError
-from ..format import chains
+from ..format import chains, facts
 from ..format.blocks import BlockHasher, block_size_for, hash_blocks, read_blocks
-from ..format.entry import IndexEntry, encode_digests
+from ..format.entry import IndexEntry, block_digests, encode_digests
 from ..format.writer import BodyWriter, StoredFile
 from ..parallel import Parallelism
 from ..snapshot import sqlite as sqlite_snapshot
@@ -23,10 +25,21 @@ from ..snapshot.scan import SourceEntry
 from ..store import leftovers
 
 
-def snapshot_of(body, path: str) -> Path | None | bool:
+@dataclass(frozen=True)
+class Unchanged:
+    """A database whose live files are as they were when the parent captured it
+    (``format.facts.capture_unchanged``): the parent's snapshot stands for it."""
+
+    record: IndexEntry          # the parent's record of it
+    source: list                # the facts the parent took before its capture
+    manifest: dict              # the parent's manifest record of it
+
+
+def snapshot_of(body, path: str) -> Path | None | bool | Unchanged:
     """The finished snapshot of the database at ``path``; None: archive the live
     file as it is, when a safety archive meets a damaged database; False: not
-    archived, as SQLite cannot open it here (a warning names it)."""
+    archived, as SQLite cannot open it here (a warning names it); ``Unchanged``: not
+    captured, the parent's snapshot stands for it (``write_unchanged``)."""
     try:
         snapshot, check = body.snapshots.take(path)
     except DatabaseSnapshotError as exc:
@@ -37,10 +50,40 @@ def snapshot_of(body, path: str) -> Path | None | bool:
             raise
         mark_damaged(body, path, exc, "as the raw live file (without its WAL)")
         return None     # archived from the live file, byte for byte
+    if isinstance(snapshot, Unchanged):
+        body.databases.append(dict(snapshot.manifest))
+        return snapshot
     record = {"path": path}
     body.databases.append(record)
     body.checks.append((record, check))
     return snapshot
+
+
+def unchanged_capture(parent, path: str, source: list) -> Unchanged | None:
+    """The parent's capture of the database at ``path`` when the live files, whose facts
+    are ``source`` now, are as they were before it (``format.facts.capture_unchanged``);
+    None: capture it.  Only a facts cache (``format.facts.CachedFacts``) keeps them."""
+    capture = getattr(parent.records, "capture", None) if parent is not None else None
+    found = capture(path) if capture is not None else None
+    if found is None:
+        return None
+    record, recorded, manifest = found
+    if not (facts.reusable_capture(record) and facts.capture_unchanged(recorded, source)):
+        return None
+    return Unchanged(record, recorded, manifest)
+
+
+def write_unchanged(body, writer: BodyWriter, entry: SourceEntry, unchanged: Unchanged) -> int:
+    """The parent's snapshot again, as a delta of no block (§12.4: ``delta: []``, an
+    empty member): what ``write`` stores for a captured database whose every block
+    equals the parent's, without capturing or reading it."""
+    previous = unchanged.record
+    block_size = previous.blocks["size"]
+    st_meta = (entry.mode, entry.mtime_ns, entry.uid, entry.gid)
+    writer.add_delta(entry.path, -1, previous.size, b"", block_size, [], *st_meta)
+    stored = StoredFile(previous.sha256, previous.size, False,
+                        blocks=block_digests(previous), block_size=block_size)
+    return body._file_record(entry, stored, [], None, st_meta)
 
 
 def write(body, writer: BodyWriter, entry: SourceEntry, fd: int, size: int,
@@ -104,6 +147,17 @@ def _write_delta(body, writer: BodyWriter, entry: SourceEntry, fd: int, size: in
                       block_size=block_size)
 
 
+def record_sources(body) -> None:
+    """Each archived database's facts before its capture, for the next incremental's
+    facts cache (``format.facts.capture_unchanged``); after every check."""
+    if body.index.facts is None:
+        return
+    for record in body.databases:
+        source = body.snapshots.sources.get(record["path"])
+        if source is not None:
+            body.index.facts.add_source(record["path"], source, record)
+
+
 def mark_damaged(body, path: str, error: Exception, stored_as: str) -> None:
     body.damaged.add(path)
     body.warnings.add(f"{error}; stored unchecked, {stored_as}")
@@ -142,8 +196,14 @@ class SnapshotSession:
     """
 
     def __init__(self, root: Path, snapshot_dir: Path | None, full_check: bool,
-                 parallel: Parallelism):
+                 parallel: Parallelism,
+                 unchanged: Callable[[str, list], Unchanged | None] | None = None):
+        """``unchanged(path, source facts)``: the parent's capture that stands for the
+        database at ``path`` (it may wait for the parent to be read), or None: capture."""
         self.root, self.full_check = root, full_check
+        self._unchanged = unchanged
+        # path: the source facts its snapshot stands for (``snapshot.sqlite.source_facts``)
+        self.sources: dict[str, list] = {}
         self._stack = contextlib.ExitStack()
         self._dir = Path(self._stack.enter_context(     # its name says whose (leftovers)
             leftovers.temporary_directory(leftovers.SNAPSHOT_PREFIX, snapshot_dir)))
@@ -178,7 +238,15 @@ class SnapshotSession:
         return self._dir / f"{self._started}.db"
 
     def _copy(self, path: str, snapshot: Path):
+        source = sqlite_snapshot.source_facts(self.root / path)    # before the copy
+        if source is not None and self._unchanged is not None:
+            unchanged = self._unchanged(path, source)
+            if unchanged is not None:
+                self.sources[path] = unchanged.source
+                return unchanged, None
         sqlite_snapshot.copy(self.root / path, snapshot)
+        if source is not None:
+            self.sources[path] = source
         return snapshot, self._checker.submit(sqlite_snapshot.check, snapshot, path,
                                               self.full_check)
 

@@ -25,6 +25,7 @@ import contextlib
 import os
 import socket
 import time
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,7 +60,7 @@ from ..store import leftovers, open_store
 from . import plan
 from .body import Body
 from .bodyplan import BodyPlan, Sealing
-from .databases import SnapshotSession
+from .databases import SnapshotSession, unchanged_capture
 from .subtree import SubtreeHelper
 from .walk import add_secrets, dotenv_names_of, walk_installation
 
@@ -144,6 +145,7 @@ class _Pack:
     parent_warnings: Warnings = field(default_factory=Warnings)
     parent_reader: object = None        # an executor reading the parent beside the walk
     parent_read: object = None          # ... its future
+    parent_known: Future = field(default_factory=Future)    # the parent, or None: full
     snapshots: SnapshotSession | None = None
     subtree: SubtreeHelper | None = None
     walked: object = None               # snapshot.scan.ScanResult
@@ -246,9 +248,20 @@ def _walk(run: _Pack) -> None:
     if _parent_beside_walk(run):
         run.parent_read = run.parent_reader.submit(_read_parent, run,
                                                    parallel.tuning.parent_index_share)
+        run.parent_read.add_done_callback(
+            lambda read: _parent_known(run, None if read.cancelled() or read.exception()
+                                       else read.result()))
     # Each database's snapshot copy starts as soon as the walk finds it; the body takes it.
+    # An incremental first asks whether the parent's capture stands for it (the copy
+    # waits for the parent's facts for that).
+    unchanged = None
+    if plan.chained(settings, run.options) and not run.options.check_content \
+            and parallel.tuning.facts_cache:
+        unchanged = lambda path, source: unchanged_capture(  # noqa: E731
+            run.parent_known.result(), path, source)
     run.snapshots = SnapshotSession(settings.root, run.store.local_dir,
-                                    settings.backup.get("databaseCheck") == "full", parallel)
+                                    settings.backup.get("databaseCheck") == "full", parallel,
+                                    unchanged)
     skip = (settings.store, settings.key_dir)
     # A directory of many files is walked by a helper beside this walk; not beside an
     # incremental's parent reading (the index's helper has that core), nor for some paths
@@ -264,6 +277,13 @@ def _walk(run: _Pack) -> None:
     run.walked, run.subtree = walk_installation(settings.root, run.catalogue, run.warnings,
                                                 skip, run.snapshots.start, run.subtree,
                                                 stat_facts)
+
+
+def _parent_known(run: _Pack, parent) -> None:
+    """The parent is known (or there is none, or the pack failed): the database copies
+    waiting for it go on (``SnapshotSession``)."""
+    with contextlib.suppress(InvalidStateError):
+        run.parent_known.set_result(parent)
 
 
 def _parent_beside_walk(run: _Pack) -> bool:
@@ -326,6 +346,7 @@ def _parent(run: _Pack) -> None:
         run.parent = run.parent_read.result()
     elif plan.chained(run.settings, run.options):
         run.parent = _read_parent(run, None)
+    _parent_known(run, run.parent)
     for warning in run.parent_warnings:
         run.warnings.add(warning)
 
@@ -432,6 +453,7 @@ def _finish(run: _Pack, monotonic):
 
 def _close(run: _Pack) -> None:
     """After success or failure: what ran beside the pack stops, temporaries go."""
+    _parent_known(run, None)            # (a copy waiting for it must not wait forever)
     if run.parent_reader is not None:   # after a failure, what it read goes unused
         run.parent_reader.shutdown(wait=True)
     if run.subtree is not None:         # (the body has closed it, unless it failed first)

@@ -12,8 +12,9 @@ Everything poppoarc does only to be faster goes through one ``Parallelism`` obje
   the pack's reading of its parent beside the walk, the database snapshot copies;
 * the swapped-out tree of a restore, deleted by a detached process after the restore
   returns (``restore/trash.py``; ``Tuning.trash_behind``);
-* the facts cache an incremental reads instead of its parent's index
-  (``archives/facts.py``; ``Tuning.facts_cache``, in both modes).
+* the facts cache an incremental reads instead of its parent's index, and with it the
+  databases it need not capture again (``archives/facts.py``, ``pack/databases.py``;
+  ``Tuning.facts_cache``, in both modes).
 
 Two implementations, chosen by ``mode``:
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -92,6 +93,37 @@ def _identity(path: str | os.PathLike) -> tuple | None:
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, os.path.lexists(f"{os.fspath(path)}-wal")
+
+
+def source_facts(path: str | os.PathLike) -> list | None:
+    """What a live database's files look like now, taken just before its capture: the
+    clock first, then the lstat of the file and of its ``-wal``, and whether a
+    ``-journal`` is there (``format.facts.SOURCE_FIELDS``; ``capture_unchanged`` compares
+    them).  None when they say nothing reliable (not regular files, unreadable)."""
+    taken = time.time_ns()
+    path = os.fspath(path)
+    try:
+        st = os.lstat(path)
+        wal = _regular_or_none(f"{path}-wal")
+        journal = os.path.lexists(f"{path}-journal")
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    wal_facts = [None] * 3 if wal is None else [wal.st_ino, wal.st_size, wal.st_mtime_ns]
+    return [taken, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+            *wal_facts, journal]
+
+
+def _regular_or_none(path: str) -> os.stat_result | None:
+    """The lstat of a regular file; None when there is none; ValueError for another kind."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{path} is not a regular file")
+    return st
 
 
 def describe(path: str | os.PathLike, private: bool = False) -> DatabaseFacts:

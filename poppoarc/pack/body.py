@@ -253,7 +253,7 @@ class Body:
         referenced in the parent; returns the content bytes."""
         source = self._root_text + "/" + entry.path
         if entry.kind == DATABASE:
-            snapshot = databases.snapshot_of(self, entry.path)
+            snapshot = databases.snapshot_of(self, entry.path, entry.target)
             if snapshot is False:
                 return 0
             if isinstance(snapshot, databases.Unchanged):

@@ -35,13 +35,16 @@ class Unchanged:
     manifest: dict              # the parent's manifest record of it
 
 
-def snapshot_of(body, path: str) -> Path | None | bool | Unchanged:
+def snapshot_of(body, path: str, target: str | None = None) -> Path | None | bool | Unchanged:
     """The finished snapshot of the database at ``path``; None: archive the live
     file as it is, when a safety archive meets a damaged database; False: not
     archived, as SQLite cannot open it here (a warning names it); ``Unchanged``: not
     captured, the parent's snapshot stands for it (``write_unchanged``)."""
     try:
         snapshot, check = body.snapshots.take(path)
+        if isinstance(snapshot, Unchanged) and snapshot.record.target != target:
+            # a delta's base is the parent's record of the same path and target (§12.4)
+            snapshot, check = body.snapshots.capture(path)
     except DatabaseSnapshotError as exc:
         if exc.unopenable:
             body.warnings.skip(path, f"{exc.message}; not archived")
@@ -233,13 +236,17 @@ class SnapshotSession:
             return self._copy(path, snapshot)
         return copied.result()
 
+    def capture(self, path: str) -> tuple[Path, Future]:
+        """``take`` a fresh capture, whatever the parent's (on the caller's thread)."""
+        return self._copy(path, self._next_file(), may_reuse=False)
+
     def _next_file(self) -> Path:
         self._started += 1
         return self._dir / f"{self._started}.db"
 
-    def _copy(self, path: str, snapshot: Path):
+    def _copy(self, path: str, snapshot: Path, may_reuse: bool = True):
         source = sqlite_snapshot.source_facts(self.root / path)    # before the copy
-        if source is not None and self._unchanged is not None:
+        if source is not None and self._unchanged is not None and may_reuse:
             unchanged = self._unchanged(path, source)
             if unchanged is not None:
                 self.sources[path] = unchanged.source

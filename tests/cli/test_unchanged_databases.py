@@ -365,3 +365,24 @@ def test_serial_and_two_process_write_the_same_archive(cli, fixed_pack, installa
             archives[mode, source] = fixed_pack(Parallelism(mode, 2, EAGER), incremental=True)
             assert bool(copies) == (source == "index")
     assert len(set(archives.values())) == 1
+
+
+def test_a_parent_record_of_another_target_is_no_base(cli, no_margin, copies, monkeypatch):
+    """A delta's base is the parent's record of the same path and target (§12.4): should
+    the cache name another target for a database, it is captured as without a cache."""
+    import dataclasses
+    cli.pack("--full")
+    real = factsfmt.CachedFacts.capture
+
+    def other_target(self, path):
+        found = real(self, path)
+        if found is None:
+            return None
+        record, source, manifest = found
+        return (dataclasses.replace(record, target="state"), source, manifest)
+
+    monkeypatch.setattr(factsfmt.CachedFacts, "capture", other_target)
+    copies.clear()
+    packed = cli.pack("--incremental")
+    assert copied_paths(cli, copies) == DATABASES
+    assert cli.json("verify", packed["id"])[0] == 0

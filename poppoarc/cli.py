@@ -103,7 +103,7 @@ def dispatch(args: dict, out: Output, parallel: Parallelism | None = None,
     progress = out.progress(_(render.PROGRESS_LABELS[name])) if command.PROGRESS \
         else nullcontext()
     log = service_log(out.quiet) if getattr(command, "LOGS", False) else nullcontext()
-    with progress as reporter, log:
+    with progress as reporter, log, settings.parallel.switching():
         result = command.run(settings, options, reporter)
     code = result.exit_code
     try:

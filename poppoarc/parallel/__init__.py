@@ -14,7 +14,9 @@ Everything poppoarc does only to be faster goes through one ``Parallelism`` obje
   returns (``restore/trash.py``; ``Tuning.trash_behind``);
 * the facts cache an incremental reads instead of its parent's index, and with it the
   databases it need not capture again (``archives/facts.py``, ``pack/databases.py``;
-  ``Tuning.facts_cache``, in both modes).
+  ``Tuning.facts_cache``, in both modes);
+* how soon a thread gets the GIL back after a system call while another runs Python
+  (``Parallelism.switching``, ``Tuning.switch_interval``).
 
 Two implementations, chosen by ``mode``:
 
@@ -39,6 +41,8 @@ models' thresholds; tests make them small to exercise the helpers on small trees
 from __future__ import annotations
 
 import os
+import sys
+from contextlib import contextmanager
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -79,6 +83,13 @@ class Tuning:
     # a restore returns once its swap is final; the swapped-out tree is deleted by a
     # detached process (restore/trash.py; two-process mode only)
     trash_behind: bool = True
+    # seconds a thread that wants the GIL waits before the thread running Python is asked
+    # to drop it (CPython's default is 5 ms).  The background threads (write-behind,
+    # the frame reader, database copies and checks) run system calls that release the
+    # GIL and need it back for a few microseconds after each; at 5 ms they waited behind
+    # the main thread's Python for most of a restore or pack, and the threads took turns
+    # on one CPU instead of overlapping on two (a profile of each: bench/RESULTS.md)
+    switch_interval: float = 0.0001
     # a fixed share, (target, first record), or () for none, instead of the cost model's
     plan: tuple[str, int] | tuple[()] | None = None
 
@@ -124,6 +135,20 @@ class Parallelism:
             return process.start(module, spec, files, payload, boot)
         except (OSError, ValueError):
             return None
+
+    @contextmanager
+    def switching(self):
+        """While a command runs: ``Tuning.switch_interval`` for its threads.  Serial mode
+        starts none of its own (zstd's workers run without the GIL): nothing changes."""
+        if not self.processes or not self.tuning.switch_interval:
+            yield
+            return
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(self.tuning.switch_interval)
+        try:
+            yield
+        finally:
+            sys.setswitchinterval(previous)
 
     def executor(self, name: str) -> Executor:
         """One background worker (a thread), or work deferred to whoever asks for it."""

@@ -62,3 +62,41 @@ def test_auto_follows_the_cpus_this_process_may_use(monkeypatch):
     assert choose(None, {}).compression_threads == parallel.MAX_COMPRESSION_THREADS
     assert choose(None, {"POPPOARC_THREADS": "3"}).compression_threads == 3
     assert isinstance(choose("serial", {}), Parallelism)
+
+
+def test_two_process_mode_hands_the_gil_over_sooner_while_a_command_runs():
+    import sys
+    from poppoarc.parallel import SERIAL, TWO_PROCESS, Tuning
+    before = sys.getswitchinterval()
+    wanted = Tuning().switch_interval
+    assert 0 < wanted < before
+    with Parallelism(TWO_PROCESS).switching():
+        assert sys.getswitchinterval() == pytest.approx(wanted)
+    assert sys.getswitchinterval() == before
+    with pytest.raises(KeyError):       # restored when the command fails too
+        with Parallelism(TWO_PROCESS).switching():
+            raise KeyError("x")
+    assert sys.getswitchinterval() == before
+    for unchanged in (Parallelism(SERIAL), Parallelism(TWO_PROCESS, tuning=Tuning(switch_interval=0))):
+        with unchanged.switching():
+            assert sys.getswitchinterval() == before
+
+
+def test_the_command_line_runs_a_command_within_its_parallelism(tmp_path, monkeypatch):
+    import sys
+    from poppoarc import cli, commands
+    from poppoarc.parallel import SERIAL, TWO_PROCESS, Tuning
+    seen = []
+    real = commands.COMMANDS["list"].run
+
+    def run(*args, **kwargs):
+        seen.append(sys.getswitchinterval())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(commands.COMMANDS["list"], "run", run)
+    before = sys.getswitchinterval()
+    for mode in (TWO_PROCESS, SERIAL):
+        cli.main(["--root", str(tmp_path), "--store", str(tmp_path / "store"), "list", "-q"],
+                 parallel=Parallelism(mode))
+    assert seen == [pytest.approx(Tuning().switch_interval), before]
+    assert sys.getswitchinterval() == before

@@ -50,6 +50,12 @@ class Settings:
         return self.key_dir if self.storage.get("type") == "s3" else self.store
 
     @property
+    def local_store(self) -> Path | None:
+        """The store's directory when the store is local (what ``lock.StoreLock`` locks);
+        None for a bucket."""
+        return None if self.storage.get("type") == "s3" else self.store
+
+    @property
     def store_url(self) -> str:
         """Where archives live: a directory, or ``s3://bucket/prefix``."""
         if self.storage.get("type") == "s3":

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LockHeld, StoreError, write_error
+from .i18n import N_
 
 LOCK_NAME = ".poppoarc.lock"
 ROOT_LOCK_PREFIX = ".poppoarc-root-lock-"      # in the store, for a root it cannot write
+STORE_LOCK_NAME = ".poppoarc-store.lock"      # in a local store: its writers, one at a time
 _CANNOT_CREATE = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 
@@ -100,6 +102,81 @@ class InstallationLock:
                 os.ftruncate(self._fd, 0)
             os.close(self._fd)
             self._fd = None
+
+
+class StoreLock:
+    """One writer of a local store at a time: ``STORE/.poppoarc-store.lock``.
+
+    The installation lock keeps one installation's writers apart, but a store also
+    receives archives from ``copy`` (and from another installation's replication), which
+    knows nothing of that installation's root: pack, prune, consolidate and copy
+    therefore also lock the store they write.  Re-entrant within a process (a pack
+    prunes and replicates under its own lock); ``None`` (a bucket, where no flock
+    exists) locks nothing.  ``create``: a store that does not exist yet is made for the
+    lock and removed again on the way out when nothing but the lock file is in it.
+    """
+
+    _depth: dict[str, int] = {}         # real path -> holders in this process
+
+    def __init__(self, directory: Path | None, purpose: str, *, create: bool = False):
+        self.directory = None if directory is None else Path(directory)
+        self.purpose = purpose
+        self.create = create
+        self._lock: InstallationLock | None = None
+        self._key: str | None = None
+        self._made = False
+
+    def __enter__(self) -> "StoreLock":
+        if self.directory is None:
+            return self
+        if not self.directory.is_dir():
+            if not self.create:
+                return self         # nothing there to write into: nothing to keep apart
+            try:
+                self.directory.mkdir(parents=True, mode=0o700)
+                self._made = True
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise write_error(StoreError, exc, "cannot create store", self.directory) \
+                    from None
+        key = os.path.realpath(self.directory)
+        if self._depth.get(key, 0) == 0:
+            lock = InstallationLock(self.directory, self.purpose, name=STORE_LOCK_NAME,
+                                    what=N_("the store"))
+            try:
+                lock.__enter__()
+            except BaseException:
+                self._remove_made()
+                raise
+            self._lock = lock
+        self._depth[key] = self._depth.get(key, 0) + 1
+        self._key = key
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._key is None:
+            return
+        self._depth[self._key] -= 1
+        if self._depth[self._key] == 0:
+            del self._depth[self._key]
+        if self._lock is not None:
+            self._lock.__exit__(*exc_info)
+            self._lock = None
+        self._key = None
+        self._remove_made()
+
+    def _remove_made(self) -> None:
+        """A store made only for this lock goes again if nothing was written into it."""
+        if not self._made:
+            return
+        self._made = False
+        try:
+            if set(os.listdir(self.directory)) <= {STORE_LOCK_NAME}:
+                (self.directory / STORE_LOCK_NAME).unlink(missing_ok=True)
+                self.directory.rmdir()
+        except OSError:
+            pass
 
 
 @dataclass

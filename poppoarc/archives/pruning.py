@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from ..config import Settings
 from ..config_schema import resolve_timezone
 from ..errors import EXIT_OK, EXIT_WARNING, ArchiveError
-from ..lock import InstallationLock
+from ..lock import InstallationLock, StoreLock
 from ..policy.retention import KEEP_NEWEST_FULL, ArchiveInfo, Decision, RetentionPolicy, decide
 from ..store import leftovers, open_store
 from .listing import list_archives
@@ -69,7 +69,7 @@ def policy_for(settings: Settings) -> RetentionPolicy:
 def prune(settings: Settings, *, dry_run: bool = False, now: datetime | None = None,
           verify_newest: bool = True, on_delete=None) -> PruneResult:
     """Prune under the installation lock."""
-    with InstallationLock(settings.root, "prune"):
+    with InstallationLock(settings.root, "prune"), StoreLock(settings.local_store, "prune"):
         return prune_locked(settings, dry_run=dry_run, now=now, verify_newest=verify_newest,
                             on_delete=on_delete)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import PoppoarcError
 from ..i18n import N_
+from ..lock import StoreLock
 from ..store import Store, open_store
 from .listing import ListRow, list_archives
 from .pruning import prune_locked
@@ -62,8 +63,10 @@ def prune_replicas(settings: Settings, outcomes: list[ReplicaOutcome],
     for outcome in outcomes:
         if not outcome.ok:
             continue
+        at_replica = replica_settings(settings, outcome.replica)
         try:
-            result = prune_locked(replica_settings(settings, outcome.replica), protect=protect)
+            with StoreLock(at_replica.local_store, "prune"):     # copy's lock of the replica
+                result = prune_locked(at_replica, protect=protect)
         except (PoppoarcError, OSError) as exc:
             problem = " ".join(str(exc).split())
             outcome.warnings.append(N_(f"the prune failed: {problem}"))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from ..config import Settings
 from ..errors import EXIT_OK, ArchiveError, BrokenChain, CorruptArchive, TruncatedArchive
 from ..format import reader
+from ..lock import StoreLock
 from ..store import Store, StoredArchive, open_store
 from . import chain
 from .opening import find_archive, pinned_keys
@@ -97,6 +98,13 @@ def copy_archive(settings: Settings, reference: str, destination: str | Store,
     pinned = pinned_keys(settings)
     with source_store.open(archive) as source:
         head = reader.open_trusted(source, pinned, _display(archive))
+    with StoreLock(dest.local_dir, "copy", create=True):     # one writer of the store
+        return _copy_locked(settings, source_store, archive, head, dest, progress, ancestors)
+
+
+def _copy_locked(settings: Settings, source_store: Store, archive: StoredArchive,
+                 head: reader.TrustedHead, dest: Store, progress, ancestors: bool) -> CopyResult:
+    pinned = pinned_keys(settings)
     manifest = head.manifest
     either = _Either(dest, source_store)
     links = chain.resolve(either, head, pinned)     # BrokenChain names a missing/bad link

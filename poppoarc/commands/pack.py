@@ -14,7 +14,7 @@ from ..archives.pruning import prune_locked
 from ..config import Settings
 from ..errors import PoppoarcError
 from ..i18n import N_
-from ..lock import InstallationLock
+from ..lock import InstallationLock, StoreLock
 from ..options import PackOptions
 from ..pack import PackResult, pack_locked
 from ..policy.retention import configured
@@ -67,7 +67,8 @@ def run(settings: Settings, options: PackOptions, progress=None) -> PackResult:
     require_installation(settings.root, (settings.store, settings.key_dir),
                          force=options.force_root)
     with observed(settings.records_dir, "pack", publisher(settings)) as seen:
-        with InstallationLock(settings.root, "pack", fallback=settings.store):
+        with InstallationLock(settings.root, "pack", fallback=settings.store), \
+                StoreLock(settings.local_store, "pack", create=True):
             result = pack_locked(settings, options, progress=progress)
             if options.prune and configured(settings.backup):
                 _retention(settings, result)

@@ -43,7 +43,7 @@ from ..errors import EXIT_OK, EXIT_WARNING, CorruptArchive, NoKey
 from ..format import reader
 from ..format.order import in_target_order
 from ..fs import remove_tree
-from ..lock import InstallationLock
+from ..lock import InstallationLock, StoreLock
 from ..options import PackOptions, UnpackOptions
 from ..snapshot.areas import with_recorded
 from ..store import leftovers
@@ -120,7 +120,8 @@ def consolidate(settings: Settings, reference: str, name: str | None = None,
                 protect: bool = False, dry_run: bool = False,
                 progress=None) -> ConsolidateResult:
     started = time.process_time()
-    with InstallationLock(settings.root, "consolidate"):
+    with InstallationLock(settings.root, "consolidate"), \
+            StoreLock(settings.local_store, "consolidate"):
         chosen = plan(settings, reference, name)
         result = ConsolidateResult(chosen, dry_run)
         if dry_run or not chosen.incremental:

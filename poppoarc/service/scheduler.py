@@ -34,7 +34,7 @@ from ..archives.listing import list_archives
 from ..archives.verification import verify
 from ..config_schema import DRILL, FULL, INCREMENTAL, RUN_TYPES, VERIFY
 from ..errors import ArchiveError, ConfigError, PoppoarcError, one_line
-from ..lock import InstallationLock
+from ..lock import InstallationLock, StoreLock
 from ..options import PackOptions
 from ..pack import pack_locked
 from ..policy.retention import configured
@@ -302,7 +302,8 @@ class Scheduler:
     def _backup(self, record: RunRecord, label: str) -> None:
         self._check_root()
         with InstallationLock(self.settings.root, "scheduled backup",
-                              fallback=self.settings.store):
+                              fallback=self.settings.store), \
+                StoreLock(self.settings.local_store, "scheduled backup", create=True):
             self._interruptible = True
             try:
                 if self.stop_signal is not None:

@@ -77,6 +77,7 @@ def test_wrong_key_is_refused_before_anything_is_written(cli, installation, pass
     assert code == 41 and "cannot open" in err
     assert digest(installation) == before
     assert sorted(p.name for p in cli.store.iterdir()) == [".poppoarc-runs.json",
+                                                           ".poppoarc-store.lock",
                                                            Path(packed["path"]).name]
 
 

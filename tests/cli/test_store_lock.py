@@ -1,0 +1,115 @@
+"""One writer of a local store at a time: pack, prune, consolidate and copy lock
+``STORE/.poppoarc-store.lock`` (lock.StoreLock).  copy knows nothing of the installation
+that owns the destination, so before this lock two copies into one store, or a copy and
+that store's own pack or prune, could interleave (a failed copy deleting what the other
+had just committed; a prune deleting an ancestor a copy had counted as present)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from poppoarc.lock import STORE_LOCK_NAME, StoreLock
+from tests.helpers import CLI
+
+SUFFIX = ".poppo.tar.zst"
+
+HOLD = """\
+import sys, time
+from poppoarc.lock import StoreLock
+with StoreLock(sys.argv[1], "a test holding it"):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+class _Holder:
+    """Another process holding the store's lock until the block ends."""
+
+    def __init__(self, store: Path):
+        self.store = store
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", HOLD, str(self.store)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "held"
+        return self.proc
+
+    def __exit__(self, *exc_info):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def _listing(store: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in store.iterdir() if p.name != STORE_LOCK_NAME}
+
+
+def test_a_copy_into_a_store_another_process_writes_is_refused_and_writes_nothing(cli, tmp_path):
+    first = cli.pack("--full")
+    other = tmp_path / "other"
+    code, _, err = cli("copy", first["id"], "--to", str(other))
+    assert code == 0, err
+    assert (other / STORE_LOCK_NAME).exists()          # left behind, empty, like the root's
+    assert (other / STORE_LOCK_NAME).stat().st_size == 0
+    second = cli.pack("--full")
+    before = _listing(other)
+    with _Holder(other) as holder:
+        code, out, err = cli("copy", second["id"], "--to", str(other))
+    assert code == 6, err
+    assert err.count("\n") == 1 and "the store is locked by pid" in err and "(a test holding it)" in err
+    assert str(holder.pid) in err and str(other / STORE_LOCK_NAME) in err
+    assert _listing(other) == before                    # nothing written, nothing swept
+    # the lock file is no archive: list, verify and doctor of that store do not see it
+    code, _, err = cli("copy", second["id"], "--to", str(other))
+    assert code == 0, err
+    assert sorted(p.name for p in other.glob("*" + SUFFIX)) == sorted(
+        a["id"] + SUFFIX for a in (first, second))
+    there = CLI(cli.root, other, cli.capsys)
+    code, listed = there.json("list")
+    assert code == 0 and sorted(row["id"] for row in listed["archives"]) == sorted(
+        (first["id"], second["id"]))
+    code, _, err = there("verify", "--all")
+    assert code == 0, err
+    code, report = there.json("doctor")
+    assert not [c for c in report["checks"] if c["status"] == "fail"], report
+
+
+@pytest.mark.parametrize("command", ["pack", "prune", "consolidate"])
+def test_the_stores_own_writers_wait_for_a_copy_into_it(cli, installation, command):
+    cli.pack("--full")
+    newest = cli.pack("--incremental")
+    args = {"pack": ["pack"], "prune": ["prune"],
+            "consolidate": ["consolidate", newest["id"]]}[command]
+    archives = sorted(p.name for p in cli.store.iterdir() if p.name.endswith(SUFFIX))
+    with _Holder(cli.store):
+        code, _, err = cli(*args)
+    assert code == 6, err
+    assert "the store is locked by pid" in err
+    assert sorted(p.name for p in cli.store.iterdir() if p.name.endswith(SUFFIX)) == archives
+    assert not [p for p in cli.store.iterdir() if ".tmp-" in p.name]
+
+
+def test_a_refused_copy_into_a_new_store_leaves_no_store_behind(cli, tmp_path):
+    cli.pack("--full")
+    newest = cli.pack("--incremental")
+    nowhere = tmp_path / "new-store"
+    code, _, err = cli("copy", newest["id"], "--to", str(nowhere), "--no-ancestors")
+    assert code == 17, err
+    assert not nowhere.exists()
+
+
+def test_the_lock_is_reentrant_within_a_process_and_none_locks_nothing(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    with StoreLock(store, "outer"), StoreLock(store, "inner"):
+        assert "outer" in (store / STORE_LOCK_NAME).read_text()
+    assert (store / STORE_LOCK_NAME).read_text() == ""
+    with StoreLock(None, "a bucket"):
+        pass
+    assert not os.path.exists(tmp_path / "absent")
+    with StoreLock(tmp_path / "absent", "nothing to keep apart"):
+        assert not os.path.exists(tmp_path / "absent")

@@ -56,7 +56,8 @@ from ..options import PackOptions, UnpackOptions
 from ..pack import pack_locked
 from ..restore import swap
 from ..restore.hooks import how_it_ended, run_hook
-from ..restore.live import identical_databases, live_databases, nothing_foreign_appeared
+from ..restore.live import (identical_databases, live_databases, live_secrets,
+                            nothing_foreign_appeared)
 from ..restore.plan import RestorePlan, make_plan, restores, staging_paths
 from ..restore.recovery import recover_if_needed
 from ..restore.refusals import (conflict_message, foreign_message, plan_warnings,
@@ -276,7 +277,8 @@ def _plan(settings: Settings, options: UnpackOptions, archive: _Archive, warning
     plan = make_plan(archive.manifest, archive.entries, live, selected, databases,
                      installation_version(settings.root), archive.sealer is not None,
                      walked.impure, walked.sidecars, walked.unreadable + unopenable, paths,
-                     identical_databases(settings.root, live, archived))
+                     identical_databases(settings.root, live, archived),
+                     live_secrets(settings.root, walked.secrets))
     if plan.unmatched:
         live.close()
         raise UsageError(unmatched_message(plan.unmatched, archive.manifest["id"], selected,

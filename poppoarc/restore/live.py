@@ -1,5 +1,6 @@
 """What a restore reads of the live tree besides its walk: the live databases (for the
-plan's row counts, and those SQLite cannot open, which no safety archive could save) and,
+plan's row counts, and those SQLite cannot open, which no safety archive could save), the
+live secret files (for the plan: the walk keeps them apart) and,
 just before the swap, whether a path no restored target owns appeared meanwhile."""
 
 from __future__ import annotations
@@ -7,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import stat
 from pathlib import Path
 
 from ..errors import RestoreError, too_many_open_files
 from ..fs import at_open_file_limit
 from ..snapshot import sqlite as sqlite_snapshot
 from ..snapshot.ownership import claimed_by_walk
-from ..snapshot.scan import DATABASE
+from ..snapshot.scan import DATABASE, FILE, SourceEntry
 from ..store import leftovers
 
 
@@ -35,6 +37,23 @@ def live_databases(root: Path, live) -> tuple[dict[str, tuple[dict, int]], list[
                 continue
             found[entry.path] = (facts.tables, facts.user_version)
     return found, unopenable
+
+
+def live_secrets(root: Path, paths: list[str]) -> dict[str, SourceEntry]:
+    """The live secret files (the walk keeps them apart, ``ScanResult.secrets``: they are
+    archived only sealed) with their lstat facts, by path, for the plan to pair with the
+    archive's sealed records (``plan.make_plan``); one gone since the walk is left out."""
+    found = {}
+    for path in paths:
+        try:
+            st = os.lstat(root / path)
+        except OSError:
+            continue
+        kind = FILE if stat.S_ISREG(st.st_mode) else "other"     # "other": never the same
+        found[path] = SourceEntry(path, None, kind, stat.S_IMODE(st.st_mode), st.st_uid,
+                                  st.st_gid, st.st_mtime_ns,
+                                  st.st_size if kind == FILE else 0, ctime_ns=st.st_ctime_ns)
+    return found
 
 
 def identical_databases(root: Path, live, archived: dict[str, str]) -> frozenset[str]:

@@ -181,6 +181,9 @@ class RestorePlan:
     conflicts: list[str] = field(default_factory=list)    # see SwapUnits
     foreign: list[str] = field(default_factory=list)      # see unpack.foreign_units
     unreadable: list[str] = field(default_factory=list)   # live paths it replaces, unreadable
+    # live paths of the restored targets this user cannot read that the archive does not
+    # hold and the swap does not replace (``stays``): the targets are not the archive's
+    left_in_place: list[str] = field(default_factory=list)
     changed_while_packed: list[str] = field(default_factory=list)   # records flagged changed
     # a partial restore (--include/--exclude); its include patterns that select no record
     paths: PathSelection | None = None
@@ -214,6 +217,25 @@ def _same(archived: IndexEntry, live: SourceEntry) -> bool:
     if archived.type == "symlink":
         return archived.link == live.link
     return (archived.mode, archived.size, archived.mtime_ns) == (live.mode, live.size, live.mtime_ns)
+
+
+def stays(live, impure: set[str]) -> bool:
+    """Whether a live path the archive does not hold stays where it is: a directory that
+    is impure (it holds, or may hold, what the restore does not own: another target's
+    paths, or contents this user cannot list) keeps its place (``SwapUnits``), so the plan
+    must not say it is removed."""
+    return not is_plain(live) and live.kind == DIR and path_of(live) in impure
+
+
+def live_match(record: IndexEntry, paired: SourceEntry | None,
+               live_secrets: dict[str, SourceEntry] | None) -> SourceEntry | None:
+    """The live path a restored record replaces: the walk's pairing, or for a sealed
+    record the live secret at its path.  The walk never hands secrets to the pairing
+    (they are archived only sealed), yet the swap replaces the live one with the record:
+    without this an unchanged ``.env`` was "add" in every plan, dry run and real run."""
+    if paired is not None or not live_secrets or not record.needs_key():
+        return paired
+    return live_secrets.get(record.path)
 
 
 def restores(entry: IndexEntry, selected: tuple[str, ...], keyed: bool = True,
@@ -317,7 +339,8 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
               version_now: str | None, keyed: bool = True, impure: set[str] = frozenset(),
               sidecars: list[str] = (), unreadable: list[str] = (),
               paths: PathSelection | None = None,
-              identical_databases: frozenset[str] = frozenset()) -> RestorePlan:
+              identical_databases: frozenset[str] = frozenset(),
+              live_secrets: dict[str, SourceEntry] | None = None) -> RestorePlan:
     """Archive × live tree × selection → the restore plan.
 
     ``live`` is the walk of the live tree for the selected targets, in index order
@@ -332,6 +355,8 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
     ``identical_databases``: live databases whose snapshot is the archived one byte for
     byte (``restore.live.identical_databases``): unchanged, where any other live database
     counts as changed (its file never equals a snapshot).
+    ``live_secrets``: the live secret files by path (``restore.live.live_secrets``): the
+    walk keeps them apart, so a sealed record is paired with one here (``live_match``).
     """
     # One pass over the records (they may be read back from disk on each pass), paired
     # with the walk: of the paths only the units and the databases are kept.
@@ -346,6 +371,9 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
         if current is not None:
             units.add_live(current)
         if entry is None:
+            if stays(current, impure):
+                plans[current.target].add(current.path, KEEP)
+                continue
             live_bytes += current.size
             plans[current.target].add(current.path, REMOVE, current.size)
             continue
@@ -358,6 +386,7 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
             restored_databases.add(path)
         size = entry.size if entry.type == "file" else 0
         bytes_to_stage += size
+        current = live_match(entry, current, live_secrets)
         if current is None:
             plans[entry.target].add(path, ADD, size)
             continue
@@ -401,6 +430,7 @@ def make_plan(manifest: dict, entries: list[IndexEntry], live: list[SourceEntry]
         units=units.sorted(),
         conflicts=units.conflicts,
         unreadable=[path for path in unreadable if units.covers(path)],
+        left_in_place=[path for path in unreadable if not units.covers(path)],
         changed_while_packed=changed,
         paths=paths,
         unmatched=tally.unmatched(),

@@ -54,6 +54,12 @@ def plan_warnings(plan, take_safety: bool) -> list[str]:
             N_("--skip-backup: they are replaced without being saved")
         warnings.append(f"{len(plan.unreadable)} live path(s) the restore would replace "
                         f"cannot be read by this user: {shown(plan.unreadable)}; {stop}")
+    if getattr(plan, "left_in_place", None):
+        warnings.append(f"{len(plan.left_in_place)} live path(s) of the restored targets cannot "
+                        f"be read by this user and are not in the archive: "
+                        f"{shown(plan.left_in_place)}; the restore leaves them as they are, so "
+                        f"those targets will not be exactly the archive's (remove them as their "
+                        f"owner, or restore as a user who can read them)")
     return warnings
 
 

@@ -17,8 +17,12 @@ The steps, under the installation's lock (no prune deletes a link being read):
    signing key and its configured recipients (whole-archive encryption when the chain was
    sealed whole or the configuration asks for it), the archive's custom target areas
    kept, no user excludes (the scratch root holds exactly what was archived);
-4. the new archive is verified like any other, and its file count and databases compared
-   with the chain's manifest; a difference deletes it again (CorruptArchive).
+   That pack writes into a staging store of its own beside the store (a second
+   ``.poppoarc-consolidate-<owner>-…`` directory), not into the store;
+4. the new archive is verified there like any other, and its file count compared with
+   the chain's manifest; a difference stops it (CorruptArchive) with nothing in the store.
+   Only a verified archive is published: renamed into a local store (protection mark
+   first), copied into a bucket (where copy verifies it once more).
 
 The scratch root is removed whatever happened.  Streaming the chain's records into the
 writer without a scratch restore would save the disk space of one restored tree; the
@@ -37,16 +41,18 @@ from pathlib import Path
 
 from ..archives.listing import list_archives
 from ..archives.opening import open_archive, pinned_keys
+from ..archives.protection import mark_content
+from ..archives.replication import replica_settings
 from ..archives.verification import verify
 from ..config import Settings
-from ..errors import EXIT_OK, EXIT_WARNING, CorruptArchive, NoKey
+from ..errors import EXIT_OK, EXIT_WARNING, CorruptArchive, NoKey, StoreError, write_error
 from ..format import reader
 from ..format.order import in_target_order
-from ..fs import remove_tree
+from ..fs import fsync_dir, remove_tree
 from ..lock import InstallationLock, StoreLock
 from ..options import PackOptions, UnpackOptions
 from ..snapshot.areas import with_recorded
-from ..store import leftovers
+from ..store import SUFFIX, leftovers, open_store, verified
 from . import unpack
 from .drill import scratch_parent, scratch_settings
 
@@ -129,20 +135,26 @@ def consolidate(settings: Settings, reference: str, name: str | None = None,
         parent = scratch_parent(settings, None)
         leftovers.sweep([parent])
         scratch = leftovers.temporary_directory(leftovers.CONSOLIDATE_PREFIX, parent)
+        staging = leftovers.temporary_directory(leftovers.CONSOLIDATE_PREFIX, parent)
         root = Path(scratch.name)
         try:
-            _write(settings, chosen, root, protect, progress, result)
+            _write(settings, chosen, root, Path(staging.name), protect, progress, result)
         finally:
             remove_tree(root)
             scratch.cleanup()
+            staging.cleanup()
     children = os.times()
     result.cpu_seconds = round(time.process_time() - started
                                + children.children_user + children.children_system, 2)
     return result
 
 
-def _write(settings: Settings, chosen: ConsolidationPlan, root: Path, protect: bool,
-           progress, result: ConsolidateResult) -> None:
+def _write(settings: Settings, chosen: ConsolidationPlan, root: Path, staging: Path,
+           protect: bool, progress, result: ConsolidateResult) -> None:
+    """Restore the chain into ``root``, pack it into ``staging`` (a store of its own beside
+    the real one), verify it there, and only then publish it: a consolidated archive that
+    fails its check never appears in the store, not even for an instant (a reader, a copy,
+    a crash between the rename and the deletion)."""
     from ..pack import pack_locked      # pack imports cryptography; only when writing
 
     restored = unpack.run(scratch_settings(settings, root), UnpackOptions(
@@ -153,28 +165,50 @@ def _write(settings: Settings, chosen: ConsolidationPlan, root: Path, protect: b
         raise NoKey(f"{archive}: sealed secret files need a key this machine lacks; nothing "
                     "written")
     result.warnings.extend(restored.warnings)
-    packed = pack_locked(_pack_settings(settings, root, restored.manifest), PackOptions(
+    staged = replica_settings(_pack_settings(settings, root, restored.manifest), str(staging))
+    packed = pack_locked(staged, PackOptions(
         targets=tuple(chosen.targets) or None, name=chosen.name, encrypt=chosen.encrypt,
-        incremental=False, protect=protect, force_root=True, prune=False), progress)
-    try:
-        checked = verify(settings, packed.id, record=True)
-        if checked.files != chosen.files or packed.skipped:
-            path, held, archive, expected = packed.path, checked.files, chosen.archive_id, \
-                chosen.files
-            skipped = ", ".join(packed.skipped[:3]) or "-"
-            raise CorruptArchive(f"{path}: the consolidated archive holds {held} files where "
-                                 f"the chain of {archive} holds {expected} (not archived: "
-                                 f"{skipped}); deleted")
-    except BaseException:
-        from ..store import open_store
-        store = open_store(settings)
-        store.delete(store.find(packed.id))
-        if protect:
-            store.unprotect(packed.id)
-        raise
-    result.id, result.path, result.size = packed.id, str(packed.path), packed.size
-    result.protected, result.verified = packed.protected, True
+        incremental=False, force_root=True, prune=False), progress)
+    checked = verify(staged, packed.id, record=False)
+    if checked.files != chosen.files or packed.skipped:
+        held, archive, expected = checked.files, chosen.archive_id, chosen.files
+        skipped = ", ".join(packed.skipped[:3]) or "-"
+        raise CorruptArchive(f"the consolidated archive holds {held} files where the chain "
+                             f"of {archive} holds {expected} (not archived: {skipped}); "
+                             "nothing was written to the store", path=settings.store_url)
+    published = _publish(settings, staging, packed.id, checked.checksum, protect, progress)
+    result.id, result.path, result.size = packed.id, published, packed.size
+    result.protected, result.verified = protect, True
     result.warnings.extend(packed.warnings)
+
+
+def _publish(settings: Settings, staging: Path, archive_id: str, checksum: str,
+             protect: bool, progress) -> str:
+    """The verified archive into the store: renamed into a local store (the staging store
+    lies in its directory), marked protected first when asked (a protected archive is
+    never unmarked, as pack does it); copied into a bucket, where copy verifies it again
+    and deletes it should that fail."""
+    store = open_store(settings)
+    staged = staging / f"{archive_id}{SUFFIX}"
+    if settings.local_store is None:
+        from ..archives.transfer import copy_archive
+        copied = copy_archive(settings, str(staged), store, progress)
+        if protect:
+            store.protect(archive_id, mark_content(archive_id))
+        return copied.destination
+    final = store.final_path(archive_id)
+    if protect:
+        store.protect(archive_id, mark_content(archive_id))
+    try:
+        os.rename(staged, final)
+        fsync_dir(final.parent)
+    except OSError as exc:
+        if protect:
+            store.unprotect(archive_id)
+        raise write_error(StoreError, exc, "cannot publish the consolidated archive", final) \
+            from None
+    verified.record(settings.store, archive_id, checksum)
+    return str(final)
 
 
 def _pack_settings(settings: Settings, root: Path, manifest: dict) -> Settings:

@@ -245,3 +245,35 @@ def test_no_room_for_the_consolidation_is_exit_23_and_leaves_nothing(chain, smal
     assert code == 23, err
     assert listing(where) == before
     assert not [p for p in where.iterdir() if p.name.startswith(".poppoarc-consolidate")]
+
+
+@pytest.mark.parametrize("failure", ["refused", "fewer files"])
+def test_the_result_is_verified_before_it_is_published(chain, monkeypatch, failure):
+    """consolidate verified its archive after renaming it into the store: a reader (list,
+    copy, a restore) could take an unchecked archive, and a kill between the rename and
+    the deletion left a bad one.  It is verified in a staging store; a failure leaves
+    nothing in the store."""
+    from poppoarc.errors import CorruptArchive
+    from poppoarc.operations import consolidate
+
+    cli, packed = chain
+    before = listing(cli.store)
+    seen = []
+
+    def verify(settings, reference, *args, **kwargs):
+        if reference in {p["id"] for p in packed}:      # the plan's check of the chain
+            return real_verify(settings, reference, *args, **kwargs)
+        seen.append(archives(cli.store))
+        if failure == "refused":
+            raise CorruptArchive("made to fail by the test", path=reference)
+        checked = real_verify(settings, reference, *args, **kwargs)
+        checked.files -= 1
+        return checked
+
+    real_verify = consolidate.verify
+    monkeypatch.setattr(consolidate, "verify", verify)
+    code, out, err = cli("consolidate", packed[-1]["id"])
+    assert code == 13, err
+    assert seen == [archives(cli.store)] == [sorted(p["id"] for p in packed)]
+    assert listing(cli.store) == before
+    assert not [p for p in cli.store.iterdir() if p.name.startswith(".poppoarc-consolidate")]

@@ -46,6 +46,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import fs
+from ..errors import resource_limit
 from ..fs import process_start_time
 
 FORMAT = "poppoarc-journal/1"
@@ -194,6 +195,9 @@ def read_journal(root: str | os.PathLike) -> Journal | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, ValueError) as exc:
+        limit = resource_limit(exc)     # too many open files: not a damaged journal
+        if limit is not None:
+            raise limit from exc
         raise JournalError(f"cannot read: {exc}") from None
     return Journal.from_json(data)
 

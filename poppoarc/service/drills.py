@@ -6,7 +6,7 @@ entry of type ``drill`` both come here."""
 from __future__ import annotations
 
 from ..config import Settings
-from ..errors import PoppoarcError
+from ..errors import PoppoarcError, resource_limit
 from ..operations.drill import DrillResult, drill
 from ..store.runs import observed
 from . import notify
@@ -31,7 +31,7 @@ def run_drill(settings: Settings, reference: str | None = None, to: str | None =
         except (PoppoarcError, OSError) as exc:
             _notify(settings, notifications, notify.payload(
                 notify.FAILURE, kind="drill", archive_id=reference,
-                error=f"{type(exc).__name__}: {exc}", schedule=schedule))
+                error=f"{type(exc).__name__}: {resource_limit(exc) or exc}", schedule=schedule))
             raise
         seen.archive, seen.size = result.archive_id, result.space_bytes
         seen.details = {"restore_seconds": result.restore_seconds, "files": result.files[1],

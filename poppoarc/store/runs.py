@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import resource_limit
 from ..fs import read_small_file, write_file_durably
 
 RUNS_NAME = ".poppoarc-runs.json"
@@ -113,8 +114,9 @@ def observed(store: Path, kind: str, after=None):
     try:
         yield observation
     except BaseException as exc:
-        observation.ok = False
-        observation.problem = " ".join(str(exc).split())[:500] or type(exc).__name__
+        observation.ok = False      # a limit of this machine is said as such, not as what met it
+        shown = resource_limit(exc) or exc
+        observation.problem = " ".join(str(shown).split())[:500] or type(exc).__name__
         _finish(store, observation, after)
         raise
     _finish(store, observation, after)

@@ -81,3 +81,25 @@ def test_what_is_a_limit_and_what_is_not():
     assert resource_limit(RuntimeError("something else")) is None
     assert resource_limit(OSError(errno.EACCES, "Permission denied")) is None
     assert resource_limit(ValueError("not enough memory")) is None
+
+
+def test_a_drill_that_runs_out_of_open_files_is_recorded_as_that(cli):
+    """A drill at ulimit -n 20 failed reading its own scratch root's restore journal: it was
+    recorded, and shown by doctor, as 'unreadable restore journal' (with 'verify ID names
+    what is damaged' as the fix), as if an archive were damaged.  The limit is named."""
+    import json
+
+    cli.pack()
+    stopped = 0
+    for limit in (16, 20, 24):
+        done = _run(cli, "drill", limit=limit)
+        if done.returncode in (0, 1):
+            continue
+        stopped += 1
+        assert done.returncode == 9, (limit, done.stderr)
+        code, report = cli.json("doctor")
+        check = next(c for c in report["checks"] if c["id"] == "drill")
+        assert check["status"] == "fail"
+        assert "too many open files" in check["message"], check
+        assert "journal" not in check["message"], check
+    assert stopped

@@ -599,3 +599,22 @@ def test_browsing_a_bucket_reads_heads_indexes_and_one_files_frames(s3, installa
                             "config/big-settings.json", "--skip-backup")
     assert code in (0, 1) and result["outcome"] == "committed", result
     assert (installation / "config/big-settings.json").read_bytes() == wanted
+
+
+def test_consolidate_into_a_bucket_publishes_a_verified_archive(s3, installation, capsys):
+    """consolidate packs into a staging store on this machine, verifies it there, and only
+    then copies it into the bucket (where copy verifies it once more)."""
+    from poppoarc.demo.changes import simulate_day
+
+    cli = CLI(installation, f"s3://{s3.bucket}/prod", capsys)
+    full = cli.pack("--full")
+    simulate_day(installation, seed=1)
+    incremental = cli.pack("--incremental")
+    code, made = cli.json("consolidate", incremental["id"], "--protect")
+    assert code == 0, made
+    assert made["protected"] and made["path"].startswith(f"s3://{s3.bucket}/prod/")
+    code, listed = cli.json("list")
+    assert {row["id"] for row in listed["archives"]} == {full["id"], incremental["id"], made["id"]}
+    assert next(r for r in listed["archives"] if r["id"] == made["id"])["protected"]
+    code, verified = cli.json("verify", made["id"])
+    assert code == 0 and verified["chain"] == []

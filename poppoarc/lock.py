@@ -15,6 +15,7 @@ nothing can write to such a root, so nothing can change under it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -34,13 +35,14 @@ _CANNOT_CREATE = {errno.EROFS, errno.EACCES, errno.EPERM}
 class InstallationLock:
     def __init__(self, root: Path, purpose: str, *, name: str = LOCK_NAME,
                  what: str = "installation", shared: bool = False,
-                 fallback: Path | None = None):
+                 fallback: Path | None = None, mode: int = 0o600):
         self.root = Path(root)
         self.path = self.root / name
         self.purpose = purpose
         self.what = what
         self.shared = shared            # a reader (a dry run): others may read meanwhile
         self.fallback = fallback        # a directory for the lock of a root it cannot write
+        self.mode = mode                # of a lock file this process makes
         self._fd: int | None = None
         self._writes = False
 
@@ -48,11 +50,21 @@ class InstallationLock:
         """(descriptor, writable); (None, False): a shared lock of a root that cannot be
         written and has no lock file, so there is nothing to lock."""
         try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600), True
+            # never through a symbolic link: a root-run command would truncate its target
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                         self.mode)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StoreError("the lock file is a symbolic link; poppoarc never writes "
+                                 "through one (remove it)", path=self.path) from None
             if exc.errno not in _CANNOT_CREATE:
                 raise write_error(StoreError, exc, "cannot open lock file", self.path) from None
             refused = exc
+        else:
+            if self.mode != 0o600:      # past the umask; best effort (another's file stays)
+                with contextlib.suppress(OSError):
+                    os.fchmod(fd, self.mode)
+            return fd, True
         try:            # flock needs no write access: a lock file already there still locks
             return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW), False
         except OSError:
@@ -69,7 +81,8 @@ class InstallationLock:
                 from None
         self.path = Path(self.fallback) / f"{ROOT_LOCK_PREFIX}{st.st_dev:x}-{st.st_ino}"
         try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600), True
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                           0o600), True
         except OSError as exc:
             raise write_error(StoreError, exc, "cannot open lock file", self.path) from None
 
@@ -142,8 +155,10 @@ class StoreLock:
                     from None
         key = os.path.realpath(self.directory)
         if self._depth.get(key, 0) == 0:
+            # 0644: a store another user wrote into once (root's pack) still locks for
+            # this one through a read-only descriptor, which is all flock needs
             lock = InstallationLock(self.directory, self.purpose, name=STORE_LOCK_NAME,
-                                    what=N_("the store"))
+                                    what=N_("the store"), mode=0o644)
             try:
                 lock.__enter__()
             except BaseException:

@@ -113,3 +113,46 @@ def test_the_lock_is_reentrant_within_a_process_and_none_locks_nothing(tmp_path)
     assert not os.path.exists(tmp_path / "absent")
     with StoreLock(tmp_path / "absent", "nothing to keep apart"):
         assert not os.path.exists(tmp_path / "absent")
+
+
+def test_a_lock_file_that_is_a_symbolic_link_is_never_written_through(cli, tmp_path):
+    """ROOT/.poppoarc.lock and STORE/.poppoarc-store.lock were opened O_RDWR|O_CREAT
+    following symbolic links, then truncated for the holder's pid: a link planted by
+    whoever can write the installation or the store made a root-run pack truncate its
+    target (/etc/shadow).  Now exit 22 naming the lock, the target untouched."""
+    cli.pack()
+    victim = tmp_path / "victim"
+    for lock in (cli.root / ".poppoarc.lock", cli.store / STORE_LOCK_NAME):
+        victim.write_text("precious\n")
+        saved = lock.read_bytes()
+        lock.unlink()
+        lock.symlink_to(victim)
+        code, _, err = cli("pack")
+        assert code == 22, err
+        assert "symbolic link" in err and str(lock) in err
+        assert victim.read_text() == "precious\n"
+        lock.unlink()
+        lock.write_bytes(saved)
+
+
+def test_a_store_lock_another_user_made_still_locks_for_this_one(nobody, installation_template):
+    """root packed into the service user's store once: its lock file is root's.  The
+    user's next pack still locks it (read-only descriptor, flock), and is not refused."""
+    import json
+    import shutil
+
+    root = nobody.home / "inst"
+    shutil.copytree(installation_template("tiny"), root, symlinks=True)
+    nobody.give(root)
+    store = nobody.home / "store"
+    done = nobody.run("--root", str(root), "--store", str(store), "pack", "--json")
+    assert done.returncode in (0, 1), done.stderr
+    lock = store / STORE_LOCK_NAME
+    lock.unlink()
+    with StoreLock(store, "root's pack"):       # made by root, as root's pack makes it
+        pass
+    assert lock.stat().st_mode & 0o777 == 0o644
+    assert lock.stat().st_uid == os.geteuid()
+    done = nobody.run("--root", str(root), "--store", str(store), "pack", "--json")
+    assert done.returncode in (0, 1), done.stderr
+    assert json.loads(done.stdout)["id"]

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LockHeld, StoreError, write_error
+from .errors import NO_SPACE_ERRNOS, LockHeld, StoreError, write_error
 from .i18n import N_
 
 LOCK_NAME = ".poppoarc.lock"
@@ -35,7 +35,8 @@ _CANNOT_CREATE = {errno.EROFS, errno.EACCES, errno.EPERM}
 class InstallationLock:
     def __init__(self, root: Path, purpose: str, *, name: str = LOCK_NAME,
                  what: str = "installation", shared: bool = False,
-                 fallback: Path | None = None, mode: int = 0o600):
+                 fallback: Path | None = None, mode: int = 0o600,
+                 note_needed: bool = True):
         self.root = Path(root)
         self.path = self.root / name
         self.purpose = purpose
@@ -43,6 +44,9 @@ class InstallationLock:
         self.shared = shared            # a reader (a dry run): others may read meanwhile
         self.fallback = fallback        # a directory for the lock of a root it cannot write
         self.mode = mode                # of a lock file this process makes
+        # False: the holder's pid is only a courtesy (a store's lock: prune must still run
+        # on a full store, it is what frees it)
+        self.note_needed = note_needed
         self._fd: int | None = None
         self._writes = False
 
@@ -104,6 +108,9 @@ class InstallationLock:
             os.ftruncate(fd, 0)
             os.write(fd, f"pid {os.getpid()} ({self.purpose})\n".encode())
         except OSError as exc:      # a full disk: nothing else could be written either
+            if not self.note_needed and exc.errno in NO_SPACE_ERRNOS:
+                self._fd, self._writes = fd, True      # held, without the note
+                return self
             os.close(fd)
             raise write_error(StoreError, exc, "cannot write lock file", self.path) from None
         self._fd, self._writes = fd, True
@@ -158,7 +165,7 @@ class StoreLock:
             # 0644: a store another user wrote into once (root's pack) still locks for
             # this one through a read-only descriptor, which is all flock needs
             lock = InstallationLock(self.directory, self.purpose, name=STORE_LOCK_NAME,
-                                    what=N_("the store"), mode=0o644)
+                                    what=N_("the store"), mode=0o644, note_needed=False)
             try:
                 lock.__enter__()
             except BaseException:

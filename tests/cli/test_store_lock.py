@@ -156,3 +156,30 @@ def test_a_store_lock_another_user_made_still_locks_for_this_one(nobody, install
     done = nobody.run("--root", str(root), "--store", str(store), "pack", "--json")
     assert done.returncode in (0, 1), done.stderr
     assert json.loads(done.stdout)["id"]
+
+
+def test_prune_frees_a_full_store(cli, small_fs):
+    """prune is what an operator runs on a full store: the store's lock must not need the
+    byte of room its holder's note takes (it is taken without the note then)."""
+    import json
+
+    where = small_fs(2048)
+    there = CLI(cli.root, where, cli.capsys)
+    old = there.pack("--full", "--no-prune")
+    there.pack("--full", "--no-prune")
+    (where / STORE_LOCK_NAME).unlink()          # made again on the full disk
+    fd = os.open(where / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, b"\0" * 65536):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    config = cli.root / "config/config.json"
+    document = json.loads(config.read_text())
+    document.setdefault("backup", {})["maxBackups"] = 1
+    config.write_text(json.dumps(document))
+    code, out, err = there("prune")
+    assert code in (0, 1), err
+    assert not (where / f"{old['id']}{SUFFIX}").exists()

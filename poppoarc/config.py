@@ -299,4 +299,8 @@ def resolve_parallelism(option: str | None, configured: str | None) -> Paralleli
     except ValueError as exc:
         if option:
             raise UsageError(f"--parallel: {exc}") from None
+        if str(exc).startswith("POPPOARC_THREADS"):
+            threads = os.environ.get("POPPOARC_THREADS")
+            raise ConfigError(f"POPPOARC_THREADS={threads!r}: not a whole number of "
+                              "threads") from None
         raise ConfigError(f"{PARALLEL_VARIABLE}: {exc}") from None

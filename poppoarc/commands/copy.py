@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..archives.transfer import CopyResult, copy_archive
 from ..config import Settings
+from ..errors import UsageError
 from ..i18n import N_
 from ..options import CopyOptions
 
@@ -24,6 +25,8 @@ def matches(args: dict) -> bool:
 
 
 def options(args: dict) -> CopyOptions:
+    if not args["--to"].strip():    # '' would be the current directory
+        raise UsageError("--to needs a store: a directory or s3://bucket/prefix")
     return CopyOptions(args["ARCHIVE"], args["--to"], ancestors=not args["--no-ancestors"])
 
 

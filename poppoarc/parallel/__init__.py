@@ -168,6 +168,9 @@ def choose(option: str | None = None, environ=None, configured: str | None = Non
     if choice not in CHOICES:
         raise ValueError(f"parallel mode {choice!r} (known: {', '.join(CHOICES)})")
     cpus = available_cpus()
-    threads = int(environ.get("POPPOARC_THREADS") or min(cpus, MAX_COMPRESSION_THREADS))
+    threads = environ.get("POPPOARC_THREADS") or min(cpus, MAX_COMPRESSION_THREADS)
+    if not str(threads).isdigit():
+        raise ValueError(f"POPPOARC_THREADS={threads!r}: not a whole number of threads")
+    threads = int(threads)
     mode = (TWO_PROCESS if cpus > 1 else SERIAL) if choice == AUTO else choice
     return Parallelism(mode, threads, tuning or Tuning())

@@ -183,3 +183,23 @@ def test_prune_frees_a_full_store(cli, small_fs):
     code, out, err = there("prune")
     assert code in (0, 1), err
     assert not (where / f"{old['id']}{SUFFIX}").exists()
+
+
+def test_copy_to_an_empty_destination_is_a_usage_error(cli, tmp_path, monkeypatch):
+    """copy ID --to '' opened the store '' (the current directory) and copied the archive
+    there, exit 0."""
+    archive = cli.pack()
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for empty in ("", " "):
+        code, _, err = cli("copy", archive["id"], "--to", empty)
+        assert code == 2 and "--to needs a store" in err
+    assert list(here.iterdir()) == []
+
+
+def test_a_bad_thread_count_names_its_variable(cli, monkeypatch):
+    """POPPOARC_THREADS=abc was 'POPPOARC_PARALLEL: invalid literal for int() ...'."""
+    monkeypatch.setenv("POPPOARC_THREADS", "abc")
+    code, _, err = cli("list")
+    assert code == 3 and err.strip().endswith("POPPOARC_THREADS='abc': not a whole number of threads")

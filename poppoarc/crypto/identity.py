@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -93,6 +95,14 @@ def export(key_dir: Path, destination: Path, *, force: bool = False) -> dict:
     if destination.resolve() == source.resolve():
         raise KeyFileError("that is the identity itself: export it to another place, off "
                            "this machine", path=destination)
+    try:
+        mode = os.lstat(destination).st_mode
+    except OSError:
+        mode = None
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        # --force as root renamed the copy over /dev/full: the device gone, nothing exported
+        raise KeyFileError("not a regular file (a device, a FIFO, a directory): the copy "
+                           "goes to a file, which --force may replace", path=destination)
     if destination.exists() and not force:
         raise KeyFileError("the file exists (use --force to replace it)", path=destination)
     try:

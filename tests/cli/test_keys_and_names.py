@@ -3,6 +3,7 @@ sees them (which key signed what, what is encrypted, the name), and the reports 
 archive this machine has no key for."""
 
 import json
+import os
 import re
 import stat
 
@@ -151,3 +152,24 @@ def test_a_public_key_file_of_another_key_stops_pack_and_fails_doctor(cli, key_h
     assert cli("pack", "--targets", "config")[0] in (0, 1)
     assert signing.key_id(signing.parse_public((key_home / "signing.pub").read_text())) \
         == signing.load(key_home).key_id
+
+
+def test_keygen_export_never_replaces_what_is_not_a_file(cli, key_home, tmp_path):
+    """keygen --export=/dev/full --force, as root, renamed the copy over the device node:
+    /dev/full was gone and the operator held no copy (exit 0).  A FIFO or a directory at
+    the destination is refused even with --force, and stays."""
+    code, _, err = cli("keygen", "--encryption")
+    assert code == 0, err
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for place in (fifo, folder):
+        code, _, err = cli("keygen", f"--export={place}", "--force")
+        assert code == 40 and "not a regular file" in err, err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and folder.is_dir()
+    assert not (key_home / "encryption.key.exported").exists()
+    plain = tmp_path / "copy.key"
+    plain.write_text("old")
+    code, _, err = cli("keygen", f"--export={plain}", "--force")
+    assert code == 0 and plain.read_bytes() == (key_home / "encryption.key").read_bytes()

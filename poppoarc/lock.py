@@ -30,13 +30,14 @@ LOCK_NAME = ".poppoarc.lock"
 ROOT_LOCK_PREFIX = ".poppoarc-root-lock-"      # in the store, for a root it cannot write
 STORE_LOCK_NAME = ".poppoarc-store.lock"      # in a local store: its writers, one at a time
 _CANNOT_CREATE = {errno.EROFS, errno.EACCES, errno.EPERM}
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP}
 
 
 class InstallationLock:
     def __init__(self, root: Path, purpose: str, *, name: str = LOCK_NAME,
                  what: str = "installation", shared: bool = False,
                  fallback: Path | None = None, mode: int = 0o600,
-                 note_needed: bool = True):
+                 note_needed: bool = True, required: bool = True):
         self.root = Path(root)
         self.path = self.root / name
         self.purpose = purpose
@@ -47,6 +48,9 @@ class InstallationLock:
         # False: the holder's pid is only a courtesy (a store's lock: prune must still run
         # on a full store, it is what frees it)
         self.note_needed = note_needed
+        # False: where the file system has no flock (some network and FUSE mounts), go on
+        # unlocked rather than refuse (the store's lock: stores lived there before it)
+        self.required = required
         self._fd: int | None = None
         self._writes = False
 
@@ -101,6 +105,12 @@ class InstallationLock:
             os.close(fd)
             raise LockHeld(f"{self.what} is locked by {holder}; wait for it to finish",
                            path=self.path) from None
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in _NO_LOCKS and not self.required:
+                return self
+            raise StoreError(f"cannot lock: {exc.strerror} (this file system may not support "
+                             "flock)", path=self.path) from None
         if self.shared or not writable:     # (a reader leaves the holder's pid alone)
             self._fd = fd
             return self
@@ -165,7 +175,8 @@ class StoreLock:
             # 0644: a store another user wrote into once (root's pack) still locks for
             # this one through a read-only descriptor, which is all flock needs
             lock = InstallationLock(self.directory, self.purpose, name=STORE_LOCK_NAME,
-                                    what=N_("the store"), mode=0o644, note_needed=False)
+                                    what=N_("the store"), mode=0o644, note_needed=False,
+                                    required=False)
             try:
                 lock.__enter__()
             except BaseException:

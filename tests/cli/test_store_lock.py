@@ -203,3 +203,30 @@ def test_a_bad_thread_count_names_its_variable(cli, monkeypatch):
     monkeypatch.setenv("POPPOARC_THREADS", "abc")
     code, _, err = cli("list")
     assert code == 3 and err.strip().endswith("POPPOARC_THREADS='abc': not a whole number of threads")
+
+
+def test_a_store_on_a_file_system_without_flock_is_written_unlocked(cli, monkeypatch):
+    """Some network and FUSE mounts answer flock with ENOLCK or EOPNOTSUPP: that was an
+    unexpected exception (exit 70) wherever a lock was taken.  A store there is written
+    as before the store's lock existed; an installation there is exit 22 naming it."""
+    import errno
+    import fcntl
+
+    real = fcntl.flock
+    cli.pack()
+
+    def flock(fd, operation):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(STORE_LOCK_NAME):
+            raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+        return real(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    code, _, err = cli("pack")
+    assert code in (0, 1), err
+
+    def no_locks(fd, operation):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    code, _, err = cli("pack")
+    assert code == 22 and "cannot lock" in err and ".poppoarc.lock" in err, err

@@ -69,7 +69,9 @@ def policy_for(settings: Settings) -> RetentionPolicy:
 def prune(settings: Settings, *, dry_run: bool = False, now: datetime | None = None,
           verify_newest: bool = True, on_delete=None) -> PruneResult:
     """Prune under the installation lock."""
-    with InstallationLock(settings.root, "prune"), StoreLock(settings.local_store, "prune"):
+    # a dry run writes nothing: it needs no store lock (nor a store it could create one in)
+    with InstallationLock(settings.root, "prune"), \
+            StoreLock(None if dry_run else settings.local_store, "prune"):
         return prune_locked(settings, dry_run=dry_run, now=now, verify_newest=verify_newest,
                             on_delete=on_delete)
 

@@ -127,7 +127,7 @@ def consolidate(settings: Settings, reference: str, name: str | None = None,
                 progress=None) -> ConsolidateResult:
     started = time.process_time()
     with InstallationLock(settings.root, "consolidate"), \
-            StoreLock(settings.local_store, "consolidate"):
+            StoreLock(None if dry_run else settings.local_store, "consolidate"):
         chosen = plan(settings, reference, name)
         result = ConsolidateResult(chosen, dry_run)
         if dry_run or not chosen.incremental:

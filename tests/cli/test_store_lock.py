@@ -230,3 +230,16 @@ def test_a_store_on_a_file_system_without_flock_is_written_unlocked(cli, monkeyp
     monkeypatch.setattr(fcntl, "flock", no_locks)
     code, _, err = cli("pack")
     assert code == 22 and "cannot lock" in err and ".poppoarc.lock" in err, err
+
+
+def test_dry_runs_take_no_store_lock(cli):
+    """prune --dry-run and consolidate --dry-run write nothing: a store this user may only
+    read (no lock file in it, none can be made) must not stop them, nor a writer holding
+    the store."""
+    cli.pack("--full")
+    newest = cli.pack("--incremental")
+    (cli.store / STORE_LOCK_NAME).unlink()
+    with _Holder(cli.store):
+        for args in (("prune", "--dry-run"), ("consolidate", newest["id"], "--dry-run")):
+            code, _, err = cli(*args)
+            assert code in (0, 1), (args, err)

@@ -4,6 +4,9 @@ too); this module is the command's grammar."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 from ..config import Settings
 from ..i18n import N_
 from ..operations.unpack import UnpackResult, run as restore
@@ -52,4 +55,9 @@ def options(args: dict) -> UnpackOptions:
 def run(settings: Settings, options: UnpackOptions, progress=None,
         on_event=None) -> UnpackResult:
     """``on_event(name)``: the swap's steps as they happen (a test's kill points)."""
+    if options.to is not None and \
+            Path(options.to).absolute().resolve() == Path(settings.root).resolve():
+        # --to the installation itself (or a link to it) is the installation's restore: its
+        # hooks and health check run (they were skipped, the application left running)
+        options = dataclasses.replace(options, to=None)
     return restore(settings, options, progress, on_event)

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import config_legacy, config_schema
 from .config_legacy import N_
 from .errors import ConfigError, Message, SourceError, UsageError
+from .fs import within
 from .parallel import ENVIRONMENT as PARALLEL_VARIABLE, Parallelism
 from .parallel import choose as choose_parallelism
 
@@ -211,19 +212,14 @@ def resolve_replicas(replicas: list[str], root: Path, storage: dict, store: Path
         if primary is None and real == Path(os.path.realpath(store.absolute())):
             raise ConfigError(f"'backup.storage.replicas': {replica} is the primary store "
                               "itself", path=config_path)
-        if _within(real, root):
+        if within(real, root):
             raise ConfigError(f"'backup.storage.replicas': {replica} is inside the "
                               f"installation root ({root})", path=config_path)
-        if _within(real, key_dir):
+        if within(real, key_dir):
             raise ConfigError(f"'backup.storage.replicas': {replica} is inside the key "
                               f"directory ({key_dir})", path=config_path)
         resolved.append(str(path))
     return resolved
-
-
-def _within(real: Path, place: Path) -> bool:
-    inside = Path(os.path.realpath(place.absolute()))
-    return real == inside or inside in real.parents
 
 
 def default_key_dir() -> Path:

@@ -290,6 +290,14 @@ def stale_temp_glob(name: str) -> str:
     return f"{name}.*.tmp"
 
 
+def within(path: str | os.PathLike, place: str | os.PathLike) -> bool:
+    """``path`` is ``place`` or lies below it, both with symbolic links resolved (so a
+    link to the installation is the installation): the one test of "inside" for every
+    place poppoarc refuses to write into (``--to`` of unpack, drill and copy, replicas)."""
+    real, container = Path(os.path.realpath(path)), Path(os.path.realpath(place))
+    return real == container or container in real.parents
+
+
 def remove_tree(path: str | os.PathLike) -> None:
     """rm -rf that never follows symlinks; a missing path is fine.
 

@@ -19,7 +19,9 @@ import hashlib
 from dataclasses import dataclass, field
 
 from ..config import Settings
-from ..errors import EXIT_OK, ArchiveError, BrokenChain, CorruptArchive, TruncatedArchive
+from ..errors import (EXIT_OK, ArchiveError, BrokenChain, CorruptArchive, TruncatedArchive,
+                      UsageError)
+from ..fs import within
 from ..format import reader
 from ..lock import StoreLock
 from ..store import Store, StoredArchive, open_store
@@ -87,6 +89,21 @@ class _Either:
 
     def open(self, archive: StoredArchive):
         return self.origin[archive.id].open(archive)
+
+
+def check_destination(settings: Settings, destination: str) -> None:
+    """``copy --to``: a local store inside the installation would be archived by the next
+    pack (an archive inside the archive, growing with every copy), except the configured
+    store, which packs leave out; one inside the key directory would mix archives with the
+    keys. Both are usage errors naming the place, before anything is read or written."""
+    if destination.startswith("s3://"):
+        return
+    if within(destination, settings.root) and not within(destination, settings.store):
+        raise UsageError(f"--to {destination}: inside the installation ({settings.root}); "
+                         "the next pack would archive the copy (copy to a store outside it)")
+    if within(destination, settings.key_dir):
+        raise UsageError(f"--to {destination}: inside the key directory ({settings.key_dir}); "
+                         "copy to a store of its own")
 
 
 def copy_archive(settings: Settings, reference: str, destination: str | Store,

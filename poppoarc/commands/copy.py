@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ..archives.transfer import CopyResult, copy_archive
+from ..archives.transfer import CopyResult, check_destination, copy_archive
 from ..config import Settings
 from ..errors import UsageError
 from ..i18n import N_
@@ -31,5 +31,6 @@ def options(args: dict) -> CopyOptions:
 
 
 def run(settings: Settings, options: CopyOptions, progress=None) -> CopyResult:
+    check_destination(settings, options.destination)
     return copy_archive(settings, options.reference, options.destination, progress,
                         ancestors=options.ancestors)

@@ -40,7 +40,7 @@ from ..archives.listing import list_archives
 from ..config import Settings
 from ..errors import (EXIT_OK, ArchiveNotFound, CorruptArchive, HealthCheckFailed, NoKey,
                       UsageError)
-from ..fs import remove_tree
+from ..fs import remove_tree, within
 from ..lock import InstallationLock
 from ..options import UnpackOptions
 from ..restore.hooks import run_hook
@@ -134,9 +134,8 @@ def scratch_parent(settings: Settings, to: str | None) -> Path:
     parent = Path(to).absolute()
     if not parent.is_dir():
         raise UsageError(f"--to {to}: not a directory")
-    inside = lambda a, b: a == b or b in a.parents   # noqa: E731
-    real, root = parent.resolve(), settings.root.resolve()
-    if inside(real, root) and not inside(real, Path(settings.store).resolve()):
+    root = settings.root.resolve()
+    if within(parent, root) and not within(parent, settings.store):
         raise UsageError(f"--to {to}: inside the installation {root}; a drill never writes "
                          f"there (choose a directory outside it)")
     return parent

@@ -66,6 +66,7 @@ from ..restore.refusals import (conflict_message, foreign_message, plan_warnings
 from ..restore.stage import StagedTree, apply_in_place
 from ..restore.writebehind import behind
 from ..format.order import in_target_order
+from ..fs import within
 from ..snapshot.areas import custom_areas, with_recorded
 from ..snapshot.catalogue import TARGETS, area_catalogue, build_catalogue
 from ..snapshot.ownership import foreign_units
@@ -227,7 +228,7 @@ def _apart(given: str, target: Path, settings: Settings) -> None:
     for place, what in ((settings.root, "the installation"), (settings.store, "the store"),
                         (settings.key_dir, "the key directory")):
         place = Path(place).resolve()
-        if target == place or place in target.parents:
+        if within(target, place):
             raise UsageError(f"--to {given}: inside {what} ({place}); restore into a "
                              "directory of its own (an empty one, or a scratch copy)")
 

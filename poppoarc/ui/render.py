@@ -1,19 +1,23 @@
 """Text reports of each command, in the operator's language.
 
 Each function takes the ``Output`` and the library's result object and
-writes the text form; the JSON form is the result's ``to_json()``.
+writes the text form; the JSON form is the result's ``to_json()``.  This module holds
+the archive reports (pack, list, inspect, verify) and ``show``; the browsing commands'
+are in ``render_browse``, the restores' in ``render_restore``, the store's and keys' in
+``render_store``.
 """
 
 from __future__ import annotations
 
-import json
-import signal
-
 from ..format.order import in_target_order
 from ..i18n import N_, _, ngettext, translate_text
-from ..text import display_time, human_size, ljust, rjust, row, shown_path, width
+from ..text import display_time, human_size, ljust, row, width
+from .render_browse import diff, dump, find, ls
+from .render_restore import (consolidate, drill, recovered, recovery_note,  # noqa: F401 (cli)
+                             unpack)
+from .render_store import config, copy, doctor, keygen, metrics, protect, prune, schedule
+from .render_widths import RULE, name_width
 
-RULE = "─" * 80
 PROGRESS_LABELS = {"pack": N_("pack"), "verify": N_("verify"), "unpack": N_("unpack"),
                    "drill": N_("drill"), "consolidate": N_("consolidate")}
 # The list layout of PoppoBuilder's documentation: ID, date, type, size, padded to these cells.
@@ -26,7 +30,7 @@ def pack(out, result) -> None:
     out.text(_("  path    {path}").format(path=result.path))
     out.text(_("  size    {size}  ({files} files, {seconds:.1f} s)").format(
         size=human_size(result.size), files=result.files, seconds=result.duration_ms / 1000))
-    width = _name_width(result.targets)
+    width = name_width(result.targets)
     for name, summary in result.targets.items():
         out.text("  " + ljust(name, width) + _("{files:>7} files  {size:>10}").format(
             files=summary["files"], size=human_size(summary["size"])))
@@ -150,7 +154,7 @@ def inspect(out, result) -> None:
         if result.sealed:
             out.text(_("  no key here: paths and details stay sealed"))
     out.text(_("Targets:"))
-    width = _name_width(m["targets"])
+    width = name_width(m["targets"])
     for name in in_target_order(m["targets"]):
         t = m["targets"][name]
         out.text("  " + ljust(name, width) + _("{files:>7} files  {size:>10}").format(
@@ -242,484 +246,56 @@ def _changed_while_packed(out, paths: list[str]) -> None:
         out.text(_("    ... and {count} more").format(count=len(paths) - 20))
 
 
-def _name_width(names) -> int:
-    """The column of target names: the built-in ones, or the longest custom one."""
-    return max([9, *(len(name) + 1 for name in names)])
 
 
-PLAN_PATHS = 10        # paths shown per target in the text plan (--json lists them all)
-ACTION_MARKS = {"add": "+", "change": "~", "remove": "-"}
 
 
-def unpack(out, result) -> None:
-    plan = result.plan
-    if result.dry_run:
-        out.text(_("Restore plan {id} (dry run: nothing changed)").format(id=plan.archive_id))
-    else:
-        out.text(_("Restored {id}").format(id=plan.archive_id))
-    columns = (_("target"), _("add"), _("change"), _("remove"), _("unchanged"), _("bytes"))
-    sizes = (max(10, _name_width(t.name for t in plan.targets) + 1), 7, 8, 8, 11, 12)
-    out.text("  " + ljust(columns[0], sizes[0])
-             + "".join(rjust(c, s) for c, s in zip(columns[1:], sizes[1:])))
-    for target in plan.targets:
-        written = target.bytes("add") + target.bytes("change")
-        values = (target.count("add"), target.count("change"), target.count("remove"),
-                  target.count("unchanged"), human_size(written))
-        out.text("  " + ljust(target.name, sizes[0])
-                 + "".join(rjust(str(v), s) for v, s in zip(values, sizes[1:])))
-    for name, area in plan.areas.items():
-        where = _("the archive's area, used as recorded") if area["from"] == "archive" \
-            else _("this installation's backup.targets")
-        out.text(_("  {target}: {globs}  ({where})").format(
-            target=name, globs=", ".join(area["include"]), where=where))
-    if result.dry_run:
-        _planned_paths(out, plan)
-    if plan.databases:
-        out.text(_("Databases (rows now -> in archive):"))
-        for db in plan.databases:
-            if db.identical:
-                out.text("  " + _("{path}: identical to the archive (unchanged)").format(
-                    path=db.path))
-                continue
-            now = db.tables_now or {}
-            parts = [f"{name} {now.get(name, 0)} -> {rows}" for name, rows in db.tables_archive.items()]
-            out.text(f"  {db.path}: " + ("; ".join(parts) if parts else _("no tables")))
-    if plan.paths is not None:      # a partial restore: the paths themselves
-        _partial_paths(out, plan)
-    out.text(_("Version: installed {now}, archive {archive}").format(
-        now=plan.version_now or _("unknown"), archive=plan.version_archive or _("unknown")))
-    if not any(t.changes_anything for t in plan.targets):
-        out.text(_("Every target already matches the archive (files by type, mode, size and "
-                   "time, databases by content); all are restored anyway, as asked."))
-    if result.dry_run:
-        out.text(_("Would stage {size} and swap: {names}").format(
-            size=human_size(plan.bytes_to_stage), names=", ".join(plan.top_level)))
-    elif result.safety_archive:
-        out.text(_("Safety archive: {id} (restore it to undo)").format(id=result.safety_archive))
-    for warning in result.warnings:
-        out.warn(warning)
 
 
-PARTIAL_SHOWN = 50      # paths a partial restore's report lists before "and N more"
 
 
-def _partial_paths(out, plan) -> None:
-    """What a restore of --include/--exclude paths adds (+), changes (M), removes (-)."""
-    out.text(_("Paths ({selection}):").format(selection=plan.paths.describe()))
-    marks = {"add": "+", "change": "M", "remove": "-"}
-    shown = total = 0
-    for target in plan.targets:
-        for change in target.changes():
-            total += 1
-            if shown < PARTIAL_SHOWN:
-                out.text(f"  {marks[change.action]} {shown_path(change.path)}")
-                shown += 1
-    if total > shown:
-        out.text(_("  ... and {count} more").format(count=total - shown))
-    if not total:
-        out.text(_("  (nothing to change)"))
 
 
-def _planned_paths(out, plan) -> None:
-    """The first paths each target would add (+), change (~) or remove (-), then how many
-    more (``--json`` lists them all)."""
-    for target in plan.targets:
-        total = sum(target.count(action) for action in ACTION_MARKS)
-        if not total:
-            continue
-        out.text(_("{target}:").format(target=target.name))
-        for shown, change in enumerate(target.changes()):
-            if shown == PLAN_PATHS:
-                break
-            out.text(f"  {ACTION_MARKS[change.action]} {shown_path(change.path)}")
-        if total > PLAN_PATHS:
-            out.text("  " + _("…and {count} more").format(count=total - PLAN_PATHS))
 
 
-def recovered(out, result) -> None:
-    """``unpack --recover``: the recovery's note (also with --json), then its report."""
-    if result.recovery is not None:
-        out.note(recovery_note(result.recovery))
-    if out.as_json:
-        out.json(result.to_json(), "recover")
-    elif result.recovery is None:
-        out.text(_("No interrupted restore to recover."))
 
 
-def recovery_note(recovery) -> str:
-    """The stderr line every command prints after recovering an interrupted restore."""
-    template = (_("recovered interrupted restore {restore} of {archive}: {action}; the "
-                  "installation holds the archive's tree") if recovery.restored else
-                _("recovered interrupted restore {restore} of {archive}: {action}; the "
-                  "installation holds the previous tree"))
-    return template.format(restore=recovery.restore_id, archive=recovery.archive_id,
-                           action=recovery.action.replace("_", " "))
 
 
-def keygen(out, result) -> None:
-    if result.kind == "export":
-        out.text(_("Copied the encryption identity {key} to {path}").format(
-            key=result.key_id, path=result.path))
-        out.text(_("  keep it off this machine (it opens every archive sealed to {recipient}); "
-                   "on another machine use it with POPPO_BACKUP_IDENTITY=FILE or "
-                   "backup.storage.identityFile").format(recipient=result.public_key))
-        return
-    old = result.retired
-    if result.kind == "encryption":
-        out.text(_("Created encryption identity {path}").format(path=result.path))
-        out.text(_("  recipient: {recipient}").format(recipient=result.public_key))
-        out.text(_("  add it to backup.storage.recipients where archives are written; "
-                   "keep the identity file offline"))
-        if old is not None:
-            out.text(_("  the previous identity {key} is kept in {path}: it still opens the "
-                       "archives sealed to it; replace its recipient in "
-                       "backup.storage.recipients elsewhere").format(key=old.key_id,
-                                                                    path=old.private))
-        return
-    out.text(_("Created signing key {key} in {dir}").format(key=result.key_id,
-                                                           dir=result.key_dir))
-    out.text(_("  public key: {public}").format(public=result.public_key))
-    out.text(_("  pin it on other machines under backup.signing.trustedKeys"))
-    if old is not None:
-        out.text(_("  the previous key {key} is kept in {path} and stays trusted here for "
-                   "the archives it signed; new archives are signed by {new}").format(
-            key=old.key_id, path=old.public or old.private, new=result.key_id))
 
 
-def status_label(status: str) -> str:
-    return {"ok": _("ok"), "info": _("info"), "n/a": _("n/a"), "warn": _("WARN"),
-            "fail": _("FAIL")}[status]
 
 
-def doctor(out, report) -> None:
-    out.text(_("Checking {root} (store {store})").format(root=report.root, store=report.store))
-    labels = [status_label(f.status) for f in report.findings]
-    label_cells = max(width(status_label(s)) for s in ("ok", "info", "n/a", "warn", "fail")) + 2
-    title_cells = max(width(_(f.title)) for f in report.findings) + 2
-    indent = " " * (2 + label_cells + title_cells)
-    for finding, label in zip(report.findings, labels):
-        out.text("  " + ljust(label, label_cells) + ljust(_(finding.title), title_cells)
-                 + finding.render(_))
-        for detail in finding.details[:10]:
-            translated = getattr(detail, "translated", None)     # (an errors.Message)
-            out.text(indent + "- " + (translated(_) if translated else translate_text(detail)))
-        if len(finding.details) > 10:
-            out.text(indent + _("- ... and {count} more").format(count=len(finding.details) - 10))
-        if finding.fix and finding.status in ("warn", "fail"):
-            out.text(indent + _("fix: {fix}").format(fix=finding.render_fix(_)))
-    fails = sum(1 for f in report.findings if f.status == "fail")
-    warns = sum(1 for f in report.findings if f.status == "warn")
-    if not fails and not warns:
-        out.text(_("All clear."))
-    else:
-        out.text(_("{fails} problem(s), {warns} warning(s).").format(fails=fails, warns=warns))
 
 
-def copy(out, result) -> None:
-    if result.outcome == "copied":
-        out.text(_("Copied {id} ({size})").format(id=result.id, size=human_size(result.size)))
-    else:
-        out.text(_("Already present: {id} ({size})").format(id=result.id,
-                                                            size=human_size(result.size)))
-    out.text(_("  from    {path}").format(path=result.source))
-    out.text(_("  to      {path}").format(path=result.destination))
-    for ancestor in result.ancestors:
-        template = (_("  ancestor {id} ({size}): copied") if ancestor.outcome == "copied"
-                    else _("  ancestor {id} ({size}): already there"))
-        out.text(template.format(id=ancestor.id, size=human_size(ancestor.size)))
-    v = result.verified
-    archives = len(v.chain) + 1
-    out.text(ngettext("  verified at the destination as a restore reads it: the signature and "
-                      "every byte of {count} archive",
-                      "  verified at the destination as a restore reads it: the signatures and "
-                      "every byte of {count} archives (the chain)", archives).format(
-                          count=archives))
-    out.text(_("    signed by key {key}; {entries} entries, {size} of content checked, "
-               "{databases} database(s) pass integrity_check").format(
-                   key=v.signer, entries=v.entries, size=human_size(v.bytes),
-                   databases=v.databases))
-    for item in v.not_checked:
-        out.text(_("  not checked: {what}").format(what=item))
-    if result.protected:
-        out.text(_("  protected there too"))
 
 
-def drill(out, result) -> None:
-    """A drill's report: what came back, how it compares with the manifest, what a real
-    restore needs."""
-    head = _("Drill of {id} passed") if result.ok else _("Drill of {id} FAILED")
-    out.text(head.format(id=result.archive_id))
-    if result.chain:
-        out.text(_("  through its chain: {chain}").format(chain=", ".join(result.chain)))
-    out.text(_("  files     {restored} restored, {manifest} in the manifest").format(
-        restored=result.files[1], manifest=result.files[0]))
-    out.text(_("  bytes     {restored} restored, {manifest} in the manifest").format(
-        restored=human_size(result.bytes[1]), manifest=human_size(result.bytes[0])))
-    for check in result.databases:
-        state = _("integrity ok") if not check.integrity else "; ".join(check.integrity[:2])
-        rows = sum(r or 0 for _m, r in check.tables.values())
-        out.text(_("  database  {path}: {state}, {tables} tables, {rows} rows{same}").format(
-            path=check.path, state=state, tables=len(check.tables), rows=rows,
-            same=_(" as in the manifest") if check.ok else _(" (differs from the manifest)")))
-    if result.health is not None:
-        out.text(_("  health check: exit {code}").format(code=result.health["exit_code"]))
-    out.text(_("  a real restore needs about {space} and {seconds:.1f} s; {free} free on the "
-               "installation's filesystem").format(
-        space=human_size(result.space_bytes), seconds=result.restore_seconds,
-        free=human_size(result.free_bytes)))
-    if result.removed:
-        out.text(_("  scratch root removed"))
-    for _cls, problem in result.problems:
-        out.error(problem)
-    for warning in result.warnings:
-        out.warn(warning)
 
 
-def consolidate(out, result) -> None:
-    """What a consolidation verified and wrote (or, dry run / a full archive, would)."""
-    plan = result.plan
-    if not plan.incremental:
-        out.text(_("{id} is a full archive: it restores on its own; nothing written").format(
-            id=plan.archive_id))
-        return
-    out.text(_("Chain of {id} verified: {count} ancestor(s) {chain}, {size} in the store, "
-               "{files} files").format(id=plan.archive_id, count=len(plan.chain),
-                                       chain=", ".join(plan.chain),
-                                       size=human_size(plan.chain_size), files=plan.files))
-    if result.dry_run:
-        out.text(_("dry run: would write a full archive named {name}; nothing "
-                   "written").format(name=plan.name))
-    else:
-        out.text(_("Created {id} (full, named {name}), verified").format(
-            id=result.id, name=plan.name))
-    if plan.encrypt:
-        out.text(_("  sealed whole, to the recipients configured now"))
-    if result.dry_run:
-        return
-    out.text(_("  path    {path}").format(path=result.path))
-    out.text(_("  size    {size} (the chain: {chain}); {cpu:.1f} CPU s").format(
-        size=human_size(result.size), chain=human_size(plan.chain_size),
-        cpu=result.cpu_seconds))
-    if result.protected:
-        out.text(_("  protected: no retention deletes it"))
-    for warning in result.warnings:
-        out.warn(warning)
 
 
-def metrics(out, result) -> None:
-    """The Prometheus text format itself (what node_exporter's textfile collector reads)."""
-    for line in result.text.rstrip("\n").splitlines():     # (one text() call per line:
-        out.text(line)                                    # a line never holds a newline)
 
 
-def protect(out, result) -> None:
-    if result.protected:
-        message = _("Protected {id} in {store}: no retention deletes it or its ancestors.") \
-            if result.changed else _("{id} in {store} was already protected.")
-    else:
-        message = _("Unprotected {id} in {store}: retention applies to it again.") \
-            if result.changed else _("{id} in {store} was not protected.")
-    out.text(message.format(id=result.id, store=result.store))
 
 
-def prune(out, result) -> None:
-    doomed = result.to_delete
-    title = _("Prune plan (dry run: nothing deleted)") if result.dry_run else _("Prune")
-    out.text(_("{title}; policy: {policy}").format(title=title,
-                                                   policy=_reasons(result.policy.describe())))
-    out.text(RULE)
-    actions = {"keep": _("keep"), "delete": _("delete")}
-    for decision in result.decisions:
-        a = decision.archive
-        when = a.timestamp.strftime("%Y/%m/%d %H:%M:%S") if a.timestamp else "?"
-        kind = (a.type or "?") + ("+inc" if a.incremental else "")
-        out.text(ljust(actions.get(decision.action, decision.action), 7) + ljust(a.id, 40)
-                 + ljust(when, 21) + ljust(kind, 12) + _reasons(decision.reason))
-    out.text(RULE)
-    freed = sum(d.archive.size for d in doomed)
-    kept = len(result.decisions) - len(doomed)
-    template = ngettext("Would delete {count} archive ({size}); {kept} kept.",
-                        "Would delete {count} archives ({size}); {kept} kept.", len(doomed)) \
-        if result.dry_run else \
-        ngettext("Deleted {count} archive ({size}); {kept} kept.",
-                 "Deleted {count} archives ({size}); {kept} kept.", len(doomed))
-    out.text(template.format(count=len(doomed), size=human_size(freed), kept=kept))
-    for warning in result.warnings:
-        out.warn(warning)
 
 
-def _reasons(text: str) -> str:
-    """A retention rule's reasons ("; "-joined English, policy/retention.py) translated."""
-    return "; ".join(translate_text(part) for part in text.split("; "))
 
 
-def schedule(out, result) -> None:
-    """``schedule --next``; the service itself reports through its log, but
-    ``--once`` stopped by a signal before a due run was done says so last (exit 130/143)."""
-    if not hasattr(result, "fires"):
-        if out.as_json:
-            out.json(result.to_json(), "schedule")
-        if result.once and result.abandoned and result.stop_signal:      # also with --json
-            out.note(_("interrupted ({signal}): a due scheduled run was not done; the next "
-                       "schedule --once runs it").format(
-                signal=signal.Signals(result.stop_signal).name))
-        return
-    if out.as_json:
-        out.json(result.to_json(), "schedule")
-        return
-    schedule = result.schedule
-    out.text(_("Next scheduled backups (time zone {zone}):").format(
-        zone=schedule.timezone_name))
-    for entry, when in result.fires:
-        out.text(f"  {when.strftime('%Y-%m-%d %H:%M %z')}  {entry.name:<10} {entry.type}")
-    for name, when in sorted(result.last.items()):
-        out.text(_("  last handled: {name} at {when}").format(
-            name=name, when=when.astimezone(schedule.timezone).strftime('%Y-%m-%d %H:%M %z')))
-    if not schedule.enabled:
-        out.warn(_("backup.enabled is false: the scheduler does not run these"))
 
 
-def config(out, result) -> None:
-    """``config --upgrade``: the section to paste (or written), and where each key went."""
-    if not result.changed:
-        out.text(_("The backup section of {path} is in the documented shape: nothing to "
-                   "change.").format(path=result.path))
-        return
-    if result.written:
-        out.text(_("Wrote the backup section of {path} in the documented shape (the rest of "
-                   "the file is unchanged):").format(path=result.path))
-    else:
-        out.text(_("The backup section of {path} in the documented shape (poppoarc config "
-                   "--upgrade --write puts it into the file):").format(path=result.path))
-    for line in ('"backup": ' + json.dumps(result.section, ensure_ascii=False,
-                                           indent=2)).splitlines():
-        out.text(line)
-    if result.mappings:
-        out.text(_("What each legacy key became:"))
-        for mapping in result.mappings:
-            if not mapping.problem:         # (those are warnings, below)
-                out.text("  " + mapping.describe().translated(_))
-    if result.removed_sections:
-        out.text(_("An earlier 'backup' section, which JSON readers ignore, is removed."))
-    for mapping in result.problems:
-        out.warn(_("backup.{key}: {note}").format(key=mapping.legacy,
-                                                  note=mapping.note.translated(_)))
 
 
-def _mode_text(kind: str, mode: int) -> str:
-    """``drwxr-xr-x``: the type letter and the permission bits, as ``ls -l`` shows them."""
-    letter = {"dir": "d", "symlink": "l", "hardlink": "h"}.get(kind, "-")
-    bits = "".join(ch if mode & (1 << (8 - n)) else "-" for n, ch in enumerate("rwxrwxrwx"))
-    return letter + bits
 
 
-def _time_text(mtime_ns: int) -> str:
-    """A record's modification time, UTC, to the second."""
-    from datetime import datetime, timezone
-
-    seconds = mtime_ns // 10**9
-    try:
-        return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    except (OverflowError, OSError, ValueError):    # beyond what datetime shows
-        return str(seconds)
 
 
-def ls(out, result) -> None:
-    """One line per record, as ``ls -l`` lays it out; a database with its tables."""
-    sealed = _("sealed")
-    for entry in result.records():
-        size = "" if entry.type == "dir" else human_size(entry.size)
-        shown = shown_path(entry.path) \
-            + (f" -> {shown_path(entry.link)}" if entry.type == "symlink" else "") \
-            + (f" => {shown_path(entry.link)}" if entry.type == "hardlink" else "") \
-            + (f"  ({sealed})" if entry.needs_key() else "")
-        out.text(f"{_mode_text(entry.type, entry.mode)} {rjust(size, 10)}  "
-                 f"{_time_text(entry.mtime_ns)}  {shown}")
-        database = result.databases.get(entry.path) if entry.sqlite else None
-        if database is not None:
-            tables = database.get("tables", {})
-            out.text("    " + _("database: {tables} tables, {rows} rows, user_version "
-                              "{version}").format(tables=len(tables), rows=sum(tables.values()),
-                                                  version=database.get("user_version")))
-            for table, rows in tables.items():
-                out.text(f"      {shown_path(table)}: {rows}")
-    out.text(_("{count} entries, {size} in files ({id})").format(
-        count=result.count, size=human_size(result.size), id=result.archive_id))
-    for warning in result.warnings:
-        out.warn(warning)
 
 
-def find(out, result) -> None:
-    """Each path found, then one line per archive searched, newest first."""
-    states = {"added": _("added"), "changed": _("changed"), "unchanged": _("unchanged"),
-              "absent": _("absent")}
-    for path, history in result.histories():
-        out.text(shown_path(path))
-        for row in history:
-            when = display_time(row["timestamp"])
-            if row["state"] == "absent":
-                detail = ""
-            else:
-                detail = f"{rjust(human_size(row['size']), 10)}  {_time_text(row['mtime_ns'])}"
-            out.text(f"  {when}  {ljust(row['archive_id'], 40)} {ljust(states[row['state']], 10)}"
-                     f"{detail}")
-    out.text(ngettext("{count} path found in {archives} archive(s)",
-                      "{count} paths found in {archives} archive(s)", result.matched).format(
-        count=result.matched, archives=len(result.archives)))
-    for warning in result.warnings:
-        out.warn(warning)
 
 
-def diff(out, result) -> None:
-    """Per target: counts, then each path added (+), removed (-) or changed (M)."""
-    out.text(_("From {older} ({older_time}) to {newer} ({newer_time}):").format(
-        older=result.older["id"], older_time=display_time(result.older["timestamp"]),
-        newer=result.newer["id"], newer_time=display_time(result.newer["timestamp"])))
-    marks = {"added": "+", "removed": "-", "changed": "M"}
-    for target in result.targets:
-        counts = target.counts
-        out.text("  " + _("{target}: {added} added, {removed} removed, {changed} changed, "
-                          "{unchanged} unchanged").format(target=target.name, **counts))
-        for change in target.changes():
-            detail = ""
-            if change.action == "changed":
-                detail = f"  ({change.fields.replace(',', ', ')}"
-                if change.size_from != change.size_to:
-                    detail += f"; {human_size(change.size_from)} -> {human_size(change.size_to)}"
-                detail += ")"
-            out.text(f"    {marks[change.action]} {shown_path(change.path)}{detail}")
-    if result.databases:
-        out.text(_("Databases (rows {older} -> {newer}):").format(
-            older=result.older["id"], newer=result.newer["id"]))
-        for database in result.databases:
-            parts = [f"{shown_path(table)} {_rows(t['from'])} -> {_rows(t['to'])}"
-                     for table, t in database["tables"].items()]
-            out.text(f"  {marks[database['action']]} {shown_path(database['path'])}: "
-                     + ("; ".join(parts) if parts else _("no tables")))
-    if not result.changed:
-        out.text(_("No differences."))
-    for warning in result.warnings:
-        out.warn(warning)
 
 
-def _rows(count) -> str:
-    return "-" if count is None else str(count)
-
-
-def dump(out, result) -> None:
-    """The content itself to standard output, or a line naming the file written."""
-    if result.output is None:
-        import sys
-
-        stream = sys.stdout.buffer
-        for chunk in result.stream():
-            stream.write(chunk)
-        stream.flush()
-        return
-    e = result.extracted
-    out.text(_("Wrote {path} ({size}) from {id}: {entry}, verified by its {how}").format(
-        path=result.output, size=human_size(e.size), id=e.archive_id, entry=shown_path(e.entry.path),
-        how=e.verified_by))
 
 
 TEXT = {"pack": pack, "list": archive_list, "ls": ls, "find": find, "diff": diff,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from ..config import Settings
+from ..config import Settings, resolve_storage
 from ..errors import (EXIT_OK, ArchiveError, BrokenChain, CorruptArchive, TruncatedArchive,
                       UsageError)
 from ..fs import within
@@ -98,7 +98,13 @@ def check_destination(settings: Settings, destination: str) -> None:
     keys. Both are usage errors naming the place, before anything is read or written."""
     if destination.startswith("s3://"):
         return
-    if within(destination, settings.root) and not within(destination, settings.store):
+    # the store this command reads (--store) and the one this installation packs into
+    # (backup.storage, else ROOT/backups): packs leave the latter out
+    _, configured, _ = resolve_storage(None, settings.backup.get("storage", {}),
+                                       settings.root, settings.config_path)
+    stores = (settings.store, configured)
+    if (within(destination, settings.root)
+            and not any(within(destination, store) for store in stores)):
         raise UsageError(f"--to {destination}: inside the installation ({settings.root}); "
                          "the next pack would archive the copy (copy to a store outside it)")
     if within(destination, settings.key_dir):

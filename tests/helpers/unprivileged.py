@@ -13,6 +13,7 @@ readable by others).  A test skips, saying why, only when no such interpreter ex
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import site
@@ -78,6 +79,17 @@ class Nobody:
             os.chown(dirpath, NOBODY, NOBODY)
             for name in dirnames + filenames:
                 os.chown(os.path.join(dirpath, name), NOBODY, NOBODY, follow_symlinks=False)
+
+    def packed(self, template: Path) -> tuple[Path, Path, str]:
+        """A copy of the installation ``template`` this user owns (HOME/inst), packed by
+        this user into HOME/store: (root, store, the archive's id)."""
+        root = self.home / "inst"
+        shutil.copytree(template, root, symlinks=True)
+        self.give(root)
+        store = self.home / "store"
+        done = self.run("--root", str(root), "--store", str(store), "pack", "--json")
+        assert done.returncode in (0, 1), done.stderr
+        return root, store, json.loads(done.stdout)["id"]
 
     def run(self, *args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
         """``poppoarc ARGS`` as the unprivileged user (text output captured)."""

@@ -154,13 +154,7 @@ def test_a_live_database_this_user_cannot_read_is_unreadable_not_foreign(
     user's data/): it was refused as "a file or symlink no restored target owns; move it
     aside", even with --skip-backup.  It is the database target's, unreadable: the plan
     says so, the safety archive's refusal names it, --skip-backup replaces it."""
-    root = nobody.home / "inst"
-    shutil.copytree(installation_template("tiny"), root, symlinks=True)
-    nobody.give(root)
-    store = nobody.home / "store"
-    done = nobody.run("--root", str(root), "--store", str(store), "pack", "--json")
-    assert done.returncode in (0, 1), done.stderr
-    archive = json.loads(done.stdout)["id"]
+    root, store, archive = nobody.packed(installation_template("tiny"))
     database = root / "data/security.db"
     os.chown(database, 0, 0)
     os.chmod(database, 0o600)

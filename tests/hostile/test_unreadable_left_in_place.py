@@ -9,17 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 
 def test_unreadable_paths_the_archive_lacks_are_named_and_left(nobody, installation_template):
-    root = nobody.home / "inst"
-    shutil.copytree(installation_template("tiny"), root, symlinks=True)
-    nobody.give(root)
-    store = nobody.home / "store"
-    done = nobody.run("--root", str(root), "--store", str(store), "pack", "--json")
-    assert done.returncode in (0, 1), done.stderr
-    archive = json.loads(done.stdout)["id"]
+    root, store, archive = nobody.packed(installation_template("tiny"))
     private = root / "state/private"            # root's, made after the pack
     private.mkdir()
     (private / "notes.json").write_text("{}")

@@ -312,11 +312,11 @@ def run_block(block: str, env: dict, replacements: dict[str, str]) -> subprocess
     return subprocess.run(["bash", "-c", block], env=env, capture_output=True, text=True)
 
 
-def test_the_migration_how_to_moves_an_installation_between_two_machines(installation,
-                                                                         tmp_path):
-    """docs/migration.md followed as written: two machines with their own key directories,
-    incrementals on at the old one (so a plain `pack` would make an incremental), the
-    archive carried by `cp` where the how-to says `scp`."""
+def moving(installation: Path, tmp_path: Path):
+    """The migration how-to's two machines: the old one's root (incrementals on, so a plain
+    `pack` makes an incremental), the new one's root-to-be and temporary directory, and
+    each machine's environment (its own key directory): (old_root, new_root, new_tmp,
+    old, new)."""
     old_root, new_root, new_tmp = installation, tmp_path / "new" / "srv", tmp_path / "new-tmp"
     new_root.parent.mkdir()
     new_tmp.mkdir()
@@ -324,7 +324,15 @@ def test_the_migration_how_to_moves_an_installation_between_two_machines(install
     settings = json.loads(config.read_text())
     settings["backup"]["incremental"] = {"enabled": True}
     config.write_text(json.dumps(settings, indent=2))
-    old, new = machine(tmp_path, "old"), machine(tmp_path, "new")
+    return old_root, new_root, new_tmp, machine(tmp_path, "old"), machine(tmp_path, "new")
+
+
+def test_the_migration_how_to_moves_an_installation_between_two_machines(installation,
+                                                                         tmp_path):
+    """docs/migration.md followed as written: two machines with their own key directories,
+    incrementals on at the old one (so a plain `pack` would make an incremental), the
+    archive carried by `cp` where the how-to says `scp`."""
+    old_root, new_root, new_tmp, old, new = moving(installation, tmp_path)
     # the old machine's life before the move: a chain in its store
     earlier = subprocess.run(["poppoarc", "--root", str(old_root), "pack"], env=old,
                              capture_output=True, text=True)
@@ -390,14 +398,7 @@ def test_the_migration_how_to_moves_an_incremental_by_consolidating_it(installat
     """docs/migration.md's "An incremental you already have", followed as written: a chain
     on the old machine, `consolidate` of its newest incremental, the one file carried, then
     the new machine's block (its own key directory) restores it: the same tree."""
-    old_root, new_root, new_tmp = installation, tmp_path / "new" / "srv", tmp_path / "new-tmp"
-    new_root.parent.mkdir()
-    new_tmp.mkdir()
-    config = old_root / "config/config.json"
-    settings = json.loads(config.read_text())
-    settings["backup"]["incremental"] = {"enabled": True}
-    config.write_text(json.dumps(settings, indent=2))
-    old, new = machine(tmp_path, "old"), machine(tmp_path, "new")
+    old_root, new_root, new_tmp, old, new = moving(installation, tmp_path)
     old["POPPO_BACKUP_KEY"] = "a passphrase for the move"
     for day in (1, 2):
         packed = subprocess.run(["poppoarc", "--root", str(old_root), "pack", "--json"],

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import marshal
 import os
-import shutil
 
 import pyzstd
 import pytest
@@ -19,11 +18,11 @@ from poppoarc.format import facts as factsfmt
 from poppoarc.format import reader
 from poppoarc.format.records import encode_entry
 from poppoarc.format.chains import reference
-from poppoarc.parallel import SERIAL, TWO_PROCESS, Parallelism
+from poppoarc.parallel import SERIAL, Parallelism
 
 from poppoarc.format.entry import IndexEntry
 
-from tests.helpers import CLI, EAGER
+from tests.helpers import CLI, EAGER, incremental_four_ways
 
 
 def settings_of(cli):
@@ -79,17 +78,8 @@ def test_from_the_cache_or_from_the_index_the_same_archive(cli, fixed_pack, inst
     cli.pack("--full")
     (installation / "state" / "new.json").write_text("{}")
     (installation / "logs" / "app.log").write_text("a changed log\n")
-    cache = facts.directory(resolve(str(installation), store=str(fixed_pack.store)))
-    kept = cache.parent / "kept"
-    shutil.copytree(cache, kept)
-    archives = {}
-    for mode in (SERIAL, TWO_PROCESS):
-        for source in ("cache", "index"):
-            shutil.rmtree(cache)
-            if source == "cache":
-                shutil.copytree(kept, cache)
-            archives[mode, source] = fixed_pack(Parallelism(mode, 2, EAGER), incremental=True)
-    assert len(set(archives.values())) == 1
+    archives = incremental_four_ways(fixed_pack, installation)
+    assert len(archives) == 4 and len(set(archives.values())) == 1
 
 
 def test_reference_lines_are_the_writers(cli):

@@ -36,6 +36,18 @@ def doctor(cli) -> dict:
     return {c["id"]: c for c in report["checks"]}
 
 
+def assert_behind(cli, replica: str, missing: int, oldest: str) -> str:
+    """doctor's replicas check and the lag metric both say ``replica`` lacks ``missing``
+    archives, the oldest ``oldest``; returns the metrics text."""
+    found = doctor(cli)["replicas"]
+    assert found["status"] == "warn"
+    assert any(d.startswith(f"{replica}: behind, {missing} archives missing (oldest {oldest})")
+               for d in found["details"]), found
+    code, text, _ = cli("metrics")
+    assert f'poppoarc_replica_lag_archives{{store="{replica}",role="replica"}} {missing}' in text, text
+    return text
+
+
 def test_local_and_s3_replica_survive_an_s3_outage(cli, installation, tmp_path, s3, monkeypatch):
     local = tmp_path / "offsite"
     url = f"s3://{s3.bucket}/dr"
@@ -63,12 +75,7 @@ def test_local_and_s3_replica_survive_an_s3_outage(cli, installation, tmp_path, 
     assert code == 0
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
     monkeypatch.delenv("AWS_MAX_ATTEMPTS")
-    found = doctor(cli)["replicas"]
-    assert found["status"] == "warn"
-    assert any(d.startswith(f"{url}: behind, 2 archives missing (oldest {second['id']})")
-               for d in found["details"]), found
-    code, text, _ = cli("metrics")
-    assert f'poppoarc_replica_lag_archives{{store="{url}",role="replica"}} 2' in text, text
+    text = assert_behind(cli, url, 2, second["id"])
     assert f'poppoarc_replica_lag_archives{{store="{local}",role="replica"}} 1' in text, text
 
     # S3 is back: the next pack copies everything missing, oldest first, verified
@@ -187,7 +194,6 @@ def test_the_s3_replica_dies_mid_copy_and_the_next_pack_completes_it(
     """Issue 31's acceptance: the S3 endpoint goes away while a part of the replica's
     multipart upload is in flight (the connection is cut, then refused); the pack stands
     and names the replica, doctor shows the lag meanwhile, the next pack completes it."""
-    import signal
     import sys
     import time
 
@@ -228,12 +234,7 @@ def test_the_s3_replica_dies_mid_copy_and_the_next_pack_completes_it(
     assert objects(s3, "dr/") == [f"dr/{first['id']}{SUFFIX}"]    # nothing half-written
 
     proxy.restore()         # the endpoint is back, the replica one archive behind
-    found = doctor(cli)["replicas"]
-    assert found["status"] == "warn"
-    assert any(d.startswith(f"{url}: behind, 1 archives missing (oldest {second['id']})")
-               for d in found["details"]), found
-    code, text, _ = cli("metrics")
-    assert f'poppoarc_replica_lag_archives{{store="{url}",role="replica"}} 1' in text, text
+    assert_behind(cli, url, 1, second["id"])
 
     third = cli.pack("--no-prune")
     assert all(r["ok"] for r in third["replicas"]), third["replicas"]

@@ -18,10 +18,10 @@ from poppoarc.config import resolve
 from poppoarc.crypto import signing
 from poppoarc.format import facts as factsfmt
 from poppoarc.format.entry import IndexEntry
-from poppoarc.parallel import SERIAL, TWO_PROCESS, Parallelism
+from poppoarc.parallel import SERIAL, Parallelism
 from poppoarc.snapshot import sqlite as sqlite_snapshot
 
-from tests.helpers import CLI, EAGER
+from tests.helpers import CLI, EAGER, incremental_four_ways
 
 HISTORY = "data/poppo-history.db"
 DATABASES = {".poppo/poppo.db", "data/ccla.db", "data/ccpm/cache.sqlite3", HISTORY,
@@ -352,19 +352,13 @@ def test_serial_and_two_process_write_the_same_archive(cli, fixed_pack, installa
     and the same bytes as when it is captured and found unchanged block by block (the
     parent's index read, no cache)."""
     cli.pack("--full")
-    cache = facts.directory(resolve(str(installation), store=str(fixed_pack.store)))
-    kept = cache.parent / "kept"
-    shutil.copytree(cache, kept)
-    archives = {}
-    for mode in (SERIAL, TWO_PROCESS):
-        for source in ("cache", "index"):
-            shutil.rmtree(cache)
-            if source == "cache":
-                shutil.copytree(kept, cache)
-            copies.clear()
-            archives[mode, source] = fixed_pack(Parallelism(mode, 2, EAGER), incremental=True)
-            assert bool(copies) == (source == "index")
-    assert len(set(archives.values())) == 1
+
+    def captured_only_from_the_index(source):
+        assert bool(copies) == (source == "index")
+
+    archives = incremental_four_ways(fixed_pack, installation, before=copies.clear,
+                                     after=captured_only_from_the_index)
+    assert len(archives) == 4 and len(set(archives.values())) == 1
 
 
 def test_a_parent_record_of_another_target_is_no_base(cli, no_margin, copies, monkeypatch):

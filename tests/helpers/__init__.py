@@ -230,3 +230,28 @@ def recipient_only(cli, installation: Path, key_home: Path, offline: Path, monke
     config["backup"]["storage"]["recipients"] = [recipient]
     (installation / "config/config.json").write_text(json.dumps(config))
     return recipient
+
+
+def incremental_four_ways(fixed_pack, installation: Path, before=None, after=None) -> dict:
+    """The same incremental packed serial and two-process, its parent's facts read from the
+    facts cache and (the cache removed) from the parent's index: {(mode, source): the
+    archive's bytes}.  ``before()`` and ``after(source)`` run around each pack."""
+    from poppoarc.archives import facts
+    from poppoarc.config import resolve
+    from poppoarc.parallel import SERIAL, TWO_PROCESS, Parallelism
+
+    cache = facts.directory(resolve(str(installation), store=str(fixed_pack.store)))
+    kept = cache.parent / "kept"
+    shutil.copytree(cache, kept)
+    archives = {}
+    for mode in (SERIAL, TWO_PROCESS):
+        for source in ("cache", "index"):
+            shutil.rmtree(cache)
+            if source == "cache":
+                shutil.copytree(kept, cache)
+            if before is not None:
+                before()
+            archives[mode, source] = fixed_pack(Parallelism(mode, 2, EAGER), incremental=True)
+            if after is not None:
+                after(source)
+    return archives
